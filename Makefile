@@ -1,0 +1,57 @@
+# mlops_kit: two commands for users (README quick start), a few extras for developers.
+#   make repro   run the whole pipeline (dvc repro) on the embedded sample fleet
+#   make test    notebooks (nbdev_test), pytest, then check notebooks and modules agree
+# Both bootstrap .venv from the pinned requirements.lock on first use.
+
+PY      ?= python3.11
+VENV    := .venv
+BIN     := $(abspath $(VENV))/bin
+STAMP   := $(VENV)/.installed
+UV_VER  := 0.9.30
+# no network but the package registries: keep every tool quiet
+export MLFLOW_DISABLE_TELEMETRY=true
+export DO_NOT_TRACK=true
+export DVC_NO_ANALYTICS=1
+export PATH := $(BIN):$(PATH)
+
+.PHONY: repro test lab ui lock readme clean-outputs help
+help:  ## list targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
+
+$(STAMP): requirements.lock setup.py settings.ini
+	@test -x $(VENV)/bin/python || $(PY) -m venv $(VENV)
+	$(VENV)/bin/python -m pip install -q uv==$(UV_VER)
+	$(VENV)/bin/uv pip sync -q --python $(VENV)/bin/python requirements.lock
+	$(VENV)/bin/uv pip install -q --python $(VENV)/bin/python --no-deps -e .
+	$(VENV)/bin/python -m ipykernel install --sys-prefix --name python3 >/dev/null
+	@touch $(STAMP)
+
+repro: $(STAMP)  ## run the pipeline: dvc repro, then show where the outputs are
+	dvc repro
+	@mlops-kit outputs
+
+test: $(STAMP)  ## nbdev_test, pytest, and a check that nbdev_export/nbdev_clean change nothing
+	nbdev_test --n_workers 2
+	pytest -q -n 2 tests
+	@before=$$(find mlops_kit nbs -name '*.py' -o -name '*.ipynb' | sort | xargs sha1sum | sha1sum); \
+	nbdev_export && nbdev_clean >/dev/null; \
+	after=$$(find mlops_kit nbs -name '*.py' -o -name '*.ipynb' | sort | xargs sha1sum | sha1sum); \
+	if [ "$$before" != "$$after" ]; then echo "nbdev_export/nbdev_clean changed files: notebooks and mlops_kit/ disagree (git status shows which)"; exit 1; fi; \
+	echo "export check: notebooks and mlops_kit/ agree"
+
+lab: $(STAMP)  ## JupyterLab on 127.0.0.1
+	jupyter lab --ip 127.0.0.1 --no-browser
+
+ui: $(STAMP)  ## MLflow UI on 127.0.0.1:5000 over the embedded store
+	mlflow ui --host 127.0.0.1 --port 5000 --backend-store-uri sqlite:///mlflow.db
+
+lock: $(STAMP)  ## re-resolve requirements.in into requirements.lock (a deliberate upgrade: commit it)
+	uv pip compile -q --python-version 3.11 requirements.in -o requirements.lock --no-header --annotation-style line
+	uv pip compile -q --python-version 3.11 requirements-docs.in -c requirements.lock -o requirements-docs.lock --no-header --annotation-style line
+
+readme: $(STAMP)  ## regenerate README.md from nbs/index.ipynb (installs the pinned quarto-cli on first use)
+	uv pip install -q --python $(VENV)/bin/python -r requirements-docs.lock
+	nbdev_readme
+
+clean-outputs:  ## delete pipeline outputs (data/, reports/, metrics/ stay DVC-reproducible)
+	rm -rf data reports metrics
