@@ -50,6 +50,7 @@ ui: $(STAMP)  ## MLflow UI on 127.0.0.1:5000 over the embedded store
 
 lock: $(STAMP)  ## re-resolve requirements.in into requirements.lock (a deliberate upgrade: commit it)
 	uv pip compile -q --python-version 3.11 requirements.in -o requirements.lock --no-header --annotation-style line
+	uv pip compile -q --python-version 3.11 requirements-bench.in -c requirements.lock -o requirements-bench.lock --no-header --annotation-style line
 
 # nbdev_readme needs quarto, and quarto-cli on PyPI is an sdist that downloads its binary at install time
 # (impossible offline), so README.md is rendered by nbconvert, executing index.ipynb so its outputs are real.
