@@ -4,7 +4,7 @@
 
 # %% ../nbs/90_cli.ipynb #73cbc193
 from __future__ import annotations
-import argparse, contextlib, importlib, json, os, sys, time
+import argparse, json, os, sys, time
 from pathlib import Path
 
 from .config import ParamsError, load_params
@@ -87,10 +87,10 @@ def build_parser() -> argparse.ArgumentParser:
 # %% ../nbs/90_cli.ipynb #66f80383
 def _user_errors() -> tuple[type, ...]:
     "Exception types that mean 'your input is wrong', not 'the kit is broken'."
-    errs = [ParamsError, FileNotFoundError]
-    for mod, name in (('mlops_kit.ingest', 'IngestError'),):
-        with contextlib.suppress(ImportError): errs.append(getattr(importlib.import_module(mod), name))
-    return tuple(errs)
+    from mlops_kit.ingest import IngestError
+    from mlops_kit.validate import ValidateError
+    from mlops_kit.windows import WindowsError
+    return (ParamsError, FileNotFoundError, IngestError, ValidateError, WindowsError)
 
 def main(argv=None) -> int:
     "Console entry point: `mlops-kit COMMAND`."
