@@ -97,13 +97,15 @@ def plot_quality(q: pd.DataFrame, p: ValidateParams = ValidateParams()):
     ax.set_yticks(y, q.index, fontsize=7); ax.invert_yaxis(); ax.set_xlim(0, 1); ax.legend(loc='lower right'); ax.set_title('Signal quality per monitor (dashed: thresholds)')
     fig.tight_layout(); return fig
 
-def plot_monitor(df: pd.DataFrame, monitor_id: str):
-    "Daily median and 1-99% band of one monitor (matplotlib Figure)."
+def plot_monitor(df: pd.DataFrame, monitor_id: str, interval: str = '5min'):
+    "Daily median, 1-99% band and coverage (share of slices present) of one monitor (matplotlib Figure)."
     plt = _plt(); s = df[df.monitor_id == monitor_id].set_index('ts').value.resample('1D')
     med, lo, hi = s.median(), s.quantile(.01), s.quantile(.99)
-    fig, ax = plt.subplots(figsize=(10, 2.5))
+    cov = s.count() / (pd.Timedelta('1D') / parse_interval(interval))
+    fig, ax = plt.subplots(figsize=(10, 2.5)); ax2 = ax.twinx()
     ax.fill_between(med.index, lo, hi, alpha=.3, label='1-99%'); ax.plot(med.index, med, lw=1, label='median')
-    ax.set_title(f'{monitor_id}: daily view'); ax.legend(loc='upper left'); fig.tight_layout(); return fig
+    ax2.plot(cov.index, cov, c='grey', ls='--', lw=1, label='coverage'); ax2.set_ylim(0, 1.05); ax2.set_ylabel('coverage')
+    ax.set_title(f'{monitor_id}: daily view'); ax.legend(loc='upper left'); ax2.legend(loc='upper right'); fig.tight_layout(); return fig
 
 # %% ../nbs/03_validate.ipynb #56da589b
 MAX_PLOTS = 12
@@ -136,7 +138,7 @@ def run_validate(p: ValidateParams, root='.', signals_dir='data/signals') -> dic
     plt = _plt(); fig = plot_quality(q, p); fig.savefig(staging / 'overview.png', dpi=80); plt.close(fig)
     plots = []
     for mid in q.index[q['flags'].str.len() > 0][:MAX_PLOTS]:
-        fig = plot_monitor(df, mid); fig.savefig(staging / f'{mid}.png', dpi=80); plt.close(fig); plots.append(f'{mid}.png')
+        fig = plot_monitor(df, mid, cat[mid]['interval']); fig.savefig(staging / f'{mid}.png', dpi=80); plt.close(fig); plots.append(f'{mid}.png')
     q.assign(flags=q['flags'].str.join(' ')).to_csv(staging / 'quality.csv')
     (staging / 'index.html').write_text(_html(q, quar, plots, len(df)))
     if out.exists():
