@@ -65,7 +65,7 @@ def outputs(params='params.yaml', root='.') -> list[tuple[str, str, int]]:
     "List the pipeline's outputs: what each stage wrote, where, and how big it is."
     root, p = Path(root), load_params(Path(root)/params)
     rows = [('raw sample (PII stays here)', p.sample.out_dir), ('signals + quarantine', p.ingest.out_dir),
-            ('quality report', 'reports/validate/index.html'), ('training windows + manifest', p.windows.out_dir),
+            ('quality report (index.html)', 'reports/validate'), ('training windows + manifest', p.windows.out_dir),
             ('metrics (dvc metrics show)', 'metrics')]
     found = [(what, where, _size(root/where)) for what, where in rows if (root/where).exists()]
     print('outputs:'); [print(f"  {what:<30} {where:<34} {n/1e6:8.1f} MB") for what, where, n in found]

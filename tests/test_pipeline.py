@@ -82,7 +82,7 @@ def test_windows_cover_60_days_on_grid(run):
 def test_outputs_lists_every_stage(run, capsys):
     root, _, _ = run
     found = cli.outputs(root=root)
-    assert {w for w, _, _ in found} >= {'signals + quarantine', 'training windows + manifest', 'quality report'}
+    assert {w for w, _, _ in found} >= {'signals + quarantine', 'training windows + manifest', 'quality report (index.html)'}
     assert 'outputs:' in capsys.readouterr().out
 
 
