@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator
 from sklearn.linear_model import Ridge
+from statsmodels.tsa.holtwinters import ExponentialSmoothing
 
 # %% auto #0
 __all__ = ['FORECASTERS', 'infer_step', 'to_grid', 'slots', 'Forecaster', 'weighted_stat', 'SeasonalProfile', 'HoltWinters',
@@ -112,7 +113,6 @@ class HoltWinters(Forecaster):
         self.resolution, self.trend, self.damped, self.fit_days, self.horizon_days = resolution, trend, damped, fit_days, horizon_days
 
     def fit(self, y: pd.Series, sample_weight=None):
-        from statsmodels.tsa.holtwinters import ExponentialSmoothing
         y = self._prep(y); self.y_ = y
         res = max(pd.Timedelta(self.resolution), self.step_) if self.resolution else self.step_
         z = y[y.index > y.index[-1] - pd.Timedelta(days=self.fit_days)].resample(res).mean().interpolate(limit_direction='both')
