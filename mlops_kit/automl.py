@@ -132,8 +132,8 @@ def tune(y: pd.Series, alert_budget: float = 2.0, direction: str = 'up', budget_
     sparse, counter = _is_sparse(y, sparse_missing)
     if sparse:
         path, note, trials = 'sparse', f'{y.isna().mean():.0%} of slots empty' + (', counter' if counter else ''), pd.DataFrame()
-        det = Detector(SeasonalProfile(season='day', stat='trimmed', halflife_days=30.0), direction=direction, seasonal_scale=False,
-                       scale='poisson' if counter else 'robust')
+        prof = SeasonalProfile(season='day', stat='mean', halflife_days=30.0, level_days=0) if counter else SeasonalProfile(season='day', stat='trimmed', halflife_days=30.0)
+        det = Detector(prof, direction=direction, seasonal_scale=False, scale='poisson' if counter else 'robust')
         pol_kw = {'windows': ('1h', '2h'), 'min_count': 1, 'recovery': '2h', 'cooldown': '2h'}
     else:
         trials = search_forecasters(y, cands or candidates(), folds, budget_s, trial_budget_s, labels, t0) if y.index[-1] - y.index[0] >= (folds + 2) * day else pd.DataFrame()
@@ -146,7 +146,7 @@ def tune(y: pd.Series, alert_budget: float = 2.0, direction: str = 'up', budget_
             path, note, det = 'fallback', f'no forecaster converged ({why}): robust seasonal profile', Detector(SeasonalProfile(), direction=direction)
         pol_kw = {}
     det.fit(y)
-    z, _ = det._z(y, det.forecaster_.predict(y.index))
+    z, _, _ = det._z(y, det.forecaster_.predict(y.index))
     pt = search_policy(directed(z, direction), y.index, alert_budget, labels, **pol_kw)
     row, within = pick_policy(pt)
     det.set_params(sensitivity=float(row.sensitivity))

@@ -34,12 +34,20 @@ def robust_scale(r: np.ndarray) -> float:
     r = r[np.isfinite(r)]
     return float(1.4826 * np.median(np.abs(r - np.median(r)))) if len(r) else float('nan')
 
+def _count_z(y: pd.Series, e: pd.Series, n: int, prev: tuple | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    "Counter z-scores on trailing sums of n slots: (X - E) / sqrt(max(E, 1)); `prev` = (y, e) just before y."
+    yy, ee = (pd.concat([prev[0], y]), pd.concat([prev[1], e])) if prev is not None else (y, e)
+    X = yy.fillna(0).rolling(n, min_periods=1).sum().to_numpy(float)[-len(y):]
+    E = ee.clip(lower=0).rolling(n, min_periods=1).sum().to_numpy(float)[-len(y):]
+    s = np.sqrt(np.maximum(E, 1.0)); x, ev = y.fillna(0).to_numpy(float), e.clip(lower=0).to_numpy(float)
+    return (X - E) / s, s, (X - x) - (E - ev)          # shift: what the rest of the window already exceeds
+
 class Detector(BaseEstimator):
     "Forecast-based scoring: expected value, band from robust prediction-error scale, score in [0, 1]."
     def __init__(self, forecaster=None, sensitivity: float = 4.0, direction: str = 'both', seasonal_scale: bool = True,
-                 scale: str = 'robust', mask_flagged: bool = True):
+                 scale: str = 'robust', mask_flagged: bool = True, count_window: str = '30min'):
         self.forecaster, self.sensitivity, self.direction = forecaster, sensitivity, direction
-        self.seasonal_scale, self.scale, self.mask_flagged = seasonal_scale, scale, mask_flagged
+        self.seasonal_scale, self.scale, self.mask_flagged, self.count_window = seasonal_scale, scale, mask_flagged, count_window
 
     def _fit_scale(self, y: pd.Series, e: pd.Series):
         r = (y - e).to_numpy(float); self.bias_ = float(np.nanmedian(r)) if np.isfinite(r).any() else 0.0
@@ -49,17 +57,18 @@ class Detector(BaseEstimator):
         by = [robust_scale(r[hours == h]) if self.seasonal_scale else g for h in range(24)]
         self.scale_by_hour_ = np.maximum(np.nan_to_num(np.array(by, float), nan=g if np.isfinite(g) else self.floor_), self.floor_)
 
-    def _z(self, y: pd.Series, e: pd.Series) -> np.ndarray:
-        if self.scale == 'poisson': s = np.sqrt(np.maximum(e.to_numpy(float), 1.0))
-        else: s = self.scale_by_hour_[y.index.hour.to_numpy()]
-        return (y.to_numpy(float) - e.to_numpy(float) - (0 if self.scale == 'poisson' else self.bias_)) / s, s
+    def _z(self, y: pd.Series, e: pd.Series, prev=None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        "(z, scale, shift): the band of a point is expected - shift ± sensitivity·scale."
+        if self.scale == 'poisson': return _count_z(y, e, max(1, int(pd.Timedelta(self.count_window) / self.forecaster_.step_)), prev)
+        s = self.scale_by_hour_[y.index.hour.to_numpy()]
+        return (y.to_numpy(float) - e.to_numpy(float) - self.bias_) / s, s, np.zeros(len(y))
 
     def fit(self, y: pd.Series):
         self.forecaster_ = clone(self.forecaster if self.forecaster is not None else SeasonalProfile()).fit(y)
         y = to_grid(y, self.forecaster_.step_)
         e = self.forecaster_.predict(y.index); self._fit_scale(y, e)
         if self.mask_flagged:
-            z, _ = self._z(y, e); flagged = np.nan_to_num(np.abs(z)) > self.sensitivity
+            z, _, _ = self._z(y, e); flagged = np.nan_to_num(np.abs(z)) > self.sensitivity
             self.n_masked_ = int(flagged.sum())
             if flagged.any():
                 self.forecaster_ = clone(self.forecaster_).fit(y.mask(flagged)); e = self.forecaster_.predict(y.index)
@@ -70,11 +79,15 @@ class Detector(BaseEstimator):
 def _score_frame(self, y: pd.Series, context: pd.Series | None = None) -> pd.DataFrame:
     "Per point: expected, lower, upper, score (0..1), unusual (bool). Indexed like y."
     e = self.forecaster_.predict(y.index, context=context)
-    z, s = self._z(y, e)
-    off = 0 if self.scale == 'poisson' else self.bias_
+    prev = None
+    if self.scale == 'poisson' and context is not None and len(context):
+        c = to_grid(context, self.forecaster_.step_).iloc[-int(pd.Timedelta(self.count_window) / self.forecaster_.step_):]
+        prev = (c, self.forecaster_.predict(c.index))
+    z, s, shift = self._z(y, e, prev)
+    mid = e.to_numpy(float) + (0 if self.scale == 'poisson' else self.bias_) - shift
     zd = directed(z, self.direction)
-    out = pd.DataFrame({'expected': e.to_numpy(float) + off, 'lower': e.to_numpy(float) + off - self.sensitivity * s,
-                        'upper': e.to_numpy(float) + off + self.sensitivity * s, 'score': to_score(zd, self.sensitivity)}, index=y.index)
+    out = pd.DataFrame({'expected': e.to_numpy(float) + (0 if self.scale == 'poisson' else self.bias_), 'lower': mid - self.sensitivity * s,
+                        'upper': mid + self.sensitivity * s, 'score': to_score(zd, self.sensitivity)}, index=y.index)
     out.loc[y.isna().to_numpy(), 'score'] = np.nan
     out['unusual'] = np.nan_to_num(zd) > self.sensitivity
     return out
