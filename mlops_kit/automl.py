@@ -16,7 +16,7 @@ from .models import HoltWinters, LagRegression, SeasonalProfile, to_grid
 
 # %% auto #0
 __all__ = ['SENSITIVITIES', 'WINDOWS', 'COLUMNS', 'candidates', 'count_alerts', 'trimmed_mae', 'search_forecasters',
-           'search_policy', 'pick_policy', 'Tuned', 'tune', 'replay']
+           'search_policy', 'pick_policy', 'calibrate', 'Tuned', 'tune', 'replay']
 
 # %% ../nbs/07_automl.ipynb #54c6f842
 def candidates() -> list[tuple[str, object]]:
@@ -57,9 +57,9 @@ def _incident_mask(index: pd.DatetimeIndex, labels: pd.DataFrame | None) -> np.n
     return m
 
 # %% ../nbs/07_automl.ipynb #51522b19
-def search_forecasters(y: pd.Series, cands, folds: int = 2, budget_s: float = 2.0, trial_budget_s: float = 0.5, labels=None, t0=None) -> pd.DataFrame:
-    "Rolling-origin day-ahead trials: one row per (candidate, fold) with status, trimmed MAE and seconds."
-    t0, rows, day = t0 or time.perf_counter(), [], pd.Timedelta('1D')
+def search_forecasters(y: pd.Series, cands, folds: int = 2, budget_s: float = 2.0, trial_budget_s: float = 0.5, labels=None, t0=None) -> tuple[pd.DataFrame, dict]:
+    "Rolling-origin day-ahead trials: (one row per (candidate, fold) with status, trimmed MAE and seconds; {name: out-of-sample errors})."
+    t0, rows, day, errs = t0 or time.perf_counter(), [], pd.Timedelta('1D'), {}
     end = y.index[-1].normalize() + (day if y.index[-1] + (y.index[1] - y.index[0]) >= y.index[-1].normalize() + day else pd.Timedelta(0))
     inc = _incident_mask(y.index, labels)
     for name, est in cands:
@@ -72,13 +72,14 @@ def search_forecasters(y: pd.Series, cands, folds: int = 2, budget_s: float = 2.
                 pred = clone(est).fit(tr).predict(va.index)
                 err = (va - pred).to_numpy(float); err[inc[(y.index >= origin) & (y.index < origin + day)]] = np.nan
                 mae, status = trimmed_mae(err), 'ok'
+                errs.setdefault(name, []).append(pd.Series(err, index=va.index))
                 if not np.isfinite(mae): status, mae = 'failed: no finite error', np.nan
             except Exception as e:  # logged per trial by design: one bad candidate must not sink the search
                 mae, status = np.nan, f'failed: {type(e).__name__}: {e}'[:200]
             sec = time.perf_counter() - t
             if sec > trial_budget_s and status == 'ok': status, mae = f'timeout: {sec:.2f}s > {trial_budget_s}s', np.nan
             rows.append(row | {'status': status, 'mae': mae, 'seconds': sec})
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows), {k: pd.concat(v) for k, v in errs.items()}
 
 # %% ../nbs/07_automl.ipynb #264fe920
 def search_policy(zd: np.ndarray, index: pd.DatetimeIndex, alert_budget: float, labels=None, sensitivities=SENSITIVITIES, windows=WINDOWS,
@@ -107,6 +108,14 @@ def pick_policy(t: pd.DataFrame) -> tuple[pd.Series, bool]:
     return order.iloc[0], True
 
 # %% ../nbs/07_automl.ipynb #03d35dfd
+def calibrate(det: Detector, oos: pd.Series, y: pd.Series) -> Detector:
+    "Widen the detector's error scale to match its out-of-sample z-scores (spread >= 1); refit."
+    z = (oos.to_numpy(float) - det.bias_) / det.scale_by_hour_[oos.index.hour.to_numpy()]
+    from mlops_kit.detect import robust_scale
+    ratio = robust_scale(z)
+    return det.set_params(scale_factor=round(float(ratio), 3)).fit(y) if np.isfinite(ratio) and ratio > 1 else det
+
+# %% ../nbs/07_automl.ipynb #1895fa7f
 @dataclass
 class Tuned:
     "The result of `tune` for one monitor."
@@ -124,7 +133,7 @@ def _is_sparse(y: pd.Series, sparse_missing: float) -> tuple[bool, bool]:
     counter = bool(len(v)) and bool(np.all(v >= 0) and np.all(np.mod(v, 1) == 0))
     return (y.isna().mean() > sparse_missing) or (counter and len(v) and (v == 0).mean() > 0.5), counter
 
-# %% ../nbs/07_automl.ipynb #b0323c64
+# %% ../nbs/07_automl.ipynb #ad3cdced
 def tune(y: pd.Series, alert_budget: float = 2.0, direction: str = 'up', budget_s: float = 2.0, trial_budget_s: float = 0.5,
          folds: int = 2, labels: pd.DataFrame | None = None, sparse_missing: float = 0.5, cands=None) -> Tuned:
     "AutoML for one monitor: forecaster search, then policy search within the alert budget; sparse path and fallback."
@@ -136,7 +145,7 @@ def tune(y: pd.Series, alert_budget: float = 2.0, direction: str = 'up', budget_
         det = Detector(prof, direction=direction, seasonal_scale=False, scale='poisson' if counter else 'robust')
         pol_kw = {'windows': ('1h', '2h'), 'min_count': 1, 'recovery': '2h', 'cooldown': '2h'}
     else:
-        trials = search_forecasters(y, cands or candidates(), folds, budget_s, trial_budget_s, labels, t0) if y.index[-1] - y.index[0] >= (folds + 2) * day else pd.DataFrame()
+        trials, oos = search_forecasters(y, cands or candidates(), folds, budget_s, trial_budget_s, labels, t0) if y.index[-1] - y.index[0] >= (folds + 2) * day else (pd.DataFrame(), {})
         ok = trials[trials.status == 'ok'].groupby('name').filter(lambda g: len(g) == folds) if len(trials) else trials
         if len(ok):
             best = ok.groupby('name', sort=False).mae.mean().idxmin(); path, note = 'search', f'{best} (day-ahead trimmed MAE {ok[ok.name == best].mae.mean():.4g})'
@@ -146,6 +155,7 @@ def tune(y: pd.Series, alert_budget: float = 2.0, direction: str = 'up', budget_
             path, note, det = 'fallback', f'no forecaster converged ({why}): robust seasonal profile', Detector(SeasonalProfile(), direction=direction)
         pol_kw = {}
     det.fit(y)
+    if path == 'search': det = calibrate(det, oos[best], y)
     z, _, _ = det._z(y, det.forecaster_.predict(y.index))
     pt = search_policy(directed(z, direction), y.index, alert_budget, labels, **pol_kw)
     row, within = pick_policy(pt)
@@ -154,7 +164,7 @@ def tune(y: pd.Series, alert_budget: float = 2.0, direction: str = 'up', budget_
     if not within: note += f'; over the alert budget: quietest policy gives {row.alerts_per_day:.2f}/day'
     return Tuned(det, policy, pd.concat([trials, pt], ignore_index=True), path, note, float(row.alerts_per_day), time.perf_counter() - t0)
 
-# %% ../nbs/07_automl.ipynb #9791470f
+# %% ../nbs/07_automl.ipynb #94eb4e50
 COLUMNS = ['expected', 'lower', 'upper', 'score', 'unusual', 'alert']
 
 def _blank(index) -> pd.DataFrame:

@@ -45,9 +45,10 @@ def _count_z(y: pd.Series, e: pd.Series, n: int, prev: tuple | None = None) -> t
 class Detector(BaseEstimator):
     "Forecast-based scoring: expected value, band from robust prediction-error scale, score in [0, 1]."
     def __init__(self, forecaster=None, sensitivity: float = 4.0, direction: str = 'both', seasonal_scale: bool = True,
-                 scale: str = 'robust', mask_flagged: bool = True, count_window: str = '30min'):
+                 scale: str = 'robust', mask_flagged: bool = True, count_window: str = '30min', scale_factor: float = 1.0):
         self.forecaster, self.sensitivity, self.direction = forecaster, sensitivity, direction
         self.seasonal_scale, self.scale, self.mask_flagged, self.count_window = seasonal_scale, scale, mask_flagged, count_window
+        self.scale_factor = scale_factor
 
     def _fit_scale(self, y: pd.Series, e: pd.Series):
         r = (y - e).to_numpy(float); self.bias_ = float(np.nanmedian(r)) if np.isfinite(r).any() else 0.0
@@ -55,7 +56,7 @@ class Detector(BaseEstimator):
         self.floor_ = max(0.25 * g if np.isfinite(g) else 0.0, 0.01 * level, 1e-9)
         hours = y.index.hour.to_numpy()
         by = [robust_scale(r[hours == h]) if self.seasonal_scale else g for h in range(24)]
-        self.scale_by_hour_ = np.maximum(np.nan_to_num(np.array(by, float), nan=g if np.isfinite(g) else self.floor_), self.floor_)
+        self.scale_by_hour_ = self.scale_factor * np.maximum(np.nan_to_num(np.array(by, float), nan=g if np.isfinite(g) else self.floor_), self.floor_)
 
     def _z(self, y: pd.Series, e: pd.Series, prev=None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         "(z, scale, shift): the band of a point is expected - shift ± sensitivity·scale."
