@@ -10,7 +10,7 @@ from pathlib import Path
 from .config import ParamsError, load_params
 
 # %% auto #0
-__all__ = ['COMMANDS', 'sample', 'ingest', 'validate', 'windows', 'params', 'outputs', 'build_parser', 'main']
+__all__ = ['COMMANDS', 'sample', 'ingest', 'validate', 'windows', 'params', 'outputs', 'bench', 'build_parser', 'main']
 
 # %% ../nbs/90_cli.ipynb #a20b8fa8
 def _say(stage: str, started: float, text: str):
@@ -72,7 +72,13 @@ def outputs(params='params.yaml', root='.') -> list[tuple[str, str, int]]:
     return found
 
 # %% ../nbs/90_cli.ipynb #10f03094
-COMMANDS = {f.__name__: f for f in (sample, ingest, validate, windows, params, outputs)}
+def bench(what: str = 'models', params='params.yaml', root='.', monitors: int | None = None, peers: str | None = None):
+    "Benchmarks, measured side by side in one run. `bench models`: the kit's AutoML vs Prophet, AutoETS, ExponentialSmoothing."
+    from mlops_kit.bench import run_bench_models
+    p = load_params(Path(root)/params)
+    return run_bench_models(root, p.windows.out_dir, f'{p.sample.out_dir}/incidents.csv', peers.split(',') if peers else None, monitors)
+
+COMMANDS = {f.__name__: f for f in (sample, ingest, validate, windows, params, outputs, bench)}
 
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog='mlops-kit', description='mlops_kit: level-1 MLOps for monitoring signals. '
@@ -81,7 +87,12 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument('--root', default='.', help='project root that relative paths start from (default: %(default)s)')
     ap.add_argument('--traceback', action='store_true', help='show the full traceback on errors')
     sub = ap.add_subparsers(dest='command', required=True, metavar='COMMAND')
-    for name, f in COMMANDS.items(): sub.add_parser(name, help=f.__doc__, description=f.__doc__)
+    for name, f in COMMANDS.items():
+        sp = sub.add_parser(name, help=f.__doc__.split('. ')[0], description=f.__doc__)
+        if name == 'bench':
+            sp.add_argument('what', choices=['models'], help='what to benchmark')
+            sp.add_argument('--monitors', type=int, default=None, help='only the first N monitors (default: all)')
+            sp.add_argument('--peers', default=None, help='comma-separated subset of: prophet, autoets, ets (default: all installed)')
     return ap
 
 # %% ../nbs/90_cli.ipynb #66f80383
@@ -95,7 +106,8 @@ def _user_errors() -> tuple[type, ...]:
 def main(argv=None) -> int:
     "Console entry point: `mlops-kit COMMAND`."
     a = build_parser().parse_args(argv)
-    try: COMMANDS[a.command](params=a.params, root=a.root)
+    extra = {k: getattr(a, k) for k in ('what', 'monitors', 'peers') if hasattr(a, k)}
+    try: COMMANDS[a.command](params=a.params, root=a.root, **extra)
     except _user_errors() as e:
         if a.traceback or os.environ.get('MLOPS_KIT_TRACEBACK'): raise
         print(f"mlops-kit {a.command}: error: {e}", file=sys.stderr)

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator, clone
 
-from .models import SeasonalProfile, infer_step, to_grid
+from .models import SeasonalProfile, hours, infer_step, to_grid
 
 # %% auto #0
 __all__ = ['DIRECTIONS', 'directed', 'to_score', 'robust_scale', 'Detector', 'AlertPolicy', 'static_frame', 'static_policy',
@@ -54,14 +54,14 @@ class Detector(BaseEstimator):
         r = (y - e).to_numpy(float); self.bias_ = float(np.nanmedian(r)) if np.isfinite(r).any() else 0.0
         g = robust_scale(r); level = float(np.nanmedian(np.abs(y))) if y.notna().any() else 1.0
         self.floor_ = max(0.25 * g if np.isfinite(g) else 0.0, 0.01 * level, 1e-9)
-        hours = y.index.hour.to_numpy()
-        by = [robust_scale(r[hours == h]) if self.seasonal_scale else g for h in range(24)]
+        hrs = hours(y.index)
+        by = [robust_scale(r[hrs == h]) if self.seasonal_scale else g for h in range(24)]
         self.scale_by_hour_ = self.scale_factor * np.maximum(np.nan_to_num(np.array(by, float), nan=g if np.isfinite(g) else self.floor_), self.floor_)
 
     def _z(self, y: pd.Series, e: pd.Series, prev=None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         "(z, scale, shift): the band of a point is expected - shift ± sensitivity·scale."
         if self.scale == 'poisson': return _count_z(y, e, max(1, int(pd.Timedelta(self.count_window) / self.forecaster_.step_)), prev)
-        s = self.scale_by_hour_[y.index.hour.to_numpy()]
+        s = self.scale_by_hour_[hours(y.index)]
         return (y.to_numpy(float) - e.to_numpy(float) - self.bias_) / s, s, np.zeros(len(y))
 
     def fit(self, y: pd.Series):
