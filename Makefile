@@ -14,7 +14,7 @@ export DO_NOT_TRACK=true
 export DVC_NO_ANALYTICS=1
 export PATH := $(BIN):$(PATH)
 
-.PHONY: repro test lab ui lock readme clean-outputs help
+.PHONY: repro test bench lab ui lock readme clean-outputs help
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
 
@@ -41,6 +41,10 @@ test: $(STAMP)  ## nbdev_test, pytest, and a check that nbdev_export/nbdev_clean
 	@cp README.md .README.before && $(MAKE) -s readme >/dev/null 2>&1; \
 	if ! cmp -s README.md .README.before; then mv .README.before README.md; echo "README.md is stale: run make readme and commit it"; exit 1; fi; \
 	rm -f .README.before; echo "readme check: README.md matches nbs/index.ipynb"
+
+bench: $(STAMP)  ## benchmark the kit's AutoML against Prophet/AutoETS/ExponentialSmoothing (adds requirements-bench.lock to .venv; needs make repro first)
+	$(VENV)/bin/uv pip install -q --python $(VENV)/bin/python -r requirements-bench.lock
+	mlops-kit bench models
 
 lab: $(STAMP)  ## JupyterLab on 127.0.0.1
 	jupyter lab --ip 127.0.0.1 --no-browser

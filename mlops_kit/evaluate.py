@@ -69,7 +69,7 @@ def evaluate_fleet(train: pd.DataFrame, holdout: pd.DataFrame, incidents: pd.Dat
     rows = {}
     for mid in tqdm(ids, desc='evaluate', disable=not progress):
         a, b = (d[d.monitor_id == mid].set_index('ts').value for d in (train, holdout))
-        inc = incidents[incidents.monitor_id == mid] if incidents is not None else None
+        inc = incidents[(incidents.monitor_id == mid) & (incidents.end > b.index[0]) & (incidents.start <= b.index[-1])] if incidents is not None else None
         rows[mid], _ = evaluate_monitor(a, b, inc, **kw)
     t = pd.DataFrame.from_dict(rows, orient='index').rename_axis('monitor_id')
     return t, summarize(t)

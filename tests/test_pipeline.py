@@ -118,3 +118,14 @@ def test_dvc_repro_noop_and_backfill(tmp_path):
     assert "Running stage 'windows'" in out and "Running stage 'ingest'" not in out, out
     man2 = json.loads((tmp_path / 'data/windows/manifest.json').read_text())
     assert man2['as_of'] == older
+
+
+def test_bench_models_on_pipeline_windows(run):
+    "`mlops-kit bench models` reads the windows and labels the pipeline wrote; peers that are not installed are skipped, never faked."
+    root, _, _ = run
+    tab = cli.bench('models', root=root, monitors=2, peers='ets')
+    assert list(tab.index) == ['kit (AutoML, daily refit)', 'kit (single fit)', 'statsmodels ExponentialSmoothing']
+    assert (tab.median_s_per_monitor > 0).all() and tab.loc['kit (AutoML, daily refit)', 'x_kit_time'] == 1.0
+    assert (root / 'reports/bench/models.md').read_text().count('\n|') == 5   # header, rule, three models
+    per = pd.read_csv(root / 'reports/bench/models.csv')
+    assert per.monitor_id.nunique() == 2 and len(per) == 6
