@@ -143,6 +143,8 @@ def tune(y: pd.Series, alert_budget: float = 2.0, direction: str = 'up', budget_
         return _tune(y, alert_budget, direction, budget_s, trial_budget_s, folds, search_days, labels, sparse_missing, cands)
 
 def _tune(y, alert_budget, direction, budget_s, trial_budget_s, folds, search_days, labels, sparse_missing, cands) -> Tuned:
+    if len(y) < 2 or y.notna().sum() < 2:
+        raise ValueError(f"tune: the series has {int(y.notna().sum())} observed value(s) in {len(y)} timestamp(s); need at least 2 observed values")
     t0 = time.perf_counter(); y = to_grid(y); day = pd.Timedelta('1D')
     sparse, counter = _is_sparse(y, sparse_missing)
     if sparse:
@@ -180,8 +182,8 @@ def _blank(index) -> pd.DataFrame:
 
 def replay(y: pd.Series, start=None, refit: str = '1D', retune: str = '7D', min_history: str = '14D', window: str = '60D', **tune_kw) -> pd.DataFrame:
     "Walk-forward scores and alerts, each computed only from data before it (plus the point itself). Indexed like y."
+    if len(y) < 2 or y.notna().sum() < 2: return _blank(y.index)      # nothing to learn from: no output, no alert
     g = to_grid(y); out = _blank(g.index); first = g.first_valid_index()
-    if first is None: return _blank(y.index)
     rf, rt = pd.Timedelta(refit), pd.Timedelta(retune)
     t = (first + pd.Timedelta(min_history)).ceil('1D')
     if start is not None: t = max(t, pd.Timestamp(start).tz_convert(g.index.tz) if g.index.tz else pd.Timestamp(start))

@@ -13,8 +13,8 @@ from sklearn.base import BaseEstimator, clone
 from .models import SeasonalProfile, hours, infer_step, to_grid
 
 # %% auto #0
-__all__ = ['DIRECTIONS', 'directed', 'to_score', 'robust_scale', 'Detector', 'AlertPolicy', 'static_frame', 'static_policy',
-           'forecast_errors', 'alert_stats', 'match_incidents']
+__all__ = ['DIRECTIONS', 'MAX_MASKED', 'directed', 'to_score', 'robust_scale', 'Detector', 'AlertPolicy', 'static_frame',
+           'static_policy', 'forecast_errors', 'alert_stats', 'match_incidents']
 
 # %% ../nbs/06_detect.ipynb #bb7dc424
 DIRECTIONS = ('up', 'down', 'both')
@@ -34,11 +34,13 @@ def robust_scale(r: np.ndarray) -> float:
     r = r[np.isfinite(r)]
     return float(1.4826 * np.median(np.abs(r - np.median(r)))) if len(r) else float('nan')
 
+MAX_MASKED = 0.1   # share of observed points the refit may leave out
+
 def _count_z(y: pd.Series, e: pd.Series, n: int, prev: tuple | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     "Counter z-scores on trailing sums of n slots: (X - E) / sqrt(max(E, 1)); `prev` = (y, e) just before y."
     yy, ee = (pd.concat([prev[0], y]), pd.concat([prev[1], e])) if prev is not None else (y, e)
     X = yy.fillna(0).rolling(n, min_periods=1).sum().to_numpy(float)[-len(y):]
-    E = ee.clip(lower=0).rolling(n, min_periods=1).sum().to_numpy(float)[-len(y):]
+    E = ee.clip(lower=0).where(yy.notna(), 0).rolling(n, min_periods=1).sum().to_numpy(float)[-len(y):]   # only slots with data
     s = np.sqrt(np.maximum(E, 1.0)); x, ev = y.fillna(0).to_numpy(float), e.clip(lower=0).to_numpy(float)
     return (X - E) / s, s, (X - x) - (E - ev)          # shift: what the rest of the window already exceeds
 
@@ -68,10 +70,11 @@ class Detector(BaseEstimator):
         self.forecaster_ = clone(self.forecaster if self.forecaster is not None else SeasonalProfile()).fit(y)
         y = to_grid(y, self.forecaster_.step_)
         e = self.forecaster_.predict(y.index); self._fit_scale(y, e)
+        self.n_masked_ = 0
         if self.mask_flagged:
-            z, _, _ = self._z(y, e); flagged = np.nan_to_num(np.abs(z)) > self.sensitivity
-            self.n_masked_ = int(flagged.sum())
-            if flagged.any():
+            z, _, _ = self._z(y, e); flagged = np.nan_to_num(directed(z, self.direction)) > self.sensitivity
+            if flagged.any() and flagged.sum() <= MAX_MASKED * y.notna().sum():   # more than that: the model is wrong, not the data
+                self.n_masked_ = int(flagged.sum())
                 self.forecaster_ = clone(self.forecaster_).fit(y.mask(flagged)); e = self.forecaster_.predict(y.index)
                 self._fit_scale(y.mask(flagged), e)
         return self
