@@ -32,7 +32,7 @@ repro: $(STAMP)  ## run the pipeline: dvc repro, then show where the outputs are
 
 test: $(STAMP)  ## nbdev_test, pytest, and a check that nbdev_export/nbdev_clean change nothing
 	nbdev_test --n_workers 2
-	pytest -q -n 2 tests
+	pytest -q -n 2 --dist loadfile tests
 	@before=$$(find mlops_kit nbs -name '*.py' -o -name '*.ipynb' | sort | xargs sha1sum | sha1sum); \
 	nbdev_export && nbdev_clean >/dev/null; \
 	after=$$(find mlops_kit nbs -name '*.py' -o -name '*.ipynb' | sort | xargs sha1sum | sha1sum); \

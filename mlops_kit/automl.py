@@ -180,17 +180,17 @@ def _blank(index) -> pd.DataFrame:
     out = pd.DataFrame(np.nan, index=index, columns=COLUMNS[:4]); out['unusual'] = False; out['alert'] = False
     return out
 
-def replay(y: pd.Series, start=None, refit: str = '1D', retune: str = '7D', min_history: str = '14D', window: str = '60D', **tune_kw) -> pd.DataFrame:
-    "Walk-forward scores and alerts, each computed only from data before it (plus the point itself). Indexed like y."
+def replay(y: pd.Series, start=None, refit: str = '1D', retune: str = '7D', min_history: str = '14D', window: str = '60D', tuned: Tuned | None = None, **tune_kw) -> pd.DataFrame:
+    "Walk-forward scores and alerts, each computed only from data before it (plus the point itself). Indexed like y. Pass `tuned` to keep one tuned configuration (refit only)."
     if len(y) < 2 or y.notna().sum() < 2: return _blank(y.index)      # nothing to learn from: no output, no alert
     g = to_grid(y); out = _blank(g.index); first = g.first_valid_index()
     rf, rt = pd.Timedelta(refit), pd.Timedelta(retune)
     t = (first + pd.Timedelta(min_history)).ceil('1D')
     if start is not None: t = max(t, pd.Timestamp(start).tz_convert(g.index.tz) if g.index.tz else pd.Timestamp(start))
-    tuned, last = None, None
+    fixed, last = tuned is not None, None
     while t <= g.index[-1]:
         clean = g[(g.index < t) & (g.index >= t - pd.Timedelta(window))].mask(out.unusual)
-        if tuned is None or t - last >= rt: tuned, last = tune(clean, **tune_kw), t; det = tuned.detector
+        if not fixed and (tuned is None or t - last >= rt): tuned, last = tune(clean, **tune_kw), t; det = tuned.detector
         else: det = clone(tuned.detector).fit(clean)
         seg = g[(g.index >= t) & (g.index < t + rf)]
         out.loc[seg.index, COLUMNS[:5]] = det.score_frame(seg, context=clean).to_numpy(object)

@@ -10,7 +10,8 @@ from pathlib import Path
 from .config import ParamsError, load_params
 
 # %% auto #0
-__all__ = ['COMMANDS', 'sample', 'ingest', 'validate', 'windows', 'params', 'outputs', 'bench', 'build_parser', 'main']
+__all__ = ['COMMANDS', 'sample', 'ingest', 'validate', 'windows', 'params', 'outputs', 'train', 'evaluate', 'fleet_summary',
+           'runs', 'bench', 'build_parser', 'main']
 
 # %% ../nbs/90_cli.ipynb #a20b8fa8
 def _say(stage: str, started: float, text: str):
@@ -66,10 +67,66 @@ def outputs(params='params.yaml', root='.') -> list[tuple[str, str, int]]:
     root, p = Path(root), load_params(Path(root)/params)
     rows = [('raw sample (PII stays here)', p.sample.out_dir), ('signals + quarantine', p.ingest.out_dir),
             ('quality report (index.html)', 'reports/validate'), ('training windows + manifest', p.windows.out_dir),
-            ('metrics (dvc metrics show)', 'metrics')]
+            ('fleet bundle + trial log', p.train.out_dir), ('train notebook + plots', 'reports/train'),
+            ('evaluate notebook + plots', 'reports/evaluate'), ('metrics (dvc metrics show)', 'metrics')]
     found = [(what, where, _size(root/where)) for what, where in rows if (root/where).exists()]
     print('outputs:'); [print(f"  {what:<30} {where:<34} {n/1e6:8.1f} MB") for what, where, n in found]
+    if (root/'metrics/evaluate.json').exists(): print('fleet: ' + fleet_summary(json.loads((root/'metrics/evaluate.json').read_text())))
+    if (root/p.train.out_dir/'run.json').exists():
+        r = json.loads((root/p.train.out_dir/'run.json').read_text())
+        print(f"MLflow: run {r['run_id']} in {r['tracking_uri']} (make ui; mlops-kit runs compare)")
     return found
+
+# %% ../nbs/90_cli.ipynb #53808200
+def train(params='params.yaml', root='.') -> dict:
+    "Run nbs/pipeline/train.ipynb: AutoML for every monitor, the fleet bundle, metrics, plots, the MLflow run."
+    from mlops_kit.pipeline import log_notebook, read_run, run_notebook
+    t, p = time.perf_counter(), load_params(Path(root)/params)
+    nb = run_notebook('train', root, {**p.train.model_dump(), 'windows_dir': p.windows.out_dir},
+                      outputs=[p.train.out_dir, 'reports/train', 'metrics/train.json'])
+    log_notebook(run := read_run(Path(root)/p.train.out_dir/'run.json'), nb)
+    m = json.loads((Path(root)/'metrics/train.json').read_text())
+    _say('train', t, f"{m['tuned']} monitors tuned, {m['not_tuned']} not · MLflow run {run['run_id'][:8]} → {p.train.out_dir}/, reports/train/")
+    return m
+
+def evaluate(params='params.yaml', root='.') -> dict:
+    "Run nbs/pipeline/evaluate.ipynb: replay the holdout with the bundle vs the static baseline; fleet metrics and plots."
+    from mlops_kit.pipeline import log_notebook, read_run, run_notebook
+    t, p = time.perf_counter(), load_params(Path(root)/params)
+    nb = run_notebook('evaluate', root, {**p.evaluate.model_dump(), 'windows_dir': p.windows.out_dir, 'models_dir': p.train.out_dir},
+                      outputs=['reports/evaluate', 'metrics/evaluate.json'])
+    log_notebook(read_run(Path(root)/p.train.out_dir/'run.json'), nb)
+    m = json.loads((Path(root)/'metrics/evaluate.json').read_text())
+    _say('evaluate', t, fleet_summary(m))
+    return m
+
+def fleet_summary(m: dict) -> str:
+    "One line: monitors, alerts before → after, noisy monitors, recall, where the report is."
+    return (f"{m['monitors']} monitors · static {m['static_alerts']} alerts → {m['alerts']} ({-m['alert_reduction']:+.0%}) over {m['holdout_days']:g} holdout days · "
+            f"noisy {m['noisy_monitors']} → {m['noisy_after']} · recall {m['recall']:.2f} (static {m['static_recall']:.2f}) · report: reports/evaluate/")
+
+# %% ../nbs/90_cli.ipynb #25e8f2c1
+def runs(action: str = 'list', params='params.yaml', root='.', run_ids=None, n: int = 10):
+    "Pipeline runs in MLflow: `runs list` (latest n) or `runs compare [A B]` (params and metrics side by side; default: the two latest)."
+    from mlops_kit.tracking import compare_runs, latest_runs, tracking_uri
+    p = load_params(Path(root)/params).train; uri = tracking_uri(p.tracking_uri, root)
+    if action == 'compare':
+        ids = list(run_ids or [])
+        if len(ids) not in (0, 2): raise ValueError(f"runs compare takes two run ids or none (the two latest), got {len(ids)}")
+        if not ids:
+            ids = latest_runs(uri, p.experiment, 2)[::-1]
+            if len(ids) < 2: raise FileNotFoundError(f"experiment {p.experiment!r} has {len(ids)} run(s); compare needs two (try `dvc exp run -S train.alert_budget=1.5`)")
+        t = compare_runs(ids[0], ids[1], uri)
+        print(f"A = {ids[0]}\nB = {ids[1]}\n" + (t.to_string(index=False) if len(t) else 'no differences'))
+        return t
+    import mlflow
+    mlflow.set_tracking_uri(uri)
+    e = mlflow.get_experiment_by_name(p.experiment)
+    if e is None: raise FileNotFoundError(f"no MLflow experiment {p.experiment!r} at {uri}; run `make repro` first")
+    cols = ['run_id', 'start_time', 'status', 'tags.dvc_exp_name', 'tags.git_sha', 'params.train.alert_budget', 'metrics.eval.alerts_per_day', 'metrics.eval.recall']
+    df = mlflow.search_runs([e.experiment_id], order_by=['attributes.start_time DESC'], max_results=n)
+    t = df.reindex(columns=cols).assign(run_id=lambda d: d.run_id.str[:12], **{'tags.git_sha': lambda d: d['tags.git_sha'].str[:8]})
+    print(t.to_string(index=False) if len(t) else 'no runs yet'); return t
 
 # %% ../nbs/90_cli.ipynb #10f03094
 def bench(what: str = 'models', params='params.yaml', root='.', monitors: int | None = None, peers: str | None = None):
@@ -78,11 +135,11 @@ def bench(what: str = 'models', params='params.yaml', root='.', monitors: int | 
     p = load_params(Path(root)/params)
     return run_bench_models(root, p.windows.out_dir, f'{p.sample.out_dir}/incidents.csv', peers.split(',') if peers else None, monitors)
 
-COMMANDS = {f.__name__: f for f in (sample, ingest, validate, windows, params, outputs, bench)}
+COMMANDS = {f.__name__: f for f in (sample, ingest, validate, windows, train, evaluate, params, outputs, runs, bench)}
 
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog='mlops-kit', description='mlops_kit: level-1 MLOps for monitoring signals. '
-                                 'Pipeline stages (run by `dvc repro`): sample, ingest, validate, windows.')
+                                 'Pipeline stages (run by `dvc repro`): sample, ingest, validate, windows, train, evaluate.')
     ap.add_argument('--params', default='params.yaml', help='params file (default: %(default)s)')
     ap.add_argument('--root', default='.', help='project root that relative paths start from (default: %(default)s)')
     ap.add_argument('--traceback', action='store_true', help='show the full traceback on errors')
@@ -93,6 +150,10 @@ def build_parser() -> argparse.ArgumentParser:
             sp.add_argument('what', choices=['models'], help='what to benchmark')
             sp.add_argument('--monitors', type=int, default=None, help='only the first N monitors (default: all)')
             sp.add_argument('--peers', default=None, help='comma-separated subset of: prophet, autoets, ets (default: all installed)')
+        if name == 'runs':
+            sp.add_argument('action', choices=['list', 'compare'], help='list the latest runs, or compare two')
+            sp.add_argument('run_ids', nargs='*', help='compare: two MLflow run ids (default: the two latest runs)')
+            sp.add_argument('-n', type=int, default=10, help='list: how many runs (default: %(default)s)')
     return ap
 
 # %% ../nbs/90_cli.ipynb #66f80383
@@ -101,12 +162,13 @@ def _user_errors() -> tuple[type, ...]:
     from mlops_kit.ingest import IngestError
     from mlops_kit.validate import ValidateError
     from mlops_kit.windows import WindowsError
-    return (ParamsError, FileNotFoundError, IngestError, ValidateError, WindowsError)
+    from mlops_kit.pipeline import StageError
+    return (ParamsError, FileNotFoundError, IngestError, ValidateError, WindowsError, StageError)
 
 def main(argv=None) -> int:
     "Console entry point: `mlops-kit COMMAND`."
     a = build_parser().parse_args(argv)
-    extra = {k: getattr(a, k) for k in ('what', 'monitors', 'peers') if hasattr(a, k)}
+    extra = {k: getattr(a, k) for k in ('what', 'monitors', 'peers', 'action', 'run_ids', 'n') if hasattr(a, k)}
     try: COMMANDS[a.command](params=a.params, root=a.root, **extra)
     except _user_errors() as e:
         if a.traceback or os.environ.get('MLOPS_KIT_TRACEBACK'): raise

@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 # %% auto #0
 __all__ = ['Agg', 'parse_interval', 'SampleParams', 'SourceSpec', 'MonitorSpec', 'IngestParams', 'ValidateParams',
-           'WindowsParams', 'Params', 'ParamsError', 'load_params']
+           'WindowsParams', 'TrainParams', 'EvaluateParams', 'Params', 'ParamsError', 'load_params']
 
 # %% ../nbs/00_config.ipynb #e83e0176
 def parse_interval(s: str) -> pd.Timedelta:
@@ -127,6 +127,34 @@ class WindowsParams(_Section):
         if self.min_days > self.days: raise ValueError(f"min_days ({self.min_days}) must be <= days ({self.days})")
         return self
 
+# %% ../nbs/00_config.ipynb #cfg_train
+class TrainParams(_Section):
+    "AutoML for every monitor -> fleet bundle, tracked in MLflow (stage `train`)."
+    alert_budget: float = Field(2.0, gt=0)          # alerts/day the policy may spend on normal data
+    direction: Literal['up', 'down', 'both'] = 'up'
+    budget_s: float = Field(2.0, gt=0)              # total AutoML seconds per monitor
+    trial_budget_s: float = Field(0.5, gt=0)        # seconds per candidate fit
+    folds: int = Field(2, ge=1, le=10)
+    search_days: float = Field(21.0, ge=3)
+    workers: int = Field(2, ge=0)                   # processes; 0 = all cores
+    plot_monitors: int = Field(24, ge=0)            # per-monitor plots, noisiest first
+    out_dir: str = 'models'
+    tracking_uri: Optional[str] = None              # None: $MLFLOW_TRACKING_URI, else sqlite:///<repo>/mlflow.db
+    experiment: str = Field('mlops_kit', min_length=1)
+
+class EvaluateParams(_Section):
+    "Replay the holdout with the bundle vs the static baseline (stage `evaluate`)."
+    noisy_per_day: float = Field(4.0, gt=0)          # a monitor is noisy when the static baseline fires more than this
+    static_k: float = Field(3.0, gt=0)              # the baseline users run today: window mean + k·sigma
+    refit: str = '1D'
+    labels: Optional[str] = 'data/sample/incidents.csv'   # incident labels (monitor_id, start, end); None = no labels
+    workers: int = Field(2, ge=0)
+    plot_monitors: int = Field(24, ge=0)
+
+    @field_validator('refit')
+    @classmethod
+    def _refit(cls, v): parse_interval(v); return v
+
 # %% ../nbs/00_config.ipynb #834cd038
 # The section must be called `validate` (stage = section = module); it shadows pydantic's deprecated `BaseModel.validate`, harmlessly.
 warnings.filterwarnings('ignore', message='Field name "validate" in "Params" shadows', category=UserWarning)
@@ -137,6 +165,8 @@ class Params(_Section):
     ingest: IngestParams
     validate: ValidateParams = ValidateParams()
     windows: WindowsParams = WindowsParams()
+    train: TrainParams = TrainParams()
+    evaluate: EvaluateParams = EvaluateParams()
 
 class ParamsError(ValueError):
     "params.yaml is missing, unreadable or invalid; the message names every bad key."

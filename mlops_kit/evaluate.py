@@ -27,12 +27,13 @@ def alert_events(frame: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame({'start': frame.index[st], 'end': frame.index[en - 1] + step, 'peak_score': [np.nanmax(sc[s:e]) for s, e in zip(st, en)]})
 
 # %% ../nbs/08_evaluate.ipynb #7ea0dc68
-def evaluate_monitor(train: pd.Series, holdout: pd.Series, incidents: pd.DataFrame | None = None, direction: str = 'up', **tune_kw) -> tuple[dict, pd.DataFrame]:
-    "(metrics row, replay frame of the holdout) for one monitor."
+def evaluate_monitor(train: pd.Series, holdout: pd.Series, incidents: pd.DataFrame | None = None, direction: str = 'up', tuned=None,
+                     static_k: float = 3.0, refit: str = '1D', **tune_kw) -> tuple[dict, pd.DataFrame]:
+    "(metrics row, replay frame of the holdout) for one monitor; `tuned` replays a trained configuration instead of re-tuning."
     t0 = time.perf_counter()
-    r = replay(pd.concat([train, holdout]), start=holdout.index[0], direction=direction, **tune_kw).loc[holdout.index]
+    r = replay(pd.concat([train, holdout]), start=holdout.index[0], direction=direction, tuned=tuned, refit=refit, **tune_kw).loc[holdout.index]
     sec = time.perf_counter() - t0
-    sf = static_frame(holdout, train, direction=direction)
+    sf = static_frame(holdout, train, k=static_k, direction=direction)
     _, sev = static_policy(infer_step(holdout.index)).decide(sf.unusual, sf.score)
     kev, days = alert_events(r), len(holdout) * infer_step(holdout.index) / pd.Timedelta('1D')
     inc = incidents if incidents is not None else pd.DataFrame(columns=['start', 'end'])

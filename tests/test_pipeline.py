@@ -100,21 +100,21 @@ def _sh(cmd, cwd, env):
 
 
 def test_dvc_repro_noop_and_backfill(tmp_path):
-    "dvc repro runs the stages; a second repro runs none; dvc exp run -S windows.as_of back-fills an older window."
+    "dvc repro (of the data spine) runs its stages; a second repro runs none; dvc exp run -S windows.as_of back-fills an older window."
     for f in ('dvc.yaml', '.dvcignore'): shutil.copy(ROOT / f, tmp_path / f)
     shutil.copytree(ROOT / 'mlops_kit', tmp_path / 'mlops_kit', ignore=shutil.ignore_patterns('__pycache__'))
     _write_params(tmp_path)
     env = {**os.environ, 'PATH': f"{BIN}:{os.environ['PATH']}", 'DVC_NO_ANALYTICS': '1',
            'GIT_AUTHOR_NAME': 't', 'GIT_AUTHOR_EMAIL': 't@t', 'GIT_COMMITTER_NAME': 't', 'GIT_COMMITTER_EMAIL': 't@t'}
     _sh('git init -q && dvc init -q && dvc config core.analytics false', tmp_path, env)
-    out = _sh('dvc repro', tmp_path, env)
+    out = _sh('dvc repro windows validate', tmp_path, env)     # train/evaluate: tests/test_level1.py
     assert all(f"Running stage '{s}'" in out for s in ('sample', 'ingest', 'validate', 'windows')), out
-    out = _sh('dvc repro', tmp_path, env)
+    out = _sh('dvc repro windows validate', tmp_path, env)
     assert 'Running stage' not in out and 'up to date' in out, out
     man = json.loads((tmp_path / 'data/windows/manifest.json').read_text())
     older = (pd.Timestamp(man['as_of']) - pd.Timedelta('3D')).date().isoformat()
     _sh('git add -A && git commit -qm base', tmp_path, env)
-    out = _sh(f'dvc exp run -S windows.as_of={older}', tmp_path, env)
+    out = _sh(f'dvc exp run -S windows.as_of={older} windows', tmp_path, env)
     assert "Running stage 'windows'" in out and "Running stage 'ingest'" not in out, out
     man2 = json.loads((tmp_path / 'data/windows/manifest.json').read_text())
     assert man2['as_of'] == older

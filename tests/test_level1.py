@@ -1,0 +1,206 @@
+"""The level-1 pipeline end to end on a scratch git + DVC project (tests run in file order and share it): dvc repro through train and evaluate (papermill),
+MLflow lineage on the real run, no-op re-runs, param changes re-running only their readers, failing stages, the tutorial."""
+import json, os, shutil, subprocess, sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+import mlops_kit
+from mlops_kit.config import EvaluateParams, TrainParams
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+SMALL = {'sample': {'days': 75, 'n_services': 5}}
+ENV = {**os.environ, 'PATH': f"{BIN}:{os.environ['PATH']}", 'DVC_NO_ANALYTICS': '1', 'MLFLOW_DISABLE_TELEMETRY': 'true', 'DO_NOT_TRACK': 'true',
+       'GIT_AUTHOR_NAME': 't', 'GIT_AUTHOR_EMAIL': 't@t', 'GIT_COMMITTER_NAME': 't', 'GIT_COMMITTER_EMAIL': 't@t'}
+ENV.pop('MLFLOW_TRACKING_URI', None)
+
+
+def sh(cmd, cwd, ok=True):
+    p = subprocess.run(cmd, cwd=cwd, env=ENV, capture_output=True, text=True, shell=True)
+    if ok: assert p.returncode == 0, f'{cmd}\n{p.stdout[-4000:]}\n{p.stderr[-4000:]}'
+    return p
+
+
+def set_params(root: Path, **sections):
+    raw = yaml.safe_load((root / 'params.yaml').read_text())
+    for sec, kv in sections.items(): raw[sec].update(kv)
+    (root / 'params.yaml').write_text(yaml.safe_dump(raw, sort_keys=False))
+
+
+def ran(out: str) -> set[str]:
+    return {s for s in ('sample', 'ingest', 'validate', 'windows', 'train', 'evaluate') if f"Running stage '{s}'" in out}
+
+
+@pytest.fixture(scope='module')
+def proj(tmp_path_factory):
+    "A scratch copy of the project (small sample), committed, after one full `dvc repro`."
+    root = tmp_path_factory.mktemp('level1')
+    for f in ('dvc.yaml', '.dvcignore', '.gitignore', 'params.yaml'): shutil.copy(ROOT / f, root / f)
+    shutil.copytree(ROOT / 'mlops_kit', root / 'mlops_kit', ignore=shutil.ignore_patterns('__pycache__'))
+    for d in ('pipeline', 'tutorials'): shutil.copytree(ROOT / 'nbs' / d, root / 'nbs' / d)
+    set_params(root, **SMALL)
+    sh('git init -q && dvc init -q && dvc config core.analytics false && git add -A && git commit -qm base', root)
+    p = sh('dvc repro', root)
+    sh('git add -A && git commit -qm "repro"', root)
+    return root, p.stdout + p.stderr
+
+
+def mlflow_run(root):
+    from mlflow.tracking import MlflowClient
+    r = json.loads((root / 'models/run.json').read_text())
+    return MlflowClient(r['tracking_uri']), r
+
+
+def test_repro_runs_every_stage_and_prints_fleet_summary(proj):
+    root, out = proj
+    assert ran(out) == {'sample', 'ingest', 'validate', 'windows', 'train', 'evaluate'}, out[-3000:]
+    m = json.loads((root / 'metrics/evaluate.json').read_text())
+    assert f"{m['monitors']} monitors · static {m['static_alerts']} alerts → {m['alerts']}" in out
+    assert m['monitors'] == 6 and m['static_alerts'] >= m['alerts'] >= 0 and 0 <= m['recall'] <= 1
+    for f in ('models/bundle.pkl', 'models/trials.parquet', 'reports/train/train.ipynb', 'reports/evaluate/evaluate.ipynb',
+              'reports/evaluate/monitors.csv', 'reports/evaluate/alerts_per_day.png', 'metrics/train.json'):
+        assert (root / f).stat().st_size > 0, f
+    assert len(list((root / 'reports/train/monitors').glob('*.png'))) == 6
+    assert not (root / '.staging').exists() or not any((root / '.staging').iterdir())
+
+
+def test_lineage_on_the_real_mlflow_run(proj):
+    root, _ = proj
+    c, r = mlflow_run(root)
+    run = c.get_run(r['run_id']); tags = run.data.tags
+    man = json.loads((root / 'data/windows/manifest.json').read_text())
+    lock = yaml.safe_load((root / 'dvc.lock').read_text())['stages']['windows']['outs'][0]
+    assert r['tracking_uri'] == f"sqlite:///{root.resolve()}/mlflow.db"
+    assert run.info.status == 'FINISHED'
+    assert tags['git_sha'] == sh('git rev-parse HEAD~1', root).stdout.strip()       # the commit dvc repro ran on
+    assert tags['git_dirty'] == 'false'
+    assert tags['mlops_kit_version'] == mlops_kit.__version__
+    assert (tags['window_as_of'], tags['window_start'], tags['window_end']) == (man['as_of'], man['window_start'], man['window_end'])
+    assert tags['digest_train'] == man['digests']['train.parquet'] and tags['digest_holdout'] == man['digests']['holdout.parquet']
+    assert tags[f"dvc_md5 {lock['path']}"] == lock['md5']
+    inputs = {d.dataset.name: d for d in run.inputs.dataset_inputs}
+    assert set(inputs) == {'windows/train', 'windows/holdout'}
+    assert inputs['windows/train'].dataset.digest == man['digests']['train.parquet'][:32]
+    assert {t.key: t.value for t in inputs['windows/train'].tags}['mlflow.data.context'] == 'training'
+    p = run.data.params
+    assert p['train.alert_budget'] == str(TrainParams().alert_budget) and p['windows.as_of'] == man['as_of'] and tags['evaluate.static_k'] == '3.0'
+    ev = json.loads((root / 'metrics/evaluate.json').read_text())
+    assert run.data.metrics['eval.alerts_per_day'] == pytest.approx(ev['alerts_per_day'])
+    arts = {a.path for a in c.list_artifacts(r['run_id'])} | {a.path for a in c.list_artifacts(r['run_id'], 'notebooks')}
+    assert {'notebooks/train.ipynb', 'notebooks/evaluate.ipynb', 'train', 'evaluate'} <= arts
+
+
+def test_bundle_is_a_pyfunc_with_signature_that_serves_the_fleet(proj):
+    import mlflow
+    root, _ = proj
+    c, r = mlflow_run(root)
+    mlflow.set_tracking_uri(r['tracking_uri'])
+    models = mlflow.search_logged_models(experiment_ids=[c.get_run(r['run_id']).info.experiment_id], output_format='list')
+    m = [x for x in models if x.source_run_id == r['run_id']][0]
+    model = mlflow.pyfunc.load_model(m.model_uri)
+    assert [i.name for i in model.metadata.get_input_schema().inputs] == ['monitor_id', 'ts', 'value']
+    hold = pd.read_parquet(root / 'data/windows/holdout.parquet')
+    req = hold[hold.ts < hold.ts.min() + pd.Timedelta('1D')].dropna().assign(ts=lambda d: d.ts.dt.tz_localize(None))
+    out = model.predict(req)
+    assert len(out) == len(req) and {'expected', 'lower', 'upper', 'score', 'unusual', 'alert'} <= set(out.columns)
+    assert out.score.between(0, 1).all() and out.monitor_id.nunique() == hold.monitor_id.nunique()
+
+
+def test_parameters_cells_are_bound_to_params_sections():
+    "Each pipeline notebook's parameters cell holds exactly its params.yaml section's keys, with the same defaults."
+    import nbformat
+    from papermill.inspection import inspect_notebook
+    for nb, model, extra in (('train', TrainParams, {'root', 'out', 'windows_dir'}), ('evaluate', EvaluateParams, {'root', 'out', 'windows_dir', 'models_dir'})):
+        params = inspect_notebook(str(ROOT / 'nbs/pipeline' / f'{nb}.ipynb'))
+        assert set(params) == set(model.model_fields) | extra, nb
+        for k, v in model().model_dump().items():
+            assert eval(params[k]['default']) == v, (nb, k)
+
+
+def test_repro_again_is_a_noop(proj):
+    root, _ = proj
+    p = sh('dvc repro', root)
+    assert ran(p.stdout) == set() and 'up to date' in p.stdout
+
+
+def test_tutorial_and_comparable_experiments(proj):
+    "The level 0 -> 1 tutorial runs (it does a `dvc exp run -S train.alert_budget=1.0`); the variant is its own MLflow run, and runs compare shows the change."
+    import papermill as pm
+    from mlops_kit import cli
+    root, _ = proj
+    c, r = mlflow_run(root)
+    before = {x.info.run_id for x in c.search_runs([c.get_run(r['run_id']).info.experiment_id])}
+    pm.execute_notebook(str(root / 'nbs/tutorials/level0_to_level1.ipynb'), str(root / 'tutorial.out.ipynb'), parameters={'root': str(root)},
+                        kernel_name='python3', progress_bar=False, cwd=str(root / 'nbs/tutorials'))
+    runs = c.search_runs([c.get_run(r['run_id']).info.experiment_id], order_by=['attributes.start_time DESC'])
+    new = [x for x in runs if x.info.run_id not in before]
+    assert len(new) == 1 and new[0].data.params['train.alert_budget'] == '1.0' and new[0].data.tags['dvc_exp_name']
+    t = cli.runs('compare', root=root, run_ids=[r['run_id'], new[0].info.run_id])
+    row = t[t.key == 'train.alert_budget'].iloc[0]
+    assert (row.iloc[2], row.iloc[3]) == ('2.0', '1.0')
+    assert 'eval.alerts_per_day' in set(t.key)
+
+
+def test_param_change_reruns_only_the_stages_that_read_it(proj):
+    root, _ = proj
+    set_params(root, evaluate={'static_k': 4.0})
+    st = sh('dvc status --json', root).stdout
+    assert set(json.loads(st)) == {'evaluate'}, st
+    p = sh('dvc repro', root)
+    assert ran(p.stdout) == {'evaluate'}, p.stdout
+    set_params(root, train={'folds': 3})
+    assert set(json.loads(sh('dvc status --json', root).stdout)) == {'train'}
+    p = sh('dvc repro', root)
+    assert ran(p.stdout) == {'train', 'evaluate'}, p.stdout          # evaluate re-runs because train's output changed
+
+
+def test_failing_stage_exits_nonzero_shows_the_cell_error_and_publishes_nothing(proj):
+    root, _ = proj
+    set_params(root, evaluate={'labels': 'data/sample/no-such-labels.csv'})
+    p = sh('dvc repro evaluate', root, ok=False)
+    assert p.returncode != 0
+    err = p.stdout + p.stderr
+    assert 'nbs/pipeline/evaluate.ipynb failed in cell' in err and 'FileNotFoundError' in err and 'no-such-labels.csv' in err, err[-3000:]
+    assert (root / 'reports/failed/evaluate.ipynb').exists()
+    assert not (root / 'metrics/evaluate.json').exists() and not (root / 'reports/evaluate').exists()
+    assert 'evaluate' in json.loads(sh('dvc status --json', root).stdout)      # DVC does not record the failed stage as done
+    set_params(root, evaluate={'labels': EvaluateParams().labels})
+
+
+def test_pipeline_notebooks_run_by_hand_with_their_defaults(proj):
+    "Opened in JupyterLab (here: executed with no parameters, from nbs/pipeline/), both notebooks run with the defaults and write in place."
+    import papermill as pm
+    root, _ = proj
+    before = (root / 'models/run.json').read_text()
+    for nb in ('train', 'evaluate'):
+        pm.execute_notebook(str(root / f'nbs/pipeline/{nb}.ipynb'), str(root / f'{nb}.byhand.ipynb'), kernel_name='python3',
+                            progress_bar=False, cwd=str(root / 'nbs/pipeline'))
+    assert (root / 'models/run.json').read_text() != before            # a new MLflow run, written in place
+    assert json.loads((root / 'metrics/evaluate.json').read_text())['monitors'] == 6
+
+
+def test_run_notebook_publishes_only_after_the_last_cell(tmp_path):
+    "A notebook that writes an output and then fails leaves no output behind, only reports/failed/."
+    import nbformat
+    from mlops_kit.pipeline import StageError, run_notebook
+    nb = nbformat.v4.new_notebook(metadata={'kernelspec': {'name': 'python3', 'display_name': 'python3', 'language': 'python'}})
+    nb.cells = [nbformat.v4.new_code_cell("root = '.'\nout = None", metadata={'tags': ['parameters']}),
+                nbformat.v4.new_code_cell("from pathlib import Path\n(Path(out) / 'metrics').mkdir()\n(Path(out) / 'metrics/x.json').write_text('{}')"),
+                nbformat.v4.new_code_cell("raise ValueError('boom in cell 3')")]
+    (tmp_path / 'nbs/pipeline').mkdir(parents=True); nbformat.write(nb, tmp_path / 'nbs/pipeline/demo.ipynb')
+    with pytest.raises(StageError, match=r'failed in cell \[\d+\] with ValueError: boom in cell 3'):
+        run_notebook('demo', tmp_path, outputs=['metrics/x.json'], stream=False)
+    assert not (tmp_path / 'metrics').exists() and (tmp_path / 'reports/failed/demo.ipynb').exists()
+    nb.cells = nb.cells[:2]; nbformat.write(nb, tmp_path / 'nbs/pipeline/demo.ipynb')
+    run_notebook('demo', tmp_path, outputs=['metrics/x.json'], stream=False)
+    assert (tmp_path / 'metrics/x.json').read_text() == '{}'
+
+
+def test_parallel_map_over_processes_keeps_key_order():
+    import numpy as np
+    from mlops_kit.fleet import parallel_map
+    items = {f'm{i}': list(range(i + 1)) for i in range(5)}
+    assert parallel_map(np.sum, items, workers=2, progress=False) == {k: sum(v) for k, v in items.items()}
