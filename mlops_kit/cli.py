@@ -11,7 +11,7 @@ from .config import ParamsError, load_params
 
 # %% auto #0
 __all__ = ['COMMANDS', 'sample', 'ingest', 'validate', 'windows', 'params', 'outputs', 'train', 'evaluate', 'fleet_summary',
-           'runs', 'bench', 'build_parser', 'main']
+           'runs', 'register', 'promote', 'rollback', 'audit', 'AuditError', 'bench', 'build_parser', 'main']
 
 # %% ../nbs/90_cli.ipynb #a20b8fa8
 def _say(stage: str, started: float, text: str):
@@ -68,13 +68,16 @@ def outputs(params='params.yaml', root='.') -> list[tuple[str, str, int]]:
     rows = [('raw sample (PII stays here)', p.sample.out_dir), ('signals + quarantine', p.ingest.out_dir),
             ('quality report (index.html)', 'reports/validate'), ('training windows + manifest', p.windows.out_dir),
             ('fleet bundle + trial log', p.train.out_dir), ('train notebook + plots', 'reports/train'),
-            ('evaluate notebook + plots', 'reports/evaluate'), ('metrics (dvc metrics show)', 'metrics')]
+            ('evaluate notebook + plots', 'reports/evaluate'), ('model card + gate verdict', 'reports/register'), ('metrics (dvc metrics show)', 'metrics')]
     found = [(what, where, _size(root/where)) for what, where in rows if (root/where).exists()]
     print('outputs:'); [print(f"  {what:<30} {where:<34} {n/1e6:8.1f} MB") for what, where, n in found]
     if (root/'metrics/evaluate.json').exists(): print('fleet: ' + fleet_summary(json.loads((root/'metrics/evaluate.json').read_text())))
     if (root/p.train.out_dir/'run.json').exists():
         r = json.loads((root/p.train.out_dir/'run.json').read_text())
         print(f"MLflow: run {r['run_id']} in {r['tracking_uri']} (make ui; mlops-kit runs compare)")
+    if (root/'metrics/register.json').exists():
+        g = json.loads((root/'metrics/register.json').read_text())
+        print(f"registry: {g['model']} v{g['version']} " + ('is champion' if g['promoted'] else f"not promoted, champion is v{g['champion']}") + f" ({g['reason']})")
     return found
 
 # %% ../nbs/90_cli.ipynb #53808200
@@ -128,6 +131,51 @@ def runs(action: str = 'list', params='params.yaml', root='.', run_ids=None, n: 
     t = df.reindex(columns=cols).assign(run_id=lambda d: d.run_id.str[:12], **{'tags.git_sha': lambda d: d['tags.git_sha'].str[:8]})
     print(t.to_string(index=False) if len(t) else 'no runs yet'); return t
 
+# %% ../nbs/90_cli.ipynb #7142d64f
+def register(params='params.yaml', root='.') -> dict:
+    "Register the run's bundle as a new version (alias challenger); promote to champion if the gate passes; model card, audit."
+    from mlops_kit.register import register_run
+    t, p = time.perf_counter(), load_params(Path(root)/params)
+    r = register_run(root, p)
+    _say('register', t, f"{r['model']} v{r['version']} → challenger; " + (f"promoted to champion ({r['reason']})" if r['promoted'] else
+         f"NOT promoted, champion stays v{r['champion']} ({r['reason']})") + " · model card: reports/register/model_card.html")
+    return r
+
+def promote(params='params.yaml', root='.', version: int | None = None, reason: str = '') -> dict:
+    "Human override: make VERSION the champion, whatever the gate said. Needs --reason; audited."
+    from mlops_kit.register import RegisterError, _client, move_alias
+    from mlops_kit.tracking import repo_root, tracking_uri
+    if not reason.strip(): raise RegisterError('promote needs --reason "why": it goes into the audit log')
+    p = load_params(Path(root)/params); c = _client(tracking_uri(p.train.tracking_uri, root))
+    try: c.get_model_version(p.register.model_name, str(version))
+    except Exception as e: raise RegisterError(f"model {p.register.model_name!r} has no version {version}: {str(e)[:200]}") from None
+    e = move_alias(c, p.register.model_name, 'champion', int(version), repo_root(root)/p.register.audit_log, 'promote (override)', reason)
+    print(f"champion: {e['alias_from'] or 'none'} → {e['alias_to']} (audited: {p.register.audit_log} #{e['seq']})"); return e
+
+def rollback(params='params.yaml', root='.', reason: str = 'rollback') -> dict:
+    "Move champion back to the previous approved version; audited."
+    from mlops_kit import register as reg
+    from mlops_kit.tracking import repo_root, tracking_uri
+    p = load_params(Path(root)/params)
+    e = reg.rollback(reg._client(tracking_uri(p.train.tracking_uri, root)), p.register.model_name, repo_root(root)/p.register.audit_log, reason)
+    print(f"champion: {e['alias_from']} → {e['alias_to']} (audited: {p.register.audit_log} #{e['seq']})"); return e
+
+def audit(action: str = 'verify', params='params.yaml', root='.') -> bool:
+    "Audit log: `audit verify` checks the hash chain (exit 1 if tampered); `audit show` prints the entries."
+    from mlops_kit.register import verify_audit
+    from mlops_kit.tracking import repo_root
+    path = repo_root(root)/load_params(Path(root)/params).register.audit_log
+    if action == 'show':
+        for line in (path.read_text().splitlines() if path.exists() else []):
+            e = json.loads(line); print(f"#{e['seq']} {e['ts']} {e['who']}: {e['action']} {e['model']} v{e['version']} {e['alias_from'] or ''} → {e['alias_to'] or ''} · {e['reason']}")
+        return True
+    ok, msg = verify_audit(path); print(msg, file=sys.stdout if ok else sys.stderr)
+    if not ok: raise AuditError(msg)
+    return ok
+
+class AuditError(RuntimeError):
+    "The audit log's hash chain is broken."
+
 # %% ../nbs/90_cli.ipynb #10f03094
 def bench(what: str = 'models', params='params.yaml', root='.', monitors: int | None = None, peers: str | None = None):
     "Benchmarks, measured side by side in one run. `bench models`: the kit's AutoML vs Prophet, AutoETS, ExponentialSmoothing."
@@ -135,11 +183,11 @@ def bench(what: str = 'models', params='params.yaml', root='.', monitors: int | 
     p = load_params(Path(root)/params)
     return run_bench_models(root, p.windows.out_dir, f'{p.sample.out_dir}/incidents.csv', peers.split(',') if peers else None, monitors)
 
-COMMANDS = {f.__name__: f for f in (sample, ingest, validate, windows, train, evaluate, params, outputs, runs, bench)}
+COMMANDS = {f.__name__: f for f in (sample, ingest, validate, windows, train, evaluate, register, promote, rollback, audit, params, outputs, runs, bench)}
 
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog='mlops-kit', description='mlops_kit: level-1 MLOps for monitoring signals. '
-                                 'Pipeline stages (run by `dvc repro`): sample, ingest, validate, windows, train, evaluate.')
+                                 'Pipeline stages (run by `dvc repro`): sample, ingest, validate, windows, train, evaluate, register.')
     ap.add_argument('--params', default='params.yaml', help='params file (default: %(default)s)')
     ap.add_argument('--root', default='.', help='project root that relative paths start from (default: %(default)s)')
     ap.add_argument('--traceback', action='store_true', help='show the full traceback on errors')
@@ -154,6 +202,13 @@ def build_parser() -> argparse.ArgumentParser:
             sp.add_argument('action', choices=['list', 'compare'], help='list the latest runs, or compare two')
             sp.add_argument('run_ids', nargs='*', help='compare: two MLflow run ids (default: the two latest runs)')
             sp.add_argument('-n', type=int, default=10, help='list: how many runs (default: %(default)s)')
+        if name == 'promote':
+            sp.add_argument('--version', type=int, required=True, help='registered model version to make champion')
+            sp.add_argument('--reason', required=True, help='why (recorded in the audit log)')
+        if name == 'rollback':
+            sp.add_argument('--reason', default='rollback', help='why (recorded in the audit log)')
+        if name == 'audit':
+            sp.add_argument('action', choices=['verify', 'show'], help='verify the hash chain, or show the entries')
     return ap
 
 # %% ../nbs/90_cli.ipynb #66f80383
@@ -163,12 +218,13 @@ def _user_errors() -> tuple[type, ...]:
     from mlops_kit.validate import ValidateError
     from mlops_kit.windows import WindowsError
     from mlops_kit.pipeline import StageError
-    return (ParamsError, FileNotFoundError, IngestError, ValidateError, WindowsError, StageError)
+    from mlops_kit.register import RegisterError
+    return (ParamsError, FileNotFoundError, IngestError, ValidateError, WindowsError, StageError, RegisterError, AuditError)
 
 def main(argv=None) -> int:
     "Console entry point: `mlops-kit COMMAND`."
     a = build_parser().parse_args(argv)
-    extra = {k: getattr(a, k) for k in ('what', 'monitors', 'peers', 'action', 'run_ids', 'n') if hasattr(a, k)}
+    extra = {k: getattr(a, k) for k in ('what', 'monitors', 'peers', 'action', 'run_ids', 'n', 'version', 'reason') if hasattr(a, k)}
     try: COMMANDS[a.command](params=a.params, root=a.root, **extra)
     except _user_errors() as e:
         if a.traceback or os.environ.get('MLOPS_KIT_TRACEBACK'): raise

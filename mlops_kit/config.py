@@ -16,7 +16,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 # %% auto #0
 __all__ = ['Agg', 'parse_interval', 'SampleParams', 'SourceSpec', 'MonitorSpec', 'IngestParams', 'ValidateParams',
-           'WindowsParams', 'TrainParams', 'EvaluateParams', 'Params', 'ParamsError', 'load_params']
+           'WindowsParams', 'TrainParams', 'EvaluateParams', 'GateParams', 'RegisterParams', 'Params', 'ParamsError',
+           'load_params']
 
 # %% ../nbs/00_config.ipynb #e83e0176
 def parse_interval(s: str) -> pd.Timedelta:
@@ -155,9 +156,25 @@ class EvaluateParams(_Section):
     @classmethod
     def _refit(cls, v): parse_interval(v); return v
 
+# %% ../nbs/00_config.ipynb #cfg_register
+class GateParams(_Section):
+    "What a challenger must reach to become champion (see mlops_kit.register.gate)."
+    max_alerts_per_day_per_monitor: float = Field(2.0, gt=0)   # fleet alerts/day <= this x monitors
+    recall_tolerance: float = Field(0.05, ge=0, le=1)           # recall >= champion's (first version: static baseline's) - this
+    error_tolerance: float = Field(0.10, ge=0)                  # median MASE <= champion's x (1 + this)
+    max_mase: float = Field(1.0, gt=0)                          # first version: median MASE <= this x (1 + error_tolerance)
+    max_fallback_share: float = Field(0.2, ge=0, le=1)          # share of monitors on the seasonal-profile fallback
+
+class RegisterParams(_Section):
+    "Registry, gate and audit (stage `register`)."
+    model_name: str = Field('mlops_kit_fleet', pattern=r'^[A-Za-z0-9_.-]+$')
+    region: str = 'eu-west'                                      # the registry's region; sources restricted to another region are refused
+    audit_log: str = 'audit/audit.jsonl'                         # relative to the repository root; append-only, hash-chained
+    gate: GateParams = GateParams()
+
 # %% ../nbs/00_config.ipynb #834cd038
-# The section must be called `validate` (stage = section = module); it shadows pydantic's deprecated `BaseModel.validate`, harmlessly.
-warnings.filterwarnings('ignore', message='Field name "validate" in "Params" shadows', category=UserWarning)
+# Sections are named like their stages (stage = section = module); `validate` and `register` shadow pydantic's deprecated `BaseModel` methods, harmlessly.
+warnings.filterwarnings('ignore', message='Field name "(validate|register)" in "Params" shadows', category=UserWarning)
 
 class Params(_Section):
     "The whole params.yaml: one section per pipeline stage."
@@ -167,6 +184,7 @@ class Params(_Section):
     windows: WindowsParams = WindowsParams()
     train: TrainParams = TrainParams()
     evaluate: EvaluateParams = EvaluateParams()
+    register: RegisterParams = RegisterParams()
 
 class ParamsError(ValueError):
     "params.yaml is missing, unreadable or invalid; the message names every bad key."

@@ -31,7 +31,7 @@ def set_params(root: Path, **sections):
 
 
 def ran(out: str) -> set[str]:
-    return {s for s in ('sample', 'ingest', 'validate', 'windows', 'train', 'evaluate') if f"Running stage '{s}'" in out}
+    return {s for s in ('sample', 'ingest', 'validate', 'windows', 'train', 'evaluate', 'register') if f"Running stage '{s}'" in out}
 
 
 @pytest.fixture(scope='module')
@@ -56,7 +56,7 @@ def mlflow_run(root):
 
 def test_repro_runs_every_stage_and_prints_fleet_summary(proj):
     root, out = proj
-    assert ran(out) == {'sample', 'ingest', 'validate', 'windows', 'train', 'evaluate'}, out[-3000:]
+    assert ran(out) == {'sample', 'ingest', 'validate', 'windows', 'train', 'evaluate', 'register'}, out[-3000:]
     m = json.loads((root / 'metrics/evaluate.json').read_text())
     assert f"{m['monitors']} monitors · static {m['static_alerts']} alerts → {m['alerts']}" in out
     assert m['monitors'] == 6 and m['static_alerts'] >= m['alerts'] >= 0 and 0 <= m['recall'] <= 1
@@ -64,6 +64,10 @@ def test_repro_runs_every_stage_and_prints_fleet_summary(proj):
               'reports/evaluate/monitors.csv', 'reports/evaluate/alerts_per_day.png', 'metrics/train.json'):
         assert (root / f).stat().st_size > 0, f
     assert len(list((root / 'reports/train/monitors').glob('*.png'))) == 6
+    reg = json.loads((root / 'metrics/register.json').read_text())                 # the first version passes the gate and becomes champion
+    assert (reg['version'], reg['promoted'], reg['champion']) == (1, True, 1), reg
+    assert 'Gate verdict: PASSED' in (root / 'reports/register/model_card.md').read_text()
+    assert sh('mlops-kit audit verify', root).stdout.strip().endswith('chain intact')
     assert not (root / '.staging').exists() or not any((root / '.staging').iterdir())
 
 
@@ -84,7 +88,8 @@ def test_lineage_on_the_real_mlflow_run(proj):
     inputs = {d.dataset.name: d for d in run.inputs.dataset_inputs}
     assert set(inputs) == {'windows/train', 'windows/holdout'}
     assert inputs['windows/train'].dataset.digest == man['digests']['train.parquet'][:32]
-    assert {t.key: t.value for t in inputs['windows/train'].tags}['mlflow.data.context'] == 'training'
+    itags = {t.key: t.value for t in inputs['windows/train'].tags}
+    assert itags['mlflow.data.context'] == 'training' and itags['dvc_md5'] == lock['md5'] and itags['sha256'] == man['digests']['train.parquet']
     p = run.data.params
     assert p['train.alert_budget'] == str(TrainParams().alert_budget) and p['windows.as_of'] == man['as_of'] and tags['evaluate.static_k'] == '3.0'
     ev = json.loads((root / 'metrics/evaluate.json').read_text())
@@ -150,11 +155,25 @@ def test_param_change_reruns_only_the_stages_that_read_it(proj):
     st = sh('dvc status --json', root).stdout
     assert set(json.loads(st)) == {'evaluate'}, st
     p = sh('dvc repro', root)
-    assert ran(p.stdout) == {'evaluate'}, p.stdout
+    assert ran(p.stdout) == {'evaluate', 'register'}, p.stdout      # register reads evaluate's metrics
     set_params(root, train={'folds': 3})
     assert set(json.loads(sh('dvc status --json', root).stdout)) == {'train'}
     p = sh('dvc repro', root)
-    assert ran(p.stdout) == {'train', 'evaluate'}, p.stdout          # evaluate re-runs because train's output changed
+    assert ran(p.stdout) == {'train', 'evaluate', 'register'}, p.stdout   # downstream stages re-run because train's output changed
+
+
+def test_a_deliberately_worse_param_registers_but_does_not_promote(proj):
+    "train.budget_s=0.001 starves the AutoML, so monitors fall back to the seasonal profile: the version registers as challenger, champion stays, the card says why."
+    root, _ = proj
+    champion = json.loads((root / 'metrics/register.json').read_text())['champion']
+    set_params(root, train={'budget_s': 0.001})
+    p = sh('dvc repro', root)
+    reg = json.loads((root / 'metrics/register.json').read_text())
+    assert not reg['promoted'] and reg['champion'] == champion and reg['version'] > champion, reg
+    assert 'fallback share' in reg['gate_failed'] and 'fallback share' in reg['reason'], reg
+    card = (root / 'reports/register/model_card.md').read_text()
+    assert 'Gate verdict: FAILED' in card and '| fallback share |' in card and 'Shadow comparison with the champion' in card
+    assert 'NOT promoted' in p.stdout
 
 
 def test_failing_stage_exits_nonzero_shows_the_cell_error_and_publishes_nothing(proj):
