@@ -215,7 +215,7 @@ def _check_compliance(c, run: dict, p, log, name: str):
         audit(log, 'register-blocked', name, None, reason='; '.join(found)[:500])
         raise RegisterError(f"registration of run {run['run_id']} blocked by compliance checks:\n  " + '\n  '.join(found[:10]))
 
-# %% ../nbs/13_register.ipynb #275cda86
+# %% ../nbs/13_register.ipynb #56409c55
 def register_run(root, p, out=None) -> dict:
     "The register stage: compliance, gate, new version + challenger alias, shadow comparison, model card, promotion if the gate passes."
     import mlflow
@@ -229,16 +229,18 @@ def register_run(root, p, out=None) -> dict:
     ch = challenger_metrics(root); champ_v = alias_version(c, name, 'champion') if c.search_registered_models(f"name='{name}'") else None
     champ = version_metrics(c, name, champ_v); verdict = gate(ch, champ, r.gate); passed = bool(verdict.passed.all())
     mv = mlflow.register_model(run['model_uri'], name); v = int(mv.version)
-    for k, val in ch.items():
-        if isinstance(val, (int, float, bool)) and not isinstance(val, bool) or isinstance(val, bool): c.set_model_version_tag(name, str(v), f'metric.{k}', json.dumps(val))
+    for k, val in ch.items():                                  # the numbers this version was judged on: the next challenger's reference
+        if isinstance(val, (int, float, bool)): c.set_model_version_tag(name, str(v), f'metric.{k}', json.dumps(val))
     for row in verdict.itertuples():
         c.set_model_version_tag(name, str(v), f'gate.{row.criterion}', f"{'PASS' if row.passed else 'FAIL'}: {_fmt(row.value)} {row.rule} {_fmt(row.threshold)}")
     c.set_model_version_tag(name, str(v), 'gate.passed', str(passed).lower()); c.set_model_version_tag(name, str(v), 'run_id', run['run_id'])
     move_alias(c, name, 'challenger', v, log, 'register', 'new version from run ' + run['run_id'])
     bundle = FleetBundle.load(root / p.train.out_dir / 'bundle.pkl')
     hold = pd.read_parquet(root / p.windows.out_dir / 'holdout.parquet').dropna()
-    champ_bundle = mlflow.pyfunc.load_model(f'models:/{name}@champion').unwrap_python_model().bundle if champ_v else None
-    shadow = shadow_compare(bundle, champ_bundle, hold[hold.monitor_id.isin(bundle.monitors) & (not champ_bundle or hold.monitor_id.isin(champ_bundle.monitors))]) if champ_v else None
+    shadow = None
+    if champ_v:                                                # both bundles score the monitors they share
+        champ_bundle = mlflow.pyfunc.load_model(f'models:/{name}@champion').unwrap_python_model().bundle
+        shadow = shadow_compare(bundle, champ_bundle, hold[hold.monitor_id.isin(set(bundle.monitors) & set(champ_bundle.monitors))])
     failed = verdict[~verdict.passed]
     why = 'gate passed' if passed else 'gate failed: ' + '; '.join(f"{x.criterion} {_fmt(x.value)} not {x.rule} {_fmt(x.threshold)}" for x in failed.itertuples())
     if passed: move_alias(c, name, 'champion', v, log, 'promote', why)
