@@ -139,20 +139,23 @@ def rollback(c, name: str, log, reason: str = 'rollback') -> dict:
     if not prev: raise RegisterError(f"model {name!r}: no approved version before v{cur} to roll back to")
     return move_alias(c, name, 'champion', max(prev), log, 'rollback', reason)
 
-# %% ../nbs/13_register.ipynb #733954ea
+# %% ../nbs/13_register.ipynb #1fd8b05a
 def _fmt(v) -> str:
     if v is None or (isinstance(v, float) and not np.isfinite(v)): return '–'
     return f'{v:.4g}' if isinstance(v, float) else str(v)
 
 def model_card(name: str, version: int, ch: dict, champ: dict | None, champ_version: int | None, verdict: pd.DataFrame, lineage: dict,
-               monitors: pd.DataFrame, promoted: bool, shadow: pd.DataFrame | None = None) -> str:
-    "Markdown model card for one registered version."
+               monitors: pd.DataFrame, promoted: bool, shadow: pd.DataFrame | None = None, windows: dict | None = None) -> str:
+    "Markdown model card for one registered version; `windows` = the manifest's per-monitor entries (short and skipped windows are limitations)."
     keys = [('alerts/day (fleet)', 'alerts_per_day', 'static_alerts_per_day'), ('noisy monitors (> 4/day)', 'noisy_after', 'noisy_monitors'),
             ('incident recall', 'recall', 'static_recall'), ('after-hours share', 'after_hours_share', 'static_after_hours_share'), ('median MASE', 'mase_median', None)]
     perf = '\n'.join(f"| {lab} | {_fmt(ch.get(k))} | {_fmt(ch.get(s)) if s else '–'} | {_fmt(champ.get(k)) if champ else '–'} |" for lab, k, s in keys)
     gate_rows = '\n'.join(f"| {r.criterion} | {_fmt(r.value)} | {r.rule} {_fmt(r.threshold)} | {'pass' if r.passed else '**FAIL**'} | {r.why} |" for r in verdict.itertuples())
     weak = monitors[monitors.path.isin(['fallback', 'sparse']) | monitors.get('status', pd.Series('ok', index=monitors.index)).ne('ok')]
-    lim = '\n'.join(f"- `{r.monitor_id}`: {r.path} path ({r.note[:100]})" for r in weak.itertuples()) or '- none flagged'
+    lim = [f"- `{r.monitor_id}`: {r.path} path ({r.note[:100]})" for r in weak.itertuples()]
+    lim += [f"- `{m}`: {w['status']} window ({w.get('history_days', 0):g} days of history{'; ' + w['reason'] if w.get('reason') else ''})"
+            for m, w in sorted((windows or {}).items()) if w.get('status') in ('short', 'skipped')]
+    lim = '\n'.join(lim) or '- none flagged'
     owners = ', '.join(f'{o} ({n})' for o, n in monitors.owner.value_counts().items())
     sh = '' if shadow is None or not len(shadow) else ('\n## Shadow comparison with the champion\n\nSame holdout rows, both bundles: alerts only this version would raise, and alerts only the champion raises.\n\n'
          + shadow.to_markdown(index=False) + '\n')
@@ -215,7 +218,7 @@ def _check_compliance(c, run: dict, p, log, name: str):
         audit(log, 'register-blocked', name, None, reason='; '.join(found)[:500])
         raise RegisterError(f"registration of run {run['run_id']} blocked by compliance checks:\n  " + '\n  '.join(found[:10]))
 
-# %% ../nbs/13_register.ipynb #56409c55
+# %% ../nbs/13_register.ipynb #f6ad4c83
 def register_run(root, p, out=None) -> dict:
     "The register stage: compliance, gate, new version + challenger alias, shadow comparison, model card, promotion if the gate passes."
     import mlflow
@@ -245,7 +248,9 @@ def register_run(root, p, out=None) -> dict:
     why = 'gate passed' if passed else 'gate failed: ' + '; '.join(f"{x.criterion} {_fmt(x.value)} not {x.rule} {_fmt(x.threshold)}" for x in failed.itertuples())
     if passed: move_alias(c, name, 'champion', v, log, 'promote', why)
     table = bundle.table().assign(owner=lambda t: _owners(p, t))
-    md = model_card(name, v, ch, champ, champ_v, verdict, c.get_run(run['run_id']).data.tags | {'run_id': run['run_id']}, table, passed, shadow)
+    man = root / p.windows.out_dir / 'manifest.json'
+    md = model_card(name, v, ch, champ, champ_v, verdict, c.get_run(run['run_id']).data.tags | {'run_id': run['run_id']}, table, passed, shadow,
+                    json.loads(man.read_text())['monitors'] if man.exists() else None)
     rep = out / 'reports' / 'register'; rep.mkdir(parents=True, exist_ok=True)
     (rep / 'model_card.md').write_text(md); (rep / 'model_card.html').write_text(card_html(md)); verdict.to_csv(rep / 'gate.csv', index=False)
     if shadow is not None: shadow.to_csv(rep / 'shadow.csv', index=False)

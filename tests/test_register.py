@@ -51,7 +51,7 @@ def proj(tmp_path, monkeypatch):
     p = base.model_copy(update={'train': base.train.model_copy(update={'tracking_uri': uri, 'experiment': 't'})})
     (tmp_path / 'params.yaml').write_text(yaml.safe_dump(p.model_dump(mode='json'), sort_keys=False))     # for the CLI commands
 
-    def new_run(metrics=GOOD, extra_artifact: str | None = None):
+    def new_run(metrics=GOOD, extra_artifact: str | None = None, schema_ok=True, fallback=0):
         (tmp_path / 'models').mkdir(exist_ok=True); (tmp_path / 'metrics').mkdir(exist_ok=True)
         FleetBundle(tuned).save(tmp_path / 'models/bundle.pkl')
         ex = long[long.ts >= cut].head(6).assign(ts=lambda d: d.ts.dt.tz_localize(None)).reset_index(drop=True)
@@ -60,8 +60,8 @@ def proj(tmp_path, monkeypatch):
             if extra_artifact: mlflow.log_text(extra_artifact, 'evaluate/notes.txt')
         (tmp_path / 'models/run.json').write_text(json.dumps({'run_id': r.info.run_id, 'tracking_uri': uri, 'experiment': 't', 'model_uri': info.model_uri}))
         (tmp_path / 'metrics/evaluate.json').write_text(json.dumps(metrics))
-        (tmp_path / 'metrics/validate.json').write_text(json.dumps({'schema_ok': True}))
-        (tmp_path / 'metrics/train.json').write_text(json.dumps({'tuned': 2, 'path_search': 2}))
+        (tmp_path / 'metrics/validate.json').write_text(json.dumps({'schema_ok': schema_ok}))
+        (tmp_path / 'metrics/train.json').write_text(json.dumps({'tuned': 2, 'path_search': 2 - fallback, 'path_fallback': fallback}))
         return r.info.run_id
     return tmp_path, p, uri, new_run
 
@@ -128,3 +128,23 @@ def test_region_restricted_data_registers_only_to_the_same_region(proj):
     with pytest.raises(RegisterError, match="source 'requests' is restricted to region 'eu-west', the registry is in 'us-east'"):
         register_run(root, wrong)
     assert register_run(root, p)['version'] == 1
+
+
+@pytest.mark.parametrize('criterion, change', [
+    ('fleet alerts/day', {'metrics': GOOD | {'alerts_per_day': 4.5}}),
+    ('noisy monitors', {'metrics': GOOD | {'noisy_after': 1}}),
+    ('recall', {'metrics': GOOD | {'recall': 0.9}}),
+    ('median MASE', {'metrics': GOOD | {'mase_median': 0.7}}),
+    ('data validation', {'schema_ok': False}),
+    ('fallback share', {'fallback': 1}),
+])
+def test_gate_in_the_registry_criterion_by_criterion(proj, criterion, change):
+    "Against the sqlite registry: v1 passes and becomes champion; v2, broken on one criterion, stays challenger, and its tags say which."
+    root, p, uri, new_run = proj
+    c, name = _client(uri), p.register.model_name
+    new_run(); assert register_run(root, p)['promoted']
+    new_run(**change); r = register_run(root, p)
+    assert (r['promoted'], r['gate_failed'], alias_version(c, name, 'champion'), alias_version(c, name, 'challenger')) == (False, [criterion], 1, 2)
+    tags = c.get_model_version(name, '2').tags
+    assert tags[f'gate.{criterion}'].startswith('FAIL') and tags['gate.passed'] == 'false'
+    assert sum(v.startswith('FAIL') for k, v in tags.items() if k.startswith('gate.') and k != 'gate.passed') == 1
