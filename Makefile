@@ -14,7 +14,7 @@ export DO_NOT_TRACK=true
 export DVC_NO_ANALYTICS=1
 export PATH := $(BIN):$(PATH)
 
-.PHONY: repro test bench lab ui lock readme clean-outputs help
+.PHONY: repro test bench lab serve ui lock readme clean-outputs help
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
 
@@ -48,6 +48,9 @@ bench: $(STAMP)  ## benchmark the kit's AutoML against Prophet/AutoETS/Exponenti
 
 lab: $(STAMP)  ## JupyterLab on 127.0.0.1
 	jupyter lab --ip 127.0.0.1 --no-browser
+
+serve: $(STAMP)  ## serve the champion over REST on 127.0.0.1:5001 (POST /invocations; needs make repro first)
+	MLFLOW_TRACKING_URI=sqlite:///$(abspath mlflow.db) mlflow models serve -m models:/$$(python -c "from mlops_kit.config import load_params; print(load_params('params.yaml').register.model_name)")@champion --env-manager local -h 127.0.0.1 -p 5001
 
 ui: $(STAMP)  ## MLflow UI on 127.0.0.1:5000 over the embedded store
 	mlflow ui --host 127.0.0.1 --port 5000 --backend-store-uri sqlite:///mlflow.db

@@ -11,7 +11,7 @@ from .config import ParamsError, load_params
 
 # %% auto #0
 __all__ = ['COMMANDS', 'sample', 'ingest', 'validate', 'windows', 'params', 'outputs', 'train', 'evaluate', 'fleet_summary',
-           'runs', 'register', 'promote', 'rollback', 'audit', 'AuditError', 'bench', 'build_parser', 'main']
+           'runs', 'register', 'promote', 'rollback', 'audit', 'AuditError', 'score', 'bench', 'build_parser', 'main']
 
 # %% ../nbs/90_cli.ipynb #a20b8fa8
 def _say(stage: str, started: float, text: str):
@@ -131,7 +131,7 @@ def runs(action: str = 'list', params='params.yaml', root='.', run_ids=None, n: 
     t = df.reindex(columns=cols).assign(run_id=lambda d: d.run_id.str[:12], **{'tags.git_sha': lambda d: d['tags.git_sha'].str[:8]})
     print(t.to_string(index=False) if len(t) else 'no runs yet'); return t
 
-# %% ../nbs/90_cli.ipynb #7142d64f
+# %% ../nbs/90_cli.ipynb #950debe0
 def register(params='params.yaml', root='.') -> dict:
     "Register the run's bundle as a new version (alias challenger); promote to champion if the gate passes; model card, audit."
     from mlops_kit.register import register_run
@@ -176,6 +176,18 @@ def audit(action: str = 'verify', params='params.yaml', root='.') -> bool:
 class AuditError(RuntimeError):
     "The audit log's hash chain is broken."
 
+def score(params='params.yaml', root='.', input: str = '', output: str = '', alias: str = 'champion') -> str:
+    "Batch scoring: rows (monitor_id, ts, value) from a CSV/JSONL/Parquet file, scored by models:/<model>@<alias>, written to OUTPUT (.csv or .parquet)."
+    from mlops_kit.tracking import ScoreInputError, read_rows, score_rows, tracking_uri
+    t, p = time.perf_counter(), load_params(Path(root)/params)
+    rows = read_rows(input); out = score_rows(rows, tracking_uri(p.train.tracking_uri, root), p.register.model_name, alias)
+    dst = Path(output); dst.parent.mkdir(parents=True, exist_ok=True)
+    if dst.suffix == '.parquet': out.to_parquet(dst, index=False)
+    elif dst.suffix == '.csv': out.to_csv(dst, index=False)
+    else: raise ScoreInputError(f"{dst}: output must end in .csv or .parquet")
+    _say('score', t, f"{len(out):,} rows of {out.monitor_id.nunique()} monitors scored by {p.register.model_name}@{alias}: {int(out.unusual.sum())} unusual, {int(out.alert.sum())} alerting → {dst}")
+    return str(dst)
+
 # %% ../nbs/90_cli.ipynb #10f03094
 def bench(what: str = 'models', params='params.yaml', root='.', monitors: int | None = None, peers: str | None = None):
     "Benchmarks, measured side by side in one run. `bench models`: the kit's AutoML vs Prophet, AutoETS, ExponentialSmoothing."
@@ -183,7 +195,7 @@ def bench(what: str = 'models', params='params.yaml', root='.', monitors: int | 
     p = load_params(Path(root)/params)
     return run_bench_models(root, p.windows.out_dir, f'{p.sample.out_dir}/incidents.csv', peers.split(',') if peers else None, monitors)
 
-COMMANDS = {f.__name__: f for f in (sample, ingest, validate, windows, train, evaluate, register, promote, rollback, audit, params, outputs, runs, bench)}
+COMMANDS = {f.__name__: f for f in (sample, ingest, validate, windows, train, evaluate, register, promote, rollback, audit, score, params, outputs, runs, bench)}
 
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog='mlops-kit', description='mlops_kit: level-1 MLOps for monitoring signals. '
@@ -207,6 +219,10 @@ def build_parser() -> argparse.ArgumentParser:
             sp.add_argument('--reason', required=True, help='why (recorded in the audit log)')
         if name == 'rollback':
             sp.add_argument('--reason', default='rollback', help='why (recorded in the audit log)')
+        if name == 'score':
+            sp.add_argument('input', help='rows to score: .csv, .jsonl or .parquet with monitor_id, ts, value')
+            sp.add_argument('output', help='where to write the scored rows: .csv or .parquet')
+            sp.add_argument('--alias', default='champion', help='registered model alias to score with (default: %(default)s)')
         if name == 'audit':
             sp.add_argument('action', choices=['verify', 'show'], help='verify the hash chain, or show the entries')
     return ap
@@ -219,12 +235,13 @@ def _user_errors() -> tuple[type, ...]:
     from mlops_kit.windows import WindowsError
     from mlops_kit.pipeline import StageError
     from mlops_kit.register import RegisterError
-    return (ParamsError, FileNotFoundError, IngestError, ValidateError, WindowsError, StageError, RegisterError, AuditError)
+    from mlops_kit.tracking import ScoreInputError
+    return (ParamsError, FileNotFoundError, IngestError, ValidateError, WindowsError, StageError, RegisterError, AuditError, ScoreInputError)
 
 def main(argv=None) -> int:
     "Console entry point: `mlops-kit COMMAND`."
     a = build_parser().parse_args(argv)
-    extra = {k: getattr(a, k) for k in ('what', 'monitors', 'peers', 'action', 'run_ids', 'n', 'version', 'reason') if hasattr(a, k)}
+    extra = {k: getattr(a, k) for k in ('what', 'monitors', 'peers', 'action', 'run_ids', 'n', 'version', 'reason', 'input', 'output', 'alias') if hasattr(a, k)}
     try: COMMANDS[a.command](params=a.params, root=a.root, **extra)
     except _user_errors() as e:
         if a.traceback or os.environ.get('MLOPS_KIT_TRACEBACK'): raise

@@ -14,7 +14,7 @@ import mlops_kit
 
 # %% auto #0
 __all__ = ['repo_root', 'tracking_uri', 'experiment', 'git_info', 'dvc_lock_hashes', 'lineage', 'FleetModel', 'log_bundle',
-           'latest_runs', 'compare_runs']
+           'ScoreInputError', 'read_rows', 'score_rows', 'latest_runs', 'compare_runs']
 
 # %% ../nbs/11_tracking.ipynb #d2ea0e82
 def repo_root(root='.') -> Path:
@@ -94,7 +94,32 @@ def log_bundle(bundle_path, example: pd.DataFrame, name: str = 'fleet_bundle'):
                                        signature=infer_signature(example, out), input_example=example,
                                        pip_requirements=_requirements(), code_paths=[str(Path(mlops_kit.__file__).parent)])
 
-# %% ../nbs/11_tracking.ipynb #1dd33b66
+# %% ../nbs/11_tracking.ipynb #d8c90dd5
+class ScoreInputError(ValueError):
+    "A file to score is unreadable or lacks the monitor_id, ts, value columns; the message names the file."
+
+def read_rows(path) -> pd.DataFrame:
+    "Rows to score from CSV / JSONL / Parquet: monitor_id, ts (UTC; naive = UTC), value."
+    path = Path(path)
+    if not path.exists(): raise FileNotFoundError(f"{path}: not found")
+    rd = {'.csv': pd.read_csv, '.jsonl': lambda f: pd.read_json(f, lines=True), '.parquet': pd.read_parquet}.get(path.suffix.lower())
+    if rd is None: raise ScoreInputError(f"{path}: unknown format {path.suffix!r}; use .csv, .jsonl or .parquet")
+    df = rd(path)
+    if missing := sorted({'monitor_id', 'ts', 'value'} - set(df.columns)): raise ScoreInputError(f"{path}: missing column(s) {missing}; expected monitor_id, ts, value")
+    try: ts = pd.to_datetime(df.ts, utc=True, format='mixed')
+    except (ValueError, TypeError) as e: raise ScoreInputError(f"{path}: column ts has values that are not timestamps ({e})") from None
+    return pd.DataFrame({'monitor_id': df.monitor_id.astype(str), 'ts': ts.dt.tz_localize(None), 'value': pd.to_numeric(df.value, errors='coerce').astype(float)})
+
+def score_rows(rows: pd.DataFrame, uri: str, name: str = 'mlops_kit_fleet', alias: str = 'champion') -> pd.DataFrame:
+    "Score rows with the registered model `models:/name@alias` (the model `make serve` serves)."
+    import mlflow
+    mlflow.set_tracking_uri(uri)
+    try: model = mlflow.pyfunc.load_model(f'models:/{name}@{alias}')
+    except mlflow.exceptions.MlflowException as e:
+        raise FileNotFoundError(f"no model version models:/{name}@{alias} in {uri}; run `make repro` (it registers one) or pick another --alias ({str(e)[:120]})") from None
+    return model.predict(rows)
+
+# %% ../nbs/11_tracking.ipynb #70a6da45
 def latest_runs(uri: str, experiment_name: str = 'mlops_kit', n: int = 2) -> list[str]:
     "Ids of the `n` most recent runs of the experiment, newest first."
     import mlflow

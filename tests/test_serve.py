@@ -1,0 +1,94 @@
+"""Serving the champion: the real `mlflow models serve` on a free loopback port answers the documented request format;
+`mlops-kit score` scores files with the same registered model."""
+import json, os, socket, subprocess, sys, time, urllib.error, urllib.request
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from mlops_kit.cli import main
+from mlops_kit.config import load_params
+from mlops_kit.fleet import FleetBundle, tune_fleet
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+COLS = ['monitor_id', 'ts', 'value', 'expected', 'lower', 'upper', 'score', 'unusual', 'alert']
+
+
+@pytest.fixture(scope='module')
+def champion(tmp_path_factory):
+    "A scratch store with a two-monitor bundle registered as models:/mlops_kit_fleet@champion; (root, uri, holdout rows)."
+    import mlflow
+    from mlops_kit.tracking import experiment, log_bundle
+    root = tmp_path_factory.mktemp('serve')
+    rng, ix = np.random.default_rng(5), pd.date_range('2026-09-01', periods=16 * 288, freq='5min', tz='UTC')
+    long = pd.concat([pd.DataFrame({'monitor_id': f'svc{i}.latency_p95', 'ts': ix, 'value': 100 + 20 * np.sin(2 * np.pi * ix.hour.to_numpy() / 24) + rng.normal(0, 3, len(ix))})
+                      for i in range(2)], ignore_index=True)
+    cut = ix[0] + pd.Timedelta('15D')
+    tuned, _ = tune_fleet(long[long.ts < cut], workers=1, progress=False)
+    FleetBundle(tuned).save(root / 'bundle.pkl')
+    uri = f'sqlite:///{root}/mlflow.db'; eid = experiment('serve', uri)
+    hold = long[long.ts >= cut].assign(ts=lambda d: d.ts.dt.tz_localize(None)).reset_index(drop=True)
+    with mlflow.start_run(experiment_id=eid):
+        info = log_bundle(root / 'bundle.pkl', hold.head(6))
+    mv = mlflow.register_model(info.model_uri, 'mlops_kit_fleet')
+    mlflow.tracking.MlflowClient(uri).set_registered_model_alias('mlops_kit_fleet', 'champion', mv.version)
+    p = load_params(ROOT / 'params.yaml')
+    p = p.model_copy(update={'train': p.train.model_copy(update={'tracking_uri': uri})})
+    (root / 'params.yaml').write_text(yaml.safe_dump(p.model_dump(mode='json'), sort_keys=False))
+    return root, uri, hold
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0)); return s.getsockname()[1]
+
+
+def _post(port, payload):
+    req = urllib.request.Request(f'http://127.0.0.1:{port}/invocations', data=json.dumps(payload).encode(), headers={'Content-Type': 'application/json'})
+    with urllib.request.urlopen(req, timeout=30) as r: return r.status, json.loads(r.read())
+
+
+def test_real_mlflow_scoring_server_serves_the_champion(champion):
+    root, uri, hold = champion
+    port = _free_port()
+    env = {**os.environ, 'MLFLOW_TRACKING_URI': uri, 'PATH': f"{BIN}:{os.environ['PATH']}", 'MLFLOW_DISABLE_TELEMETRY': 'true'}
+    srv = subprocess.Popen([str(BIN / 'mlflow'), 'models', 'serve', '-m', 'models:/mlops_kit_fleet@champion', '--env-manager', 'local',
+                            '-h', '127.0.0.1', '-p', str(port)], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        for _ in range(120):
+            try:
+                if urllib.request.urlopen(f'http://127.0.0.1:{port}/ping', timeout=1).status == 200: break
+            except OSError: time.sleep(0.5)
+            assert srv.poll() is None, srv.stdout.read().decode()[-3000:]
+        else: pytest.fail('the scoring server did not come up in 60 s')
+        rows = hold[hold.monitor_id == 'svc0.latency_p95'].head(12).copy()
+        rows.loc[rows.index[-3:], 'value'] += 500                                  # an obvious spike at the end
+        req = rows.assign(ts=rows.ts.dt.strftime('%Y-%m-%dT%H:%M:%S'))
+        status, body = _post(port, {'dataframe_records': req.to_dict('records')})
+        assert status == 200
+        out = pd.DataFrame(body['predictions'])
+        assert list(out.columns) == COLS and len(out) == 12
+        assert out.unusual.iloc[-3:].all() and not out.unusual.iloc[:9].any() and out.score.between(0, 1).all()
+        assert (out.lower < out.expected).all() and (out.expected < out.upper).all()
+        with pytest.raises(urllib.error.HTTPError) as ei:                           # a monitor the bundle does not know: a clear error
+            _post(port, {'dataframe_records': req.assign(monitor_id='nope').to_dict('records')})
+        assert ei.value.code in (400, 500) and "unknown monitor(s) ['nope']" in ei.value.read().decode()
+    finally:
+        os.killpg(srv.pid, 15); srv.wait(timeout=30)
+
+
+def test_batch_score_command(champion, tmp_path, capsys):
+    root, uri, hold = champion
+    src = tmp_path / 'rows.csv'; hold.groupby('monitor_id').head(25).assign(ts=lambda d: d.ts.astype(str) + '+00:00').to_csv(src, index=False)
+    assert main(['--root', str(root), 'score', str(src), str(tmp_path / 'scored.parquet')]) == 0
+    out = pd.read_parquet(tmp_path / 'scored.parquet')
+    assert list(out.columns) == COLS and len(out) == 50
+    assert 'rows of 2 monitors scored by mlops_kit_fleet@champion' in capsys.readouterr().out
+    (tmp_path / 'bad.csv').write_text('monitor_id,value\nx,1\n')
+    assert main(['--root', str(root), 'score', str(tmp_path / 'bad.csv'), str(tmp_path / 'o.csv')]) == 2
+    assert "missing column(s) ['ts']" in capsys.readouterr().err
+    assert main(['--root', str(root), 'score', str(src), str(tmp_path / 'o.csv'), '--alias', 'nobody']) == 2
+    assert 'no model version models:/mlops_kit_fleet@nobody' in capsys.readouterr().err
