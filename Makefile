@@ -50,7 +50,8 @@ lab: $(STAMP)  ## JupyterLab on 127.0.0.1
 	jupyter lab --ip 127.0.0.1 --no-browser
 
 serve: $(STAMP)  ## serve the champion over REST on 127.0.0.1:5001 (POST /invocations; needs make repro first)
-	MLFLOW_TRACKING_URI=sqlite:///$(abspath mlflow.db) mlflow models serve -m models:/$$(python -c "from mlops_kit.config import load_params; print(load_params('params.yaml').register.model_name)")@champion --env-manager local -h 127.0.0.1 -p 5001
+	OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 MLFLOW_TRACKING_URI=sqlite:///$(abspath mlflow.db) mlflow models serve --env-manager local -h 127.0.0.1 -p 5001 \
+	  $$(python -c "from mlops_kit.config import load_params as l; p = l('params.yaml'); print(f'-m models:/{p.register.model_name}@champion -w {p.serve.workers}')")
 
 ui: $(STAMP)  ## MLflow UI on 127.0.0.1:5000 over the embedded store
 	mlflow ui --host 127.0.0.1 --port 5000 --backend-store-uri sqlite:///mlflow.db

@@ -189,10 +189,14 @@ def score(params='params.yaml', root='.', input: str = '', output: str = '', ali
     return str(dst)
 
 # %% ../nbs/90_cli.ipynb #10f03094
-def bench(what: str = 'models', params='params.yaml', root='.', monitors: int | None = None, peers: str | None = None):
-    "Benchmarks, measured side by side in one run. `bench models`: the kit's AutoML vs Prophet, AutoETS, ExponentialSmoothing."
-    from mlops_kit.bench import run_bench_models
+def bench(what: str = 'models', params='params.yaml', root='.', monitors: int | None = None, peers: str | None = None,
+          rates: str | None = None, duration: float | None = None):
+    "Benchmarks. `bench models`: the kit's AutoML vs Prophet, AutoETS, ExponentialSmoothing, side by side. `bench serve`: SLO load test of the served champion."
     p = load_params(Path(root)/params)
+    if what == 'serve':
+        from mlops_kit.serve import bench_serve
+        return bench_serve(root, p, [float(r) for r in rates.split(',')] if rates else None, duration)
+    from mlops_kit.bench import run_bench_models
     return run_bench_models(root, p.windows.out_dir, f'{p.sample.out_dir}/incidents.csv', peers.split(',') if peers else None, monitors)
 
 COMMANDS = {f.__name__: f for f in (sample, ingest, validate, windows, train, evaluate, register, promote, rollback, audit, score, params, outputs, runs, bench)}
@@ -207,7 +211,9 @@ def build_parser() -> argparse.ArgumentParser:
     for name, f in COMMANDS.items():
         sp = sub.add_parser(name, help=f.__doc__.split('. ')[0], description=f.__doc__)
         if name == 'bench':
-            sp.add_argument('what', choices=['models'], help='what to benchmark')
+            sp.add_argument('what', choices=['models', 'serve'], help='models: AutoML vs peers; serve: load test of the served champion')
+            sp.add_argument('--rates', default=None, help='serve: comma-separated requests/s (default: serve.rates)')
+            sp.add_argument('--duration', type=float, default=None, help='serve: seconds per rate (default: serve.duration_s)')
             sp.add_argument('--monitors', type=int, default=None, help='only the first N monitors (default: all)')
             sp.add_argument('--peers', default=None, help='comma-separated subset of: prophet, autoets, ets (default: all installed)')
         if name == 'runs':
@@ -241,7 +247,7 @@ def _user_errors() -> tuple[type, ...]:
 def main(argv=None) -> int:
     "Console entry point: `mlops-kit COMMAND`."
     a = build_parser().parse_args(argv)
-    extra = {k: getattr(a, k) for k in ('what', 'monitors', 'peers', 'action', 'run_ids', 'n', 'version', 'reason', 'input', 'output', 'alias') if hasattr(a, k)}
+    extra = {k: getattr(a, k) for k in ('what', 'monitors', 'peers', 'rates', 'duration', 'action', 'run_ids', 'n', 'version', 'reason', 'input', 'output', 'alias') if hasattr(a, k)}
     try: COMMANDS[a.command](params=a.params, root=a.root, **extra)
     except _user_errors() as e:
         if a.traceback or os.environ.get('MLOPS_KIT_TRACEBACK'): raise

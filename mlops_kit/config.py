@@ -16,8 +16,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 # %% auto #0
 __all__ = ['Agg', 'parse_interval', 'SampleParams', 'SourceSpec', 'MonitorSpec', 'IngestParams', 'ValidateParams',
-           'WindowsParams', 'TrainParams', 'EvaluateParams', 'GateParams', 'RegisterParams', 'Params', 'ParamsError',
-           'load_params']
+           'WindowsParams', 'TrainParams', 'EvaluateParams', 'GateParams', 'RegisterParams', 'ServeParams', 'Params',
+           'ParamsError', 'load_params']
 
 # %% ../nbs/00_config.ipynb #e83e0176
 def parse_interval(s: str) -> pd.Timedelta:
@@ -172,6 +172,22 @@ class RegisterParams(_Section):
     audit_log: str = 'audit/audit.jsonl'                         # relative to the repository root; append-only, hash-chained
     gate: GateParams = GateParams()
 
+# %% ../nbs/00_config.ipynb #cfg_serve
+class ServeParams(_Section):
+    "Serving the champion and its SLO load test (`mlops-kit bench serve`)."
+    rates: list[float] = Field([50.0, 100.0, 200.0], min_length=1)   # requests/s, each run for duration_s
+    duration_s: float = Field(10.0, gt=0, le=600)
+    points: int = Field(12, ge=1, le=10_000)                       # rows per request (one monitor's last hour at 5 min)
+    workers: int = Field(1, ge=1, le=32)                           # uvicorn workers of `mlflow models serve`
+    slo_p99_ms: float = Field(20.0, gt=0)
+    slo_max_error_rate: float = Field(0.001, ge=0, le=1)
+
+    @field_validator('rates')
+    @classmethod
+    def _rates(cls, v):
+        if any(r <= 0 for r in v): raise ValueError(f"rates must be positive requests/s, got {v}")
+        return v
+
 # %% ../nbs/00_config.ipynb #834cd038
 # Sections are named like their stages (stage = section = module); `validate` and `register` shadow pydantic's deprecated `BaseModel` methods, harmlessly.
 warnings.filterwarnings('ignore', message='Field name "(validate|register)" in "Params" shadows', category=UserWarning)
@@ -185,6 +201,7 @@ class Params(_Section):
     train: TrainParams = TrainParams()
     evaluate: EvaluateParams = EvaluateParams()
     register: RegisterParams = RegisterParams()
+    serve: ServeParams = ServeParams()
 
 class ParamsError(ValueError):
     "params.yaml is missing, unreadable or invalid; the message names every bad key."

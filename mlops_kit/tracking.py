@@ -60,13 +60,15 @@ def lineage(root='.', windows_dir='data/windows') -> dict:
     tags |= {f'dvc_md5 {k}': v for k, v in dvc_lock_hashes(root).items()} or {'dvc_md5': 'dvc.lock has no windows stage yet'}
     return tags
 
-# %% ../nbs/11_tracking.ipynb #43487ed5
+# %% ../nbs/11_tracking.ipynb #ce7663a2
 import mlflow.pyfunc
 
 class FleetModel(mlflow.pyfunc.PythonModel):
     "MLflow pyfunc over a FleetBundle: rows (monitor_id, ts, value) in, the same rows plus expected, lower, upper, score, unusual, alert out."
     def load_context(self, context):
+        from threadpoolctl import threadpool_limits
         from mlops_kit.fleet import FleetBundle
+        threadpool_limits(1)   # one BLAS thread: the server calls predict from many threads at once, and nested BLAS pools stall under that load
         self.bundle = FleetBundle.load(context.artifacts['bundle'])
 
     def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:

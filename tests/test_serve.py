@@ -30,6 +30,7 @@ def champion(tmp_path_factory):
     tuned, _ = tune_fleet(long[long.ts < cut], workers=1, progress=False)
     FleetBundle(tuned).save(root / 'bundle.pkl')
     uri = f'sqlite:///{root}/mlflow.db'; eid = experiment('serve', uri)
+    (root / 'data/windows').mkdir(parents=True); long[long.ts >= cut].to_parquet(root / 'data/windows/holdout.parquet')   # what bench serve replays
     hold = long[long.ts >= cut].assign(ts=lambda d: d.ts.dt.tz_localize(None)).reset_index(drop=True)
     with mlflow.start_run(experiment_id=eid):
         info = log_bundle(root / 'bundle.pkl', hold.head(6))
@@ -92,3 +93,20 @@ def test_batch_score_command(champion, tmp_path, capsys):
     assert "missing column(s) ['ts']" in capsys.readouterr().err
     assert main(['--root', str(root), 'score', str(src), str(tmp_path / 'o.csv'), '--alias', 'nobody']) == 2
     assert 'no model version models:/mlops_kit_fleet@nobody' in capsys.readouterr().err
+
+
+def test_bench_serve_measures_the_served_champion(champion):
+    "`mlops-kit bench serve` at a low rate: every documented number is there and plausible, the SLO verdict follows from them, MLflow has the table."
+    import mlflow
+    from mlops_kit.cli import bench
+    root, uri, _ = champion
+    t = bench('serve', root=root, rates='10,20', duration=2)
+    assert list(t.rate_rps) == [10.0, 20.0] and (t.requests == [20, 40]).all()
+    assert (t.error_rate == 0).all() and (t.p50_ms <= t.p95_ms).all() and (t.p95_ms <= t.p99_ms).all() and (t.p50_ms > 0).all()
+    assert ((t.throughput_rps > 0.7 * t.rate_rps) & (t.throughput_rps < 1.3 * t.rate_rps)).all()
+    assert (t.cpu_s_per_1k_predictions > 0).all()
+    assert (t.slo_met == (t.p99_ms <= 20.0)).all()
+    assert (root / 'reports/serve/slo.csv').exists() and 'Target: p99' in (root / 'reports/serve/slo.md').read_text()
+    c = mlflow.tracking.MlflowClient(uri); mv = c.get_model_version_by_alias('mlops_kit_fleet', 'champion')
+    m = c.get_run(mv.run_id).data.metrics
+    assert m['serve.throughput_rps_at_max_rate'] == pytest.approx(t.throughput_rps.iloc[-1])
