@@ -14,7 +14,7 @@ from .detect import alert_stats, forecast_errors, match_incidents, static_frame,
 from .models import infer_step
 
 # %% auto #0
-__all__ = ['alert_events', 'evaluate_monitor', 'summarize', 'evaluate_fleet']
+__all__ = ['alert_events', 'evaluate_monitor', 'summarize', 'holdout_incidents', 'evaluate_fleet']
 
 # %% ../nbs/08_evaluate.ipynb #c1d27e9e
 def alert_events(frame: pd.DataFrame) -> pd.DataFrame:
@@ -62,6 +62,11 @@ def summarize(t: pd.DataFrame, noisy_per_day: float = 4.0, alert_budget: float =
             'after_hours_share': float(np.average(t.after_hours_share, weights=t.alerts_per_day)) if t.alerts_per_day.sum() else 0.0,
             'static_after_hours_share': float(np.average(t.static_after_hours_share, weights=t.static_alerts_per_day)) if t.static_alerts_per_day.sum() else 0.0}
 
+# %% ../nbs/08_evaluate.ipynb #5bdf8c61
+def holdout_incidents(incidents: pd.DataFrame, monitor_id: str, index: pd.DatetimeIndex) -> pd.DataFrame:
+    "The labelled incidents of one monitor that overlap the span of `index` (the holdout)."
+    return incidents[(incidents.monitor_id == monitor_id) & (incidents.end > index[0]) & (incidents.start <= index[-1])]
+
 # %% ../nbs/08_evaluate.ipynb #608eafe6
 def evaluate_fleet(train: pd.DataFrame, holdout: pd.DataFrame, incidents: pd.DataFrame | None = None, monitors=None, progress: bool = True, **kw) -> tuple[pd.DataFrame, dict]:
     "(per-monitor table, fleet summary) for long-format train/holdout frames."
@@ -70,7 +75,7 @@ def evaluate_fleet(train: pd.DataFrame, holdout: pd.DataFrame, incidents: pd.Dat
     rows = {}
     for mid in tqdm(ids, desc='evaluate', disable=not progress):
         a, b = (d[d.monitor_id == mid].set_index('ts').value for d in (train, holdout))
-        inc = incidents[(incidents.monitor_id == mid) & (incidents.end > b.index[0]) & (incidents.start <= b.index[-1])] if incidents is not None else None
+        inc = holdout_incidents(incidents, mid, b.index) if incidents is not None else None
         rows[mid], _ = evaluate_monitor(a, b, inc, **kw)
     t = pd.DataFrame.from_dict(rows, orient='index').rename_axis('monitor_id')
     return t, summarize(t)

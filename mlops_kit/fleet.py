@@ -56,7 +56,7 @@ def tune_fleet(train: pd.DataFrame, workers: int = 2, progress: bool = True, **t
     res = parallel_map(_tune_or_reason, split_monitors(train, 'training window'), workers, 'tune', progress, **tune_kw)
     return {k: v for k, v in res.items() if isinstance(v, Tuned)}, {k: v for k, v in res.items() if isinstance(v, str)}
 
-# %% ../nbs/10_fleet.ipynb #20c2d567
+# %% ../nbs/10_fleet.ipynb #7c5327bc
 class FleetBundle:
     "Every monitor's tuned detector + alert policy; `predict(rows)` adds expected, lower, upper, score, unusual, alert."
     def __init__(self, tuned: dict[str, Tuned], meta: dict | None = None):
@@ -72,13 +72,12 @@ class FleetBundle:
         if unknown := sorted(set(parts) - set(self.tuned)):
             raise ValueError(f"unknown monitor(s) {unknown[:5]}{' …' if len(unknown) > 5 else ''}: this bundle serves {len(self.tuned)} monitors, e.g. {self.monitors[:3]}")
         out = pd.DataFrame(index=rows.index, columns=COLUMNS, dtype=object)
-        key = pd.MultiIndex.from_arrays([rows.monitor_id.astype(str), pd.to_datetime(rows.ts, utc=True)])
+        ts, pos = pd.DatetimeIndex(pd.to_datetime(rows.ts, utc=True)), rows.monitor_id.astype(str).groupby(rows.monitor_id.astype(str).to_numpy()).indices
         for mid, y in parts.items():
             t = self.tuned[mid]; step = t.detector.forecaster_.step_
             f = t.detector.score_frame(to_grid(y, step))          # off-grid timestamps share their slot's result
             f['alert'], _ = t.policy.decide(f.unusual, f.score)
-            sel = np.flatnonzero(key.get_level_values(0) == mid)
-            out.iloc[sel] = f.loc[key[sel].get_level_values(1).floor(step), COLUMNS].to_numpy(object)
+            out.iloc[pos[mid]] = f.loc[ts[pos[mid]].floor(step), COLUMNS].to_numpy(object)
         res = pd.concat([rows, out.astype({c: float for c in COLUMNS[:4]} | {'unusual': bool, 'alert': bool})], axis=1)
         return res
 

@@ -58,7 +58,7 @@ def run_notebook(stage: str, root='.', parameters: dict | None = None, outputs=(
     shutil.rmtree(staging, ignore_errors=True)
     return root / 'reports' / stage / f'{stage}.ipynb'
 
-# %% ../nbs/12_pipeline.ipynb #5fe2d08c
+# %% ../nbs/12_pipeline.ipynb #0dd191c6
 def read_run(path) -> dict:
     "The run.json a pipeline notebook writes: {'run_id', 'tracking_uri', 'experiment'}."
     path = Path(path)
@@ -77,7 +77,7 @@ def log_notebook(run: dict, notebook: Path):
     from mlflow.tracking import MlflowClient
     MlflowClient(run['tracking_uri']).log_artifact(run['run_id'], str(notebook), 'notebooks')
 
-# %% ../nbs/12_pipeline.ipynb #40123067
+# %% ../nbs/12_pipeline.ipynb #b868606f
 def plot_detection(y: pd.Series, frame: pd.DataFrame, title: str = '', static: float | None = None, incidents: pd.DataFrame | None = None, ax=None):
     "Signal, expected value, band, unusual points and alerts (shaded) for one monitor."
     import matplotlib; matplotlib.use('Agg'); import matplotlib.pyplot as plt
@@ -95,7 +95,7 @@ def plot_detection(y: pd.Series, frame: pd.DataFrame, title: str = '', static: f
     ax.set_title(title, fontsize=9, loc='left'); ax.legend(fontsize=7, ncol=7, loc='upper left'); ax.margins(x=0)
     return ax
 
-# %% ../nbs/12_pipeline.ipynb #f521fc70
+# %% ../nbs/12_pipeline.ipynb #8ffb20d2
 def plot_alerts_before_after(t: pd.DataFrame, budget: float = 2.0, noisy: float = 4.0):
     "Horizontal bars: static vs kit alerts/day per monitor (noisiest first), budget and noisy lines."
     import matplotlib; matplotlib.use('Agg'); import matplotlib.pyplot as plt

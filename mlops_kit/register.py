@@ -88,18 +88,16 @@ def residency_violations(source_regions: dict, target_region: str) -> list[str]:
     return [f'source {s!r} is restricted to region {r!r}, the registry is in {target_region!r}' for s, r in source_regions.items()
             if r not in ('global', 'unspecified') and r != target_region]
 
-# %% ../nbs/13_register.ipynb #0c63ec6e
-def _events(frame: pd.DataFrame) -> list[tuple]:
-    a = frame.sort_values('ts'); on = a.alert.to_numpy(bool); ts = pd.DatetimeIndex(a.ts)
-    d = np.diff(np.r_[0, on.astype(int), 0]); return list(zip(ts[np.flatnonzero(d == 1)], ts[np.flatnonzero(d == -1) - 1]))
-
+# %% ../nbs/13_register.ipynb #9d467e4e
 def shadow_compare(challenger, champion, rows: pd.DataFrame) -> pd.DataFrame:
     "Per monitor: alerts by each bundle on the same rows, how many overlap, and which are only one side's."
+    from mlops_kit.evaluate import alert_events
+    events = lambda f: list(alert_events(f.set_index('ts').sort_index())[['start', 'end']].itertuples(index=False, name=None))
     a, b = challenger.predict(rows), champion.predict(rows) if champion is not None else None
     out = []
     for mid, g in a.groupby('monitor_id', sort=True):
-        ea = _events(g); eb = _events(b[b.monitor_id == mid]) if b is not None else []
-        hit = lambda e, other: any(s <= oe and ost <= en for ost, oe in other for s, en in [e])
+        ea = events(g); eb = events(b[b.monitor_id == mid]) if b is not None else []
+        hit = lambda e, other: any(s < oe and ost < en for ost, oe in other for s, en in [e])     # end is exclusive
         out.append({'monitor_id': mid, 'challenger_alerts': len(ea), 'champion_alerts': len(eb) if b is not None else np.nan,
                     'both': sum(hit(e, eb) for e in ea), 'only_challenger': sum(not hit(e, eb) for e in ea),
                     'only_champion': sum(not hit(e, ea) for e in eb),
@@ -218,7 +216,7 @@ def _check_compliance(c, run: dict, p, log, name: str):
         audit(log, 'register-blocked', name, None, reason='; '.join(found)[:500])
         raise RegisterError(f"registration of run {run['run_id']} blocked by compliance checks:\n  " + '\n  '.join(found[:10]))
 
-# %% ../nbs/13_register.ipynb #f6ad4c83
+# %% ../nbs/13_register.ipynb #eecc0b53
 def register_run(root, p, out=None) -> dict:
     "The register stage: compliance, gate, new version + challenger alias, shadow comparison, model card, promotion if the gate passes."
     import mlflow

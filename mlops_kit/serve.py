@@ -14,8 +14,8 @@ import pandas as pd
 # %% auto #0
 __all__ = ['SERVER_ENV', 'free_port', 'scoring_server', 'load_test', 'bench_serve']
 
-# %% ../nbs/14_serve.ipynb #e571eb84
-SERVER_ENV = {'OPENBLAS_NUM_THREADS': '1', 'OMP_NUM_THREADS': '1', 'MKL_NUM_THREADS': '1'}   # see FleetModel.load_context; `make serve` sets the same
+# %% ../nbs/14_serve.ipynb #9a3d0fc6
+SERVER_ENV = {'OPENBLAS_NUM_THREADS': '1', 'OMP_NUM_THREADS': '1', 'MKL_NUM_THREADS': '1'}   # as FleetModel.load_context, before numpy loads; `make serve` sets the same
 
 def free_port() -> int:
     with socket.socket() as s:

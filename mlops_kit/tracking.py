@@ -60,7 +60,7 @@ def lineage(root='.', windows_dir='data/windows') -> dict:
     tags |= {f'dvc_md5 {k}': v for k, v in dvc_lock_hashes(root).items()} or {'dvc_md5': 'dvc.lock has no windows stage yet'}
     return tags
 
-# %% ../nbs/11_tracking.ipynb #ce7663a2
+# %% ../nbs/11_tracking.ipynb #bda4094e
 import mlflow.pyfunc
 
 class FleetModel(mlflow.pyfunc.PythonModel):
@@ -68,7 +68,7 @@ class FleetModel(mlflow.pyfunc.PythonModel):
     def load_context(self, context):
         from threadpoolctl import threadpool_limits
         from mlops_kit.fleet import FleetBundle
-        threadpool_limits(1)   # one BLAS thread: the server calls predict from many threads at once, and nested BLAS pools stall under that load
+        threadpool_limits(1)   # one BLAS thread per call: the server calls predict from several threads at once, and the matrices are tiny
         self.bundle = FleetBundle.load(context.artifacts['bundle'])
 
     def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:

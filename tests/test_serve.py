@@ -1,6 +1,6 @@
 """Serving the champion: the real `mlflow models serve` on a free loopback port answers the documented request format;
 `mlops-kit score` scores files with the same registered model."""
-import json, os, socket, subprocess, sys, time, urllib.error, urllib.request
+import json, urllib.error, urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +13,6 @@ from mlops_kit.config import load_params
 from mlops_kit.fleet import FleetBundle, tune_fleet
 
 ROOT = Path(__file__).resolve().parents[1]
-BIN = Path(sys.executable).parent
 COLS = ['monitor_id', 'ts', 'value', 'expected', 'lower', 'upper', 'score', 'unusual', 'alert']
 
 
@@ -42,11 +41,6 @@ def champion(tmp_path_factory):
     return root, uri, hold
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(('127.0.0.1', 0)); return s.getsockname()[1]
-
-
 def _post(port, payload):
     req = urllib.request.Request(f'http://127.0.0.1:{port}/invocations', data=json.dumps(payload).encode(), headers={'Content-Type': 'application/json'})
     with urllib.request.urlopen(req, timeout=30) as r: return r.status, json.loads(r.read())
@@ -54,17 +48,8 @@ def _post(port, payload):
 
 def test_real_mlflow_scoring_server_serves_the_champion(champion):
     root, uri, hold = champion
-    port = _free_port()
-    env = {**os.environ, 'MLFLOW_TRACKING_URI': uri, 'PATH': f"{BIN}:{os.environ['PATH']}", 'MLFLOW_DISABLE_TELEMETRY': 'true'}
-    srv = subprocess.Popen([str(BIN / 'mlflow'), 'models', 'serve', '-m', 'models:/mlops_kit_fleet@champion', '--env-manager', 'local',
-                            '-h', '127.0.0.1', '-p', str(port)], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
-    try:
-        for _ in range(120):
-            try:
-                if urllib.request.urlopen(f'http://127.0.0.1:{port}/ping', timeout=1).status == 200: break
-            except OSError: time.sleep(0.5)
-            assert srv.poll() is None, srv.stdout.read().decode()[-3000:]
-        else: pytest.fail('the scoring server did not come up in 60 s')
+    from mlops_kit.serve import scoring_server
+    with scoring_server('models:/mlops_kit_fleet@champion', uri) as (port, _):          # the real `mlflow models serve`, free loopback port
         rows = hold[hold.monitor_id == 'svc0.latency_p95'].head(12).copy()
         rows.loc[rows.index[-3:], 'value'] += 500                                  # an obvious spike at the end
         req = rows.assign(ts=rows.ts.dt.strftime('%Y-%m-%dT%H:%M:%S'))
@@ -77,8 +62,6 @@ def test_real_mlflow_scoring_server_serves_the_champion(champion):
         with pytest.raises(urllib.error.HTTPError) as ei:                           # a monitor the bundle does not know: a clear error
             _post(port, {'dataframe_records': req.assign(monitor_id='nope').to_dict('records')})
         assert ei.value.code in (400, 500) and "unknown monitor(s) ['nope']" in ei.value.read().decode()
-    finally:
-        os.killpg(srv.pid, 15); srv.wait(timeout=30)
 
 
 def test_batch_score_command(champion, tmp_path, capsys):
