@@ -11,7 +11,8 @@ from .config import ParamsError, load_params
 
 # %% auto #0
 __all__ = ['COMMANDS', 'sample', 'ingest', 'validate', 'windows', 'params', 'outputs', 'train', 'evaluate', 'fleet_summary',
-           'runs', 'register', 'promote', 'rollback', 'audit', 'AuditError', 'score', 'bench', 'build_parser', 'main']
+           'runs', 'register', 'promote', 'rollback', 'audit', 'AuditError', 'score', 'RetrainError', 'monitor',
+           'retrain', 'bench', 'build_parser', 'main']
 
 # %% ../nbs/90_cli.ipynb #a20b8fa8
 def _say(stage: str, started: float, text: str):
@@ -22,8 +23,9 @@ def sample(params='params.yaml', root='.') -> dict:
     "Generate the embedded, seeded sample fleet (raw request logs with PII, incidents, events)."
     from mlops_kit.sample import write_sample
     t, p = time.perf_counter(), load_params(Path(root)/params).sample
-    out = write_sample(Path(root)/p.out_dir, seed=p.seed, start=str(p.start), days=p.days, n_services=p.n_services)
-    _say('sample', t, f"{p.n_services} services × {p.days} days (seed {p.seed}) → {p.out_dir}/")
+    out = write_sample(Path(root)/p.out_dir, seed=p.seed, start=str(p.start), days=p.days, n_services=p.n_services,
+                       shift=p.shift.model_dump() if p.shift else None)
+    _say('sample', t, f"{p.n_services} services × {p.days} days (seed {p.seed})" + (f" · level shift x{p.shift.factor} on {p.shift.services} services from day {p.shift.day}" if p.shift else '') + f" → {p.out_dir}/")
     return out
 
 # %% ../nbs/90_cli.ipynb #d6bfae96
@@ -68,7 +70,8 @@ def outputs(params='params.yaml', root='.') -> list[tuple[str, str, int]]:
     rows = [('raw sample (PII stays here)', p.sample.out_dir), ('signals + quarantine', p.ingest.out_dir),
             ('quality report (index.html)', 'reports/validate'), ('training windows + manifest', p.windows.out_dir),
             ('fleet bundle + trial log', p.train.out_dir), ('train notebook + plots', 'reports/train'),
-            ('evaluate notebook + plots', 'reports/evaluate'), ('model card + gate verdict', 'reports/register'), ('metrics (dvc metrics show)', 'metrics')]
+            ('evaluate notebook + plots', 'reports/evaluate'), ('model card + gate verdict', 'reports/register'),
+            ('drift report (index.html)', 'reports/monitor'), ('metrics (dvc metrics show)', 'metrics')]
     found = [(what, where, _size(root/where)) for what, where in rows if (root/where).exists()]
     print('outputs:'); [print(f"  {what:<30} {where:<34} {n/1e6:8.1f} MB") for what, where, n in found]
     if (root/'metrics/evaluate.json').exists(): print('fleet: ' + fleet_summary(json.loads((root/'metrics/evaluate.json').read_text())))
@@ -78,6 +81,9 @@ def outputs(params='params.yaml', root='.') -> list[tuple[str, str, int]]:
     if (root/'metrics/register.json').exists():
         g = json.loads((root/'metrics/register.json').read_text())
         print(f"registry: {g['model']} v{g['version']} " + ('is champion' if g['promoted'] else f"not promoted, champion is v{g['champion']}") + f" ({g['reason']})")
+    if (root/'metrics/monitor.json').exists():
+        v = json.loads((root/'metrics/monitor.json').read_text())
+        print(f"drift: {v['reason']} → " + ('retrain (mlops-kit retrain)' if v['retrain'] else 'no retrain needed'))
     return found
 
 # %% ../nbs/90_cli.ipynb #53808200
@@ -188,6 +194,62 @@ def score(params='params.yaml', root='.', input: str = '', output: str = '', ali
     _say('score', t, f"{len(out):,} rows of {out.monitor_id.nunique()} monitors scored by {p.register.model_name}@{alias}: {int(out.unusual.sum())} unusual, {int(out.alert.sum())} alerting → {dst}")
     return str(dst)
 
+# %% ../nbs/90_cli.ipynb #d9864aad
+class RetrainError(RuntimeError):
+    "The retrain trigger cannot run (no verdict yet, no newer data, or the pipeline run failed)."
+
+def monitor(params='params.yaml', root='.') -> dict:
+    "Drift of every monitor's data after the training window (values, residuals, error decay, alert rate) -> reports/monitor/, metrics/monitor.json (the retrain verdict)."
+    from mlops_kit.monitor import run_monitor
+    t, p = time.perf_counter(), load_params(Path(root)/params)
+    v = run_monitor(p, root)
+    where = _log_monitor(p, root, v)
+    _say('monitor', t, f"{v['reason']} · {'RETRAIN: run mlops-kit retrain' if v['retrain'] else 'no retrain'} · {where} → reports/monitor/index.html")
+    return v
+
+def _log_monitor(p, root, v) -> str:
+    "Drift numbers onto the pipeline's MLflow run, the drift table and plot as artifacts; says where."
+    import mlflow
+    from mlops_kit.pipeline import read_run
+    f = Path(root)/p.train.out_dir/'run.json'
+    if not f.exists(): return f"not logged to MLflow ({f} missing: the bundle did not come from the train stage)"
+    run = read_run(f); c = mlflow.MlflowClient(run['tracking_uri'])
+    ts = int(time.time() * 1000)
+    c.log_batch(run['run_id'], metrics=[mlflow.entities.Metric(f'monitor.{k}', float(v[k]), ts, 0) for k in ('judged', 'drifted', 'drifted_share', 'retrain')])
+    for a in ('drift.csv', 'drift.png', 'index.html'): c.log_artifact(run['run_id'], str(Path(root)/'reports/monitor'/a), 'monitor')
+    return f"MLflow run {run['run_id'][:8]}"
+
+def retrain(params='params.yaml', root='.', force: bool = False, dry_run: bool = False) -> dict:
+    "Retrain trigger: if metrics/monitor.json says retrain (or --force), run the pipeline for the newest window (dvc exp run -S windows.as_of=...); the gate decides."
+    import datetime as dt, subprocess
+    from mlops_kit.config import parse_interval
+    from mlops_kit.register import audit
+    from mlops_kit.tracking import repo_root
+    from mlops_kit.windows import latest_full_day, load_signals
+    t, root = time.perf_counter(), Path(root); p = load_params(root/params); f = root/'metrics/monitor.json'
+    if not f.exists(): raise RetrainError(f"{f}: missing; run the monitor stage first (`dvc repro monitor`)")
+    v = json.loads(f.read_text())
+    if not (v['retrain'] or force):
+        print(f"retrain: not needed: {v['reason']} (window as_of {v['as_of']}; --force retrains anyway)", flush=True)
+        return {'retrained': False, 'verdict': v}
+    sig, cat = load_signals(root/p.ingest.out_dir)
+    last_full = latest_full_day(sig.ts, max(parse_interval(c['interval']) for c in cat.values()))
+    as_of = last_full - dt.timedelta(days=p.windows.holdout_days)
+    if str(as_of) <= v['as_of']:
+        raise RetrainError(f"no newer window to train on: the data's last full day is {last_full}, so the newest as_of (minus windows.holdout_days = "
+                           f"{p.windows.holdout_days}) is {as_of}, not after the current {v['as_of']}; wait for more data")
+    cmd = ['dvc', 'exp', 'run', '-S', f'windows.as_of={as_of}', '-n', f"retrain-{as_of}-{time.strftime('%H%M%S')}"]
+    why = ('forced; ' if not v['retrain'] else '') + f"{v['reason']}; new window as_of {as_of} (was {v['as_of']})"
+    print(f"retrain: {why}\n  $ {' '.join(cmd)}", flush=True)
+    if dry_run: return {'retrained': False, 'dry_run': True, 'command': cmd, 'as_of': str(as_of), 'verdict': v}
+    audit(repo_root(root)/p.register.audit_log, 'retrain-trigger', p.register.model_name, None, reason=why)
+    r = subprocess.run(cmd, cwd=root)
+    if r.returncode: raise RetrainError(f"`{' '.join(cmd)}` failed (exit code {r.returncode}, output above); the champion changed only if the register stage ran")
+    reg, now = json.loads((root/'metrics/register.json').read_text()), json.loads(f.read_text())
+    _say('retrain', t, f"window as_of {as_of}: {reg['model']} v{reg['version']} " + ('promoted to champion' if reg['promoted'] else
+         f"NOT promoted, champion stays v{reg['champion']}") + f" ({reg['reason']}); drift after the new window: {now['reason']}")
+    return {'retrained': True, 'as_of': str(as_of), 'register': reg, 'verdict': v, 'after': now}
+
 # %% ../nbs/90_cli.ipynb #10f03094
 def bench(what: str = 'models', params='params.yaml', root='.', monitors: int | None = None, peers: str | None = None,
           rates: str | None = None, duration: float | None = None):
@@ -199,11 +261,12 @@ def bench(what: str = 'models', params='params.yaml', root='.', monitors: int | 
     from mlops_kit.bench import run_bench_models
     return run_bench_models(root, p.windows.out_dir, f'{p.sample.out_dir}/incidents.csv', peers.split(',') if peers else None, monitors)
 
-COMMANDS = {f.__name__: f for f in (sample, ingest, validate, windows, train, evaluate, register, promote, rollback, audit, score, params, outputs, runs, bench)}
+COMMANDS = {f.__name__: f for f in (sample, ingest, validate, windows, train, evaluate, register, monitor, retrain, promote, rollback, audit, score, params, outputs, runs, bench)}
 
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog='mlops-kit', description='mlops_kit: level-1 MLOps for monitoring signals. '
-                                 'Pipeline stages (run by `dvc repro`): sample, ingest, validate, windows, train, evaluate, register.')
+                                 'Pipeline stages (run by `dvc repro`): sample, ingest, validate, windows, train, evaluate, register, monitor; '
+                                 '`retrain` is the continuous-training trigger.')
     ap.add_argument('--params', default='params.yaml', help='params file (default: %(default)s)')
     ap.add_argument('--root', default='.', help='project root that relative paths start from (default: %(default)s)')
     ap.add_argument('--traceback', action='store_true', help='show the full traceback on errors')
@@ -229,6 +292,9 @@ def build_parser() -> argparse.ArgumentParser:
             sp.add_argument('input', help='rows to score: .csv, .jsonl or .parquet with monitor_id, ts, value')
             sp.add_argument('output', help='where to write the scored rows: .csv or .parquet')
             sp.add_argument('--alias', default='champion', help='registered model alias to score with (default: %(default)s)')
+        if name == 'retrain':
+            sp.add_argument('--force', action='store_true', help='retrain even if the monitor verdict does not call for it')
+            sp.add_argument('--dry-run', action='store_true', help='print the verdict and the command, run nothing')
         if name == 'audit':
             sp.add_argument('action', choices=['verify', 'show'], help='verify the hash chain, or show the entries')
     return ap
@@ -242,12 +308,13 @@ def _user_errors() -> tuple[type, ...]:
     from mlops_kit.pipeline import StageError
     from mlops_kit.register import RegisterError
     from mlops_kit.tracking import ScoreInputError
-    return (ParamsError, FileNotFoundError, IngestError, ValidateError, WindowsError, StageError, RegisterError, AuditError, ScoreInputError)
+    return (ParamsError, FileNotFoundError, IngestError, ValidateError, WindowsError, StageError, RegisterError, AuditError, ScoreInputError, RetrainError)
 
 def main(argv=None) -> int:
     "Console entry point: `mlops-kit COMMAND`."
     a = build_parser().parse_args(argv)
-    extra = {k: getattr(a, k) for k in ('what', 'monitors', 'peers', 'rates', 'duration', 'action', 'run_ids', 'n', 'version', 'reason', 'input', 'output', 'alias') if hasattr(a, k)}
+    extra = {k: getattr(a, k) for k in ('what', 'monitors', 'peers', 'rates', 'duration', 'action', 'run_ids', 'n', 'version', 'reason', 'input', 'output', 'alias',
+                                        'force', 'dry_run') if hasattr(a, k)}
     try: COMMANDS[a.command](params=a.params, root=a.root, **extra)
     except _user_errors() as e:
         if a.traceback or os.environ.get('MLOPS_KIT_TRACEBACK'): raise

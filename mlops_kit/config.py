@@ -15,9 +15,9 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 # %% auto #0
-__all__ = ['Agg', 'parse_interval', 'SampleParams', 'SourceSpec', 'MonitorSpec', 'IngestParams', 'ValidateParams',
-           'WindowsParams', 'TrainParams', 'EvaluateParams', 'GateParams', 'RegisterParams', 'ServeParams', 'Params',
-           'ParamsError', 'load_params']
+__all__ = ['Agg', 'DRIFT_KINDS', 'parse_interval', 'LevelShift', 'SampleParams', 'SourceSpec', 'MonitorSpec', 'IngestParams',
+           'ValidateParams', 'WindowsParams', 'TrainParams', 'EvaluateParams', 'GateParams', 'RegisterParams',
+           'ServeParams', 'MonitorParams', 'Params', 'ParamsError', 'load_params']
 
 # %% ../nbs/00_config.ipynb #e83e0176
 def parse_interval(s: str) -> pd.Timedelta:
@@ -32,12 +32,19 @@ def parse_interval(s: str) -> pd.Timedelta:
 class _Section(BaseModel):
     model_config = ConfigDict(extra='forbid', frozen=True)
 
+class LevelShift(_Section):
+    "A drift scenario for the sample: from `day` on, the latency of the first `services` live services is multiplied by `factor`."
+    day: int = Field(ge=1)                   # days after sample.start
+    factor: float = Field(gt=0)              # 1.8 = 80% slower for good
+    services: int = Field(4, ge=1)
+
 class SampleParams(_Section):
     "The embedded, seeded sample fleet (stage `sample`)."
     seed: int = 7
     start: date = date(2026, 8, 10)
     days: int = Field(80, ge=1, le=3650)
     n_services: int = Field(20, ge=1, le=200)
+    shift: LevelShift | None = None          # null: no drift scenario
     out_dir: str = 'data/sample'
 
 # %% ../nbs/00_config.ipynb #6dddc256
@@ -188,6 +195,30 @@ class ServeParams(_Section):
         if any(r <= 0 for r in v): raise ValueError(f"rates must be positive requests/s, got {v}")
         return v
 
+# %% ../nbs/00_config.ipynb #cfg_mon
+DRIFT_KINDS = ('values', 'residuals', 'error', 'alerts')
+
+class MonitorParams(_Section):
+    "Drift monitoring (stage `monitor`) and the retrain trigger (`mlops-kit retrain`)."
+    ref_days: int = Field(7, ge=1)                  # reference: the window's last days (values; backtest residuals, error, alerts)
+    min_new_days: float = Field(1.0, gt=0)          # less new data than this: no verdict for the monitor
+    ks_alpha: float = Field(0.01, gt=0, lt=1)       # a distribution test flags when KS p < ks_alpha ...
+    psi_threshold: float = Field(0.25, gt=0)        # ... and PSI > psi_threshold (0.1 moderate, 0.25 large shift)
+    min_resid_shift: float = Field(0.5, ge=0)       # residuals also need their median to move by more than this x their noise (robust scale)
+    max_error_ratio: float = Field(1.5, gt=1)       # error decay: new MAE / backtest MAE above this flags
+    max_alert_ratio: float = Field(2.0, gt=1)       # alert-rate drift: new alerts/day > this x backtest's and > train.alert_budget, ...
+    max_alert_share: float = Field(0.05, gt=0, le=1)  # ... or share of time in alert > this x backtest's and > this
+    trigger_on: list[str] = Field(['values', 'residuals', 'error', 'alerts'], min_length=1)
+    retrain_share: float = Field(0.2, gt=0, le=1)   # retrain when at least this share of monitors drifted
+    workers: int = Field(1, ge=0)
+    plot_monitors: int = Field(6, ge=0)             # value/expected plots for this many monitors, most drifted first
+
+    @field_validator('trigger_on')
+    @classmethod
+    def _kinds(cls, v):
+        if bad := [k for k in v if k not in DRIFT_KINDS]: raise ValueError(f"unknown drift kind(s) {bad}; allowed: {list(DRIFT_KINDS)}")
+        return v
+
 # %% ../nbs/00_config.ipynb #834cd038
 # Sections are named like their stages (stage = section = module); `validate` and `register` shadow pydantic's deprecated `BaseModel` methods, harmlessly.
 warnings.filterwarnings('ignore', message='Field name "(validate|register)" in "Params" shadows', category=UserWarning)
@@ -202,6 +233,7 @@ class Params(_Section):
     evaluate: EvaluateParams = EvaluateParams()
     register: RegisterParams = RegisterParams()
     serve: ServeParams = ServeParams()
+    monitor: MonitorParams = MonitorParams()
 
 class ParamsError(ValueError):
     "params.yaml is missing, unreadable or invalid; the message names every bad key."

@@ -100,6 +100,7 @@ def _profile(s: Service, cal: pd.DataFrame, ev: pd.DataFrame, rng) -> tuple[np.n
     rate[_mask(cal, mine[mine.kind == 'maintenance'])] = 0
     lat = s.latency_ms * (1 + 0.3 * cal.load.to_numpy())
     for _, d in mine[mine.kind == 'deploy'].iterrows(): lat = lat * np.where(cal.ts >= d.start, 1 + d.effect, 1)
+    for _, d in mine[mine.kind == 'level-shift'].iterrows(): lat = lat * np.where(cal.ts >= d.start, d.effect, 1)
     if s.role == 'noisy':
         h, dow = cal.hour.to_numpy(), cal.dow.to_numpy()
         lat = lat * np.where((h >= 2) & (h < 2.5), 2.5, 1) * np.where((dow == 6) & (h >= 3) & (h < 4), 3, 1)
@@ -149,11 +150,20 @@ def _atomic_write(df: pd.DataFrame, path: Path):
     os.replace(tmp, path)
 
 # %% ../nbs/01_sample.ipynb #b60f66ef
-def generate(seed: int = 7, start: str = '2026-08-10', days: int = 80, n_services: int = 20) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
-    "The whole sample in memory: (requests, incident labels, events)."
+def _shifts(svcs: list[Service], cal: pd.DataFrame, shift: dict | None) -> pd.DataFrame:
+    "Level-shift events of the drift scenario: the first `services` live services, latency x `factor` from `day` on."
+    if not shift: return pd.DataFrame(columns=['service', 'kind', 'start', 'end', 'effect'])
+    live = [s.name for s in svcs if s.role != 'sparse'][:shift.get('services', 4)]
+    return pd.DataFrame({'service': live, 'kind': 'level-shift', 'start': cal.ts.iloc[0] + pd.Timedelta(days=shift['day']),
+                         'end': pd.NaT, 'effect': float(shift['factor'])})
+
+def generate(seed: int = 7, start: str = '2026-08-10', days: int = 80, n_services: int = 20, shift: dict | None = None) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    "The whole sample in memory: (requests, incident labels, events); `shift` = {day, factor, services} adds a lasting level shift (drift scenario)."
     if days < 1 or n_services < 1: raise ValueError(f"need days >= 1 and n_services >= 1, got days={days}, n_services={n_services}")
+    if shift and not 0 < shift['day'] < days: raise ValueError(f"sample.shift.day = {shift['day']} must fall inside the sample's {days} days")
     rng, cal, svcs = np.random.default_rng(seed), calendar(start, days), fleet(n_services, seed)
     ev, users = _events(svcs, cal, rng), _users(5000, rng)
+    if shift: ev = pd.concat([ev, _shifts(svcs, cal, shift)], ignore_index=True).sort_values(['start', 'service'], ignore_index=True)
     req = pd.concat([requests_for(s, cal, ev, users, rng) for s in svcs], ignore_index=True)
     req = req.sort_values('ts', kind='stable', ignore_index=True)
     req['service'] = req.service.astype('category'); req['endpoint'] = req.endpoint.astype('category')
@@ -163,10 +173,10 @@ def generate(seed: int = 7, start: str = '2026-08-10', days: int = 80, n_service
     return req, _labels(ev), events.sort_values('start', ignore_index=True)
 
 # %% ../nbs/01_sample.ipynb #50eeffb9
-def write_sample(out_dir, seed: int = 7, start: str = '2026-08-10', days: int = 80, n_services: int = 20) -> dict:
+def write_sample(out_dir, seed: int = 7, start: str = '2026-08-10', days: int = 80, n_services: int = 20, shift: dict | None = None) -> dict:
     "Generate the sample fleet and write requests.parquet, incidents.csv, events.csv to `out_dir`."
     out = Path(out_dir); out.mkdir(parents=True, exist_ok=True)
-    req, inc, ev = generate(seed, start, days, n_services)
+    req, inc, ev = generate(seed, start, days, n_services, shift)
     _atomic_write(req, out / 'requests.parquet'); _atomic_write(inc, out / 'incidents.csv'); _atomic_write(ev, out / 'events.csv')
     return {'rows': len(req), 'services': int(req.service.nunique()), 'incidents': len(inc), 'events': len(ev),
             'start': str(req.ts.min()), 'end': str(req.ts.max()), 'out_dir': str(out)}

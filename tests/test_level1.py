@@ -31,7 +31,7 @@ def set_params(root: Path, **sections):
 
 
 def ran(out: str) -> set[str]:
-    return {s for s in ('sample', 'ingest', 'validate', 'windows', 'train', 'evaluate', 'register') if f"Running stage '{s}'" in out}
+    return {s for s in ('sample', 'ingest', 'validate', 'windows', 'train', 'evaluate', 'register', 'monitor') if f"Running stage '{s}'" in out}
 
 
 @pytest.fixture(scope='module')
@@ -56,7 +56,7 @@ def mlflow_run(root):
 
 def test_repro_runs_every_stage_and_prints_fleet_summary(proj):
     root, out = proj
-    assert ran(out) == {'sample', 'ingest', 'validate', 'windows', 'train', 'evaluate', 'register'}, out[-3000:]
+    assert ran(out) == {'sample', 'ingest', 'validate', 'windows', 'train', 'evaluate', 'register', 'monitor'}, out[-3000:]
     m = json.loads((root / 'metrics/evaluate.json').read_text())
     assert f"{m['monitors']} monitors · static {m['static_alerts']} alerts → {m['alerts']}" in out
     assert m['monitors'] == 6 and m['static_alerts'] >= m['alerts'] >= 0 and 0 <= m['recall'] <= 1
@@ -68,6 +68,9 @@ def test_repro_runs_every_stage_and_prints_fleet_summary(proj):
     assert (reg['version'], reg['promoted'], reg['champion']) == (1, True, 1), reg
     assert 'Gate verdict: PASSED' in (root / 'reports/register/model_card.md').read_text()
     assert sh('mlops-kit audit verify', root).stdout.strip().endswith('chain intact')
+    mon = json.loads((root / 'metrics/monitor.json').read_text())                   # the monitor stage judged every monitor on the holdout days
+    assert (mon['monitors'], mon['judged']) == (6, 6) and mon['as_of'] == json.loads((root / 'metrics/windows.json').read_text())['as_of'], mon
+    assert f"{mon['drifted']} of 6 monitors drifted" in out and (root / 'reports/monitor/drift.png').stat().st_size > 0
     assert not (root / '.staging').exists() or not any((root / '.staging').iterdir())
 
 
@@ -176,7 +179,7 @@ def test_param_change_reruns_only_the_stages_that_read_it(proj):
     set_params(root, train={'folds': 3})
     assert set(json.loads(sh('dvc status --json', root).stdout)) == {'train'}
     p = sh('dvc repro', root)
-    assert ran(p.stdout) == {'train', 'evaluate', 'register'}, p.stdout   # downstream stages re-run because train's output changed
+    assert ran(p.stdout) == {'train', 'evaluate', 'register', 'monitor'}, p.stdout   # downstream stages re-run because train's output changed
 
 
 def test_a_deliberately_worse_param_registers_but_does_not_promote(proj):
