@@ -12,7 +12,7 @@ from .config import ParamsError, load_params
 # %% auto #0
 __all__ = ['COMMANDS', 'sample', 'ingest', 'validate', 'windows', 'params', 'outputs', 'train', 'evaluate', 'fleet_summary',
            'runs', 'register', 'promote', 'rollback', 'audit', 'AuditError', 'score', 'RetrainError', 'monitor',
-           'retrain', 'bench', 'build_parser', 'main']
+           'retrain', 'maturity', 'bench', 'build_parser', 'main']
 
 # %% ../nbs/90_cli.ipynb #a20b8fa8
 def _say(stage: str, started: float, text: str):
@@ -250,6 +250,14 @@ def retrain(params='params.yaml', root='.', force: bool = False, dry_run: bool =
          f"NOT promoted, champion stays v{reg['champion']}") + f" ({reg['reason']}); drift after the new window: {now['reason']}")
     return {'retrained': True, 'as_of': str(as_of), 'register': reg, 'verdict': v, 'after': now}
 
+# %% ../nbs/90_cli.ipynb #e8bdf70b
+def maturity(params='params.yaml', root='.', path: str | None = None, as_json: bool = False) -> dict:
+    "Maturity scorecard: rate a repository (PATH, default: the current repo) against MLOps level 0/1/2 criteria, with the evidence or how to get each one."
+    from mlops_kit.maturity import find_repo, format_scorecard, scorecard
+    card = scorecard(path or find_repo(root), params)
+    print(json.dumps(card, indent=2) if as_json else format_scorecard(card))
+    return card
+
 # %% ../nbs/90_cli.ipynb #10f03094
 def bench(what: str = 'models', params='params.yaml', root='.', monitors: int | None = None, peers: str | None = None,
           rates: str | None = None, duration: float | None = None):
@@ -261,7 +269,7 @@ def bench(what: str = 'models', params='params.yaml', root='.', monitors: int | 
     from mlops_kit.bench import run_bench_models
     return run_bench_models(root, p.windows.out_dir, f'{p.sample.out_dir}/incidents.csv', peers.split(',') if peers else None, monitors)
 
-COMMANDS = {f.__name__: f for f in (sample, ingest, validate, windows, train, evaluate, register, monitor, retrain, promote, rollback, audit, score, params, outputs, runs, bench)}
+COMMANDS = {f.__name__: f for f in (sample, ingest, validate, windows, train, evaluate, register, monitor, retrain, promote, rollback, audit, score, params, outputs, runs, bench, maturity)}
 
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog='mlops-kit', description='mlops_kit: level-1 MLOps for monitoring signals. '
@@ -295,6 +303,9 @@ def build_parser() -> argparse.ArgumentParser:
         if name == 'retrain':
             sp.add_argument('--force', action='store_true', help='retrain even if the monitor verdict does not call for it')
             sp.add_argument('--dry-run', action='store_true', help='print the verdict and the command, run nothing')
+        if name == 'maturity':
+            sp.add_argument('path', nargs='?', default=None, help='repository to rate (default: the one around --root)')
+            sp.add_argument('--json', dest='as_json', action='store_true', help='print JSON instead of the table')
         if name == 'audit':
             sp.add_argument('action', choices=['verify', 'show'], help='verify the hash chain, or show the entries')
     return ap
@@ -314,7 +325,7 @@ def main(argv=None) -> int:
     "Console entry point: `mlops-kit COMMAND`."
     a = build_parser().parse_args(argv)
     extra = {k: getattr(a, k) for k in ('what', 'monitors', 'peers', 'rates', 'duration', 'action', 'run_ids', 'n', 'version', 'reason', 'input', 'output', 'alias',
-                                        'force', 'dry_run') if hasattr(a, k)}
+                                        'force', 'dry_run', 'path', 'as_json') if hasattr(a, k)}
     try: COMMANDS[a.command](params=a.params, root=a.root, **extra)
     except _user_errors() as e:
         if a.traceback or os.environ.get('MLOPS_KIT_TRACEBACK'): raise
