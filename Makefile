@@ -14,7 +14,7 @@ export DO_NOT_TRACK=true
 export DVC_NO_ANALYTICS=1
 export PATH := $(BIN):$(PATH)
 
-.PHONY: repro test bench lab serve ui lock readme clean-outputs help
+.PHONY: repro test bench lab serve ui lock readme clean-outputs help ct
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
 
@@ -29,6 +29,10 @@ $(STAMP): requirements.lock setup.py settings.ini
 repro: $(STAMP)  ## run the pipeline: dvc repro, then show where the outputs are
 	dvc repro
 	@mlops-kit outputs
+
+ct: $(STAMP)  ## continuous training, e.g. nightly from cron: dvc repro (the monitor stage judges drift), then mlops-kit retrain if it says so
+	dvc repro
+	mlops-kit retrain
 
 test: $(STAMP)  ## nbdev_test, pytest, and a check that nbdev_export/nbdev_clean change nothing
 	nbdev_test --n_workers 2
