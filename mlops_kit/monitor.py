@@ -141,7 +141,7 @@ def drift_table(bundle, train: pd.DataFrame, new: dict[str, pd.Series], p: Monit
     res = parallel_map(_stats_item, items, p.workers, 'drift', progress, ref_days=p.ref_days, min_new_days=p.min_new_days)
     return pd.DataFrame([{'monitor_id': m} | r for m, r in res.items()])
 
-# %% ../nbs/18_monitor.ipynb #7a2ca20c
+# %% ../nbs/18_monitor.ipynb #8377d561
 def plot_drift(flags: pd.DataFrame, p: MonitorParams):
     "Fleet drift at a glance (matplotlib Figure): PSI of values and residuals, error ratio, alerts/day; drifted monitors in red."
     import matplotlib; matplotlib.use('Agg'); import matplotlib.pyplot as plt
@@ -156,7 +156,7 @@ def plot_drift(flags: pd.DataFrame, p: MonitorParams):
     fig.tight_layout(); return fig
 
 def plot_monitor_drift(tuned, window: pd.Series, new: pd.Series, ref_days: int, title: str = ''):
-    "One monitor: the window's last ref_days (backtest expectation) and the new data (served expectation), alerts marked."
+    "One monitor: the window's last ref_days (backtest expectation) and the new data (served expectation, orange), alerts in red; y clipped at the 99.5th percentile."
     import matplotlib; matplotlib.use('Agg'); import matplotlib.pyplot as plt
     step = tuned.detector.forecaster_.step_
     bt, _ = backtest(tuned, to_grid(window, step), ref_days); live, _ = served_frame(tuned.detector, tuned.policy, to_grid(new, step))
@@ -164,6 +164,8 @@ def plot_monitor_drift(tuned, window: pd.Series, new: pd.Series, ref_days: int, 
     for f, c, lab in ((bt, '0.5', 'reference (window end)'), (live, 'tab:blue', 'new data')):
         ax.plot(f.index, f.value, lw=0.5, color=c, label=lab); ax.plot(f.index, f.expected, lw=1, color='tab:orange')
         ax.scatter(f.index[f.alert], f.value[f.alert], s=6, color='tab:red', zorder=3)
+    v = pd.concat([bt.value, live.value, bt.expected, live.expected]).dropna()
+    if len(v): ax.set_ylim(min(0, v.min()) if v.min() >= 0 else v.quantile(0.002), 1.15 * v.quantile(0.995))   # a spike does not flatten the rest
     ax.axvline(live.index[0], color='k', lw=0.8, ls='--'); ax.set_title(title, fontsize=9); ax.legend(loc='upper left', fontsize=7)
     fig.tight_layout(); return fig
 

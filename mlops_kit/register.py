@@ -14,7 +14,7 @@ import pandas as pd
 # %% auto #0
 __all__ = ['RegisterError', 'gate', 'audit', 'verify_audit', 'pii_findings', 'residency_violations', 'shadow_compare',
            'alias_version', 'version_metrics', 'move_alias', 'rollback', 'model_card', 'card_html',
-           'challenger_metrics', 'register_run']
+           'challenger_metrics', 'rejudge', 'register_run']
 
 # %% ../nbs/13_register.ipynb #2f2ba5e8
 class RegisterError(ValueError):
@@ -137,7 +137,7 @@ def rollback(c, name: str, log, reason: str = 'rollback') -> dict:
     if not prev: raise RegisterError(f"model {name!r}: no approved version before v{cur} to roll back to")
     return move_alias(c, name, 'champion', max(prev), log, 'rollback', reason)
 
-# %% ../nbs/13_register.ipynb #1fd8b05a
+# %% ../nbs/13_register.ipynb #a487dd9a
 def _fmt(v) -> str:
     if v is None or (isinstance(v, float) and not np.isfinite(v)): return '–'
     return f'{v:.4g}' if isinstance(v, float) else str(v)
@@ -176,7 +176,7 @@ Anomaly alerting for {int(ch.get('monitors', 0))} monitoring signals: one fleet 
 | metric | this version | static baseline | previous champion{f' (v{champ_version})' if champ_version else ''} |
 |---|---|---|---|
 {perf}
-
+{f"{chr(10)}Previous champion's numbers: {champ['judged_on']}.{chr(10)}" if champ and champ.get('judged_on') else ''}
 ## Gate verdict: {'PASSED' if verdict.passed.all() else 'FAILED'}
 | criterion | value | threshold | result | rule |
 |---|---|---|---|---|
@@ -190,7 +190,7 @@ def card_html(md: str) -> str:
     import mistune
     return f"<!doctype html><meta charset='utf-8'><title>model card</title><style>body{{font-family:sans-serif;max-width:60em;margin:2em auto}}table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:.2em .5em}}</style>\n{mistune.html(md)}"
 
-# %% ../nbs/13_register.ipynb #1086f5ce
+# %% ../nbs/13_register.ipynb #bcd8dd8b
 def challenger_metrics(root: Path) -> dict:
     "Flat metrics the gate reads: evaluate (fleet), validate (schema_ok), train (fallback share)."
     m = {}
@@ -199,6 +199,31 @@ def challenger_metrics(root: Path) -> dict:
         if not f.exists(): raise RegisterError(f"{f}: missing; run the pipeline up to evaluate first (`dvc repro evaluate`)")
         m[stage] = json.loads(f.read_text())
     return m['evaluate'] | {'schema_ok': bool(m['validate'].get('schema_ok')), 'fallback_share': m['train'].get('path_fallback', 0) / max(m['train']['tuned'], 1)}
+
+def _judge(job, direction: str, static_k: float, refit: str) -> dict:
+    from mlops_kit.evaluate import evaluate_monitor
+    history, holdout, tuned, incidents = job
+    return evaluate_monitor(history, holdout, incidents, direction=direction, tuned=tuned, static_k=static_k, refit=refit)[0]
+
+def rejudge(champ_bundle, root: Path, p, recorded: dict, progress: bool = True) -> dict:
+    "The champion's fleet numbers on the challenger's holdout: its tuned detectors replayed exactly as the evaluate stage replays the challenger's."
+    from mlops_kit.evaluate import holdout_incidents, summarize
+    from mlops_kit.fleet import parallel_map, split_monitors
+    wd = root / p.windows.out_dir
+    train, hold = (split_monitors(pd.read_parquet(wd / f'{s}.parquet'), f'{wd}/{s}.parquet') for s in ('train', 'holdout'))
+    lab = root / p.evaluate.labels if p.evaluate.labels else None
+    inc = pd.read_csv(lab, parse_dates=['start', 'end']) if lab is not None and lab.exists() else pd.DataFrame(columns=['monitor_id', 'start', 'end'])
+    ids = [m for m in champ_bundle.monitors if m in hold and m in train and len(hold[m])]
+    jobs = {m: (train[m], hold[m], champ_bundle.tuned[m], holdout_incidents(inc, m, hold[m].index)) for m in ids}
+    meta = champ_bundle.meta.get('params', {})
+    res = parallel_map(_judge, jobs, p.evaluate.workers, 'champion on this holdout', progress,
+                       direction=meta.get('direction', p.train.direction), static_k=p.evaluate.static_k, refit=p.evaluate.refit)
+    s = summarize(pd.DataFrame.from_dict(res, orient='index'), p.evaluate.noisy_per_day, meta.get('alert_budget', p.train.alert_budget))
+    return s | {k: recorded[k] for k in ('schema_ok', 'fallback_share') if k in recorded}
+
+def _window_as_of(c, name: str, version: int) -> str | None:
+    run_id = c.get_model_version(name, str(version)).tags.get('run_id')
+    return c.get_run(run_id).data.tags.get('window_as_of') if run_id else None
 
 def _owners(p, table: pd.DataFrame) -> pd.Series:
     by_name = {m.name: m.owner for m in p.ingest.monitors}
@@ -216,7 +241,7 @@ def _check_compliance(c, run: dict, p, log, name: str):
         audit(log, 'register-blocked', name, None, reason='; '.join(found)[:500])
         raise RegisterError(f"registration of run {run['run_id']} blocked by compliance checks:\n  " + '\n  '.join(found[:10]))
 
-# %% ../nbs/13_register.ipynb #eecc0b53
+# %% ../nbs/13_register.ipynb #a09a47ea
 def register_run(root, p, out=None) -> dict:
     "The register stage: compliance, gate, new version + challenger alias, shadow comparison, model card, promotion if the gate passes."
     import mlflow
@@ -228,7 +253,13 @@ def register_run(root, p, out=None) -> dict:
     log = repo_root(root) / r.audit_log
     _check_compliance(c, run, p, log, name)
     ch = challenger_metrics(root); champ_v = alias_version(c, name, 'champion') if c.search_registered_models(f"name='{name}'") else None
-    champ = version_metrics(c, name, champ_v); verdict = gate(ch, champ, r.gate); passed = bool(verdict.passed.all())
+    champ, champ_bundle = version_metrics(c, name, champ_v), None
+    if champ_v:                                                # judged on the same days: re-evaluate the champion if its window was another
+        champ_bundle = mlflow.pyfunc.load_model(f'models:/{name}@champion').unwrap_python_model().bundle
+        was, now = _window_as_of(c, name, champ_v), json.loads((root / p.windows.out_dir / 'manifest.json').read_text())['as_of']
+        champ = (rejudge(champ_bundle, root, p, champ) | {'judged_on': f"re-evaluated on this version's holdout (its own window ended {was})"} if was != now
+                 else champ | {'judged_on': 'recorded on the same holdout'})
+    verdict = gate(ch, champ, r.gate); passed = bool(verdict.passed.all())
     mv = mlflow.register_model(run['model_uri'], name); v = int(mv.version)
     for k, val in ch.items():                                  # the numbers this version was judged on: the next challenger's reference
         if isinstance(val, (int, float, bool)): c.set_model_version_tag(name, str(v), f'metric.{k}', json.dumps(val))
@@ -240,7 +271,6 @@ def register_run(root, p, out=None) -> dict:
     hold = pd.read_parquet(root / p.windows.out_dir / 'holdout.parquet').dropna()
     shadow = None
     if champ_v:                                                # both bundles score the monitors they share
-        champ_bundle = mlflow.pyfunc.load_model(f'models:/{name}@champion').unwrap_python_model().bundle
         shadow = shadow_compare(bundle, champ_bundle, hold[hold.monitor_id.isin(set(bundle.monitors) & set(champ_bundle.monitors))])
     failed = verdict[~verdict.passed]
     why = 'gate passed' if passed else 'gate failed: ' + '; '.join(f"{x.criterion} {_fmt(x.value)} not {x.rule} {_fmt(x.threshold)}" for x in failed.itertuples())

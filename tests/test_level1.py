@@ -193,6 +193,7 @@ def test_a_deliberately_worse_param_registers_but_does_not_promote(proj):
     assert 'fallback share' in reg['gate_failed'] and 'fallback share' in reg['reason'], reg
     card = (root / 'reports/register/model_card.md').read_text()
     assert 'Gate verdict: FAILED' in card and '| fallback share |' in card and 'Shadow comparison with the champion' in card
+    assert "Previous champion's numbers: recorded on the same holdout." in card     # same window: no re-evaluation needed
     assert 'NOT promoted' in p.stdout
 
 
