@@ -8,16 +8,19 @@ import argparse, json, os, sys, time
 from pathlib import Path
 
 from .config import ParamsError, load_params
+from . import telemetry
 
 # %% auto #0
 __all__ = ['COMMANDS', 'sample', 'ingest', 'validate', 'windows', 'params', 'outputs', 'train', 'evaluate', 'fleet_summary',
-           'runs', 'register', 'promote', 'rollback', 'audit', 'AuditError', 'score', 'bench', 'build_parser', 'main']
+           'runs', 'register', 'promote', 'rollback', 'audit', 'AuditError', 'score', 'bench', 'report', 'ReportError',
+           'build_parser', 'main']
 
 # %% ../nbs/90_cli.ipynb #a20b8fa8
 def _say(stage: str, started: float, text: str):
     "One summary line per stage, on stdout (DVC shows it)."
     print(f"{stage}: {text} ({time.perf_counter() - started:.1f}s)", flush=True)
 
+@telemetry.stage
 def sample(params='params.yaml', root='.') -> dict:
     "Generate the embedded, seeded sample fleet (raw request logs with PII, incidents, events)."
     from mlops_kit.sample import write_sample
@@ -27,6 +30,7 @@ def sample(params='params.yaml', root='.') -> dict:
     return out
 
 # %% ../nbs/90_cli.ipynb #d6bfae96
+@telemetry.stage
 def ingest(params='params.yaml', root='.') -> dict:
     "Raw logs -> signals (monitor_id, ts, value); bad rows to quarantine; PII dropped."
     from mlops_kit.ingest import run_ingest
@@ -36,6 +40,7 @@ def ingest(params='params.yaml', root='.') -> dict:
                       f" · {r['n_monitors']} monitors · {r['signal_rows']:,} signal rows → {p.out_dir}/")
     return r
 
+@telemetry.stage
 def validate(params='params.yaml', root='.') -> dict:
     "Check the signal schema (fails on violations) and write the per-monitor quality report."
     from mlops_kit.validate import run_validate
@@ -44,6 +49,7 @@ def validate(params='params.yaml', root='.') -> dict:
     _say('validate', t, f"schema ok · {r['n_flagged']} of {r['n_monitors']} monitors flagged → reports/validate/index.html")
     return r
 
+@telemetry.stage
 def windows(params='params.yaml', root='.') -> dict:
     "Cut each monitor's training window (and holdout) on a regular grid; write the manifest."
     from mlops_kit.windows import run_windows
@@ -81,6 +87,7 @@ def outputs(params='params.yaml', root='.') -> list[tuple[str, str, int]]:
     return found
 
 # %% ../nbs/90_cli.ipynb #53808200
+@telemetry.stage
 def train(params='params.yaml', root='.') -> dict:
     "Run nbs/pipeline/train.ipynb: AutoML for every monitor, the fleet bundle, metrics, plots, the MLflow run."
     from mlops_kit.pipeline import log_notebook, read_run, run_notebook
@@ -92,6 +99,7 @@ def train(params='params.yaml', root='.') -> dict:
     _say('train', t, f"{m['tuned']} monitors tuned, {m['not_tuned']} not · MLflow run {run['run_id'][:8]} → {p.train.out_dir}/, reports/train/")
     return m
 
+@telemetry.stage
 def evaluate(params='params.yaml', root='.') -> dict:
     "Run nbs/pipeline/evaluate.ipynb: replay the holdout with the bundle vs the static baseline; fleet metrics and plots."
     from mlops_kit.pipeline import log_notebook, read_run, run_notebook
@@ -132,6 +140,7 @@ def runs(action: str = 'list', params='params.yaml', root='.', run_ids=None, n: 
     print(t.to_string(index=False) if len(t) else 'no runs yet'); return t
 
 # %% ../nbs/90_cli.ipynb #950debe0
+@telemetry.stage
 def register(params='params.yaml', root='.') -> dict:
     "Register the run's bundle as a new version (alias challenger); promote to champion if the gate passes; model card, audit."
     from mlops_kit.register import register_run
@@ -199,7 +208,19 @@ def bench(what: str = 'models', params='params.yaml', root='.', monitors: int | 
     from mlops_kit.bench import run_bench_models
     return run_bench_models(root, p.windows.out_dir, f'{p.sample.out_dir}/incidents.csv', peers.split(',') if peers else None, monitors)
 
-COMMANDS = {f.__name__: f for f in (sample, ingest, validate, windows, train, evaluate, register, promote, rollback, audit, score, params, outputs, runs, bench)}
+def report(params='params.yaml', root='.', output: str = '') -> dict:
+    "Build the HTML dashboard over past runs (stage time and cost, alert reduction, registry, serving SLO, drift) in report.out_dir/index.html."
+    from mlops_kit.report import build_dashboard
+    t, p = time.perf_counter(), load_params(Path(root)/params)
+    r = build_dashboard(root, p, output or None)
+    _say('report', t, f"{r['images']} plots · " + ', '.join(f'{k} {v}' for k, v in r['sections'].items()) + f" → {r['path']}")
+    if bad := [k for k, v in r['sections'].items() if v == 'error']: raise ReportError(f"dashboard written to {r['path']}, but section(s) {bad} failed (the page shows why)")
+    return r
+
+class ReportError(RuntimeError):
+    "A dashboard section could not be built from data that exists (the page and stderr say why)."
+
+COMMANDS = {f.__name__: f for f in (sample, ingest, validate, windows, train, evaluate, register, promote, rollback, audit, score, params, outputs, runs, bench, report)}
 
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog='mlops-kit', description='mlops_kit: level-1 MLOps for monitoring signals. '
@@ -229,6 +250,8 @@ def build_parser() -> argparse.ArgumentParser:
             sp.add_argument('input', help='rows to score: .csv, .jsonl or .parquet with monitor_id, ts, value')
             sp.add_argument('output', help='where to write the scored rows: .csv or .parquet')
             sp.add_argument('--alias', default='champion', help='registered model alias to score with (default: %(default)s)')
+        if name == 'report':
+            sp.add_argument('--output', default='', help='where to write the HTML, relative to the repo root (default: report.out_dir/index.html)')
         if name == 'audit':
             sp.add_argument('action', choices=['verify', 'show'], help='verify the hash chain, or show the entries')
     return ap
@@ -242,7 +265,7 @@ def _user_errors() -> tuple[type, ...]:
     from mlops_kit.pipeline import StageError
     from mlops_kit.register import RegisterError
     from mlops_kit.tracking import ScoreInputError
-    return (ParamsError, FileNotFoundError, IngestError, ValidateError, WindowsError, StageError, RegisterError, AuditError, ScoreInputError)
+    return (ParamsError, FileNotFoundError, IngestError, ValidateError, WindowsError, StageError, RegisterError, AuditError, ScoreInputError, ReportError)
 
 def main(argv=None) -> int:
     "Console entry point: `mlops-kit COMMAND`."

@@ -16,8 +16,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 # %% auto #0
 __all__ = ['Agg', 'parse_interval', 'SampleParams', 'SourceSpec', 'MonitorSpec', 'IngestParams', 'ValidateParams',
-           'WindowsParams', 'TrainParams', 'EvaluateParams', 'GateParams', 'RegisterParams', 'ServeParams', 'Params',
-           'ParamsError', 'load_params']
+           'WindowsParams', 'TrainParams', 'EvaluateParams', 'GateParams', 'RegisterParams', 'ServeParams',
+           'ReportParams', 'Params', 'ParamsError', 'load_params']
 
 # %% ../nbs/00_config.ipynb #e83e0176
 def parse_interval(s: str) -> pd.Timedelta:
@@ -188,6 +188,20 @@ class ServeParams(_Section):
         if any(r <= 0 for r in v): raise ValueError(f"rates must be positive requests/s, got {v}")
         return v
 
+# %% ../nbs/00_config.ipynb #cfg_report
+class ReportParams(_Section):
+    "Pipeline telemetry and the `mlops-kit report` dashboard."
+    cpu_hour_price: float = Field(0.05, ge=0, le=100)            # USD per CPU-hour, for each stage's cost estimate
+    telemetry_log: str = 'logs/telemetry.jsonl'                  # append-only JSONL, relative to the repository root
+    out_dir: str = 'reports/dashboard'                           # index.html: one self-contained file
+    runs: int = Field(20, ge=1, le=1000)                         # the dashboard shows this many latest pipeline runs
+
+    @field_validator('telemetry_log', 'out_dir')
+    @classmethod
+    def _relative(cls, v):
+        if not v.strip(): raise ValueError("must be a non-empty path, e.g. 'logs/telemetry.jsonl'")
+        return v
+
 # %% ../nbs/00_config.ipynb #834cd038
 # Sections are named like their stages (stage = section = module); `validate` and `register` shadow pydantic's deprecated `BaseModel` methods, harmlessly.
 warnings.filterwarnings('ignore', message='Field name "(validate|register)" in "Params" shadows', category=UserWarning)
@@ -202,6 +216,7 @@ class Params(_Section):
     evaluate: EvaluateParams = EvaluateParams()
     register: RegisterParams = RegisterParams()
     serve: ServeParams = ServeParams()
+    report: ReportParams = ReportParams()
 
 class ParamsError(ValueError):
     "params.yaml is missing, unreadable or invalid; the message names every bad key."
