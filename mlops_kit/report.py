@@ -38,7 +38,7 @@ def section(sid: str, title: str, body: str, note: str = '') -> str:
 def missing(text: str) -> str:
     return f'<p class="missing">{html.escape(text)}</p>'
 
-# %% ../nbs/16_report.ipynb #b9f9d52e
+# %% ../nbs/16_report.ipynb #dd2d248b
 STAGE_ORDER = ['sample', 'ingest', 'validate', 'windows', 'train', 'evaluate', 'register', 'monitor', 'retrain']
 
 def telemetry_runs(records: list[dict], n: int = 20) -> pd.DataFrame:
@@ -72,8 +72,9 @@ def plot_stage_costs(t: pd.DataFrame):
                 if f: b.set_hatch('///'); b.set_edgecolor('tab:red')
             left += v
         ax.set_xlabel(xlabel); ax.invert_yaxis() if ax is axes[0] else None
-    axes[0].set_yticks(range(len(runs)), runs, fontsize=8); axes[1].legend(fontsize=7, loc='lower right')
-    fig.suptitle('pipeline runs: time and cost per stage (hatched: failed)', fontsize=10); fig.tight_layout()
+    axes[0].set_yticks(range(len(runs)), runs, fontsize=8)
+    h, l = axes[0].get_legend_handles_labels(); fig.legend(h, l, loc='lower center', ncol=len(stages), fontsize=7, frameon=False)
+    fig.suptitle('pipeline runs: time and cost per stage (hatched: failed)', fontsize=10); fig.tight_layout(rect=(0, 0.12 if len(runs) < 4 else 0.06, 1, 1))
     return fig
 
 # %% ../nbs/16_report.ipynb #3b19fe02
@@ -168,7 +169,7 @@ def registry_section(uri: str, name: str) -> tuple[str, int]:
     note = (f"champion: {name} v{champ.version.iloc[0]}" if len(champ) else f"{name} has no champion alias") + f"; {len(t)} version(s)."
     return section('registry', title, table(t), note), 0
 
-# %% ../nbs/16_report.ipynb #01b029c5
+# %% ../nbs/16_report.ipynb #c89caebf
 def plot_slo(t: pd.DataFrame, slo_p99_ms: float):
     "p50/p95/p99 latency per request rate (log scale) with the SLO line; error rate under each rate."
     plt = _plt()
@@ -176,6 +177,7 @@ def plot_slo(t: pd.DataFrame, slo_p99_ms: float):
     for i, (q, c) in enumerate([('p50_ms', 'tab:green'), ('p95_ms', 'tab:orange'), ('p99_ms', 'tab:red')]):
         ax.bar(x + (i - 1) * 0.25, t[q].clip(lower=0.1), 0.25, color=c, label=q.removesuffix('_ms'))
     ax.axhline(slo_p99_ms, color='k', ls='--', lw=0.9, label=f'SLO p99 {slo_p99_ms:g} ms'); ax.set_yscale('log'); ax.set_ylabel('latency (ms)')
+    ax.set_ylim(bottom=np.nanmin([slo_p99_ms, *t.p50_ms.dropna()]) / 3)
     ax.set_xticks(x, [f"{r:g} req/s\n{e:.1%} errors" for r, e in zip(t.rate_rps, t.error_rate)], fontsize=8)
     ax.legend(fontsize=7, loc='upper left'); ax.set_title('serving latency per request rate (champion)', fontsize=10, loc='left'); fig.tight_layout()
     return fig
@@ -197,7 +199,8 @@ def slo_section(uri: str, name: str, slo_p99_ms: float, root='.') -> tuple[str, 
         return section('slo', title, missing(f"no SLO measurement for champion v{mv.version} yet (run make serve's load test: mlops-kit bench serve)")), 0
     t = t.sort_values('rate_rps')
     met = t.get('slo_met', pd.Series(dtype=bool))
-    note = (f"champion v{mv.version}: " + ', '.join(f"{r:g} req/s p99 {p:.1f} ms{' ✓' if m else ' ✗'}" for r, p, m in zip(t.rate_rps, t.p99_ms, met.reindex(t.index, fill_value=False)))
+    note = (f"champion v{mv.version}: " + ', '.join(f"{r:g} req/s " + (f"p99 {p:.1f} ms" if pd.notna(p) else 'every request failed') + (' ✓' if m else ' ✗')
+                                                    for r, p, m in zip(t.rate_rps, t.p99_ms, met.reindex(t.index, fill_value=False)))
             + f" (SLO p99 ≤ {slo_p99_ms:g} ms).")
     return section('slo', title, fig_img(plot_slo(t, slo_p99_ms), 'serving latency per rate') + table(t), note), 1
 
