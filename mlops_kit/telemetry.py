@@ -108,13 +108,16 @@ def run_context(root, p) -> dict:
         except (OSError, ValueError): pass       # not written yet (first stages of a first run): the record says null
     return out
 
-# %% ../nbs/15_telemetry.ipynb #04eb8fd8
+# %% ../nbs/15_telemetry.ipynb #14d6ad9d
 def write_record(rec: dict, log_path, stream=None) -> str:
-    "Append `rec` as one JSON line to `log_path` and print it on stderr; returns the line."
+    "Print `rec` as one JSON line on stderr and append it to `log_path`; returns the line. An unwritable log is an OSError naming it."
     line = json.dumps(rec, default=str, separators=(',', ':'))
-    log_path = Path(log_path); log_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(log_path, 'a', encoding='utf-8') as f: f.write(line + '\n')
     print(line, file=stream or sys.stderr, flush=True)
+    log_path = Path(log_path)
+    try:
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(log_path, 'a', encoding='utf-8') as f: f.write(line + '\n')
+    except OSError as e: raise OSError(f"telemetry log {log_path}: cannot append ({e.strerror or e}); set report.telemetry_log to a writable path") from e
     return line
 
 def read_log(log_path) -> list[dict]:
@@ -136,7 +139,7 @@ def attach_to_mlflow(rec: dict, tracking_uri: str):
     ms = [Metric(f'telemetry.{s}.{k}', float(rec[k]), ts, 0) for k in ('wall_s', 'cpu_s', 'peak_rss_mb', 'cost_usd') if rec.get(k) is not None]
     MlflowClient(tracking_uri).log_batch(rec['mlflow_run_id'], metrics=ms)
 
-# %% ../nbs/15_telemetry.ipynb #c13d947b
+# %% ../nbs/15_telemetry.ipynb #c5079fd0
 def _params(fn, args, kw):
     "params and root the stage was called with, and its validated Params (None if they do not load: the stage will say why)."
     from mlops_kit.config import ParamsError, load_params
@@ -172,7 +175,9 @@ def stage(fn=None, *, name: str | None = None, rows=None, mlflow: bool | None = 
             except Exception as e:    # the stage's own work is done; say so on stderr and in the record, do not fail it for this
                 rec['mlflow_error'] = f"{type(e).__name__}: {e}"[:500]; print(f"telemetry: could not attach to MLflow run {rec['mlflow_run_id']}: {rec['mlflow_error']}", file=sys.stderr)
         elif st not in MLFLOW_STAGES: rec['mlflow_run_id'] = None     # stages before train do not belong to that run
-        write_record(rec, repo_root(root) / rp.telemetry_log)
+        try: write_record(rec, repo_root(root) / rp.telemetry_log)
+        except OSError as e:     # the record is already on stderr; a broken log path must not fail (or mask the error of) the stage itself
+            print(f"telemetry: WARNING: {e}", file=sys.stderr)
         if err is not None: raise err
         return result
     wrapper.telemetry_stage = st
