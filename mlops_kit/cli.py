@@ -74,7 +74,8 @@ def outputs(params='params.yaml', root='.') -> list[tuple[str, str, int]]:
     rows = [('raw sample (PII stays here)', p.sample.out_dir), ('signals + quarantine', p.ingest.out_dir),
             ('quality report (index.html)', 'reports/validate'), ('training windows + manifest', p.windows.out_dir),
             ('fleet bundle + trial log', p.train.out_dir), ('train notebook + plots', 'reports/train'),
-            ('evaluate notebook + plots', 'reports/evaluate'), ('model card + gate verdict', 'reports/register'), ('metrics (dvc metrics show)', 'metrics')]
+            ('evaluate notebook + plots', 'reports/evaluate'), ('model card + gate verdict', 'reports/register'), ('metrics (dvc metrics show)', 'metrics'),
+            ('stage telemetry (all runs)', p.report.telemetry_log), ('dashboard (mlops-kit report)', p.report.out_dir)]
     found = [(what, where, _size(root/where)) for what, where in rows if (root/where).exists()]
     print('outputs:'); [print(f"  {what:<30} {where:<34} {n/1e6:8.1f} MB") for what, where, n in found]
     if (root/'metrics/evaluate.json').exists(): print('fleet: ' + fleet_summary(json.loads((root/'metrics/evaluate.json').read_text())))
