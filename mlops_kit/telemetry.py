@@ -57,7 +57,7 @@ class Meter:
         self.peak_rss_mb = max(peaks)
         return False
 
-# %% ../nbs/15_telemetry.ipynb #1ba264e9
+# %% ../nbs/15_telemetry.ipynb #896e7940
 def _get(d, *keys):
     return None if d is None or any(k not in d for k in keys) else sum(int(d[k]) for k in keys)
 
@@ -74,7 +74,8 @@ STAGE_ROWS = {   # stage -> f(result, metrics) -> (rows_in, rows_out, unit)
 def row_counts(stage: str, result=None, root='.', rows=None) -> dict:
     "rows_in, rows_out, rows_unit for a finished stage (+ rows_note when it has none)."
     mf = Path(root) / 'metrics' / f'{stage}.json'
-    m = json.loads(mf.read_text()) if mf.exists() else None
+    try: m = json.loads(mf.read_text())
+    except (OSError, ValueError): m = None       # no metrics file (or not JSON): counts come from the result alone
     r = result if isinstance(result, dict) else None
     rule = rows or STAGE_ROWS.get(stage) or (lambda r, m: (_get(r or m, 'rows_in'), _get(r or m, 'rows_out'), 'rows'))
     try: n_in, n_out, unit = rule(r, m)
@@ -86,16 +87,16 @@ def row_counts(stage: str, result=None, root='.', rows=None) -> dict:
     elif n_in is None or n_out is None: out['rows_note'] = f"rows {'in' if n_in is None else 'out'} not known for stage {stage!r}"
     return out
 
-# %% ../nbs/15_telemetry.ipynb #4d831b0c
+# %% ../nbs/15_telemetry.ipynb #8d0e7414
 def pipeline_run() -> str:
     "An id shared by every stage of one `dvc repro` / `dvc exp run`: $MLOPS_KIT_RUN, else the ancestor dvc process, else this process."
     if os.environ.get('MLOPS_KIT_RUN'): return os.environ['MLOPS_KIT_RUN']
     import psutil
     me = psutil.Process(); exp = os.environ.get('DVC_EXP_NAME', '')
     for p in me.parents():
-        try: cmd = ' '.join(p.cmdline()[:3])
+        try: cmd, pname = ' '.join(p.cmdline()[:3]), p.name()
         except psutil.Error: continue
-        if p.name() == 'dvc' or '/dvc ' in f'{cmd} ' or cmd.startswith('dvc ') or ' -m dvc' in cmd:
+        if pname == 'dvc' or '/dvc ' in f'{cmd} ' or cmd.startswith('dvc ') or ' -m dvc' in cmd:
             return f"dvc-{p.pid}-{datetime.fromtimestamp(p.create_time(), timezone.utc):%Y%m%dT%H%M%S}" + (f"-{exp}" if exp else '')
     return f"pid-{me.pid}-{datetime.fromtimestamp(me.create_time(), timezone.utc):%Y%m%dT%H%M%S}"
 
