@@ -14,7 +14,7 @@ export DO_NOT_TRACK=true
 export DVC_NO_ANALYTICS=1
 export PATH := $(BIN):$(PATH)
 
-.PHONY: repro test bench lab serve ui lock readme clean-outputs help ct
+.PHONY: repro test test-deps-chromium bench lab serve ui lock readme clean-outputs help ct
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
 
@@ -34,7 +34,7 @@ ct: $(STAMP)  ## continuous training, e.g. nightly from cron: dvc repro (the mon
 	dvc repro
 	mlops-kit retrain
 
-test: $(STAMP)  ## nbdev_test, pytest, and a check that nbdev_export/nbdev_clean change nothing
+test: $(STAMP) test-deps-chromium  ## nbdev_test, pytest, and a check that nbdev_export/nbdev_clean change nothing
 	nbdev_test --n_workers 2
 	pytest -q -n 2 --dist loadfile tests
 	@before=$$(find mlops_kit nbs -name '*.py' -o -name '*.ipynb' | sort | xargs sha1sum | sha1sum); \
@@ -45,6 +45,10 @@ test: $(STAMP)  ## nbdev_test, pytest, and a check that nbdev_export/nbdev_clean
 	@cp README.md .README.before && $(MAKE) -s readme >/dev/null 2>&1; \
 	if ! cmp -s README.md .README.before; then mv .README.before README.md; echo "README.md is stale: run make readme and commit it"; exit 1; fi; \
 	rm -f .README.before; echo "readme check: README.md matches nbs/index.ipynb"
+
+# the dashboard's acceptance test loads it in Debian's headless Chromium (tests/test_report.py fails, not skips, without it)
+test-deps-chromium:  ## install Debian's chromium + chromium-driver for the dashboard test (needs root/apt)
+	command -v chromium >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver)
 
 bench: $(STAMP)  ## benchmark the kit's AutoML against Prophet/AutoETS/ExponentialSmoothing (adds requirements-bench.lock to .venv; needs make repro first)
 	$(VENV)/bin/uv pip install -q --python $(VENV)/bin/python -r requirements-bench.lock

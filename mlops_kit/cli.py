@@ -8,17 +8,19 @@ import argparse, json, os, sys, time
 from pathlib import Path
 
 from .config import ParamsError, load_params
+from . import telemetry
 
 # %% auto #0
 __all__ = ['COMMANDS', 'sample', 'ingest', 'validate', 'windows', 'params', 'outputs', 'train', 'evaluate', 'fleet_summary',
            'runs', 'register', 'promote', 'rollback', 'audit', 'AuditError', 'score', 'RetrainError', 'monitor',
-           'retrain', 'maturity', 'bench', 'build_parser', 'main']
+           'retrain', 'maturity', 'bench', 'report', 'ReportError', 'build_parser', 'main']
 
 # %% ../nbs/90_cli.ipynb #a20b8fa8
 def _say(stage: str, started: float, text: str):
     "One summary line per stage, on stdout (DVC shows it)."
     print(f"{stage}: {text} ({time.perf_counter() - started:.1f}s)", flush=True)
 
+@telemetry.stage
 def sample(params='params.yaml', root='.') -> dict:
     "Generate the embedded, seeded sample fleet (raw request logs with PII, incidents, events)."
     from mlops_kit.sample import write_sample
@@ -29,6 +31,7 @@ def sample(params='params.yaml', root='.') -> dict:
     return out
 
 # %% ../nbs/90_cli.ipynb #d6bfae96
+@telemetry.stage
 def ingest(params='params.yaml', root='.') -> dict:
     "Raw logs -> signals (monitor_id, ts, value); bad rows to quarantine; PII dropped."
     from mlops_kit.ingest import run_ingest
@@ -38,6 +41,7 @@ def ingest(params='params.yaml', root='.') -> dict:
                       f" · {r['n_monitors']} monitors · {r['signal_rows']:,} signal rows → {p.out_dir}/")
     return r
 
+@telemetry.stage
 def validate(params='params.yaml', root='.') -> dict:
     "Check the signal schema (fails on violations) and write the per-monitor quality report."
     from mlops_kit.validate import run_validate
@@ -46,6 +50,7 @@ def validate(params='params.yaml', root='.') -> dict:
     _say('validate', t, f"schema ok · {r['n_flagged']} of {r['n_monitors']} monitors flagged → reports/validate/index.html")
     return r
 
+@telemetry.stage
 def windows(params='params.yaml', root='.') -> dict:
     "Cut each monitor's training window (and holdout) on a regular grid; write the manifest."
     from mlops_kit.windows import run_windows
@@ -71,7 +76,8 @@ def outputs(params='params.yaml', root='.') -> list[tuple[str, str, int]]:
             ('quality report (index.html)', 'reports/validate'), ('training windows + manifest', p.windows.out_dir),
             ('fleet bundle + trial log', p.train.out_dir), ('train notebook + plots', 'reports/train'),
             ('evaluate notebook + plots', 'reports/evaluate'), ('model card + gate verdict', 'reports/register'),
-            ('drift report (index.html)', 'reports/monitor'), ('metrics (dvc metrics show)', 'metrics')]
+            ('drift report (index.html)', 'reports/monitor'), ('metrics (dvc metrics show)', 'metrics'),
+            ('stage telemetry (all runs)', p.report.telemetry_log), ('dashboard (mlops-kit report)', p.report.out_dir)]
     found = [(what, where, _size(root/where)) for what, where in rows if (root/where).exists()]
     print('outputs:'); [print(f"  {what:<30} {where:<34} {n/1e6:8.1f} MB") for what, where, n in found]
     if (root/'metrics/evaluate.json').exists(): print('fleet: ' + fleet_summary(json.loads((root/'metrics/evaluate.json').read_text())))
@@ -86,7 +92,8 @@ def outputs(params='params.yaml', root='.') -> list[tuple[str, str, int]]:
         print(f"drift: {v['reason']} → " + ('retrain (mlops-kit retrain)' if v['retrain'] else 'no retrain needed'))
     return found
 
-# %% ../nbs/90_cli.ipynb #53808200
+# %% ../nbs/90_cli.ipynb #feaedfb8
+@telemetry.stage
 def train(params='params.yaml', root='.') -> dict:
     "Run nbs/pipeline/train.ipynb: AutoML for every monitor, the fleet bundle, metrics, plots, the MLflow run."
     from mlops_kit.pipeline import log_notebook, read_run, run_notebook
@@ -98,6 +105,7 @@ def train(params='params.yaml', root='.') -> dict:
     _say('train', t, f"{m['tuned']} monitors tuned, {m['not_tuned']} not · MLflow run {run['run_id'][:8]} → {p.train.out_dir}/, reports/train/")
     return m
 
+@telemetry.stage
 def evaluate(params='params.yaml', root='.') -> dict:
     "Run nbs/pipeline/evaluate.ipynb: replay the holdout with the bundle vs the static baseline; fleet metrics and plots."
     from mlops_kit.pipeline import log_notebook, read_run, run_notebook
@@ -137,7 +145,8 @@ def runs(action: str = 'list', params='params.yaml', root='.', run_ids=None, n: 
     t = df.reindex(columns=cols).assign(run_id=lambda d: d.run_id.str[:12], **{'tags.git_sha': lambda d: d['tags.git_sha'].str[:8]})
     print(t.to_string(index=False) if len(t) else 'no runs yet'); return t
 
-# %% ../nbs/90_cli.ipynb #950debe0
+# %% ../nbs/90_cli.ipynb #58b19760
+@telemetry.stage
 def register(params='params.yaml', root='.') -> dict:
     "Register the run's bundle as a new version (alias challenger); promote to champion if the gate passes; model card, audit."
     from mlops_kit.register import register_run
@@ -194,10 +203,11 @@ def score(params='params.yaml', root='.', input: str = '', output: str = '', ali
     _say('score', t, f"{len(out):,} rows of {out.monitor_id.nunique()} monitors scored by {p.register.model_name}@{alias}: {int(out.unusual.sum())} unusual, {int(out.alert.sum())} alerting → {dst}")
     return str(dst)
 
-# %% ../nbs/90_cli.ipynb #d9864aad
+# %% ../nbs/90_cli.ipynb #45d83b5a
 class RetrainError(RuntimeError):
     "The retrain trigger cannot run (no verdict yet, no newer data, or the pipeline run failed)."
 
+@telemetry.stage
 def monitor(params='params.yaml', root='.') -> dict:
     "Drift of every monitor's data after the training window (values, residuals, error decay, alert rate) -> reports/monitor/, metrics/monitor.json (the retrain verdict)."
     from mlops_kit.monitor import run_monitor
@@ -219,6 +229,7 @@ def _log_monitor(p, root, v) -> str:
     for a in ('drift.csv', 'drift.png', 'index.html'): c.log_artifact(run['run_id'], str(Path(root)/'reports/monitor'/a), 'monitor')
     return f"MLflow run {run['run_id'][:8]}"
 
+@telemetry.stage
 def retrain(params='params.yaml', root='.', force: bool = False, dry_run: bool = False) -> dict:
     "Retrain trigger: if metrics/monitor.json says retrain (or --force), run the pipeline for the newest window (dvc exp run -S windows.as_of=...); the gate decides."
     import datetime as dt, subprocess
@@ -269,7 +280,19 @@ def bench(what: str = 'models', params='params.yaml', root='.', monitors: int | 
     from mlops_kit.bench import run_bench_models
     return run_bench_models(root, p.windows.out_dir, f'{p.sample.out_dir}/incidents.csv', peers.split(',') if peers else None, monitors)
 
-COMMANDS = {f.__name__: f for f in (sample, ingest, validate, windows, train, evaluate, register, monitor, retrain, promote, rollback, audit, score, params, outputs, runs, bench, maturity)}
+def report(params='params.yaml', root='.', output: str = '') -> dict:
+    "Build the HTML dashboard over past runs (stage time and cost, alert reduction, registry, serving SLO, drift) in report.out_dir/index.html."
+    from mlops_kit.report import build_dashboard
+    t, p = time.perf_counter(), load_params(Path(root)/params)
+    r = build_dashboard(root, p, output or None)
+    _say('report', t, f"{r['images']} plots · " + ', '.join(f'{k} {v}' for k, v in r['sections'].items()) + f" → {r['path']}")
+    if bad := [k for k, v in r['sections'].items() if v == 'error']: raise ReportError(f"dashboard written to {r['path']}, but section(s) {bad} failed (the page shows why)")
+    return r
+
+class ReportError(RuntimeError):
+    "A dashboard section could not be built from data that exists (the page and stderr say why)."
+
+COMMANDS = {f.__name__: f for f in (sample, ingest, validate, windows, train, evaluate, register, monitor, retrain, promote, rollback, audit, score, params, outputs, runs, bench, maturity, report)}
 
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog='mlops-kit', description='mlops_kit: level-1 MLOps for monitoring signals. '
@@ -303,6 +326,8 @@ def build_parser() -> argparse.ArgumentParser:
         if name == 'retrain':
             sp.add_argument('--force', action='store_true', help='retrain even if the monitor verdict does not call for it')
             sp.add_argument('--dry-run', action='store_true', help='print the verdict and the command, run nothing')
+        if name == 'report':
+            sp.add_argument('--output', default='', help='where to write the HTML, relative to the repo root (default: report.out_dir/index.html)')
         if name == 'maturity':
             sp.add_argument('path', nargs='?', default=None, help='repository to rate (default: the one around --root)')
             sp.add_argument('--json', dest='as_json', action='store_true', help='print JSON instead of the table')
@@ -319,7 +344,7 @@ def _user_errors() -> tuple[type, ...]:
     from mlops_kit.pipeline import StageError
     from mlops_kit.register import RegisterError
     from mlops_kit.tracking import ScoreInputError
-    return (ParamsError, FileNotFoundError, IngestError, ValidateError, WindowsError, StageError, RegisterError, AuditError, ScoreInputError, RetrainError)
+    return (ParamsError, FileNotFoundError, IngestError, ValidateError, WindowsError, StageError, RegisterError, AuditError, ScoreInputError, RetrainError, ReportError)
 
 def main(argv=None) -> int:
     "Console entry point: `mlops-kit COMMAND`."

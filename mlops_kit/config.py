@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 # %% auto #0
 __all__ = ['Agg', 'DRIFT_KINDS', 'parse_interval', 'LevelShift', 'SampleParams', 'SourceSpec', 'MonitorSpec', 'IngestParams',
            'ValidateParams', 'WindowsParams', 'TrainParams', 'EvaluateParams', 'GateParams', 'RegisterParams',
-           'ServeParams', 'MonitorParams', 'Params', 'ParamsError', 'load_params']
+           'ServeParams', 'MonitorParams', 'ReportParams', 'Params', 'ParamsError', 'load_params']
 
 # %% ../nbs/00_config.ipynb #e83e0176
 def parse_interval(s: str) -> pd.Timedelta:
@@ -219,6 +219,20 @@ class MonitorParams(_Section):
         if bad := [k for k in v if k not in DRIFT_KINDS]: raise ValueError(f"unknown drift kind(s) {bad}; allowed: {list(DRIFT_KINDS)}")
         return v
 
+# %% ../nbs/00_config.ipynb #cfg_report
+class ReportParams(_Section):
+    "Pipeline telemetry and the `mlops-kit report` dashboard."
+    cpu_hour_price: float = Field(0.05, ge=0, le=100)            # USD per CPU-hour, for each stage's cost estimate
+    telemetry_log: str = 'logs/telemetry.jsonl'                  # append-only JSONL, relative to the repository root
+    out_dir: str = 'reports/dashboard'                           # index.html: one self-contained file
+    runs: int = Field(20, ge=1, le=1000)                         # the dashboard shows this many latest pipeline runs
+
+    @field_validator('telemetry_log', 'out_dir')
+    @classmethod
+    def _relative(cls, v):
+        if not v.strip(): raise ValueError("must be a non-empty path, e.g. 'logs/telemetry.jsonl'")
+        return v
+
 # %% ../nbs/00_config.ipynb #834cd038
 # Sections are named like their stages (stage = section = module); `validate` and `register` shadow pydantic's deprecated `BaseModel` methods, harmlessly.
 warnings.filterwarnings('ignore', message='Field name "(validate|register)" in "Params" shadows', category=UserWarning)
@@ -234,6 +248,7 @@ class Params(_Section):
     register: RegisterParams = RegisterParams()
     serve: ServeParams = ServeParams()
     monitor: MonitorParams = MonitorParams()
+    report: ReportParams = ReportParams()
 
 class ParamsError(ValueError):
     "params.yaml is missing, unreadable or invalid; the message names every bad key."
