@@ -66,7 +66,7 @@ def test_retrain_runs_the_pipeline_on_the_new_window_and_the_gate_decides(drifte
     log = [json.loads(line) for line in (root / 'audit/audit.jsonl').read_text().splitlines()]
     acts = [e['action'] for e in log]
     i = acts.index('retrain-trigger')
-    assert 'as_of 2026-10-21 (was 2026-10-03)' in log[i]['reason'] and ('register', 2) in [(e['action'], e['version']) for e in log[i:]], log
+    assert 'as_of 2026-10-21 (was 2026-10-03)' in log[i]['reason'] and ('register', '2') in [(e['action'], str(e['version'])) for e in log[i:]], log
     assert sh('mlops-kit audit verify', root).stdout.strip().endswith('chain intact')
     assert json.loads((root / 'metrics/monitor.json').read_text())['as_of'] == '2026-10-21'   # the monitor now judges the new window
 
