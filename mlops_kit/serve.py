@@ -22,23 +22,25 @@ def free_port() -> int:
         s.bind(('127.0.0.1', 0)); return s.getsockname()[1]
 
 @contextlib.contextmanager
-def scoring_server(model_uri: str, tracking_uri: str, port: int | None = None, workers: int = 1, timeout_s: float = 90):
-    "Run `mlflow models serve -m model_uri` on 127.0.0.1; yields (port, psutil.Process)."
-    import psutil
+def scoring_server(model_uri: str, tracking_uri: str, port: int | None = None, workers: int = 1, timeout_s: float = 90, log_path=None):
+    "Run `mlflow models serve -m model_uri` on 127.0.0.1, output to `log_path` (default: a temp file); yields (port, psutil.Process)."
+    import psutil, tempfile
     port = port or free_port(); mlflow_bin = Path(sys.executable).parent / 'mlflow'
+    log_path = Path(log_path or Path(tempfile.gettempdir()) / f'mlflow-serve-{port}.log'); log_path.parent.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, 'MLFLOW_TRACKING_URI': tracking_uri, 'MLFLOW_DISABLE_TELEMETRY': 'true', 'PATH': f"{mlflow_bin.parent}{os.pathsep}{os.environ.get('PATH', '')}",
            **SERVER_ENV}
-    srv = subprocess.Popen([str(mlflow_bin), 'models', 'serve', '-m', model_uri, '--env-manager', 'local', '-h', '127.0.0.1', '-p', str(port), '-w', str(workers)],
-                           env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    with open(log_path, 'ab') as log:       # a file, not a pipe: see above
+        srv = subprocess.Popen([str(mlflow_bin), 'models', 'serve', '-m', model_uri, '--env-manager', 'local', '-h', '127.0.0.1', '-p', str(port), '-w', str(workers)],
+                               env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:
         t0 = time.time()
         while True:
-            if srv.poll() is not None: raise RuntimeError(f"the scoring server for {model_uri} exited:\n{srv.stdout.read().decode()[-2000:]}")
+            if srv.poll() is not None: raise RuntimeError(f"the scoring server for {model_uri} exited (log: {log_path}):\n{log_path.read_text(errors='replace')[-2000:]}")
             try:
                 c = http.client.HTTPConnection('127.0.0.1', port, timeout=1); c.request('GET', '/ping')
                 if c.getresponse().status == 200: break
             except OSError: pass
-            if time.time() - t0 > timeout_s: raise TimeoutError(f"the scoring server for {model_uri} did not answer /ping within {timeout_s:g} s")
+            if time.time() - t0 > timeout_s: raise TimeoutError(f"the scoring server for {model_uri} did not answer /ping within {timeout_s:g} s (log: {log_path})")
             time.sleep(0.3)
         yield port, psutil.Process(srv.pid)
     finally:
@@ -92,7 +94,8 @@ def bench_serve(root, p, rates=None, duration_s: float | None = None) -> pd.Data
     except mlflow.exceptions.MlflowException: raise FileNotFoundError(f"no champion for {p.register.model_name!r} in {uri}; run `make repro` first") from None
     hold = pd.read_parquet(root / p.windows.out_dir / 'holdout.parquet').dropna()
     rows = []
-    with scoring_server(f'models:/{p.register.model_name}@champion', uri, workers=s.workers) as (port, proc):
+    out = root / 'reports' / 'serve'
+    with scoring_server(f'models:/{p.register.model_name}@champion', uri, workers=s.workers, log_path=out / 'server.log') as (port, proc):
         load_test(port, proc, hold, min(rates or s.rates), 2.0, s.points)                 # warm-up, not reported
         for rate in rates or s.rates:
             r = load_test(port, proc, hold, rate, duration_s or s.duration_s, s.points)
@@ -100,7 +103,7 @@ def bench_serve(root, p, rates=None, duration_s: float | None = None) -> pd.Data
             print(f"{rate:g} req/s: p50 {r['p50_ms']:.1f} ms · p95 {r['p95_ms']:.1f} · p99 {r['p99_ms']:.1f} · errors {r['error_rate']:.2%} · "
                   f"{r['throughput_rps']:.0f} req/s · {r['cpu_s_per_1k_predictions']:.3f} CPU-s/1k predictions · SLO {'met' if rows[-1]['slo_met'] else 'MISSED'}", flush=True)
     t = pd.DataFrame(rows)
-    out = root / 'reports' / 'serve'; out.mkdir(parents=True, exist_ok=True); t.to_csv(out / 'slo.csv', index=False)
+    t.to_csv(out / 'slo.csv', index=False)
     md = (f"## Serving SLO (measured {pd.Timestamp.now('UTC'):%Y-%m-%d %H:%M} UTC, v{mv.version}, {s.points}-point requests, loopback, {s.workers} worker(s))\n\n"
           f"Target: p99 ≤ {s.slo_p99_ms:g} ms, errors ≤ {s.slo_max_error_rate:.1%}.\n\n" + t.to_markdown(index=False, floatfmt='.3g') + '\n')
     (out / 'slo.md').write_text(md)
