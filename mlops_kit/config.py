@@ -185,7 +185,7 @@ class ServeParams(_Section):
     rates: list[float] = Field([50.0, 100.0, 200.0], min_length=1)   # requests/s, each run for duration_s
     duration_s: float = Field(10.0, gt=0, le=600)
     points: int = Field(12, ge=1, le=10_000)                       # rows per request (one monitor's last hour at 5 min)
-    workers: int = Field(1, ge=1, le=32)                           # uvicorn workers of `mlflow models serve`
+    workers: int = Field(2, ge=1, le=32)                           # uvicorn workers (processes) of `mlflow models serve`; one is GIL-bound to one core
     slo_p99_ms: float = Field(20.0, gt=0)
     slo_max_error_rate: float = Field(0.001, ge=0, le=1)
 

@@ -36,12 +36,12 @@ def robust_scale(r: np.ndarray) -> float:
 
 MAX_MASKED = 0.1   # share of observed points the refit may leave out
 
-def _count_z(y: pd.Series, e: pd.Series, n: int, prev: tuple | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    "Counter z-scores on trailing sums of n slots: (X - E) / sqrt(max(E, 1)); `prev` = (y, e) just before y."
-    yy, ee = (pd.concat([prev[0], y]), pd.concat([prev[1], e])) if prev is not None else (y, e)
+def _count_z(y: np.ndarray, e: np.ndarray, n: int, prev: tuple | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    "Counter z-scores on trailing sums of n slots: (X - E) / sqrt(max(E, 1)); `prev` = (y, e) arrays just before y."
+    yy, ee = (pd.Series(np.r_[prev[0], y]), pd.Series(np.r_[prev[1], e])) if prev is not None else (pd.Series(y), pd.Series(e))
     X = yy.fillna(0).rolling(n, min_periods=1).sum().to_numpy(float)[-len(y):]
     E = ee.clip(lower=0).where(yy.notna(), 0).rolling(n, min_periods=1).sum().to_numpy(float)[-len(y):]   # only slots with data
-    s = np.sqrt(np.maximum(E, 1.0)); x, ev = y.fillna(0).to_numpy(float), e.clip(lower=0).to_numpy(float)
+    s = np.sqrt(np.maximum(E, 1.0)); x, ev = np.nan_to_num(y, nan=0.0), np.maximum(e, 0)
     return (X - E) / s, s, (X - x) - (E - ev)          # shift: what the rest of the window already exceeds
 
 class Detector(BaseEstimator):
@@ -62,9 +62,13 @@ class Detector(BaseEstimator):
 
     def _z(self, y: pd.Series, e: pd.Series, prev=None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         "(z, scale, shift): the band of a point is expected - shift ± sensitivity·scale."
-        if self.scale == 'poisson': return _count_z(y, e, max(1, int(pd.Timedelta(self.count_window) / self.forecaster_.step_)), prev)
-        s = self.scale_by_hour_[hours(y.index)]
-        return (y.to_numpy(float) - e.to_numpy(float) - self.bias_) / s, s, np.zeros(len(y))
+        return self._z_arr(y.index.asi8, y.to_numpy(float), np.asarray(e, float), prev)
+
+    def _z_arr(self, ns: np.ndarray, v: np.ndarray, e: np.ndarray, prev=None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        "_z on bare arrays: epoch-ns times, values, expected values (and `prev` = (values, expected) just before)."
+        if self.scale == 'poisson': return _count_z(v, e, max(1, int(pd.Timedelta(self.count_window) / self.forecaster_.step_)), prev)
+        s = self.scale_by_hour_[hours(ns)]
+        return (v - e - self.bias_) / s, s, np.zeros(len(v))
 
     def fit(self, y: pd.Series):
         self.forecaster_ = clone(self.forecaster if self.forecaster is not None else SeasonalProfile()).fit(y)
@@ -80,22 +84,27 @@ class Detector(BaseEstimator):
         return self
 
 # %% ../nbs/06_detect.ipynb #e1942df8
+def _scores(self, ns: np.ndarray, v: np.ndarray, e: np.ndarray, prev=None) -> dict[str, np.ndarray]:
+    "The five score columns as arrays, from epoch-ns times, values (NaN = no data) and the forecaster's expected values."
+    z, s, shift = self._z_arr(ns, v, e, prev)
+    b = 0 if self.scale == 'poisson' else self.bias_
+    mid, zd = e + b - shift, directed(z, self.direction)
+    return {'expected': e + b, 'lower': mid - self.sensitivity * s, 'upper': mid + self.sensitivity * s,
+            'score': np.where(np.isnan(v), np.nan, to_score(zd, self.sensitivity)), 'unusual': np.nan_to_num(zd) > self.sensitivity}
+
 def _score_frame(self, y: pd.Series, context: pd.Series | None = None) -> pd.DataFrame:
     "Per point: expected, lower, upper, score (0..1), unusual (bool). Indexed like y."
     e = self.forecaster_.predict(y.index, context=context)
     prev = None
     if self.scale == 'poisson' and context is not None and len(context):
         c = to_grid(context, self.forecaster_.step_).iloc[-int(pd.Timedelta(self.count_window) / self.forecaster_.step_):]
-        prev = (c, self.forecaster_.predict(c.index))
-    z, s, shift = self._z(y, e, prev)
-    mid = e.to_numpy(float) + (0 if self.scale == 'poisson' else self.bias_) - shift
-    zd = directed(z, self.direction)
-    out = pd.DataFrame({'expected': e.to_numpy(float) + (0 if self.scale == 'poisson' else self.bias_), 'lower': mid - self.sensitivity * s,
-                        'upper': mid + self.sensitivity * s, 'score': to_score(zd, self.sensitivity)}, index=y.index)
-    out.loc[y.isna().to_numpy(), 'score'] = np.nan
-    out['unusual'] = np.nan_to_num(zd) > self.sensitivity
-    return out
-Detector.score_frame = _score_frame
+        prev = (c.to_numpy(float), self.forecaster_.predict(c.index).to_numpy(float))
+    return pd.DataFrame(self._scores(y.index.asi8, y.to_numpy(float), e.to_numpy(float), prev), index=y.index)
+
+def _score_grid(self, ns: np.ndarray, v: np.ndarray) -> dict[str, np.ndarray]:
+    "score_frame(y) without context, on bare arrays of a regular grid (epoch ns, values): no pandas objects, for serving."
+    return self._scores(ns, v, self.forecaster_.expected(ns))
+Detector.score_frame, Detector._scores, Detector.score_grid = _score_frame, _scores, _score_grid
 
 # %% ../nbs/06_detect.ipynb #5760708a
 class AlertPolicy(BaseEstimator):
@@ -110,12 +119,10 @@ class AlertPolicy(BaseEstimator):
         return w, min(need, w), max(1, int(pd.Timedelta(self.recovery) / step)), int(pd.Timedelta(self.cooldown) / step)
 
 # %% ../nbs/06_detect.ipynb #8e168bcf
-def _decide(self, unusual: pd.Series, score: pd.Series | None = None) -> tuple[pd.Series, pd.DataFrame]:
-    "(alert flag per point, events with start, end, onset, peak, peak_score, n_unusual)."
-    step = infer_step(unusual.index) if len(unusual) > 1 else pd.Timedelta('5min')
+def _flags(self, u: np.ndarray, sc: np.ndarray, step: pd.Timedelta) -> tuple[np.ndarray, list[dict]]:
+    "decide on bare arrays (unusual, score with NaN as 0) of a regular grid of `step`: (alert flags, events as dicts of positions)."
     w, need, rec, cool = self._n(step)
-    u = unusual.fillna(False).to_numpy(bool); sc = (score if score is not None else unusual.astype(float)).fillna(0).to_numpy(float)
-    fire = pd.Series(u).rolling(w, min_periods=1).sum().to_numpy() >= need
+    c = np.r_[0, np.cumsum(u)]; fire = c[1:] - c[np.maximum(np.arange(1, len(u) + 1) - w, 0)] >= need   # unusual points in the last w
     on, quiet, blocked_until, alert, events, cur = False, 0, -1, np.zeros(len(u), bool), [], None
     for i in range(len(u)):
         if on:
@@ -129,12 +136,19 @@ def _decide(self, unusual: pd.Series, score: pd.Series | None = None) -> tuple[p
             first = i - w + 1 + int(np.argmax(u[max(0, i - w + 1): i + 1]))
             cur = {'start_i': i, 'onset_i': max(first, 0), 'peak_i': i, 'peak_score': sc[i]}
     if on: cur['end_i'] = len(u) - 1 - quiet; events.append(cur)
+    return alert, events
+
+def _decide(self, unusual: pd.Series, score: pd.Series | None = None) -> tuple[pd.Series, pd.DataFrame]:
+    "(alert flag per point, events with start, end, onset, peak, peak_score, n_unusual)."
+    step = infer_step(unusual.index) if len(unusual) > 1 else pd.Timedelta('5min')
+    u = unusual.fillna(False).to_numpy(bool); sc = (score if score is not None else unusual.astype(float)).fillna(0).to_numpy(float)
+    alert, events = self._flags(u, sc, step)
     ix = unusual.index
     ev = pd.DataFrame([{'start': ix[e['start_i']], 'end': ix[e['end_i']] + step, 'onset': ix[e['onset_i']], 'peak': ix[e['peak_i']],
                         'peak_score': e['peak_score'], 'n_unusual': int(u[e['onset_i']: e['end_i'] + 1].sum())} for e in events],
                       columns=['start', 'end', 'onset', 'peak', 'peak_score', 'n_unusual'])
     return pd.Series(alert, index=ix, name='alert'), ev
-AlertPolicy.decide = _decide
+AlertPolicy._flags, AlertPolicy.decide = _flags, _decide
 
 # %% ../nbs/06_detect.ipynb #3eb7b369
 def static_frame(y: pd.Series, train: pd.Series, k: float = 3.0, direction: str = 'up') -> pd.DataFrame:

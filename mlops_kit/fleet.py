@@ -57,6 +57,16 @@ def tune_fleet(train: pd.DataFrame, workers: int = 2, progress: bool = True, **t
     return {k: v for k, v in res.items() if isinstance(v, Tuned)}, {k: v for k, v in res.items() if isinstance(v, str)}
 
 # %% ../nbs/10_fleet.ipynb #7c5327bc
+def _score_rows(t: Tuned, ns: np.ndarray, v: np.ndarray, mid: str = '') -> tuple[np.ndarray, ...]:
+    "One monitor's rows (epoch ns, values) -> its six detection columns, row by row: snap to the grid, score, decide; numpy only."
+    if len(np.unique(ns)) < len(ns): raise ValueError(f"request: monitor {mid!r} has duplicate timestamps, e.g. {pd.Timestamp(np.sort(ns)[np.flatnonzero(np.diff(np.sort(ns)) == 0)[0]], tz='UTC')}")
+    step = t.detector.forecaster_.step_; k = ns // step.value; k0 = k.min(); j = k - k0; n = int(j.max()) + 1
+    ok = ~np.isnan(v); cnt = np.bincount(j[ok], minlength=n)
+    g = np.where(cnt > 0, np.bincount(j[ok], v[ok], minlength=n) / np.maximum(cnt, 1), np.nan)   # to_grid: mean per slot, NaN for empty slots
+    sc = t.detector.score_grid((k0 + np.arange(n)) * step.value, g)
+    alert, _ = t.policy._flags(sc['unusual'], np.nan_to_num(sc['score'], nan=0.0), step if n > 1 else pd.Timedelta('5min'))   # as decide() on that grid
+    return tuple(sc[c][j] for c in COLUMNS[:5]) + (alert[j],)      # off-grid timestamps share their slot's result
+
 class FleetBundle:
     "Every monitor's tuned detector + alert policy; `predict(rows)` adds expected, lower, upper, score, unusual, alert."
     def __init__(self, tuned: dict[str, Tuned], meta: dict | None = None):
@@ -68,18 +78,16 @@ class FleetBundle:
 
     def predict(self, rows: pd.DataFrame) -> pd.DataFrame:
         "Rows (monitor_id, ts, value) -> the same rows, in the same order, with the six detection columns added. Naive `ts` means UTC."
-        parts = split_monitors(rows, 'request')
-        if unknown := sorted(set(parts) - set(self.tuned)):
+        if missing := {'monitor_id', 'ts', 'value'} - set(rows.columns): raise ValueError(f"request: missing column(s) {sorted(missing)}; expected monitor_id, ts, value")
+        codes, mids = pd.factorize(rows.monitor_id.astype(str).to_numpy())
+        if unknown := sorted(set(mids) - set(self.tuned)):
             raise ValueError(f"unknown monitor(s) {unknown[:5]}{' …' if len(unknown) > 5 else ''}: this bundle serves {len(self.tuned)} monitors, e.g. {self.monitors[:3]}")
-        out = pd.DataFrame(index=rows.index, columns=COLUMNS, dtype=object)
-        ts, pos = pd.DatetimeIndex(pd.to_datetime(rows.ts, utc=True)), rows.monitor_id.astype(str).groupby(rows.monitor_id.astype(str).to_numpy()).indices
-        for mid, y in parts.items():
-            t = self.tuned[mid]; step = t.detector.forecaster_.step_
-            f = t.detector.score_frame(to_grid(y, step))          # off-grid timestamps share their slot's result
-            f['alert'], _ = t.policy.decide(f.unusual, f.score)
-            out.iloc[pos[mid]] = f.loc[ts[pos[mid]].floor(step), COLUMNS].to_numpy(object)
-        res = pd.concat([rows, out.astype({c: float for c in COLUMNS[:4]} | {'unusual': bool, 'alert': bool})], axis=1)
-        return res
+        ns = pd.DatetimeIndex(pd.to_datetime(rows.ts, utc=True)).as_unit('ns').asi8; v = rows.value.to_numpy(float)
+        out = {c: np.full(len(rows), np.nan) for c in COLUMNS[:4]} | {c: np.zeros(len(rows), bool) for c in COLUMNS[4:]}
+        for i, mid in enumerate(mids):
+            p = np.flatnonzero(codes == i)
+            for c, col in zip(COLUMNS, _score_rows(self.tuned[mid], ns[p], v[p], mid)): out[c][p] = col
+        return pd.concat([rows, pd.DataFrame(out, index=rows.index)], axis=1)
 
     def table(self) -> pd.DataFrame:
         "One row per monitor: AutoML path, forecaster, sensitivity, policy window, expected alerts/day, tuning seconds, note."

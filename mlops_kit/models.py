@@ -34,19 +34,26 @@ def to_grid(y: pd.Series, step: pd.Timedelta | None = None) -> pd.Series:
 # %% ../nbs/05_models.ipynb #9110a943
 _DAY_NS = 86_400_000_000_000
 
-def slots(index: pd.DatetimeIndex, step: pd.Timedelta, season: str = 'day') -> np.ndarray:
-    "Slot of day (0 .. slots/day-1) or of week (0 .. 7*slots/day-1) of each timestamp, in UTC."
-    ns = index.asi8                                   # integer arithmetic: pandas' .hour/.dayofweek cost 10x more
+def _ns(index) -> np.ndarray:
+    "Epoch nanoseconds (UTC) of a DatetimeIndex; an int64 array of them passes through."
+    return index.asi8 if isinstance(index, pd.DatetimeIndex) else np.asarray(index, np.int64)
+
+def slots(index: pd.DatetimeIndex | np.ndarray, step: pd.Timedelta, season: str = 'day') -> np.ndarray:
+    "Slot of day (0 .. slots/day-1) or of week (0 .. 7*slots/day-1) of each timestamp (or epoch-ns value), in UTC."
+    ns = _ns(index)                                   # integer arithmetic: pandas' .hour/.dayofweek cost 10x more
     sod = (ns % _DAY_NS) // step.value
     return sod + (_DAY_NS // step.value) * ((ns // _DAY_NS + 3) % 7) if season == 'week' else sod   # 1970-01-01 was a Thursday
 
-def hours(index: pd.DatetimeIndex) -> np.ndarray:
-    "UTC hour of day of each timestamp (fast)."
-    return (index.asi8 % _DAY_NS) // 3_600_000_000_000
+def hours(index: pd.DatetimeIndex | np.ndarray) -> np.ndarray:
+    "UTC hour of day of each timestamp or epoch-ns value (fast)."
+    return (_ns(index) % _DAY_NS) // 3_600_000_000_000
 
 # %% ../nbs/05_models.ipynb #70c672dd
 class Forecaster(BaseEstimator):
-    "Base class: fit(y) -> self; predict(index, context=None) -> pd.Series aligned with index."
+    "Base class: fit(y) -> self; predict(index, context=None) -> pd.Series aligned with index; expected(ns) -> the same values as a bare array."
+    def expected(self, ns: np.ndarray) -> np.ndarray:
+        "predict(index).to_numpy() for epoch-ns times, without building an index or a Series (the serving fast path)."
+        raise NotImplementedError
     def _prep(self, y: pd.Series) -> pd.Series:
         if not isinstance(y, pd.Series) or not isinstance(y.index, pd.DatetimeIndex): raise TypeError('y must be a pd.Series with a DatetimeIndex')
         if y.notna().sum() < 2: raise ValueError(f'{type(self).__name__}: need at least 2 observed values, got {int(y.notna().sum())}')
@@ -108,6 +115,8 @@ class SeasonalProfile(Forecaster):
         r = recent.to_numpy(float) - self._base(recent.index) if self.level_days > 0 else np.array([])
         return float(np.nanmedian(r)) if np.isfinite(r).any() else 0.0
 
+    def expected(self, ns: np.ndarray) -> np.ndarray: return self._base(ns) + self.level_
+
     def predict(self, index: pd.DatetimeIndex, context: pd.Series | None = None) -> pd.Series:
         level = self.level_ if context is None or not len(context) else self._level(self._history(context))
         return pd.Series(self._base(index) + level, index=index, name='expected')
@@ -134,13 +143,16 @@ class HoltWinters(Forecaster):
         if not np.isfinite(self.path_).all(): raise ValueError('HoltWinters did not converge (non-finite forecast)')
         return self
 
-    def predict(self, index: pd.DatetimeIndex, context: pd.Series | None = None) -> pd.Series:
-        k = ((index.floor(self.res_) - self.t0_) // self.res_).to_numpy().astype(int)
+    def expected(self, ns: np.ndarray) -> np.ndarray:
+        r = self.res_.value; k = (np.asarray(ns, np.int64) // r * r - self.t0_.value) // r     # whole `res` steps since t0_
         period = int(pd.Timedelta('1D') / self.res_)
         over = np.maximum(k - (len(self.path_) - 1), 0)
         k = k - period * np.ceil(over / period).astype(int)          # beyond the horizon: repeat the last forecast day
         out = self.path_[np.clip(k, 0, len(self.path_) - 1)]
-        return pd.Series(np.where(k < 0, np.nan, out), index=index, name='expected')   # before the fitted span: unknown
+        return np.where(k < 0, np.nan, out)                           # before the fitted span: unknown
+
+    def predict(self, index: pd.DatetimeIndex, context: pd.Series | None = None) -> pd.Series:
+        return pd.Series(self.expected(index.asi8), index=index, name='expected')
 
 # %% ../nbs/05_models.ipynb #a6a0b735
 def _lookup(hist: pd.Series, ns: np.ndarray) -> np.ndarray:
@@ -159,13 +171,13 @@ class LagRegression(Forecaster):
     def __init__(self, harmonics: int = 6, lags: tuple = ('1D', '7D'), weekly: bool = True, alpha: float = 1.0):
         self.harmonics, self.lags, self.weekly, self.alpha = harmonics, lags, weekly, alpha
 
-    def _X(self, index: pd.DatetimeIndex, hist: pd.Series) -> np.ndarray:
-        phase = 2 * np.pi * (index.asi8 % _DAY_NS) / _DAY_NS
+    def _X(self, index: pd.DatetimeIndex | np.ndarray, hist: pd.Series) -> np.ndarray:
+        ns = _ns(index); phase = 2 * np.pi * (ns % _DAY_NS) / _DAY_NS
         cols = [f(k * phase) for k in range(1, self.harmonics + 1) for f in (np.sin, np.cos)]
-        if self.weekly: cols += [(((index.asi8 // _DAY_NS) + 3) % 7 == d).astype(float) for d in range(6)]
-        fill = self.slot_median_[slots(index, self.step_)]
-        for lag in self.lags: cols.append(np.where(np.isnan(v := _lookup(hist, index.asi8 - pd.Timedelta(lag).value)), fill, v))
-        return np.column_stack(cols) if cols else np.zeros((len(index), 0))
+        if self.weekly: cols += [(((ns // _DAY_NS) + 3) % 7 == d).astype(float) for d in range(6)]
+        fill = self.slot_median_[slots(ns, self.step_)]
+        for lag in self.lags: cols.append(np.where(np.isnan(v := _lookup(hist, ns - pd.Timedelta(lag).value)), fill, v))
+        return np.column_stack(cols) if cols else np.zeros((len(ns), 0))
 
     def fit(self, y: pd.Series, sample_weight=None):
         y = self._prep(y); self.y_ = y
@@ -175,8 +187,12 @@ class LagRegression(Forecaster):
         self.model_ = Ridge(alpha=self.alpha).fit(X[ok], t[ok])
         return self
 
+    def expected(self, ns: np.ndarray, hist: pd.Series | None = None) -> np.ndarray:
+        "Ridge's own formula (X @ coef_ + intercept_) without its per-call input validation."
+        return self._X(ns, self.y_ if hist is None else hist) @ self.model_.coef_ + self.model_.intercept_
+
     def predict(self, index: pd.DatetimeIndex, context: pd.Series | None = None) -> pd.Series:
-        return pd.Series(self.model_.predict(self._X(index, self._history(context))), index=index, name='expected')
+        return pd.Series(self.expected(index.asi8, self._history(context)), index=index, name='expected')
 
 # %% ../nbs/05_models.ipynb #a93c220e
 FORECASTERS = {'profile': SeasonalProfile, 'holt_winters': HoltWinters, 'lag_regression': LagRegression}

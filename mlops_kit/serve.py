@@ -22,23 +22,25 @@ def free_port() -> int:
         s.bind(('127.0.0.1', 0)); return s.getsockname()[1]
 
 @contextlib.contextmanager
-def scoring_server(model_uri: str, tracking_uri: str, port: int | None = None, workers: int = 1, timeout_s: float = 90):
-    "Run `mlflow models serve -m model_uri` on 127.0.0.1; yields (port, psutil.Process)."
-    import psutil
+def scoring_server(model_uri: str, tracking_uri: str, port: int | None = None, workers: int = 1, timeout_s: float = 90, log_path=None):
+    "Run `mlflow models serve -m model_uri` on 127.0.0.1, output to `log_path` (default: a temp file); yields (port, psutil.Process)."
+    import psutil, tempfile
     port = port or free_port(); mlflow_bin = Path(sys.executable).parent / 'mlflow'
+    log_path = Path(log_path or Path(tempfile.gettempdir()) / f'mlflow-serve-{port}.log'); log_path.parent.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, 'MLFLOW_TRACKING_URI': tracking_uri, 'MLFLOW_DISABLE_TELEMETRY': 'true', 'PATH': f"{mlflow_bin.parent}{os.pathsep}{os.environ.get('PATH', '')}",
            **SERVER_ENV}
-    srv = subprocess.Popen([str(mlflow_bin), 'models', 'serve', '-m', model_uri, '--env-manager', 'local', '-h', '127.0.0.1', '-p', str(port), '-w', str(workers)],
-                           env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    with open(log_path, 'ab') as log:       # a file, not a pipe: see above
+        srv = subprocess.Popen([str(mlflow_bin), 'models', 'serve', '-m', model_uri, '--env-manager', 'local', '-h', '127.0.0.1', '-p', str(port), '-w', str(workers)],
+                               env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:
         t0 = time.time()
         while True:
-            if srv.poll() is not None: raise RuntimeError(f"the scoring server for {model_uri} exited:\n{srv.stdout.read().decode()[-2000:]}")
+            if srv.poll() is not None: raise RuntimeError(f"the scoring server for {model_uri} exited (log: {log_path}):\n{log_path.read_text(errors='replace')[-2000:]}")
             try:
                 c = http.client.HTTPConnection('127.0.0.1', port, timeout=1); c.request('GET', '/ping')
                 if c.getresponse().status == 200: break
             except OSError: pass
-            if time.time() - t0 > timeout_s: raise TimeoutError(f"the scoring server for {model_uri} did not answer /ping within {timeout_s:g} s")
+            if time.time() - t0 > timeout_s: raise TimeoutError(f"the scoring server for {model_uri} did not answer /ping within {timeout_s:g} s (log: {log_path})")
             time.sleep(0.3)
         yield port, psutil.Process(srv.pid)
     finally:
@@ -63,9 +65,10 @@ def load_test(port: int, proc, rows: pd.DataFrame, rate: float, duration_s: floa
               grace_s: float = 15.0, request_timeout_s: float = 5.0) -> dict:
     "Drive the server at `rate` requests/s for `duration_s`; latency percentiles (ms), error rate, throughput, CPU-s per 1,000 predictions."
     n = max(1, int(rate * duration_s)); bodies = _requests(rows, points, n)
-    local = threading.local(); lat = np.full(n, np.nan); ok = np.zeros(n, bool)
+    local = threading.local(); lat, late = np.full(n, np.nan), np.full(n, np.nan); ok = np.zeros(n, bool)
     def one(i, due):
         time.sleep(max(0.0, due - time.perf_counter()))
+        late[i] = (time.perf_counter() - due) * 1000                      # > 0: every client thread was busy, or the client was starved of CPU
         if time.perf_counter() > t0 + duration_s + grace_s: return          # bounded: a saturated server does not stretch the run; counted as errors
         if not hasattr(local, 'c'): local.c = http.client.HTTPConnection('127.0.0.1', port, timeout=request_timeout_s)
         try:
@@ -79,7 +82,8 @@ def load_test(port: int, proc, rows: pd.DataFrame, rate: float, duration_s: floa
     good = lat[ok]
     return {'rate_rps': rate, 'requests': n, 'points': points, 'p50_ms': float(np.percentile(good, 50)) if len(good) else np.nan,
             'p95_ms': float(np.percentile(good, 95)) if len(good) else np.nan, 'p99_ms': float(np.percentile(good, 99)) if len(good) else np.nan,
-            'error_rate': float(1 - ok.mean()), 'throughput_rps': float(ok.sum() / wall), 'cpu_s_per_1k_predictions': float(cpu / (ok.sum() * points) * 1000) if ok.any() else np.nan}
+            'error_rate': float(1 - ok.mean()), 'throughput_rps': float(ok.sum() / wall), 'cpu_s_per_1k_predictions': float(cpu / (ok.sum() * points) * 1000) if ok.any() else np.nan,
+            'send_late_p99_ms': float(np.nanpercentile(late, 99)) if np.isfinite(late).any() else np.nan}
 
 # %% ../nbs/14_serve.ipynb #09a5a9d7
 def bench_serve(root, p, rates=None, duration_s: float | None = None) -> pd.DataFrame:
@@ -92,15 +96,16 @@ def bench_serve(root, p, rates=None, duration_s: float | None = None) -> pd.Data
     except mlflow.exceptions.MlflowException: raise FileNotFoundError(f"no champion for {p.register.model_name!r} in {uri}; run `make repro` first") from None
     hold = pd.read_parquet(root / p.windows.out_dir / 'holdout.parquet').dropna()
     rows = []
-    with scoring_server(f'models:/{p.register.model_name}@champion', uri, workers=s.workers) as (port, proc):
+    out = root / 'reports' / 'serve'
+    with scoring_server(f'models:/{p.register.model_name}@champion', uri, workers=s.workers, log_path=out / 'server.log') as (port, proc):
         load_test(port, proc, hold, min(rates or s.rates), 2.0, s.points)                 # warm-up, not reported
         for rate in rates or s.rates:
             r = load_test(port, proc, hold, rate, duration_s or s.duration_s, s.points)
             rows.append(r | {'slo_met': bool(r['p99_ms'] <= s.slo_p99_ms and r['error_rate'] <= s.slo_max_error_rate)})
             print(f"{rate:g} req/s: p50 {r['p50_ms']:.1f} ms · p95 {r['p95_ms']:.1f} · p99 {r['p99_ms']:.1f} · errors {r['error_rate']:.2%} · "
-                  f"{r['throughput_rps']:.0f} req/s · {r['cpu_s_per_1k_predictions']:.3f} CPU-s/1k predictions · SLO {'met' if rows[-1]['slo_met'] else 'MISSED'}", flush=True)
+                  f"{r['throughput_rps']:.0f} req/s · {r['cpu_s_per_1k_predictions']:.3f} CPU-s/1k predictions · client sent p99 {r['send_late_p99_ms']:.1f} ms late · SLO {'met' if rows[-1]['slo_met'] else 'MISSED'}", flush=True)
     t = pd.DataFrame(rows)
-    out = root / 'reports' / 'serve'; out.mkdir(parents=True, exist_ok=True); t.to_csv(out / 'slo.csv', index=False)
+    t.to_csv(out / 'slo.csv', index=False)
     md = (f"## Serving SLO (measured {pd.Timestamp.now('UTC'):%Y-%m-%d %H:%M} UTC, v{mv.version}, {s.points}-point requests, loopback, {s.workers} worker(s))\n\n"
           f"Target: p99 ≤ {s.slo_p99_ms:g} ms, errors ≤ {s.slo_max_error_rate:.1%}.\n\n" + t.to_markdown(index=False, floatfmt='.3g') + '\n')
     (out / 'slo.md').write_text(md)

@@ -93,3 +93,42 @@ def test_bench_serve_measures_the_served_champion(champion):
     c = mlflow.tracking.MlflowClient(uri); mv = c.get_model_version_by_alias('mlops_kit_fleet', 'champion')
     m = c.get_run(mv.run_id).data.metrics
     assert m['serve.throughput_rps_at_max_rate'] == pytest.approx(t.throughput_rps.iloc[-1])
+
+
+def _reference_predict(bundle, rows):
+    "The pandas path FleetBundle.predict used to take: split_monitors -> to_grid -> score_frame -> decide, then each row's slot."
+    from mlops_kit.automl import COLUMNS
+    from mlops_kit.fleet import split_monitors
+    from mlops_kit.models import to_grid
+    out = []
+    for mid, y in split_monitors(rows, 'request').items():
+        t = bundle.tuned[mid]; step = t.detector.forecaster_.step_
+        f = t.detector.score_frame(to_grid(y, step)); f['alert'], _ = t.policy.decide(f.unusual, f.score)
+        sel = rows.monitor_id.astype(str) == mid
+        out.append(pd.DataFrame(f.loc[pd.DatetimeIndex(pd.to_datetime(rows.ts[sel], utc=True)).floor(step), COLUMNS].to_numpy(), index=rows.index[sel], columns=COLUMNS))
+    return pd.concat([rows, pd.concat(out).loc[rows.index].astype({c: float for c in COLUMNS[:4]} | {'unusual': bool, 'alert': bool})], axis=1)
+
+
+def test_array_predict_matches_the_pandas_path_for_every_family():
+    "FleetBundle.predict (the serving hot path, numpy only) gives exactly what score_frame + decide give, for each forecaster family and the count scale."
+    from mlops_kit.automl import Tuned
+    from mlops_kit.detect import AlertPolicy, Detector
+    from mlops_kit.models import HoltWinters, LagRegression, SeasonalProfile
+    rng = np.random.default_rng(11); ix = pd.date_range('2026-09-01', periods=16 * 288, freq='5min', tz='UTC')
+    wave = 100 + 20 * np.sin(2 * np.pi * ix.hour.to_numpy() / 24)
+    ys = {'profile': wave + rng.normal(0, 3, len(ix)), 'hw': wave + rng.normal(0, 3, len(ix)), 'lag': wave + rng.normal(0, 3, len(ix)),
+          'counts': rng.poisson(2, len(ix)).astype(float)}
+    dets = {'profile': Detector(SeasonalProfile()), 'hw': Detector(HoltWinters()), 'lag': Detector(LagRegression()),
+            'counts': Detector(SeasonalProfile(season='day'), scale='poisson', direction='up')}
+    cut = 15 * 288
+    bundle = FleetBundle({k: Tuned(dets[k].fit(pd.Series(ys[k][:cut], index=ix[:cut])), AlertPolicy(window='15min'), pd.DataFrame(), 'search') for k in ys})
+    rows = pd.concat([pd.DataFrame({'monitor_id': k, 'ts': ix[cut:].tz_localize(None), 'value': ys[k][cut:]}) for k in ys], ignore_index=True)
+    rows.loc[rows.sample(frac=0.01, random_state=1).index, 'value'] += 80                     # spikes: unusual points and alerts to compare
+    rows.loc[rows.sample(frac=0.03, random_state=2).index, 'value'] = np.nan                  # missing values
+    odd = rows.drop(rows.sample(frac=0.2, random_state=3).index).sample(frac=1, random_state=4)   # gaps, shuffled
+    odd = odd.assign(ts=odd.ts + pd.to_timedelta(rng.integers(0, 5, len(odd)), 'min'))          # off the grid
+    for req in (rows, odd, rows[rows.monitor_id == 'lag'].head(12), rows[rows.monitor_id == 'counts'].tail(1)):
+        got, want = bundle.predict(req), _reference_predict(bundle, req)
+        pd.testing.assert_frame_equal(got, want, check_exact=True)
+    full = bundle.predict(rows)
+    assert full.unusual.any() and full.alert.any()                                           # the comparison covered flagged points and alerts
