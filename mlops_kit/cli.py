@@ -4,14 +4,15 @@
 
 # %% ../nbs/90_cli.ipynb #73cbc193
 from __future__ import annotations
-import argparse, json, os, sys, time
+import argparse, json, os, subprocess, sys, time
 from pathlib import Path
 
 from .config import ParamsError, load_params
 
 # %% auto #0
 __all__ = ['COMMANDS', 'sample', 'ingest', 'validate', 'windows', 'params', 'outputs', 'train', 'evaluate', 'fleet_summary',
-           'runs', 'register', 'promote', 'rollback', 'audit', 'AuditError', 'score', 'bench', 'build_parser', 'main']
+           'runs', 'register', 'promote', 'rollback', 'audit', 'AuditError', 'score', 'team', 'TeamError', 'bench',
+           'build_parser', 'main']
 
 # %% ../nbs/90_cli.ipynb #a20b8fa8
 def _say(stage: str, started: float, text: str):
@@ -188,6 +189,25 @@ def score(params='params.yaml', root='.', input: str = '', output: str = '', ali
     _say('score', t, f"{len(out):,} rows of {out.monitor_id.nunique()} monitors scored by {p.register.model_name}@{alias}: {int(out.unusual.sum())} unusual, {int(out.alert.sum())} alerting → {dst}")
     return str(dst)
 
+# %% ../nbs/90_cli.ipynb #b655a88e
+def team(action: str = 'status', params='params.yaml', root='.', backend_store_uri: str | None = None, artifacts_destination: str | None = None,
+         host: str = '127.0.0.1', port: int = 5000, server_workers: int = 1, allowed_hosts: str | None = None):
+    "Team mode: `team status` checks this clone's shared set-up; `team server` runs the MLflow tracking server on PostgreSQL with proxied shared artifacts."
+    from mlops_kit import team as tm
+    if action == 'server':
+        try: argv, env = tm.server_command(backend_store_uri or os.environ.get('MLFLOW_BACKEND_STORE_URI', ''),
+                                           artifacts_destination or os.environ.get('MLFLOW_ARTIFACTS_DESTINATION', ''), host, port, server_workers, allowed_hosts)
+        except ValueError as e: raise TeamError(str(e)) from None
+        print(f"mlflow server on {host}:{port} · backend {tm.redact(env['MLFLOW_BACKEND_STORE_URI'])} · artifacts {env['MLFLOW_ARTIFACTS_DESTINATION']} (proxied)\n"
+              f"clients: train.tracking_uri (or MLFLOW_TRACKING_URI) = http://<this host>:{port}", flush=True)
+        return subprocess.run(argv, env={**os.environ, **env}).returncode
+    st = tm.team_status(load_params(Path(root)/params), root)
+    for r in st.itertuples(): print(f"{'ok ' if r.ok else '-- '} {r.check:<11} {r.value}" + (f"\n{'':16}→ {r.advice}" if r.advice else ''))
+    return st
+
+class TeamError(ValueError):
+    "Team mode is misconfigured (no backend store / artifact destination for the server)."
+
 # %% ../nbs/90_cli.ipynb #10f03094
 def bench(what: str = 'models', params='params.yaml', root='.', monitors: int | None = None, peers: str | None = None,
           rates: str | None = None, duration: float | None = None):
@@ -199,7 +219,7 @@ def bench(what: str = 'models', params='params.yaml', root='.', monitors: int | 
     from mlops_kit.bench import run_bench_models
     return run_bench_models(root, p.windows.out_dir, f'{p.sample.out_dir}/incidents.csv', peers.split(',') if peers else None, monitors)
 
-COMMANDS = {f.__name__: f for f in (sample, ingest, validate, windows, train, evaluate, register, promote, rollback, audit, score, params, outputs, runs, bench)}
+COMMANDS = {f.__name__: f for f in (sample, ingest, validate, windows, train, evaluate, register, promote, rollback, audit, score, params, outputs, runs, bench, team)}
 
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog='mlops-kit', description='mlops_kit: level-1 MLOps for monitoring signals. '
@@ -231,6 +251,14 @@ def build_parser() -> argparse.ArgumentParser:
             sp.add_argument('--alias', default='champion', help='registered model alias to score with (default: %(default)s)')
         if name == 'audit':
             sp.add_argument('action', choices=['verify', 'show'], help='verify the hash chain, or show the entries')
+        if name == 'team':
+            sp.add_argument('action', choices=['status', 'server'], help='status: check this clone against the team set-up; server: run the MLflow tracking server')
+            sp.add_argument('--backend-store-uri', default=None, help='server: postgresql://USER:PASSWORD@HOST:PORT/DB (default: $MLFLOW_BACKEND_STORE_URI)')
+            sp.add_argument('--artifacts-destination', default=None, help='server: shared artifact folder or s3://... (default: $MLFLOW_ARTIFACTS_DESTINATION)')
+            sp.add_argument('--host', default='127.0.0.1', help='server: interface to bind (0.0.0.0 for the team; default: %(default)s)')
+            sp.add_argument('--port', type=int, default=5000, help='server: port (default: %(default)s)')
+            sp.add_argument('--server-workers', type=int, default=1, help='server: uvicorn workers (default: %(default)s)')
+            sp.add_argument('--allowed-hosts', default=None, help='server: Host headers to accept beyond localhost, e.g. mlflow.internal:5000')
     return ap
 
 # %% ../nbs/90_cli.ipynb #66f80383
@@ -242,15 +270,16 @@ def _user_errors() -> tuple[type, ...]:
     from mlops_kit.pipeline import StageError
     from mlops_kit.register import RegisterError
     from mlops_kit.tracking import ScoreInputError
-    return (ParamsError, FileNotFoundError, IngestError, ValidateError, WindowsError, StageError, RegisterError, AuditError, ScoreInputError)
+    return (ParamsError, FileNotFoundError, IngestError, ValidateError, WindowsError, StageError, RegisterError, AuditError, ScoreInputError, TeamError)
 
 def main(argv=None) -> int:
     "Console entry point: `mlops-kit COMMAND`."
     a = build_parser().parse_args(argv)
-    extra = {k: getattr(a, k) for k in ('what', 'monitors', 'peers', 'rates', 'duration', 'action', 'run_ids', 'n', 'version', 'reason', 'input', 'output', 'alias') if hasattr(a, k)}
-    try: COMMANDS[a.command](params=a.params, root=a.root, **extra)
+    extra = {k: getattr(a, k) for k in ('what', 'monitors', 'peers', 'rates', 'duration', 'action', 'run_ids', 'n', 'version', 'reason', 'input', 'output', 'alias',
+                                  'backend_store_uri', 'artifacts_destination', 'host', 'port', 'server_workers', 'allowed_hosts') if hasattr(a, k)}
+    try: r = COMMANDS[a.command](params=a.params, root=a.root, **extra)
     except _user_errors() as e:
         if a.traceback or os.environ.get('MLOPS_KIT_TRACEBACK'): raise
         print(f"mlops-kit {a.command}: error: {e}", file=sys.stderr)
         return 2
-    return 0
+    return r if a.command == 'team' and isinstance(r, int) else 0   # `team server` exits with the server's status
