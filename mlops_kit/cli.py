@@ -4,7 +4,7 @@
 
 # %% ../nbs/90_cli.ipynb #73cbc193
 from __future__ import annotations
-import argparse, json, os, subprocess, sys, time
+import argparse, json, os, sys, time
 from pathlib import Path
 
 from .config import ParamsError, load_params
@@ -200,7 +200,7 @@ def team(action: str = 'status', params='params.yaml', root='.', backend_store_u
         except ValueError as e: raise TeamError(str(e)) from None
         print(f"mlflow server on {host}:{port} · backend {tm.redact(env['MLFLOW_BACKEND_STORE_URI'])} · artifacts {env['MLFLOW_ARTIFACTS_DESTINATION']} (proxied)\n"
               f"clients: train.tracking_uri (or MLFLOW_TRACKING_URI) = http://<this host>:{port}", flush=True)
-        return subprocess.run(argv, env={**os.environ, **env}).returncode
+        os.execve(argv[0], argv, {**os.environ, **env})   # becomes the server: Ctrl-C, systemd and docker signal it directly
     st = tm.team_status(load_params(Path(root)/params), root)
     for r in st.itertuples(): print(f"{'ok ' if r.ok else '-- '} {r.check:<11} {r.value}" + (f"\n{'':16}→ {r.advice}" if r.advice else ''))
     return st
@@ -277,9 +277,9 @@ def main(argv=None) -> int:
     a = build_parser().parse_args(argv)
     extra = {k: getattr(a, k) for k in ('what', 'monitors', 'peers', 'rates', 'duration', 'action', 'run_ids', 'n', 'version', 'reason', 'input', 'output', 'alias',
                                   'backend_store_uri', 'artifacts_destination', 'host', 'port', 'server_workers', 'allowed_hosts') if hasattr(a, k)}
-    try: r = COMMANDS[a.command](params=a.params, root=a.root, **extra)
+    try: COMMANDS[a.command](params=a.params, root=a.root, **extra)
     except _user_errors() as e:
         if a.traceback or os.environ.get('MLOPS_KIT_TRACEBACK'): raise
         print(f"mlops-kit {a.command}: error: {e}", file=sys.stderr)
         return 2
-    return r if a.command == 'team' and isinstance(r, int) else 0   # `team server` exits with the server's status
+    return 0

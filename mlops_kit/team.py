@@ -36,7 +36,8 @@ def server_command(backend_store_uri: str, artifacts_destination: str, host: str
     dest = artifacts_destination if '://' in artifacts_destination else str(Path(artifacts_destination).expanduser().resolve())
     argv = [str(Path(sys.executable).parent / 'mlflow'), 'server', '--serve-artifacts', '--host', host, '--port', str(port), '--workers', str(workers)]
     if allowed_hosts: argv += ['--allowed-hosts', allowed_hosts]
-    return argv, {'MLFLOW_BACKEND_STORE_URI': backend_store_uri, 'MLFLOW_ARTIFACTS_DESTINATION': dest}
+    jobs = os.environ.get('MLFLOW_SERVER_ENABLE_JOB_EXECUTION', 'false')        # MLflow's GenAI job runner: the kit has no jobs for it
+    return argv, {'MLFLOW_BACKEND_STORE_URI': backend_store_uri, 'MLFLOW_ARTIFACTS_DESTINATION': dest, 'MLFLOW_SERVER_ENABLE_JOB_EXECUTION': jobs}
 
 # %% ../nbs/15_team.ipynb #e83eec6a
 def wait_healthy(url: str, timeout_s: float = 120, proc=None, log=None):
