@@ -49,7 +49,7 @@ test-deps-postgres:  ## install PostgreSQL from the distribution's packages if m
 	else echo "installing postgresql (apt-get)"; SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq postgresql >/dev/null; fi
 
-# Team mode: one MLflow tracking server on PostgreSQL with proxied shared artifacts (see nbs/15_team.ipynb).
+# Team mode: one MLflow tracking server on PostgreSQL with proxied shared artifacts (see nbs/19_team.ipynb).
 # The database URI (it holds the password) comes from the environment, never from the command line:
 #   export MLFLOW_BACKEND_STORE_URI=postgresql://mlflow:PASSWORD@127.0.0.1:5432/mlflow
 #   export MLFLOW_ARTIFACTS_DESTINATION=/srv/mlops/mlartifacts
