@@ -14,7 +14,7 @@ export DO_NOT_TRACK=true
 export DVC_NO_ANALYTICS=1
 export PATH := $(BIN):$(PATH)
 
-.PHONY: repro test test-deps-chromium bench lab serve ui lock readme clean-outputs help ct
+.PHONY: repro test test-deps-chromium test-deps-postgres team-server bench lab serve ui lock readme clean-outputs help ct
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
 
@@ -34,7 +34,7 @@ ct: $(STAMP)  ## continuous training, e.g. nightly from cron: dvc repro (the mon
 	dvc repro
 	mlops-kit retrain
 
-test: $(STAMP) test-deps-chromium  ## nbdev_test, pytest, and a check that nbdev_export/nbdev_clean change nothing
+test: $(STAMP) test-deps-chromium test-deps-postgres  ## nbdev_test, pytest, and a check that nbdev_export/nbdev_clean change nothing
 	nbdev_test --n_workers 2
 	pytest -q -n 2 --dist loadfile tests
 	@before=$$(find mlops_kit nbs -name '*.py' -o -name '*.ipynb' | sort | xargs sha1sum | sha1sum); \
@@ -50,6 +50,24 @@ test: $(STAMP) test-deps-chromium  ## nbdev_test, pytest, and a check that nbdev
 test-deps-chromium:  ## install Debian's chromium + chromium-driver for the dashboard test (needs root/apt)
 	command -v chromium >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver)
 
+# tests/test_team.py runs the team mode against a real PostgreSQL: Debian's packages, installed once (pg_ctl lives in
+# /usr/lib/postgresql/<version>/bin, not on PATH; the test starts its own throwaway cluster on loopback).
+test-deps-postgres:  ## install PostgreSQL from the distribution's packages if missing (tests/test_team.py needs it)
+	@if ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1; then echo "postgresql: $$(ls -d /usr/lib/postgresql/*/bin | head -1)"; \
+	else echo "installing postgresql (apt-get)"; SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq postgresql >/dev/null; fi
+
+# Team mode: one MLflow tracking server on PostgreSQL with proxied shared artifacts (see nbs/19_team.ipynb).
+# The database URI (it holds the password) comes from the environment, never from the command line:
+#   export MLFLOW_BACKEND_STORE_URI=postgresql://mlflow:PASSWORD@127.0.0.1:5432/mlflow
+#   export MLFLOW_ARTIFACTS_DESTINATION=/srv/mlops/mlartifacts
+#   make team-server HOST=0.0.0.0 PORT=5000 ALLOWED_HOSTS=mlflow.internal:5000
+HOST ?= 127.0.0.1
+PORT ?= 5000
+ALLOWED_HOSTS ?=
+team-server: $(STAMP)  ## run the team's MLflow tracking server (PostgreSQL URI from env MLFLOW_BACKEND_STORE_URI, shared artifacts from env MLFLOW_ARTIFACTS_DESTINATION)
+	mlops-kit team server --host $(HOST) --port $(PORT) $(if $(ALLOWED_HOSTS),--allowed-hosts $(ALLOWED_HOSTS))
+
 bench: $(STAMP)  ## benchmark the kit's AutoML against Prophet/AutoETS/ExponentialSmoothing (adds requirements-bench.lock to .venv; needs make repro first)
 	$(VENV)/bin/uv pip install -q --python $(VENV)/bin/python -r requirements-bench.lock
 	mlops-kit bench models
@@ -57,8 +75,8 @@ bench: $(STAMP)  ## benchmark the kit's AutoML against Prophet/AutoETS/Exponenti
 lab: $(STAMP)  ## JupyterLab on 127.0.0.1
 	jupyter lab --ip 127.0.0.1 --no-browser
 
-serve: $(STAMP)  ## serve the champion over REST on 127.0.0.1:5001 (POST /invocations; needs make repro first)
-	OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 MLFLOW_TRACKING_URI=sqlite:///$(abspath mlflow.db) mlflow models serve --env-manager local -h 127.0.0.1 -p 5001 \
+serve: $(STAMP)  ## serve the champion over REST on 127.0.0.1:5001 (POST /invocations; needs make repro first; team mode: the server's champion)
+	OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 MLFLOW_TRACKING_URI=$$(python -c "from mlops_kit.config import load_params as l; from mlops_kit.tracking import tracking_uri as u; print(u(l('params.yaml').train.tracking_uri))") mlflow models serve --env-manager local -h 127.0.0.1 -p 5001 \
 	  $$(python -c "from mlops_kit.config import load_params as l; p = l('params.yaml'); print(f'-m models:/{p.register.model_name}@champion -w {p.serve.workers}')")
 
 ui: $(STAMP)  ## MLflow UI on 127.0.0.1:5000 over the embedded store

@@ -13,7 +13,7 @@ from . import telemetry
 # %% auto #0
 __all__ = ['COMMANDS', 'sample', 'ingest', 'validate', 'windows', 'params', 'outputs', 'train', 'evaluate', 'fleet_summary',
            'runs', 'register', 'promote', 'rollback', 'audit', 'AuditError', 'score', 'RetrainError', 'monitor',
-           'retrain', 'maturity', 'bench', 'report', 'ReportError', 'build_parser', 'main']
+           'retrain', 'maturity', 'team', 'TeamError', 'bench', 'report', 'ReportError', 'build_parser', 'main']
 
 # %% ../nbs/90_cli.ipynb #a20b8fa8
 def _say(stage: str, started: float, text: str):
@@ -269,6 +269,25 @@ def maturity(params='params.yaml', root='.', path: str | None = None, as_json: b
     print(json.dumps(card, indent=2) if as_json else format_scorecard(card))
     return card
 
+# %% ../nbs/90_cli.ipynb #b655a88e
+def team(action: str = 'status', params='params.yaml', root='.', backend_store_uri: str | None = None, artifacts_destination: str | None = None,
+         host: str = '127.0.0.1', port: int = 5000, server_workers: int = 1, allowed_hosts: str | None = None):
+    "Team mode: `team status` checks this clone's shared set-up; `team server` runs the MLflow tracking server on PostgreSQL with proxied shared artifacts."
+    from mlops_kit import team as tm
+    if action == 'server':
+        try: argv, env = tm.server_command(backend_store_uri or os.environ.get('MLFLOW_BACKEND_STORE_URI', ''),
+                                           artifacts_destination or os.environ.get('MLFLOW_ARTIFACTS_DESTINATION', ''), host, port, server_workers, allowed_hosts)
+        except ValueError as e: raise TeamError(str(e)) from None
+        print(f"mlflow server on {host}:{port} · backend {tm.redact(env['MLFLOW_BACKEND_STORE_URI'])} · artifacts {env['MLFLOW_ARTIFACTS_DESTINATION']} (proxied)\n"
+              f"clients: train.tracking_uri (or MLFLOW_TRACKING_URI) = http://<this host>:{port}", flush=True)
+        os.execve(argv[0], argv, {**os.environ, **env})   # becomes the server: Ctrl-C, systemd and docker signal it directly
+    st = tm.team_status(load_params(Path(root)/params), root)
+    for r in st.itertuples(): print(f"{'ok ' if r.ok else '-- '} {r.check:<11} {r.value}" + (f"\n{'':16}→ {r.advice}" if r.advice else ''))
+    return st
+
+class TeamError(ValueError):
+    "Team mode is misconfigured (no backend store / artifact destination for the server)."
+
 # %% ../nbs/90_cli.ipynb #10f03094
 def bench(what: str = 'models', params='params.yaml', root='.', monitors: int | None = None, peers: str | None = None,
           rates: str | None = None, duration: float | None = None):
@@ -292,7 +311,7 @@ def report(params='params.yaml', root='.', output: str = '') -> dict:
 class ReportError(RuntimeError):
     "A dashboard section could not be built from data that exists (the page and stderr say why)."
 
-COMMANDS = {f.__name__: f for f in (sample, ingest, validate, windows, train, evaluate, register, monitor, retrain, promote, rollback, audit, score, params, outputs, runs, bench, maturity, report)}
+COMMANDS = {f.__name__: f for f in (sample, ingest, validate, windows, train, evaluate, register, monitor, retrain, promote, rollback, audit, score, params, outputs, runs, bench, maturity, report, team)}
 
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog='mlops-kit', description='mlops_kit: level-1 MLOps for monitoring signals. '
@@ -326,6 +345,14 @@ def build_parser() -> argparse.ArgumentParser:
         if name == 'retrain':
             sp.add_argument('--force', action='store_true', help='retrain even if the monitor verdict does not call for it')
             sp.add_argument('--dry-run', action='store_true', help='print the verdict and the command, run nothing')
+        if name == 'team':
+            sp.add_argument('action', choices=['status', 'server'], help='status: check this clone against the team set-up; server: run the MLflow tracking server')
+            sp.add_argument('--backend-store-uri', default=None, help='server: postgresql://USER:PASSWORD@HOST:PORT/DB (default: $MLFLOW_BACKEND_STORE_URI)')
+            sp.add_argument('--artifacts-destination', default=None, help='server: shared artifact folder or s3://... (default: $MLFLOW_ARTIFACTS_DESTINATION)')
+            sp.add_argument('--host', default='127.0.0.1', help='server: interface to bind (0.0.0.0 for the team; default: %(default)s)')
+            sp.add_argument('--port', type=int, default=5000, help='server: port (default: %(default)s)')
+            sp.add_argument('--server-workers', type=int, default=1, help='server: uvicorn workers (default: %(default)s)')
+            sp.add_argument('--allowed-hosts', default=None, help='server: Host headers to accept beyond localhost, e.g. mlflow.internal:5000')
         if name == 'report':
             sp.add_argument('--output', default='', help='where to write the HTML, relative to the repo root (default: report.out_dir/index.html)')
         if name == 'maturity':
@@ -344,13 +371,14 @@ def _user_errors() -> tuple[type, ...]:
     from mlops_kit.pipeline import StageError
     from mlops_kit.register import RegisterError
     from mlops_kit.tracking import ScoreInputError
-    return (ParamsError, FileNotFoundError, IngestError, ValidateError, WindowsError, StageError, RegisterError, AuditError, ScoreInputError, RetrainError, ReportError)
+    return (ParamsError, FileNotFoundError, IngestError, ValidateError, WindowsError, StageError, RegisterError, AuditError, ScoreInputError, RetrainError, ReportError, TeamError)
 
 def main(argv=None) -> int:
     "Console entry point: `mlops-kit COMMAND`."
     a = build_parser().parse_args(argv)
     extra = {k: getattr(a, k) for k in ('what', 'monitors', 'peers', 'rates', 'duration', 'action', 'run_ids', 'n', 'version', 'reason', 'input', 'output', 'alias',
-                                        'force', 'dry_run', 'path', 'as_json') if hasattr(a, k)}
+                                        'force', 'dry_run', 'path', 'as_json', 'backend_store_uri', 'artifacts_destination', 'host', 'port', 'server_workers',
+                                        'allowed_hosts') if hasattr(a, k)}
     try: COMMANDS[a.command](params=a.params, root=a.root, **extra)
     except _user_errors() as e:
         if a.traceback or os.environ.get('MLOPS_KIT_TRACEBACK'): raise

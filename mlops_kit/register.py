@@ -44,14 +44,16 @@ def _digest(e: dict) -> str:
 
 def audit(path, action: str, model: str, version, alias_from=None, alias_to=None, reason: str = '', who: str | None = None) -> dict:
     "Append one hash-chained entry to the audit log at `path`; returns it."
+    import fcntl
     path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
-    lines = path.read_text().splitlines() if path.exists() else []
-    prev = json.loads(lines[-1])['hash'] if lines else '0' * 64
-    e = {'seq': len(lines) + 1, 'ts': datetime.now(timezone.utc).isoformat(timespec='seconds'), 'who': who or os.environ.get('MLOPS_KIT_USER') or getpass.getuser(),
-         'action': action, 'model': model, 'version': None if version is None else str(version), 'alias_from': alias_from, 'alias_to': alias_to,
-         'reason': reason, 'prev_hash': prev}
-    e['hash'] = _digest(e)
-    with open(path, 'a') as f: f.write(json.dumps(e, sort_keys=True) + '\n')
+    with open(path, 'a+') as f:                   # locked: in team mode several people append to one shared log
+        fcntl.flock(f, fcntl.LOCK_EX); f.seek(0); lines = f.read().splitlines()
+        prev = json.loads(lines[-1])['hash'] if lines else '0' * 64
+        e = {'seq': len(lines) + 1, 'ts': datetime.now(timezone.utc).isoformat(timespec='seconds'), 'who': who or os.environ.get('MLOPS_KIT_USER') or getpass.getuser(),
+             'action': action, 'model': model, 'version': None if version is None else str(version), 'alias_from': alias_from, 'alias_to': alias_to,
+             'reason': reason, 'prev_hash': prev}
+        e['hash'] = _digest(e)
+        f.write(json.dumps(e, sort_keys=True) + '\n')
     return e
 
 def verify_audit(path) -> tuple[bool, str]:
@@ -73,14 +75,15 @@ _EMAIL = re.compile(r'[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+\.[A-Za-z0-9.-]*[A-Za-z]{2,
 _IPV4 = re.compile(r'(?<![\d.])(?:(?:25[0-5]|2[0-4]\d|1?\d?\d)\.){3}(?:25[0-5]|2[0-4]\d|1?\d?\d)(?![\d.])')
 _TEXT = {'.json', '.csv', '.txt', '.md', '.html', '.ipynb', '.yaml', '.yml', '.jsonl', ''}   # data-bearing text; not .py (the kit's own source ships in the model)
 
-def pii_findings(folder, pii_columns) -> list[str]:
-    "'file: what' for every PII column name or PII-like value found in the text files under `folder`."
-    out = []
+def pii_findings(folder, pii_columns, allow=()) -> list[str]:
+    "'file: what' for every PII column name or PII-like value found in the text files under `folder`; values in `allow` (the kit's own infrastructure, e.g. the tracking server's address) are not PII."
+    out, allow = [], set(allow)
     for f in sorted(Path(folder).rglob('*')):
         if not f.is_file() or f.suffix.lower() not in _TEXT: continue
         text = f.read_text(errors='ignore')
         out += [f'{f.relative_to(folder)}: column name {c!r}' for c in pii_columns if re.search(rf'\b{re.escape(c)}\b', text)]
-        out += [f'{f.relative_to(folder)}: {kind}-like value {m.group(0)!r}' for kind, rx in (('e-mail', _EMAIL), ('IPv4', _IPV4)) for m in list(rx.finditer(text))[:1]]
+        out += [f'{f.relative_to(folder)}: {kind}-like value {m!r}' for kind, rx in (('e-mail', _EMAIL), ('IPv4', _IPV4))
+                for m in [next((m.group(0) for m in rx.finditer(text) if m.group(0) not in allow), None)] if m]
     return out
 
 def residency_violations(source_regions: dict, target_region: str) -> list[str]:
@@ -235,7 +238,8 @@ def _check_compliance(c, run: dict, p, log, name: str):
     with tempfile.TemporaryDirectory() as d:
         mlflow.artifacts.download_artifacts(run_id=run['run_id'], dst_path=f'{d}/run', tracking_uri=run['tracking_uri'])
         mlflow.artifacts.download_artifacts(artifact_uri=run['model_uri'], dst_path=f'{d}/model', tracking_uri=run['tracking_uri'])
-        found = pii_findings(d, p.ingest.pii_columns)
+        from urllib.parse import urlsplit
+        found = pii_findings(d, p.ingest.pii_columns, allow=[urlsplit(run['tracking_uri']).hostname or ''])   # executed notebooks print the server's URL
     found += residency_violations({s.name: s.region for s in p.ingest.sources}, p.register.region)
     if found:
         audit(log, 'register-blocked', name, None, reason='; '.join(found)[:500])
