@@ -15,9 +15,9 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 # %% auto #0
-__all__ = ['Agg', 'parse_interval', 'SampleParams', 'SourceSpec', 'MonitorSpec', 'IngestParams', 'ValidateParams',
-           'WindowsParams', 'TrainParams', 'EvaluateParams', 'GateParams', 'RegisterParams', 'ServeParams', 'Params',
-           'ParamsError', 'load_params']
+__all__ = ['Agg', 'SCHEDULER_RE', 'parse_interval', 'SampleParams', 'SourceSpec', 'MonitorSpec', 'IngestParams', 'ValidateParams',
+           'WindowsParams', 'TrainParams', 'EvaluateParams', 'GateParams', 'RegisterParams', 'ServeParams',
+           'check_scheduler', 'EngineParams', 'Params', 'ParamsError', 'load_params']
 
 # %% ../nbs/00_config.ipynb #e83e0176
 def parse_interval(s: str) -> pd.Timedelta:
@@ -188,6 +188,23 @@ class ServeParams(_Section):
         if any(r <= 0 for r in v): raise ValueError(f"rates must be positive requests/s, got {v}")
         return v
 
+# %% ../nbs/00_config.ipynb #cfg_engine
+SCHEDULER_RE = re.compile(r'^(?:(?:tcp|tls|ucx|ws|wss)://[^\s/]+:\d+|inproc://\S+|[^\s/:]+:\d+)/?$')
+
+def check_scheduler(v: str, what: str | None = 'engine.scheduler') -> str:
+    "A Dask scheduler address `[tcp|tls|ucx|ws|wss://]host:port` (or `inproc://...`), stripped; else ValueError naming `what` and the value."
+    if not isinstance(v, str) or not SCHEDULER_RE.match(v.strip()):
+        raise ValueError((f"{what} = {v!r}: " if what else '') + "not a Dask scheduler address; use e.g. 'tcp://10.0.0.5:8786' or 'scheduler-host:8786' (null = local processes)")
+    return v.strip()
+
+class EngineParams(_Section):
+    "Where per-monitor work runs: local processes (default) or a Dask distributed cluster."
+    scheduler: Optional[str] = None                 # null: local processes; else a Dask scheduler address, e.g. tcp://10.0.0.5:8786
+
+    @field_validator('scheduler')
+    @classmethod
+    def _scheduler(cls, v): return None if v is None else check_scheduler(v, None)
+
 # %% ../nbs/00_config.ipynb #834cd038
 # Sections are named like their stages (stage = section = module); `validate` and `register` shadow pydantic's deprecated `BaseModel` methods, harmlessly.
 warnings.filterwarnings('ignore', message='Field name "(validate|register)" in "Params" shadows', category=UserWarning)
@@ -202,6 +219,7 @@ class Params(_Section):
     evaluate: EvaluateParams = EvaluateParams()
     register: RegisterParams = RegisterParams()
     serve: ServeParams = ServeParams()
+    engine: EngineParams = EngineParams()
 
 class ParamsError(ValueError):
     "params.yaml is missing, unreadable or invalid; the message names every bad key."
