@@ -176,18 +176,18 @@ def synthetic_fleet(n: int, days: int = 60, holdout_days: int = 7, seed: int = 0
 
 # %% ../nbs/09_bench.ipynb #bench_meter
 class Meter:
-    "Context manager: .wall_s, .cpu_s and .peak_rss (bytes) of this process plus its children, sampled every `interval` s."
+    "Context manager: .wall_s, .cpu_s and .peak_rss (bytes) of this process plus its children, sampled every `interval` s; .max_load (1-min load average: a busy machine shows)."
     def __init__(self, interval: float = 0.1): self.interval = interval
 
     def _sample(self):
-        import psutil
+        import os, psutil
         rss = 0
         for p in [self._me] + self._me.children(recursive=True):
             try:
                 with p.oneshot(): c, r = p.cpu_times(), p.memory_info().rss
             except psutil.Error: continue
             self._cpu[p.pid] = c.user + c.system; self._cpu0.setdefault(p.pid, 0.0 if p.pid != self._me.pid else self._cpu[p.pid]); rss += r
-        self.peak_rss = max(self.peak_rss, rss)
+        self.peak_rss, self.max_load = max(self.peak_rss, rss), max(getattr(self, 'max_load', 0.0), os.getloadavg()[0])
 
     def __enter__(self):
         import psutil, threading
@@ -222,7 +222,7 @@ def _fleet_row(n, workers, scheduler, seed, days, holdout_days, progress) -> dic
         t_eval = time.perf_counter() - t - t_train
     s = summarize(table)
     return {'monitors': n, 'tuned': len(tuned), 'not_tuned': len(failed), 'generate_s': gen, 'train_s': t_train, 'evaluate_s': t_eval, 'wall_s': m.wall_s,
-            'cpu_s': m.cpu_s, 'peak_rss_gib': m.peak_rss / 2**30, 'automl_ms_median': 1e3 * float(np.median([x.seconds for x in tuned.values()])),
+            'cpu_s': m.cpu_s, 'peak_rss_gib': m.peak_rss / 2**30, 'max_load_1m': m.max_load, 'automl_ms_median': 1e3 * float(np.median([x.seconds for x in tuned.values()])),
             'replay_ms_median': 1e3 * float(table.replay_seconds.median()), 'wall_ms_per_monitor': 1e3 * m.wall_s / n,
             'alerts_per_day_per_monitor': s['alerts_per_day'] / max(len(table), 1), 'static_alerts_per_day_per_monitor': s['static_alerts_per_day'] / max(len(table), 1),
             'recall': s['recall'], 'static_recall': s['static_recall']}
@@ -235,7 +235,7 @@ def bench_fleet(sizes=(100, 1000), workers: int = 2, scheduler=None, seed: int =
     return t
 
 # %% ../nbs/09_bench.ipynb #bench_fleet_run
-FLEET_COLUMNS = ['train_s', 'evaluate_s', 'wall_s', 'cpu_s', 'peak_rss_gib', 'automl_ms_median', 'replay_ms_median', 'wall_ms_per_monitor', 'growth_vs_linear',
+FLEET_COLUMNS = ['train_s', 'evaluate_s', 'wall_s', 'cpu_s', 'peak_rss_gib', 'max_load_1m', 'automl_ms_median', 'replay_ms_median', 'wall_ms_per_monitor', 'growth_vs_linear',
                  'alerts_per_day_per_monitor', 'static_alerts_per_day_per_monitor', 'recall', 'static_recall']
 
 def run_bench_fleet(root='.', sizes=(100, 1000), workers: int = 2, scheduler=None, seed: int = 0) -> pd.DataFrame:
