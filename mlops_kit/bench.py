@@ -215,10 +215,11 @@ def _fleet_row(n, workers, scheduler, seed, days, holdout_days, progress) -> dic
     t = time.perf_counter(); train, hold, inc = synthetic_fleet(n, days, holdout_days, seed); gen = time.perf_counter() - t
     with Meter() as m:
         t = time.perf_counter()
-        tuned, failed = tune_fleet(train, workers, progress, scheduler)
+        hist = split_monitors(train, 'train'); del train            # split once, for both stages; the long frame goes
+        tuned, failed = tune_fleet(hist, workers, progress, scheduler)
         with tempfile.TemporaryDirectory() as d: FleetBundle(tuned).save(Path(d) / 'bundle.pkl')
         t_train = time.perf_counter() - t
-        table, _ = replay_fleet(tuned, split_monitors(train, 'train'), split_monitors(hold, 'holdout'), inc, workers=workers, progress=progress, scheduler=scheduler, frames=False)
+        table, _ = replay_fleet(tuned, hist, split_monitors(hold, 'holdout'), inc, workers=workers, progress=progress, scheduler=scheduler, frames=False)
         t_eval = time.perf_counter() - t - t_train
     s = summarize(table)
     return {'monitors': n, 'tuned': len(tuned), 'not_tuned': len(failed), 'generate_s': gen, 'train_s': t_train, 'evaluate_s': t_eval, 'wall_s': m.wall_s,

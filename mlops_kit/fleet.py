@@ -36,9 +36,10 @@ def _tune_or_reason(y: pd.Series, **kw) -> Tuned | str:
     try: return tune(y, **kw)
     except ValueError as e: return str(e)      # tune's documented refusal (too little data); other errors propagate
 
-def tune_fleet(train: pd.DataFrame, workers: int = 2, progress: bool = True, scheduler=None, **tune_kw) -> tuple[dict[str, Tuned], dict[str, str]]:
-    "({monitor_id: Tuned}, {monitor_id: why it could not be tuned}) for a long-format training window; `scheduler`: see `engine.parallel_map`."
-    res = parallel_map(_tune_or_reason, split_monitors(train, 'training window'), workers, 'tune', progress, scheduler, **tune_kw)
+def tune_fleet(train: pd.DataFrame | dict[str, pd.Series], workers: int = 2, progress: bool = True, scheduler=None, **tune_kw) -> tuple[dict[str, Tuned], dict[str, str]]:
+    "({monitor_id: Tuned}, {monitor_id: why it could not be tuned}) for a long-format training window (or one already split by `split_monitors`); `scheduler`: see `engine.parallel_map`."
+    parts = train if isinstance(train, dict) else split_monitors(train, 'training window')
+    res = parallel_map(_tune_or_reason, parts, workers, 'tune', progress, scheduler, **tune_kw)
     return {k: v for k, v in res.items() if isinstance(v, Tuned)}, {k: v for k, v in res.items() if isinstance(v, str)}
 
 # %% ../nbs/10_fleet.ipynb #fleet_replay
