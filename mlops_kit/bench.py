@@ -5,6 +5,7 @@
 # %% ../nbs/09_bench.ipynb #6ddd62e7
 from __future__ import annotations
 import importlib.util, logging, time, warnings
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -15,8 +16,8 @@ from .evaluate import alert_events
 from .models import Forecaster, HoltWinters
 
 # %% auto #0
-__all__ = ['PEERS', 'ProphetForecaster', 'AutoETSForecaster', 'available_peers', 'bench_monitor', 'bench_models', 'bench_table',
-           'run_bench_models']
+__all__ = ['PEERS', 'FLEET_COLUMNS', 'ProphetForecaster', 'AutoETSForecaster', 'available_peers', 'bench_monitor', 'bench_models',
+           'bench_table', 'run_bench_models', 'synthetic_fleet', 'Meter', 'bench_fleet', 'run_bench_fleet']
 
 # %% ../nbs/09_bench.ipynb #0b0d51fa
 class ProphetForecaster(Forecaster):
@@ -134,3 +135,121 @@ def run_bench_models(root='.', windows_dir='data/windows', incidents='data/sampl
     md = f"{res.monitor_id.nunique()} monitors, one run, {time.perf_counter() - t0:.0f} s total\n\n" + tab.to_markdown(floatfmt='.3g')
     (out / 'models.md').write_text(md + '\n'); print(md)
     return tab
+
+# %% ../nbs/09_bench.ipynb #bench_synth
+def _role(i: int) -> str:
+    return 'counter' if i % 20 == 19 else ('noisy' if i % 4 == 1 else ('seasonal' if i % 2 == 0 else 'steady'))
+
+def _synthetic_monitor(i: int, seed: int, hour: np.ndarray, dow: np.ndarray, day: np.ndarray, ts: pd.DatetimeIndex, holdout: int) -> tuple[np.ndarray, list]:
+    "(values, [(start, end)] incidents) of monitor i: generated from its own seeded stream."
+    rng, T, role = np.random.default_rng([seed, i]), len(hour), _role(i)
+    load = 0.575 + 0.425 * np.sin(2 * np.pi * (hour - 9) / 24)
+    rate = rng.uniform(4, 14) * (np.ones(T) if role == 'steady' else load * np.where(dow >= 5, rng.choice([0.55, 0.8, 1.0]), 1) * (1 + rng.uniform(0, 0.004) * day))
+    if role == 'counter': return rng.poisson(rate * 0.01).astype(float), []
+    lat = rng.uniform(40, 250) * (1 + 0.3 * load) * np.exp(np.cumsum(np.isin(np.arange(T), rng.integers(0, T, max(1, int(day[-1]) // 12))) * rng.uniform(-0.2, 0.2)))
+    sigma = rng.uniform(0.35, 0.55) if role == 'noisy' else rng.uniform(0.2, 0.35)
+    if role == 'noisy':
+        lat = lat * np.where((hour >= 2) & (hour < 2.5), 2.5, 1) * np.where((dow == 6) & (hour >= 3) & (hour < 4), 3, 1) * np.where(rng.random(T) < 12 / 288, rng.uniform(2, 4, T), 1)
+    inc = []
+    for st in np.r_[rng.integers(3 * 288, T, rng.poisson(1.0)), rng.integers(T - holdout, T, int(rng.random() < 0.3))]:
+        en = min(T, st + int(rng.integers(4, 25))); lat[st:en] *= rng.uniform(2.5, 5); inc.append((ts[st], ts[en - 1] + pd.Timedelta('5min')))
+    n = rng.poisson(rate)
+    v = lat * np.exp(sigma * (1.645 + rng.standard_normal(T) / np.sqrt(np.maximum(n, 1))))
+    v[n == 0] = np.nan
+    for d in rng.choice(int(day[-1]) + 1, max(1, (int(day[-1]) + 1) // 30), replace=False):
+        s0 = d * 288 + int(rng.integers(0, 48)); v[s0:s0 + int(rng.integers(12, 49))] = np.nan          # maintenance: 1-4 h without data
+    return np.round(v, 2), inc
+
+def synthetic_fleet(n: int, days: int = 60, holdout_days: int = 7, seed: int = 0, start: str = '2026-08-10') -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    "(train, holdout, incidents) for n seeded monitors on a 5-min grid: long format (monitor_id, ts, value), like the windows stage writes."
+    ts = pd.date_range(pd.Timestamp(start, tz='UTC'), periods=(days + holdout_days) * 288, freq='5min')
+    hour, dow, day = (ts.hour + ts.minute / 60).to_numpy(), ts.dayofweek.to_numpy(), np.arange(len(ts)) // 288
+    ids = np.array([f"m{i:05d}.{'errors' if _role(i) == 'counter' else 'latency_p95'}" for i in range(n)], dtype=object)
+    vals, incs = np.empty((n, len(ts))), []
+    for i in range(n):
+        vals[i], inc = _synthetic_monitor(i, seed, hour, dow, day, ts, holdout_days * 288)
+        incs += [(ids[i], a, b) for a, b in inc]
+    cut = days * 288
+    long = lambda a, t: pd.DataFrame({'monitor_id': pd.Series(pd.Categorical.from_codes(np.repeat(np.arange(n), len(t)), ids)).astype(object),
+                                      'ts': pd.Series(np.tile(t.tz_convert(None).to_numpy(), n)).dt.tz_localize('UTC'), 'value': a.ravel()})
+    return long(vals[:, :cut], ts[:cut]), long(vals[:, cut:], ts[cut:]), pd.DataFrame(incs, columns=['monitor_id', 'start', 'end'])
+
+# %% ../nbs/09_bench.ipynb #bench_meter
+class Meter:
+    "Context manager: .wall_s, .cpu_s and .peak_rss (bytes) of this process plus its children, sampled every `interval` s; .max_load (1-min load average: a busy machine shows)."
+    def __init__(self, interval: float = 0.1): self.interval = interval
+
+    def _sample(self):
+        import os, psutil
+        rss = 0
+        for p in [self._me] + self._me.children(recursive=True):
+            try:
+                with p.oneshot(): c, r = p.cpu_times(), p.memory_info().rss
+            except psutil.Error: continue
+            self._cpu[p.pid] = c.user + c.system; self._cpu0.setdefault(p.pid, 0.0 if p.pid != self._me.pid else self._cpu[p.pid]); rss += r
+        self.peak_rss, self.max_load = max(self.peak_rss, rss), max(getattr(self, 'max_load', 0.0), os.getloadavg()[0])
+
+    def __enter__(self):
+        import psutil, threading
+        self._me, self._cpu, self._cpu0, self.peak_rss = psutil.Process(), {}, {}, 0
+        for p in self._me.children(recursive=True):     # workers alive before (a reused pool): count only what they do from now on
+            try: c = p.cpu_times(); self._cpu0[p.pid] = c.user + c.system
+            except psutil.Error: pass
+        self._sample(); self._stop = threading.Event(); self._t0 = time.perf_counter()
+        self._th = threading.Thread(target=self._loop, daemon=True); self._th.start()
+        return self
+
+    def _loop(self):
+        while not self._stop.wait(self.interval): self._sample()
+
+    def __exit__(self, *exc):
+        self.wall_s = time.perf_counter() - self._t0
+        self._stop.set(); self._th.join(); self._sample()
+        self.cpu_s = sum(c - self._cpu0.get(pid, 0.0) for pid, c in self._cpu.items())
+
+# %% ../nbs/09_bench.ipynb #bench_fleet
+def _fleet_row(n, workers, scheduler, seed, days, holdout_days, progress) -> dict:
+    import tempfile
+    from mlops_kit.fleet import FleetBundle, replay_fleet, split_monitors, tune_fleet
+    from mlops_kit.evaluate import summarize
+    t = time.perf_counter(); train, hold, inc = synthetic_fleet(n, days, holdout_days, seed); gen = time.perf_counter() - t
+    with Meter() as m:
+        t = time.perf_counter()
+        hist = split_monitors(train, 'train'); del train            # split once, for both stages; the long frame goes
+        tuned, failed = tune_fleet(hist, workers, progress, scheduler)
+        with tempfile.TemporaryDirectory() as d: FleetBundle(tuned).save(Path(d) / 'bundle.pkl')
+        t_train = time.perf_counter() - t
+        table, _ = replay_fleet(tuned, hist, split_monitors(hold, 'holdout'), inc, workers=workers, progress=progress, scheduler=scheduler, frames=False)
+        t_eval = time.perf_counter() - t - t_train
+    s = summarize(table)
+    return {'monitors': n, 'tuned': len(tuned), 'not_tuned': len(failed), 'generate_s': gen, 'train_s': t_train, 'evaluate_s': t_eval, 'wall_s': m.wall_s,
+            'cpu_s': m.cpu_s, 'peak_rss_gib': m.peak_rss / 2**30, 'max_load_1m': m.max_load, 'automl_ms_median': 1e3 * float(np.median([x.seconds for x in tuned.values()])),
+            'replay_ms_median': 1e3 * float(table.replay_seconds.median()), 'wall_ms_per_monitor': 1e3 * m.wall_s / n,
+            'alerts_per_day_per_monitor': s['alerts_per_day'] / max(len(table), 1), 'static_alerts_per_day_per_monitor': s['static_alerts_per_day'] / max(len(table), 1),
+            'recall': s['recall'], 'static_recall': s['static_recall']}
+
+def bench_fleet(sizes=(100, 1000), workers: int = 2, scheduler=None, seed: int = 0, days: int = 60, holdout_days: int = 7, progress: bool = True) -> pd.DataFrame:
+    "One row per fleet size: train (AutoML) + evaluate (holdout replay) through the engine, with wall, CPU, peak RSS and per-monitor medians."
+    rows = [_fleet_row(int(n), workers, scheduler, seed, days, holdout_days, progress) for n in sizes]
+    t = pd.DataFrame(rows).set_index('monitors')
+    t.insert(t.columns.get_loc('wall_ms_per_monitor') + 1, 'growth_vs_linear', t.wall_ms_per_monitor / t.wall_ms_per_monitor.iloc[0])
+    return t
+
+# %% ../nbs/09_bench.ipynb #bench_fleet_run
+FLEET_COLUMNS = ['train_s', 'evaluate_s', 'wall_s', 'cpu_s', 'peak_rss_gib', 'max_load_1m', 'automl_ms_median', 'replay_ms_median', 'wall_ms_per_monitor', 'growth_vs_linear',
+                 'alerts_per_day_per_monitor', 'static_alerts_per_day_per_monitor', 'recall', 'static_recall']
+
+def run_bench_fleet(root='.', sizes=(100, 1000), workers: int = 2, scheduler=None, seed: int = 0) -> pd.DataFrame:
+    "Bench the engine on synthetic fleets of `sizes` monitors; print and write the table; return it."
+    import os
+    from mlops_kit.engine import scheduler_address
+    addr, source = scheduler_address(scheduler)
+    where = f"Dask scheduler {addr} (from {source}; CPU and RSS cover this process only)" if addr else f"{workers or os.cpu_count()} local worker processes, {os.cpu_count()} cores"
+    print(f"bench fleet: {', '.join(map(str, sizes))} monitors × 60 days + 7 holdout days (5-min, synthetic, seed {seed}) on {where}")
+    t = bench_fleet(sizes, workers, scheduler, seed)
+    out = Path(root) / 'reports' / 'bench'; out.mkdir(parents=True, exist_ok=True)
+    t.to_csv(out / 'fleet.csv')
+    md = (f"Fleet benchmark: train (AutoML per monitor, bundle saved) + evaluate (7-day holdout replay, daily refit) through the engine on {where}; "
+          f"synthetic 60-day 5-min monitors (seed {seed}); generation not counted.\n\n" + t[FLEET_COLUMNS].to_markdown(floatfmt='.3g'))
+    (out / 'fleet.md').write_text(md + '\n'); print(md)
+    return t

@@ -92,13 +92,13 @@ def outputs(params='params.yaml', root='.') -> list[tuple[str, str, int]]:
         print(f"drift: {v['reason']} → " + ('retrain (mlops-kit retrain)' if v['retrain'] else 'no retrain needed'))
     return found
 
-# %% ../nbs/90_cli.ipynb #feaedfb8
+# %% ../nbs/90_cli.ipynb #6d9f0c8e
 @telemetry.stage
 def train(params='params.yaml', root='.') -> dict:
     "Run nbs/pipeline/train.ipynb: AutoML for every monitor, the fleet bundle, metrics, plots, the MLflow run."
     from mlops_kit.pipeline import log_notebook, read_run, run_notebook
     t, p = time.perf_counter(), load_params(Path(root)/params)
-    nb = run_notebook('train', root, {**p.train.model_dump(), 'windows_dir': p.windows.out_dir},
+    nb = run_notebook('train', root, {**p.train.model_dump(), 'windows_dir': p.windows.out_dir, 'scheduler': p.engine.scheduler},
                       outputs=[p.train.out_dir, 'reports/train', 'metrics/train.json'])
     log_notebook(run := read_run(Path(root)/p.train.out_dir/'run.json'), nb)
     m = json.loads((Path(root)/'metrics/train.json').read_text())
@@ -110,7 +110,7 @@ def evaluate(params='params.yaml', root='.') -> dict:
     "Run nbs/pipeline/evaluate.ipynb: replay the holdout with the bundle vs the static baseline; fleet metrics and plots."
     from mlops_kit.pipeline import log_notebook, read_run, run_notebook
     t, p = time.perf_counter(), load_params(Path(root)/params)
-    nb = run_notebook('evaluate', root, {**p.evaluate.model_dump(), 'windows_dir': p.windows.out_dir, 'models_dir': p.train.out_dir},
+    nb = run_notebook('evaluate', root, {**p.evaluate.model_dump(), 'windows_dir': p.windows.out_dir, 'models_dir': p.train.out_dir, 'scheduler': p.engine.scheduler},
                       outputs=['reports/evaluate', 'metrics/evaluate.json'])
     log_notebook(read_run(Path(root)/p.train.out_dir/'run.json'), nb)
     m = json.loads((Path(root)/'metrics/evaluate.json').read_text())
@@ -289,15 +289,19 @@ class TeamError(ValueError):
     "Team mode is misconfigured (no backend store / artifact destination for the server)."
 
 # %% ../nbs/90_cli.ipynb #10f03094
-def bench(what: str = 'models', params='params.yaml', root='.', monitors: int | None = None, peers: str | None = None,
+def bench(what: str = 'models', params='params.yaml', root='.', monitors: int | list[int] | None = None, peers: str | None = None,
           rates: str | None = None, duration: float | None = None):
-    "Benchmarks. `bench models`: the kit's AutoML vs Prophet, AutoETS, ExponentialSmoothing, side by side. `bench serve`: SLO load test of the served champion."
+    "Benchmarks. `bench models`: the kit's AutoML vs Prophet, AutoETS, ExponentialSmoothing, side by side. `bench fleet`: train + evaluate through the engine on 100 and 1,000 synthetic monitors. `bench serve`: SLO load test of the served champion."
     p = load_params(Path(root)/params)
+    sizes = [monitors] if isinstance(monitors, int) else list(monitors or [])
     if what == 'serve':
         from mlops_kit.serve import bench_serve
         return bench_serve(root, p, [float(r) for r in rates.split(',')] if rates else None, duration)
+    if what == 'fleet':
+        from mlops_kit.bench import run_bench_fleet
+        return run_bench_fleet(root, sizes or [100, 1000], p.train.workers, p.engine.scheduler)
     from mlops_kit.bench import run_bench_models
-    return run_bench_models(root, p.windows.out_dir, f'{p.sample.out_dir}/incidents.csv', peers.split(',') if peers else None, monitors)
+    return run_bench_models(root, p.windows.out_dir, f'{p.sample.out_dir}/incidents.csv', peers.split(',') if peers else None, sizes[0] if sizes else None)
 
 def report(params='params.yaml', root='.', output: str = '') -> dict:
     "Build the HTML dashboard over past runs (stage time and cost, alert reduction, registry, serving SLO, drift) in report.out_dir/index.html."
@@ -324,10 +328,11 @@ def build_parser() -> argparse.ArgumentParser:
     for name, f in COMMANDS.items():
         sp = sub.add_parser(name, help=f.__doc__.split('. ')[0], description=f.__doc__)
         if name == 'bench':
-            sp.add_argument('what', choices=['models', 'serve'], help='models: AutoML vs peers; serve: load test of the served champion')
+            sp.add_argument('what', choices=['models', 'fleet', 'serve'], help='models: AutoML vs peers; fleet: engine scaling (train + evaluate) on synthetic fleets; serve: load test of the served champion')
             sp.add_argument('--rates', default=None, help='serve: comma-separated requests/s (default: serve.rates)')
             sp.add_argument('--duration', type=float, default=None, help='serve: seconds per rate (default: serve.duration_s)')
-            sp.add_argument('--monitors', type=int, default=None, help='only the first N monitors (default: all)')
+            sp.add_argument('--monitors', type=int, nargs='+', default=None, metavar='N',
+                            help='models: only the first N monitors (default: all); fleet: fleet sizes, e.g. --monitors 100 1000 10000 (default: 100 1000)')
             sp.add_argument('--peers', default=None, help='comma-separated subset of: prophet, autoets, ets (default: all installed)')
         if name == 'runs':
             sp.add_argument('action', choices=['list', 'compare'], help='list the latest runs, or compare two')
@@ -371,7 +376,8 @@ def _user_errors() -> tuple[type, ...]:
     from mlops_kit.pipeline import StageError
     from mlops_kit.register import RegisterError
     from mlops_kit.tracking import ScoreInputError
-    return (ParamsError, FileNotFoundError, IngestError, ValidateError, WindowsError, StageError, RegisterError, AuditError, ScoreInputError, RetrainError, ReportError, TeamError)
+    from mlops_kit.engine import EngineError
+    return (ParamsError, FileNotFoundError, IngestError, ValidateError, WindowsError, StageError, RegisterError, AuditError, ScoreInputError, RetrainError, ReportError, TeamError, EngineError)
 
 def main(argv=None) -> int:
     "Console entry point: `mlops-kit COMMAND`."

@@ -15,9 +15,10 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 # %% auto #0
-__all__ = ['Agg', 'DRIFT_KINDS', 'parse_interval', 'LevelShift', 'SampleParams', 'SourceSpec', 'MonitorSpec', 'IngestParams',
-           'ValidateParams', 'WindowsParams', 'TrainParams', 'EvaluateParams', 'GateParams', 'RegisterParams',
-           'ServeParams', 'MonitorParams', 'ReportParams', 'Params', 'ParamsError', 'load_params']
+__all__ = ['Agg', 'DRIFT_KINDS', 'SCHEDULER_RE', 'parse_interval', 'LevelShift', 'SampleParams', 'SourceSpec', 'MonitorSpec',
+           'IngestParams', 'ValidateParams', 'WindowsParams', 'TrainParams', 'EvaluateParams', 'GateParams',
+           'RegisterParams', 'ServeParams', 'MonitorParams', 'ReportParams', 'check_scheduler', 'EngineParams',
+           'Params', 'ParamsError', 'load_params']
 
 # %% ../nbs/00_config.ipynb #e83e0176
 def parse_interval(s: str) -> pd.Timedelta:
@@ -185,7 +186,7 @@ class ServeParams(_Section):
     rates: list[float] = Field([50.0, 100.0, 200.0], min_length=1)   # requests/s, each run for duration_s
     duration_s: float = Field(10.0, gt=0, le=600)
     points: int = Field(12, ge=1, le=10_000)                       # rows per request (one monitor's last hour at 5 min)
-    workers: int = Field(2, ge=1, le=32)                           # uvicorn workers (processes) of `mlflow models serve`; one is GIL-bound to one core
+    workers: int = Field(1, ge=1, le=32)                           # uvicorn workers of `mlflow models serve`
     slo_p99_ms: float = Field(20.0, gt=0)
     slo_max_error_rate: float = Field(0.001, ge=0, le=1)
 
@@ -233,6 +234,23 @@ class ReportParams(_Section):
         if not v.strip(): raise ValueError("must be a non-empty path, e.g. 'logs/telemetry.jsonl'")
         return v
 
+# %% ../nbs/00_config.ipynb #cfg_engine
+SCHEDULER_RE = re.compile(r'^(?:(?:tcp|tls|ucx|ws|wss)://[^\s/]+:\d+|inproc://\S+|[^\s/:]+:\d+)/?$')
+
+def check_scheduler(v: str, what: str | None = 'engine.scheduler') -> str:
+    "A Dask scheduler address `[tcp|tls|ucx|ws|wss://]host:port` (or `inproc://...`), stripped; else ValueError naming `what` and the value."
+    if not isinstance(v, str) or not SCHEDULER_RE.match(v.strip()):
+        raise ValueError((f"{what} = {v!r}: " if what else '') + "not a Dask scheduler address; use e.g. 'tcp://10.0.0.5:8786' or 'scheduler-host:8786' (null = local processes)")
+    return v.strip()
+
+class EngineParams(_Section):
+    "Where per-monitor work runs: local processes (default) or a Dask distributed cluster."
+    scheduler: Optional[str] = None                 # null: local processes; else a Dask scheduler address, e.g. tcp://10.0.0.5:8786
+
+    @field_validator('scheduler')
+    @classmethod
+    def _scheduler(cls, v): return None if v is None else check_scheduler(v, None)
+
 # %% ../nbs/00_config.ipynb #834cd038
 # Sections are named like their stages (stage = section = module); `validate` and `register` shadow pydantic's deprecated `BaseModel` methods, harmlessly.
 warnings.filterwarnings('ignore', message='Field name "(validate|register)" in "Params" shadows', category=UserWarning)
@@ -249,6 +267,7 @@ class Params(_Section):
     serve: ServeParams = ServeParams()
     monitor: MonitorParams = MonitorParams()
     report: ReportParams = ReportParams()
+    engine: EngineParams = EngineParams()
 
 class ParamsError(ValueError):
     "params.yaml is missing, unreadable or invalid; the message names every bad key."

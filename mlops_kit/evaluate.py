@@ -68,14 +68,20 @@ def holdout_incidents(incidents: pd.DataFrame, monitor_id: str, index: pd.Dateti
     return incidents[(incidents.monitor_id == monitor_id) & (incidents.end > index[0]) & (incidents.start <= index[-1])]
 
 # %% ../nbs/08_evaluate.ipynb #608eafe6
-def evaluate_fleet(train: pd.DataFrame, holdout: pd.DataFrame, incidents: pd.DataFrame | None = None, monitors=None, progress: bool = True, **kw) -> tuple[pd.DataFrame, dict]:
-    "(per-monitor table, fleet summary) for long-format train/holdout frames."
-    from tqdm.auto import tqdm
+def _evaluate_one(job, **kw) -> dict:
+    a, b, inc = job
+    return evaluate_monitor(a, b, inc, **kw)[0]
+
+def evaluate_fleet(train: pd.DataFrame, holdout: pd.DataFrame, incidents: pd.DataFrame | None = None, monitors=None, progress: bool = True,
+                   workers: int = 1, scheduler=None, **kw) -> tuple[pd.DataFrame, dict]:
+    "(per-monitor table, fleet summary) for long-format train/holdout frames; fans out through `engine.parallel_map` (`workers`, `scheduler`)."
+    from mlops_kit.engine import parallel_map
     ids = monitors if monitors is not None else sorted(set(train.monitor_id) & set(holdout.monitor_id))
-    rows = {}
-    for mid in tqdm(ids, desc='evaluate', disable=not progress):
-        a, b = (d[d.monitor_id == mid].set_index('ts').value for d in (train, holdout))
-        inc = holdout_incidents(incidents, mid, b.index) if incidents is not None else None
-        rows[mid], _ = evaluate_monitor(a, b, inc, **kw)
+    tr, ho = (dict(list(d.groupby('monitor_id'))) for d in (train, holdout))
+    jobs = {}
+    for mid in ids:
+        a, b = (g[mid].set_index('ts').value for g in (tr, ho))
+        jobs[mid] = (a, b, holdout_incidents(incidents, mid, b.index) if incidents is not None else None)
+    rows = parallel_map(_evaluate_one, jobs, workers, 'evaluate', progress, scheduler, **kw)
     t = pd.DataFrame.from_dict(rows, orient='index').rename_axis('monitor_id')
     return t, summarize(t)

@@ -10,13 +10,14 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from sklearn.utils.parallel import Parallel, delayed
 
 from .automl import COLUMNS, Tuned, tune
+from .engine import parallel_map
+from .evaluate import evaluate_monitor, holdout_incidents
 from .models import to_grid
 
 # %% auto #0
-__all__ = ['split_monitors', 'parallel_map', 'tune_fleet', 'FleetBundle']
+__all__ = ['split_monitors', 'tune_fleet', 'replay_fleet', 'FleetBundle']
 
 # %% ../nbs/10_fleet.ipynb #d10ab809
 def split_monitors(long: pd.DataFrame, what: str = 'rows') -> dict[str, pd.Series]:
@@ -30,31 +31,33 @@ def split_monitors(long: pd.DataFrame, what: str = 'rows') -> dict[str, pd.Serie
         out[str(mid)] = s
     return out
 
-# %% ../nbs/10_fleet.ipynb #536fe903
-def parallel_map(fn, items: dict, workers: int = 2, desc: str = 'monitors', progress: bool = True, **kw) -> dict:
-    "{key: fn(value, **kw)} over processes (`workers`, 0 = all cores), with a progress bar; results in key order."
-    from tqdm import tqdm
-    n = (os.cpu_count() or 1) if workers == 0 else workers
-    keys = list(items)
-    if n <= 1 or len(keys) <= 1:
-        res = [(k, fn(items[k], **kw)) for k in tqdm(keys, desc=desc, disable=not progress, mininterval=2)]
-    else:
-        gen = Parallel(n_jobs=min(n, len(keys)), return_as='generator_unordered')(delayed(_keyed)(fn, k, items[k], kw) for k in keys)
-        res = list(tqdm(gen, total=len(keys), desc=desc, disable=not progress, mininterval=2))
-    got = dict(res)
-    return {k: got[k] for k in keys}
-
-def _keyed(fn, k, v, kw): return k, fn(v, **kw)
-
 # %% ../nbs/10_fleet.ipynb #76f317a0
 def _tune_or_reason(y: pd.Series, **kw) -> Tuned | str:
     try: return tune(y, **kw)
     except ValueError as e: return str(e)      # tune's documented refusal (too little data); other errors propagate
 
-def tune_fleet(train: pd.DataFrame, workers: int = 2, progress: bool = True, **tune_kw) -> tuple[dict[str, Tuned], dict[str, str]]:
-    "({monitor_id: Tuned}, {monitor_id: why it could not be tuned}) for a long-format training window."
-    res = parallel_map(_tune_or_reason, split_monitors(train, 'training window'), workers, 'tune', progress, **tune_kw)
+def tune_fleet(train: pd.DataFrame | dict[str, pd.Series], workers: int = 2, progress: bool = True, scheduler=None, **tune_kw) -> tuple[dict[str, Tuned], dict[str, str]]:
+    "({monitor_id: Tuned}, {monitor_id: why it could not be tuned}) for a long-format training window (or one already split by `split_monitors`); `scheduler`: see `engine.parallel_map`."
+    parts = train if isinstance(train, dict) else split_monitors(train, 'training window')
+    res = parallel_map(_tune_or_reason, parts, workers, 'tune', progress, scheduler, **tune_kw)
     return {k: v for k, v in res.items() if isinstance(v, Tuned)}, {k: v for k, v in res.items() if isinstance(v, str)}
+
+# %% ../nbs/10_fleet.ipynb #fleet_replay
+def _judge(job, **kw) -> tuple[dict, pd.DataFrame | None]:
+    history, holdout, tuned, incidents, keep = job
+    row, fr = evaluate_monitor(history, holdout, incidents, tuned=tuned, **kw)
+    return row, (fr if keep else None)
+
+def replay_fleet(tuned: dict[str, Tuned], history: dict[str, pd.Series], holdout: dict[str, pd.Series], incidents: pd.DataFrame | None = None,
+                 direction: str = 'up', static_k: float = 3.0, refit: str = '1D', workers: int = 2, progress: bool = True, scheduler=None,
+                 frames: bool = True) -> tuple[pd.DataFrame, dict[str, pd.DataFrame]]:
+    "(per-monitor metrics table, {monitor_id: holdout replay frame}) for every tuned monitor with a holdout."
+    ids = [m for m in sorted(tuned) if m in holdout and len(holdout[m])]
+    inc = incidents if incidents is not None else pd.DataFrame(columns=['monitor_id', 'start', 'end'])
+    jobs = {m: (history[m], holdout[m], tuned[m], holdout_incidents(inc, m, holdout[m].index), frames) for m in ids}
+    res = parallel_map(_judge, jobs, workers, 'evaluate', progress, scheduler, direction=direction, static_k=static_k, refit=refit)
+    table = pd.DataFrame.from_dict({m: r[0] for m, r in res.items()}, orient='index').rename_axis('monitor_id')
+    return table, ({m: r[1] for m, r in res.items()} if frames else {})
 
 # %% ../nbs/10_fleet.ipynb #7c5327bc
 def _score_rows(t: Tuned, ns: np.ndarray, v: np.ndarray, mid: str = '') -> tuple[np.ndarray, ...]:

@@ -29,6 +29,9 @@ def to_grid(y: pd.Series, step: pd.Timedelta | None = None) -> pd.Series:
     "Snap a series onto a regular grid of `step` (inferred if None): mean per slot, NaN for empty slots."
     if not isinstance(y.index, pd.DatetimeIndex): raise TypeError(f'y needs a DatetimeIndex, got {type(y.index).__name__}')
     step = step or infer_step(y.index)
+    i = y.index.asi8
+    if len(i) > 1 and str(y.index.tz) in ('UTC', 'None') and i[0] % step.value == 0 and (np.diff(i) == step.value).all():   # already on the grid:
+        return pd.Series(y.to_numpy(float), pd.date_range(y.index[0], periods=len(i), freq=step, name=y.index.name), name=y.name)   # what resample gives, 10x cheaper
     return y.astype(float).resample(step).mean()
 
 # %% ../nbs/05_models.ipynb #9110a943

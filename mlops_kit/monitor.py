@@ -120,7 +120,7 @@ def retrain_verdict(flags: pd.DataFrame, p: MonitorParams) -> dict:
     return {'monitors': len(flags), 'judged': n, 'drifted': k, 'drifted_share': round(share, 4),
             'by_kind': {kind: int(judged[kind].sum()) for kind in DRIFT_KINDS}, 'retrain': retrain, 'reason': reason}
 
-# %% ../nbs/18_monitor.ipynb #53dd10e4
+# %% ../nbs/18_monitor.ipynb #94390346
 def new_data(signals: pd.DataFrame, window_end: pd.Timestamp, monitors) -> dict[str, pd.Series]:
     "{monitor_id: values after window_end} for the given monitors (empty series when nothing arrived)."
     s = signals[(signals.ts >= window_end) & signals.monitor_id.isin(list(monitors))]
@@ -132,13 +132,15 @@ def _stats_item(item, ref_days, min_new_days):
     tuned, window, new, inc = item
     return drift_stats(tuned, window, new, ref_days, min_new_days, inc)
 
-def drift_table(bundle, train: pd.DataFrame, new: dict[str, pd.Series], p: MonitorParams, progress: bool = True, incidents: pd.DataFrame | None = None) -> pd.DataFrame:
-    "drift_stats for every monitor of the bundle: one row per monitor_id (labelled `incidents` left out)."
-    from mlops_kit.fleet import parallel_map, split_monitors
+def drift_table(bundle, train: pd.DataFrame, new: dict[str, pd.Series], p: MonitorParams, progress: bool = True, incidents: pd.DataFrame | None = None,
+                scheduler=None) -> pd.DataFrame:
+    "drift_stats for every monitor of the bundle: one row per monitor_id (labelled `incidents` left out); `scheduler`: see `engine.parallel_map`."
+    from mlops_kit.engine import parallel_map
+    from mlops_kit.fleet import split_monitors
     win = split_monitors(train[train.monitor_id.isin(bundle.monitors)], 'training window')
     inc = incidents if incidents is not None else pd.DataFrame(columns=['monitor_id', 'start', 'end'])
     items = {m: (bundle.tuned[m], win[m], new[m], inc[inc.monitor_id == m]) for m in bundle.monitors}
-    res = parallel_map(_stats_item, items, p.workers, 'drift', progress, ref_days=p.ref_days, min_new_days=p.min_new_days)
+    res = parallel_map(_stats_item, items, p.workers, 'drift', progress, scheduler, ref_days=p.ref_days, min_new_days=p.min_new_days)
     return pd.DataFrame([{'monitor_id': m} | r for m, r in res.items()])
 
 # %% ../nbs/18_monitor.ipynb #8377d561
@@ -169,7 +171,7 @@ def plot_monitor_drift(tuned, window: pd.Series, new: pd.Series, ref_days: int, 
     ax.axvline(live.index[0], color='k', lw=0.8, ls='--'); ax.set_title(title, fontsize=9); ax.legend(loc='upper left', fontsize=7)
     fig.tight_layout(); return fig
 
-# %% ../nbs/18_monitor.ipynb #43679a9a
+# %% ../nbs/18_monitor.ipynb #8f89f4f4
 def write_report(flags: pd.DataFrame, verdict: dict, out: Path, figs: dict) -> Path:
     "drift.csv, drift.png, monitors/<id>.png and index.html under `out`."
     import matplotlib.pyplot as plt
@@ -196,7 +198,7 @@ def run_monitor(p, root='.', progress: bool = True) -> dict:
     end = pd.Timestamp(man['window_end']); new = new_data(sig, end, bundle.monitors)
     lab = root / p.evaluate.labels if p.evaluate.labels else None
     inc = pd.read_csv(lab, parse_dates=['start', 'end']) if lab is not None and lab.exists() else None
-    flags = flag_drift(drift_table(bundle, train, new, mp, progress, inc), mp, p.train.alert_budget)
+    flags = flag_drift(drift_table(bundle, train, new, mp, progress, inc, p.engine.scheduler), mp, p.train.alert_budget)
     v = retrain_verdict(flags, mp) | {'as_of': man['as_of'], 'window_end': man['window_end'],
                                       'new_end': str(max((s.index.max() for s in new.values() if len(s)), default=None)),
                                       'new_days': round(float(flags.new_days.max()), 3) if len(flags) else 0.0}

@@ -203,25 +203,19 @@ def challenger_metrics(root: Path) -> dict:
         m[stage] = json.loads(f.read_text())
     return m['evaluate'] | {'schema_ok': bool(m['validate'].get('schema_ok')), 'fallback_share': m['train'].get('path_fallback', 0) / max(m['train']['tuned'], 1)}
 
-def _judge(job, direction: str, static_k: float, refit: str) -> dict:
-    from mlops_kit.evaluate import evaluate_monitor
-    history, holdout, tuned, incidents = job
-    return evaluate_monitor(history, holdout, incidents, direction=direction, tuned=tuned, static_k=static_k, refit=refit)[0]
-
 def rejudge(champ_bundle, root: Path, p, recorded: dict, progress: bool = True) -> dict:
     "The champion's fleet numbers on the challenger's holdout: its tuned detectors replayed exactly as the evaluate stage replays the challenger's."
-    from mlops_kit.evaluate import holdout_incidents, summarize
-    from mlops_kit.fleet import parallel_map, split_monitors
+    from mlops_kit.evaluate import summarize
+    from mlops_kit.fleet import replay_fleet, split_monitors
     wd = root / p.windows.out_dir
     train, hold = (split_monitors(pd.read_parquet(wd / f'{s}.parquet'), f'{wd}/{s}.parquet') for s in ('train', 'holdout'))
     lab = root / p.evaluate.labels if p.evaluate.labels else None
-    inc = pd.read_csv(lab, parse_dates=['start', 'end']) if lab is not None and lab.exists() else pd.DataFrame(columns=['monitor_id', 'start', 'end'])
-    ids = [m for m in champ_bundle.monitors if m in hold and m in train and len(hold[m])]
-    jobs = {m: (train[m], hold[m], champ_bundle.tuned[m], holdout_incidents(inc, m, hold[m].index)) for m in ids}
+    inc = pd.read_csv(lab, parse_dates=['start', 'end']) if lab is not None and lab.exists() else None
     meta = champ_bundle.meta.get('params', {})
-    res = parallel_map(_judge, jobs, p.evaluate.workers, 'champion on this holdout', progress,
-                       direction=meta.get('direction', p.train.direction), static_k=p.evaluate.static_k, refit=p.evaluate.refit)
-    s = summarize(pd.DataFrame.from_dict(res, orient='index'), p.evaluate.noisy_per_day, meta.get('alert_budget', p.train.alert_budget))
+    table, _ = replay_fleet({m: t for m, t in champ_bundle.tuned.items() if m in train}, train, hold, inc, direction=meta.get('direction', p.train.direction),
+                            static_k=p.evaluate.static_k, refit=p.evaluate.refit, workers=p.evaluate.workers, progress=progress,
+                            scheduler=p.engine.scheduler, frames=False)
+    s = summarize(table, p.evaluate.noisy_per_day, meta.get('alert_budget', p.train.alert_budget))
     return s | {k: recorded[k] for k in ('schema_ok', 'fallback_share') if k in recorded}
 
 def _window_as_of(c, name: str, version: int) -> str | None:

@@ -56,6 +56,8 @@ BAD = [  # (what is wrong, edit, the substrings the message must contain)
      ["ingest.sources[0] (requests).timezone = 'Mars/Olympus'", 'unknown IANA time zone']),
     ('share out of range', lambda r: r['validate'].update(max_gap_share=1.5),
      ['validate.max_gap_share = 1.5', 'less than or equal to 1']),
+    ('bad Dask scheduler address', lambda r: r['engine'].update(scheduler='http://10.0.0.5'),
+     ["engine.scheduler = 'http://10.0.0.5'", 'not a Dask scheduler address', 'tcp://10.0.0.5:8786']),
 ]
 
 
