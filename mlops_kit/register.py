@@ -254,9 +254,10 @@ def register_run(root, p, out=None) -> dict:
     champ, champ_bundle = version_metrics(c, name, champ_v), None
     if champ_v:                                                # judged on the same days: re-evaluate the champion if its window was another
         champ_bundle = mlflow.pyfunc.load_model(f'models:/{name}@champion').unwrap_python_model().bundle
-        was, now = _window_as_of(c, name, champ_v), json.loads((root / p.windows.out_dir / 'manifest.json').read_text())['as_of']
-        champ = (rejudge(champ_bundle, root, p, champ) | {'judged_on': f"re-evaluated on this version's holdout (its own window ended {was})"} if was != now
-                 else champ | {'judged_on': 'recorded on the same holdout'})
+        man = root / p.windows.out_dir / 'manifest.json'
+        was, now = _window_as_of(c, name, champ_v), (json.loads(man.read_text())['as_of'] if man.exists() else None)
+        champ = (rejudge(champ_bundle, root, p, champ) | {'judged_on': f"re-evaluated on this version's holdout (its own window ended {was})"} if was and now and was != now
+                 else champ | {'judged_on': 'recorded on the same holdout' if was == now else f'recorded on its own holdout (window as_of {was} vs {now}: unknown)'})
     verdict = gate(ch, champ, r.gate); passed = bool(verdict.passed.all())
     mv = mlflow.register_model(run['model_uri'], name); v = int(mv.version)
     for k, val in ch.items():                                  # the numbers this version was judged on: the next challenger's reference

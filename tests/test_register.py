@@ -45,6 +45,7 @@ def proj(tmp_path, monkeypatch):
                       for i in range(2)], ignore_index=True)
     cut = ix[0] + pd.Timedelta('15D')
     (tmp_path / 'data/windows').mkdir(parents=True); long[long.ts >= cut].to_parquet(tmp_path / 'data/windows/holdout.parquet')
+    (tmp_path / 'data/windows/manifest.json').write_text(json.dumps({'as_of': str((cut - pd.Timedelta('1D')).date()), 'monitors': {}}))
     tuned, _ = tune_fleet(long[long.ts < cut], workers=1, progress=False)
     uri = f'sqlite:///{tmp_path}/mlflow.db'; eid = experiment('t', uri)
     base = load_params(ROOT / 'params.yaml')
@@ -56,6 +57,7 @@ def proj(tmp_path, monkeypatch):
         FleetBundle(tuned).save(tmp_path / 'models/bundle.pkl')
         ex = long[long.ts >= cut].head(6).assign(ts=lambda d: d.ts.dt.tz_localize(None)).reset_index(drop=True)
         with mlflow.start_run(experiment_id=eid) as r:
+            mlflow.set_tag('window_as_of', str((cut - pd.Timedelta('1D')).date()))     # every run judged on the same window (as train's lineage tags say)
             info = log_bundle(tmp_path / 'models/bundle.pkl', ex)
             if extra_artifact: mlflow.log_text(extra_artifact, 'evaluate/notes.txt')
         (tmp_path / 'models/run.json').write_text(json.dumps({'run_id': r.info.run_id, 'tracking_uri': uri, 'experiment': 't', 'model_uri': info.model_uri}))
