@@ -74,14 +74,13 @@ def tracking_server(backend_store_uri: str, artifacts_destination: str, port: in
 
 # %% ../nbs/19_team.ipynb #96a2eae2
 def _dvc_remote(root: Path) -> tuple[str, bool, str]:
-    "(value, ok, advice) for the DVC default remote of the repository at `root`."
-    dvc = Path(sys.executable).parent / 'dvc'
-    run = lambda *a: subprocess.run([str(dvc), *a], cwd=root, capture_output=True, text=True, env={**os.environ, 'DVC_NO_ANALYTICS': '1'})
+    "(value, ok, advice) for the DVC default remote of the repository at `root` (read through DVC's own config API: `dvc remote list` wraps long lines)."
+    from dvc.repo import Repo
     if not (root / '.dvc').is_dir(): return 'not a DVC repository', False, 'dvc init (make repro does the rest)'
-    default = run('remote', 'default').stdout.strip()
-    remotes = dict(l.split(None, 1) for l in run('remote', 'list').stdout.splitlines() if l.strip())
+    with Repo(str(root)) as r: conf = r.config
+    default = conf['core'].get('remote')
     if not default: return 'none', False, 'dvc remote add -d shared /mnt/team/dvcstore && git commit .dvc/config && dvc push'
-    return f"{default} → {remotes.get(default, '?').split()[0]}", True, 'dvc push after dvc repro; teammates dvc pull'
+    return f"{default} → {conf['remote'].get(default, {}).get('url', '?')}", True, 'dvc push after dvc repro; teammates dvc pull'
 
 def team_status(p, root='.') -> pd.DataFrame:
     "Rows (check, value, ok, advice) on tracking mode, server health, experiment, champion, audit log and DVC remote."
