@@ -86,8 +86,20 @@ def load_test(port: int, proc, rows: pd.DataFrame, rate: float, duration_s: floa
             'send_late_p99_ms': float(np.nanpercentile(late, 99)) if np.isfinite(late).any() else np.nan}
 
 # %% ../nbs/14_serve.ipynb #09a5a9d7
+def _card_with_slo(c, run_id: str, version, md: str, out: Path) -> Path | None:
+    "Add (or replace) the SLO section of the champion's model card as logged in MLflow (register/v<N>/), write the result to `out`, log it back."
+    import tempfile
+    from mlops_kit.register import card_html
+    path = f'register/v{version}/model_card.md'
+    if path not in {a.path for a in c.list_artifacts(run_id, f'register/v{version}')}: return None    # a version registered outside the register stage
+    with tempfile.TemporaryDirectory() as d:
+        text = Path(c.download_artifacts(run_id, path, d)).read_text().split('\n## Serving SLO')[0].rstrip('\n') + '\n\n' + md
+    card = out / 'model_card.md'; card.write_text(text); card.with_suffix('.html').write_text(card_html(text))
+    for f in (card, card.with_suffix('.html')): c.log_artifact(run_id, str(f), f'register/v{version}')
+    return card
+
 def bench_serve(root, p, rates=None, duration_s: float | None = None) -> pd.DataFrame:
-    "SLO load test of models:/<register.model_name>@champion at each rate; writes reports/serve/, logs to MLflow and the model card."
+    "SLO load test of models:/<register.model_name>@champion at each rate; writes reports/serve/ (slo.csv, slo.md, the card with its SLO section), logs to MLflow and the card there."
     import mlflow
     from mlops_kit.tracking import tracking_uri
     root, s = Path(root), p.serve
@@ -110,11 +122,8 @@ def bench_serve(root, p, rates=None, duration_s: float | None = None) -> pd.Data
           f"Target: p99 ≤ {s.slo_p99_ms:g} ms, errors ≤ {s.slo_max_error_rate:.1%}.\n\n" + t.to_markdown(index=False, floatfmt='.3g') + '\n')
     (out / 'slo.md').write_text(md)
     run_id = mv.tags.get('run_id') or mv.run_id
-    card = root / 'reports' / 'register' / 'model_card.md'
-    if card.exists() and card.read_text().split('\n')[0].endswith(f' v{mv.version}'):      # the card of this champion: add (or replace) its SLO section
-        from mlops_kit.register import card_html
-        card.write_text(card.read_text().split('\n## Serving SLO')[0].rstrip('\n') + '\n\n' + md); card.with_suffix('.html').write_text(card_html(card.read_text()))
-        for f in (card, card.with_suffix('.html')): c.log_artifact(run_id, str(f), f'register/v{mv.version}')
+    _card_with_slo(c, run_id, mv.version, md, out)
+
     mlflow.set_tracking_uri(uri)
     with mlflow.start_run(run_id=run_id):
         mlflow.log_table(t, 'serve/slo.json')

@@ -33,6 +33,7 @@ def champion(tmp_path_factory):
     hold = long[long.ts >= cut].assign(ts=lambda d: d.ts.dt.tz_localize(None)).reset_index(drop=True)
     with mlflow.start_run(experiment_id=eid):
         info = log_bundle(root / 'bundle.pkl', hold.head(6))
+        mlflow.log_text('# Model card: mlops_kit_fleet v1\n\n## Gate verdict: PASSED\n', 'register/v1/model_card.md')   # as the register stage logs it
     mv = mlflow.register_model(info.model_uri, 'mlops_kit_fleet')
     mlflow.tracking.MlflowClient(uri).set_registered_model_alias('mlops_kit_fleet', 'champion', mv.version)
     p = load_params(ROOT / 'params.yaml')
@@ -93,6 +94,9 @@ def test_bench_serve_measures_the_served_champion(champion):
     c = mlflow.tracking.MlflowClient(uri); mv = c.get_model_version_by_alias('mlops_kit_fleet', 'champion')
     m = c.get_run(mv.run_id).data.metrics
     assert m['serve.throughput_rps_at_max_rate'] == pytest.approx(t.throughput_rps.iloc[-1])
+    card = mlflow.artifacts.load_text(f'runs:/{mv.run_id}/register/v1/model_card.md')                 # the card of record gained its SLO section ...
+    assert card.startswith('# Model card: mlops_kit_fleet v1') and card.count('## Serving SLO') == 1 and 'Gate verdict: PASSED' in card
+    assert (root / 'reports/serve/model_card.md').read_text() == card and not (root / 'reports/register').exists()   # ... and the DVC output is untouched
 
 
 def _reference_predict(bundle, rows):
