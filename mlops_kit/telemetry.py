@@ -94,9 +94,10 @@ def pipeline_run() -> str:
     import psutil
     me = psutil.Process(); exp = os.environ.get('DVC_EXP_NAME', '')
     for p in me.parents():
-        try: cmd, pname = ' '.join(p.cmdline()[:3]), p.name()
+        try: argv, pname = p.cmdline()[:3], p.name()
         except psutil.Error: continue
-        if pname == 'dvc' or '/dvc ' in f'{cmd} ' or cmd.startswith('dvc ') or ' -m dvc' in cmd:
+        prog = [os.path.basename(a) for a in argv[:2]]          # the program, or the script a python runs; never a shell's -c text
+        if pname == 'dvc' or 'dvc' in prog or argv[1:3] == ['-m', 'dvc']:
             return f"dvc-{p.pid}-{datetime.fromtimestamp(p.create_time(), timezone.utc):%Y%m%dT%H%M%S}" + (f"-{exp}" if exp else '')
     return f"pid-{me.pid}-{datetime.fromtimestamp(me.create_time(), timezone.utc):%Y%m%dT%H%M%S}"
 
