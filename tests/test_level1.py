@@ -138,11 +138,13 @@ def test_parameters_cells_are_bound_to_params_sections():
     "Each pipeline notebook's parameters cell holds exactly its params.yaml section's keys, with the same defaults."
     import nbformat
     from papermill.inspection import inspect_notebook
-    for nb, model, extra in (('train', TrainParams, {'root', 'out', 'windows_dir'}), ('evaluate', EvaluateParams, {'root', 'out', 'windows_dir', 'models_dir'})):
+    from mlops_kit.config import EngineParams
+    for nb, model, extra in (('train', TrainParams, {'root', 'out', 'windows_dir', 'scheduler'}), ('evaluate', EvaluateParams, {'root', 'out', 'windows_dir', 'models_dir', 'scheduler'})):
         params = inspect_notebook(str(ROOT / 'nbs/pipeline' / f'{nb}.ipynb'))
         assert set(params) == set(model.model_fields) | extra, nb
         for k, v in model().model_dump().items():
             assert eval(params[k]['default']) == v, (nb, k)
+        assert eval(params['scheduler']['default']) == EngineParams().scheduler, nb     # engine.scheduler, passed in by the CLI
 
 
 def test_repro_again_is_a_noop(proj):
