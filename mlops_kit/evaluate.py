@@ -5,6 +5,7 @@
 # %% ../nbs/08_evaluate.ipynb #afe6fe8d
 from __future__ import annotations
 import time
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -14,7 +15,7 @@ from .detect import alert_stats, forecast_errors, match_incidents, static_frame,
 from .models import infer_step
 
 # %% auto #0
-__all__ = ['alert_events', 'evaluate_monitor', 'summarize', 'holdout_incidents', 'evaluate_fleet']
+__all__ = ['alert_events', 'evaluate_monitor', 'summarize', 'read_labels', 'holdout_incidents', 'evaluate_fleet']
 
 # %% ../nbs/08_evaluate.ipynb #c1d27e9e
 def alert_events(frame: pd.DataFrame) -> pd.DataFrame:
@@ -63,6 +64,13 @@ def summarize(t: pd.DataFrame, noisy_per_day: float = 4.0, alert_budget: float =
             'static_after_hours_share': float(np.average(t.static_after_hours_share, weights=t.static_alerts_per_day)) if t.static_alerts_per_day.sum() else 0.0}
 
 # %% ../nbs/08_evaluate.ipynb #5bdf8c61
+def read_labels(root, labels: str | None) -> pd.DataFrame:
+    "The incident labels file (monitor_id, start, end, ...) at `labels` under `root`; empty when `labels` is None. A configured file that is missing is an error naming it."
+    if not labels: return pd.DataFrame({'monitor_id': pd.Series(dtype=str), 'start': pd.Series(dtype='datetime64[ns, UTC]'), 'end': pd.Series(dtype='datetime64[ns, UTC]')})
+    f = Path(root) / labels
+    if not f.exists(): raise FileNotFoundError(f"{f}: incident labels file not found (evaluate.labels = {labels!r}; null = no labels)")
+    return pd.read_csv(f, parse_dates=['start', 'end'])
+
 def holdout_incidents(incidents: pd.DataFrame, monitor_id: str, index: pd.DatetimeIndex) -> pd.DataFrame:
     "The labelled incidents of one monitor that overlap the span of `index` (the holdout)."
     return incidents[(incidents.monitor_id == monitor_id) & (incidents.end > index[0]) & (incidents.start <= index[-1])]

@@ -171,7 +171,7 @@ def plot_monitor_drift(tuned, window: pd.Series, new: pd.Series, ref_days: int, 
     ax.axvline(live.index[0], color='k', lw=0.8, ls='--'); ax.set_title(title, fontsize=9); ax.legend(loc='upper left', fontsize=7)
     fig.tight_layout(); return fig
 
-# %% ../nbs/18_monitor.ipynb #8f89f4f4
+# %% ../nbs/18_monitor.ipynb #427b22e6
 def write_report(flags: pd.DataFrame, verdict: dict, out: Path, figs: dict) -> Path:
     "drift.csv, drift.png, monitors/<id>.png and index.html under `out`."
     import matplotlib.pyplot as plt
@@ -189,6 +189,7 @@ def write_report(flags: pd.DataFrame, verdict: dict, out: Path, figs: dict) -> P
 
 def run_monitor(p, root='.', progress: bool = True) -> dict:
     "The monitor stage: drift of every monitor's data after the window -> reports/monitor/, metrics/monitor.json (the retrain verdict)."
+    from mlops_kit.evaluate import read_labels
     from mlops_kit.fleet import FleetBundle
     root = Path(root); mp = p.monitor
     bundle = FleetBundle.load(root / p.train.out_dir / 'bundle.pkl')
@@ -196,8 +197,7 @@ def run_monitor(p, root='.', progress: bool = True) -> dict:
     train = pd.read_parquet(root / p.windows.out_dir / 'train.parquet')
     sig = pd.read_parquet(root / p.ingest.out_dir / 'signals.parquet', columns=['monitor_id', 'ts', 'value'])
     end = pd.Timestamp(man['window_end']); new = new_data(sig, end, bundle.monitors)
-    lab = root / p.evaluate.labels if p.evaluate.labels else None
-    inc = pd.read_csv(lab, parse_dates=['start', 'end']) if lab is not None and lab.exists() else None
+    inc = read_labels(root, p.evaluate.labels)
     flags = flag_drift(drift_table(bundle, train, new, mp, progress, inc, p.engine.scheduler), mp, p.train.alert_budget)
     v = retrain_verdict(flags, mp) | {'as_of': man['as_of'], 'window_end': man['window_end'],
                                       'new_end': str(max((s.index.max() for s in new.values() if len(s)), default=None)),

@@ -205,12 +205,11 @@ def challenger_metrics(root: Path) -> dict:
 
 def rejudge(champ_bundle, root: Path, p, recorded: dict, progress: bool = True) -> dict:
     "The champion's fleet numbers on the challenger's holdout: its tuned detectors replayed exactly as the evaluate stage replays the challenger's."
-    from mlops_kit.evaluate import summarize
+    from mlops_kit.evaluate import read_labels, summarize
     from mlops_kit.fleet import replay_fleet, split_monitors
     wd = root / p.windows.out_dir
     train, hold = (split_monitors(pd.read_parquet(wd / f'{s}.parquet'), f'{wd}/{s}.parquet') for s in ('train', 'holdout'))
-    lab = root / p.evaluate.labels if p.evaluate.labels else None
-    inc = pd.read_csv(lab, parse_dates=['start', 'end']) if lab is not None and lab.exists() else None
+    inc = read_labels(root, p.evaluate.labels)
     meta = champ_bundle.meta.get('params', {})
     table, _ = replay_fleet({m: t for m, t in champ_bundle.tuned.items() if m in train}, train, hold, inc, direction=meta.get('direction', p.train.direction),
                             static_k=p.evaluate.static_k, refit=p.evaluate.refit, workers=p.evaluate.workers, progress=progress,
