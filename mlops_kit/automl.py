@@ -4,20 +4,20 @@
 
 # %% ../nbs/07_automl.ipynb #a635de00
 from __future__ import annotations
-import math, time
+import functools, math, time
 from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 from sklearn.base import clone
-from threadpoolctl import threadpool_limits
+from threadpoolctl import ThreadpoolController
 
 from .detect import AlertPolicy, Detector, directed, robust_scale
 from .models import HoltWinters, LagRegression, SeasonalProfile, hours, to_grid
 
 # %% auto #0
 __all__ = ['SENSITIVITIES', 'WINDOWS', 'COLUMNS', 'candidates', 'count_alerts', 'trimmed_mae', 'search_forecasters',
-           'search_policy', 'pick_policy', 'calibrate', 'Tuned', 'tune', 'replay']
+           'search_policy', 'pick_policy', 'calibrate', 'Tuned', 'one_blas_thread', 'tune', 'replay']
 
 # %% ../nbs/07_automl.ipynb #54c6f842
 def candidates() -> list[tuple[str, object]]:
@@ -135,11 +135,19 @@ def _is_sparse(y: pd.Series, sparse_missing: float) -> tuple[bool, bool]:
     counter = bool(len(v)) and bool(np.all(v >= 0) and np.all(np.mod(v, 1) == 0))
     return (y.isna().mean() > sparse_missing) or (counter and len(v) and (v == 0).mean() > 0.5), counter
 
+# %% ../nbs/07_automl.ipynb #blas_one
+@functools.cache
+def _blas() -> ThreadpoolController: return ThreadpoolController()   # finding the loaded BLAS libraries costs ~3 ms: once per process
+
+def one_blas_thread():
+    "Context manager: BLAS on one thread. The kit's matrices are small (one BLAS thread is 5x faster on them), and monitors run in parallel anyway."
+    return _blas().limit(limits=1, user_api='blas')
+
 # %% ../nbs/07_automl.ipynb #ad3cdced
 def tune(y: pd.Series, alert_budget: float = 2.0, direction: str = 'up', budget_s: float = 2.0, trial_budget_s: float = 0.5,
          folds: int = 2, search_days: float = 21.0, labels: pd.DataFrame | None = None, sparse_missing: float = 0.5, cands=None) -> Tuned:
     "AutoML for one monitor: forecaster search, then policy search within the alert budget; sparse path and fallback."
-    with threadpool_limits(1, user_api='blas'):   # small matrices: one BLAS thread is 5x faster, and monitors run in parallel anyway
+    with one_blas_thread():
         return _tune(y, alert_budget, direction, budget_s, trial_budget_s, folds, search_days, labels, sparse_missing, cands)
 
 def _tune(y, alert_budget, direction, budget_s, trial_budget_s, folds, search_days, labels, sparse_missing, cands) -> Tuned:
@@ -183,21 +191,28 @@ def _blank(index) -> pd.DataFrame:
 def replay(y: pd.Series, start=None, refit: str = '1D', retune: str = '7D', min_history: str = '14D', window: str = '60D', tuned: Tuned | None = None, **tune_kw) -> pd.DataFrame:
     "Walk-forward scores and alerts, each computed only from data before it (plus the point itself). Indexed like y. Pass `tuned` to keep one tuned configuration (refit only)."
     if len(y) < 2 or y.notna().sum() < 2: return _blank(y.index)      # nothing to learn from: no output, no alert
-    g = to_grid(y); out = _blank(g.index); first = g.first_valid_index()
-    rf, rt = pd.Timedelta(refit), pd.Timedelta(retune)
-    t = (first + pd.Timedelta(min_history)).ceil('1D')
-    if start is not None: t = max(t, pd.Timestamp(start).tz_convert(g.index.tz) if g.index.tz else pd.Timestamp(start))
-    fixed, last = tuned is not None, None
-    while t <= g.index[-1]:
-        clean = g[(g.index < t) & (g.index >= t - pd.Timedelta(window))].mask(out.unusual)
-        if not fixed and (tuned is None or t - last >= rt): tuned, last = tune(clean, **tune_kw), t; det = tuned.detector
-        else: det = clone(tuned.detector).fit(clean)
-        seg = g[(g.index >= t) & (g.index < t + rf)]
-        out.loc[seg.index, COLUMNS[:5]] = det.score_frame(seg, context=clean).to_numpy(object)
-        tail = (g.index >= t - pd.Timedelta('1D')) & (g.index < t + rf)        # policy state carries over from the day before
-        alert, _ = tuned.policy.decide(out.unusual[tail].astype(bool), out.score[tail].astype(float))
-        out.loc[seg.index, 'alert'] = alert[seg.index].to_numpy()
-        t += rf
-    out = out.astype({c: float for c in COLUMNS[:4]} | {'unusual': bool, 'alert': bool})
+    g = to_grid(y)
+    with one_blas_thread(): out = _walk(g, start, *map(pd.Timedelta, (refit, retune, min_history, window)), tuned, tune_kw)
     res = out.reindex(y.index.floor(g.index.freq or (g.index[1] - g.index[0]))); res.index = y.index
     return res.fillna({'unusual': False, 'alert': False}).astype({'unusual': bool, 'alert': bool})
+
+def _walk(g: pd.Series, start, rf, rt, min_history, window, tuned, tune_kw) -> pd.DataFrame:
+    "The walk itself, on plain arrays over the grid `g` (positions by binary search): one refit period per step."
+    ix, ns, v = g.index, g.index.asi8, g.to_numpy(float)
+    col = {c: np.full(len(g), np.nan) for c in COLUMNS[:4]} | {c: np.zeros(len(g), bool) for c in COLUMNS[4:]}
+    step = g.index.freq or (ix[1] - ix[0] if len(ix) > 1 else pd.Timedelta('5min'))
+    at = lambda ts: int(np.searchsorted(ns, ts.value))                      # first grid position at or after ts
+    t = (g.first_valid_index() + min_history).ceil('1D')
+    if start is not None: t = max(t, pd.Timestamp(start).tz_convert(ix.tz) if ix.tz else pd.Timestamp(start))
+    fixed, last = tuned is not None, None
+    while t <= ix[-1]:
+        a, b, e, d = at(t - window), at(t), at(t + rf), at(t - pd.Timedelta('1D'))
+        clean = pd.Series(np.where(col['unusual'][a:b], np.nan, v[a:b]), index=ix[a:b], name=g.name)   # the past, own flags masked
+        if not fixed and (tuned is None or t - last >= rt): tuned, last = tune(clean, **tune_kw), t; det = tuned.detector
+        else: det = clone(tuned.detector).fit(clean)
+        sf = det.score_frame(g.iloc[b:e], context=clean)
+        for c in COLUMNS[:5]: col[c][b:e] = sf[c].to_numpy()
+        alert, _ = tuned.policy._flags(col['unusual'][d:e], np.nan_to_num(col['score'][d:e]), pd.Timedelta(step))   # policy state carries over from the day before
+        col['alert'][b:e] = alert[b - d:]
+        t += rf
+    return pd.DataFrame(col, index=ix)

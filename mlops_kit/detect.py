@@ -14,7 +14,7 @@ from .models import SeasonalProfile, hours, infer_step, to_grid
 
 # %% auto #0
 __all__ = ['DIRECTIONS', 'MAX_MASKED', 'directed', 'to_score', 'robust_scale', 'Detector', 'AlertPolicy', 'static_frame',
-           'static_policy', 'forecast_errors', 'alert_stats', 'match_incidents']
+           'static_policy', 'naive_mae', 'forecast_errors', 'alert_stats', 'match_incidents']
 
 # %% ../nbs/06_detect.ipynb #bb7dc424
 DIRECTIONS = ('up', 'down', 'both')
@@ -143,10 +143,12 @@ def _decide(self, unusual: pd.Series, score: pd.Series | None = None) -> tuple[p
     step = infer_step(unusual.index) if len(unusual) > 1 else pd.Timedelta('5min')
     u = unusual.fillna(False).to_numpy(bool); sc = (score if score is not None else unusual.astype(float)).fillna(0).to_numpy(float)
     alert, events = self._flags(u, sc, step)
-    ix = unusual.index
-    ev = pd.DataFrame([{'start': ix[e['start_i']], 'end': ix[e['end_i']] + step, 'onset': ix[e['onset_i']], 'peak': ix[e['peak_i']],
-                        'peak_score': e['peak_score'], 'n_unusual': int(u[e['onset_i']: e['end_i'] + 1].sum())} for e in events],
-                      columns=['start', 'end', 'onset', 'peak', 'peak_score', 'n_unusual'])
+    ix, cols = unusual.index, ['start', 'end', 'onset', 'peak', 'peak_score', 'n_unusual']
+    if not events: return pd.Series(alert, index=ix, name='alert'), pd.DataFrame(columns=cols)
+    st, en, on, pk = (np.array([e[k] for e in events]) for k in ('start_i', 'end_i', 'onset_i', 'peak_i'))
+    cu = np.r_[0, np.cumsum(u)]                                        # unusual points in [onset, end] by prefix sums
+    ev = pd.DataFrame({'start': ix[st], 'end': ix[en] + step, 'onset': ix[on], 'peak': ix[pk],
+                       'peak_score': np.array([e['peak_score'] for e in events], float), 'n_unusual': cu[en + 1] - cu[on]}, columns=cols)
     return pd.Series(alert, index=ix, name='alert'), ev
 AlertPolicy._flags, AlertPolicy.decide = _flags, _decide
 
@@ -166,16 +168,23 @@ def static_policy(step: pd.Timedelta | str = '5min') -> AlertPolicy:
     return AlertPolicy(window=str(s), min_count=1, recovery=str(s), cooldown='0min')
 
 # %% ../nbs/06_detect.ipynb #2d8a3739
-def forecast_errors(y: pd.Series, expected: pd.Series, train: pd.Series | None = None, season: str = '1D') -> dict:
-    "MAE, sMAPE (%) and MASE (vs seasonal-naive on `train`) over points where both are known."
+def naive_mae(train: pd.Series, season: str = '1D') -> float:
+    "MAE of the seasonal-naive forecast (the value one `season` earlier) over `train`: MASE's denominator."
+    if len(train) < 2: return np.nan
+    i, k = train.index.asi8, pd.Timedelta(season).value
+    if i[-1] - i[0] == (len(i) - 1) * (step := i[1] - i[0]) and k % step == 0:     # a regular grid: shift by position
+        v = train.to_numpy(float); n = k // step
+        d = np.abs(v[n:] - v[:-n]) if n < len(v) else np.array([])
+    else: d = (train - train.shift(freq=pd.Timedelta(season))).reindex(train.index).abs().to_numpy(float)
+    return float(np.nanmean(d)) if np.isfinite(d).any() else np.nan
+
+def forecast_errors(y: pd.Series, expected: pd.Series, train: pd.Series | None = None, season: str = '1D', naive: float | None = None) -> dict:
+    "MAE, sMAPE (%) and MASE (vs seasonal-naive on `train`, or a `naive_mae` already computed) over points where both are known."
     ok = y.notna() & expected.notna(); a, f = y[ok].to_numpy(float), expected[ok].to_numpy(float)
     if not len(a): return {'mae': np.nan, 'smape': np.nan, 'mase': np.nan}
     mae = float(np.mean(np.abs(a - f)))
     smape = float(100 * np.mean(2 * np.abs(a - f) / np.maximum(np.abs(a) + np.abs(f), 1e-9)))
-    naive = np.nan
-    if train is not None and len(train) > 1:
-        d = (train - train.shift(freq=pd.Timedelta(season))).reindex(train.index).abs()
-        naive = float(d.mean()) if d.notna().any() else np.nan
+    if naive is None: naive = naive_mae(train, season) if train is not None else np.nan
     return {'mae': mae, 'smape': smape, 'mase': mae / naive if naive and np.isfinite(naive) and naive > 0 else np.nan}
 
 def alert_stats(events: pd.DataFrame, days: float, day_hours: tuple = (8, 18)) -> dict:

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 from .automl import replay
-from .detect import alert_stats, forecast_errors, match_incidents, static_frame, static_policy
+from .detect import alert_stats, forecast_errors, match_incidents, naive_mae, static_frame, static_policy
 from .models import infer_step
 
 # %% auto #0
@@ -41,12 +41,13 @@ def evaluate_monitor(train: pd.Series, holdout: pd.Series, incidents: pd.DataFra
     k, s = alert_stats(kev, days), alert_stats(sev, days)
     mk, ms = match_incidents(kev, inc), match_incidents(sev, inc)
     d1 = holdout.index < holdout.index[0] + pd.Timedelta('1D')
-    fe, fday = forecast_errors(holdout, r.expected, train), forecast_errors(holdout[d1], r.expected[d1], train)
+    nv = naive_mae(train)
+    fe, fday = forecast_errors(holdout, r.expected, naive=nv), forecast_errors(holdout[d1], r.expected[d1], naive=nv)
     row = {'alerts_per_day': k['alerts_per_day'], 'static_alerts_per_day': s['alerts_per_day'], 'after_hours_share': k['after_hours_share'],
            'static_after_hours_share': s['after_hours_share'], 'incidents': mk['incidents'], 'recall': mk['recall'], 'static_recall': ms['recall'],
            'precision': mk['precision'], 'static_precision': ms['precision'], 'ttd_median_min': mk['ttd_median_min'],
            'static_ttd_median_min': ms['ttd_median_min'], 'mae': fe['mae'], 'smape': fe['smape'], 'mase': fe['mase'],
-           'next_day_mae': fday['mae'], 'static_mae': forecast_errors(holdout, sf.expected, train)['mae'], 'replay_seconds': sec}
+           'next_day_mae': fday['mae'], 'static_mae': forecast_errors(holdout, sf.expected, naive=nv)['mae'], 'replay_seconds': sec}
     return row, r
 
 # %% ../nbs/08_evaluate.ipynb #af71d7b6

