@@ -14,7 +14,7 @@ import pandas as pd
 # %% auto #0
 __all__ = ['STAGE_ORDER', 'DRIFT_COLUMNS', 'CSS', 'fig_img', 'table', 'section', 'missing', 'telemetry_runs', 'plot_stage_costs',
            'stages_section', 'mlflow_runs', 'plot_alert_reduction', 'alerts_section', 'registry_section', 'plot_slo',
-           'slo_section', 'plot_drift', 'drift_section', 'build_dashboard']
+           'slo_section', 'drift_section', 'build_dashboard']
 
 # %% ../nbs/17_report.ipynb #57778596
 def _plt():
@@ -205,22 +205,12 @@ def slo_section(uri: str, name: str, slo_p99_ms: float, root='.') -> tuple[str, 
     return section('slo', title, fig_img(plot_slo(t, slo_p99_ms), 'serving latency per rate') + table(t), note), 1
 
 # %% ../nbs/17_report.ipynb #5fb9c0b4
-def plot_drift(t: pd.DataFrame, psi_threshold: float = 0.25):
-    "PSI of values and residuals per monitor (drifted in red) against monitor.psi_threshold, and alerts/day in training vs on new data."
-    plt = _plt()
-    t = t.sort_values('psi_value'); y = np.arange(len(t)); dr = t.drifted.astype(str).str.lower().isin(['true', '1'])
-    fig, (a, b) = plt.subplots(1, 2, figsize=(12, 0.25 * len(t) + 1.5), sharey=True)
-    a.barh(y + 0.2, t.psi_value, 0.4, color=np.where(dr, 'tab:red', 'tab:blue'), label='PSI values')
-    a.barh(y - 0.2, t.psi_resid, 0.4, color=np.where(dr, 'salmon', 'lightsteelblue'), label='PSI residuals')
-    a.axvline(psi_threshold, color='k', ls=':', lw=0.8, label=f'monitor.psi_threshold {psi_threshold:g}'); a.set_xlabel('population stability index'); a.legend(fontsize=7, loc='lower right')
-    a.set_yticks(y, t.monitor_id, fontsize=7)
-    b.barh(y + 0.2, t.alerts_per_day_train, 0.4, color='0.6', label='training window'); b.barh(y - 0.2, t.alerts_per_day_new, 0.4, color=np.where(dr, 'tab:red', 'tab:blue'), label='new data')
-    b.set_xlabel('alerts per day'); b.legend(fontsize=7, loc='lower right')
-    fig.suptitle('drift per monitor (red: drifted)', fontsize=10); fig.tight_layout(); return fig
-
 DRIFT_COLUMNS = ['monitor_id', 'ks_value_p', 'psi_value', 'ks_resid_p', 'psi_resid', 'error_ratio', 'alerts_per_day_train', 'alerts_per_day_new', 'drifted', 'reasons']
 
-def drift_section(root='.', psi_threshold: float = 0.25) -> tuple[str, int]:
+def drift_section(root='.', monitor=None) -> tuple[str, int]:
+    "The drift section from the monitor stage's outputs; the fleet picture is the stage's own `monitor.plot_drift` (thresholds from `monitor`, a MonitorParams)."
+    from mlops_kit.config import MonitorParams
+    from mlops_kit.monitor import plot_drift
     title = 'Drift (monitoring stage)'
     mj, dc = Path(root) / 'metrics' / 'monitor.json', Path(root) / 'reports' / 'monitor' / 'drift.csv'
     if not mj.exists() and not dc.exists(): return section('drift', title, missing('no drift report yet (run mlops-kit monitor)')), 0
@@ -235,8 +225,9 @@ def drift_section(root='.', psi_threshold: float = 0.25) -> tuple[str, int]:
         if miss := [c for c in DRIFT_COLUMNS if c not in t]: raise ValueError(f"{dc}: missing column(s) {miss}; expected {DRIFT_COLUMNS}")
         if t.empty: body += missing(f"{dc} has no monitors")
         else:
-            body += fig_img(plot_drift(t, psi_threshold), 'drift per monitor'); k = 1
-            dr = t[t.drifted.astype(str).str.lower().isin(['true', '1'])]
+            t['drifted'] = t.drifted.astype(str).str.lower().isin(['true', '1'])
+            body += fig_img(plot_drift(t, monitor or MonitorParams()), 'drift per monitor'); k = 1
+            dr = t[t.drifted]
             body += '<h3>Drifted monitors</h3>' + (table(dr[DRIFT_COLUMNS]) if len(dr) else missing('no monitor drifted'))
     else: body += missing(f"{dc} is missing: no per-monitor drift table (run mlops-kit monitor)")
     return section('drift', title, body, note), k
@@ -255,7 +246,7 @@ def build_dashboard(root='.', p=None, out: str | Path | None = None) -> dict:
     root = Path(root); rr = repo_root(root); uri = tracking_uri(p.train.tracking_uri, root); r = p.report
     parts = {'stages': lambda: stages_section(rr / r.telemetry_log, r.runs), 'alerts': lambda: alerts_section(uri, p.train.experiment, r.runs),
              'registry': lambda: registry_section(uri, p.register.model_name), 'slo': lambda: slo_section(uri, p.register.model_name, p.serve.slo_p99_ms, root),
-             'drift': lambda: drift_section(root, p.monitor.psi_threshold)}
+             'drift': lambda: drift_section(root, p.monitor)}
     html_parts, images, status = [], 0, {}
     for sid, make in parts.items():
         try: h, k = make(); status[sid] = 'missing' if 'class="missing"' in h and k == 0 else 'ok'
