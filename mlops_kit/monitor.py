@@ -120,11 +120,12 @@ def retrain_verdict(flags: pd.DataFrame, p: MonitorParams) -> dict:
     return {'monitors': len(flags), 'judged': n, 'drifted': k, 'drifted_share': round(share, 4),
             'by_kind': {kind: int(judged[kind].sum()) for kind in DRIFT_KINDS}, 'retrain': retrain, 'reason': reason}
 
-# %% ../nbs/18_monitor.ipynb #94390346
+# %% ../nbs/18_monitor.ipynb #b4e05068
 def new_data(signals: pd.DataFrame, window_end: pd.Timestamp, monitors) -> dict[str, pd.Series]:
     "{monitor_id: values after window_end} for the given monitors (empty series when nothing arrived)."
     s = signals[(signals.ts >= window_end) & signals.monitor_id.isin(list(monitors))]
-    got = {m: g.set_index('ts').value.sort_index() for m, g in s.groupby('monitor_id', sort=True)}
+    from mlops_kit.fleet import split_monitors
+    got = split_monitors(s, 'signals after the window')
     empty = pd.Series(dtype=float, index=pd.DatetimeIndex([], tz='UTC'))
     return {m: got.get(m, empty) for m in sorted(monitors)}
 
@@ -132,12 +133,12 @@ def _stats_item(item, ref_days, min_new_days):
     tuned, window, new, inc = item
     return drift_stats(tuned, window, new, ref_days, min_new_days, inc)
 
-def drift_table(bundle, train: pd.DataFrame, new: dict[str, pd.Series], p: MonitorParams, progress: bool = True, incidents: pd.DataFrame | None = None,
+def drift_table(bundle, train: pd.DataFrame | dict[str, pd.Series], new: dict[str, pd.Series], p: MonitorParams, progress: bool = True, incidents: pd.DataFrame | None = None,
                 scheduler=None) -> pd.DataFrame:
-    "drift_stats for every monitor of the bundle: one row per monitor_id (labelled `incidents` left out); `scheduler`: see `engine.parallel_map`."
+    "drift_stats for every monitor of the bundle: one row per monitor_id (labelled `incidents` left out); `train`: the long window or one split by `split_monitors`; `scheduler`: see `engine.parallel_map`."
     from mlops_kit.engine import parallel_map
     from mlops_kit.fleet import split_monitors
-    win = split_monitors(train[train.monitor_id.isin(bundle.monitors)], 'training window')
+    win = train if isinstance(train, dict) else split_monitors(train[train.monitor_id.isin(bundle.monitors)], 'training window')
     inc = incidents if incidents is not None else pd.DataFrame(columns=['monitor_id', 'start', 'end'])
     items = {m: (bundle.tuned[m], win[m], new[m], inc[inc.monitor_id == m]) for m in bundle.monitors}
     res = parallel_map(_stats_item, items, p.workers, 'drift', progress, scheduler, ref_days=p.ref_days, min_new_days=p.min_new_days)
@@ -171,7 +172,7 @@ def plot_monitor_drift(tuned, window: pd.Series, new: pd.Series, ref_days: int, 
     ax.axvline(live.index[0], color='k', lw=0.8, ls='--'); ax.set_title(title, fontsize=9); ax.legend(loc='upper left', fontsize=7)
     fig.tight_layout(); return fig
 
-# %% ../nbs/18_monitor.ipynb #427b22e6
+# %% ../nbs/18_monitor.ipynb #af108255
 def write_report(flags: pd.DataFrame, verdict: dict, out: Path, figs: dict) -> Path:
     "drift.csv, drift.png, monitors/<id>.png and index.html under `out`."
     import matplotlib.pyplot as plt
@@ -190,20 +191,19 @@ def write_report(flags: pd.DataFrame, verdict: dict, out: Path, figs: dict) -> P
 def run_monitor(p, root='.', progress: bool = True) -> dict:
     "The monitor stage: drift of every monitor's data after the window -> reports/monitor/, metrics/monitor.json (the retrain verdict)."
     from mlops_kit.evaluate import read_labels
-    from mlops_kit.fleet import FleetBundle
+    from mlops_kit.fleet import FleetBundle, split_monitors
     root = Path(root); mp = p.monitor
     bundle = FleetBundle.load(root / p.train.out_dir / 'bundle.pkl')
     man = json.loads((root / p.windows.out_dir / 'manifest.json').read_text())
-    train = pd.read_parquet(root / p.windows.out_dir / 'train.parquet')
+    win = split_monitors(pd.read_parquet(root / p.windows.out_dir / 'train.parquet'), 'training window')
     sig = pd.read_parquet(root / p.ingest.out_dir / 'signals.parquet', columns=['monitor_id', 'ts', 'value'])
     end = pd.Timestamp(man['window_end']); new = new_data(sig, end, bundle.monitors)
     inc = read_labels(root, p.evaluate.labels)
-    flags = flag_drift(drift_table(bundle, train, new, mp, progress, inc, p.engine.scheduler), mp, p.train.alert_budget)
+    flags = flag_drift(drift_table(bundle, win, new, mp, progress, inc, p.engine.scheduler), mp, p.train.alert_budget)
     v = retrain_verdict(flags, mp) | {'as_of': man['as_of'], 'window_end': man['window_end'],
                                       'new_end': str(max((s.index.max() for s in new.values() if len(s)), default=None)),
                                       'new_days': round(float(flags.new_days.max()), 3) if len(flags) else 0.0}
     figs = {'drift.png': plot_drift(flags, mp)}
-    win = {m: g.set_index('ts').value for m, g in train.groupby('monitor_id')}
     top = flags[flags.note == ''].assign(k=lambda d: d.psi_value.fillna(0) + d.psi_resid.fillna(0)).sort_values(['drifted', 'k'], ascending=False)
     for m in top.monitor_id[:mp.plot_monitors]:
         r = flags.set_index('monitor_id').loc[m]
