@@ -187,6 +187,7 @@ class ServeParams(_Section):
     duration_s: float = Field(10.0, gt=0, le=600)
     points: int = Field(12, ge=1, le=10_000)                       # rows per request (one monitor's last hour at 5 min)
     workers: int = Field(1, ge=1, le=32)                           # uvicorn workers of `mlflow models serve`
+    request_format: Literal['inputs', 'dataframe_split', 'dataframe_records'] = 'inputs'   # the JSON format the load test sends (MLflow serves all three)
     slo_p99_ms: float = Field(20.0, gt=0)
     slo_max_error_rate: float = Field(0.001, ge=0, le=1)
 

@@ -86,18 +86,24 @@ class FleetBundle:
     @property
     def monitors(self) -> list[str]: return sorted(self.tuned)
 
-    def predict(self, rows: pd.DataFrame) -> pd.DataFrame:
-        "Rows (monitor_id, ts, value) -> the same rows, in the same order, with the six detection columns added. Naive `ts` means UTC."
+    def columns(self, rows: pd.DataFrame) -> dict[str, np.ndarray]:
+        "The six detection columns for rows (monitor_id, ts, value), as arrays in row order: what `predict` adds. Naive `ts` means UTC."
         if missing := {'monitor_id', 'ts', 'value'} - set(rows.columns): raise ValueError(f"request: missing column(s) {sorted(missing)}; expected monitor_id, ts, value")
         codes, mids = pd.factorize(rows.monitor_id.astype(str).to_numpy())
         if unknown := sorted(set(mids) - set(self.tuned)):
             raise ValueError(f"unknown monitor(s) {unknown[:5]}{' …' if len(unknown) > 5 else ''}: this bundle serves {len(self.tuned)} monitors, e.g. {self.monitors[:3]}")
-        ns = pd.DatetimeIndex(pd.to_datetime(rows.ts, utc=True)).as_unit('ns').asi8; v = rows.value.to_numpy(float)
+        ts = rows.ts
+        ns = ts.to_numpy().view('i8') if ts.dtype == 'datetime64[ns]' else pd.DatetimeIndex(pd.to_datetime(ts, utc=True)).as_unit('ns').asi8   # naive ns (what MLflow's schema gives): as is
+        v = rows.value.to_numpy(float)
         out = {c: np.full(len(rows), np.nan) for c in COLUMNS[:4]} | {c: np.zeros(len(rows), bool) for c in COLUMNS[4:]}
         for i, mid in enumerate(mids):
             p = np.flatnonzero(codes == i)
             for c, col in zip(COLUMNS, _score_rows(self.tuned[mid], ns[p], v[p], mid)): out[c][p] = col
-        return pd.concat([rows, pd.DataFrame(out, index=rows.index)], axis=1)
+        return out
+
+    def predict(self, rows: pd.DataFrame) -> pd.DataFrame:
+        "Rows (monitor_id, ts, value) -> the same rows, in the same order, with the six detection columns added. Naive `ts` means UTC."
+        return pd.concat([rows, pd.DataFrame(self.columns(rows), index=rows.index)], axis=1)
 
     def table(self) -> pd.DataFrame:
         "One row per monitor: AutoML path, forecaster, sensitivity, policy window, expected alerts/day, tuning seconds, note."

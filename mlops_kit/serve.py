@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 # %% auto #0
-__all__ = ['SERVER_ENV', 'free_port', 'scoring_server', 'load_test', 'bench_serve']
+__all__ = ['SERVER_ENV', 'FORMATS', 'free_port', 'scoring_server', 'load_test', 'bench_serve']
 
 # %% ../nbs/14_serve.ipynb #9a3d0fc6
 SERVER_ENV = {'OPENBLAS_NUM_THREADS': '1', 'OMP_NUM_THREADS': '1', 'MKL_NUM_THREADS': '1'}   # as FleetModel.load_context, before numpy loads; `make serve` sets the same
@@ -48,42 +48,70 @@ def scoring_server(model_uri: str, tracking_uri: str, port: int | None = None, w
         srv.wait(timeout=30)
 
 # %% ../nbs/14_serve.ipynb #ba2e2a17
-def _requests(rows: pd.DataFrame, points: int, n: int, seed: int = 0) -> list[bytes]:
-    "n request bodies of `points` consecutive rows of one monitor each (dataframe_records, ts as ISO strings)."
+FORMATS = ('inputs', 'dataframe_split', 'dataframe_records')    # MLflow's JSON request formats; all three are served, `inputs` parses fastest
+
+def _body(r: pd.DataFrame, fmt: str = 'inputs') -> bytes:
+    "One JSON request body for rows `r` (monitor_id, ts as ISO strings, value) in one of MLflow's request formats."
+    cols = ['monitor_id', 'ts', 'value']
+    if fmt == 'inputs': return json.dumps({'inputs': {c: r[c].tolist() for c in cols}}).encode()
+    if fmt == 'dataframe_split': return json.dumps({'dataframe_split': {'columns': cols, 'data': r[cols].values.tolist()}}).encode()
+    if fmt == 'dataframe_records': return json.dumps({'dataframe_records': r[cols].to_dict('records')}).encode()
+    raise ValueError(f"unknown request format {fmt!r}; one of {FORMATS}")
+
+def _requests(rows: pd.DataFrame, points: int, n: int, seed: int = 0, fmt: str = 'inputs') -> list[bytes]:
+    "n request bodies of `points` consecutive rows of one monitor each (ts as ISO strings), in request format `fmt`."
     rng, out, parts = np.random.default_rng(seed), [], [g for _, g in rows.groupby('monitor_id')]
     for _ in range(n):
         g = parts[rng.integers(len(parts))]; i = rng.integers(0, len(g) - points)
-        r = g.iloc[i:i + points].assign(ts=lambda d: pd.to_datetime(d.ts).dt.strftime('%Y-%m-%dT%H:%M:%S'))
-        out.append(json.dumps({'dataframe_records': r[['monitor_id', 'ts', 'value']].to_dict('records')}).encode())
+        out.append(_body(g.iloc[i:i + points].assign(ts=lambda d: pd.to_datetime(d.ts).dt.strftime('%Y-%m-%dT%H:%M:%S')), fmt))
     return out
 
 def _cpu(proc) -> float:
     procs = [proc] + proc.children(recursive=True)
     return sum(p.cpu_times().user + p.cpu_times().system for p in procs if p.is_running())
 
+class _Conn:
+    "One keep-alive HTTP/1.1 connection to the server, for pre-encoded requests: `sendall`, then the status line, the headers and a Content-Length body."
+    def __init__(self, port: int, timeout: float):
+        self.s = socket.create_connection(('127.0.0.1', port), timeout=timeout); self.s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.f = self.s.makefile('rb')
+
+    def post(self, req: bytes) -> int:
+        self.s.sendall(req)
+        status, n = int(self.f.readline().split(b' ', 2)[1]), None
+        while (h := self.f.readline()) not in (b'\r\n', b''):
+            if h[:15].lower() == b'content-length:': n = int(h[15:])
+        if n is None or len(self.f.read(n)) != n: raise ConnectionError('response without a complete Content-Length body')
+        return status
+
+    def close(self): self.f.close(); self.s.close()
+
+def _post(body: bytes, port: int) -> bytes:
+    return (f'POST /invocations HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n').encode() + body
+
 def load_test(port: int, proc, rows: pd.DataFrame, rate: float, duration_s: float = 10.0, points: int = 12, concurrency: int = 16,
-              grace_s: float = 15.0, request_timeout_s: float = 5.0) -> dict:
-    "Drive the server at `rate` requests/s for `duration_s`; latency percentiles (ms), error rate, throughput, CPU-s per 1,000 predictions."
-    n = max(1, int(rate * duration_s)); bodies = _requests(rows, points, n)
+              grace_s: float = 15.0, request_timeout_s: float = 5.0, fmt: str = 'inputs') -> dict:
+    "Drive the server at `rate` requests/s for `duration_s`; latency percentiles (ms), error rate, throughput, CPU-s per 1,000 predictions (server) and the client's own CPU."
+    n = max(1, int(rate * duration_s)); reqs = [_post(b, port) for b in _requests(rows, points, n, fmt=fmt)]
     local = threading.local(); lat, late = np.full(n, np.nan), np.full(n, np.nan); ok = np.zeros(n, bool)
     def one(i, due):
         time.sleep(max(0.0, due - time.perf_counter()))
         late[i] = (time.perf_counter() - due) * 1000                      # > 0: every client thread was busy, or the client was starved of CPU
         if time.perf_counter() > t0 + duration_s + grace_s: return          # bounded: a saturated server does not stretch the run; counted as errors
-        if not hasattr(local, 'c'): local.c = http.client.HTTPConnection('127.0.0.1', port, timeout=request_timeout_s)
         try:
-            local.c.request('POST', '/invocations', bodies[i], {'Content-Type': 'application/json'}); r = local.c.getresponse(); r.read()
-            ok[i] = r.status == 200
-        except (OSError, http.client.HTTPException): local.c.close(); del local.c
+            if not hasattr(local, 'c'): local.c = _Conn(port, request_timeout_s)
+            ok[i] = local.c.post(reqs[i]) == 200
+        except (OSError, ValueError, IndexError):
+            if hasattr(local, 'c'): local.c.close(); del local.c
         lat[i] = (time.perf_counter() - due) * 1000
-    cpu0, t0 = _cpu(proc), time.perf_counter() + 0.2
+    cpu0, me0, t0 = _cpu(proc), time.process_time(), time.perf_counter() + 0.2
     with ThreadPoolExecutor(concurrency) as ex: list(ex.map(lambda i: one(i, t0 + i / rate), range(n)))
-    wall, cpu = time.perf_counter() - t0, _cpu(proc) - cpu0
+    wall, cpu, me = time.perf_counter() - t0, _cpu(proc) - cpu0, time.process_time() - me0
     good = lat[ok]
     return {'rate_rps': rate, 'requests': n, 'points': points, 'p50_ms': float(np.percentile(good, 50)) if len(good) else np.nan,
             'p95_ms': float(np.percentile(good, 95)) if len(good) else np.nan, 'p99_ms': float(np.percentile(good, 99)) if len(good) else np.nan,
             'error_rate': float(1 - ok.mean()), 'throughput_rps': float(ok.sum() / wall), 'cpu_s_per_1k_predictions': float(cpu / (ok.sum() * points) * 1000) if ok.any() else np.nan,
-            'send_late_p99_ms': float(np.nanpercentile(late, 99)) if np.isfinite(late).any() else np.nan}
+            'send_late_p99_ms': float(np.nanpercentile(late, 99)) if np.isfinite(late).any() else np.nan, 'client_cpu_ms_per_request': float(me / n * 1000)}
 
 # %% ../nbs/14_serve.ipynb #09a5a9d7
 def _card_with_slo(c, run_id: str, version, md: str, out: Path) -> Path | None:
@@ -110,15 +138,15 @@ def bench_serve(root, p, rates=None, duration_s: float | None = None) -> pd.Data
     rows = []
     out = root / 'reports' / 'serve'
     with scoring_server(f'models:/{p.register.model_name}@champion', uri, workers=s.workers, log_path=out / 'server.log') as (port, proc):
-        load_test(port, proc, hold, min(rates or s.rates), 2.0, s.points)                 # warm-up, not reported
+        load_test(port, proc, hold, min(rates or s.rates), 2.0, s.points, fmt=s.request_format)   # warm-up, not reported
         for rate in rates or s.rates:
-            r = load_test(port, proc, hold, rate, duration_s or s.duration_s, s.points)
+            r = load_test(port, proc, hold, rate, duration_s or s.duration_s, s.points, fmt=s.request_format)
             rows.append(r | {'slo_met': bool(r['p99_ms'] <= s.slo_p99_ms and r['error_rate'] <= s.slo_max_error_rate)})
             print(f"{rate:g} req/s: p50 {r['p50_ms']:.1f} ms · p95 {r['p95_ms']:.1f} · p99 {r['p99_ms']:.1f} · errors {r['error_rate']:.2%} · "
-                  f"{r['throughput_rps']:.0f} req/s · {r['cpu_s_per_1k_predictions']:.3f} CPU-s/1k predictions · client sent p99 {r['send_late_p99_ms']:.1f} ms late · SLO {'met' if rows[-1]['slo_met'] else 'MISSED'}", flush=True)
+                  f"{r['throughput_rps']:.0f} req/s · {r['cpu_s_per_1k_predictions']:.3f} CPU-s/1k predictions · client sent p99 {r['send_late_p99_ms']:.1f} ms late ({r['client_cpu_ms_per_request']:.2f} CPU-ms/request) · SLO {'met' if rows[-1]['slo_met'] else 'MISSED'}", flush=True)
     t = pd.DataFrame(rows)
     t.to_csv(out / 'slo.csv', index=False)
-    md = (f"## Serving SLO (measured {pd.Timestamp.now('UTC'):%Y-%m-%d %H:%M} UTC, v{mv.version}, {s.points}-point requests, loopback, {s.workers} worker(s))\n\n"
+    md = (f"## Serving SLO (measured {pd.Timestamp.now('UTC'):%Y-%m-%d %H:%M} UTC, v{mv.version}, {s.points}-point requests as `{s.request_format}`, loopback, {s.workers} worker(s))\n\n"
           f"Target: p99 ≤ {s.slo_p99_ms:g} ms, errors ≤ {s.slo_max_error_rate:.1%}.\n\n" + t.to_markdown(index=False, floatfmt='.3g') + '\n')
     (out / 'slo.md').write_text(md)
     run_id = mv.tags.get('run_id') or mv.run_id

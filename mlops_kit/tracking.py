@@ -63,6 +63,14 @@ def lineage(root='.', windows_dir='data/windows') -> dict:
 # %% ../nbs/11_tracking.ipynb #bda4094e
 import mlflow.pyfunc
 
+_SERVING = '_MLFLOW_IS_IN_SERVING_ENVIRONMENT'    # set to 'true' by MLflow's scoring server (`scoring_server.init`) and `mlflow models predict`
+
+def _records(df: pd.DataFrame, more: dict | None = None) -> list[dict]:
+    "The rows of `df` plus the columns `more` (arrays) as plain-Python dicts: what MLflow's server makes of the DataFrame (`to_dict('records')` + `NumpyEncoder`), without building it."
+    cols = {c: [t.isoformat() for t in df[c]] if pd.api.types.is_datetime64_any_dtype(df[c]) else df[c].tolist() for c in df.columns}
+    cols |= {c: a.tolist() for c, a in (more or {}).items()}
+    return [dict(zip(cols, v)) for v in zip(*cols.values())]
+
 class FleetModel(mlflow.pyfunc.PythonModel):
     "MLflow pyfunc over a FleetBundle: rows (monitor_id, ts, value) in, the same rows plus expected, lower, upper, score, unusual, alert out."
     def load_context(self, context):
@@ -71,7 +79,8 @@ class FleetModel(mlflow.pyfunc.PythonModel):
         threadpool_limits(1)   # one BLAS thread per call: the server calls predict from several threads at once, and the matrices are tiny
         self.bundle = FleetBundle.load(context.artifacts['bundle'])
 
-    def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:
+    def predict(self, context, model_input: pd.DataFrame, params=None):
+        if os.environ.get(_SERVING) == 'true': return _records(model_input, self.bundle.columns(model_input))   # inside MLflow's scoring server: see below
         return self.bundle.predict(model_input)
 
 # %% ../nbs/11_tracking.ipynb #fba13b6e

@@ -60,9 +60,21 @@ def test_real_mlflow_scoring_server_serves_the_champion(champion):
         assert list(out.columns) == COLS and len(out) == 12
         assert out.unusual.iloc[-3:].all() and not out.unusual.iloc[:9].any() and out.score.between(0, 1).all()
         assert (out.lower < out.expected).all() and (out.expected < out.upper).all()
-        with pytest.raises(urllib.error.HTTPError) as ei:                           # a monitor the bundle does not know: a clear error
-            _post(port, {'dataframe_records': req.assign(monitor_id='nope').to_dict('records')})
-        assert ei.value.code in (400, 500) and "unknown monitor(s) ['nope']" in ei.value.read().decode()
+        cols = ['monitor_id', 'ts', 'value']                                       # MLflow's other two JSON formats: the same answer
+        assert _post(port, {'inputs': {c: req[c].tolist() for c in cols}}) == (200, body)
+        assert _post(port, {'dataframe_split': {'columns': cols, 'data': req[cols].values.tolist()}}) == (200, body)
+        import io
+        from mlflow.pyfunc.scoring_server import predictions_to_json                # the model's plain-Python rows = what MLflow makes of the DataFrame
+        want = io.StringIO(); predictions_to_json(FleetBundle.load(root / 'bundle.pkl').predict(req.assign(ts=pd.to_datetime(req.ts))), want)
+        assert body == json.loads(want.getvalue())
+        for bad in ({'dataframe_records': req.assign(monitor_id='nope').to_dict('records')}, {'inputs': {c: req.assign(monitor_id='nope')[c].tolist() for c in cols}}):
+            with pytest.raises(urllib.error.HTTPError) as ei:                       # a monitor the bundle does not know: a clear error
+                _post(port, bad)
+            assert ei.value.code in (400, 500) and "unknown monitor(s) ['nope']" in ei.value.read().decode()
+        for bad, why in (({'value': ['abc'] * 12}, 'could not convert string to float'), ({'ts': ['yesterday'] * 12}, 'yesterday')):   # inputs are still type-checked
+            with pytest.raises(urllib.error.HTTPError) as ei:
+                _post(port, {'inputs': {c: req[c].tolist() for c in cols} | bad})
+            assert ei.value.code == 400 and why in ei.value.read().decode()
 
 
 def test_batch_score_command(champion, tmp_path, capsys):
@@ -88,7 +100,7 @@ def test_bench_serve_measures_the_served_champion(champion):
     assert list(t.rate_rps) == [10.0, 20.0] and (t.requests == [20, 40]).all()
     assert (t.error_rate == 0).all() and (t.p50_ms <= t.p95_ms).all() and (t.p95_ms <= t.p99_ms).all() and (t.p50_ms > 0).all()
     assert ((t.throughput_rps > 0.7 * t.rate_rps) & (t.throughput_rps < 1.3 * t.rate_rps)).all()
-    assert (t.cpu_s_per_1k_predictions > 0).all()
+    assert (t.cpu_s_per_1k_predictions > 0).all() and (t.client_cpu_ms_per_request > 0).all()
     assert (t.slo_met == (t.p99_ms <= 20.0)).all()
     assert (root / 'reports/serve/slo.csv').exists() and 'Target: p99' in (root / 'reports/serve/slo.md').read_text()
     c = mlflow.tracking.MlflowClient(uri); mv = c.get_model_version_by_alias('mlops_kit_fleet', 'champion')
