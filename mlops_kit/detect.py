@@ -40,12 +40,12 @@ def _row_median(M: np.ndarray) -> np.ndarray:
     if (k == n).all():
         P = np.partition(M, [(n - 1) // 2, n // 2], axis=1); return (P[:, (n - 1) // 2] + P[:, n // 2]) / 2
     S, i = np.sort(M, axis=1), np.arange(len(M))                        # NaN sort last: a row's k values come first
-    return np.where(k > 0, (S[i, np.maximum((k - 1) // 2, 0)] + S[i, k // 2 if n else 0]) / 2, np.nan)
+    return np.where(k > 0, (S[i, np.maximum((k - 1) // 2, 0)] + S[i, k // 2]) / 2, np.nan)
 
 def hourly_scale(r: np.ndarray, hrs: np.ndarray) -> np.ndarray:
     "robust_scale(r[hrs == h]) for h = 0..23; vectorised when every hour has as many points (whole days), 2x faster."
     cnt = np.bincount(hrs, minlength=24)
-    if len(cnt) != 24 or cnt.min() != cnt.max() or not cnt[0]: return np.array([robust_scale(r[hrs == h]) for h in range(24)])
+    if cnt.min() != cnt.max() or not cnt[0]: return np.array([robust_scale(r[hrs == h]) for h in range(24)])
     M = r[np.argsort(hrs.astype(np.int8), kind='stable')].reshape(24, -1); M = np.where(np.isfinite(M), M, np.nan)
     return 1.4826 * _row_median(np.abs(M - _row_median(M)[:, None]))
 

@@ -85,12 +85,10 @@ def evaluate_fleet(train: pd.DataFrame, holdout: pd.DataFrame, incidents: pd.Dat
                    workers: int = 1, scheduler=None, **kw) -> tuple[pd.DataFrame, dict]:
     "(per-monitor table, fleet summary) for long-format train/holdout frames; fans out through `engine.parallel_map` (`workers`, `scheduler`)."
     from mlops_kit.engine import parallel_map
-    ids = monitors if monitors is not None else sorted(set(train.monitor_id) & set(holdout.monitor_id))
-    tr, ho = (dict(list(d.groupby('monitor_id'))) for d in (train, holdout))
-    jobs = {}
-    for mid in ids:
-        a, b = (g[mid].set_index('ts').value for g in (tr, ho))
-        jobs[mid] = (a, b, holdout_incidents(incidents, mid, b.index) if incidents is not None else None)
+    from mlops_kit.fleet import split_monitors            # (fleet imports this module: imported here)
+    tr, ho = split_monitors(train, 'training window'), split_monitors(holdout, 'holdout')
+    ids = [str(m) for m in monitors] if monitors is not None else sorted(set(tr) & set(ho))
+    jobs = {m: (tr[m], ho[m], holdout_incidents(incidents, m, ho[m].index) if incidents is not None else None) for m in ids}
     rows = parallel_map(_evaluate_one, jobs, workers, 'evaluate', progress, scheduler, **kw)
     t = pd.DataFrame.from_dict(rows, orient='index').rename_axis('monitor_id')
     return t, summarize(t)

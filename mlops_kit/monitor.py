@@ -120,12 +120,11 @@ def retrain_verdict(flags: pd.DataFrame, p: MonitorParams) -> dict:
     return {'monitors': len(flags), 'judged': n, 'drifted': k, 'drifted_share': round(share, 4),
             'by_kind': {kind: int(judged[kind].sum()) for kind in DRIFT_KINDS}, 'retrain': retrain, 'reason': reason}
 
-# %% ../nbs/18_monitor.ipynb #b4e05068
+# %% ../nbs/18_monitor.ipynb #e27151f9
 def new_data(signals: pd.DataFrame, window_end: pd.Timestamp, monitors) -> dict[str, pd.Series]:
     "{monitor_id: values after window_end} for the given monitors (empty series when nothing arrived)."
-    s = signals[(signals.ts >= window_end) & signals.monitor_id.isin(list(monitors))]
     from mlops_kit.fleet import split_monitors
-    got = split_monitors(s, 'signals after the window')
+    got = split_monitors(signals[(signals.ts >= window_end) & signals.monitor_id.isin(list(monitors))], 'signals after the window')
     empty = pd.Series(dtype=float, index=pd.DatetimeIndex([], tz='UTC'))
     return {m: got.get(m, empty) for m in sorted(monitors)}
 
