@@ -4,7 +4,7 @@
 
 # %% ../nbs/07_automl.ipynb #a635de00
 from __future__ import annotations
-import functools, math, time
+import bisect, functools, math, time
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -12,7 +12,7 @@ import pandas as pd
 from sklearn.base import clone
 from threadpoolctl import ThreadpoolController
 
-from .detect import AlertPolicy, Detector, directed, robust_scale
+from .detect import MAX_MASKED, AlertPolicy, Detector, data_key, directed, robust_scale
 from .models import HoltWinters, LagRegression, SeasonalProfile, hours, to_grid
 
 # %% auto #0
@@ -23,7 +23,6 @@ __all__ = ['SENSITIVITIES', 'WINDOWS', 'COLUMNS', 'candidates', 'count_alerts', 
 def candidates() -> list[tuple[str, object]]:
     "(name, unfitted forecaster) pairs, cheapest first."
     return [('profile/week', SeasonalProfile(season='week')), ('profile/day', SeasonalProfile(season='day', halflife_days=7.0)),
-            ('profile/week-trimmed', SeasonalProfile(season='week', stat='trimmed')),
             ('lag_regression', LagRegression()), ('holt_winters/1h', HoltWinters(resolution='1h'))]
 
 SENSITIVITIES = (3.0, 3.5, 4.0, 5.0, 6.0, 8.0)
@@ -31,18 +30,32 @@ WINDOWS = ('15min', '30min', '60min')
 
 # %% ../nbs/07_automl.ipynb #cbfbbda3
 def count_alerts(unusual: np.ndarray, policy: AlertPolicy, step: pd.Timedelta) -> np.ndarray:
-    "Start indices of the alerts `policy.decide` would raise on the boolean array `unusual`."
+    "Start indices of the alerts `policy.decide` would raise on the boolean array `unusual`: its state machine, jumping from alert to alert on the unusual points alone."
     w, need, rec, cool = policy._n(step)
-    u = np.flatnonzero(unusual)
-    if not len(u): return u
-    fire = (np.convolve(unusual.astype(int), np.ones(w, int))[:len(unusual)] >= need)[u]   # window count at each unusual point
-    cl = np.r_[0, np.cumsum(np.diff(u) - 1 >= rec)]                                         # cluster id of each unusual point
-    starts, blocked = [], -1
-    for c in np.unique(cl[fire]):
-        idx = u[(cl == c) & fire]; ok = idx[idx >= blocked]
-        if not len(ok): continue
-        starts.append(ok[0]); blocked = u[cl == c][-1] + rec + cool
-    return np.array(starts, int)
+    return np.array(_starts(_runs(np.flatnonzero(unusual), rec), len(unusual), w, need, rec, cool), int)
+
+def _runs(U: np.ndarray, rec: int) -> tuple[np.ndarray, list, list]:
+    "(unusual positions, the same as a list, the last point of each one's cluster): clusters are split by `rec` quiet points."
+    cl = np.r_[0, np.cumsum(np.diff(U) - 1 >= rec)]
+    return U, U.tolist(), (U[np.r_[np.flatnonzero(np.diff(cl)), len(U) - 1]][cl].tolist() if len(U) else [])
+
+def _starts(runs: tuple, n: int, w: int, need: int, rec: int, cool: int) -> list[int]:
+    U, Ul, last = runs
+    if not len(U): return []
+    fu = U[np.arange(1, len(U) + 1) - np.searchsorted(U, U - w + 1) >= need].tolist()   # unusual points where the window fires
+
+    def first_fire(x: int) -> int | None:                                            # the window's count only drops between unusual points:
+        if bisect.bisect_right(Ul, x) - bisect.bisect_right(Ul, x - w) >= need: return x   # it fires at x, or next at an unusual point
+        j = bisect.bisect_left(fu, x); return fu[j] if j < len(fu) else None
+
+    starts, s = [], (fu[0] if fu else None)
+    while s is not None and s < n:
+        starts.append(s)                                                              # an alert starts; it ends once `rec` quiet points follow
+        j = bisect.bisect_right(Ul, s)
+        e = s + rec if j == len(Ul) or Ul[j] > s + rec else last[j] + rec            # (a later unusual point keeps it on through its cluster)
+        if e >= n: break
+        s = first_fire(e + max(1, cool))                                              # the next can start once the cooldown is over
+    return starts
 
 # %% ../nbs/07_automl.ipynb #51301777
 def trimmed_mae(err: np.ndarray, trim: float = 0.02) -> float:
@@ -58,20 +71,25 @@ def _incident_mask(index: pd.DatetimeIndex, labels: pd.DataFrame | None) -> np.n
     return m
 
 # %% ../nbs/07_automl.ipynb #51522b19
-def search_forecasters(y: pd.Series, cands, folds: int = 2, budget_s: float = 2.0, trial_budget_s: float = 0.5, labels=None, t0=None) -> tuple[pd.DataFrame, dict]:
-    "Rolling-origin day-ahead trials: (one row per (candidate, fold) with status, trimmed MAE and seconds; {name: out-of-sample errors})."
+def search_forecasters(y: pd.Series, cands, folds: int = 2, budget_s: float = 2.0, trial_budget_s: float = 0.5, labels=None, t0=None,
+                       keep: int | None = None) -> tuple[pd.DataFrame, dict]:
+    "Rolling-origin day-ahead trials, fold by fold: (one row per (candidate, fold) with status, trimmed MAE and seconds; {name: out-of-sample errors}). `keep`: successive halving, only the `keep` best of the first fold go on (None: all)."
     t0, rows, day, errs = t0 or time.perf_counter(), [], pd.Timedelta('1D'), {}
     end = y.index[-1].normalize() + (day if y.index[-1] + (y.index[1] - y.index[0]) >= y.index[-1].normalize() + day else pd.Timedelta(0))
-    inc = _incident_mask(y.index, labels)
-    for name, est in cands:
-        for k in range(folds, 0, -1):
-            origin = end - k * day; tr, va = y[y.index < origin], y[(y.index >= origin) & (y.index < origin + day)]
-            row = {'stage': 'forecaster', 'name': name, 'fold': folds - k + 1, 'origin': origin, 'params': str(est.get_params())}
+    if not y.index.is_monotonic_increasing: y = y.sort_index()
+    inc, ns = _incident_mask(y.index, labels), y.index.asi8
+    spans = [(end - k * day, *np.searchsorted(ns, [(end - k * day).value, (end - (k - 1) * day).value])) for k in range(folds, 0, -1)]   # (origin, first, end) positions
+    params, out = {name: str(est.get_params()) for name, est in cands}, {}          # out: candidates that stop, and why
+    for f, (origin, i, j) in enumerate(spans, 1):
+        tr, va = y.iloc[:i], y.iloc[i:j]
+        for name, est in cands:
+            row = {'stage': 'forecaster', 'name': name, 'fold': f, 'origin': origin, 'params': params[name]}
             if time.perf_counter() - t0 > budget_s: rows.append(row | {'status': 'skipped: total budget spent', 'mae': np.nan, 'seconds': 0.0}); continue
+            if name in out: rows.append(row | {'status': out[name], 'mae': np.nan, 'seconds': 0.0}); continue
             t = time.perf_counter()
             try:
                 pred = clone(est).fit(tr).predict(va.index)
-                err = (va - pred).to_numpy(float); err[inc[(y.index >= origin) & (y.index < origin + day)]] = np.nan
+                err = va.to_numpy(float) - np.asarray(pred, float); err[inc[i:j]] = np.nan
                 mae, status = trimmed_mae(err), 'ok'
                 errs.setdefault(name, []).append(pd.Series(err, index=va.index))
                 if not np.isfinite(mae): status, mae = 'failed: no finite error', np.nan
@@ -80,6 +98,10 @@ def search_forecasters(y: pd.Series, cands, folds: int = 2, budget_s: float = 2.
             sec = time.perf_counter() - t
             if sec > trial_budget_s and status == 'ok': status, mae = f'timeout: {sec:.2f}s > {trial_budget_s}s', np.nan
             rows.append(row | {'status': status, 'mae': mae, 'seconds': sec})
+            if status != 'ok': out[name] = f'skipped: not ok in fold {f}'
+        if f == 1 and keep is not None:                                             # successive halving: the rest are pruned
+            ranked = sorted((r['mae'], k) for k, r in enumerate(rows) if r['status'] == 'ok')
+            for n_, (_, k) in enumerate(ranked[keep:], keep + 1): out[rows[k]['name']] = f'pruned: rank {n_} of {len(ranked)} in fold 1 (keep {keep})'
     return pd.DataFrame(rows), {k: pd.concat(v) for k, v in errs.items()}
 
 # %% ../nbs/07_automl.ipynb #264fe920
@@ -87,15 +109,17 @@ def search_policy(zd: np.ndarray, index: pd.DatetimeIndex, alert_budget: float, 
                   min_share: float = 0.5, min_count: int | None = None, recovery: str = '30min', cooldown: str = '1h') -> pd.DataFrame:
     "One row per (sensitivity, window): alerts/day on normal data, recall on labels, within budget or not."
     step, days = index[1] - index[0], len(index) * (index[1] - index[0]) / pd.Timedelta('1D')
-    inc = _incident_mask(index, labels); rows = []
+    inc, zz, n, rows = _incident_mask(index, labels), np.nan_to_num(zd), len(index), []
+    labelled = labels is not None and len(labels)
+    _, _, r_n, cool_n = AlertPolicy(recovery=recovery, cooldown=cooldown)._n(step)
     for s in sensitivities:
-        u = np.nan_to_num(zd) > s
+        u = zz > s; runs = _runs(np.flatnonzero(u & ~inc), r_n); runs_all = _runs(np.flatnonzero(u), r_n) if labelled else None   # shared by the windows
         for w in windows:
-            p = AlertPolicy(window=w, min_share=min_share, min_count=min_count, recovery=recovery, cooldown=cooldown)
-            normal = count_alerts(u & ~inc, p, step)
+            w_n, need, _, _ = AlertPolicy(window=w, min_share=min_share, min_count=min_count)._n(step)
+            normal = _starts(runs, n, w_n, need, r_n, cool_n)
             rec = np.nan
-            if labels is not None and len(labels):
-                st = index[count_alerts(u, p, step)]
+            if labelled:
+                st = index[np.array(_starts(runs_all, n, w_n, need, r_n, cool_n), int)]
                 rec = float(np.mean([((st >= a) & (st <= b + pd.Timedelta('30min'))).any() for a, b in zip(pd.DatetimeIndex(labels.start), pd.DatetimeIndex(labels.end))]))
             rows.append({'stage': 'policy', 'sensitivity': s, 'window': w, 'alerts_per_day': len(normal) / days, 'recall': rec})
     t = pd.DataFrame(rows); t['within_budget'] = t.alerts_per_day <= alert_budget
@@ -103,10 +127,11 @@ def search_policy(zd: np.ndarray, index: pd.DatetimeIndex, alert_budget: float, 
 
 def pick_policy(t: pd.DataFrame) -> tuple[pd.Series, bool]:
     "(chosen row, within budget?): best recall within budget, then most sensitive; else the quietest."
-    ok = t[t.within_budget]
-    if not len(ok): return t.sort_values(['alerts_per_day', 'sensitivity'], ascending=[True, False]).iloc[0], False
-    order = ok.assign(r=ok.recall.fillna(0), wn=ok.window.map(pd.Timedelta)).sort_values(['r', 'sensitivity', 'wn'], ascending=[False, True, True])
-    return order.iloc[0], True
+    s, a = t.sensitivity.to_numpy(float), t.alerts_per_day.to_numpy(float)
+    ok = np.flatnonzero(t.within_budget.to_numpy(bool))
+    if not len(ok): return t.iloc[np.lexsort((-s, a))[0]], False              # np.lexsort: last key first, stable like sort_values
+    r, wn = np.nan_to_num(t.recall.to_numpy(float)[ok]), np.array([pd.Timedelta(w).value for w in t.window.to_numpy()[ok]])
+    return t.iloc[ok[np.lexsort((wn, s[ok], -r))[0]]], True
 
 # %% ../nbs/07_automl.ipynb #03d35dfd
 def calibrate(det: Detector, oos: pd.Series) -> Detector:
@@ -129,11 +154,19 @@ class Tuned:
     alerts_per_day: float = float('nan')
     seconds: float = 0.0
 
+def _scores(trials: pd.DataFrame, folds: int) -> dict[str, float]:
+    "{candidate: mean trimmed MAE} over the candidates with all `folds` trials ok, in search order (a tie goes to the first)."
+    by: dict[str, list] = {}
+    if len(trials):
+        for n, st, m in zip(trials.name, trials.status, trials.mae):
+            if st == 'ok': by.setdefault(n, []).append(m)
+    return {n: float(np.mean(v)) for n, v in by.items() if len(v) == folds}
+
 def _is_sparse(y: pd.Series, sparse_missing: float) -> tuple[bool, bool]:
     "(sparse?, counter-like?)"
-    v = y.dropna().to_numpy(float)
+    a = y.to_numpy(float); nan = np.isnan(a); v = a[~nan]
     counter = bool(len(v)) and bool(np.all(v >= 0) and np.all(np.mod(v, 1) == 0))
-    return (y.isna().mean() > sparse_missing) or (counter and len(v) and (v == 0).mean() > 0.5), counter
+    return bool(nan.mean() > sparse_missing) or bool(counter and len(v) and (v == 0).mean() > 0.5), counter
 
 # %% ../nbs/07_automl.ipynb #blas_one
 @functools.cache
@@ -145,12 +178,13 @@ def one_blas_thread():
 
 # %% ../nbs/07_automl.ipynb #ad3cdced
 def tune(y: pd.Series, alert_budget: float = 2.0, direction: str = 'up', budget_s: float = 2.0, trial_budget_s: float = 0.5,
-         folds: int = 2, search_days: float = 21.0, labels: pd.DataFrame | None = None, sparse_missing: float = 0.5, cands=None) -> Tuned:
-    "AutoML for one monitor: forecaster search, then policy search within the alert budget; sparse path and fallback."
+         folds: int = 2, search_days: float = 21.0, labels: pd.DataFrame | None = None, sparse_missing: float = 0.5, cands=None,
+         search_keep: int | None = 2) -> Tuned:
+    "AutoML for one monitor: forecaster search (successive halving: `search_keep` candidates go past the first fold), then policy search within the alert budget; sparse path and fallback."
     with one_blas_thread():
-        return _tune(y, alert_budget, direction, budget_s, trial_budget_s, folds, search_days, labels, sparse_missing, cands)
+        return _tune(y, alert_budget, direction, budget_s, trial_budget_s, folds, search_days, labels, sparse_missing, cands, search_keep)
 
-def _tune(y, alert_budget, direction, budget_s, trial_budget_s, folds, search_days, labels, sparse_missing, cands) -> Tuned:
+def _tune(y, alert_budget, direction, budget_s, trial_budget_s, folds, search_days, labels, sparse_missing, cands, search_keep) -> Tuned:
     if len(y) < 2 or y.notna().sum() < 2:
         raise ValueError(f"tune: the series has {int(y.notna().sum())} observed value(s) in {len(y)} timestamp(s); need at least 2 observed values")
     t0 = time.perf_counter(); y = to_grid(y); day = pd.Timedelta('1D')
@@ -161,19 +195,19 @@ def _tune(y, alert_budget, direction, budget_s, trial_budget_s, folds, search_da
         det = Detector(prof, direction=direction, seasonal_scale=False, scale='poisson' if counter else 'robust')
         pol_kw = {'windows': ('1h', '2h'), 'min_count': 1, 'recovery': '2h', 'cooldown': '2h'}
     else:
-        ys = y[y.index > y.index[-1] - pd.Timedelta(days=search_days)]     # the search looks at the recent past only: 3x cheaper
-        trials, oos = search_forecasters(ys, cands or candidates(), folds, budget_s, trial_budget_s, labels, t0) if ys.index[-1] - ys.index[0] >= (folds + 2) * day else (pd.DataFrame(), {})
-        ok = trials[trials.status == 'ok'].groupby('name').filter(lambda g: len(g) == folds) if len(trials) else trials
-        if len(ok):
-            best = ok.groupby('name', sort=False).mae.mean().idxmin(); path, note = 'search', f'{best} (day-ahead trimmed MAE {ok[ok.name == best].mae.mean():.4g})'
+        ys = y.iloc[np.searchsorted(y.index.asi8, (y.index[-1] - pd.Timedelta(days=search_days)).value, 'right'):]   # the recent past only: 3x cheaper
+        trials, oos = search_forecasters(ys, cands or candidates(), folds, budget_s, trial_budget_s, labels, t0, search_keep) if ys.index[-1] - ys.index[0] >= (folds + 2) * day else (pd.DataFrame(), {})
+        score = _scores(trials, folds)
+        if score:
+            best = min(score, key=score.get); path, note = 'search', f'{best} (day-ahead trimmed MAE {score[best]:.4g})'
             det = Detector(dict(cands or candidates())[best], direction=direction)
         else:
             why = 'window shorter than folds + 2 days' if not len(trials) else '; '.join(sorted(set(trials.status)))[:200]
             path, note, det = 'fallback', f'no forecaster converged ({why}): robust seasonal profile', Detector(SeasonalProfile(), direction=direction)
         pol_kw = {}
-    det.fit(y)
+    e = det._fit(y)
     if path == 'search': det = calibrate(det, oos[best])
-    z, _, _ = det._z(y, det.forecaster_.predict(y.index))
+    z, _, _ = det._z(y, e)
     pt = search_policy(directed(z, direction), y.index, alert_budget, labels, **pol_kw)
     row, within = pick_policy(pt)
     det.set_params(sensitivity=float(row.sensitivity))
@@ -200,19 +234,29 @@ def _walk(g: pd.Series, start, rf, rt, min_history, window, tuned, tune_kw) -> p
     "The walk itself, on plain arrays over the grid `g` (positions by binary search): one refit period per step."
     ix, ns, v = g.index, g.index.asi8, g.to_numpy(float)
     col = {c: np.full(len(g), np.nan) for c in COLUMNS[:4]} | {c: np.zeros(len(g), bool) for c in COLUMNS[4:]}
+    masked = np.zeros(len(g), bool)                                         # points a full fit left out of its own window: no later fit sees them
     step = g.index.freq or (ix[1] - ix[0] if len(ix) > 1 else pd.Timedelta('5min'))
     at = lambda ts: int(np.searchsorted(ns, ts.value))                      # first grid position at or after ts
     t = (g.first_valid_index() + min_history).ceil('1D')
     if start is not None: t = max(t, pd.Timestamp(start).tz_convert(ix.tz) if ix.tz else pd.Timestamp(start))
-    fixed, last = tuned is not None, None
+    fixed, last, first = tuned is not None, None, True
     while t <= ix[-1]:
         a, b, e, d = at(t - window), at(t), at(t + rf), at(t - pd.Timedelta('1D'))
-        clean = pd.Series(np.where(col['unusual'][a:b], np.nan, v[a:b]), index=ix[a:b], name=g.name)   # the past, own flags masked
+        clean = pd.Series(np.where(col['unusual'][a:b] | masked[a:b], np.nan, v[a:b]), index=ix[a:b], name=g.name)   # the past, flagged points masked
+        full = True
         if not fixed and (tuned is None or t - last >= rt): tuned, last = tune(clean, **tune_kw), t; det = tuned.detector
-        else: det = clone(tuned.detector).fit(clean)
+        elif first and getattr(tuned.detector, 'fit_key_', None) == data_key(clean): det = tuned.detector   # trained on exactly this past: as served
+        elif first: det = clone(tuned.detector).fit(clean)
+        else: det, full = clone(tuned.detector).set_params(mask_flagged=False).fit(clean), False   # every past point is judged already: one pass
+        if full: masked[a:b] |= _flagged(det, clean)
         sf = det.score_frame(g.iloc[b:e], context=clean)
         for c in COLUMNS[:5]: col[c][b:e] = sf[c].to_numpy()
         alert, _ = tuned.policy._flags(col['unusual'][d:e], np.nan_to_num(col['score'][d:e]), pd.Timedelta(step))   # policy state carries over from the day before
         col['alert'][b:e] = alert[b - d:]
-        t += rf
+        t += rf; first = False
     return pd.DataFrame(col, index=ix)
+
+def _flagged(det: Detector, y: pd.Series) -> np.ndarray:
+    "The points of its own training window a fitted detector flags (none if more than MAX_MASKED of them: then the model is off, not the data)."
+    z, _, _ = det._z(y, det.forecaster_.predict(y.index)); f = np.nan_to_num(directed(z, det.direction)) > det.sensitivity
+    return f if f.sum() <= MAX_MASKED * y.notna().sum() else np.zeros(len(y), bool)

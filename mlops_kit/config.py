@@ -145,6 +145,7 @@ class TrainParams(_Section):
     trial_budget_s: float = Field(0.5, gt=0)        # seconds per candidate fit
     folds: int = Field(2, ge=1, le=10)
     search_days: float = Field(21.0, ge=3)
+    search_keep: Optional[int] = Field(2, ge=1)     # successive halving: candidates past the first fold; None = all
     workers: int = Field(2, ge=0)                   # processes; 0 = all cores
     plot_monitors: int = Field(24, ge=0)            # per-monitor plots, noisiest first
     out_dir: str = 'models'

@@ -4,7 +4,7 @@
 
 # %% ../nbs/06_detect.ipynb #fc5f32b2
 from __future__ import annotations
-import math
+import math, zlib
 
 import numpy as np
 import pandas as pd
@@ -13,8 +13,9 @@ from sklearn.base import BaseEstimator, clone
 from .models import SeasonalProfile, hours, infer_step, to_grid
 
 # %% auto #0
-__all__ = ['DIRECTIONS', 'MAX_MASKED', 'directed', 'to_score', 'robust_scale', 'hourly_scale', 'Detector', 'AlertPolicy',
-           'static_frame', 'static_policy', 'naive_mae', 'forecast_errors', 'alert_stats', 'match_incidents']
+__all__ = ['DIRECTIONS', 'MAX_MASKED', 'directed', 'to_score', 'robust_scale', 'hourly_scale', 'data_key', 'Detector',
+           'AlertPolicy', 'static_frame', 'static_policy', 'naive_mae', 'forecast_errors', 'alert_stats',
+           'match_incidents']
 
 # %% ../nbs/06_detect.ipynb #bb7dc424
 DIRECTIONS = ('up', 'down', 'both')
@@ -60,6 +61,11 @@ def _count_z(y: np.ndarray, e: np.ndarray, n: int, prev: tuple | None = None) ->
     s = np.sqrt(np.maximum(E, 1.0)); x, ev = np.nan_to_num(y, nan=0.0), np.maximum(e, 0)
     return (X - E) / s, s, (X - x) - (E - ev)          # shift: what the rest of the window already exceeds
 
+def data_key(y: pd.Series) -> tuple:
+    "What a fit saw, in four numbers: first and last epoch ns, length, CRC-32 of the values (stable across processes, unlike hash())."
+    i = y.index.asi8
+    return (int(i[0]), int(i[-1]), len(i), zlib.crc32(np.ascontiguousarray(y.to_numpy(float)).tobytes())) if len(i) else (0, 0, 0, 0)
+
 class Detector(BaseEstimator):
     "Forecast-based scoring: expected value, band from robust prediction-error scale, score in [0, 1]."
     def __init__(self, forecaster=None, sensitivity: float = 4.0, direction: str = 'both', seasonal_scale: bool = True,
@@ -69,8 +75,10 @@ class Detector(BaseEstimator):
         self.scale_factor = scale_factor
 
     def _fit_scale(self, y: pd.Series, e: pd.Series):
-        r = (y - e).to_numpy(float); self.bias_ = float(np.nanmedian(r)) if np.isfinite(r).any() else 0.0
-        g = robust_scale(r); level = float(np.nanmedian(np.abs(y))) if y.notna().any() else 1.0
+        v = y.to_numpy(float); r = v - np.asarray(e, float); rf = r[np.isfinite(r)]
+        self.bias_ = float(np.nanmedian(r)) if len(rf) else 0.0
+        g = float(1.4826 * np.median(np.abs(rf - self.bias_))) if len(rf) and len(rf) == (~np.isnan(r)).sum() else robust_scale(r)   # = robust_scale(r): the bias is its median
+        level = float(np.nanmedian(np.abs(v))) if (~np.isnan(v)).any() else 1.0
         self.floor_ = max(0.25 * g if np.isfinite(g) else 0.0, 0.01 * level, 1e-9)
         hrs = hours(y.index)
         by = hourly_scale(r, hrs) if self.seasonal_scale else np.full(24, g)
@@ -87,17 +95,21 @@ class Detector(BaseEstimator):
         return (v - e - self.bias_) / s, s, np.zeros(len(v))
 
     def fit(self, y: pd.Series):
+        self._fit(y); return self
+
+    def _fit(self, y: pd.Series) -> np.ndarray:
+        "fit, returning the final forecaster's in-sample expected values on y's grid (tune reuses them instead of predicting again)."
         self.forecaster_ = clone(self.forecaster if self.forecaster is not None else SeasonalProfile()).fit(y)
-        y = to_grid(y, self.forecaster_.step_)
+        y = to_grid(y, self.forecaster_.step_); self.fit_key_ = data_key(y)
         e = self.forecaster_.predict(y.index); self._fit_scale(y, e)
         self.n_masked_ = 0
         if self.mask_flagged:
             z, _, _ = self._z(y, e); flagged = np.nan_to_num(directed(z, self.direction)) > self.sensitivity
             if flagged.any() and flagged.sum() <= MAX_MASKED * y.notna().sum():   # more than that: the model is wrong, not the data
                 self.n_masked_ = int(flagged.sum())
-                self.forecaster_ = clone(self.forecaster_).fit(y.mask(flagged)); e = self.forecaster_.predict(y.index)
-                self._fit_scale(y.mask(flagged), e)
-        return self
+                ym = y.mask(flagged); self.forecaster_ = clone(self.forecaster_).fit(ym); e = self.forecaster_.predict(y.index)
+                self._fit_scale(ym, e)
+        return np.asarray(e, float)
 
 # %% ../nbs/06_detect.ipynb #e1942df8
 def _scores(self, ns: np.ndarray, v: np.ndarray, e: np.ndarray, prev=None) -> dict[str, np.ndarray]:

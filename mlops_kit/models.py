@@ -9,12 +9,12 @@ import warnings
 import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator
-from sklearn.linear_model import Ridge
+from sklearn.linear_model import Ridge, ridge_regression
 from statsmodels.tsa.holtwinters import ExponentialSmoothing
 
 # %% auto #0
 __all__ = ['FORECASTERS', 'infer_step', 'to_grid', 'slots', 'hours', 'Forecaster', 'weighted_stat', 'SeasonalProfile',
-           'HoltWinters', 'LagRegression']
+           'HoltWinters', 'slot_median', 'LagRegression']
 
 # %% ../nbs/05_models.ipynb #dc721a84
 _STEPS = [pd.Timedelta(m, 'min') for m in (1, 2, 3, 5, 10, 15, 20, 30, 60, 120, 180, 240, 360, 720, 1440)]
@@ -22,7 +22,7 @@ _STEPS = [pd.Timedelta(m, 'min') for m in (1, 2, 3, 5, 10, 15, 20, 30, 60, 120, 
 def infer_step(index: pd.DatetimeIndex) -> pd.Timedelta:
     "The series' spacing: the median gap, snapped to the nearest step that divides a day."
     if len(index) < 2: raise ValueError('need at least 2 timestamps to infer the spacing')
-    gap = np.median(np.diff(index.asi8))
+    d = np.diff(index.asi8); gap = d[0] if (d == d[0]).all() else np.median(d)   # a regular grid needs no median
     return min(_STEPS, key=lambda s: abs(s.value - gap))
 
 def to_grid(y: pd.Series, step: pd.Timedelta | None = None) -> pd.Series:
@@ -72,12 +72,13 @@ class Forecaster(BaseEstimator):
         return pd.concat([self.y_[self.y_.index < c.index[0]], c])
 
 # %% ../nbs/05_models.ipynb #18cc7f65
-def weighted_stat(groups: np.ndarray, values: np.ndarray, weights: np.ndarray, n_groups: int, stat: str = 'median') -> tuple[np.ndarray, np.ndarray]:
-    "Per-group weighted median (or 10-90% trimmed mean) and observation count; NaN values ignored."
+def weighted_stat(groups: np.ndarray, values: np.ndarray, weights: np.ndarray, n_groups: int, stat: str = 'median', by_value: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    "Per-group weighted median (or 10-90% trimmed mean) and observation count; NaN values ignored. `by_value`: np.argsort(values[~isnan(values)], kind='stable'), when the caller already has it."
     ok = ~np.isnan(values); g, v, w = groups[ok], values[ok], weights[ok]
     cnt, out = np.bincount(g, minlength=n_groups), np.full(n_groups, np.nan)
     if not len(v): return out, cnt
-    order = np.argsort(v, kind='stable'); order = order[np.argsort(g[order].astype(np.int16 if n_groups < 2**15 else np.int64), kind='stable')]
+    order = np.argsort(v, kind='stable') if by_value is None else by_value
+    order = order[np.argsort(g[order].astype(np.int16 if n_groups < 2**15 else np.int64), kind='stable')]
     g, v, w = g[order], v[order], w[order]                     # by group, then value: np.lexsort((v, g)), 1.6x faster (int16 keys sort by radix)
     cw = np.cumsum(w); starts = np.r_[0, np.cumsum(cnt)[:-1]]
     before = np.repeat(np.where(starts > 0, cw[np.maximum(starts - 1, 0)], 0.0), cnt)   # weight of earlier groups
@@ -98,15 +99,15 @@ class SeasonalProfile(Forecaster):
 
     def fit(self, y: pd.Series, sample_weight=None):
         y = self._prep(y); self.y_ = y
-        age = ((y.index[-1] - y.index) / pd.Timedelta('1D')).to_numpy()
-        w = 0.5 ** (age / self.halflife_days)
-        v = y.to_numpy(float)
-        day, _ = weighted_stat(slots(y.index, self.step_, 'day'), v, w, int(pd.Timedelta('1D') / self.step_), self.stat)
-        prof = day
+        i, v = y.index.asi8, y.to_numpy(float)
+        w = 0.5 ** (((i[-1] - i) / _DAY_NS) / self.halflife_days)                 # age in days, as (index[-1] - index) / 1 day gives
+        by_value, per_day = np.argsort(v[~np.isnan(v)], kind='stable'), int(_DAY_NS // self.step_.value)   # one value sort for both stats
+        stat = lambda season, n: weighted_stat(slots(i, self.step_, season), v, w, n, self.stat, by_value)
         if self.season == 'week':
-            wk, cnt = weighted_stat(slots(y.index, self.step_, 'week'), v, w, 7 * len(day), self.stat)
-            prof = np.where(cnt >= self.min_per_slot, wk, np.tile(day, 7))
-        self.profile_ = np.where(np.isnan(prof), np.nanmedian(v), prof)
+            wk, cnt = stat('week', 7 * per_day); full = cnt >= self.min_per_slot
+            prof = wk if full.all() else np.where(full, wk, np.tile(stat('day', per_day)[0], 7))   # the day profile only where a week slot is thin
+        else: prof = stat('day', per_day)[0]
+        self.profile_ = np.where(np.isnan(prof), np.nanmedian(v), prof) if np.isnan(prof).any() else prof
         self.level_ = self._level(y)
         return self
 
@@ -115,7 +116,8 @@ class SeasonalProfile(Forecaster):
 
     def _level(self, hist: pd.Series) -> float:
         "Median residual over the last level_days of `hist` (0 if nothing observed there)."
-        recent = hist[hist.index > hist.index[-1] - pd.Timedelta(days=self.level_days)]
+        i = hist.index.asi8; cut = i[-1] - pd.Timedelta(days=self.level_days).value
+        recent = hist.iloc[np.searchsorted(i, cut, 'right'):] if hist.index.is_monotonic_increasing else hist[i > cut]
         r = recent.to_numpy(float) - self._base(recent.index) if self.level_days > 0 else np.array([])
         return float(np.nanmedian(r)) if np.isfinite(r).any() else 0.0
 
@@ -126,6 +128,13 @@ class SeasonalProfile(Forecaster):
         return pd.Series(self._base(index) + level, index=index, name='expected')
 
 # %% ../nbs/05_models.ipynb #27cd66ae
+def _hw_forecast(r, h: int, m: int) -> np.ndarray:
+    "r.forecast(h) of a fitted additive, trend-free ExponentialSmoothing, bit for bit, from its states: forecast() re-runs the whole filter in a Python loop."
+    n, season = len(r.level), r.season                     # season[k - m] = statsmodels' s[k] for k in m .. n+m-1
+    k = n + np.arange(h)
+    j = np.where(k <= n + m - 2, k, n - 1 + (k - (n + m - 1)) % m)   # statsmodels refills s[n+m-1:] with s[n-1 + j % m]
+    return r.level[-1] + season[j - m]
+
 class HoltWinters(Forecaster):
     "Additive Holt-Winters with a daily season (statsmodels ExponentialSmoothing)."
     def __init__(self, resolution: str | None = None, trend: str | None = None, damped: bool = False, fit_days: float = 14.0, horizon_days: int = 8):
@@ -134,7 +143,8 @@ class HoltWinters(Forecaster):
     def fit(self, y: pd.Series, sample_weight=None):
         y = self._prep(y); self.y_ = y
         res = max(pd.Timedelta(self.resolution), self.step_) if self.resolution else self.step_
-        z = y[y.index > y.index[-1] - pd.Timedelta(days=self.fit_days)].resample(res).mean().interpolate(limit_direction='both')
+        i = y.index.asi8; z = y.iloc[np.searchsorted(i, i[-1] - pd.Timedelta(days=self.fit_days).value, 'right'):].resample(res).mean()
+        if z.isna().any(): z = z.interpolate(limit_direction='both')       # (interpolate costs as much as resample, even with nothing to fill)
         period = int(pd.Timedelta('1D') / res)
         if len(z) < 2 * period or z.isna().any(): raise ValueError(f'HoltWinters needs 2 full days of data, got {len(z) * res}')
         with warnings.catch_warnings():
@@ -143,7 +153,7 @@ class HoltWinters(Forecaster):
                                      seasonal_periods=period, initialization_method='heuristic').fit(use_brute=False)
         h = self.horizon_days * period
         self.res_, self.t0_ = res, z.index[0]
-        self.path_ = np.r_[r.fittedvalues, r.forecast(h)]          # fitted, then forecast, one value per `res`
+        self.path_ = np.r_[r.fittedvalues, r.forecast(h) if self.trend else _hw_forecast(r, h, period)]   # fitted, then forecast, one value per `res`
         if not np.isfinite(self.path_).all(): raise ValueError('HoltWinters did not converge (non-finite forecast)')
         return self
 
@@ -170,31 +180,44 @@ def _lookup(hist: pd.Series, ns: np.ndarray) -> np.ndarray:
     out[ok] = hist.to_numpy(float)[k[ok]]
     return out
 
+def slot_median(y: pd.Series, step: pd.Timedelta) -> np.ndarray:
+    "Per slot of day, the lower median of the observed values of a regular grid (NaN where none): one sort of the days stacked as rows."
+    per_day, i, v = _DAY_NS // step.value, y.index.asi8, y.to_numpy(float)
+    first = int(i[0] % _DAY_NS // step.value); days = -(-(first + len(v)) // per_day)
+    M = np.full(days * per_day, np.nan); M[first:first + len(v)] = v
+    S = np.sort(M.reshape(days, per_day), axis=0); k = (~np.isnan(S)).sum(0)          # NaN sorts last
+    return np.where(k > 0, S[np.maximum((k - 1) // 2, 0), np.arange(per_day)], np.nan)
+
 class LagRegression(Forecaster):
     "Ridge regression on daily harmonics, weekday and lagged values (1 day, 1 week)."
     def __init__(self, harmonics: int = 6, lags: tuple = ('1D', '7D'), weekly: bool = True, alpha: float = 1.0):
         self.harmonics, self.lags, self.weekly, self.alpha = harmonics, lags, weekly, alpha
 
     def _X(self, index: pd.DatetimeIndex | np.ndarray, hist: pd.Series) -> np.ndarray:
-        ns = _ns(index); phase = 2 * np.pi * (ns % _DAY_NS) / _DAY_NS
-        s1, c1 = np.sin(phase), np.cos(phase); s, c, cols = s1, c1, []
-        for _ in range(self.harmonics): cols += [s, c]; s, c = s * c1 + c * s1, c * c1 - s * s1   # sin/cos(k·phase) by angle addition: 2 trig calls, not 2k
-        if self.weekly: cols += [(((ns // _DAY_NS) + 3) % 7 == d).astype(float) for d in range(6)]
+        ns = _ns(index); X = np.empty((len(ns), 2 * self.harmonics + 6 * bool(self.weekly) + len(self.lags)), order='F'); k = 0
+        phase = 2 * np.pi * (ns % _DAY_NS) / _DAY_NS; s1, c1 = np.sin(phase), np.cos(phase); s, c = s1, c1
+        for _ in range(self.harmonics):                                # sin/cos(k·phase) by angle addition: 2 trig calls, not 2k
+            X[:, k], X[:, k + 1] = s, c; k += 2; s, c = s * c1 + c * s1, c * c1 - s * s1
+        if self.weekly:
+            dow = ((ns // _DAY_NS) + 3) % 7
+            for d in range(6): X[:, k] = dow == d; k += 1
         fill = self.slot_median_[slots(ns, self.step_)]
-        for lag in self.lags: cols.append(np.where(np.isnan(v := _lookup(hist, ns - pd.Timedelta(lag).value)), fill, v))
-        return np.column_stack(cols) if cols else np.zeros((len(ns), 0))
+        for lag in self.lags: X[:, k] = np.where(np.isnan(v := _lookup(hist, ns - pd.Timedelta(lag).value)), fill, v); k += 1
+        return X
 
     def fit(self, y: pd.Series, sample_weight=None):
         y = self._prep(y); self.y_ = y
-        sm, _ = weighted_stat(slots(y.index, self.step_), y.to_numpy(float), np.ones(len(y)), int(pd.Timedelta('1D') / self.step_))
+        sm = slot_median(y, self.step_)
         self.slot_median_ = np.where(np.isnan(sm), np.nanmedian(y), sm)
-        X, t = self._X(y.index, y), y.to_numpy(float); ok = ~np.isnan(t)
-        self.model_ = Ridge(alpha=self.alpha).fit(X[ok], t[ok])
+        X, t = self._X(y.index, y), y.to_numpy(float); ok = ~np.isnan(t); X, t = X[ok], t[ok]
+        xm, tm = X.mean(axis=0), t.mean()                              # what Ridge(fit_intercept=True) does, without its input checks (2x faster, same bits)
+        self.coef_ = ridge_regression(X - xm, t - tm, alpha=self.alpha, solver='cholesky', check_input=False)
+        self.intercept_ = float(tm - xm @ self.coef_)
         return self
 
     def expected(self, ns: np.ndarray, hist: pd.Series | None = None) -> np.ndarray:
-        "Ridge's own formula (X @ coef_ + intercept_) without its per-call input validation."
-        return self._X(ns, self.y_ if hist is None else hist) @ self.model_.coef_ + self.model_.intercept_
+        "Ridge's own formula (X @ coef_ + intercept_)."
+        return self._X(ns, self.y_ if hist is None else hist) @ self.coef_ + self.intercept_
 
     def predict(self, index: pd.DatetimeIndex, context: pd.Series | None = None) -> pd.Series:
         return pd.Series(self.expected(index.asi8, self._history(context)), index=index, name='expected')

@@ -28,7 +28,8 @@ def _y(days=21, seed=0):
 def test_slow_and_failing_candidates_are_logged_and_skipped():
     t = tune(_y(), cands=[('slow', Slow()), ('broken', Broken()), ('profile', SeasonalProfile())], trial_budget_s=0.1)
     log = t.trials[t.trials.stage == 'forecaster'].set_index(['name', 'fold']).status
-    assert log['slow'].str.startswith('timeout').all() and log['broken'].str.startswith('failed: FloatingPointError: diverged').all()
+    assert log['slow', 1].startswith('timeout') and log['broken', 1].startswith('failed: FloatingPointError: diverged')
+    assert log['slow', 2] == log['broken', 2] == 'skipped: not ok in fold 1'      # a candidate that failed once cannot win: no second try
     assert (log['profile'] == 'ok').all()
     assert t.path == 'search' and t.note.startswith('profile ')
 
