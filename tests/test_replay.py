@@ -48,4 +48,6 @@ def test_tune_returns_detector_policy_and_trial_log():
     t = tune(_y(days=21))
     assert t.path == 'search' and t.alerts_per_day <= 2.0
     log = t.trials
-    assert {'forecaster', 'policy'} == set(log.stage) and (log[log.stage == 'forecaster'].status == 'ok').all()
+    f = log[log.stage == 'forecaster']
+    assert {'forecaster', 'policy'} == set(log.stage) and (f[f.fold == 1].status == 'ok').all()
+    assert (f[f.fold == 2].status == 'ok').sum() == 2 and f[f.fold == 2].status.str.startswith(('ok', 'pruned: rank')).all()   # successive halving keeps 2
