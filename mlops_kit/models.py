@@ -13,8 +13,8 @@ from sklearn.linear_model import Ridge, ridge_regression
 from statsmodels.tsa.holtwinters import ExponentialSmoothing
 
 # %% auto #0
-__all__ = ['FORECASTERS', 'infer_step', 'to_grid', 'slots', 'hours', 'Forecaster', 'weighted_stat', 'SeasonalProfile',
-           'HoltWinters', 'slot_median', 'LagRegression']
+__all__ = ['FORECASTERS', 'infer_step', 'to_grid', 'slots', 'hours', 'Forecaster', 'weighted_stat', 'grid_stat',
+           'SeasonalProfile', 'HoltWinters', 'slot_median', 'LagRegression']
 
 # %% ../nbs/05_models.ipynb #dc721a84
 _STEPS = [pd.Timedelta(m, 'min') for m in (1, 2, 3, 5, 10, 15, 20, 30, 60, 120, 180, 240, 360, 720, 1440)]
@@ -22,6 +22,7 @@ _STEPS = [pd.Timedelta(m, 'min') for m in (1, 2, 3, 5, 10, 15, 20, 30, 60, 120, 
 def infer_step(index: pd.DatetimeIndex) -> pd.Timedelta:
     "The series' spacing: the median gap, snapped to the nearest step that divides a day."
     if len(index) < 2: raise ValueError('need at least 2 timestamps to infer the spacing')
+    if isinstance(f := index.freq, pd.offsets.Tick) and (s := pd.Timedelta(f)) in _STEPS: return s   # pandas keeps freq only on a regular index
     d = np.diff(index.asi8); gap = d[0] if (d == d[0]).all() else np.median(d)   # a regular grid needs no median
     return min(_STEPS, key=lambda s: abs(s.value - gap))
 
@@ -30,6 +31,8 @@ def to_grid(y: pd.Series, step: pd.Timedelta | None = None) -> pd.Series:
     if not isinstance(y.index, pd.DatetimeIndex): raise TypeError(f'y needs a DatetimeIndex, got {type(y.index).__name__}')
     step = step or infer_step(y.index)
     i = y.index.asi8
+    if isinstance(y.index.freq, pd.offsets.Tick) and pd.Timedelta(y.index.freq) == step and len(i) > 1 and str(y.index.tz) in ('UTC', 'None') and i[0] % step.value == 0:
+        return pd.Series(y.to_numpy(float), y.index, name=y.name)                        # a grid already (a slice of one, say): as is
     if len(i) > 1 and str(y.index.tz) in ('UTC', 'None') and i[0] % step.value == 0 and (np.diff(i) == step.value).all():   # already on the grid:
         return pd.Series(y.to_numpy(float), pd.date_range(y.index[0], periods=len(i), freq=step, name=y.index.name), name=y.name)   # what resample gives, 10x cheaper
     return y.astype(float).resample(step).mean()
@@ -72,13 +75,12 @@ class Forecaster(BaseEstimator):
         return pd.concat([self.y_[self.y_.index < c.index[0]], c])
 
 # %% ../nbs/05_models.ipynb #18cc7f65
-def weighted_stat(groups: np.ndarray, values: np.ndarray, weights: np.ndarray, n_groups: int, stat: str = 'median', by_value: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-    "Per-group weighted median (or 10-90% trimmed mean) and observation count; NaN values ignored. `by_value`: np.argsort(values[~isnan(values)], kind='stable'), when the caller already has it."
+def weighted_stat(groups: np.ndarray, values: np.ndarray, weights: np.ndarray, n_groups: int, stat: str = 'median') -> tuple[np.ndarray, np.ndarray]:
+    "Per-group weighted median (or 10-90% trimmed mean) and observation count; NaN values ignored."
     ok = ~np.isnan(values); g, v, w = groups[ok], values[ok], weights[ok]
     cnt, out = np.bincount(g, minlength=n_groups), np.full(n_groups, np.nan)
     if not len(v): return out, cnt
-    order = np.argsort(v, kind='stable') if by_value is None else by_value
-    order = order[np.argsort(g[order].astype(np.int16 if n_groups < 2**15 else np.int64), kind='stable')]
+    order = np.argsort(v, kind='stable'); order = order[np.argsort(g[order].astype(np.int16 if n_groups < 2**15 else np.int64), kind='stable')]
     g, v, w = g[order], v[order], w[order]                     # by group, then value: np.lexsort((v, g)), 1.6x faster (int16 keys sort by radix)
     cw = np.cumsum(w); starts = np.r_[0, np.cumsum(cnt)[:-1]]
     before = np.repeat(np.where(starts > 0, cw[np.maximum(starts - 1, 0)], 0.0), cnt)   # weight of earlier groups
@@ -91,6 +93,23 @@ def weighted_stat(groups: np.ndarray, values: np.ndarray, weights: np.ndarray, n
     num, den = np.bincount(g, w * v * keep, n_groups), np.bincount(g, w * keep, n_groups)
     return np.where(den > 0, num / np.where(den > 0, den, 1), out), cnt
 
+# %% ../nbs/05_models.ipynb #grid_stat
+def grid_stat(values: np.ndarray, weights: np.ndarray, first: int, n_groups: int, stat: str = 'median') -> tuple[np.ndarray, np.ndarray]:
+    "weighted_stat for a regular grid whose point k is in group (first + k) % n_groups."
+    n, R = len(values), -(-(first + len(values)) // n_groups)
+    M = np.full(R * n_groups, np.nan); M[first:first + n] = values; M = M.reshape(R, n_groups).T     # one row per group, in time order
+    W = np.zeros(R * n_groups); W[first:first + n] = weights; W = W.reshape(R, n_groups).T
+    ok = ~np.isnan(M); W = np.where(ok, W, 0.0)
+    o = np.argsort(M, axis=1, kind='stable'); M, W = np.take_along_axis(M, o, 1), np.take_along_axis(W, o, 1)   # by value (NaN last), ties in time order
+    cnt, tot = ok.sum(1), W.sum(1); tot = np.where(tot > 0, tot, 1)[:, None]
+    hi = np.cumsum(W, 1) / tot; lo = hi - W / tot                                     # each value's weight span in its group
+    if stat == 'median':
+        j = np.argmax((lo < 0.5) & (hi >= 0.5) & (W > 0), axis=1)
+        return np.where(cnt > 0, M[np.arange(n_groups), j], np.nan), cnt
+    keep = ((lo >= 0.1 - 1e-12) & (hi <= 0.9 + 1e-12) if stat == 'trimmed' else np.ones(M.shape, bool)) & (W > 0)
+    num, den = np.where(keep, W * M, 0.0).sum(1), (W * keep).sum(1)
+    return np.where(den > 0, num / np.where(den > 0, den, 1), np.nan), cnt
+
 # %% ../nbs/05_models.ipynb #61e3aa82
 class SeasonalProfile(Forecaster):
     "Weighted median (or trimmed mean) per slot-of-week/day, recency-weighted, plus a robust recent level."
@@ -101,8 +120,8 @@ class SeasonalProfile(Forecaster):
         y = self._prep(y); self.y_ = y
         i, v = y.index.asi8, y.to_numpy(float)
         w = 0.5 ** (((i[-1] - i) / _DAY_NS) / self.halflife_days)                 # age in days, as (index[-1] - index) / 1 day gives
-        by_value, per_day = np.argsort(v[~np.isnan(v)], kind='stable'), int(_DAY_NS // self.step_.value)   # one value sort for both stats
-        stat = lambda season, n: weighted_stat(slots(i, self.step_, season), v, w, n, self.stat, by_value)
+        per_day = int(_DAY_NS // self.step_.value)
+        stat = lambda season, n: grid_stat(v, w, int(slots(i[:1], self.step_, season)[0]), n, self.stat)   # y is on its grid (_prep)
         if self.season == 'week':
             wk, cnt = stat('week', 7 * per_day); full = cnt >= self.min_per_slot
             prof = wk if full.all() else np.where(full, wk, np.tile(stat('day', per_day)[0], 7))   # the day profile only where a week slot is thin
@@ -209,17 +228,23 @@ class LagRegression(Forecaster):
         y = self._prep(y); self.y_ = y
         sm = slot_median(y, self.step_)
         self.slot_median_ = np.where(np.isnan(sm), np.nanmedian(y), sm)
-        X, t = self._X(y.index, y), y.to_numpy(float); ok = ~np.isnan(t); X, t = X[ok], t[ok]
+        Xa, t = self._X(y.index, y), y.to_numpy(float); ok = ~np.isnan(t); X, t = Xa[ok], t[ok]
         xm, tm = X.mean(axis=0), t.mean()                              # what Ridge(fit_intercept=True) does, without its input checks (2x faster, same bits)
         self.coef_ = ridge_regression(X - xm, t - tm, alpha=self.alpha, solver='cholesky', check_input=False)
         self.intercept_ = float(tm - xm @ self.coef_)
+        self._in_sample = Xa @ self.coef_ + self.intercept_            # predict(y.index) without building X again; not pickled
         return self
+
+    def __getstate__(self):
+        state = super().__getstate__(); state.pop('_in_sample', None); return state
 
     def expected(self, ns: np.ndarray, hist: pd.Series | None = None) -> np.ndarray:
         "Ridge's own formula (X @ coef_ + intercept_)."
         return self._X(ns, self.y_ if hist is None else hist) @ self.coef_ + self.intercept_
 
     def predict(self, index: pd.DatetimeIndex, context: pd.Series | None = None) -> pd.Series:
+        if context is None and getattr(self, '_in_sample', None) is not None and (index is self.y_.index or index.equals(self.y_.index)):
+            return pd.Series(self._in_sample, index=index, name='expected')
         return pd.Series(self.expected(index.asi8, self._history(context)), index=index, name='expected')
 
 # %% ../nbs/05_models.ipynb #a93c220e
