@@ -77,21 +77,28 @@ def _row(model, sec, det, policy, train, holdout, inc, frame=None) -> dict:
             'incidents': len(inc), 'detected': match_incidents(ev, inc)['detected'] if len(inc) else 0}
 
 # %% ../nbs/09_bench.ipynb #7c49ff1c
-def bench_monitor(train: pd.Series, holdout: pd.Series, incidents: pd.DataFrame, peers=('ets',), direction: str = 'up') -> list[dict]:
-    "Rows (model, seconds, next_day_mae, alerts_per_day, incidents, detected) for the kit and each peer on one monitor."
-    t = time.perf_counter(); tuned = tune(train, direction=direction); sec = time.perf_counter() - t
+def _timed_tune(train: pd.Series, direction: str) -> tuple:
+    t = time.perf_counter(); tuned = tune(train, direction=direction); return tuned, time.perf_counter() - t
+
+def _kit_rows(train, holdout, incidents, tuned, sec, direction: str) -> list[dict]:
+    "The kit's two rows (replayed with daily refits, and its single fit) for one monitor, from its timed `tune`."
     rp = replay(pd.concat([train, holdout]), start=holdout.index[0], direction=direction).loc[holdout.index]
     first = tuned.detector.score_frame(holdout, context=train)
     rp['expected'] = rp.expected.where(holdout.index >= holdout.index[0] + pd.Timedelta('1D'), first.expected)  # next day: same origin for all
-    rows = [_row('kit (AutoML, daily refit)', sec, tuned.detector, tuned.policy, train, holdout, incidents, rp),
+    return [_row('kit (AutoML, daily refit)', sec, tuned.detector, tuned.policy, train, holdout, incidents, rp),
             _row('kit (single fit)', sec, tuned.detector, tuned.policy, train, holdout, incidents)]
-    for p in peers:
-        name, _, make = PEERS[p]
-        with warnings.catch_warnings():
-            warnings.simplefilter('ignore')
-            det, psec = _peer_detector(make(), train, tuned.detector)
-            rows.append(_row(name, psec, det, tuned.policy, train, holdout, incidents))
-    return rows
+
+def _peer_row(p: str, train, holdout, incidents, tuned) -> dict:
+    name, _, make = PEERS[p]
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore')
+        det, psec = _peer_detector(make(), train, tuned.detector)
+        return _row(name, psec, det, tuned.policy, train, holdout, incidents)
+
+def bench_monitor(train: pd.Series, holdout: pd.Series, incidents: pd.DataFrame, peers=('ets',), direction: str = 'up') -> list[dict]:
+    "Rows (model, seconds, next_day_mae, alerts_per_day, incidents, detected) for the kit and each peer on one monitor."
+    tuned, sec = _timed_tune(train, direction)
+    return _kit_rows(train, holdout, incidents, tuned, sec, direction) + [_peer_row(p, train, holdout, incidents, tuned) for p in peers]
 
 # %% ../nbs/09_bench.ipynb #2905e993
 def bench_models(train: pd.DataFrame, holdout: pd.DataFrame, incidents: pd.DataFrame | None = None, peers=None, n_monitors: int | None = None, progress: bool = True) -> pd.DataFrame:
@@ -99,11 +106,14 @@ def bench_models(train: pd.DataFrame, holdout: pd.DataFrame, incidents: pd.DataF
     from tqdm.auto import tqdm
     av = available_peers(); peers = [p for p in (peers or list(PEERS)) if av.get(p)]
     ids = sorted(set(train.monitor_id) & set(holdout.monitor_id))[:n_monitors]
-    rows = []
-    for mid in tqdm(ids, desc='bench models', disable=not progress):
+    parts = {}
+    for mid in ids:
         a, b = (d[d.monitor_id == mid].set_index('ts').value for d in (train, holdout))
-        inc = incidents[(incidents.monitor_id == mid) & (incidents.start >= b.index[0]) & (incidents.start <= b.index[-1])] if incidents is not None else pd.DataFrame(columns=['start', 'end'])
-        rows += [r | {'monitor_id': mid} for r in bench_monitor(a, b, inc, peers)]
+        parts[mid] = (a, b, incidents[(incidents.monitor_id == mid) & (incidents.start >= b.index[0]) & (incidents.start <= b.index[-1])] if incidents is not None else pd.DataFrame(columns=['start', 'end']))
+    timed = {mid: _timed_tune(a, 'up') for mid, (a, _, _) in tqdm(parts.items(), desc='kit AutoML', disable=not progress)}   # each model in its own pass
+    rows = [r | {'monitor_id': mid} for mid, (a, b, inc) in tqdm(parts.items(), desc='kit replay', disable=not progress) for r in _kit_rows(a, b, inc, *timed[mid], 'up')]
+    for p in peers:
+        rows += [_peer_row(p, a, b, inc, timed[mid][0]) | {'monitor_id': mid} for mid, (a, b, inc) in tqdm(parts.items(), desc=PEERS[p][0], disable=not progress)]
     return pd.DataFrame(rows)
 
 def bench_table(res: pd.DataFrame) -> pd.DataFrame:
