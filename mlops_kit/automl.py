@@ -12,7 +12,7 @@ import pandas as pd
 from sklearn.base import clone
 from threadpoolctl import ThreadpoolController
 
-from .detect import MAX_MASKED, AlertPolicy, Detector, data_key, directed, robust_scale
+from .detect import AlertPolicy, Detector, data_key, directed, robust_scale
 from .models import HoltWinters, LagRegression, SeasonalProfile, hours, to_grid
 
 # %% auto #0
@@ -248,15 +248,10 @@ def _walk(g: pd.Series, start, rf, rt, min_history, window, tuned, tune_kw) -> p
         elif first and getattr(tuned.detector, 'fit_key_', None) == data_key(clean): det = tuned.detector   # trained on exactly this past: as served
         elif first: det = clone(tuned.detector).fit(clean)
         else: det, full = clone(tuned.detector).set_params(mask_flagged=False).fit(clean), False   # every past point is judged already: one pass
-        if full: masked[a:b] |= _flagged(det, clean)
+        if full: masked[a:b] |= det._outliers(clean)
         sf = det.score_frame(g.iloc[b:e], context=clean)
         for c in COLUMNS[:5]: col[c][b:e] = sf[c].to_numpy()
         alert, _ = tuned.policy._flags(col['unusual'][d:e], np.nan_to_num(col['score'][d:e]), pd.Timedelta(step))   # policy state carries over from the day before
         col['alert'][b:e] = alert[b - d:]
         t += rf; first = False
     return pd.DataFrame(col, index=ix)
-
-def _flagged(det: Detector, y: pd.Series) -> np.ndarray:
-    "The points of its own training window a fitted detector flags (none if more than MAX_MASKED of them: then the model is off, not the data)."
-    z, _, _ = det._z(y, det.forecaster_.predict(y.index)); f = np.nan_to_num(directed(z, det.direction)) > det.sensitivity
-    return f if f.sum() <= MAX_MASKED * y.notna().sum() else np.zeros(len(y), bool)

@@ -97,18 +97,22 @@ class Detector(BaseEstimator):
     def fit(self, y: pd.Series):
         self._fit(y); return self
 
+    def _outliers(self, y: pd.Series, e=None) -> np.ndarray:
+        "The points of y (on its grid) this fitted detector flags against expected values e (its forecaster's if None); none when more than MAX_MASKED of the observed ones would be: then the model is wrong, not the data."
+        z, _, _ = self._z(y, self.forecaster_.predict(y.index) if e is None else e)
+        f = np.nan_to_num(directed(z, self.direction)) > self.sensitivity
+        return f if f.sum() <= MAX_MASKED * y.notna().sum() else np.zeros(len(y), bool)
+
     def _fit(self, y: pd.Series) -> np.ndarray:
         "fit, returning the final forecaster's in-sample expected values on y's grid (tune reuses them instead of predicting again)."
         self.forecaster_ = clone(self.forecaster if self.forecaster is not None else SeasonalProfile()).fit(y)
         y = to_grid(y, self.forecaster_.step_); self.fit_key_ = data_key(y)
         e = self.forecaster_.predict(y.index); self._fit_scale(y, e)
         self.n_masked_ = 0
-        if self.mask_flagged:
-            z, _, _ = self._z(y, e); flagged = np.nan_to_num(directed(z, self.direction)) > self.sensitivity
-            if flagged.any() and flagged.sum() <= MAX_MASKED * y.notna().sum():   # more than that: the model is wrong, not the data
-                self.n_masked_ = int(flagged.sum())
-                ym = y.mask(flagged); self.forecaster_ = clone(self.forecaster_).fit(ym); e = self.forecaster_.predict(y.index)
-                self._fit_scale(ym, e)
+        if self.mask_flagged and (flagged := self._outliers(y, e)).any():   # refit once without them
+            self.n_masked_ = int(flagged.sum())
+            ym = y.mask(flagged); self.forecaster_ = clone(self.forecaster_).fit(ym); e = self.forecaster_.predict(y.index)
+            self._fit_scale(ym, e)
         return np.asarray(e, float)
 
 # %% ../nbs/06_detect.ipynb #e1942df8

@@ -9,11 +9,11 @@ import warnings
 import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator
-from sklearn.linear_model import Ridge, ridge_regression
+from sklearn.linear_model import ridge_regression
 from statsmodels.tsa.holtwinters import ExponentialSmoothing
 
 # %% auto #0
-__all__ = ['FORECASTERS', 'infer_step', 'to_grid', 'slots', 'hours', 'Forecaster', 'weighted_stat', 'grid_stat',
+__all__ = ['FORECASTERS', 'infer_step', 'to_grid', 'slots', 'hours', 'Forecaster', 'weighted_stat', 'by_group', 'grid_stat',
            'SeasonalProfile', 'HoltWinters', 'slot_median', 'LagRegression']
 
 # %% ../nbs/05_models.ipynb #dc721a84
@@ -31,10 +31,10 @@ def to_grid(y: pd.Series, step: pd.Timedelta | None = None) -> pd.Series:
     if not isinstance(y.index, pd.DatetimeIndex): raise TypeError(f'y needs a DatetimeIndex, got {type(y.index).__name__}')
     step = step or infer_step(y.index)
     i = y.index.asi8
-    if isinstance(y.index.freq, pd.offsets.Tick) and pd.Timedelta(y.index.freq) == step and len(i) > 1 and str(y.index.tz) in ('UTC', 'None') and i[0] % step.value == 0:
-        return pd.Series(y.to_numpy(float), y.index, name=y.name)                        # a grid already (a slice of one, say): as is
-    if len(i) > 1 and str(y.index.tz) in ('UTC', 'None') and i[0] % step.value == 0 and (np.diff(i) == step.value).all():   # already on the grid:
-        return pd.Series(y.to_numpy(float), pd.date_range(y.index[0], periods=len(i), freq=step, name=y.index.name), name=y.name)   # what resample gives, 10x cheaper
+    if len(i) > 1 and str(y.index.tz) in ('UTC', 'None') and i[0] % step.value == 0:   # already on the grid? then what resample gives, 10x cheaper
+        if isinstance(y.index.freq, pd.offsets.Tick) and pd.Timedelta(y.index.freq) == step: return pd.Series(y.to_numpy(float), y.index, name=y.name)   # (a slice of a grid, say)
+        if (np.diff(i) == step.value).all():
+            return pd.Series(y.to_numpy(float), pd.date_range(y.index[0], periods=len(i), freq=step, name=y.index.name), name=y.name)
     return y.astype(float).resample(step).mean()
 
 # %% ../nbs/05_models.ipynb #9110a943
@@ -94,11 +94,14 @@ def weighted_stat(groups: np.ndarray, values: np.ndarray, weights: np.ndarray, n
     return np.where(den > 0, num / np.where(den > 0, den, 1), out), cnt
 
 # %% ../nbs/05_models.ipynb #grid_stat
+def by_group(a: np.ndarray, first: int, n_groups: int, pad: float = np.nan) -> np.ndarray:
+    "A regular grid's values as a matrix with one row per group, in time order: point k goes to row (first + k) % n_groups; `pad` fills the rest."
+    R = -(-(first + len(a)) // n_groups); M = np.full(R * n_groups, pad); M[first:first + len(a)] = a
+    return M.reshape(R, n_groups).T
+
 def grid_stat(values: np.ndarray, weights: np.ndarray, first: int, n_groups: int, stat: str = 'median') -> tuple[np.ndarray, np.ndarray]:
     "weighted_stat for a regular grid whose point k is in group (first + k) % n_groups."
-    n, R = len(values), -(-(first + len(values)) // n_groups)
-    M = np.full(R * n_groups, np.nan); M[first:first + n] = values; M = M.reshape(R, n_groups).T     # one row per group, in time order
-    W = np.zeros(R * n_groups); W[first:first + n] = weights; W = W.reshape(R, n_groups).T
+    M, W = by_group(values, first, n_groups), by_group(weights, first, n_groups, 0.0)
     ok = ~np.isnan(M); W = np.where(ok, W, 0.0)
     o = np.argsort(M, axis=1, kind='stable'); M, W = np.take_along_axis(M, o, 1), np.take_along_axis(W, o, 1)   # by value (NaN last), ties in time order
     cnt, tot = ok.sum(1), W.sum(1); tot = np.where(tot > 0, tot, 1)[:, None]
@@ -200,12 +203,10 @@ def _lookup(hist: pd.Series, ns: np.ndarray) -> np.ndarray:
     return out
 
 def slot_median(y: pd.Series, step: pd.Timedelta) -> np.ndarray:
-    "Per slot of day, the lower median of the observed values of a regular grid (NaN where none): one sort of the days stacked as rows."
-    per_day, i, v = _DAY_NS // step.value, y.index.asi8, y.to_numpy(float)
-    first = int(i[0] % _DAY_NS // step.value); days = -(-(first + len(v)) // per_day)
-    M = np.full(days * per_day, np.nan); M[first:first + len(v)] = v
-    S = np.sort(M.reshape(days, per_day), axis=0); k = (~np.isnan(S)).sum(0)          # NaN sorts last
-    return np.where(k > 0, S[np.maximum((k - 1) // 2, 0), np.arange(per_day)], np.nan)
+    "Per slot of day, the lower median of the observed values of a regular grid (NaN where none): one sort of each slot's row."
+    per_day = _DAY_NS // step.value
+    S = np.sort(by_group(y.to_numpy(float), int(slots(y.index[:1], step)[0]), per_day), axis=1); k = (~np.isnan(S)).sum(1)   # NaN sorts last
+    return np.where(k > 0, S[np.arange(per_day), np.maximum((k - 1) // 2, 0)], np.nan)
 
 class LagRegression(Forecaster):
     "Ridge regression on daily harmonics, weekday and lagged values (1 day, 1 week)."
