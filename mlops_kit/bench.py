@@ -63,7 +63,7 @@ def _peer_detector(peer, y: pd.Series, like: Detector) -> tuple[Detector, float]
     "(detector around an already-timed peer fit, fit seconds): band from the peer's own errors, the kit's sensitivity."
     t = time.perf_counter(); f = peer.fit(y); sec = time.perf_counter() - t
     det = Detector(f, sensitivity=like.sensitivity, direction=like.direction, scale=like.scale, count_window=like.count_window, mask_flagged=False)
-    det.forecaster_ = f; det._fit_scale(f.y_, f.predict(f.y_.index))
+    det.forecaster_ = f; det.fit_band(f.y_, f.predict(f.y_.index))
     return det, sec
 
 def _row(model, sec, det, policy, train, holdout, inc, frame=None) -> dict:

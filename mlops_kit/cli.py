@@ -290,10 +290,15 @@ class TeamError(ValueError):
 
 # %% ../nbs/90_cli.ipynb #10f03094
 def bench(what: str = 'models', params='params.yaml', root='.', monitors: int | list[int] | None = None, peers: str | None = None,
-          rates: str | None = None, duration: float | None = None):
-    "Benchmarks. `bench models`: the kit's AutoML vs Prophet, AutoETS, ExponentialSmoothing, side by side. `bench fleet`: train + evaluate through the engine on 100 and 1,000 synthetic monitors. `bench serve`: SLO load test of the served champion."
+          rates: str | None = None, duration: float | None = None, corpora: list[str] | None = None, project: bool = False, no_mlflow: bool = False):
+    "Benchmarks. `bench detect`: the kit's detection vs the static and seasonal rules on labelled corpora and the project's incidents. `bench models`: the kit's AutoML vs Prophet, AutoETS, ExponentialSmoothing, side by side. `bench fleet`: train + evaluate through the engine on 100 and 1,000 synthetic monitors. `bench serve`: SLO load test of the served champion."
     p = load_params(Path(root)/params)
     sizes = [monitors] if isinstance(monitors, int) else list(monitors or [])
+    if what == 'detect':
+        from mlops_kit.bench_detect import run_bench_detect
+        from mlops_kit.tracking import tracking_uri
+        return run_bench_detect(corpora or [], root, project or not corpora, f'{p.ingest.out_dir}/signals.parquet', p.evaluate.labels, p.train.workers,
+                                None if no_mlflow else tracking_uri(p.train.tracking_uri, root), f'{p.train.experiment}-bench')
     if what == 'serve':
         from mlops_kit.serve import bench_serve
         return bench_serve(root, p, [float(r) for r in rates.split(',')] if rates else None, duration)
@@ -328,7 +333,10 @@ def build_parser() -> argparse.ArgumentParser:
     for name, f in COMMANDS.items():
         sp = sub.add_parser(name, help=f.__doc__.split('. ')[0], description=f.__doc__)
         if name == 'bench':
-            sp.add_argument('what', choices=['models', 'fleet', 'serve'], help='models: AutoML vs peers; fleet: engine scaling (train + evaluate) on synthetic fleets; serve: load test of the served champion')
+            sp.add_argument('what', choices=['detect', 'models', 'fleet', 'serve'], help='detect: detection on labelled data vs two simple rules; models: AutoML vs peers; fleet: engine scaling (train + evaluate) on synthetic fleets; serve: load test of the served champion')
+            sp.add_argument('corpora', nargs='*', metavar='DIR', help='detect: labelled corpus folders (timestamp,value CSVs + labels.json); none: the project\'s own signals and evaluate.labels')
+            sp.add_argument('--project', action='store_true', help='detect: also the project\'s own signals with evaluate.labels (the default when no DIR is given)')
+            sp.add_argument('--no-mlflow', action='store_true', help='detect: do not log the run to MLflow')
             sp.add_argument('--rates', default=None, help='serve: comma-separated requests/s (default: serve.rates)')
             sp.add_argument('--duration', type=float, default=None, help='serve: seconds per rate (default: serve.duration_s)')
             sp.add_argument('--monitors', type=int, nargs='+', default=None, metavar='N',
@@ -382,7 +390,7 @@ def _user_errors() -> tuple[type, ...]:
 def main(argv=None) -> int:
     "Console entry point: `mlops-kit COMMAND`."
     a = build_parser().parse_args(argv)
-    extra = {k: getattr(a, k) for k in ('what', 'monitors', 'peers', 'rates', 'duration', 'action', 'run_ids', 'n', 'version', 'reason', 'input', 'output', 'alias',
+    extra = {k: getattr(a, k) for k in ('what', 'corpora', 'project', 'no_mlflow', 'monitors', 'peers', 'rates', 'duration', 'action', 'run_ids', 'n', 'version', 'reason', 'input', 'output', 'alias',
                                         'force', 'dry_run', 'path', 'as_json', 'backend_store_uri', 'artifacts_destination', 'host', 'port', 'server_workers',
                                         'allowed_hosts') if hasattr(a, k)}
     try: COMMANDS[a.command](params=a.params, root=a.root, **extra)

@@ -139,7 +139,8 @@ class WindowsParams(_Section):
 # %% ../nbs/00_config.ipynb #cfg_train
 class TrainParams(_Section):
     "AutoML for every monitor -> fleet bundle, tracked in MLflow (stage `train`)."
-    alert_budget: float = Field(2.0, gt=0)          # alerts/day the policy may spend on normal data
+    alert_budget: float = Field(2.0, gt=0)          # alerts/day a monitor may never exceed on normal data (the ceiling)
+    alert_target: float = Field(0.1, gt=0)          # alerts/day the policy search aims under on normal data
     direction: Literal['up', 'down', 'both'] = 'up'
     budget_s: float = Field(2.0, gt=0)              # total AutoML seconds per monitor
     trial_budget_s: float = Field(0.5, gt=0)        # seconds per candidate fit

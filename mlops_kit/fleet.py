@@ -74,7 +74,7 @@ def _score_rows(t: Tuned, ns: np.ndarray, v: np.ndarray, mid: str = '') -> tuple
     ok = ~np.isnan(v); cnt = np.bincount(j[ok], minlength=n)
     g = np.where(cnt > 0, np.bincount(j[ok], v[ok], minlength=n) / np.maximum(cnt, 1), np.nan)   # to_grid: mean per slot, NaN for empty slots
     sc = t.detector.score_grid((k0 + np.arange(n)) * step.value, g)
-    alert, _ = t.policy._flags(sc['unusual'], np.nan_to_num(sc['score'], nan=0.0), step if n > 1 else pd.Timedelta('5min'))   # as decide() on that grid
+    alert, _ = t.policy.flags(sc['unusual'], np.nan_to_num(sc['score'], nan=0.0), step if n > 1 else pd.Timedelta('5min'))   # as decide() on that grid
     return tuple(sc[c][j] for c in COLUMNS[:5]) + (alert[j],)      # off-grid timestamps share their slot's result
 
 class FleetBundle:

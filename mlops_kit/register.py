@@ -152,8 +152,8 @@ def model_card(name: str, version: int, ch: dict, champ: dict | None, champ_vers
             ('incident recall', 'recall', 'static_recall'), ('after-hours share', 'after_hours_share', 'static_after_hours_share'), ('median MASE', 'mase_median', None)]
     perf = '\n'.join(f"| {lab} | {_fmt(ch.get(k))} | {_fmt(ch.get(s)) if s else '–'} | {_fmt(champ.get(k)) if champ else '–'} |" for lab, k, s in keys)
     gate_rows = '\n'.join(f"| {r.criterion} | {_fmt(r.value)} | {r.rule} {_fmt(r.threshold)} | {'pass' if r.passed else '**FAIL**'} | {r.why} |" for r in verdict.itertuples())
-    weak = monitors[monitors.path.isin(['fallback', 'sparse']) | monitors.get('status', pd.Series('ok', index=monitors.index)).ne('ok')]
-    lim = [f"- `{r.monitor_id}`: {r.path} path ({r.note[:100]})" for r in weak.itertuples()]
+    weak = monitors[monitors.path.isin(['fallback', 'sparse', 'level', 'daily']) | monitors.get('status', pd.Series('ok', index=monitors.index)).ne('ok')]
+    lim = [f"- `{r.monitor_id}`: {r.path} {'stage' if r.path in ('level', 'daily') else 'path'} ({r.note[:100]})" for r in weak.itertuples()]
     lim += [f"- `{m}`: {w['status']} window ({w.get('history_days', 0):g} days of history{'; ' + w['reason'] if w.get('reason') else ''})"
             for m, w in sorted((windows or {}).items()) if w.get('status') in ('short', 'skipped')]
     lim = '\n'.join(lim) or '- none flagged'
@@ -165,7 +165,7 @@ def model_card(name: str, version: int, ch: dict, champ: dict | None, champ_vers
 **Status:** {'champion (gate passed)' if promoted else 'challenger, not promoted (gate failed)'} · registered {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC
 
 ## Intended use
-Anomaly alerting for {int(ch.get('monitors', 0))} monitoring signals: one fleet bundle scores rows `monitor_id, ts, value` (ts in UTC) and adds `expected, lower, upper, score, unusual, alert`. Tuned to raise at most the configured alert budget per monitor on normal data. Not for monitors it was not trained on (they are refused), nor for signals whose behaviour changed after the window below without retraining.
+Anomaly alerting for {int(ch.get('monitors', 0))} monitoring signals: one fleet bundle scores rows `monitor_id, ts, value` (ts in UTC) and adds `expected, lower, upper, score, unusual, alert`. Tuned to aim under the configured alert target per monitor on normal data (`train.alert_target`), never above the alert budget; each monitor's stage (`level`, `daily`: a young monitor's cold-start models; `search`, `sparse`, `fallback`) is in the bundle's monitor table. Not for monitors it was not trained on (they are refused), nor for signals whose behaviour changed after the window below without retraining.
 
 ## Data and lineage
 - window {lineage.get('window_start', '?')[:10]} → {lineage.get('window_end', '?')[:10]} (as_of {lineage.get('window_as_of', '?')}), holdout to {lineage.get('holdout_end', '?')[:10]}

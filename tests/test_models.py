@@ -39,7 +39,9 @@ def test_predictions_align_with_timestamps(name, step):
     idx = y.index[-per_day:][::3]                                                  # any subset of timestamps
     out = m.predict(idx)
     assert isinstance(out, pd.Series) and out.index.equals(idx) and out.notna().all()
-    assert (out - y[idx]).abs().median() < 5
+    if name == 'level':                                                           # a flat line: the last day's median, off by the daily cycle
+        assert out.nunique() == 1 and abs(out.iloc[0] - y[:-per_day][-per_day:].median()) < 1e-9 and (out - y[idx]).abs().median() < 10
+    else: assert (out - y[idx]).abs().median() < 5
 
 
 @pytest.mark.parametrize('name', sorted(FORECASTERS))
