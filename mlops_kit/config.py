@@ -265,6 +265,8 @@ class ServeParams(_Section):
     request_format: Literal['inputs', 'dataframe_split', 'dataframe_records'] = 'inputs'   # the JSON format the load test sends (MLflow serves all three)
     slo_p99_ms: float = Field(20.0, gt=0)
     slo_max_error_rate: float = Field(0.001, ge=0, le=1)
+    max_rows: int = Field(100_000, ge=1)                           # a request with more rows is refused (HTTP 400)
+    max_span_days: float = Field(31.0, gt=0)                       # ... and one whose rows of one monitor span more days (the scoring grid covers the span)
 
     @field_validator('rates')
     @classmethod

@@ -29,8 +29,8 @@ def sha256_file(path, chunk: int = 1 << 20) -> str:
         while b := f.read(chunk): h.update(b)
     return h.hexdigest()
 
-def tree_digest(folder) -> str:
-    "SHA-256 over the sorted (relative path, file SHA-256) pairs of every file under `folder`; ValueError on a symbolic link."
+def tree_digest(folder, exclude=()) -> str:
+    "SHA-256 over the sorted (relative path, file SHA-256) pairs of every file under `folder` but the top-level names in `exclude`; ValueError on a symbolic link."
     folder, h = Path(folder), hashlib.sha256()
     for d, dirs, files in os.walk(folder):
         for n in sorted(dirs + files):
@@ -38,6 +38,7 @@ def tree_digest(folder) -> str:
         dirs.sort()
         for n in sorted(files):
             f = Path(d) / n
+            if Path(d) == folder and n in exclude: continue
             h.update(f'{f.relative_to(folder).as_posix()}\0{sha256_file(f)}\n'.encode())
     return h.hexdigest()
 

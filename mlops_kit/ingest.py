@@ -116,6 +116,7 @@ def _read_jsonl(path: Path, cols: list[str], src: str, raw_dir=None) -> tuple[pd
             n += 1
             try: obj = json.loads(line)
             except json.JSONDecodeError as e: bad.append((i, f'malformed JSON: {e.msg}')); continue
+            except RecursionError: bad.append((i, 'malformed JSON: nested too deeply')); continue
             if not isinstance(obj, dict): bad.append((i, 'malformed JSON: not an object')); continue
             recs.append({**{c: obj.get(c) for c in cols}, '_row': i})
     df = pd.DataFrame(recs, columns=cols + ['_row'])
@@ -126,8 +127,8 @@ def _read_jsonl(path: Path, cols: list[str], src: str, raw_dir=None) -> tuple[pd
 def _read_parquet(path: Path, cols: list[str], src: str, raw_dir=None) -> tuple[pd.DataFrame, None, int]:
     "Parquet -> (only the needed columns, with 1-based _row record numbers; no quarantine at read time, rows_in from the file's metadata)."
     with open_source(path, raw_dir, src) as f:
-        n = pq.ParquetFile(f).metadata.num_rows
-        f.seek(0); df = pd.read_parquet(f, columns=cols)
+        try: n = pq.ParquetFile(f).metadata.num_rows; f.seek(0); df = pd.read_parquet(f, columns=cols)
+        except (pa.ArrowInvalid, OSError) as e: raise IngestError(f"{path}: cannot read as Parquet: {str(e)[:200]}") from None
     for c in df.columns:
         if isinstance(df[c].dtype, pd.CategoricalDtype): df[c] = df[c].astype(str)
     if len(df) != n: raise IngestError(f"{path}: the file's metadata says {n:,} rows, {len(df):,} were read")
@@ -141,13 +142,15 @@ _EXT = {'.csv': 'csv', '.jsonl': 'jsonl', '.ndjson': 'jsonl', '.json': 'jsonl', 
 def _header(path: Path, fmt: str, raw_dir=None, src: str = '') -> list[str]:
     "Column names present in the file (first JSONL object's keys)."
     with open_source(path, raw_dir, src) as f:
-        if fmt == 'parquet': return pq.read_schema(f).names
+        if fmt == 'parquet':
+            try: return pq.read_schema(f).names
+            except (pa.ArrowInvalid, OSError) as e: raise IngestError(f"{path}: cannot read as Parquet: {str(e)[:200]}") from None
         for raw in f:
             line = raw.decode('utf-8', 'replace')
             if not line.strip(): continue
             if fmt == 'csv': return next(csv.reader([line]))
             try: return list(json.loads(line))
-            except (json.JSONDecodeError, TypeError): continue
+            except (json.JSONDecodeError, TypeError, RecursionError): continue
     return []
 
 def _shown(have: set[str], pii: list[str]) -> str:

@@ -190,10 +190,11 @@ def write_report(flags: pd.DataFrame, verdict: dict, out: Path, figs: dict) -> P
 def run_monitor(p, root='.', progress: bool = True) -> dict:
     "The monitor stage: drift of every monitor's data after the window -> reports/monitor/, metrics/monitor.json (the retrain verdict)."
     from mlops_kit.evaluate import read_labels
-    from mlops_kit.fleet import FleetBundle, split_monitors
+    from mlops_kit.fleet import split_monitors
+    from mlops_kit.tracking import load_bundle
     from mlops_kit.guard import safe_name
     root = Path(root); mp = p.monitor
-    bundle = FleetBundle.load(root / p.train.out_dir / 'bundle.pkl')
+    bundle = load_bundle(root / p.train.out_dir)                # verified against the train run's recorded SHA-256 before unpickling
     man = json.loads((root / p.windows.out_dir / 'manifest.json').read_text())
     win = split_monitors(pd.read_parquet(root / p.windows.out_dir / 'train.parquet'), 'training window')
     sig = pd.read_parquet(root / p.ingest.out_dir / 'signals.parquet', columns=['monitor_id', 'ts', 'value'])
