@@ -54,7 +54,8 @@ def auth_config(database_uri: str, folder=None) -> Path:
     folder = Path(folder or tempfile.mkdtemp(prefix='mlops-kit-auth-')); folder.mkdir(parents=True, exist_ok=True); os.chmod(folder, 0o700)
     ini = configparser.ConfigParser(interpolation=None)
     ini['mlflow'] = {'default_permission': 'READ', 'database_uri': database_uri, 'admin_username': 'admin',
-                     'authorization_function': 'mlflow.server.auth:authenticate_request_basic_auth'}
+                     'authorization_function': 'mlflow.server.auth:authenticate_request_basic_auth',
+                     'auth_cache_ttl_seconds': '60'}          # a password check (PBKDF2) costs tens of ms per request without it; a changed password reaches other workers within 60 s
     path = folder / 'basic_auth.ini'
     with open(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), 'w') as f: ini.write(f)      # it holds the database password
     return path
