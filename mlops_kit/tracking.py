@@ -177,6 +177,7 @@ def load_bundle(models_dir) -> 'FleetBundle':
 def fetch_model(uri: str, name: str, alias: str = 'champion', dst=None) -> tuple[Path, int]:
     "(local folder, version) of models:/name@alias, downloaded into `dst` and verified against the version's `model_sha256` tag."
     import mlflow, tempfile
+    os.environ.setdefault('MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR', 'false')
     c = mlflow.tracking.MlflowClient(uri)
     try: mv = c.get_model_version_by_alias(name, alias)
     except mlflow.exceptions.MlflowException as e:
