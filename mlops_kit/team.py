@@ -93,7 +93,9 @@ def add_user(uri: str, name: str, role: str, password: str, experiment: str = 'm
     _ok(status, body, f'user {name!r}')
     eid, c = get_experiment(experiment, uri), MlflowClient(uri)
     if not c.search_registered_models(f"name='{model}'"): c.create_registered_model(model)
-    for rtype, rid, perm in (('experiment', eid, ROLES[role][0]), ('registered_model', model, ROLES[role][1])):
+    grants = [('experiment', eid, ROLES[role][0]), ('registered_model', model, ROLES[role][1])]
+    if ROLES[role][0] != 'READ': grants.append(('experiment', '0', 'EDIT'))      # MLflow files evaluate's nested runs in its Default experiment
+    for rtype, rid, perm in grants:
         _ok(*_auth_call(uri, 'POST', '/api/3.0/mlflow/users/permissions/grant', json={'username': name, 'resource_type': rtype, 'resource_id': rid, 'permission': perm}),
             f'{perm} on {rtype} {rid!r} for {name!r}')
     if role == 'admin': _ok(*_auth_call(uri, 'PATCH', '/api/2.0/mlflow/users/update-admin', json={'username': name, 'is_admin': True}), f'admin for {name!r}')
