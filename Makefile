@@ -60,12 +60,14 @@ test-deps-postgres:  ## install PostgreSQL from the distribution's packages if m
 # Team mode: one MLflow tracking server on PostgreSQL with proxied shared artifacts (see nbs/19_team.ipynb).
 # The database URI (it holds the password) comes from the environment, never from the command line:
 #   export MLFLOW_BACKEND_STORE_URI=postgresql://mlflow:PASSWORD@127.0.0.1:5432/mlflow
+#   export MLFLOW_AUTH_DATABASE_URI=postgresql://mlflow:PASSWORD@127.0.0.1:5432/mlflow_auth   # users and permissions (basic-auth)
+#   export MLFLOW_AUTH_ADMIN_PASSWORD=...                                                     # the admin's password, first start
 #   export MLFLOW_ARTIFACTS_DESTINATION=/srv/mlops/mlartifacts
 #   make team-server HOST=0.0.0.0 PORT=5000 ALLOWED_HOSTS=mlflow.internal:5000
 HOST ?= 127.0.0.1
 PORT ?= 5000
 ALLOWED_HOSTS ?=
-team-server: $(STAMP)  ## run the team's MLflow tracking server (PostgreSQL URI from env MLFLOW_BACKEND_STORE_URI, shared artifacts from env MLFLOW_ARTIFACTS_DESTINATION)
+team-server: $(STAMP)  ## run the team's MLflow tracking server with basic-auth users (PostgreSQL URIs from env MLFLOW_BACKEND_STORE_URI and MLFLOW_AUTH_DATABASE_URI, shared artifacts from env MLFLOW_ARTIFACTS_DESTINATION)
 	mlops-kit team server --host $(HOST) --port $(PORT) $(if $(ALLOWED_HOSTS),--allowed-hosts $(ALLOWED_HOSTS))
 
 bench: $(STAMP)  ## benchmark the kit's AutoML against Prophet/AutoETS/ExponentialSmoothing (adds requirements-bench.lock to .venv; needs make repro first)
@@ -75,9 +77,8 @@ bench: $(STAMP)  ## benchmark the kit's AutoML against Prophet/AutoETS/Exponenti
 lab: $(STAMP)  ## JupyterLab on 127.0.0.1
 	jupyter lab --ip 127.0.0.1 --no-browser
 
-serve: $(STAMP)  ## serve the champion over REST on 127.0.0.1:5001 (POST /invocations; needs make repro first; team mode: the server's champion)
-	OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 MLFLOW_TRACKING_URI=$$(python -c "from mlops_kit.config import load_params as l; from mlops_kit.tracking import tracking_uri as u; print(u(l('params.yaml').train.tracking_uri))") mlflow models serve --env-manager local -h 127.0.0.1 -p 5001 \
-	  $$(python -c "from mlops_kit.config import load_params as l; p = l('params.yaml'); print(f'-m models:/{p.register.model_name}@champion -w {p.serve.workers}')")
+serve: $(STAMP)  ## serve the champion over REST on 127.0.0.1:5001 (POST /invocations; needs make repro first; team mode: the server's champion); verified against the digest recorded at registration before it loads
+	mlops-kit serve --host 127.0.0.1 --port 5001
 
 ui: $(STAMP)  ## MLflow UI on 127.0.0.1:5000 over the embedded store
 	mlflow ui --host 127.0.0.1 --port 5000 --backend-store-uri sqlite:///mlflow.db

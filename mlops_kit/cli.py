@@ -13,7 +13,7 @@ from . import telemetry
 # %% auto #0
 __all__ = ['COMMANDS', 'sample', 'ingest', 'validate', 'windows', 'params', 'outputs', 'train', 'evaluate', 'fleet_summary',
            'runs', 'register', 'promote', 'rollback', 'audit', 'AuditError', 'score', 'RetrainError', 'monitor',
-           'retrain', 'maturity', 'team', 'TeamError', 'bench', 'report', 'ReportError', 'build_parser', 'main']
+           'retrain', 'maturity', 'team', 'bench', 'report', 'ReportError', 'serve', 'build_parser', 'main']
 
 # %% ../nbs/90_cli.ipynb #a20b8fa8
 def _say(stage: str, started: float, text: str):
@@ -176,20 +176,24 @@ def rollback(params='params.yaml', root='.', reason: str = 'rollback') -> dict:
     print(f"champion: {e['alias_from']} → {e['alias_to']} (audited: {p.register.audit_log} #{e['seq']})"); return e
 
 def audit(action: str = 'verify', params='params.yaml', root='.') -> bool:
-    "Audit log: `audit verify` checks the hash chain (exit 1 if tampered); `audit show` prints the entries."
-    from mlops_kit.register import verify_audit
-    from mlops_kit.tracking import repo_root
-    path = repo_root(root)/load_params(Path(root)/params).register.audit_log
+    "Audit log: `audit verify` checks the hash chain and reconciles it with the registry's anchor, aliases and versions (exit 0: intact; 1: tampered, or a registry change the log does not explain; 2: cannot check); `audit show` prints the entries."
+    import mlflow
+    from mlops_kit.register import RegisterError, _client, verify_audit
+    from mlops_kit.tracking import repo_root, tracking_uri
+    p = load_params(Path(root)/params); path = repo_root(root)/p.register.audit_log
     if action == 'show':
         for line in (path.read_text().splitlines() if path.exists() else []):
             e = json.loads(line); print(f"#{e['seq']} {e['ts']} {e['who']}: {e['action']} {e['model']} v{e['version']} {e['alias_from'] or ''} → {e['alias_to'] or ''} · {e['reason']}")
         return True
-    ok, msg = verify_audit(path); print(msg, file=sys.stdout if ok else sys.stderr)
+    uri = tracking_uri(p.train.tracking_uri, root)
+    try: ok, msg = verify_audit(path, _client(uri), [p.register.model_name])
+    except (mlflow.exceptions.MlflowException, OSError) as e: raise RegisterError(f"cannot reconcile {path} with the registry at {uri}: {str(e)[:300]}") from None
+    print(msg, file=sys.stdout if ok else sys.stderr)
     if not ok: raise AuditError(msg)
     return ok
 
 class AuditError(RuntimeError):
-    "The audit log's hash chain is broken."
+    "The audit log is tampered with, or the registry holds a change it does not explain (exit code 1)."
 
 def score(params='params.yaml', root='.', input: str = '', output: str = '', alias: str = 'champion') -> str:
     "Batch scoring: rows (monitor_id, ts, value) from a CSV/JSONL/Parquet file, scored by models:/<model>@<alias>, written to OUTPUT (.csv or .parquet)."
@@ -234,8 +238,8 @@ def retrain(params='params.yaml', root='.', force: bool = False, dry_run: bool =
     "Retrain trigger: if metrics/monitor.json says retrain (or --force), run the pipeline for the newest window (dvc exp run -S windows.as_of=...); the gate decides."
     import datetime as dt, subprocess
     from mlops_kit.config import parse_interval
-    from mlops_kit.register import audit
-    from mlops_kit.tracking import repo_root
+    from mlops_kit.register import _client, audit
+    from mlops_kit.tracking import repo_root, tracking_uri
     from mlops_kit.windows import latest_full_day, load_signals
     t, root = time.perf_counter(), Path(root); p = load_params(root/params); f = root/'metrics/monitor.json'
     if not f.exists(): raise RetrainError(f"{f}: missing; run the monitor stage first (`dvc repro monitor`)")
@@ -253,7 +257,7 @@ def retrain(params='params.yaml', root='.', force: bool = False, dry_run: bool =
     why = ('forced; ' if not v['retrain'] else '') + f"{v['reason']}; new window as_of {as_of} (was {v['as_of']})"
     print(f"retrain: {why}\n  $ {' '.join(cmd)}", flush=True)
     if dry_run: return {'retrained': False, 'dry_run': True, 'command': cmd, 'as_of': str(as_of), 'verdict': v}
-    audit(repo_root(root)/p.register.audit_log, 'retrain-trigger', p.register.model_name, None, reason=why)
+    audit(repo_root(root)/p.register.audit_log, 'retrain-trigger', p.register.model_name, None, reason=why, client=_client(tracking_uri(p.train.tracking_uri, root)))
     r = subprocess.run(cmd, cwd=root)
     if r.returncode: raise RetrainError(f"`{' '.join(cmd)}` failed (exit code {r.returncode}, output above); the champion changed only if the register stage ran")
     reg, now = json.loads((root/'metrics/register.json').read_text()), json.loads(f.read_text())
@@ -270,23 +274,30 @@ def maturity(params='params.yaml', root='.', path: str | None = None, as_json: b
     return card
 
 # %% ../nbs/90_cli.ipynb #b655a88e
-def team(action: str = 'status', params='params.yaml', root='.', backend_store_uri: str | None = None, artifacts_destination: str | None = None,
-         host: str = '127.0.0.1', port: int = 5000, server_workers: int = 1, allowed_hosts: str | None = None):
-    "Team mode: `team status` checks this clone's shared set-up; `team server` runs the MLflow tracking server on PostgreSQL with proxied shared artifacts."
+def team(action: str = 'status', params='params.yaml', root='.', name: str | None = None, role: str = 'engineer', backend_store_uri: str | None = None,
+         artifacts_destination: str | None = None, auth_db: str | None = None, host: str = '127.0.0.1', port: int = 5000, server_workers: int = 1,
+         allowed_hosts: str | None = None):
+    "Team mode: `team status` checks this clone's shared set-up; `team server` runs the authenticated MLflow tracking server on PostgreSQL with proxied shared artifacts; `team user NAME --role ROLE` adds a member (admin only)."
+    import getpass
     from mlops_kit import team as tm
     if action == 'server':
-        try: argv, env = tm.server_command(backend_store_uri or os.environ.get('MLFLOW_BACKEND_STORE_URI', ''),
-                                           artifacts_destination or os.environ.get('MLFLOW_ARTIFACTS_DESTINATION', ''), host, port, server_workers, allowed_hosts)
-        except ValueError as e: raise TeamError(str(e)) from None
-        print(f"mlflow server on {host}:{port} · backend {tm.redact(env['MLFLOW_BACKEND_STORE_URI'])} · artifacts {env['MLFLOW_ARTIFACTS_DESTINATION']} (proxied)\n"
-              f"clients: train.tracking_uri (or MLFLOW_TRACKING_URI) = http://<this host>:{port}", flush=True)
+        argv, env = tm.server_command(backend_store_uri or os.environ.get('MLFLOW_BACKEND_STORE_URI', ''), artifacts_destination or os.environ.get('MLFLOW_ARTIFACTS_DESTINATION', ''),
+                                      host, port, server_workers, allowed_hosts, auth_db)
+        print(f"mlflow server on {host}:{port} · backend {tm.redact(env['MLFLOW_BACKEND_STORE_URI'])} · artifacts {env['MLFLOW_ARTIFACTS_DESTINATION']} (proxied) · basic-auth users\n"
+              f"clients: train.tracking_uri (or MLFLOW_TRACKING_URI) = http://<this host>:{port}, MLFLOW_TRACKING_USERNAME / MLFLOW_TRACKING_PASSWORD", flush=True)
         os.execve(argv[0], argv, {**os.environ, **env})   # becomes the server: Ctrl-C, systemd and docker signal it directly
-    st = tm.team_status(load_params(Path(root)/params), root)
+    p = load_params(Path(root)/params)
+    if action == 'user':
+        from mlops_kit.tracking import tracking_uri
+        uri = tracking_uri(p.train.tracking_uri, root)
+        if not name: raise tm.TeamError("team user needs a NAME, e.g. `mlops-kit team user alice --role releaser`")
+        if tm.tracking_mode(uri) != 'server': raise tm.TeamError(f"team user sets up users on the team's tracking server; {tm.redact(uri)} is not one (set train.tracking_uri or MLFLOW_TRACKING_URI)")
+        pw = os.environ.get('MLOPS_KIT_USER_PASSWORD') or (getpass.getpass(f'password for {name}: ') if sys.stdin.isatty() else '')
+        r = tm.add_user(uri, name, role, pw, p.train.experiment, p.register.model_name)
+        print(f"user {name}: role {role} · {r['experiment']} on experiment {p.train.experiment!r} · {r['registered_model']} on registered model {p.register.model_name!r}"); return r
+    st = tm.team_status(p, root)
     for r in st.itertuples(): print(f"{'ok ' if r.ok else '-- '} {r.check:<11} {r.value}" + (f"\n{'':16}→ {r.advice}" if r.advice else ''))
     return st
-
-class TeamError(ValueError):
-    "Team mode is misconfigured (no backend store / artifact destination for the server)."
 
 # %% ../nbs/90_cli.ipynb #10f03094
 def bench(what: str = 'models', params='params.yaml', root='.', monitors: int | list[int] | None = None, peers: str | None = None,
@@ -320,7 +331,12 @@ def report(params='params.yaml', root='.', output: str = '') -> dict:
 class ReportError(RuntimeError):
     "A dashboard section could not be built from data that exists (the page and stderr say why)."
 
-COMMANDS = {f.__name__: f for f in (sample, ingest, validate, windows, train, evaluate, register, monitor, retrain, promote, rollback, audit, score, params, outputs, runs, bench, maturity, report, team)}
+def serve(params='params.yaml', root='.', host: str = '127.0.0.1', port: int = 5001):
+    "Serve the champion over REST (POST /invocations): verified against the digest recorded at registration first; requests bounded by serve.max_rows and serve.max_span_days."
+    from mlops_kit.serve import serve_champion
+    serve_champion(root, load_params(Path(root)/params), host, port)
+
+COMMANDS = {f.__name__: f for f in (sample, ingest, validate, windows, train, evaluate, register, monitor, retrain, promote, rollback, audit, score, params, outputs, runs, bench, maturity, report, team, serve)}
 
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog='mlops-kit', description='mlops_kit: level-1 MLOps for monitoring signals. '
@@ -359,7 +375,11 @@ def build_parser() -> argparse.ArgumentParser:
             sp.add_argument('--force', action='store_true', help='retrain even if the monitor verdict does not call for it')
             sp.add_argument('--dry-run', action='store_true', help='print the verdict and the command, run nothing')
         if name == 'team':
-            sp.add_argument('action', choices=['status', 'server'], help='status: check this clone against the team set-up; server: run the MLflow tracking server')
+            sp.add_argument('action', choices=['status', 'server', 'user'], help='status: check this clone against the team set-up; server: run the MLflow tracking server; user: add a member (admin)')
+            sp.add_argument('name', nargs='?', default=None, help='user: the member\'s user name (password from $MLOPS_KIT_USER_PASSWORD or a prompt)')
+            sp.add_argument('--role', default='engineer', choices=['viewer', 'engineer', 'releaser', 'admin'],
+                            help='user: viewer reads; engineer runs the pipeline; releaser also registers versions and moves champion; admin manages users (default: %(default)s)')
+            sp.add_argument('--auth-db', default=None, help='server: the user database, e.g. postgresql://USER:PASSWORD@HOST:PORT/mlflow_auth (default: $MLFLOW_AUTH_DATABASE_URI)')
             sp.add_argument('--backend-store-uri', default=None, help='server: postgresql://USER:PASSWORD@HOST:PORT/DB (default: $MLFLOW_BACKEND_STORE_URI)')
             sp.add_argument('--artifacts-destination', default=None, help='server: shared artifact folder or s3://... (default: $MLFLOW_ARTIFACTS_DESTINATION)')
             sp.add_argument('--host', default='127.0.0.1', help='server: interface to bind (0.0.0.0 for the team; default: %(default)s)')
@@ -372,7 +392,10 @@ def build_parser() -> argparse.ArgumentParser:
             sp.add_argument('path', nargs='?', default=None, help='repository to rate (default: the one around --root)')
             sp.add_argument('--json', dest='as_json', action='store_true', help='print JSON instead of the table')
         if name == 'audit':
-            sp.add_argument('action', choices=['verify', 'show'], help='verify the hash chain, or show the entries')
+            sp.add_argument('action', choices=['verify', 'show'], help='verify: the hash chain and the registry (exit 0 intact, 1 tampered or unexplained, 2 cannot check); show: the entries')
+        if name == 'serve':
+            sp.add_argument('--host', default='127.0.0.1', help='interface to bind (default: %(default)s)')
+            sp.add_argument('--port', type=int, default=5001, help='port (default: %(default)s)')
     return ap
 
 # %% ../nbs/90_cli.ipynb #66f80383
@@ -385,17 +408,21 @@ def _user_errors() -> tuple[type, ...]:
     from mlops_kit.register import RegisterError
     from mlops_kit.tracking import ScoreInputError
     from mlops_kit.engine import EngineError
-    return (ParamsError, FileNotFoundError, IngestError, ValidateError, WindowsError, StageError, RegisterError, AuditError, ScoreInputError, RetrainError, ReportError, TeamError, EngineError)
+    from mlops_kit.fleet import BundleIntegrityError, RequestError
+    from mlops_kit.tracking import ModelIntegrityError
+    from mlops_kit.team import TeamError
+    return (ParamsError, FileNotFoundError, IngestError, ValidateError, WindowsError, StageError, RegisterError, AuditError, ScoreInputError, RetrainError, ReportError,
+            TeamError, EngineError, BundleIntegrityError, ModelIntegrityError, RequestError)
 
 def main(argv=None) -> int:
     "Console entry point: `mlops-kit COMMAND`."
     a = build_parser().parse_args(argv)
     extra = {k: getattr(a, k) for k in ('what', 'corpora', 'project', 'no_mlflow', 'monitors', 'peers', 'rates', 'duration', 'action', 'run_ids', 'n', 'version', 'reason', 'input', 'output', 'alias',
                                         'force', 'dry_run', 'path', 'as_json', 'backend_store_uri', 'artifacts_destination', 'host', 'port', 'server_workers',
-                                        'allowed_hosts') if hasattr(a, k)}
+                                        'allowed_hosts', 'name', 'role', 'auth_db') if hasattr(a, k)}
     try: COMMANDS[a.command](params=a.params, root=a.root, **extra)
     except _user_errors() as e:
         if a.traceback or os.environ.get('MLOPS_KIT_TRACEBACK'): raise
         print(f"mlops-kit {a.command}: error: {e}", file=sys.stderr)
-        return 2
+        return 1 if isinstance(e, AuditError) else 2                       # `audit verify`: 1 = tampered (its --help says so), 2 = could not check
     return 0

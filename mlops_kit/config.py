@@ -4,7 +4,7 @@
 
 # %% ../nbs/00_config.ipynb #52b65536
 from __future__ import annotations
-import re, warnings
+import ast, re, warnings
 from datetime import date
 from pathlib import Path
 from typing import Literal, Optional
@@ -12,10 +12,12 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import pandas as pd
 import yaml
+from .guard import clip
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 # %% auto #0
-__all__ = ['Agg', 'DRIFT_KINDS', 'SCHEDULER_RE', 'parse_interval', 'LevelShift', 'SampleParams', 'SourceSpec', 'MonitorSpec',
+__all__ = ['FILTER_MAX_CHARS', 'FILTER_GRAMMAR', 'Agg', 'DRIFT_KINDS', 'SCHEDULER_RE', 'MAX_PARAMS_BYTES', 'parse_interval',
+           'LevelShift', 'SampleParams', 'SourceSpec', 'FilterError', 'parse_filter', 'filter_columns', 'MonitorSpec',
            'IngestParams', 'ValidateParams', 'WindowsParams', 'TrainParams', 'EvaluateParams', 'GateParams',
            'RegisterParams', 'ServeParams', 'MonitorParams', 'ReportParams', 'check_scheduler', 'EngineParams',
            'Params', 'ParamsError', 'load_params']
@@ -65,6 +67,71 @@ class SourceSpec(_Section):
         except (ZoneInfoNotFoundError, ValueError): raise ValueError(f"unknown IANA time zone {v!r}; use e.g. 'UTC', 'Europe/Berlin'") from None
         return v
 
+# %% ../nbs/00_config.ipynb #8e5c78d6
+FILTER_MAX_CHARS = 500
+FILTER_GRAMMAR = ("allowed: column == != < <= > >= value, column in [values], column not in [values], joined by and / or / not "
+                  "and parentheses; values are numbers or quoted strings")
+_OPS = {ast.Eq: '==', ast.NotEq: '!=', ast.Lt: '<', ast.LtE: '<=', ast.Gt: '>', ast.GtE: '>=', ast.In: 'in', ast.NotIn: 'not in'}
+_KINDS = {ast.Call: 'a function call', ast.Attribute: 'attribute access', ast.Subscript: 'indexing', ast.BinOp: 'arithmetic',
+          ast.Lambda: 'a lambda', ast.NamedExpr: 'an assignment', ast.IfExp: 'an if-expression', ast.JoinedStr: 'an f-string',
+          ast.Starred: 'unpacking', ast.Dict: 'a dict', ast.Set: 'a set'}
+
+class FilterError(ValueError):
+    "A monitor filter outside the grammar; `.detail` is the message without the filter itself."
+    def __init__(self, text, pos: int | None, what: str):
+        at = f" at position {pos} ({text[pos - 1:pos + 19]!r})" if pos else ''
+        self.detail = f"not allowed{at}: {what}; {FILTER_GRAMMAR}"
+        super().__init__(f"filter {clip(text)}: {self.detail}")
+
+# %% ../nbs/00_config.ipynb #b60645a4
+def _pos(text: str, n: ast.AST, shift: int) -> int:
+    return len(text.strip().encode()[:n.col_offset].decode('utf-8', 'ignore')) + shift + 1
+
+def _literal(n: ast.AST) -> bool:
+    "A number or string constant, or a signed number (True, False and None are not values here)."
+    if isinstance(n, ast.UnaryOp) and isinstance(n.op, (ast.USub, ast.UAdd)): n, kinds = n.operand, (int, float)
+    else: kinds = (int, float, str)
+    return isinstance(n, ast.Constant) and type(n.value) in kinds
+
+def _check(n: ast.AST, text: str, shift: int):
+    "Raise FilterError at the first node outside the grammar."
+    bad = lambda node, what: FilterError(text, _pos(text, node, shift), what)
+    if isinstance(n, ast.BoolOp): [_check(v, text, shift) for v in n.values]
+    elif isinstance(n, ast.UnaryOp) and isinstance(n.op, ast.Not): _check(n.operand, text, shift)
+    elif isinstance(n, ast.Compare):
+        sides = [n.left, *n.comparators]
+        for op, a, b in zip(n.ops, sides, sides[1:]):
+            if type(op) not in _OPS: raise bad(a, f'operator {type(op).__name__.lower()!r}')
+            if isinstance(op, (ast.In, ast.NotIn)):
+                if not isinstance(a, ast.Name): raise bad(a, f"'{_OPS[type(op)]}' needs a column on its left")
+                if not (isinstance(b, (ast.List, ast.Tuple)) and b.elts and all(map(_literal, b.elts))):
+                    raise bad(b, f"'{_OPS[type(op)]}' needs a list of values on its right, e.g. [500, 503]")
+                continue
+            for s in (a, b):
+                if not (isinstance(s, ast.Name) or _literal(s)): raise bad(s, _KINDS.get(type(s), f'a {type(s).__name__} expression'))
+            if not (isinstance(a, ast.Name) or isinstance(b, ast.Name)): raise bad(a, 'a comparison without a column')
+    elif isinstance(n, ast.Name): raise bad(n, f'a bare column {n.id!r} (compare it with a value, e.g. {n.id} == 1)')
+    elif _literal(n): raise bad(n, 'a value on its own (a filter compares a column with a value)')
+    else: raise bad(n, _KINDS.get(type(n), f'a {type(n).__name__} expression'))
+
+# %% ../nbs/00_config.ipynb #630af44b
+def parse_filter(text: str) -> ast.Expression:
+    "The checked syntax tree of a monitor filter; FilterError names the filter, the position and what is allowed."
+    if not isinstance(text, str) or not text.strip(): raise FilterError(str(text), None, 'an empty filter (leave `filter` out to count every row)')
+    if len(text) > FILTER_MAX_CHARS: raise FilterError(text, None, f'{len(text):,} characters, at most {FILTER_MAX_CHARS}')
+    if m := re.search(r'[\x00-\x1f\x7f]', text): raise FilterError(text, m.start() + 1, 'a line break or control character')
+    shift = len(text) - len(text.lstrip())
+    try: tree = ast.parse(text.strip(), mode='eval')
+    except SyntaxError as e:
+        raise FilterError(text, min(e.offset or len(text.strip()), len(text.strip())) + shift, f'not a valid expression ({e.msg})') from None
+    except (RecursionError, MemoryError): raise FilterError(text, None, 'nested too deeply') from None
+    _check(tree.body, text, shift)
+    return tree
+
+def filter_columns(text: str | None) -> set[str]:
+    "Column names a monitor filter reads, e.g. {'status', 'region'} for `status >= 500 and region == 'eu'`."
+    return {n.id for n in ast.walk(parse_filter(text)) if isinstance(n, ast.Name)} if text else set()
+
 # %% ../nbs/00_config.ipynb #9c2bf7d8
 Agg = Literal['count', 'sum', 'mean', 'min', 'max', 'p50', 'p90', 'p95', 'p99']
 
@@ -84,6 +151,14 @@ class MonitorSpec(_Section):
     @field_validator('interval')
     @classmethod
     def _interval(cls, v): parse_interval(v); return v
+
+    @field_validator('filter')
+    @classmethod
+    def _filter(cls, v):
+        if v is not None:
+            try: parse_filter(v)
+            except FilterError as e: raise ValueError(e.detail) from None
+        return v
 
     @model_validator(mode='after')
     def _value_needed(self):
@@ -113,8 +188,7 @@ class IngestParams(_Section):
 
 def _pii_used(m: MonitorSpec, pii: list[str]) -> list[str]:
     "PII columns a monitor reads, filters on or groups by."
-    words = set(re.findall(r'[A-Za-z_][A-Za-z0-9_]*', m.filter or '')) | {m.value, m.group_by}
-    return sorted(set(pii) & words)
+    return sorted(set(pii) & (filter_columns(m.filter) | {m.value, m.group_by}))
 
 # %% ../nbs/00_config.ipynb #21d5ff09
 class ValidateParams(_Section):
@@ -192,6 +266,8 @@ class ServeParams(_Section):
     request_format: Literal['inputs', 'dataframe_split', 'dataframe_records'] = 'inputs'   # the JSON format the load test sends (MLflow serves all three)
     slo_p99_ms: float = Field(20.0, gt=0)
     slo_max_error_rate: float = Field(0.001, ge=0, le=1)
+    max_rows: int = Field(100_000, ge=1)                           # a request with more rows is refused (HTTP 400)
+    max_span_days: float = Field(31.0, gt=0)                       # ... and one whose rows of one monitor span more days (the scoring grid covers the span)
 
     @field_validator('rates')
     @classmethod
@@ -300,22 +376,36 @@ def _allowed(model: type[BaseModel], loc: tuple) -> list[str]:
 
 def _describe(e: dict, raw: dict) -> str:
     "One line per pydantic error: key = value: problem."
-    key = _key(e['loc'], raw)
-    if e['type'] == 'extra_forbidden': return f"{key} = {e['input']!r}: unknown key; allowed here: {', '.join(_allowed(Params, e['loc']))}"
+    key = _key(e['loc'], raw)[:200]
+    if e['type'] == 'extra_forbidden': return f"{key} = {clip(e['input'])}: unknown key; allowed here: {', '.join(_allowed(Params, e['loc']))}"
     if e['type'] == 'missing': return f"{key}: required key is missing"
-    msg = e['msg'].removeprefix('Value error, ')
+    msg = e['msg'].removeprefix('Value error, ')[:1000]
     if isinstance(e['input'], dict): return f"{key}: {msg}"  # a cross-field check: the value is the whole section
-    return f"{key} = {e['input']!r}: {msg}"
+    return f"{key} = {clip(e['input'])}: {msg}"
 
 # %% ../nbs/00_config.ipynb #e1ff55fd
+MAX_PARAMS_BYTES = 256 * 1024
+
+class _NoAliasLoader(yaml.SafeLoader):
+    "PyYAML's safe loader, refusing anchors and aliases before anything is expanded."
+    def compose_node(self, parent, index):
+        ev = self.peek_event()
+        if isinstance(ev, yaml.AliasEvent) or getattr(ev, 'anchor', None):
+            raise yaml.composer.ComposerError(None, None, "YAML anchors and aliases (&name / *name) are not allowed in params.yaml; write the values out", ev.start_mark)
+        return super().compose_node(parent, index)
+
 def load_params(path='params.yaml') -> Params:
     "Read and validate params.yaml; raise ParamsError naming each bad key, its value and what is allowed."
     path = Path(path)
     if not path.exists(): raise ParamsError(f"{path}: not found (run from the project root or pass --params)")
-    try: raw = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as e: raise ParamsError(f"{path}: not valid YAML: {e}") from None
+    if not path.is_file(): raise ParamsError(f"{path}: not a regular file")
+    if (size := path.stat().st_size) > MAX_PARAMS_BYTES: raise ParamsError(f"{path}: {size:,} bytes; params.yaml may be at most {MAX_PARAMS_BYTES:,}")
+    try: raw = yaml.load(path.read_text(), Loader=_NoAliasLoader) or {}
+    except yaml.YAMLError as e: raise ParamsError(f"{path}: not valid YAML: {str(e)[:1000]}") from None
+    except RecursionError: raise ParamsError(f"{path}: not valid YAML: nested too deeply") from None
     if not isinstance(raw, dict): raise ParamsError(f"{path}: must be a mapping of sections, got {type(raw).__name__}")
     try: return Params.model_validate(raw)
     except ValidationError as ve:
         lines = [_describe(e, raw) for e in ve.errors()]
-        raise ParamsError(f"{path}: {len(lines)} invalid setting(s):\n  - " + '\n  - '.join(lines)) from None
+        more = f"\n  … and {len(lines) - 20} more" if len(lines) > 20 else ''
+        raise ParamsError(f"{path}: {len(lines)} invalid setting(s):\n  - " + '\n  - '.join(lines[:20]) + more) from None

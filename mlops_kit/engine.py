@@ -4,7 +4,7 @@
 
 # %% ../nbs/15_engine.ipynb #cfaa9231
 from __future__ import annotations
-import os, traceback, uuid
+import os, threading, time, traceback, uuid
 
 from sklearn.utils.parallel import Parallel, delayed
 
@@ -47,6 +47,19 @@ def _run(fn, k, v, kw):
     try: return k, fn(v, **kw), None
     except Exception as e: return k, None, (f'{type(e).__name__}: {e}', traceback.format_exc())
 
+# %% ../nbs/15_engine.ipynb #85a15a74
+_watched = False
+
+def _die_with_parent(parent: int, interval: float = 0.5):
+    "In a local worker (a direct child of the stage process `parent`): start, once, a thread that ends this process as soon as `parent` is gone."
+    global _watched
+    if _watched or os.getppid() != parent: return                 # not a direct child (the stage itself, a Dask worker): nothing to watch
+    _watched = True
+    def watch():
+        while os.getppid() == parent: time.sleep(interval)
+        os._exit(70)                                             # re-parented: the stage was killed and nobody will read this worker's result
+    threading.Thread(target=watch, name='mlops-kit-orphan-watch', daemon=True).start()
+
 # %% ../nbs/15_engine.ipynb #437ef12b
 def _dask_results(fn, items: dict, kw: dict, scheduler, source: str, desc: str):
     "Yield `_run` triples from a Dask cluster as tasks finish."
@@ -74,7 +87,7 @@ def parallel_map(fn, items: dict, workers: int = 2, desc: str = 'monitors', prog
     n = (os.cpu_count() or 1) if workers == 0 else workers
     if addr is not None and keys: gen, label = _dask_results(fn, items, kw, addr, source, desc), f'{desc} [dask]'
     elif n <= 1 or len(keys) <= 1: gen, label = (_run(fn, k, items[k], kw) for k in keys), desc
-    else: gen, label = Parallel(n_jobs=min(n, len(keys)), return_as='generator_unordered')(delayed(_run)(fn, k, items[k], kw) for k in keys), desc
+    else: gen, label = Parallel(n_jobs=min(n, len(keys)), return_as='generator_unordered', initializer=_die_with_parent, initargs=(os.getpid(),))(delayed(_run)(fn, k, items[k], kw) for k in keys), desc
     got = {}
     try:
         for k, r, err in tqdm(gen, total=len(keys), desc=label, disable=not progress, mininterval=2):

@@ -4,7 +4,7 @@
 
 # %% ../nbs/10_fleet.ipynb #eb92c5a8
 from __future__ import annotations
-import os, pickle
+import hashlib, os, pickle
 from dataclasses import replace
 from pathlib import Path
 
@@ -17,7 +17,7 @@ from .evaluate import evaluate_monitor, holdout_incidents
 from .models import to_grid
 
 # %% auto #0
-__all__ = ['split_monitors', 'tune_fleet', 'replay_fleet', 'FleetBundle']
+__all__ = ['split_monitors', 'tune_fleet', 'replay_fleet', 'RequestError', 'BundleIntegrityError', 'FleetBundle']
 
 # %% ../nbs/10_fleet.ipynb #d10ab809
 def split_monitors(long: pd.DataFrame, what: str = 'rows') -> dict[str, pd.Series]:
@@ -77,6 +77,26 @@ def _score_rows(t: Tuned, ns: np.ndarray, v: np.ndarray, mid: str = '') -> tuple
     alert, _ = t.policy.flags(sc['unusual'], np.nan_to_num(sc['score'], nan=0.0), step if n > 1 else pd.Timedelta('5min'))   # as decide() on that grid
     return tuple(sc[c][j] for c in COLUMNS[:5]) + (alert[j],)      # off-grid timestamps share their slot's result
 
+class RequestError(ValueError):
+    "Rows sent to be scored that cannot be: the message says which column, row or monitor, and what is allowed."
+
+def _request_arrays(rows: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    "(epoch ns, values) of a request; RequestError for a missing or unreadable timestamp or a value that is not a finite number (null = no data)."
+    ts = rows.ts
+    if (miss := np.flatnonzero(pd.isna(ts).to_numpy())).size:
+        raise RequestError(f"request: ts is null in {miss.size} row(s), first at index {miss[0]}; every row needs a timestamp")
+    try: ns = ts.to_numpy().view('i8') if ts.dtype == 'datetime64[ns]' else pd.DatetimeIndex(pd.to_datetime(ts, utc=True)).as_unit('ns').asi8   # naive ns (what MLflow's schema gives): as is
+    except (ValueError, TypeError, OverflowError): raise RequestError("request: ts holds values that are not timestamps; send ISO 8601, e.g. 2026-10-01T12:00:00") from None
+    try: v = rows.value.to_numpy(float)
+    except (ValueError, TypeError): raise RequestError("request: value holds values that are not numbers; send a number, or null for no data") from None
+    if (inf := np.flatnonzero(np.isinf(v))).size:
+        raise RequestError(f"request: value is not finite (Infinity) in {inf.size} row(s), first at index {inf[0]}; send a number, or null for no data")
+    return ns, v
+
+# %% ../nbs/10_fleet.ipynb #3332ee5c
+class BundleIntegrityError(ValueError):
+    "A bundle's bytes do not match the digest the pipeline recorded (or none was recorded): it is not unpickled."
+
 class FleetBundle:
     "Every monitor's tuned detector + alert policy; `predict(rows)` adds expected, lower, upper, score, unusual, alert."
     def __init__(self, tuned: dict[str, Tuned], meta: dict | None = None):
@@ -86,18 +106,20 @@ class FleetBundle:
     @property
     def monitors(self) -> list[str]: return sorted(self.tuned)
 
-    def columns(self, rows: pd.DataFrame) -> dict[str, np.ndarray]:
-        "The six detection columns for rows (monitor_id, ts, value), as arrays in row order: what `predict` adds. Naive `ts` means UTC."
-        if missing := {'monitor_id', 'ts', 'value'} - set(rows.columns): raise ValueError(f"request: missing column(s) {sorted(missing)}; expected monitor_id, ts, value")
+    def columns(self, rows: pd.DataFrame, max_rows: int | None = None, max_span: pd.Timedelta | None = None) -> dict[str, np.ndarray]:
+        "The six detection columns for rows (monitor_id, ts, value), as arrays in row order: what `predict` adds. Naive `ts` means UTC. `max_rows` / `max_span` (per monitor) bound one request's work."
+        if missing := {'monitor_id', 'ts', 'value'} - set(rows.columns): raise RequestError(f"request: missing column(s) {sorted(missing)}; expected monitor_id, ts, value")
+        if max_rows is not None and len(rows) > max_rows: raise RequestError(f"request: {len(rows):,} rows; at most {max_rows:,} per request (send several)")
         codes, mids = pd.factorize(rows.monitor_id.astype(str).to_numpy())
         if unknown := sorted(set(mids) - set(self.tuned)):
-            raise ValueError(f"unknown monitor(s) {unknown[:5]}{' …' if len(unknown) > 5 else ''}: this bundle serves {len(self.tuned)} monitors, e.g. {self.monitors[:3]}")
-        ts = rows.ts
-        ns = ts.to_numpy().view('i8') if ts.dtype == 'datetime64[ns]' else pd.DatetimeIndex(pd.to_datetime(ts, utc=True)).as_unit('ns').asi8   # naive ns (what MLflow's schema gives): as is
-        v = rows.value.to_numpy(float)
+            raise RequestError(f"unknown monitor(s) {[u[:80] + ('…' if len(u) > 80 else '') for u in unknown[:5]]}{' …' if len(unknown) > 5 else ''}: this bundle serves {len(self.tuned)} monitors, e.g. {self.monitors[:3]}")
+        ns, v = _request_arrays(rows)
         out = {c: np.full(len(rows), np.nan) for c in COLUMNS[:4]} | {c: np.zeros(len(rows), bool) for c in COLUMNS[4:]}
         for i, mid in enumerate(mids):
             p = np.flatnonzero(codes == i)
+            if max_span is not None and (span := pd.Timedelta(int(ns[p].max() - ns[p].min()))) > max_span:
+                raise RequestError(f"request: monitor {mid!r} spans {span.days:,} days ({pd.Timestamp(ns[p].min())} to {pd.Timestamp(ns[p].max())}); "
+                                   f"at most {max_span.days:g} days of one monitor per request (the grid it is scored on covers the whole span)")
             for c, col in zip(COLUMNS, _score_rows(self.tuned[mid], ns[p], v[p], mid)): out[c][p] = col
         return out
 
@@ -112,15 +134,20 @@ class FleetBundle:
                              for k, t in sorted(self.tuned.items())])
 
     def save(self, path) -> Path:
-        "Pickle to `path` (written to a temp file first, then renamed: never half-written)."
+        "Pickle to `path` (written to a temp file first, then renamed: never half-written). Record `guard.sha256_file(path)`: `load` needs it."
         path = Path(path); path.parent.mkdir(parents=True, exist_ok=True); tmp = path.with_suffix('.tmp')
         with open(tmp, 'wb') as f: pickle.dump(self, f, protocol=5)
         os.replace(tmp, path); return path
 
     @staticmethod
-    def load(path) -> 'FleetBundle':
-        with open(path, 'rb') as f: b = pickle.load(f)
-        if not isinstance(b, FleetBundle): raise ValueError(f"{path}: not a FleetBundle (got {type(b).__name__})")
+    def load(path, sha256: str | None) -> 'FleetBundle':
+        "Unpickle the bundle at `path` only if its bytes have the SHA-256 the pipeline recorded; BundleIntegrityError (nothing deserialised) if not."
+        if not sha256: raise BundleIntegrityError(f"{path}: no recorded SHA-256 to check it against; a bundle is unpickled only after its digest is verified")
+        data = Path(path).read_bytes()                  # the bytes that are checked are the bytes that are unpickled
+        if (got := hashlib.sha256(data).hexdigest()) != sha256:
+            raise BundleIntegrityError(f"{path}: SHA-256 {got[:16]}… is not the recorded {sha256[:16]}…: the file changed after the pipeline wrote it; nothing was loaded")
+        b = pickle.loads(data)
+        if not isinstance(b, FleetBundle): raise BundleIntegrityError(f"{path}: not a FleetBundle (got {type(b).__name__})")
         return b
 
     def __repr__(self): return f"FleetBundle({len(self.tuned)} monitors, paths {self.table().path.value_counts().to_dict() if self.tuned else {}})"

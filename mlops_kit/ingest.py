@@ -4,7 +4,7 @@
 
 # %% ../nbs/02_ingest.ipynb #3c8af219
 from __future__ import annotations
-import ast, csv, json, os, re
+import ast, csv, functools, json, operator, os, re, stat
 from pathlib import Path
 
 import numpy as np
@@ -13,11 +13,12 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from .config import IngestParams, MonitorSpec, SourceSpec, parse_interval
+from .config import IngestParams, MonitorSpec, SourceSpec, filter_columns, parse_filter, parse_interval
+from .guard import clip
 
 # %% auto #0
-__all__ = ['QUARANTINE_COLUMNS', 'READERS', 'IngestError', 'filter_columns', 'needed_columns', 'read_source', 'parse_ts',
-           'column_roles', 'clean_rows', 'monitor_ids', 'aggregate', 'ingest_source', 'run_ingest']
+__all__ = ['QUARANTINE_COLUMNS', 'READERS', 'IngestError', 'needed_columns', 'open_source', 'read_source', 'parse_ts',
+           'column_roles', 'eval_filter', 'clean_rows', 'monitor_ids', 'aggregate', 'ingest_source', 'run_ingest']
 
 # %% ../nbs/02_ingest.ipynb #73fc0e3b
 class IngestError(ValueError):
@@ -26,15 +27,6 @@ class IngestError(ValueError):
 QUARANTINE_COLUMNS = ['source', 'file', 'row', 'column', 'value', 'reason']
 
 # %% ../nbs/02_ingest.ipynb #cb7f2b1f
-_NOT_COLUMNS = {'and', 'or', 'not', 'in', 'True', 'False', 'None'}
-
-def filter_columns(expr: str | None) -> set[str]:
-    "Column names used by a monitor filter such as `status >= 500 and region == 'eu'`."
-    if not expr: return set()
-    try: tree = ast.parse(expr, mode='eval')
-    except SyntaxError as e: raise IngestError(f"filter {expr!r} is not a valid expression: {e.msg}") from None
-    return {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)} - _NOT_COLUMNS
-
 def needed_columns(monitors: list[MonitorSpec]) -> dict[str, set[str]]:
     "Column -> names of the monitors that need it (value, group_by, filter)."
     need: dict[str, set[str]] = {}
@@ -42,39 +34,89 @@ def needed_columns(monitors: list[MonitorSpec]) -> dict[str, set[str]]:
         for c in filter_columns(m.filter) | {m.value, m.group_by} - {None}: need.setdefault(c, set()).add(m.name)
     return need
 
+# %% ../nbs/02_ingest.ipynb #8d46b0a7
+def open_source(path, raw_dir=None, source: str = ''):
+    "Binary file object of raw `path` if it resolves to a regular file inside `raw_dir` (default: its own folder); else IngestError naming the source."
+    path = Path(path); who = f"raw file of source {source!r}" if source else 'raw file'
+    root = Path(raw_dir if raw_dir is not None else path.parent).resolve()
+    try: real = path.resolve(strict=True)
+    except FileNotFoundError: raise IngestError(f"{path}: {who} not found (ingest.raw_dir + sources[].path)") from None
+    except (OSError, RuntimeError) as e: raise IngestError(f"{path}: {who} cannot be resolved ({type(e).__name__}, e.g. a symbolic link loop)") from None
+    if not real.is_relative_to(root):
+        how = 'a symbolic link to' if any(p.is_symlink() for p in [path, *path.parents]) else 'a path to'
+        raise IngestError(f"{path}: {who} is {how} {real}, outside the raw folder {root}; sources must be regular files inside ingest.raw_dir")
+    try: fd = os.open(real, os.O_RDONLY | getattr(os, 'O_NOFOLLOW', 0) | getattr(os, 'O_NONBLOCK', 0))
+    except OSError as e: raise IngestError(f"{path}: {who} cannot be opened ({e.strerror})") from None
+    kind = os.fstat(fd).st_mode
+    if not stat.S_ISREG(kind):
+        os.close(fd)
+        raise IngestError(f"{path}: {who} is {'a directory' if stat.S_ISDIR(kind) else 'not a regular file (a device, socket or pipe)'}; point sources[].path at a file")
+    return os.fdopen(fd, 'rb')
+
 # %% ../nbs/02_ingest.ipynb #e5284e9c
-def _qrows(source: str, file: str, rows, column: str, values, reason: str) -> pd.DataFrame:
+def _qrows(source: str, file: str, rows, column: str, values, reason) -> pd.DataFrame:
     "Quarantine records; values that look like an e-mail or IP address are redacted, so PII cannot leak through them."
     v = pd.Series(values, dtype=object).astype(str).str.slice(0, 60)
     v = v.mask(v.str.contains(r'@|\b\d{1,3}(?:\.\d{1,3}){3}\b', regex=True), '<redacted>')
     return pd.DataFrame({'source': source, 'file': file, 'row': np.asarray(rows, dtype='int64'), 'column': column, 'value': v.to_numpy(), 'reason': reason})
 
-def _read_csv(path: Path, cols: list[str], src: str) -> tuple[pd.DataFrame, pd.DataFrame, int]:
-    "CSV -> (rows with _row line numbers, malformed-line quarantine, rows_in)."
+def _arrow_csv(data: bytes, cols: list[str], path: Path) -> tuple[pd.DataFrame, list[tuple[int, str]]]:
+    "pyarrow's parse of CSV bytes: (the needed columns as text, [(line, why)] for records with the wrong number of fields)."
     bad = []
     def on_bad(row):
-        bad.append((row.number, f'{row.actual_columns} fields, expected {row.expected_columns}')); return 'skip'
+        bad.append((row.number, f'malformed line: {row.actual_columns} fields, expected {row.expected_columns}')); return 'skip'
     try:
-        t = pacsv.read_csv(path, read_options=pacsv.ReadOptions(use_threads=False),
+        t = pacsv.read_csv(pa.py_buffer(data), read_options=pacsv.ReadOptions(use_threads=False),
                            parse_options=pacsv.ParseOptions(invalid_row_handler=on_bad, ignore_empty_lines=False),
                            convert_options=pacsv.ConvertOptions(include_columns=cols, column_types={c: pa.string() for c in cols}, strings_can_be_null=True))
-    except pa.ArrowInvalid as e: raise IngestError(f"{path}: cannot read as CSV: {e}") from None
-    df = t.to_pandas()
-    bad_lines = np.array([b[0] for b in bad], dtype='int64')
-    df['_row'] = np.setdiff1d(np.arange(2, len(df) + len(bad) + 2), bad_lines)  # physical lines of the good records
-    q = pd.concat([_qrows(src, path.name, [n], '', [''], f'malformed line: {why}') for n, why in bad]) if bad else None
-    return df, q, len(df) + len(bad)
+    except (pa.ArrowInvalid, pa.ArrowKeyError) as e: raise IngestError(f"{path}: cannot read as CSV: {str(e)[:200]}") from None
+    return t.to_pandas(), bad
+
+def _read_csv(path: Path, cols: list[str], src: str, raw_dir=None) -> tuple[pd.DataFrame, pd.DataFrame | None, int]:
+    "CSV -> (rows with _row line numbers, quarantine, rows_in = the file's data lines, counted from its bytes)."
+    with open_source(path, raw_dir, src) as f: data = f.read()
+    n = data.count(b'\n') + (not data.endswith(b'\n')) - 1 if data else 0     # physical lines, minus the header
+    if data.count(b'\r') == data.count(b'\r\n'):                               # no lone CR: pyarrow splits lines as this count does
+        df, bad = _arrow_csv(data, cols, path)
+        if len(df) + len(bad) == n:                                              # one line per record: nothing swallowed
+            df['_row'] = np.setdiff1d(np.arange(2, n + 2), [b[0] for b in bad])
+            return df, (_qrows(src, path.name, [b[0] for b in bad], '', [''] * len(bad), [b[1] for b in bad]) if bad else None), n
+    return _csv_by_lines(data, cols, src, path)
+
+# %% ../nbs/02_ingest.ipynb #eb3d1f52
+def _csv_by_lines(data: bytes, cols: list[str], src: str, path: Path) -> tuple[pd.DataFrame, pd.DataFrame | None, int]:
+    "The line-exact CSV read: quarantine every line of a record that spans lines (or holds a lone CR); parse the one-line records."
+    lines = data.split(b'\n')
+    if lines[-1] == b'': lines.pop()
+    rd, spans, end = csv.reader((l.decode('utf-8', 'replace') + '\n' for l in lines), strict=False), [], 0
+    while True:
+        try: next(rd); ok = True
+        except StopIteration: break
+        except csv.Error: ok = False
+        spans.append((end + 1, rd.line_num, ok)); end = rd.line_num
+    hl = spans[0][1] if spans else 1                                            # lines of the header record
+    one = [s for s, e, ok in spans[1:] if ok and e == s and b'\r' not in lines[s - 1].rstrip(b'\r')]
+    q = [(l, f'record spans lines {s}-{e}: an unclosed quote or a line break inside a quoted field') for s, e, ok in spans[1:] if e > s for l in range(s, e + 1)]
+    q += [(s, 'malformed line: a carriage return or a broken quote inside the line') for s, e, ok in spans[1:] if e == s and s not in one]
+    df, bad = _arrow_csv(b'\n'.join(lines[:hl] + [lines[i - 1] for i in one]) + b'\n', cols, path)
+    bad = [(one[b - hl - 1], why) for b, why in bad]                           # back to the file's line numbers
+    if len(df) + len(bad) != len(one): raise RuntimeError(f"{path}: {len(one)} one-line records parsed into {len(df) + len(bad)} (a bug in ingest)")
+    df['_row'] = np.setdiff1d(np.array(one, dtype='int64'), [b[0] for b in bad])
+    q = sorted(q + bad)
+    return df, (_qrows(src, path.name, [r for r, _ in q], '', [''] * len(q), [w for _, w in q]) if q else None), len(lines) - hl
 
 # %% ../nbs/02_ingest.ipynb #25ab61e2
-def _read_jsonl(path: Path, cols: list[str], src: str) -> tuple[pd.DataFrame, pd.DataFrame | None, int]:
-    "JSONL -> (rows with _row line numbers, quarantine of lines that are not JSON objects, rows_in)."
+def _read_jsonl(path: Path, cols: list[str], src: str, raw_dir=None) -> tuple[pd.DataFrame, pd.DataFrame | None, int]:
+    "JSONL -> (rows with _row line numbers, quarantine of lines that are not JSON objects, rows_in = non-blank lines)."
     recs, bad, n = [], [], 0
-    with open(path, encoding='utf-8', errors='replace') as f:
-        for i, line in enumerate(f, 1):
+    with open_source(path, raw_dir, src) as f:
+        for i, raw in enumerate(f, 1):                      # binary lines: split on b'\n' only, as they are counted
+            line = raw.decode('utf-8', 'replace')
             if not line.strip(): continue
             n += 1
             try: obj = json.loads(line)
             except json.JSONDecodeError as e: bad.append((i, f'malformed JSON: {e.msg}')); continue
+            except RecursionError: bad.append((i, 'malformed JSON: nested too deeply')); continue
             if not isinstance(obj, dict): bad.append((i, 'malformed JSON: not an object')); continue
             recs.append({**{c: obj.get(c) for c in cols}, '_row': i})
     df = pd.DataFrame(recs, columns=cols + ['_row'])
@@ -82,43 +124,54 @@ def _read_jsonl(path: Path, cols: list[str], src: str) -> tuple[pd.DataFrame, pd
     q = pd.concat([_qrows(src, path.name, [i], '', [''], why) for i, why in bad]) if bad else None
     return df, q, n
 
-def _read_parquet(path: Path, cols: list[str], src: str) -> tuple[pd.DataFrame, None, int]:
-    "Parquet -> (only the needed columns, with 1-based _row record numbers; no quarantine at read time, rows_in)."
-    df = pd.read_parquet(path, columns=cols)
+def _read_parquet(path: Path, cols: list[str], src: str, raw_dir=None) -> tuple[pd.DataFrame, None, int]:
+    "Parquet -> (only the needed columns, with 1-based _row record numbers; no quarantine at read time, rows_in from the file's metadata)."
+    with open_source(path, raw_dir, src) as f:
+        try: n = pq.ParquetFile(f).metadata.num_rows; f.seek(0); df = pd.read_parquet(f, columns=cols)
+        except (pa.ArrowInvalid, OSError) as e: raise IngestError(f"{path}: cannot read as Parquet: {str(e)[:200]}") from None
     for c in df.columns:
         if isinstance(df[c].dtype, pd.CategoricalDtype): df[c] = df[c].astype(str)
+    if len(df) != n: raise IngestError(f"{path}: the file's metadata says {n:,} rows, {len(df):,} were read")
     df['_row'] = np.arange(1, len(df) + 1)
-    return df, None, len(df)
+    return df, None, n
 
 # %% ../nbs/02_ingest.ipynb #d5222ba4
 READERS = {'csv': _read_csv, 'jsonl': _read_jsonl, 'parquet': _read_parquet}
 _EXT = {'.csv': 'csv', '.jsonl': 'jsonl', '.ndjson': 'jsonl', '.json': 'jsonl', '.parquet': 'parquet', '.pq': 'parquet'}
 
-def _header(path: Path, fmt: str) -> list[str]:
+def _header(path: Path, fmt: str, raw_dir=None, src: str = '') -> list[str]:
     "Column names present in the file (first JSONL object's keys)."
-    if fmt == 'parquet': return pq.read_schema(path).names
-    with open(path, encoding='utf-8', errors='replace') as f:
-        for line in f:
+    with open_source(path, raw_dir, src) as f:
+        if fmt == 'parquet':
+            try: return pq.read_schema(f).names
+            except (pa.ArrowInvalid, OSError) as e: raise IngestError(f"{path}: cannot read as Parquet: {str(e)[:200]}") from None
+        for raw in f:
+            line = raw.decode('utf-8', 'replace')
             if not line.strip(): continue
             if fmt == 'csv': return next(csv.reader([line]))
             try: return list(json.loads(line))
-            except (json.JSONDecodeError, TypeError): continue
+            except (json.JSONDecodeError, TypeError, RecursionError): continue
     return []
+
+def _shown(have: set[str], pii: list[str]) -> str:
+    "The file's column names for an error message, only if they look like column names (never a line of some other file)."
+    names = sorted(have - set(pii))
+    if len(names) <= 50 and all(re.fullmatch(r'[A-Za-z_][\w .:-]{0,63}', n) for n in names): return str(names)
+    return f"{len(names)} names that do not look like a header (not shown)"
 
 def read_source(spec: SourceSpec, raw_dir, need: dict[str, set[str]], pii: list[str]):
     "One raw file -> (rows with needed columns + _row, quarantine or None, rows_in)."
     path = Path(raw_dir) / spec.path
     fmt = spec.format if spec.format != 'auto' else _EXT.get(path.suffix.lower())
     if fmt is None: raise IngestError(f"{path}: unknown format {path.suffix!r}; use .csv, .jsonl or .parquet, or set `format` on source {spec.name!r}")
-    if not path.exists(): raise IngestError(f"{path}: raw file of source {spec.name!r} not found (ingest.raw_dir + sources[].path)")
-    if path.stat().st_size == 0: raise IngestError(f"{path}: file is empty (0 bytes); source {spec.name!r} has no rows to ingest")
+    with open_source(path, raw_dir, spec.name) as f: size = os.fstat(f.fileno()).st_size
+    if size == 0: raise IngestError(f"{path}: file is empty (0 bytes); source {spec.name!r} has no rows to ingest")
     cols = [spec.ts_column] + sorted(need)
-    have = set(_header(path, fmt))
+    have = set(_header(path, fmt, raw_dir, spec.name))
     if missing := [c for c in cols if c not in have]:
         users = sorted(set().union(*(need.get(c, {'(timestamp)'}) for c in missing)))
-        raise IngestError(f"{path}: column(s) {missing} not in the file, needed by monitor(s) {users}; "
-                          f"the file has: {sorted(have - set(pii))}")
-    df, q, n = READERS[fmt](path, cols, spec.name)
+        raise IngestError(f"{path}: column(s) {missing} not in the file, needed by monitor(s) {users}; the file has: {_shown(have, pii)}")
+    df, q, n = READERS[fmt](path, cols, spec.name, raw_dir)
     if n == 0: raise IngestError(f"{path}: file has no data rows (header only); source {spec.name!r} has nothing to ingest")
     return df, q, n
 
@@ -175,6 +228,33 @@ def _typed(col: pd.Series, role: str) -> tuple[pd.Series, pd.Series]:
     reason = reason.mask(np.isinf(num.fillna(0)), 'infinite')
     return num.astype('float64'), _none(reason)
 
+# %% ../nbs/02_ingest.ipynb #b0da7592
+_CMP = {ast.Eq: operator.eq, ast.NotEq: operator.ne, ast.Lt: operator.lt, ast.LtE: operator.le, ast.Gt: operator.gt, ast.GtE: operator.ge}
+
+def _value(n: ast.AST):
+    "A checked literal's value: a number, a signed number or a string."
+    return -_value(n.operand) if isinstance(n, ast.UnaryOp) and isinstance(n.op, ast.USub) else (_value(n.operand) if isinstance(n, ast.UnaryOp) else n.value)
+
+def eval_filter(expr: str, rows: pd.DataFrame, who: str = 'filter') -> pd.Series:
+    "Boolean mask of the rows a monitor filter keeps, from its checked syntax tree; IngestError names `who` and the filter."
+    def col(n):
+        if isinstance(n, ast.Name):
+            if n.id not in rows: raise IngestError(f"{who}: filter {clip(expr)} reads column {n.id!r}, which the source does not have")
+            return rows[n.id]
+        return _value(n)
+    def ev(n) -> pd.Series:
+        if isinstance(n, ast.BoolOp):
+            masks = [ev(v) for v in n.values]
+            return functools.reduce(operator.and_ if isinstance(n.op, ast.And) else operator.or_, masks)
+        if isinstance(n, ast.UnaryOp): return ~ev(n.operand)
+        out, sides = pd.Series(True, index=rows.index), [n.left, *n.comparators]
+        for op, a, b in zip(n.ops, sides, sides[1:]):
+            if isinstance(op, (ast.In, ast.NotIn)): m = col(a).isin([_value(e) for e in b.elts]); out &= ~m if isinstance(op, ast.NotIn) else m
+            else: out &= pd.Series(_CMP[type(op)](col(a), col(b)), index=rows.index)
+        return out
+    try: return ev(parse_filter(expr).body).astype(bool)
+    except TypeError as e: raise IngestError(f"{who}: filter {clip(expr)} compares values of different kinds (e.g. text with a number): {str(e)[:200]}") from None
+
 # %% ../nbs/02_ingest.ipynb #3e9fe61e
 def clean_rows(df: pd.DataFrame, spec: SourceSpec, roles: dict[str, str], file: str) -> tuple[pd.DataFrame, pd.DataFrame, int]:
     "Raw rows -> (clean rows with UTC `ts` and typed columns, quarantine, rows out of time order)."
@@ -207,8 +287,7 @@ def aggregate(rows: pd.DataFrame, m: MonitorSpec) -> pd.DataFrame:
     step = parse_interval(m.interval)
     rows = rows.assign(slice=rows.ts.dt.floor(step), grp=rows[m.group_by] if m.group_by else m.name)
     if m.groups is not None: rows = rows[rows.grp.isin(m.groups)]
-    try: hit = rows.query(m.filter, engine='python') if m.filter else rows
-    except Exception as e: raise IngestError(f"monitor {m.name!r}: filter {m.filter!r} failed on source {m.source!r}: {type(e).__name__}: {e}") from None
+    hit = rows[eval_filter(m.filter, rows, f"monitor {m.name!r} (source {m.source!r})")] if m.filter else rows
     g = hit.groupby(['grp', 'slice'], observed=True)
     if m.agg in _AGG: val = getattr(g[m.value] if m.value else g, _AGG[m.agg])()
     else: val = g[m.value].quantile(int(m.agg[1:]) / 100)

@@ -190,9 +190,11 @@ def write_report(flags: pd.DataFrame, verdict: dict, out: Path, figs: dict) -> P
 def run_monitor(p, root='.', progress: bool = True) -> dict:
     "The monitor stage: drift of every monitor's data after the window -> reports/monitor/, metrics/monitor.json (the retrain verdict)."
     from mlops_kit.evaluate import read_labels
-    from mlops_kit.fleet import FleetBundle, split_monitors
+    from mlops_kit.fleet import split_monitors
+    from mlops_kit.tracking import load_bundle
+    from mlops_kit.guard import safe_name
     root = Path(root); mp = p.monitor
-    bundle = FleetBundle.load(root / p.train.out_dir / 'bundle.pkl')
+    bundle = load_bundle(root / p.train.out_dir)                # verified against the train run's recorded SHA-256 before unpickling
     man = json.loads((root / p.windows.out_dir / 'manifest.json').read_text())
     win = split_monitors(pd.read_parquet(root / p.windows.out_dir / 'train.parquet'), 'training window')
     sig = pd.read_parquet(root / p.ingest.out_dir / 'signals.parquet', columns=['monitor_id', 'ts', 'value'])
@@ -206,7 +208,7 @@ def run_monitor(p, root='.', progress: bool = True) -> dict:
     top = flags[flags.note == ''].assign(k=lambda d: d.psi_value.fillna(0) + d.psi_resid.fillna(0)).sort_values(['drifted', 'k'], ascending=False)
     for m in top.monitor_id[:mp.plot_monitors]:
         r = flags.set_index('monitor_id').loc[m]
-        figs[f'monitors/{m}.png'] = plot_monitor_drift(bundle.tuned[m], win[m], new[m], mp.ref_days, f"{m}: " + (r.reasons or 'no drift'))
+        figs[f'monitors/{safe_name(m)}.png'] = plot_monitor_drift(bundle.tuned[m], win[m], new[m], mp.ref_days, f"{m}: " + (r.reasons or 'no drift'))
     write_report(flags, v, root / 'reports' / 'monitor', figs)
     (root / 'metrics').mkdir(exist_ok=True); (root / 'metrics' / 'monitor.json').write_text(json.dumps(v, indent=2, sort_keys=True) + '\n')
     return v

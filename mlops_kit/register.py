@@ -4,7 +4,7 @@
 
 # %% ../nbs/13_register.ipynb #dedd90d6
 from __future__ import annotations
-import getpass, hashlib, json, os, re
+import contextlib, getpass, hashlib, json, os, re
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -12,9 +12,9 @@ import numpy as np
 import pandas as pd
 
 # %% auto #0
-__all__ = ['RegisterError', 'gate', 'audit', 'verify_audit', 'pii_findings', 'residency_violations', 'shadow_compare',
-           'alias_version', 'version_metrics', 'move_alias', 'rollback', 'model_card', 'card_html',
-           'challenger_metrics', 'rejudge', 'register_run']
+__all__ = ['ANCHOR_TAG', 'RegisterError', 'gate', 'registry_write', 'anchor', 'audit', 'reconcile', 'verify_audit',
+           'pii_findings', 'residency_violations', 'shadow_compare', 'alias_version', 'version_metrics', 'move_alias',
+           'rollback', 'model_card', 'card_html', 'challenger_metrics', 'rejudge', 'register_run']
 
 # %% ../nbs/13_register.ipynb #2f2ba5e8
 class RegisterError(ValueError):
@@ -39,36 +39,102 @@ def gate(ch: dict, champ: dict | None, g) -> pd.DataFrame:
     return pd.DataFrame(out)
 
 # %% ../nbs/13_register.ipynb #db8a31d2
+ANCHOR_TAG = 'mlops_kit.audit_head'     # on the registered model: "<seq>:<hash>" of the newest audit entry about it
+
 def _digest(e: dict) -> str:
     return hashlib.sha256(json.dumps({k: v for k, v in e.items() if k != 'hash'}, sort_keys=True, default=str).encode()).hexdigest()
 
-def audit(path, action: str, model: str, version, alias_from=None, alias_to=None, reason: str = '', who: str | None = None) -> dict:
-    "Append one hash-chained entry to the audit log at `path`; returns it."
+def _denied(e: Exception) -> bool:
+    "The tracking server refused the request for lack of permission (HTTP 403)."
+    return getattr(e, 'error_code', '') == 'PERMISSION_DENIED' or 'error code 403' in str(e)
+
+@contextlib.contextmanager
+def registry_write(model: str, what: str):
+    "Turn the tracking server's refusal into a RegisterError that says who may do `what` on `model`."
+    try: yield
+    except Exception as e:
+        if not _denied(e): raise
+        who = os.environ.get('MLFLOW_TRACKING_USERNAME') or 'this user'
+        raise RegisterError(f"the tracking server refused to let {who!r} {what} of registered model {model!r} (permission denied): only users with the "
+                            f"releaser role may register versions, move aliases or record audit anchors (`mlops-kit team user NAME --role releaser`)") from None
+
+def anchor(c, model: str, e: dict):
+    "Record audit entry `e` as the chain head on registered model `model` (created if it does not exist yet)."
+    with registry_write(model, 'record the audit anchor'):
+        if not c.search_registered_models(f"name='{model}'"): c.create_registered_model(model)
+        c.set_registered_model_tag(model, ANCHOR_TAG, f"{e['seq']}:{e['hash']}")
+
+# %% ../nbs/13_register.ipynb #b9646c38
+def audit(path, action: str, model: str, version, alias_from=None, alias_to=None, reason: str = '', who: str | None = None, client=None) -> dict:
+    "Append one hash-chained entry to the audit log at `path`, anchoring it in the registry first when `client` is given; returns it."
     import fcntl
+    from mlops_kit.team import authenticated_user
     path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
+    user = authenticated_user(client.tracking_uri) if client is not None else None
     with open(path, 'a+') as f:                   # locked: in team mode several people append to one shared log
         fcntl.flock(f, fcntl.LOCK_EX); f.seek(0); lines = f.read().splitlines()
         prev = json.loads(lines[-1])['hash'] if lines else '0' * 64
-        e = {'seq': len(lines) + 1, 'ts': datetime.now(timezone.utc).isoformat(timespec='seconds'), 'who': who or os.environ.get('MLOPS_KIT_USER') or getpass.getuser(),
-             'action': action, 'model': model, 'version': None if version is None else str(version), 'alias_from': alias_from, 'alias_to': alias_to,
-             'reason': reason, 'prev_hash': prev}
+        e = {'seq': len(lines) + 1, 'ts': datetime.now(timezone.utc).isoformat(timespec='seconds'), 'authenticated': user is not None,
+             'who': user or who or os.environ.get('MLOPS_KIT_USER') or getpass.getuser(), 'action': action, 'model': model,
+             'version': None if version is None else str(version), 'alias_from': alias_from, 'alias_to': alias_to, 'reason': reason, 'prev_hash': prev}
         e['hash'] = _digest(e)
+        if client is not None: anchor(client, model, e)          # outside the file, before the line: a refused anchor leaves the log unchanged
         f.write(json.dumps(e, sort_keys=True) + '\n')
     return e
 
-def verify_audit(path) -> tuple[bool, str]:
-    "(intact?, message naming the first bad line)."
-    path = Path(path)
-    if not path.exists(): return True, f'{path}: no audit log yet (nothing to verify)'
-    prev = '0' * 64
-    for i, line in enumerate(path.read_text().splitlines(), 1):
+def _chain(path) -> tuple[list[dict], str | None]:
+    "(entries, the first problem of the hash chain or None)."
+    entries, prev = [], '0' * 64
+    for i, line in enumerate(Path(path).read_text().splitlines() if Path(path).exists() else [], 1):
         try: e = json.loads(line)
-        except json.JSONDecodeError: return False, f'{path}:{i}: not valid JSON'
-        if e.get('seq') != i: return False, f'{path}:{i}: sequence number {e.get("seq")} (expected {i}): a line was removed or reordered'
-        if e.get('prev_hash') != prev: return False, f'{path}:{i}: prev_hash does not match line {i - 1}: the chain is broken'
-        if _digest(e) != e.get('hash'): return False, f'{path}:{i}: content does not match its hash: the entry was edited'
-        prev = e['hash']
-    return True, f'{path}: {i if path.read_text() else 0} entries, chain intact'
+        except json.JSONDecodeError: return entries, f'{path}:{i}: not valid JSON'
+        if not isinstance(e, dict) or e.get('seq') != i: return entries, f'{path}:{i}: sequence number {e.get("seq") if isinstance(e, dict) else "?"} (expected {i}): a line was removed or reordered'
+        if e.get('prev_hash') != prev: return entries, f'{path}:{i}: prev_hash does not match line {i - 1}: the chain is broken'
+        if _digest(e) != e.get('hash'): return entries, f'{path}:{i}: content does not match its hash: the entry was edited'
+        entries.append(e); prev = e['hash']
+    return entries, None
+
+# %% ../nbs/13_register.ipynb #96604919
+def _alias_moves(entries: list[dict], model: str) -> dict[str, tuple[int, int]]:
+    "{alias: (version, seq)} of the log's last move of each alias of `model`."
+    out = {}
+    for e in entries:
+        if e.get('model') == model and (to := e.get('alias_to')) and '@v' in to: out[to.split('@v')[0]] = (int(to.split('@v')[1]), e['seq'])
+    return out
+
+def reconcile(c, entries: list[dict], models) -> tuple[list[str], int]:
+    "(findings: what the registry holds that the log does not explain, the newest anchored seq) for registered `models`."
+    out, heads = [], []
+    for m in sorted(set(models) | {e.get('model') for e in entries} - {None}):
+        rm = c.search_registered_models(f"name='{m}'")
+        if not rm:
+            if any(e.get('model') == m for e in entries): out.append(f"registered model {m!r} is in the log but not in the registry")
+            continue
+        rm, logged = rm[0], {str(e['version']) for e in entries if e.get('model') == m and e.get('action') == 'register'}
+        seq, _, h = (rm.tags.get(ANCHOR_TAG) or '0:').partition(':'); seq = int(seq)
+        if seq > len(entries): out.append(f"the registry anchors entry #{seq} for {m!r} but the log ends at #{len(entries)}: its tail was cut off")
+        elif seq and entries[seq - 1]['hash'] != h: out.append(f"entry #{seq} is not the entry anchored for {m!r} in the registry: the log was rewritten")
+        elif seq: heads.append(seq)
+        elif any(e.get('model') == m for e in entries): out.append(f"the registry holds no audit anchor for {m!r}: its entries cannot be checked")
+        have, want = {a: int(v) for a, v in rm.aliases.items()}, _alias_moves(entries, m)
+        for a in sorted(set(have) | set(want)):
+            if a not in have: out.append(f"{m}@{a} is gone from the registry; the log's last move (#{want[a][1]}) set it to v{want[a][0]}")
+            elif a not in want: out.append(f"{m}@{a} points at v{have[a]} but no log entry moved it: a change the log does not explain")
+            elif have[a] != want[a][0]: out.append(f"{m}@{a} is v{have[a]} in the registry but the log's last move (#{want[a][1]}) set it to v{want[a][0]}: a change the log does not explain")
+        versions = {str(v.version) for v in c.search_model_versions(f"name='{m}'")}
+        if extra := sorted(versions - logged, key=int): out.append(f"version(s) {', '.join(extra)} of {m!r} were registered outside `mlops-kit register` (no log entry)")
+    if heads and max(heads) < len(entries): out.append(f"entries #{max(heads) + 1}-#{len(entries)} are not anchored in the registry: written outside the kit")
+    return out, max(heads, default=0)
+
+def verify_audit(path, client=None, models=()) -> tuple[bool, str]:
+    "(intact?, message): the hash chain, and with `client` the anchors, aliases and versions in the registry."
+    entries, problem = _chain(path)
+    if problem: return False, problem
+    n = f'{len(entries)} entries, chain intact' if Path(path).exists() else 'no audit log yet'
+    if client is None: return True, f'{path}: {n}'
+    findings, head = reconcile(client, entries, models)
+    if findings: return False, f'{path}: {n}, but the registry disagrees:\n  - ' + '\n  - '.join(findings)
+    return True, f'{path}: registry reconciled (anchor #{head}, aliases and versions as logged); {n}' 
 
 # %% ../nbs/13_register.ipynb #4404702a
 _EMAIL = re.compile(r'[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+\.[A-Za-z0-9.-]*[A-Za-z]{2,}')
@@ -128,9 +194,10 @@ def version_metrics(c, name: str, version: int | None) -> dict | None:
 def move_alias(c, name: str, alias: str, version: int, log, action: str, reason: str) -> dict:
     "Point `alias` at `version` (tagging champions approved) and audit the move."
     old = alias_version(c, name, alias)
-    c.set_registered_model_alias(name, alias, str(version))
-    if alias == 'champion': c.set_model_version_tag(name, str(version), 'approved', 'true')
-    return audit(log, action, name, version, None if old is None else f'{alias}@v{old}', f'{alias}@v{version}', reason)
+    with registry_write(name, f'move alias {alias!r}'):
+        c.set_registered_model_alias(name, alias, str(version))
+        if alias == 'champion': c.set_model_version_tag(name, str(version), 'approved', 'true')
+    return audit(log, action, name, version, None if old is None else f'{alias}@v{old}', f'{alias}@v{version}', reason, client=c)
 
 def rollback(c, name: str, log, reason: str = 'rollback') -> dict:
     "Move `champion` back to the newest approved version older than the current champion; audited."
@@ -225,47 +292,57 @@ def _owners(p, table: pd.DataFrame) -> pd.Series:
     by_name = {m.name: m.owner for m in p.ingest.monitors}
     return table.monitor_id.map(lambda mid: by_name.get(mid.split('.', 1)[-1], by_name.get(mid, 'unassigned')))
 
-def _check_compliance(c, run: dict, p, log, name: str):
+def _check_compliance(c, run: dict, p, log, name: str) -> dict:
+    "Block (audited) a run whose artifacts carry PII, whose sources are restricted to another region, or whose logged model is not what train logged; else its digests."
     import mlflow, tempfile
+    from urllib.parse import urlsplit
+    from mlops_kit.guard import tree_digest
+    from mlops_kit.tracking import _LOCAL, recorded_digest
     os.environ.setdefault('MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR', 'false')
+    digests = {k: recorded_digest(run, k) for k in ('bundle_sha256', 'model_sha256')}
     with tempfile.TemporaryDirectory() as d:
         mlflow.artifacts.download_artifacts(run_id=run['run_id'], dst_path=f'{d}/run', tracking_uri=run['tracking_uri'])
         mlflow.artifacts.download_artifacts(artifact_uri=run['model_uri'], dst_path=f'{d}/model', tracking_uri=run['tracking_uri'])
-        from urllib.parse import urlsplit
         found = pii_findings(d, p.ingest.pii_columns, allow=[urlsplit(run['tracking_uri']).hostname or ''])   # executed notebooks print the server's URL
+        if tree_digest(f'{d}/model', _LOCAL) != digests['model_sha256']: found.append(f"{run['model_uri']}: its files changed since the train stage logged them (model_sha256)")
     found += residency_violations({s.name: s.region for s in p.ingest.sources}, p.register.region)
     if found:
-        audit(log, 'register-blocked', name, None, reason='; '.join(found)[:500])
-        raise RegisterError(f"registration of run {run['run_id']} blocked by compliance checks:\n  " + '\n  '.join(found[:10]))
+        why = f"registration of run {run['run_id']} blocked by compliance checks:\n  " + '\n  '.join(found[:10])
+        try: audit(log, 'register-blocked', name, None, reason='; '.join(found)[:500], client=c)
+        except RegisterError as e: why += f"\n  (not audited: {e})"
+        raise RegisterError(why)
+    return digests
 
 # %% ../nbs/13_register.ipynb #a09a47ea
 def register_run(root, p, out=None) -> dict:
     "The register stage: compliance, gate, new version + challenger alias, shadow comparison, model card, promotion if the gate passes."
-    import mlflow
-    from mlops_kit.fleet import FleetBundle
+    import mlflow, shutil
     from mlops_kit.pipeline import read_run
-    from mlops_kit.tracking import repo_root
+    from mlops_kit.tracking import fetch_model, load_bundle, repo_root
     root = Path(root); out = Path(out or root); r = p.register; name = r.model_name
     run = read_run(root / p.train.out_dir / 'run.json'); c = _client(run['tracking_uri']); mlflow.set_tracking_uri(run['tracking_uri'])
     log = repo_root(root) / r.audit_log
-    _check_compliance(c, run, p, log, name)
+    digests = _check_compliance(c, run, p, log, name)
+    bundle = load_bundle(root / p.train.out_dir)                # models/ as DVC delivered it, verified before anything is registered
     ch = challenger_metrics(root); champ_v = alias_version(c, name, 'champion') if c.search_registered_models(f"name='{name}'") else None
     champ, champ_bundle = version_metrics(c, name, champ_v), None
     if champ_v:                                                # judged on the same days: re-evaluate the champion if its window was another
-        champ_bundle = mlflow.pyfunc.load_model(f'models:/{name}@champion').unwrap_python_model().bundle
+        folder, _ = fetch_model(run['tracking_uri'], name, 'champion')        # verified against its recorded digest before it is loaded
+        try: champ_bundle = mlflow.pyfunc.load_model(str(folder)).unwrap_python_model().bundle
+        finally: shutil.rmtree(folder, ignore_errors=True)
         man = root / p.windows.out_dir / 'manifest.json'
         was, now = _window_as_of(c, name, champ_v), (json.loads(man.read_text())['as_of'] if man.exists() else None)
         champ = (rejudge(champ_bundle, root, p, champ) | {'judged_on': f"re-evaluated on this version's holdout (its own window ended {was})"} if was and now and was != now
                  else champ | {'judged_on': 'recorded on the same holdout' if was == now else f'recorded on its own holdout (window as_of {was} vs {now}: unknown)'})
     verdict = gate(ch, champ, r.gate); passed = bool(verdict.passed.all())
-    mv = mlflow.register_model(run['model_uri'], name); v = int(mv.version)
+    with registry_write(name, 'register a version'): mv = mlflow.register_model(run['model_uri'], name); v = int(mv.version)
+    for k, val in digests.items(): c.set_model_version_tag(name, str(v), k, val)      # what every later load of this version is checked against
     for k, val in ch.items():                                  # the numbers this version was judged on: the next challenger's reference
         if isinstance(val, (int, float, bool)): c.set_model_version_tag(name, str(v), f'metric.{k}', json.dumps(val))
     for row in verdict.itertuples():
         c.set_model_version_tag(name, str(v), f'gate.{row.criterion}', f"{'PASS' if row.passed else 'FAIL'}: {_fmt(row.value)} {row.rule} {_fmt(row.threshold)}")
     c.set_model_version_tag(name, str(v), 'gate.passed', str(passed).lower()); c.set_model_version_tag(name, str(v), 'run_id', run['run_id'])
     move_alias(c, name, 'challenger', v, log, 'register', 'new version from run ' + run['run_id'])
-    bundle = FleetBundle.load(root / p.train.out_dir / 'bundle.pkl')
     hold = pd.read_parquet(root / p.windows.out_dir / 'holdout.parquet').dropna()
     shadow = None
     if champ_v:                                                # both bundles score the monitors they share

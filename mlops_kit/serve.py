@@ -4,7 +4,7 @@
 
 # %% ../nbs/14_serve.ipynb #873c7a61
 from __future__ import annotations
-import contextlib, http.client, json, os, socket, subprocess, sys, threading, time
+import contextlib, http.client, json, os, re, shutil, socket, subprocess, sys, tempfile, threading, time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -12,26 +12,41 @@ import numpy as np
 import pandas as pd
 
 # %% auto #0
-__all__ = ['SERVER_ENV', 'FORMATS', 'free_port', 'scoring_server', 'load_test', 'bench_serve']
+__all__ = ['SERVER_ENV', 'FORMATS', 'free_port', 'limits_env', 'verified_model', 'scoring_server', 'serve_champion', 'load_test',
+           'bench_serve']
 
 # %% ../nbs/14_serve.ipynb #9a3d0fc6
-SERVER_ENV = {'OPENBLAS_NUM_THREADS': '1', 'OMP_NUM_THREADS': '1', 'MKL_NUM_THREADS': '1'}   # as FleetModel.load_context, before numpy loads; `make serve` sets the same
+SERVER_ENV = {'OPENBLAS_NUM_THREADS': '1', 'OMP_NUM_THREADS': '1', 'MKL_NUM_THREADS': '1'}   # as FleetModel.load_context, before numpy loads; `mlops-kit serve` sets the same
 
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(('127.0.0.1', 0)); return s.getsockname()[1]
 
+def limits_env(serve_params) -> dict:
+    "The request bounds of `serve` params as the environment FleetModel reads (tracking.SERVE_LIMITS)."
+    return {'MLOPS_KIT_SERVE_MAX_ROWS': str(serve_params.max_rows), 'MLOPS_KIT_SERVE_MAX_SPAN_DAYS': str(serve_params.max_span_days)}
+
+def verified_model(model_uri: str, tracking_uri: str, dst) -> str:
+    "A models:/name@alias URI -> the local folder of that version, downloaded into `dst` and verified; any other URI as it is."
+    from mlops_kit.tracking import fetch_model
+    m = re.fullmatch(r'models:/([^/@]+)@([\w-]+)', model_uri)
+    return str(fetch_model(tracking_uri, m[1], m[2], dst)[0]) if m else model_uri
+
 @contextlib.contextmanager
-def scoring_server(model_uri: str, tracking_uri: str, port: int | None = None, workers: int = 1, timeout_s: float = 90, log_path=None):
-    "Run `mlflow models serve -m model_uri` on 127.0.0.1, output to `log_path` (default: a temp file); yields (port, psutil.Process)."
-    import psutil, tempfile
+def scoring_server(model_uri: str, tracking_uri: str, port: int | None = None, workers: int = 1, timeout_s: float = 90, log_path=None, limits: dict | None = None):
+    "Run `mlflow models serve` on the verified `model_uri` on 127.0.0.1, output to `log_path` (default: a temp file); yields (port, psutil.Process)."
+    import psutil
     port = port or free_port(); mlflow_bin = Path(sys.executable).parent / 'mlflow'
     log_path = Path(log_path or Path(tempfile.gettempdir()) / f'mlflow-serve-{port}.log'); log_path.parent.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, 'MLFLOW_TRACKING_URI': tracking_uri, 'MLFLOW_DISABLE_TELEMETRY': 'true', 'PATH': f"{mlflow_bin.parent}{os.pathsep}{os.environ.get('PATH', '')}",
-           **SERVER_ENV}
-    with open(log_path, 'ab') as log:       # a file, not a pipe: see above
-        srv = subprocess.Popen([str(mlflow_bin), 'models', 'serve', '-m', model_uri, '--env-manager', 'local', '-h', '127.0.0.1', '-p', str(port), '-w', str(workers)],
-                               env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+           **SERVER_ENV, **(limits or {})}
+    folder = tempfile.mkdtemp(prefix='mlops-kit-serve-')
+    try:
+        local = verified_model(model_uri, tracking_uri, folder)
+        with open(log_path, 'ab') as log:       # a file, not a pipe: see above
+            srv = subprocess.Popen([str(mlflow_bin), 'models', 'serve', '-m', local, '--env-manager', 'local', '-h', '127.0.0.1', '-p', str(port), '-w', str(workers)],
+                                   env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    except BaseException: shutil.rmtree(folder, ignore_errors=True); raise
     try:
         t0 = time.time()
         while True:
@@ -45,7 +60,19 @@ def scoring_server(model_uri: str, tracking_uri: str, port: int | None = None, w
         yield port, psutil.Process(srv.pid)
     finally:
         with contextlib.suppress(ProcessLookupError): os.killpg(srv.pid, 15)
-        srv.wait(timeout=30)
+        srv.wait(timeout=30); shutil.rmtree(folder, ignore_errors=True)
+
+# %% ../nbs/14_serve.ipynb #d40fd645
+def serve_champion(root, p, host: str = '127.0.0.1', port: int = 5001):
+    "Verify models:/<register.model_name>@champion into <root>/.staging/serve, then exec `mlflow models serve` on it (never returns)."
+    from mlops_kit.tracking import tracking_uri
+    root = Path(root).resolve(); uri = tracking_uri(p.train.tracking_uri, root); dst = root / '.staging' / 'serve'
+    shutil.rmtree(dst, ignore_errors=True); dst.mkdir(parents=True)
+    local = verified_model(f'models:/{p.register.model_name}@champion', uri, dst)
+    mlflow_bin = str(Path(sys.executable).parent / 'mlflow')
+    argv = [mlflow_bin, 'models', 'serve', '-m', local, '--env-manager', 'local', '-h', host, '-p', str(port), '-w', str(p.serve.workers)]
+    print(f"serving models:/{p.register.model_name}@champion (verified, {local}) on http://{host}:{port}/invocations", flush=True)
+    os.execve(mlflow_bin, argv, {**os.environ, 'MLFLOW_TRACKING_URI': uri, **SERVER_ENV, **limits_env(p.serve)})
 
 # %% ../nbs/14_serve.ipynb #ba2e2a17
 FORMATS = ('inputs', 'dataframe_split', 'dataframe_records')    # MLflow's JSON request formats; all three are served, `inputs` parses fastest
@@ -137,7 +164,7 @@ def bench_serve(root, p, rates=None, duration_s: float | None = None) -> pd.Data
     hold = pd.read_parquet(root / p.windows.out_dir / 'holdout.parquet').dropna()
     rows = []
     out = root / 'reports' / 'serve'
-    with scoring_server(f'models:/{p.register.model_name}@champion', uri, workers=s.workers, log_path=out / 'server.log') as (port, proc):
+    with scoring_server(f'models:/{p.register.model_name}@champion', uri, workers=s.workers, log_path=out / 'server.log', limits=limits_env(s)) as (port, proc):
         load_test(port, proc, hold, min(rates or s.rates), 2.0, s.points, fmt=s.request_format)   # warm-up, not reported
         for rate in rates or s.rates:
             r = load_test(port, proc, hold, rate, duration_s or s.duration_s, s.points, fmt=s.request_format)

@@ -4,17 +4,20 @@
 
 # %% ../nbs/11_tracking.ipynb #9a58e045
 from __future__ import annotations
-import json, os, subprocess
+import json, os, socket, subprocess, sys, traceback
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import yaml
 
 import mlops_kit
+from .guard import sha256_file, tree_digest
 
 # %% auto #0
-__all__ = ['repo_root', 'tracking_uri', 'experiment', 'git_info', 'dvc_lock_hashes', 'lineage', 'FleetModel', 'log_bundle',
-           'ScoreInputError', 'read_rows', 'score_rows', 'latest_runs', 'compare_runs']
+__all__ = ['SERVE_LIMITS', 'repo_root', 'tracking_uri', 'end_stale_runs', 'experiment', 'git_info', 'dvc_lock_hashes', 'lineage',
+           'serve_limits', 'FleetModel', 'log_bundle', 'ModelIntegrityError', 'recorded_digest', 'load_bundle',
+           'fetch_model', 'ScoreInputError', 'read_rows', 'score_rows', 'latest_runs', 'compare_runs']
 
 # %% ../nbs/11_tracking.ipynb #d2ea0e82
 def repo_root(root='.') -> Path:
@@ -26,11 +29,37 @@ def tracking_uri(configured: str | None = None, root='.') -> str:
     return configured or os.environ.get('MLFLOW_TRACKING_URI') or f"sqlite:///{repo_root(root) / 'mlflow.db'}"
 
 # %% ../nbs/11_tracking.ipynb #c0cd532d
+def _process_tags() -> dict:
+    "Which process runs this MLflow run: host, pid and the pid's start time (a recycled pid is not the same process)."
+    import psutil
+    return {'mlops_kit.host': socket.gethostname(), 'mlops_kit.pid': str(os.getpid()), 'mlops_kit.pid_started': f'{psutil.Process().create_time():.3f}'}
+
+def end_stale_runs(experiment_id: str, uri: str) -> list[str]:
+    "Mark KILLED the runs of the experiment left RUNNING by a process of this host that is gone (and their nested runs); their ids."
+    import psutil
+    from mlflow.tracking import MlflowClient
+    c, host, gone = MlflowClient(uri), socket.gethostname(), []
+    running = c.search_runs([experiment_id], "attributes.status = 'RUNNING'", max_results=1000)
+    for r in running:
+        t = r.data.tags
+        if t.get('mlops_kit.host') != host or not t.get('mlops_kit.pid'): continue
+        try: alive = abs(psutil.Process(int(t['mlops_kit.pid'])).create_time() - float(t.get('mlops_kit.pid_started', 0))) < 1
+        except (psutil.NoSuchProcess, ValueError): alive = False
+        if not alive: gone.append(r.info.run_id)
+    for rid in list(gone):                                       # nested runs (MLflow files them in the active experiment, maybe another one)
+        gone += [r.info.run_id for r in c.search_runs([e.experiment_id for e in c.search_experiments()], f"tags.`mlflow.parentRunId` = '{rid}' and attributes.status = 'RUNNING'")]
+    for rid in gone:
+        c.set_tag(rid, 'mlops_kit.ended', 'KILLED on the next start: the process that ran it was gone (killed, or the machine restarted)')
+        c.set_terminated(rid, 'KILLED')
+    return gone
+
 def experiment(name: str, uri: str) -> str:
-    "Set the tracking URI and return the id of experiment `name`, creating it (artifacts beside a sqlite db) if needed."
+    "Set the tracking URI and return the id of experiment `name`, creating it (artifacts beside a sqlite db) if needed; end its stale runs (see end_stale_runs)."
     import mlflow
     mlflow.set_tracking_uri(uri)
-    if (e := mlflow.get_experiment_by_name(name)) is not None: return e.experiment_id
+    if (e := mlflow.get_experiment_by_name(name)) is not None:
+        if gone := end_stale_runs(e.experiment_id, uri): print(f"MLflow: {len(gone)} run(s) left RUNNING by a killed stage marked KILLED: {', '.join(g[:8] for g in gone)}", flush=True)
+        return e.experiment_id
     loc = (Path(uri.removeprefix('sqlite:///')).parent / 'mlartifacts').as_uri() if uri.startswith('sqlite:///') else None
     return mlflow.create_experiment(name, artifact_location=loc)
 
@@ -52,10 +81,10 @@ def dvc_lock_hashes(root='.', stage: str = 'windows') -> dict:
     return {o['path']: o.get('md5', '') for o in st.get('outs', [])}
 
 def lineage(root='.', windows_dir='data/windows') -> dict:
-    "Tags for an MLflow run: git SHA + dirty flag, package version, window as_of and bounds, data digests, DVC hashes."
+    "Tags for an MLflow run: git SHA + dirty flag, package version, window as_of and bounds, data digests, DVC hashes, the process (end_stale_runs)."
     root = Path(root); man = json.loads((root / windows_dir / 'manifest.json').read_text())
     tags = {**git_info(root), 'mlops_kit_version': mlops_kit.__version__, 'window_as_of': man['as_of'], 'window_start': man['window_start'],
-            'window_end': man['window_end'], 'holdout_end': man['holdout_end'], 'dvc_exp_name': os.environ.get('DVC_EXP_NAME', '')}
+            'window_end': man['window_end'], 'holdout_end': man['holdout_end'], 'dvc_exp_name': os.environ.get('DVC_EXP_NAME', ''), **_process_tags()}
     tags |= {f'digest_{k.split(".")[0]}': v for k, v in man['digests'].items()}
     tags |= {f'dvc_md5 {k}': v for k, v in dvc_lock_hashes(root).items()} or {'dvc_md5': 'dvc.lock has no windows stage yet'}
     return tags
@@ -64,27 +93,46 @@ def lineage(root='.', windows_dir='data/windows') -> dict:
 import mlflow.pyfunc
 
 _SERVING = '_MLFLOW_IS_IN_SERVING_ENVIRONMENT'    # set to 'true' by MLflow's scoring server (`scoring_server.init`) and `mlflow models predict`
+SERVE_LIMITS = {'MLOPS_KIT_SERVE_MAX_ROWS': 100_000, 'MLOPS_KIT_SERVE_MAX_SPAN_DAYS': 31.0}   # env -> default; `mlops-kit serve` sets them from params.yaml
+
+def _jsonable(a: np.ndarray) -> list:
+    "A column as plain Python, non-finite floats as None (JSON null, never a bare NaN)."
+    return np.where(np.isfinite(a), a, None).tolist() if a.dtype.kind == 'f' else a.tolist()
 
 def _records(df: pd.DataFrame, more: dict | None = None) -> list[dict]:
-    "The rows of `df` plus the columns `more` (arrays) as plain-Python dicts: what MLflow's server makes of the DataFrame (`to_dict('records')` + `NumpyEncoder`), without building it."
-    cols = {c: [t.isoformat() for t in df[c]] if pd.api.types.is_datetime64_any_dtype(df[c]) else df[c].tolist() for c in df.columns}
-    cols |= {c: a.tolist() for c, a in (more or {}).items()}
+    "The rows of `df` plus the columns `more` (arrays) as plain-Python dicts, as MLflow's server would make them (`to_dict('records')`), but valid JSON."
+    cols = {c: [t.isoformat() for t in df[c]] if pd.api.types.is_datetime64_any_dtype(df[c]) else _jsonable(df[c].to_numpy()) for c in df.columns}
+    cols |= {c: _jsonable(a) for c, a in (more or {}).items()}
     return [dict(zip(cols, v)) for v in zip(*cols.values())]
 
+def serve_limits() -> tuple[int, pd.Timedelta]:
+    "(max rows per request, max time span of one monitor's rows) from the environment, else the defaults."
+    rows, days = (float(os.environ.get(k) or v) for k, v in SERVE_LIMITS.items())
+    return int(rows), pd.Timedelta(days=days)
+
+# %% ../nbs/11_tracking.ipynb #2ed00214
 class FleetModel(mlflow.pyfunc.PythonModel):
     "MLflow pyfunc over a FleetBundle: rows (monitor_id, ts, value) in, the same rows plus expected, lower, upper, score, unusual, alert out."
     def load_context(self, context):
         from threadpoolctl import threadpool_limits
         from mlops_kit.fleet import FleetBundle
         threadpool_limits(1)   # one BLAS thread per call: the server calls predict from several threads at once, and the matrices are tiny
-        self.bundle = FleetBundle.load(context.artifacts['bundle'])
+        self.bundle = FleetBundle.load(context.artifacts['bundle'], (context.model_config or {}).get('bundle_sha256'))
+        self.limits = serve_limits()
 
     def predict(self, context, model_input: pd.DataFrame, params=None):
-        if os.environ.get(_SERVING) == 'true': return _records(model_input, self.bundle.columns(model_input))   # inside MLflow's scoring server: see below
-        return self.bundle.predict(model_input)
+        if os.environ.get(_SERVING) != 'true': return self.bundle.predict(model_input)
+        from mlflow.exceptions import MlflowException
+        from mlflow.protos.databricks_pb2 import INTERNAL_ERROR
+        try: return _records(model_input, self.bundle.columns(model_input, *self.limits))   # inside MLflow's scoring server: see below
+        except ValueError as e: raise MlflowException.invalid_parameter_value(str(e)[:2000]) from None      # the request's fault: 400, no traceback
+        except Exception:
+            traceback.print_exc(file=sys.stderr)                                                          # the server log keeps the details
+            raise MlflowException('internal error while scoring; the server log has the details', error_code=INTERNAL_ERROR) from None
 
 # %% ../nbs/11_tracking.ipynb #fba13b6e
 _PINNED = ('numpy', 'pandas', 'scikit-learn', 'scipy', 'statsmodels', 'threadpoolctl', 'mlflow')
+_LOCAL = ('registered_model_meta',)     # written by the MLflow client on download, not part of the logged model
 
 def _requirements() -> list[str]:
     "The installed versions of what the bundle needs at load time (pinned, so serving matches training)."
@@ -92,18 +140,55 @@ def _requirements() -> list[str]:
     return [f'{p}=={version(p)}' for p in _PINNED]
 
 def log_bundle(bundle_path, example: pd.DataFrame, name: str = 'fleet_bundle'):
-    "Log the bundle at `bundle_path` as a pyfunc in the active run, signature and input example from `example` rows."
-    import mlflow
+    "Log the bundle at `bundle_path` as a pyfunc in the active run (signature and input example from `example`); tag the run with the bundle's and the model's digests."
+    import mlflow, tempfile
     from mlflow.models import infer_signature
     from mlops_kit.fleet import FleetBundle
-    import tempfile
-    out = FleetBundle.load(bundle_path).predict(example)
+    digest = sha256_file(bundle_path)
+    out = FleetBundle.load(bundle_path, digest).predict(example)
     with tempfile.TemporaryDirectory() as d:    # "models from code": the model is this two-line file, not a pickled object
         code = Path(d) / 'fleet_model.py'
         code.write_text('import mlflow\nfrom mlops_kit.tracking import FleetModel\nmlflow.models.set_model(FleetModel())\n')
-        return mlflow.pyfunc.log_model(name=name, python_model=str(code), artifacts={'bundle': str(bundle_path)},
+        info = mlflow.pyfunc.log_model(name=name, python_model=str(code), artifacts={'bundle': str(bundle_path)}, model_config={'bundle_sha256': digest},
                                        signature=infer_signature(example, out), input_example=example,
                                        pip_requirements=_requirements(), code_paths=[str(Path(mlops_kit.__file__).parent)])
+    with tempfile.TemporaryDirectory() as d:    # the digest of what the store now holds, as a reader will download it
+        tree = tree_digest(mlflow.artifacts.download_artifacts(artifact_uri=info.model_uri, dst_path=d), _LOCAL)
+    mlflow.set_tags({'bundle_sha256': digest, 'model_sha256': tree})
+    return info
+
+# %% ../nbs/11_tracking.ipynb #8354e782
+class ModelIntegrityError(ValueError):
+    "A registered model's files do not match the digest recorded for it (or none was recorded): it is not loaded."
+
+def recorded_digest(run: dict, key: str = 'bundle_sha256') -> str:
+    "The digest tag `key` of the pipeline's MLflow run ({'run_id', 'tracking_uri'}, as in run.json)."
+    from mlflow.tracking import MlflowClient
+    got = MlflowClient(run['tracking_uri']).get_run(run['run_id']).data.tags.get(key)
+    if not got: raise ModelIntegrityError(f"MLflow run {run['run_id']} records no {key}: its bundle cannot be verified; re-run the train stage (`dvc repro train`)")
+    return got
+
+def load_bundle(models_dir) -> 'FleetBundle':
+    "The train stage's bundle from `models_dir`, unpickled only after its SHA-256 matches the one its MLflow run recorded."
+    from mlops_kit.fleet import FleetBundle
+    from mlops_kit.pipeline import read_run
+    return FleetBundle.load(Path(models_dir) / 'bundle.pkl', recorded_digest(read_run(Path(models_dir) / 'run.json')))
+
+def fetch_model(uri: str, name: str, alias: str = 'champion', dst=None) -> tuple[Path, int]:
+    "(local folder, version) of models:/name@alias, downloaded into `dst` and verified against the version's `model_sha256` tag."
+    import mlflow, tempfile
+    os.environ.setdefault('MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR', 'false')
+    c = mlflow.tracking.MlflowClient(uri)
+    try: mv = c.get_model_version_by_alias(name, alias)
+    except mlflow.exceptions.MlflowException as e:
+        raise FileNotFoundError(f"no model version models:/{name}@{alias} in {uri}; run `make repro` (it registers one) or pick another alias ({str(e)[:120]})") from None
+    if not (want := mv.tags.get('model_sha256')):
+        raise ModelIntegrityError(f"models:/{name}@{alias} (v{mv.version}) has no recorded digest (tag model_sha256): it was not registered by `mlops-kit register`; not loaded")
+    d = mlflow.artifacts.download_artifacts(artifact_uri=mv.source, dst_path=str(dst or tempfile.mkdtemp(prefix='mlops-kit-model-')), tracking_uri=uri)
+    if (got := tree_digest(d, _LOCAL)) != want:
+        raise ModelIntegrityError(f"models:/{name}@{alias} (v{mv.version}): the downloaded files' digest {got[:16]}… is not the recorded {want[:16]}…: "
+                                  "the model changed in the artifact store after it was registered; not loaded")
+    return Path(d), int(mv.version)
 
 # %% ../nbs/11_tracking.ipynb #d8c90dd5
 class ScoreInputError(ValueError):
@@ -123,12 +208,11 @@ def read_rows(path) -> pd.DataFrame:
 
 def score_rows(rows: pd.DataFrame, uri: str, name: str = 'mlops_kit_fleet', alias: str = 'champion') -> pd.DataFrame:
     "Score rows with the registered model `models:/name@alias` (the model `make serve` serves)."
-    import mlflow
+    import mlflow, shutil
     mlflow.set_tracking_uri(uri)
-    try: model = mlflow.pyfunc.load_model(f'models:/{name}@{alias}')
-    except mlflow.exceptions.MlflowException as e:
-        raise FileNotFoundError(f"no model version models:/{name}@{alias} in {uri}; run `make repro` (it registers one) or pick another --alias ({str(e)[:120]})") from None
-    return model.predict(rows)
+    d, _ = fetch_model(uri, name, alias)
+    try: return mlflow.pyfunc.load_model(str(d)).predict(rows)
+    finally: shutil.rmtree(d, ignore_errors=True)
 
 # %% ../nbs/11_tracking.ipynb #70a6da45
 def latest_runs(uri: str, experiment_name: str = 'mlops_kit', n: int = 2) -> list[str]:

@@ -12,6 +12,7 @@ import pandas as pd
 import pandera.pandas as pa
 
 from .config import ValidateParams, parse_interval
+from .guard import safe_name
 
 # %% auto #0
 __all__ = ['MAX_PLOTS', 'ValidateError', 'signal_schema', 'check_signals', 'quality', 'plot_quality', 'plot_monitor',
@@ -110,13 +111,13 @@ def plot_monitor(df: pd.DataFrame, monitor_id: str, interval: str = '5min'):
 # %% ../nbs/03_validate.ipynb #56da589b
 MAX_PLOTS = 12
 
-def _html(q: pd.DataFrame, quarantine: dict, plots: list[str], n_rows: int) -> str:
+def _html(q: pd.DataFrame, quarantine: dict, plots: list[tuple[str, str]], n_rows: int) -> str:
     "The readable report."
     flagged = q[q['flags'].str.len() > 0]
     cols = ['agg', 'interval', 'n_slices', 'gap_share', 'sparsity', 'duplicates', 'min', 'median', 'p99', 'max', 'flatline_hours', 'flags']
     t = q[cols].assign(flags=q['flags'].str.join(', ')).to_html(float_format=lambda x: f'{x:.4g}', classes='q', border=0)
     qrows = ''.join(f'<tr><td>{html.escape(k)}</td><td>{v}</td></tr>' for k, v in quarantine.items()) or '<tr><td colspan=2>none</td></tr>'
-    imgs = ''.join(f'<h3>{html.escape(Path(f).stem)}</h3><img src="{html.escape(f)}" width="900">' for f in plots)
+    imgs = ''.join(f'<h3>{html.escape(m)}</h3><img src="{html.escape(f)}" width="900">' for m, f in plots)
     return f"""<!doctype html><html><head><meta charset="utf-8"><title>Signal quality</title>
 <style>body{{font-family:sans-serif;margin:2em}} table.q td,table.q th{{padding:2px 8px;font-size:12px}} .n{{font-size:1.4em}}</style></head><body>
 <h1>Signal quality</h1><p class="n">{len(q)} monitors · {n_rows:,} signal rows · schema ok · <b>{len(flagged)} flagged</b></p>
@@ -138,7 +139,8 @@ def run_validate(p: ValidateParams, root='.', signals_dir='data/signals') -> dic
     plt = _plt(); fig = plot_quality(q, p); fig.savefig(staging / 'overview.png', dpi=80); plt.close(fig)
     plots = []
     for mid in q.index[q['flags'].str.len() > 0][:MAX_PLOTS]:
-        fig = plot_monitor(df, mid, cat[mid]['interval']); fig.savefig(staging / f'{mid}.png', dpi=80); plt.close(fig); plots.append(f'{mid}.png')
+        f = f'{safe_name(mid)}.png'     # the id comes from raw data: never a path as it is
+        fig = plot_monitor(df, mid, cat[mid]['interval']); fig.savefig(staging / f, dpi=80); plt.close(fig); plots.append((mid, f))
     q.assign(flags=q['flags'].str.join(' ')).to_csv(staging / 'quality.csv')
     (staging / 'index.html').write_text(_html(q, quar, plots, len(df)))
     if out.exists():

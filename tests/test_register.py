@@ -107,10 +107,10 @@ def test_audit_verify_detects_tampering(proj, capsys):
     assert main(['--root', str(root), 'audit', 'verify']) == 0
     lines = log.read_text().splitlines()
     log.write_text('\n'.join([lines[0].replace('"register"', '"delete"')] + lines[1:]) + '\n')
-    assert main(['--root', str(root), 'audit', 'verify']) == 2
+    assert main(['--root', str(root), 'audit', 'verify']) == 1                # exit 1 = tampered, as `audit verify --help` says
     assert ':1: content does not match its hash' in capsys.readouterr().err
     log.write_text('\n'.join(lines[1:]) + '\n')                    # a removed line
-    assert main(['--root', str(root), 'audit', 'verify']) == 2
+    assert main(['--root', str(root), 'audit', 'verify']) == 1
 
 
 def test_pii_in_a_logged_artifact_blocks_registration(proj):
@@ -118,7 +118,7 @@ def test_pii_in_a_logged_artifact_blocks_registration(proj):
     rid = new_run(extra_artifact='slow request from dana@example.org at 192.168.4.20')
     with pytest.raises(RegisterError, match=r"evaluate/notes.txt: e-mail-like value 'dana@example.org'"):
         register_run(root, p)
-    assert not _client(uri).search_registered_models(f"name='{p.register.model_name}'")       # nothing registered
+    assert not _client(uri).search_model_versions(f"name='{p.register.model_name}'")          # no version registered (the model holds the audit anchor)
     last = json.loads((root / p.register.audit_log).read_text().splitlines()[-1])
     assert last['action'] == 'register-blocked' and '192.168.4.20' in last['reason'] and rid
 

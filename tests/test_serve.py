@@ -11,6 +11,7 @@ import yaml
 from mlops_kit.cli import main
 from mlops_kit.config import load_params
 from mlops_kit.fleet import FleetBundle, tune_fleet
+from mlops_kit.guard import sha256_file
 
 ROOT = Path(__file__).resolve().parents[1]
 COLS = ['monitor_id', 'ts', 'value', 'expected', 'lower', 'upper', 'score', 'unusual', 'alert']
@@ -34,8 +35,9 @@ def champion(tmp_path_factory):
     with mlflow.start_run(experiment_id=eid):
         info = log_bundle(root / 'bundle.pkl', hold.head(6))
         mlflow.log_text('# Model card: mlops_kit_fleet v1\n\n## Gate verdict: PASSED\n', 'register/v1/model_card.md')   # as the register stage logs it
-    mv = mlflow.register_model(info.model_uri, 'mlops_kit_fleet')
-    mlflow.tracking.MlflowClient(uri).set_registered_model_alias('mlops_kit_fleet', 'champion', mv.version)
+    mv = mlflow.register_model(info.model_uri, 'mlops_kit_fleet'); c = mlflow.tracking.MlflowClient(uri)
+    c.set_model_version_tag('mlops_kit_fleet', mv.version, 'model_sha256', c.get_run(info.run_id).data.tags['model_sha256'])   # as `mlops-kit register` records it
+    c.set_registered_model_alias('mlops_kit_fleet', 'champion', mv.version)
     p = load_params(ROOT / 'params.yaml')
     p = p.model_copy(update={'train': p.train.model_copy(update={'tracking_uri': uri})})
     (root / 'params.yaml').write_text(yaml.safe_dump(p.model_dump(mode='json'), sort_keys=False))
@@ -65,7 +67,7 @@ def test_real_mlflow_scoring_server_serves_the_champion(champion):
         assert _post(port, {'dataframe_split': {'columns': cols, 'data': req[cols].values.tolist()}}) == (200, body)
         import io
         from mlflow.pyfunc.scoring_server import predictions_to_json                # the model's plain-Python rows = what MLflow makes of the DataFrame
-        want = io.StringIO(); predictions_to_json(FleetBundle.load(root / 'bundle.pkl').predict(req.assign(ts=pd.to_datetime(req.ts))), want)
+        want = io.StringIO(); predictions_to_json(FleetBundle.load(root / 'bundle.pkl', sha256_file(root / 'bundle.pkl')).predict(req.assign(ts=pd.to_datetime(req.ts))), want)
         assert body == json.loads(want.getvalue())
         for bad in ({'dataframe_records': req.assign(monitor_id='nope').to_dict('records')}, {'inputs': {c: req.assign(monitor_id='nope')[c].tolist() for c in cols}}):
             with pytest.raises(urllib.error.HTTPError) as ei:                       # a monitor the bundle does not know: a clear error

@@ -2,7 +2,9 @@
 tracking server on it with a shared, proxied artifact folder, and two clones of one project. Alice runs the whole pipeline
 (`dvc repro`: train -> evaluate -> register) against the server and pushes the data to a shared DVC directory remote; Bob clones,
 `dvc pull`s the same windows, scores rows with `models:/<name>@champion` through the server in his own process and clone, and rolls
-the champion back; both append to one shared, hash-chained audit log. The servers stop at the end, also on failure."""
+the champion back; both append to one shared, hash-chained audit log. The server requires authentication (MLflow's basic-auth app, users
+in a second PostgreSQL database): the admin adds Alice and Bob as releasers and Carol as an engineer with `mlops-kit team user`; Carol's
+promotion is refused, and the audit log records the users the server authenticated. The servers stop at the end, also on failure."""
 import contextlib, glob, hashlib, json, os, shutil, subprocess, sys, tempfile
 from pathlib import Path
 
@@ -18,12 +20,19 @@ BIN = Path(sys.executable).parent
 SMALL = {'sample': {'days': 75, 'n_services': 3}, 'train': {'workers': 1, 'budget_s': 1.0, 'plot_monitors': 2}, 'evaluate': {'workers': 1, 'plot_monitors': 2}}
 ENV = {**os.environ, 'PATH': f"{BIN}:{os.environ['PATH']}", 'DVC_NO_ANALYTICS': '1', 'MLFLOW_DISABLE_TELEMETRY': 'true', 'DO_NOT_TRACK': 'true',
        'GIT_AUTHOR_NAME': 't', 'GIT_AUTHOR_EMAIL': 't@t', 'GIT_COMMITTER_NAME': 't', 'GIT_COMMITTER_EMAIL': 't@t'}
-for k in ('MLFLOW_TRACKING_URI', 'DVC_ROOT', 'MLFLOW_BACKEND_STORE_URI', 'MLFLOW_ARTIFACTS_DESTINATION'): ENV.pop(k, None)
+for k in ('MLFLOW_TRACKING_URI', 'DVC_ROOT', 'MLFLOW_BACKEND_STORE_URI', 'MLFLOW_ARTIFACTS_DESTINATION', 'MLFLOW_AUTH_DATABASE_URI', 'MLFLOW_AUTH_ADMIN_PASSWORD',
+          'MLFLOW_TRACKING_USERNAME', 'MLFLOW_TRACKING_PASSWORD'): ENV.pop(k, None)
 PASSWORD = 'team-secret'
+USERS = {'alice': 'releaser', 'bob': 'releaser', 'carol': 'engineer'}
 
 
-def sh(cmd, cwd, user='alice', ok=True):
-    p = subprocess.run(cmd, cwd=cwd, env={**ENV, 'MLOPS_KIT_USER': user}, capture_output=True, text=True, shell=True)
+def creds(user):
+    "The environment of a team member: MLflow's client credentials (the admin's too), and a self-declared name the audit log must not trust."
+    return {'MLFLOW_TRACKING_USERNAME': user, 'MLFLOW_TRACKING_PASSWORD': f'{user}-pw-{PASSWORD}', 'MLOPS_KIT_USER': user} if user else {'MLOPS_KIT_USER': 'anonymous'}
+
+
+def sh(cmd, cwd, user='alice', ok=True, **env):
+    p = subprocess.run(cmd, cwd=cwd, env={**ENV, **creds(user), **env}, capture_output=True, text=True, shell=True)
     if ok: assert p.returncode == 0, f'{cmd} (as {user} in {cwd})\n{p.stdout[-4000:]}\n{p.stderr[-4000:]}'
     return p
 
@@ -50,9 +59,10 @@ def postgres():
     try:
         assert r.returncode == 0, f'pg_ctl start failed:\n{r.stdout}\n{r.stderr}\n{log.read_text() if log.exists() else ""}'
         psql = lambda sql, db='postgres': pg('psql', '-h', str(base), '-p', str(port), '-d', db, '-v', 'ON_ERROR_STOP=1', '-tA', '-c', sql)
-        for sql in (f"CREATE ROLE mlflow LOGIN PASSWORD '{PASSWORD}'", 'CREATE DATABASE mlflow OWNER mlflow'):
+        for sql in (f"CREATE ROLE mlflow LOGIN PASSWORD '{PASSWORD}'", 'CREATE DATABASE mlflow OWNER mlflow', 'CREATE DATABASE mlflow_auth OWNER mlflow'):
             r = psql(sql); assert r.returncode == 0, r.stderr
-        yield {'uri': f'postgresql://mlflow:{PASSWORD}@127.0.0.1:{port}/mlflow', 'psql': lambda sql: psql(sql, 'mlflow').stdout.strip()}
+        yield {'uri': f'postgresql://mlflow:{PASSWORD}@127.0.0.1:{port}/mlflow', 'auth_uri': f'postgresql://mlflow:{PASSWORD}@127.0.0.1:{port}/mlflow_auth',
+               'psql': lambda sql: psql(sql, 'mlflow').stdout.strip()}
     finally:
         pg('pg_ctl', '-D', str(data), '-m', 'fast', '-w', 'stop')
         shutil.rmtree(base, ignore_errors=True)
@@ -60,10 +70,20 @@ def postgres():
 
 @pytest.fixture(scope='module')
 def team(postgres, tmp_path_factory):
-    "The team's shared folder (artifacts, DVC remote, audit log) and its MLflow server on PostgreSQL; stopped afterwards."
+    "The team's shared folder (artifacts, DVC remote, audit log), its authenticated MLflow server on PostgreSQL, and its users; stopped afterwards."
     shared = tmp_path_factory.mktemp('shared')
-    with tracking_server(postgres['uri'], str(shared / 'mlartifacts'), log=shared / 'mlflow-server.log') as url:
-        yield {'url': url, 'shared': shared, **postgres}
+    os.environ['MLFLOW_AUTH_ADMIN_PASSWORD'] = creds('admin')['MLFLOW_TRACKING_PASSWORD']         # the admin's, read on the server's first start
+    try:
+        with tracking_server(postgres['uri'], str(shared / 'mlartifacts'), log=shared / 'mlflow-server.log', auth_db=postgres['auth_uri']) as url:
+            os.environ.update({k: v for k, v in creds('admin').items() if k.startswith('MLFLOW_')})      # this test process reads the server as the admin
+            raw = yaml.safe_load((ROOT / 'params.yaml').read_text()); raw['train']['tracking_uri'] = url
+            (shared / 'params.yaml').write_text(yaml.safe_dump(raw, sort_keys=False))
+            for user, role in USERS.items():                                                      # the admin sets the team up
+                out = sh(f'mlops-kit team user {user} --role {role}', shared, 'admin', MLOPS_KIT_USER_PASSWORD=creds(user)['MLFLOW_TRACKING_PASSWORD'])
+                assert f'user {user}: role {role}' in out.stdout, out.stdout + out.stderr
+            yield {'url': url, 'shared': shared, **postgres}
+    finally:
+        for k in ('MLFLOW_AUTH_ADMIN_PASSWORD', 'MLFLOW_TRACKING_USERNAME', 'MLFLOW_TRACKING_PASSWORD'): os.environ.pop(k, None)
 
 
 @pytest.fixture(scope='module')
@@ -117,6 +137,7 @@ def test_pipeline_tracks_and_registers_on_the_postgres_backed_server(team, alice
     assert run['run_id'][:12] in lst
     st = sh('mlops-kit team status', root).stdout
     assert f"{team['url']} (server)" in st and 'ok  server' in st and 'champion v1' in st and 'shared path' in st and 'ok  dvc remote  shared' in st, st
+    assert 'ok  identity    authenticated as alice' in st, st
 
 
 def test_dvc_push_pull_round_trips_the_windows(team, alice, bob):
@@ -133,6 +154,7 @@ def test_dvc_push_pull_round_trips_the_windows(team, alice, bob):
 def test_teammate_scores_with_the_champion_through_the_server(team, alice, bob):
     "Bob, in his own clone and process, loads models:/<name>@champion from the server and gets what Alice's local bundle gives."
     from mlops_kit.fleet import FleetBundle
+    from mlops_kit.guard import sha256_file
     a, b = alice[0], bob[0]
     hold = pd.read_parquet(b / 'data/windows/holdout.parquet')
     rows = hold[hold.ts < hold.ts.min() + pd.Timedelta('6h')].dropna()
@@ -140,7 +162,7 @@ def test_teammate_scores_with_the_champion_through_the_server(team, alice, bob):
     out = sh('mlops-kit score rows.csv scored.parquet', b, 'bob').stdout
     assert 'scored by mlops_kit_fleet@champion' in out, out
     got = pd.read_parquet(b / 'scored.parquet')
-    want = FleetBundle.load(a / 'models/bundle.pkl').predict(rows.assign(ts=rows.ts.dt.tz_localize(None)).reset_index(drop=True))
+    want = FleetBundle.load(a / 'models/bundle.pkl', sha256_file(a / 'models/bundle.pkl')).predict(rows.assign(ts=rows.ts.dt.tz_localize(None)).reset_index(drop=True))
     assert len(got) == len(rows) and got.monitor_id.nunique() == rows.monitor_id.nunique()
     for col in ('expected', 'lower', 'upper', 'score'):
         pd.testing.assert_series_equal(got[col].reset_index(drop=True), want[col].reset_index(drop=True), check_names=False, check_dtype=False)
@@ -155,12 +177,31 @@ def test_teammates_move_the_shared_aliases_with_one_audit_chain(team, alice, bob
     out = sh('mlops-kit register', a).stdout
     reg = json.loads((a / 'metrics/register.json').read_text())
     assert (reg['version'], reg['champion'], reg['previous_champion']) == (2, 2, 1), out
-    sh('mlops-kit rollback --reason "v2 pages at night"', b, 'bob')
+    sh('mlops-kit rollback --reason "v2 pages at night"', b, 'bob', MLOPS_KIT_USER='mallory')     # the log records who the server authenticated
     assert int(MlflowClient(team['url']).get_model_version_by_alias(name, 'champion').version) == 1
     assert 'champion v1' in sh('mlops-kit team status', a).stdout
     log = team['shared'] / 'audit/audit.jsonl'
     entries = [json.loads(l) for l in log.read_text().splitlines()]
     assert [(e['who'], e['action']) for e in entries] == [('alice', 'register'), ('alice', 'promote'), ('alice', 'register'), ('alice', 'promote'), ('bob', 'rollback')]
+    assert all(e['authenticated'] for e in entries)
     assert (entries[-1]['alias_from'], entries[-1]['alias_to']) == ('champion@v2', 'champion@v1')
     for clone, user in ((a, 'alice'), (b, 'bob')):
-        assert sh('mlops-kit audit verify', clone, user).stdout.strip().endswith('5 entries, chain intact')
+        out = sh('mlops-kit audit verify', clone, user).stdout.strip()
+        assert 'registry reconciled (anchor #5' in out and out.endswith('5 entries, chain intact'), out
+
+
+def test_only_releasers_move_champion(team, alice, bob):
+    "Carol (engineer) may read and run the pipeline, not move champion: her promotion is refused by the server, and nothing changes; nobody gets in anonymously."
+    from mlflow.tracking import MlflowClient
+    b, log = bob[0], team['shared'] / 'audit/audit.jsonl'
+    before, champ = log.read_text(), int(MlflowClient(team['url']).get_model_version_by_alias('mlops_kit_fleet', 'champion').version)
+    assert 'ok  identity    authenticated as carol' in sh('mlops-kit team status', b, 'carol').stdout
+    p = sh('mlops-kit promote --version 2 --reason "carol wants v2"', b, 'carol', ok=False)
+    assert p.returncode == 2 and "refused to let 'carol' move alias 'champion'" in p.stderr and 'releaser' in p.stderr and 'Traceback' not in p.stderr, p.stderr
+    assert int(MlflowClient(team['url']).get_model_version_by_alias('mlops_kit_fleet', 'champion').version) == champ
+    assert log.read_text() == before                                                  # a refused move leaves no entry
+    assert sh('mlops-kit audit verify', b, 'carol').returncode == 0
+    anon = sh('mlops-kit promote --version 2 --reason "anyone?"', b, None, ok=False)  # no credentials at all
+    assert anon.returncode != 0 and log.read_text() == before and int(MlflowClient(team['url']).get_model_version_by_alias('mlops_kit_fleet', 'champion').version) == champ
+    p = sh('mlops-kit team user dave --role releaser', b, 'carol', ok=False, MLOPS_KIT_USER_PASSWORD='x')   # only the admin adds users
+    assert p.returncode == 2 and 'run this as the admin' in p.stderr, p.stderr
