@@ -98,7 +98,7 @@ class BundleIntegrityError(ValueError):
     "A bundle's bytes do not match the digest the pipeline recorded (or none was recorded): it is not unpickled."
 
 class FleetBundle:
-    "Every monitor's tuned detector + alert policy; `predict(rows)` adds expected, lower, upper, score, unusual, alert."
+    "Every monitor's tuned detector + alert policy; `predict(rows)` adds expected, lower, upper, score, unusual, alert and the monitor's stage."
     def __init__(self, tuned: dict[str, Tuned], meta: dict | None = None):
         self.tuned = {k: replace(t, trials=pd.DataFrame()) for k, t in tuned.items()}
         self.meta = dict(meta or {})
@@ -107,24 +107,25 @@ class FleetBundle:
     def monitors(self) -> list[str]: return sorted(self.tuned)
 
     def columns(self, rows: pd.DataFrame, max_rows: int | None = None, max_span: pd.Timedelta | None = None) -> dict[str, np.ndarray]:
-        "The six detection columns for rows (monitor_id, ts, value), as arrays in row order: what `predict` adds. Naive `ts` means UTC. `max_rows` / `max_span` (per monitor) bound one request's work."
+        "The six detection columns and the monitor's stage for rows (monitor_id, ts, value), as arrays in row order: what `predict` adds. Naive `ts` means UTC. `max_rows` / `max_span` (per monitor) bound one request's work."
         if missing := {'monitor_id', 'ts', 'value'} - set(rows.columns): raise RequestError(f"request: missing column(s) {sorted(missing)}; expected monitor_id, ts, value")
         if max_rows is not None and len(rows) > max_rows: raise RequestError(f"request: {len(rows):,} rows; at most {max_rows:,} per request (send several)")
         codes, mids = pd.factorize(rows.monitor_id.astype(str).to_numpy())
         if unknown := sorted(set(mids) - set(self.tuned)):
             raise RequestError(f"unknown monitor(s) {[u[:80] + ('…' if len(u) > 80 else '') for u in unknown[:5]]}{' …' if len(unknown) > 5 else ''}: this bundle serves {len(self.tuned)} monitors, e.g. {self.monitors[:3]}")
         ns, v = _request_arrays(rows)
-        out = {c: np.full(len(rows), np.nan) for c in COLUMNS[:4]} | {c: np.zeros(len(rows), bool) for c in COLUMNS[4:]}
+        out = {c: np.full(len(rows), np.nan) for c in COLUMNS[:4]} | {c: np.zeros(len(rows), bool) for c in COLUMNS[4:]} | {'stage': np.empty(len(rows), object)}
         for i, mid in enumerate(mids):
             p = np.flatnonzero(codes == i)
             if max_span is not None and (span := pd.Timedelta(int(ns[p].max() - ns[p].min()))) > max_span:
                 raise RequestError(f"request: monitor {mid!r} spans {span.days:,} days ({pd.Timestamp(ns[p].min())} to {pd.Timestamp(ns[p].max())}); "
                                    f"at most {max_span.days:g} days of one monitor per request (the grid it is scored on covers the whole span)")
             for c, col in zip(COLUMNS, _score_rows(self.tuned[mid], ns[p], v[p], mid)): out[c][p] = col
+            out['stage'][p] = self.tuned[mid].path                   # level | daily | search | sparse | fallback: what its history allowed
         return out
 
     def predict(self, rows: pd.DataFrame) -> pd.DataFrame:
-        "Rows (monitor_id, ts, value) -> the same rows, in the same order, with the six detection columns added. Naive `ts` means UTC."
+        "Rows (monitor_id, ts, value) -> the same rows, in the same order, with the six detection columns and `stage` added. Naive `ts` means UTC."
         return pd.concat([rows, pd.DataFrame(self.columns(rows), index=rows.index)], axis=1)
 
     def table(self) -> pd.DataFrame:

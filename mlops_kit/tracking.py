@@ -112,7 +112,7 @@ def serve_limits() -> tuple[int, pd.Timedelta]:
 
 # %% ../nbs/11_tracking.ipynb #2ed00214
 class FleetModel(mlflow.pyfunc.PythonModel):
-    "MLflow pyfunc over a FleetBundle: rows (monitor_id, ts, value) in, the same rows plus expected, lower, upper, score, unusual, alert out."
+    "MLflow pyfunc over a FleetBundle: rows (monitor_id, ts, value) in, the same rows plus expected, lower, upper, score, unusual, alert, stage out."
     def load_context(self, context):
         from threadpoolctl import threadpool_limits
         from mlops_kit.fleet import FleetBundle

@@ -14,7 +14,7 @@ from mlops_kit.fleet import FleetBundle, tune_fleet
 from mlops_kit.guard import sha256_file
 
 ROOT = Path(__file__).resolve().parents[1]
-COLS = ['monitor_id', 'ts', 'value', 'expected', 'lower', 'upper', 'score', 'unusual', 'alert']
+COLS = ['monitor_id', 'ts', 'value', 'expected', 'lower', 'upper', 'score', 'unusual', 'alert', 'stage']
 
 
 @pytest.fixture(scope='module')
@@ -124,7 +124,8 @@ def _reference_predict(bundle, rows):
         f = t.detector.score_frame(to_grid(y, step)); f['alert'], _ = t.policy.decide(f.unusual, f.score)
         sel = rows.monitor_id.astype(str) == mid
         out.append(pd.DataFrame(f.loc[pd.DatetimeIndex(pd.to_datetime(rows.ts[sel], utc=True)).floor(step), COLUMNS].to_numpy(), index=rows.index[sel], columns=COLUMNS))
-    return pd.concat([rows, pd.concat(out).loc[rows.index].astype({c: float for c in COLUMNS[:4]} | {'unusual': bool, 'alert': bool})], axis=1)
+    res = pd.concat([rows, pd.concat(out).loc[rows.index].astype({c: float for c in COLUMNS[:4]} | {'unusual': bool, 'alert': bool})], axis=1)
+    return res.assign(stage=rows.monitor_id.astype(str).map(lambda m: bundle.tuned[m].path).astype(object))
 
 
 def test_array_predict_matches_the_pandas_path_for_every_family():
