@@ -280,6 +280,10 @@ def retrain(params='params.yaml', root='.', force: bool = False, dry_run: bool =
     if v['as_of'] and str(as_of) <= v['as_of']:
         raise RetrainError(f"no newer window to train on: the data's last full day is {last_full}, so the newest as_of (minus windows.holdout_days = "
                            f"{p.windows.holdout_days}) is {as_of}, not after the current {v['as_of']}; wait for more data")
+    tried, reg = root/'metrics/windows.json', root/'metrics/register.json'      # the champion is older, but this window was trained on and refused
+    if tried.exists() and reg.exists() and json.loads(tried.read_text())['as_of'] == str(as_of) and not (r := json.loads(reg.read_text()))['promoted']:
+        raise RetrainError(f"no newer window to train on: as_of {as_of} was already tried, and the gate kept v{r['champion']} as champion over v{r['version']} "
+                           f"({r['reason'][:200]}); wait for more data, or see reports/register/model_card.html")
     cmd = ['dvc', 'exp', 'run', '-S', f'windows.as_of={as_of}', '-n', f"retrain-{as_of}-{time.strftime('%H%M%S')}"]
     why = ('forced; ' if not v['retrain'] else '') + f"{v['reason']}; new window as_of {as_of} (was {v['as_of']})"
     print(f"retrain: {why}\n  $ {' '.join(cmd)}", flush=True)

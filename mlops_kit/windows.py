@@ -152,9 +152,10 @@ def run_windows(p: WindowsParams, root='.', signals_dir='data/signals') -> dict:
     tmp = out / 'manifest.json.tmp'; tmp.write_text(json.dumps(man, indent=2, sort_keys=True) + '\n'); os.replace(tmp, out / 'manifest.json')
     n = {s: sum(v['status'] == s for v in mons.values()) for s in ('ok', 'short', 'skipped')}
     met = {'as_of': str(as_of), 'n_monitors': len(mons), 'n_ok': n['ok'], 'n_short': n['short'], 'n_skipped': n['skipped'],
-           'missing_share': round(float(tr.value.isna().mean()), 4), 'train_rows': len(tr), 'holdout_rows': len(ho)}
+           'missing_share': round(float(tr.value.isna().mean()), 4), 'train_rows': len(tr), 'holdout_rows': len(ho),
+           'skipped': {m: v['reason'] for m, v in mons.items() if v['status'] == 'skipped'}}                  # who, and why
     (root / 'metrics').mkdir(exist_ok=True); (root / 'metrics/windows.json').write_text(json.dumps(met, indent=2, sort_keys=True) + '\n')
-    return met | {'skipped': {m: v['reason'] for m, v in mons.items() if v['status'] == 'skipped'}}
+    return met
 
 # %% ../nbs/04_windows.ipynb #ba251f12
 def plot_window(train: pd.DataFrame, holdout: pd.DataFrame, monitor_id: str):
