@@ -335,7 +335,9 @@ def data_checks(p: Params, root='.') -> list[str]:
         out.append(f"ingest.metric_files {spec.name!r}: {len(ids)} files -> monitors {', '.join(ids[:8])}{' …' if len(ids) > 8 else ''}")
     lab = p.evaluate.labels
     if not lab: out.append('evaluate.labels: null: no labelled incidents, so recall is not judged (the gate says so)')
-    else: out.append(f"evaluate.labels: {lab} " + ('found' if (root / lab).is_file() else 'NOT FOUND: evaluate will stop until it exists (or set it to null)'))
+    elif (root / lab).is_file(): out.append(f"evaluate.labels: {lab} found")
+    elif p.sample.enabled and Path(os.path.normpath(lab)).is_relative_to(os.path.normpath(p.sample.out_dir)): out.append(f"evaluate.labels: {lab} (the sample stage writes it)")
+    else: out.append(f"evaluate.labels: {lab} NOT FOUND: evaluate will stop until it exists (or set it to null)")
     if not p.sample.enabled: out.append(f'sample: off (sample.enabled: false): the sample stage writes only a note to {p.sample.out_dir}/')
     elif not Path(os.path.normpath(p.ingest.raw_dir)).is_relative_to(os.path.normpath(p.sample.out_dir)):
         out.append(f'sample: on, but ingest reads {p.ingest.raw_dir}, not the sample: set sample.enabled: false to stop generating it')

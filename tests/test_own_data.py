@@ -79,6 +79,21 @@ def test_blanks_in_the_gate_are_not_judged_the_same_way_for_every_criterion():
     assert '(no static alert to compare)' in line and 'recall not judged' in line and 'nan' not in line.lower(), line
 
 
+def test_drift_statistics_stay_in_the_metrics_units():
+    "A gauge the model fits exactly most of the time (3 replicas, now and then 4): the residual shift was 333,333,333 'noise'; it is a third of a replica."
+    from mlops_kit.automl import tune
+    from mlops_kit.config import MonitorParams
+    from mlops_kit.monitor import drift_stats, flag_drift
+    rng = np.random.default_rng(3)
+    ix = pd.date_range('2026-09-01', periods=35 * 288, freq='5min', tz='UTC')
+    y = pd.Series(3.0 + (rng.random(len(ix)) < 0.03), index=ix)
+    win, new = y[:28 * 288], y[28 * 288:] + (rng.random(7 * 288) < 0.3)            # the new week: 4 replicas a third of the time
+    s = drift_stats(tune(win, budget_s=1.0), win, new)
+    assert s['resid_noise'] == 1.0 and abs(s['resid_median_shift'] - 1 / 3) < 0.05 and abs(s['resid_shift']) < 1, s
+    f = flag_drift(pd.DataFrame([s | {'monitor_id': 'replicas'}]), MonitorParams())
+    assert f.drifted[0] and not f.reasons.str.contains(r'\d{5}', regex=True)[0], f.reasons[0]     # drifted (error, alerts), in sane numbers
+
+
 @pytest.fixture(scope='module')
 def own(tmp_path_factory):
     "A scratch clone on which the own-data tutorial ran: params edited, exports copied, dvc repro, the champion served, the baseline committed."
