@@ -319,13 +319,14 @@ def baseline(params='params.yaml', root='.', rerun: bool = False) -> dict:
     root = Path(root)
     if not _git('rev-parse', 'HEAD', root=root): raise BaselineError(f"{root}: no git commit to go back to (the baseline is the last commit)")
     changes = _param_changes(root, params)
-    # params.yaml only: dvc.lock must keep saying "these stages changed", so that `dvc repro` looks them up in the run cache (by code, data and
-    # params) and restores their outputs, dvc.lock and metrics/ included; a committed dvc.lock from another machine would send it to a cache miss
     if files := [params] if _git('status', '--porcelain', '--', params, root=root) else []:
         subprocess.run(['git', 'checkout', 'HEAD', '--', params], cwd=root, check=True)
+    # without a dvc.lock, `dvc repro` looks every stage up in the run cache (by code, data and params) and writes dvc.lock and metrics/ anew from
+    # it; a dvc.lock kept from the variant, or from another machine (the committed one, on a fresh clone), would send DVC to outputs it lacks
+    (root/'dvc.lock').unlink(missing_ok=True)
     print(f"baseline: restored {', '.join(files) or 'nothing (already at HEAD)'} from git HEAD" + ''.join(f"\n  {c}" for c in changes), flush=True)
-    r = subprocess.run(['dvc', 'repro'], cwd=root, capture_output=True, text=True, env={**os.environ, RESTORE_ONLY: '' if rerun else '1'})
-    out = r.stdout + r.stderr
+    r = subprocess.run(['dvc', 'repro'], cwd=root, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env={**os.environ, RESTORE_ONLY: '' if rerun else '1'})
+    out = r.stdout
     cached, ran = re.findall(r"Stage '([\w-]+)' is cached", out), re.findall(r"Running stage '([\w-]+)'", out)
     if r.returncode:
         stuck = ran[-1] if ran else '?'
