@@ -4,7 +4,7 @@
 
 # %% ../nbs/18_monitor.ipynb #fb1244ca
 from __future__ import annotations
-import html, json, os
+import html, json, os, warnings
 from pathlib import Path
 
 import numpy as np
@@ -40,7 +40,9 @@ def dist_shift(ref, new, resolution: float | None = None) -> dict:
     r, n = _finite(ref), _finite(new)
     if len(r) < 2 or len(n) < 2: return {'ks': np.nan, 'ks_p': np.nan, 'psi': np.nan}
     if resolution and np.isfinite(resolution) and resolution > 0: r, n = np.round(r / resolution) * resolution, np.round(n / resolution) * resolution
-    k = stats.ks_2samp(r, n)
+    with warnings.catch_warnings():           # with ties, scipy's exact p-value can fail; it then uses the asymptotic one, which is what we want
+        warnings.filterwarnings('ignore', message='ks_2samp: Exact calculation unsuccessful')
+        k = stats.ks_2samp(r, n)
     return {'ks': float(k.statistic), 'ks_p': float(k.pvalue), 'psi': psi(r, n)}
 
 # %% ../nbs/18_monitor.ipynb #mon_noise
