@@ -158,13 +158,14 @@ def test_repro_again_is_a_noop(proj):
     assert ran(p.stdout) == set() and 'up to date' in p.stdout
 
 
-def test_tutorial_and_comparable_experiments(proj):
+def test_tutorial_and_comparable_experiments(proj, monkeypatch):
     "The level 0 -> 1 tutorial runs (it does a `dvc exp run -S train.alert_budget=1.0`); the variant is its own MLflow run, and runs compare shows the change."
     import papermill as pm
     from mlops_kit import cli
     root, _ = proj
     c, r = mlflow_run(root)
     before = {x.info.run_id for x in c.search_runs([c.get_run(r['run_id']).info.experiment_id])}
+    monkeypatch.delenv('MLFLOW_TRACKING_URI', raising=False)   # the kernel's commands use the project's store (mlflow.set_tracking_uri in earlier tests sets it)
     pm.execute_notebook(str(root / 'nbs/tutorials/level0_to_level1.ipynb'), str(root / 'tutorial.out.ipynb'), parameters={'root': str(root)},
                         kernel_name='python3', progress_bar=False, cwd=str(root / 'nbs/tutorials'))
     runs = c.search_runs([c.get_run(r['run_id']).info.experiment_id], order_by=['attributes.start_time DESC'])

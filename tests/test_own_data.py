@@ -100,8 +100,10 @@ def own(tmp_path_factory):
     import papermill as pm
     root = copy_project(tmp_path_factory.mktemp('own'))
     sh('git init -q && dvc init -q && dvc config core.analytics false && git add -A && git commit -qm base', root)
-    pm.execute_notebook(str(root / 'nbs/tutorials/own_data.ipynb'), str(root / 'own_data.out.ipynb'), parameters={'root': str(root), 'exports': str(FIXTURE)},
-                        kernel_name='python3', progress_bar=False, cwd=str(root / 'nbs/tutorials'))
+    with pytest.MonkeyPatch.context() as mp:          # the project's own store (an earlier test's mlflow.set_tracking_uri sets this variable)
+        mp.delenv('MLFLOW_TRACKING_URI', raising=False)
+        pm.execute_notebook(str(root / 'nbs/tutorials/own_data.ipynb'), str(root / 'own_data.out.ipynb'), parameters={'root': str(root), 'exports': str(FIXTURE)},
+                            kernel_name='python3', progress_bar=False, cwd=str(root / 'nbs/tutorials'))
     return root
 
 
