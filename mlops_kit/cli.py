@@ -346,7 +346,8 @@ def _champion_note(p, root: Path) -> dict:
     was = json.loads(f.read_text()).get('champion')
     c = _client(tracking_uri(p.train.tracking_uri, root)); name = p.register.model_name
     now = alias_version(c, name, 'champion') if c.search_registered_models(f"name='{name}'") else None
-    if now == was: print(f"baseline: champion is v{now}, as the baseline left it", flush=True)
+    if now == was: print(f"baseline: champion is {f'v{now}' if now else 'none'}, as the baseline left it", flush=True)
+    elif was is None: print(f"baseline: champion is v{now}; the baseline left none (an experiment's gate promoted it)", flush=True)
     else: print(f"baseline: champion is v{now}, the baseline left v{was} (an experiment's gate moved it); to move it back, audited:\n"
                 f"  mlops-kit promote --version {was} --reason 'back to the baseline'", flush=True)
     return {'now': now, 'baseline': was}
