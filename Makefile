@@ -26,7 +26,8 @@ $(STAMP): requirements.lock setup.py settings.ini
 	$(VENV)/bin/python -m ipykernel install --sys-prefix --name python3 >/dev/null
 	@touch $(STAMP)
 
-repro: $(STAMP)  ## run the pipeline: dvc repro, then show where the outputs are
+repro: $(STAMP)  ## check params.yaml and say what it will read, run the pipeline (dvc repro), then show where the outputs are
+	@mlops-kit params >/dev/null
 	dvc repro
 	@mlops-kit outputs
 

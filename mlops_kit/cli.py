@@ -11,9 +11,10 @@ from .config import ParamsError, load_params
 from . import telemetry
 
 # %% auto #0
-__all__ = ['COMMANDS', 'sample', 'ingest', 'validate', 'windows', 'params', 'outputs', 'train', 'evaluate', 'fleet_summary',
-           'runs', 'register', 'promote', 'rollback', 'audit', 'AuditError', 'score', 'RetrainError', 'monitor',
-           'retrain', 'maturity', 'team', 'bench', 'report', 'ReportError', 'serve', 'build_parser', 'main']
+__all__ = ['RESTORE_ONLY', 'COMMANDS', 'STAGES', 'sample', 'ingest', 'validate', 'windows', 'params', 'outputs', 'train',
+           'evaluate', 'fleet_summary', 'runs', 'register', 'promote', 'rollback', 'audit', 'AuditError', 'score',
+           'RetrainError', 'monitor', 'retrain', 'BaselineError', 'baseline', 'maturity', 'team', 'bench', 'report',
+           'ReportError', 'serve', 'build_parser', 'main']
 
 # %% ../nbs/90_cli.ipynb #a20b8fa8
 def _say(stage: str, started: float, text: str):
@@ -25,6 +26,11 @@ def sample(params='params.yaml', root='.') -> dict:
     "Generate the embedded, seeded sample fleet (raw request logs with PII, incidents, events)."
     from mlops_kit.sample import write_sample
     t, p = time.perf_counter(), load_params(Path(root)/params).sample
+    if not p.enabled:                          # own data: DVC still wants the stage's output folder, so it gets a note, not 40 MB
+        (out := Path(root)/p.out_dir).mkdir(parents=True, exist_ok=True)
+        (out/'README.txt').write_text("No sample generated: sample.enabled is false in params.yaml (the pipeline reads ingest.raw_dir).\n")
+        _say('sample', t, f"off (sample.enabled: false): nothing generated → {p.out_dir}/README.txt")
+        return {'enabled': False, 'rows': 0}
     out = write_sample(Path(root)/p.out_dir, seed=p.seed, start=str(p.start), days=p.days, n_services=p.n_services,
                        shift=p.shift.model_dump() if p.shift else None)
     _say('sample', t, f"{p.n_services} services × {p.days} days (seed {p.seed})" + (f" · level shift x{p.shift.factor} on {p.shift.services} services from day {p.shift.day}" if p.shift else '') + f" → {p.out_dir}/")
@@ -57,13 +63,16 @@ def windows(params='params.yaml', root='.') -> dict:
     t, p = time.perf_counter(), load_params(Path(root)/params)
     r = run_windows(p.windows, root=root, signals_dir=p.ingest.out_dir)
     _say('windows', t, f"as_of {r['as_of']} · {r['n_ok']} ok, {r['n_short']} short, {r['n_skipped']} skipped → {p.windows.out_dir}/")
+    for mid, why in r['skipped'].items(): print(f"  skipped {mid}: {why}", flush=True)
     return r
 
 # %% ../nbs/90_cli.ipynb #9add9471
 def params(params='params.yaml', root='.') -> dict:
-    "Validate params.yaml and print it as the pipeline will see it."
-    d = load_params(Path(root)/params).model_dump(mode='json')
+    "Validate params.yaml and print it as the pipeline will see it (stdout, JSON); then what it will read: matched files, labels, the sample (stderr)."
+    from mlops_kit.ingest import data_checks
+    p = load_params(Path(root)/params); d = p.model_dump(mode='json')
     print(json.dumps(d, indent=2))
+    print('reads:\n' + '\n'.join(f'  {line}' for line in data_checks(p, root)), file=sys.stderr)
     return d
 
 def _size(p: Path) -> int:
@@ -72,7 +81,8 @@ def _size(p: Path) -> int:
 def outputs(params='params.yaml', root='.') -> list[tuple[str, str, int]]:
     "List the pipeline's outputs: what each stage wrote, where, and how big it is."
     root, p = Path(root), load_params(Path(root)/params)
-    rows = [('raw sample (PII stays here)', p.sample.out_dir), ('signals + quarantine', p.ingest.out_dir),
+    rows = [('raw data (PII stays here)', p.ingest.raw_dir)] + ([('sample (generated)', p.sample.out_dir)] if p.sample.enabled and p.sample.out_dir != p.ingest.raw_dir else [])
+    rows += [('signals + quarantine', p.ingest.out_dir),
             ('quality report (index.html)', 'reports/validate'), ('training windows + manifest', p.windows.out_dir),
             ('fleet bundle + trial log', p.train.out_dir), ('train notebook + plots', 'reports/train'),
             ('evaluate notebook + plots', 'reports/evaluate'), ('model card + gate verdict', 'reports/register'),
@@ -86,11 +96,20 @@ def outputs(params='params.yaml', root='.') -> list[tuple[str, str, int]]:
         print(f"MLflow: run {r['run_id']} in {r['tracking_uri']} (make ui; mlops-kit runs compare)")
     if (root/'metrics/register.json').exists():
         g = json.loads((root/'metrics/register.json').read_text())
-        print(f"registry: {g['model']} v{g['version']} " + ('is champion' if g['promoted'] else f"not promoted, champion is v{g['champion']}") + f" ({g['reason']})")
+        champ = f"champion is v{g['champion']}" if g['champion'] else 'no champion yet'
+        print(f"registry: {g['model']} v{g['version']} " + ('is champion' if g['promoted'] else f"not promoted, {champ}") + f" ({g['reason']})")
     if (root/'metrics/monitor.json').exists():
         v = json.loads((root/'metrics/monitor.json').read_text())
-        print(f"drift: {v['reason']} → " + ('retrain (mlops-kit retrain)' if v['retrain'] else 'no retrain needed'))
+        print(f"drift ({v.get('judged_model', 'the trained bundle')}): {v['reason']} → " + ('retrain (mlops-kit retrain)' if v['retrain'] else 'no retrain needed'))
+    if _git('status', '--porcelain', '--', 'dvc.lock', 'metrics', root=root):
+        print("git: dvc.lock and metrics/ now record this run; commit them to make it your baseline (mlops-kit baseline returns to it after a dvc exp run)")
     return found
+
+def _git(*args, root='.') -> str:
+    "stdout of a git command in `root` ('' outside a repository or on error)."
+    import subprocess
+    r = subprocess.run(['git', *args], cwd=root, capture_output=True, text=True)
+    return r.stdout.strip() if r.returncode == 0 else ''
 
 # %% ../nbs/90_cli.ipynb #6d9f0c8e
 @telemetry.stage
@@ -102,7 +121,8 @@ def train(params='params.yaml', root='.') -> dict:
                       outputs=[p.train.out_dir, 'reports/train', 'metrics/train.json'])
     log_notebook(run := read_run(Path(root)/p.train.out_dir/'run.json'), nb)
     m = json.loads((Path(root)/'metrics/train.json').read_text())
-    _say('train', t, f"{m['tuned']} monitors tuned, {m['not_tuned']} not · MLflow run {run['run_id'][:8]} → {p.train.out_dir}/, reports/train/")
+    why = '; '.join(f"{k}: {v[:80]}" for k, v in list(m.get('not_tuned_why', {}).items())[:3])
+    _say('train', t, f"{m['tuned']} monitors tuned, {m['not_tuned']} not" + (f" ({why})" if why else '') + f" · MLflow run {run['run_id'][:8]} → {p.train.out_dir}/, reports/train/")
     return m
 
 @telemetry.stage
@@ -118,9 +138,9 @@ def evaluate(params='params.yaml', root='.') -> dict:
     return m
 
 def fleet_summary(m: dict) -> str:
-    "One line: monitors, alerts before → after, noisy monitors, recall, where the report is."
-    return (f"{m['monitors']} monitors · static {m['static_alerts']} alerts → {m['alerts']} ({-m['alert_reduction']:+.0%}) over {m['holdout_days']:g} holdout days · "
-            f"noisy {m['noisy_monitors']} → {m['noisy_after']} · recall {m['recall']:.2f} (static {m['static_recall']:.2f}) · report: reports/evaluate/")
+    "One line: monitors judged, alerts before → after, noisy monitors, recall, where the report is (`mlops_kit.evaluate.headline`)."
+    from mlops_kit.evaluate import headline
+    return headline(m)
 
 # %% ../nbs/90_cli.ipynb #25e8f2c1
 def runs(action: str = 'list', params='params.yaml', root='.', run_ids=None, n: int = 10):
@@ -214,12 +234,23 @@ class RetrainError(RuntimeError):
 @telemetry.stage
 def monitor(params='params.yaml', root='.') -> dict:
     "Drift of every monitor's data after the training window (values, residuals, error decay, alert rate) -> reports/monitor/, metrics/monitor.json (the retrain verdict)."
-    from mlops_kit.monitor import run_monitor
+    from mlops_kit.monitor import report_no_model, run_monitor
     t, p = time.perf_counter(), load_params(Path(root)/params)
-    v = run_monitor(p, root)
+    bundle, label = _served(p, root)
+    v = run_monitor(p, root, bundle=bundle, judged=label) if bundle is not None else report_no_model(root, label)
     where = _log_monitor(p, root, v)
-    _say('monitor', t, f"{v['reason']} · {'RETRAIN: run mlops-kit retrain' if v['retrain'] else 'no retrain'} · {where} → reports/monitor/index.html")
+    _say('monitor', t, f"{label}: {v['reason']} · {'RETRAIN: run mlops-kit retrain' if v['retrain'] else 'no retrain'} · {where} → reports/monitor/index.html")
     return v
+
+def _served(p, root):
+    "(the champion's bundle, 'champion vN'), or (None, why) when nothing is served: the monitor stage judges what is served, not a refused challenger."
+    from mlops_kit.pipeline import read_run
+    from mlops_kit.register import _client, champion_bundle
+    from mlops_kit.tracking import tracking_uri
+    f = Path(root)/p.train.out_dir/'run.json'; run = read_run(f) if f.exists() else {}
+    uri = run.get('tracking_uri') or tracking_uri(p.train.tracking_uri, root)
+    b, v = champion_bundle(_client(uri), p.register.model_name, uri, Path(root)/p.train.out_dir/'bundle.pkl', run.get('run_id'))
+    return (b, f'champion v{v} of {p.register.model_name}') if b is not None else (None, f'no champion of {p.register.model_name} yet: nothing is served, so there is no drift to judge')
 
 def _log_monitor(p, root, v) -> str:
     "Drift numbers onto the pipeline's MLflow run, the drift table and plot as artifacts; says where."
@@ -229,7 +260,7 @@ def _log_monitor(p, root, v) -> str:
     if not f.exists(): return f"not logged to MLflow ({f} missing: the bundle did not come from the train stage)"
     run = read_run(f); c = mlflow.MlflowClient(run['tracking_uri'])
     ts = int(time.time() * 1000)
-    c.log_batch(run['run_id'], metrics=[mlflow.entities.Metric(f'monitor.{k}', float(v[k]), ts, 0) for k in ('judged', 'drifted', 'drifted_share', 'retrain')])
+    c.log_batch(run['run_id'], metrics=[mlflow.entities.Metric(f'monitor.{k}', float(v[k]), ts, 0) for k in ('judged', 'drifted', 'drifted_share', 'retrain') if v[k] is not None])
     for a in ('drift.csv', 'drift.png', 'index.html'): c.log_artifact(run['run_id'], str(Path(root)/'reports/monitor'/a), 'monitor')
     return f"MLflow run {run['run_id'][:8]}"
 
@@ -250,9 +281,13 @@ def retrain(params='params.yaml', root='.', force: bool = False, dry_run: bool =
     sig, cat = load_signals(root/p.ingest.out_dir)
     last_full = latest_full_day(sig.ts, max(parse_interval(c['interval']) for c in cat.values()))
     as_of = last_full - dt.timedelta(days=p.windows.holdout_days)
-    if str(as_of) <= v['as_of']:
+    if v['as_of'] and str(as_of) <= v['as_of']:
         raise RetrainError(f"no newer window to train on: the data's last full day is {last_full}, so the newest as_of (minus windows.holdout_days = "
                            f"{p.windows.holdout_days}) is {as_of}, not after the current {v['as_of']}; wait for more data")
+    tried, reg = root/'metrics/windows.json', root/'metrics/register.json'      # the champion is older, but this window was trained on and refused
+    if tried.exists() and reg.exists() and json.loads(tried.read_text())['as_of'] == str(as_of) and not (r := json.loads(reg.read_text()))['promoted']:
+        raise RetrainError(f"no newer window to train on: as_of {as_of} was already tried, and the gate kept v{r['champion']} as champion over v{r['version']} "
+                           f"({r['reason'][:200]}); wait for more data, or see reports/register/model_card.html")
     cmd = ['dvc', 'exp', 'run', '-S', f'windows.as_of={as_of}', '-n', f"retrain-{as_of}-{time.strftime('%H%M%S')}"]
     why = ('forced; ' if not v['retrain'] else '') + f"{v['reason']}; new window as_of {as_of} (was {v['as_of']})"
     print(f"retrain: {why}\n  $ {' '.join(cmd)}", flush=True)
@@ -264,6 +299,62 @@ def retrain(params='params.yaml', root='.', force: bool = False, dry_run: bool =
     _say('retrain', t, f"window as_of {as_of}: {reg['model']} v{reg['version']} " + ('promoted to champion' if reg['promoted'] else
          f"NOT promoted, champion stays v{reg['champion']}") + f" ({reg['reason']}); drift after the new window: {now['reason']}")
     return {'retrained': True, 'as_of': str(as_of), 'register': reg, 'verdict': v, 'after': now}
+
+# %% ../nbs/90_cli.ipynb #cli_base_helpers
+class BaselineError(RuntimeError):
+    "The way back to the baseline cannot be taken as asked (no git commit; a stage would have to re-run)."
+
+RESTORE_ONLY = 'MLOPS_KIT_RESTORE_ONLY'           # set by `baseline`: pipeline stages refuse to run (DVC restores them from its run cache or stops)
+
+def _flat(d, pre='') -> dict:
+    "Nested params as {'section.key': value}."
+    return {k: v for a, b in (d or {}).items() for k, v in (_flat(b, f'{pre}{a}.').items() if isinstance(b, dict) else [(f'{pre}{a}', b)])}
+
+def _param_changes(root: Path, params: str) -> list[str]:
+    "'key: workspace value -> committed value' for each setting of `params` that differs from HEAD."
+    import yaml
+    now, base = _flat(yaml.safe_load((root/params).read_text())), _flat(yaml.safe_load(_git('show', f'HEAD:./{params}', root=root) or '{}'))
+    return [f"{k}: {now.get(k)!r} -> {base.get(k)!r}" for k in sorted(set(now) | set(base)) if now.get(k) != base.get(k)]
+
+# %% ../nbs/90_cli.ipynb #cli_base
+def baseline(params='params.yaml', root='.', rerun: bool = False) -> dict:
+    "Back to the committed baseline after `dvc exp run`: params.yaml from git HEAD, every output (dvc.lock, metrics/ too) from DVC's run cache; nothing re-runs unless --rerun."
+    import re, subprocess
+    root = Path(root)
+    if not _git('rev-parse', 'HEAD', root=root): raise BaselineError(f"{root}: no git commit to go back to (the baseline is the last commit)")
+    changes = _param_changes(root, params)
+    if files := [params] if _git('status', '--porcelain', '--', params, root=root) else []:
+        subprocess.run(['git', 'checkout', 'HEAD', '--', params], cwd=root, check=True)
+    # without a dvc.lock, `dvc repro` looks every stage up in the run cache (by code, data and params) and writes dvc.lock and metrics/ anew from
+    # it; a dvc.lock kept from the variant, or from another machine (the committed one, on a fresh clone), would send DVC to outputs it lacks
+    (root/'dvc.lock').unlink(missing_ok=True)
+    print(f"baseline: restored {', '.join(files) or 'nothing (already at HEAD)'} from git HEAD" + ''.join(f"\n  {c}" for c in changes), flush=True)
+    r = subprocess.run(['dvc', 'repro'], cwd=root, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env={**os.environ, RESTORE_ONLY: '' if rerun else '1'})
+    out = r.stdout
+    cached, ran = re.findall(r"Stage '([\w-]+)' is cached", out), re.findall(r"Running stage '([\w-]+)'", out)
+    if r.returncode:
+        stuck = ran[-1] if ran else '?'
+        raise BaselineError(f"stopped at stage {stuck!r}: its baseline run is not in this clone's DVC run cache (it ran elsewhere, e.g. the committed dvc.lock "
+                            f"comes from another machine, or the cache was cleared); restored from the cache: {', '.join(cached) or 'none'}. "
+                            f"`mlops-kit baseline --rerun` (or `dvc repro`) recomputes the rest, which registers a new version.\n{out[-1500:]}")
+    print(f"baseline: outputs restored from DVC's run cache: {', '.join(cached) or 'none needed'}" + (f"; re-run: {', '.join(ran)}" if ran and rerun else ''), flush=True)
+    return {'restored_files': files, 'param_changes': changes, 'cached': cached, 'ran': ran if rerun else [], 'champion': _champion_note(load_params(root/params), root)}
+
+# %% ../nbs/90_cli.ipynb #cli_base_champ
+def _champion_note(p, root: Path) -> dict:
+    "The registry side of the way back: the champion now against the one the baseline run left (metrics/register.json); prints how to move it back."
+    from mlops_kit.register import _client, alias_version
+    from mlops_kit.tracking import tracking_uri
+    f = root/'metrics/register.json'
+    if not f.exists(): return {}
+    was = json.loads(f.read_text()).get('champion')
+    c = _client(tracking_uri(p.train.tracking_uri, root)); name = p.register.model_name
+    now = alias_version(c, name, 'champion') if c.search_registered_models(f"name='{name}'") else None
+    if now == was: print(f"baseline: champion is {f'v{now}' if now else 'none'}, as the baseline left it", flush=True)
+    elif was is None: print(f"baseline: champion is v{now}; the baseline left none (an experiment's gate promoted it)", flush=True)
+    else: print(f"baseline: champion is v{now}, the baseline left v{was} (an experiment's gate moved it); to move it back, audited:\n"
+                f"  mlops-kit promote --version {was} --reason 'back to the baseline'", flush=True)
+    return {'now': now, 'baseline': was}
 
 # %% ../nbs/90_cli.ipynb #e8bdf70b
 def maturity(params='params.yaml', root='.', path: str | None = None, as_json: bool = False) -> dict:
@@ -317,7 +408,7 @@ def bench(what: str = 'models', params='params.yaml', root='.', monitors: int | 
         from mlops_kit.bench import run_bench_fleet
         return run_bench_fleet(root, sizes or [100, 1000], p.train.workers, p.engine.scheduler)
     from mlops_kit.bench import run_bench_models
-    return run_bench_models(root, p.windows.out_dir, f'{p.sample.out_dir}/incidents.csv', peers.split(',') if peers else None, sizes[0] if sizes else None)
+    return run_bench_models(root, p.windows.out_dir, p.evaluate.labels or f'{p.sample.out_dir}/incidents.csv', peers.split(',') if peers else None, sizes[0] if sizes else None)
 
 def report(params='params.yaml', root='.', output: str = '') -> dict:
     "Build the HTML dashboard over past runs (stage time and cost, alert reduction, registry, serving SLO, drift) in report.out_dir/index.html."
@@ -336,7 +427,9 @@ def serve(params='params.yaml', root='.', host: str = '127.0.0.1', port: int = 5
     from mlops_kit.serve import serve_champion
     serve_champion(root, load_params(Path(root)/params), host, port)
 
-COMMANDS = {f.__name__: f for f in (sample, ingest, validate, windows, train, evaluate, register, monitor, retrain, promote, rollback, audit, score, params, outputs, runs, bench, maturity, report, team, serve)}
+COMMANDS = {f.__name__: f for f in (sample, ingest, validate, windows, train, evaluate, register, monitor, retrain, baseline, promote, rollback, audit, score, params, outputs,
+                                    runs, bench, maturity, report, team, serve)}
+STAGES = ('sample', 'ingest', 'validate', 'windows', 'train', 'evaluate', 'register', 'monitor')   # the DVC pipeline's commands
 
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog='mlops-kit', description='mlops_kit: level-1 MLOps for monitoring signals. '
@@ -371,6 +464,8 @@ def build_parser() -> argparse.ArgumentParser:
             sp.add_argument('input', help='rows to score: .csv, .jsonl or .parquet with monitor_id, ts, value')
             sp.add_argument('output', help='where to write the scored rows: .csv or .parquet')
             sp.add_argument('--alias', default='champion', help='registered model alias to score with (default: %(default)s)')
+        if name == 'baseline':
+            sp.add_argument('--rerun', action='store_true', help='re-run stages whose baseline outputs are not in the run cache (registers a new version)')
         if name == 'retrain':
             sp.add_argument('--force', action='store_true', help='retrain even if the monitor verdict does not call for it')
             sp.add_argument('--dry-run', action='store_true', help='print the verdict and the command, run nothing')
@@ -411,14 +506,18 @@ def _user_errors() -> tuple[type, ...]:
     from mlops_kit.fleet import BundleIntegrityError, RequestError
     from mlops_kit.tracking import ModelIntegrityError
     from mlops_kit.team import TeamError
+    from mlops_kit.evaluate import LabelsError
     return (ParamsError, FileNotFoundError, IngestError, ValidateError, WindowsError, StageError, RegisterError, AuditError, ScoreInputError, RetrainError, ReportError,
-            TeamError, EngineError, BundleIntegrityError, ModelIntegrityError, RequestError)
+            TeamError, EngineError, BundleIntegrityError, ModelIntegrityError, RequestError, LabelsError, BaselineError)
 
 def main(argv=None) -> int:
     "Console entry point: `mlops-kit COMMAND`."
     a = build_parser().parse_args(argv)
+    if os.environ.get(RESTORE_ONLY) and a.command in STAGES:       # inside `mlops-kit baseline`: DVC found no cached run of this stage
+        print(f"mlops-kit {a.command}: not run: `mlops-kit baseline` only restores stages from DVC's run cache", file=sys.stderr)
+        return 3
     extra = {k: getattr(a, k) for k in ('what', 'corpora', 'project', 'no_mlflow', 'monitors', 'peers', 'rates', 'duration', 'action', 'run_ids', 'n', 'version', 'reason', 'input', 'output', 'alias',
-                                        'force', 'dry_run', 'path', 'as_json', 'backend_store_uri', 'artifacts_destination', 'host', 'port', 'server_workers',
+                                        'force', 'dry_run', 'rerun', 'path', 'as_json', 'backend_store_uri', 'artifacts_destination', 'host', 'port', 'server_workers',
                                         'allowed_hosts', 'name', 'role', 'auth_db') if hasattr(a, k)}
     try: COMMANDS[a.command](params=a.params, root=a.root, **extra)
     except _user_errors() as e:

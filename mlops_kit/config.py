@@ -4,9 +4,9 @@
 
 # %% ../nbs/00_config.ipynb #52b65536
 from __future__ import annotations
-import ast, re, warnings
+import ast, os, re, warnings
 from datetime import date
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import Literal, Optional
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -18,9 +18,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 # %% auto #0
 __all__ = ['FILTER_MAX_CHARS', 'FILTER_GRAMMAR', 'Agg', 'DRIFT_KINDS', 'SCHEDULER_RE', 'MAX_PARAMS_BYTES', 'parse_interval',
            'LevelShift', 'SampleParams', 'SourceSpec', 'FilterError', 'parse_filter', 'filter_columns', 'MonitorSpec',
-           'IngestParams', 'ValidateParams', 'WindowsParams', 'TrainParams', 'EvaluateParams', 'GateParams',
-           'RegisterParams', 'ServeParams', 'MonitorParams', 'ReportParams', 'check_scheduler', 'EngineParams',
-           'Params', 'ParamsError', 'load_params']
+           'MetricFilesSpec', 'IngestParams', 'ValidateParams', 'WindowsParams', 'TrainParams', 'EvaluateParams',
+           'GateParams', 'RegisterParams', 'ServeParams', 'MonitorParams', 'ReportParams', 'check_scheduler',
+           'EngineParams', 'Params', 'ParamsError', 'load_params']
 
 # %% ../nbs/00_config.ipynb #e83e0176
 def parse_interval(s: str) -> pd.Timedelta:
@@ -49,6 +49,7 @@ class SampleParams(_Section):
     n_services: int = Field(20, ge=1, le=200)
     shift: LevelShift | None = None          # null: no drift scenario
     out_dir: str = 'data/sample'
+    enabled: bool = True                     # false: the stage writes only a note (your own data needs no sample)
 
 # %% ../nbs/00_config.ipynb #6dddc256
 class SourceSpec(_Section):
@@ -166,24 +167,53 @@ class MonitorSpec(_Section):
         if self.groups is not None and not self.group_by: raise ValueError("`groups` needs `group_by`")
         return self
 
+# %% ../nbs/00_config.ipynb #cfg_mf
+class MetricFilesSpec(SourceSpec):
+    "One monitor per file: a folder or glob of exported `timestamp,value` files under `ingest.raw_dir`."
+    path: str                                   # a folder (its .csv/.jsonl/.parquet files) or a glob such as 'metrics/*.csv'
+    ts_column: str = 'timestamp'
+    value_column: str = 'value'
+    agg: Agg = 'mean'                           # how the points that share an interval are combined
+    interval: str = '5min'
+    owner: str = 'unassigned'
+    prefix: str = Field('', pattern=r'^[A-Za-z0-9_.-]*$')   # monitor id = prefix + the file's stem
+
+    @field_validator('interval')
+    @classmethod
+    def _interval(cls, v): parse_interval(v); return v
+
+    @field_validator('path')
+    @classmethod
+    def _inside(cls, v):
+        parts = Path(v).parts
+        if not v.strip() or Path(v).is_absolute() or '..' in parts:
+            raise ValueError(f"{v!r} must be a folder or glob inside ingest.raw_dir, e.g. 'metrics' or 'metrics/*.csv'")
+        return v
+
 # %% ../nbs/00_config.ipynb #1a219b14
 class IngestParams(_Section):
     "Raw files -> 5-minute signals (stage `ingest`)."
     raw_dir: str = 'data/sample'
     out_dir: str = 'data/signals'
     pii_columns: list[str] = ['user_id', 'client_ip', 'email']
-    sources: list[SourceSpec]
-    monitors: list[MonitorSpec]
+    sources: list[SourceSpec] = []
+    monitors: list[MonitorSpec] = []
+    metric_files: list[MetricFilesSpec] = []    # one monitor per exported file
 
     @model_validator(mode='after')
     def _cross(self):
-        for kind, items in (('source', self.sources), ('monitor', self.monitors)):
+        for kind, items in (('source', self.sources + self.metric_files), ('monitor', self.monitors)):
             names = [i.name for i in items]
             if dups := sorted({n for n in names if names.count(n) > 1}): raise ValueError(f"duplicate {kind} names: {dups}")
+        if not self.monitors and not self.metric_files:
+            raise ValueError("no monitors: declare ingest.monitors (with ingest.sources), or ingest.metric_files (one monitor per exported file)")
         srcs = {s.name for s in self.sources}
         for m in self.monitors:
             if m.source not in srcs: raise ValueError(f"monitor {m.name!r} reads source {m.source!r}, which is not declared; declared: {sorted(srcs)}")
             if used := _pii_used(m, self.pii_columns): raise ValueError(f"monitor {m.name!r} uses PII column(s) {used}: PII must not leave ingest")
+        for f in self.metric_files:
+            if used := sorted(set(self.pii_columns) & {f.value_column}):
+                raise ValueError(f"metric_files {f.name!r} reads PII column(s) {used}: PII must not leave ingest")
         return self
 
 def _pii_used(m: MonitorSpec, pii: list[str]) -> list[str]:
@@ -232,7 +262,7 @@ class EvaluateParams(_Section):
     noisy_per_day: float = Field(4.0, gt=0)          # a monitor is noisy when the static baseline fires more than this
     static_k: float = Field(3.0, gt=0)              # the baseline users run today: window mean + k·sigma
     refit: str = '1D'
-    labels: Optional[str] = 'data/sample/incidents.csv'   # incident labels (monitor_id, start, end); None = no labels
+    labels: Optional[str] = 'data/sample/incidents.csv'   # incident labels (monitor_id, start, end), inside ingest.raw_dir; None = no labels
     workers: int = Field(2, ge=0)
     plot_monitors: int = Field(24, ge=0)
 
@@ -348,6 +378,21 @@ class Params(_Section):
     report: ReportParams = ReportParams()
     engine: EngineParams = EngineParams()
 
+    @model_validator(mode='after')
+    def _own_data(self):
+        "Own data does not inherit the sample: ingest reads no sample that is not generated; labels live with the raw files."
+        s, raw, lab = self.sample, self.ingest.raw_dir, self.evaluate.labels
+        if not s.enabled and _inside(raw, s.out_dir):
+            raise ValueError(f"ingest.raw_dir = {raw!r} is the sample's folder, but sample.enabled is false: point it at your own files")
+        if lab and not _inside(lab, raw):
+            raise ValueError(f"evaluate.labels = {lab!r} is not inside ingest.raw_dir = {raw!r}: keep the labels file with your raw files "
+                             "(evaluate, register and monitor depend on that folder, so editing the labels re-runs them), or set it to null")
+        return self
+
+def _inside(path: str, folder: str) -> bool:
+    "Whether `path` is `folder` or lies under it (both relative to the project root)."
+    return PurePath(os.path.normpath(path)).is_relative_to(os.path.normpath(folder))
+
 class ParamsError(ValueError):
     "params.yaml is missing, unreadable or invalid; the message names every bad key."
 
@@ -380,7 +425,7 @@ def _describe(e: dict, raw: dict) -> str:
     if e['type'] == 'extra_forbidden': return f"{key} = {clip(e['input'])}: unknown key; allowed here: {', '.join(_allowed(Params, e['loc']))}"
     if e['type'] == 'missing': return f"{key}: required key is missing"
     msg = e['msg'].removeprefix('Value error, ')[:1000]
-    if isinstance(e['input'], dict): return f"{key}: {msg}"  # a cross-field check: the value is the whole section
+    if isinstance(e['input'], dict): return f"{key}: {msg}" if key else msg   # a cross-field check: the value is the whole section (or file)
     return f"{key} = {clip(e['input'])}: {msg}"
 
 # %% ../nbs/00_config.ipynb #e1ff55fd

@@ -18,7 +18,8 @@ from .guard import clip
 
 # %% auto #0
 __all__ = ['QUARANTINE_COLUMNS', 'READERS', 'IngestError', 'needed_columns', 'open_source', 'read_source', 'parse_ts',
-           'column_roles', 'eval_filter', 'clean_rows', 'monitor_ids', 'aggregate', 'ingest_source', 'run_ingest']
+           'column_roles', 'eval_filter', 'clean_rows', 'monitor_ids', 'aggregate', 'ingest_source', 'run_ingest',
+           'metric_id', 'metric_files', 'ingest_metric_files', 'data_checks']
 
 # %% ../nbs/02_ingest.ipynb #73fc0e3b
 class IngestError(ValueError):
@@ -342,6 +343,9 @@ def run_ingest(p: IngestParams, root='.') -> dict:
         if not mons: continue
         res.append(ingest_source(spec, mons, raw_dir, p.pii_columns))
         print(f"  {spec.name}: {res[-1]['rows_in']:,} rows, {res[-1]['rows_quarantined']:,} quarantined, {len(res[-1]['catalog'])} monitors", flush=True)
+    for spec in p.metric_files:                               # one monitor per exported file (below)
+        res.append(ingest_metric_files(spec, raw_dir, p.pii_columns))
+        print(f"  {spec.name}: {res[-1]['files']} files, {res[-1]['rows_in']:,} rows, {res[-1]['rows_quarantined']:,} quarantined", flush=True)
     sig = pd.concat([r['signals'] for r in res], ignore_index=True).sort_values(['monitor_id', 'ts'], ignore_index=True)
     q = pd.concat([r['quarantine'] for r in res], ignore_index=True)
     catalog = {k: v for r in res for k, v in sorted(r['catalog'].items())}
@@ -353,3 +357,67 @@ def run_ingest(p: IngestParams, root='.') -> dict:
     m |= {'n_monitors': len(catalog), 'signal_rows': len(sig), 'quarantine_by_reason': q.reason.str.replace(r' \(.*', '', regex=True).value_counts().to_dict()}
     _write_json(m, root / 'metrics' / 'ingest.json')
     return m
+
+# %% ../nbs/02_ingest.ipynb #mf_files
+from .config import MetricFilesSpec, Params
+
+def metric_id(stem: str, prefix: str = '') -> str:
+    "A monitor id from a file's stem: other characters than letters, digits, `_`, `-`, `.` become `_`; no '..', no leading dot or dash."
+    mid = (prefix + re.sub(r'\.{2,}', '.', re.sub(r'[^A-Za-z0-9_.-]+', '_', stem)).strip('_')).lstrip('.-')
+    if not mid.strip('_.-'): raise IngestError(f"cannot make a monitor id from file name {stem!r}: rename the file")
+    return mid[:200]
+
+def metric_files(spec: MetricFilesSpec, raw_dir) -> dict[str, Path]:
+    "{monitor id: file} for one `ingest.metric_files` entry: the data files of a folder, or a glob's matches, under `raw_dir`."
+    raw = Path(raw_dir); base = raw / spec.path
+    files = sorted(base.iterdir()) if base.is_dir() else sorted(raw.glob(spec.path))
+    files = [f for f in files if not f.name.startswith('.') and not f.is_dir() and (not base.is_dir() or f.suffix.lower() in _EXT)]
+    if not files: raise IngestError(f"{base}: no file matches ingest.metric_files {spec.name!r} (path {spec.path!r}, relative to ingest.raw_dir)")
+    ids: dict[str, Path] = {}
+    for f in files:
+        mid = metric_id(f.stem, spec.prefix)
+        if mid in ids: raise IngestError(f"{ids[mid]} and {f} both make monitor id {mid!r}: rename one, or narrow ingest.metric_files {spec.name!r}")
+        ids[mid] = f
+    return ids
+
+# %% ../nbs/02_ingest.ipynb #mf_ingest
+def _file_spec(spec: MetricFilesSpec, f: Path, raw: Path, mid: str) -> tuple[SourceSpec, MonitorSpec]:
+    "The source and monitor one exported file stands for."
+    src = SourceSpec(**spec.model_dump(include=set(SourceSpec.model_fields)) | {'path': str(f.relative_to(raw))})
+    # model_construct: the id may hold a '.', which MonitorSpec names may not (there it joins group and name); the fields were validated in `spec`
+    mon = MonitorSpec.model_construct(name=mid, source=spec.name, agg=spec.agg, value=spec.value_column, filter=None, interval=spec.interval,
+                                      group_by=None, groups=None, owner=spec.owner, description=f'{src.path} (ingest.metric_files {spec.name})')
+    return src, mon
+
+def ingest_metric_files(spec: MetricFilesSpec, raw_dir, pii: list[str]) -> dict:
+    "Every file of one metric-files entry -> one monitor each; the keys of `ingest_source`, summed over the files, plus 'files'."
+    raw, res = Path(raw_dir), []
+    for mid, f in metric_files(spec, raw).items():
+        src, mon = _file_spec(spec, f, raw, mid)
+        r = ingest_source(src, [mon], raw, pii)
+        empty = {'n_slices': 0, 'first_ts': None, 'last_ts': None, 'note': f'every row of {src.path} was quarantined'}
+        r['catalog'] = r['catalog'] or {mid: {'name': mid, 'group': None, 'source': spec.name, 'agg': spec.agg, 'value': spec.value_column,
+                                              'filter': None, 'interval': spec.interval, 'owner': spec.owner, 'description': mon.description,
+                                              'region': spec.region} | empty}
+        r['catalog'][mid]['file'] = src.path; res.append(r)
+    out = {k: pd.concat([r[k] for r in res], ignore_index=True) for k in ('signals', 'quarantine')}
+    return out | {'catalog': {k: v for r in res for k, v in r['catalog'].items()}, 'files': len(res),
+                  **{k: sum(r[k] for r in res) for k in ('rows_in', 'rows_accepted', 'rows_quarantined', 'rows_out_of_order')}}
+
+# %% ../nbs/02_ingest.ipynb #mf_checks
+def data_checks(p: Params, root='.') -> list[str]:
+    "What `p` will read, in words: matched metric files and their monitor ids, the labels file, the sample (one line each)."
+    root, out = Path(root), []
+    for spec in p.ingest.metric_files:
+        try: ids = list(metric_files(spec, root / p.ingest.raw_dir))
+        except IngestError as e: out.append(f"ingest.metric_files {spec.name!r}: {e}"); continue
+        out.append(f"ingest.metric_files {spec.name!r}: {len(ids)} files -> monitors {', '.join(ids[:8])}{' …' if len(ids) > 8 else ''}")
+    lab = p.evaluate.labels
+    if not lab: out.append('evaluate.labels: null: no labelled incidents, so recall is not judged (the gate says so)')
+    elif (root / lab).is_file(): out.append(f"evaluate.labels: {lab} found")
+    elif p.sample.enabled and Path(os.path.normpath(lab)).is_relative_to(os.path.normpath(p.sample.out_dir)): out.append(f"evaluate.labels: {lab} (the sample stage writes it)")
+    else: out.append(f"evaluate.labels: {lab} NOT FOUND: evaluate will stop until it exists (or set it to null)")
+    if not p.sample.enabled: out.append(f'sample: off (sample.enabled: false): the sample stage writes only a note to {p.sample.out_dir}/')
+    elif not Path(os.path.normpath(p.ingest.raw_dir)).is_relative_to(os.path.normpath(p.sample.out_dir)):
+        out.append(f'sample: on, but ingest reads {p.ingest.raw_dir}, not the sample: set sample.enabled: false to stop generating it')
+    return out

@@ -4,7 +4,7 @@
 
 # %% ../nbs/18_monitor.ipynb #fb1244ca
 from __future__ import annotations
-import html, json, os
+import html, json, os, warnings
 from pathlib import Path
 
 import numpy as np
@@ -17,8 +17,9 @@ from .detect import robust_scale
 from .models import to_grid
 
 # %% auto #0
-__all__ = ['STAT_COLUMNS', 'psi', 'dist_shift', 'served_frame', 'backtest', 'drift_stats', 'flag_drift', 'retrain_verdict',
-           'new_data', 'drift_table', 'plot_drift', 'plot_monitor_drift', 'write_report', 'run_monitor']
+__all__ = ['STAT_COLUMNS', 'psi', 'dist_shift', 'resolution', 'resid_noise', 'served_frame', 'backtest', 'drift_stats',
+           'flag_drift', 'retrain_verdict', 'new_data', 'drift_table', 'plot_drift', 'plot_monitor_drift',
+           'write_report', 'run_monitor', 'report_no_model']
 
 # %% ../nbs/18_monitor.ipynb #7d287e4b
 def _finite(x) -> np.ndarray:
@@ -39,8 +40,23 @@ def dist_shift(ref, new, resolution: float | None = None) -> dict:
     r, n = _finite(ref), _finite(new)
     if len(r) < 2 or len(n) < 2: return {'ks': np.nan, 'ks_p': np.nan, 'psi': np.nan}
     if resolution and np.isfinite(resolution) and resolution > 0: r, n = np.round(r / resolution) * resolution, np.round(n / resolution) * resolution
-    k = stats.ks_2samp(r, n)
+    with warnings.catch_warnings():           # with ties, scipy's exact p-value can fail; it then uses the asymptotic one, which is what we want
+        warnings.filterwarnings('ignore', message='ks_2samp: Exact calculation unsuccessful')
+        k = stats.ks_2samp(r, n)
     return {'ks': float(k.statistic), 'ks_p': float(k.pvalue), 'psi': psi(r, n)}
+
+# %% ../nbs/18_monitor.ipynb #mon_noise
+def resolution(values) -> float:
+    "The smallest step between distinct values: 1 for counts, tiny for continuous values, 0 for a constant."
+    v = np.unique(_finite(values))
+    return float(np.diff(v).min()) if len(v) > 1 else 0.0
+
+def resid_noise(resid, values) -> float:
+    "The residuals' noise scale, in the metric's units: their robust scale, but at least their mean absolute size and the data's resolution (NaN if all are 0)."
+    r = _finite(resid)
+    if not len(r): return float('nan')
+    s = max(robust_scale(r), float(np.mean(np.abs(r))), resolution(values))
+    return s if s > 0 else float('nan')
 
 # %% ../nbs/18_monitor.ipynb #23771388
 def served_frame(detector, policy, y: pd.Series) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -57,7 +73,8 @@ def backtest(tuned, window: pd.Series, days: int) -> tuple[pd.DataFrame, pd.Data
     return served_frame(clone(tuned.detector).fit(y[y.index < cut]), tuned.policy, y[y.index >= cut])
 
 # %% ../nbs/18_monitor.ipynb #38090288
-STAT_COLUMNS = ['new_days', 'ks_value', 'ks_value_p', 'psi_value', 'ks_resid', 'ks_resid_p', 'psi_resid', 'resid_shift', 'mae_ref', 'mae_new', 'error_ratio',
+STAT_COLUMNS = ['new_days', 'ks_value', 'ks_value_p', 'psi_value', 'ks_resid', 'ks_resid_p', 'psi_resid', 'resid_shift', 'resid_median_shift', 'resid_noise',
+                'mae_ref', 'mae_new', 'error_ratio',
                 'alerts_per_day_train', 'alerts_per_day_new', 'alert_share_train', 'alert_share_new', 'note']
 
 def _drop_incidents(y: pd.Series, incidents: pd.DataFrame | None) -> pd.Series:
@@ -83,13 +100,14 @@ def drift_stats(tuned, window: pd.Series, new: pd.Series, ref_days: int = 7, min
     live, lev = served_frame(tuned.detector, tuned.policy, new)
     fit, _ = served_frame(tuned.detector, tuned.policy, ref)                 # the served model on the reference days
     hourly = lambda f: ((f.value - f.expected).resample('1h').mean() if step < pd.Timedelta('1h') else f.value - f.expected).to_numpy(float)
-    hr, hn, noise = hourly(fit), hourly(live), robust_scale((fit.value - fit.expected).to_numpy(float))
+    hr, hn, noise = hourly(fit), hourly(live), resid_noise((fit.value - fit.expected).to_numpy(float), ref.to_numpy(float))
     r = dist_shift(hr, hn, 0.1 * robust_scale(hr))
     mae_ref, mae_new = float(np.nanmean(np.abs(bt.value - bt.expected))), float(np.nanmean(np.abs(live.value - live.expected)))
     days_ref, days_new = len(bt) * step / pd.Timedelta('1D'), len(live) * step / pd.Timedelta('1D')
-    return row | {'ks_resid': r['ks'], 'ks_resid_p': r['ks_p'], 'psi_resid': r['psi'], 'resid_shift': (np.nanmedian(hn) - np.nanmedian(hr)) / max(noise, 1e-9),
+    moved = float(np.nanmedian(hn) - np.nanmedian(hr))                          # in the metric's units
+    return row | {'ks_resid': r['ks'], 'ks_resid_p': r['ks_p'], 'psi_resid': r['psi'], 'resid_shift': moved / noise, 'resid_median_shift': moved, 'resid_noise': noise,
                   'mae_ref': mae_ref, 'mae_new': mae_new,
-                  'error_ratio': mae_new / max(mae_ref, 1e-9), 'alerts_per_day_train': len(bev) / days_ref, 'alerts_per_day_new': len(lev) / days_new,
+                  'error_ratio': mae_new / floor if (floor := max(mae_ref, 0.1 * resolution(ref))) > 0 else np.nan, 'alerts_per_day_train': len(bev) / days_ref, 'alerts_per_day_new': len(lev) / days_new,
                   'alert_share_train': float(bt.alert.mean()), 'alert_share_new': float(live.alert.mean())}
 
 # %% ../nbs/18_monitor.ipynb #5aea4292
@@ -103,7 +121,7 @@ def flag_drift(table: pd.DataFrame, p: MonitorParams, alert_budget: float = 2.0)
                    | ((t.alert_share_new > p.max_alert_ratio * t.alert_share_train) & (t.alert_share_new > p.max_alert_share)))
     t['drifted'] = t[list(p.trigger_on)].any(axis=1)
     words = {'values': lambda r: f"values PSI {r.psi_value:.2f} (KS p {r.ks_value_p:.1g})",
-             'residuals': lambda r: f"residuals PSI {r.psi_resid:.2f} (KS p {r.ks_resid_p:.1g}, median {r.resid_shift:+.1f} noise)",
+             'residuals': lambda r: f"residuals PSI {r.psi_resid:.2f} (KS p {r.ks_resid_p:.1g}, median {r.resid_median_shift:+.3g} = {r.resid_shift:+.1f} noise)",
              'error': lambda r: f"error x{r.error_ratio:.1f} (MAE {r.mae_ref:.3g} -> {r.mae_new:.3g})",
              'alerts': lambda r: f"alerts {r.alerts_per_day_train:.1f} -> {r.alerts_per_day_new:.1f}/day, in alert {r.alert_share_train:.0%} -> {r.alert_share_new:.0%} of the time"}
     t['reasons'] = [', '.join(words[k](r) for k in DRIFT_KINDS if getattr(r, k)) for r in t.itertuples()]
@@ -111,13 +129,14 @@ def flag_drift(table: pd.DataFrame, p: MonitorParams, alert_budget: float = 2.0)
 
 def retrain_verdict(flags: pd.DataFrame, p: MonitorParams) -> dict:
     "The fleet decision: {'monitors', 'judged', 'drifted', 'drifted_share', 'by_kind', 'retrain', 'reason'}."
-    judged = flags[flags.note.fillna('') == '']
+    judged, notes = flags[flags.note.fillna('') == ''], flags[flags.note.fillna('') != '']
     n, k = len(judged), int(judged.drifted.sum())
-    share = k / n if n else 0.0
+    share = k / n if n else None                                # no share of nothing
     retrain = bool(n) and share >= p.retrain_share
     reason = (f"{k} of {n} monitors drifted ({share:.0%} {'>=' if retrain else '<'} monitor.retrain_share {p.retrain_share:.0%})" if n
               else 'no monitor has enough new data to judge')
-    return {'monitors': len(flags), 'judged': n, 'drifted': k, 'drifted_share': round(share, 4),
+    if len(notes): reason += f"; {len(notes)} not judged (" + '; '.join(f"{r.monitor_id}: {r.note}" for r in notes.head(3).itertuples()) + (' …' if len(notes) > 3 else '') + ')'
+    return {'monitors': len(flags), 'judged': n, 'not_judged': len(notes), 'drifted': k, 'drifted_share': None if share is None else round(share, 4),
             'by_kind': {kind: int(judged[kind].sum()) for kind in DRIFT_KINDS}, 'retrain': retrain, 'reason': reason}
 
 # %% ../nbs/18_monitor.ipynb #e27151f9
@@ -182,26 +201,35 @@ def write_report(flags: pd.DataFrame, verdict: dict, out: Path, figs: dict) -> P
     table = flags[cols].sort_values(['drifted', 'monitor_id'], ascending=[False, True]).to_html(index=False, float_format=lambda x: f'{x:.3g}', na_rep='–')
     imgs = ''.join(f'<h3>{html.escape(n)}</h3><img src="{html.escape(n)}" style="max-width:100%">' for n in figs if n != 'drift.png')
     page = (f"<!doctype html><meta charset='utf-8'><title>drift report</title><h1>Drift after the window</h1>"
+            f"<p>Judged: {html.escape(str(verdict.get('judged_model') or 'nothing'))}.</p>"
             f"<p><b>{'RETRAIN' if verdict['retrain'] else 'no retrain'}</b>: {html.escape(verdict['reason'])}. "
             f"Window as_of {html.escape(str(verdict.get('as_of')))}, new data up to {html.escape(str(verdict.get('new_end')))}.</p>"
             f"<img src='drift.png' style='max-width:100%'>{table}{imgs}")
     (out / 'index.html').write_text(page); return out / 'index.html'
 
-def run_monitor(p, root='.', progress: bool = True) -> dict:
-    "The monitor stage: drift of every monitor's data after the window -> reports/monitor/, metrics/monitor.json (the retrain verdict)."
-    from mlops_kit.evaluate import read_labels
+# %% ../nbs/18_monitor.ipynb #mon_run
+def _bundle_window(bundle, man: dict, sig: pd.DataFrame, root: Path, p) -> tuple[dict, pd.Timestamp, str]:
+    "({monitor_id: values}, window end, as_of) of the window `bundle` was trained on: the current windows when it is theirs, else cut from the signals."
     from mlops_kit.fleet import split_monitors
-    from mlops_kit.tracking import load_bundle
+    as_of = str(bundle.meta.get('as_of', man['as_of']))
+    if as_of == man['as_of']: return split_monitors(pd.read_parquet(root / p.windows.out_dir / 'train.parquet'), 'training window'), pd.Timestamp(man['window_end']), as_of
+    start, end = pd.Timestamp(bundle.meta['window_start']), pd.Timestamp(bundle.meta['window_end'])
+    part = sig[(sig.ts >= start) & (sig.ts < end) & sig.monitor_id.isin(bundle.monitors)]
+    return split_monitors(part, f'signals of the window {start:%Y-%m-%d} .. {end:%Y-%m-%d}'), end, as_of
+
+def run_monitor(p, root='.', progress: bool = True, bundle=None, judged: str | None = None) -> dict:
+    "The monitor stage: drift after the window of `bundle` (default: the trained bundle; `mlops-kit monitor` passes the champion) -> reports/monitor/, metrics/monitor.json."
+    from mlops_kit.evaluate import read_labels
     from mlops_kit.guard import safe_name
+    from mlops_kit.tracking import load_bundle
     root = Path(root); mp = p.monitor
-    bundle = load_bundle(root / p.train.out_dir)                # verified against the train run's recorded SHA-256 before unpickling
+    bundle = bundle if bundle is not None else load_bundle(root / p.train.out_dir)   # verified against the train run's recorded SHA-256 before unpickling
     man = json.loads((root / p.windows.out_dir / 'manifest.json').read_text())
-    win = split_monitors(pd.read_parquet(root / p.windows.out_dir / 'train.parquet'), 'training window')
     sig = pd.read_parquet(root / p.ingest.out_dir / 'signals.parquet', columns=['monitor_id', 'ts', 'value'])
-    end = pd.Timestamp(man['window_end']); new = new_data(sig, end, bundle.monitors)
-    inc = read_labels(root, p.evaluate.labels)
+    win, end, as_of = _bundle_window(bundle, man, sig, root, p)
+    new, inc = new_data(sig, end, bundle.monitors), read_labels(root, p.evaluate.labels)
     flags = flag_drift(drift_table(bundle, win, new, mp, progress, inc, p.engine.scheduler), mp, p.train.alert_budget)
-    v = retrain_verdict(flags, mp) | {'as_of': man['as_of'], 'window_end': man['window_end'],
+    v = retrain_verdict(flags, mp) | {'as_of': as_of, 'window_end': end.isoformat(), 'judged_model': judged or f'the trained bundle ({p.train.out_dir}/bundle.pkl)',
                                       'new_end': str(max((s.index.max() for s in new.values() if len(s)), default=None)),
                                       'new_days': round(float(flags.new_days.max()), 3) if len(flags) else 0.0}
     figs = {'drift.png': plot_drift(flags, mp)}
@@ -211,4 +239,13 @@ def run_monitor(p, root='.', progress: bool = True) -> dict:
         figs[f'monitors/{safe_name(m)}.png'] = plot_monitor_drift(bundle.tuned[m], win[m], new[m], mp.ref_days, f"{m}: " + (r.reasons or 'no drift'))
     write_report(flags, v, root / 'reports' / 'monitor', figs)
     (root / 'metrics').mkdir(exist_ok=True); (root / 'metrics' / 'monitor.json').write_text(json.dumps(v, indent=2, sort_keys=True) + '\n')
+    return v
+
+# %% ../nbs/18_monitor.ipynb #mon_nomodel
+def report_no_model(root, reason: str) -> dict:
+    "The monitor stage's outputs when there is no model to judge (no champion yet): the reason, and no verdict."
+    v = {'monitors': 0, 'judged': 0, 'not_judged': 0, 'drifted': 0, 'drifted_share': None, 'by_kind': dict.fromkeys(DRIFT_KINDS, 0), 'retrain': False,
+         'reason': reason, 'judged_model': None, 'as_of': None, 'window_end': None, 'new_end': None, 'new_days': 0.0}
+    write_report(pd.DataFrame(columns=['monitor_id', *STAT_COLUMNS, *DRIFT_KINDS, 'drifted', 'reasons']), v, Path(root) / 'reports' / 'monitor', {})
+    (Path(root) / 'metrics').mkdir(exist_ok=True); (Path(root) / 'metrics' / 'monitor.json').write_text(json.dumps(v, indent=2, sort_keys=True) + '\n')
     return v

@@ -12,31 +12,60 @@ import numpy as np
 import pandas as pd
 
 # %% auto #0
-__all__ = ['ANCHOR_TAG', 'RegisterError', 'gate', 'registry_write', 'anchor', 'audit', 'reconcile', 'verify_audit',
-           'pii_findings', 'residency_violations', 'shadow_compare', 'alias_version', 'version_metrics', 'move_alias',
-           'rollback', 'model_card', 'card_html', 'challenger_metrics', 'rejudge', 'register_run']
+__all__ = ['ANCHOR_TAG', 'RegisterError', 'gate', 'gate_verdict', 'registry_write', 'anchor', 'audit', 'reconcile',
+           'verify_audit', 'pii_findings', 'residency_violations', 'shadow_compare', 'alias_version', 'version_metrics',
+           'move_alias', 'rollback', 'champion_bundle', 'model_card', 'card_html', 'challenger_metrics', 'rejudge',
+           'register_run']
 
 # %% ../nbs/13_register.ipynb #2f2ba5e8
 class RegisterError(ValueError):
     "Registration refused (compliance) or impossible (missing inputs); the message says which and why."
 
+def _blank(v) -> bool: return v is None or (isinstance(v, float) and not np.isfinite(v))
+
+def _fmt(v) -> str:
+    if _blank(v): return '–'
+    return f'{v:.4g}' if isinstance(v, float) else str(v)
+
+def _unjudged(name: str, v, ch: dict, champ: dict | None) -> str:
+    "Why a criterion has no number, in words."
+    if not ch.get('judged', ch.get('monitors')): return 'no monitor was judged on the holdout'
+    if not _blank(v): return f"the {'champion' if champ else 'static baseline'} has no {name} to compare with"
+    return {'recall': 'no labelled incident in the judged holdouts', 'median MASE': 'no judged monitor has a MASE (seasonal-naive error 0 or no scored point)'}.get(
+        name, f"the challenger's {name} is missing")
+
+# %% ../nbs/13_register.ipynb #gate_fn
 def gate(ch: dict, champ: dict | None, g) -> pd.DataFrame:
-    "Gate verdict rows (criterion, value, threshold, rule, passed). `ch`/`champ`: flat metrics; `g`: GateParams."
-    n = ch.get('monitors') or np.nan
-    rows = [('fleet alerts/day', ch.get('alerts_per_day'), g.max_alerts_per_day_per_monitor * n, '<=', f'{g.max_alerts_per_day_per_monitor:g}/day per monitor × {n:g}'),
-            ('noisy monitors', ch.get('noisy_after'), champ.get('noisy_after') if champ else ch.get('noisy_monitors'), '<=', 'not more than ' + ('the champion' if champ else 'the static baseline')),
-            ('recall', ch.get('recall'), (champ.get('recall') if champ else ch.get('static_recall'), -g.recall_tolerance), '>=', 'reference − ' + f'{g.recall_tolerance:g}'),
-            ('median MASE', ch.get('mase_median'), ((champ.get('mase_median') if champ else g.max_mase), g.error_tolerance), '<=*', f'reference × (1 + {g.error_tolerance:g})'),
+    "Gate rows (criterion, value, rule, threshold, status pass/fail/not judged, passed, why, note). `ch`/`champ`: flat metrics; `g`: GateParams."
+    n, ref = ch.get('judged', ch.get('monitors')), champ or {}
+    rec = ref.get('recall') if champ else ch.get('static_recall')
+    mase = ref.get('mase_median') if champ else g.max_mase
+    per = g.max_alerts_per_day_per_monitor
+    rows = [('fleet alerts/day', ch.get('alerts_per_day'), per * n if n else None, '<=', f'{per:g}/day per monitor × {n or 0:g}'),
+            ('noisy monitors', ch.get('noisy_after'), ref.get('noisy_after') if champ else ch.get('noisy_monitors'), '<=',
+             'not more than ' + ('the champion' if champ else 'the static baseline')),
+            ('recall', ch.get('recall'), None if _blank(rec) else rec - g.recall_tolerance, '>=', f'reference − {g.recall_tolerance:g}'),
+            ('median MASE', ch.get('mase_median'), None if _blank(mase) else mase * (1 + g.error_tolerance), '<=', f'reference × (1 + {g.error_tolerance:g})'),
             ('data validation', ch.get('schema_ok'), True, '==', 'schema passed'),
             ('fallback share', ch.get('fallback_share'), g.max_fallback_share, '<=', 'monitors on the seasonal fallback')]
     out = []
     for name, v, thr, op, why in rows:
-        if op == '>=': thr = None if thr[0] is None or not np.isfinite(thr[0]) else thr[0] + thr[1]    # no labels anywhere: recall is not judged
-        if op == '<=*': thr, op = thr[0] * (1 + thr[1]), '<='
-        missing = v is None or (isinstance(v, float) and not np.isfinite(v))
-        ok = (thr is None and name == 'recall') or (not missing and thr is not None and {'<=': v <= thr, '>=': v >= thr, '==': v == thr}[op])
-        out.append({'criterion': name, 'value': v, 'rule': op, 'threshold': thr, 'passed': bool(ok), 'why': why})
+        blank = _blank(v) or _blank(thr) or (name in ('fleet alerts/day', 'noisy monitors') and not n)
+        status = 'not judged' if blank else 'pass' if {'<=': v <= thr, '>=': v >= thr, '==': v == thr}[op] else 'fail'
+        out.append({'criterion': name, 'value': v, 'rule': op, 'threshold': thr, 'status': status, 'passed': status == 'pass', 'why': why,
+                    'note': _unjudged(name, v, ch, champ) if blank else ''})
     return pd.DataFrame(out)
+
+# %% ../nbs/13_register.ipynb #gate_verdict
+def gate_verdict(verdict: pd.DataFrame, ch: dict) -> tuple[bool, str]:
+    "(promote?, why): a failed criterion fails the gate; no monitor judged means not judged; else passed. Not-judged criteria are named."
+    failed, blank = verdict[verdict.status == 'fail'], verdict[verdict.status == 'not judged']
+    nj = ('; not judged: ' + '; '.join(f"{r.criterion} ({r.note})" for r in blank.itertuples())) if len(blank) else ''
+    if len(failed): return False, 'gate failed: ' + '; '.join(f"{x.criterion} {_fmt(x.value)} not {x.rule} {_fmt(x.threshold)}" for x in failed.itertuples()) + nj
+    if not ch.get('judged', ch.get('monitors')):
+        why = ', '.join(f'{v} {k}' for k, v in (ch.get('not_judged_reasons') or {}).items())
+        return False, 'gate not judged: no monitor was judged on the holdout' + (f' ({why})' if why else '')
+    return True, 'gate passed' + nj
 
 # %% ../nbs/13_register.ipynb #db8a31d2
 ANCHOR_TAG = 'mlops_kit.audit_head'     # on the registered model: "<seq>:<hash>" of the newest audit entry about it
@@ -207,29 +236,40 @@ def rollback(c, name: str, log, reason: str = 'rollback') -> dict:
     if not prev: raise RegisterError(f"model {name!r}: no approved version before v{cur} to roll back to")
     return move_alias(c, name, 'champion', max(prev), log, 'rollback', reason)
 
-# %% ../nbs/13_register.ipynb #a487dd9a
-def _fmt(v) -> str:
-    if v is None or (isinstance(v, float) and not np.isfinite(v)): return '–'
-    return f'{v:.4g}' if isinstance(v, float) else str(v)
+# %% ../nbs/13_register.ipynb #reg_champ
+def champion_bundle(c, name: str, uri: str, trained=None, trained_run: str | None = None):
+    "(the champion's FleetBundle, its version), or (None, None) without one; `trained` (bundle.pkl of run `trained_run`) is read when the champion is that run. Either way the bytes are verified against their recorded digest before anything is unpickled."
+    v = alias_version(c, name, 'champion') if c.search_registered_models(f"name='{name}'") else None
+    if v is None: return None, None
+    if trained is not None and trained_run and c.get_model_version(name, str(v)).tags.get('run_id') == trained_run:
+        from mlops_kit.tracking import load_bundle
+        return load_bundle(Path(trained).parent), v
+    import mlflow, shutil
+    from mlops_kit.tracking import fetch_model
+    folder, _ = fetch_model(uri, name, 'champion')
+    try: return mlflow.pyfunc.load_model(str(folder)).unwrap_python_model().bundle, v
+    finally: shutil.rmtree(folder, ignore_errors=True)
 
+# %% ../nbs/13_register.ipynb #a487dd9a
 def model_card(name: str, version: int, ch: dict, champ: dict | None, champ_version: int | None, verdict: pd.DataFrame, lineage: dict,
                monitors: pd.DataFrame, promoted: bool, shadow: pd.DataFrame | None = None, windows: dict | None = None) -> str:
     "Markdown model card for one registered version; `windows` = the manifest's per-monitor entries (short and skipped windows are limitations)."
     keys = [('alerts/day (fleet)', 'alerts_per_day', 'static_alerts_per_day'), ('noisy monitors (> 4/day)', 'noisy_after', 'noisy_monitors'),
             ('incident recall', 'recall', 'static_recall'), ('after-hours share', 'after_hours_share', 'static_after_hours_share'), ('median MASE', 'mase_median', None)]
     perf = '\n'.join(f"| {lab} | {_fmt(ch.get(k))} | {_fmt(ch.get(s)) if s else '–'} | {_fmt(champ.get(k)) if champ else '–'} |" for lab, k, s in keys)
-    gate_rows = '\n'.join(f"| {r.criterion} | {_fmt(r.value)} | {r.rule} {_fmt(r.threshold)} | {'pass' if r.passed else '**FAIL**'} | {r.why} |" for r in verdict.itertuples())
+    gate_rows = '\n'.join(f"| {r.criterion} | {_fmt(r.value)} | {r.rule} {_fmt(r.threshold)} | { {'pass': 'pass', 'fail': '**FAIL**'}.get(r.status, 'not judged: ' + r.note)} | {r.why} |" for r in verdict.itertuples())
     weak = monitors[monitors.path.isin(['fallback', 'sparse', 'level', 'daily']) | monitors.get('status', pd.Series('ok', index=monitors.index)).ne('ok')]
     lim = [f"- `{r.monitor_id}`: {r.path} {'stage' if r.path in ('level', 'daily') else 'path'} ({r.note[:100]})" for r in weak.itertuples()]
-    lim += [f"- `{m}`: {w['status']} window ({w.get('history_days', 0):g} days of history{'; ' + w['reason'] if w.get('reason') else ''})"
-            for m, w in sorted((windows or {}).items()) if w.get('status') in ('short', 'skipped')]
+    lim += [f"- `{m}`: {w['status']} window ({w.get('history_days', 0):g} days of history{'; ' + w['reason'] if w.get('reason') else ''})" if w['status'] == 'short'
+            else f"- `{m}`: skipped, not in this model ({w.get('reason') or 'no reason recorded'})" for m, w in sorted((windows or {}).items()) if w.get('status') in ('short', 'skipped')]
     lim = '\n'.join(lim) or '- none flagged'
+    verdict_word = 'FAILED' if (verdict.status == 'fail').any() else 'PASSED' if promoted else 'NOT JUDGED'
     owners = ', '.join(f'{o} ({n})' for o, n in monitors.owner.value_counts().items())
     sh = '' if shadow is None or not len(shadow) else ('\n## Shadow comparison with the champion\n\nSame holdout rows, both bundles: alerts only this version would raise, and alerts only the champion raises.\n\n'
          + shadow.to_markdown(index=False) + '\n')
     return f"""# Model card: {name} v{version}
 
-**Status:** {'champion (gate passed)' if promoted else 'challenger, not promoted (gate failed)'} · registered {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC
+**Status:** {'champion (gate passed)' if promoted else f'challenger, not promoted (gate {verdict_word.lower()})'} · registered {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC
 
 ## Intended use
 Anomaly alerting for {int(ch.get('monitors', 0))} monitoring signals: one fleet bundle scores rows `monitor_id, ts, value` (ts in UTC) and adds `expected, lower, upper, score, unusual, alert`. Tuned to aim under the configured alert target per monitor on normal data (`train.alert_target`), never above the alert budget; each monitor's stage (`level`, `daily`: a young monitor's cold-start models; `search`, `sparse`, `fallback`) is in the bundle's monitor table. Not for monitors it was not trained on (they are refused), nor for signals whose behaviour changed after the window below without retraining.
@@ -247,7 +287,7 @@ Anomaly alerting for {int(ch.get('monitors', 0))} monitoring signals: one fleet 
 |---|---|---|---|
 {perf}
 {f"{chr(10)}Previous champion's numbers: {champ['judged_on']}.{chr(10)}" if champ and champ.get('judged_on') else ''}
-## Gate verdict: {'PASSED' if verdict.passed.all() else 'FAILED'}
+## Gate verdict: {verdict_word}
 | criterion | value | threshold | result | rule |
 |---|---|---|---|---|
 {gate_rows}
@@ -288,9 +328,11 @@ def _window_as_of(c, name: str, version: int) -> str | None:
     run_id = c.get_model_version(name, str(version)).tags.get('run_id')
     return c.get_run(run_id).data.tags.get('window_as_of') if run_id else None
 
-def _owners(p, table: pd.DataFrame) -> pd.Series:
+def _owners(p, table: pd.DataFrame, root=Path('.')) -> pd.Series:
+    cat = root / p.ingest.out_dir / 'monitors.json'            # ingest's catalog has every monitor's owner (metric files included)
+    by_id = {k: v.get('owner') for k, v in json.loads(cat.read_text())['monitors'].items()} if cat.exists() else {}
     by_name = {m.name: m.owner for m in p.ingest.monitors}
-    return table.monitor_id.map(lambda mid: by_name.get(mid.split('.', 1)[-1], by_name.get(mid, 'unassigned')))
+    return table.monitor_id.map(lambda mid: by_id.get(mid) or by_name.get(mid.split('.', 1)[-1], by_name.get(mid, 'unassigned')))
 
 def _check_compliance(c, run: dict, p, log, name: str) -> dict:
     "Block (audited) a run whose artifacts carry PII, whose sources are restricted to another region, or whose logged model is not what train logged; else its digests."
@@ -305,7 +347,7 @@ def _check_compliance(c, run: dict, p, log, name: str) -> dict:
         mlflow.artifacts.download_artifacts(artifact_uri=run['model_uri'], dst_path=f'{d}/model', tracking_uri=run['tracking_uri'])
         found = pii_findings(d, p.ingest.pii_columns, allow=[urlsplit(run['tracking_uri']).hostname or ''])   # executed notebooks print the server's URL
         if tree_digest(f'{d}/model', _LOCAL) != digests['model_sha256']: found.append(f"{run['model_uri']}: its files changed since the train stage logged them (model_sha256)")
-    found += residency_violations({s.name: s.region for s in p.ingest.sources}, p.register.region)
+    found += residency_violations({s.name: s.region for s in p.ingest.sources + p.ingest.metric_files}, p.register.region)
     if found:
         why = f"registration of run {run['run_id']} blocked by compliance checks:\n  " + '\n  '.join(found[:10])
         try: audit(log, 'register-blocked', name, None, reason='; '.join(found)[:500], client=c)
@@ -316,9 +358,9 @@ def _check_compliance(c, run: dict, p, log, name: str) -> dict:
 # %% ../nbs/13_register.ipynb #a09a47ea
 def register_run(root, p, out=None) -> dict:
     "The register stage: compliance, gate, new version + challenger alias, shadow comparison, model card, promotion if the gate passes."
-    import mlflow, shutil
+    import mlflow
     from mlops_kit.pipeline import read_run
-    from mlops_kit.tracking import fetch_model, load_bundle, repo_root
+    from mlops_kit.tracking import load_bundle, repo_root
     root = Path(root); out = Path(out or root); r = p.register; name = r.model_name
     run = read_run(root / p.train.out_dir / 'run.json'); c = _client(run['tracking_uri']); mlflow.set_tracking_uri(run['tracking_uri'])
     log = repo_root(root) / r.audit_log
@@ -327,30 +369,27 @@ def register_run(root, p, out=None) -> dict:
     ch = challenger_metrics(root); champ_v = alias_version(c, name, 'champion') if c.search_registered_models(f"name='{name}'") else None
     champ, champ_bundle = version_metrics(c, name, champ_v), None
     if champ_v:                                                # judged on the same days: re-evaluate the champion if its window was another
-        folder, _ = fetch_model(run['tracking_uri'], name, 'champion')        # verified against its recorded digest before it is loaded
-        try: champ_bundle = mlflow.pyfunc.load_model(str(folder)).unwrap_python_model().bundle
-        finally: shutil.rmtree(folder, ignore_errors=True)
+        champ_bundle, _ = champion_bundle(c, name, run['tracking_uri'])         # verified against its recorded digest before it is loaded
         man = root / p.windows.out_dir / 'manifest.json'
         was, now = _window_as_of(c, name, champ_v), (json.loads(man.read_text())['as_of'] if man.exists() else None)
         champ = (rejudge(champ_bundle, root, p, champ) | {'judged_on': f"re-evaluated on this version's holdout (its own window ended {was})"} if was and now and was != now
                  else champ | {'judged_on': 'recorded on the same holdout' if was == now else f'recorded on its own holdout (window as_of {was} vs {now}: unknown)'})
-    verdict = gate(ch, champ, r.gate); passed = bool(verdict.passed.all())
+    verdict = gate(ch, champ, r.gate); passed, why = gate_verdict(verdict, ch)
     with registry_write(name, 'register a version'): mv = mlflow.register_model(run['model_uri'], name); v = int(mv.version)
     for k, val in digests.items(): c.set_model_version_tag(name, str(v), k, val)      # what every later load of this version is checked against
     for k, val in ch.items():                                  # the numbers this version was judged on: the next challenger's reference
         if isinstance(val, (int, float, bool)): c.set_model_version_tag(name, str(v), f'metric.{k}', json.dumps(val))
     for row in verdict.itertuples():
-        c.set_model_version_tag(name, str(v), f'gate.{row.criterion}', f"{'PASS' if row.passed else 'FAIL'}: {_fmt(row.value)} {row.rule} {_fmt(row.threshold)}")
+        c.set_model_version_tag(name, str(v), f'gate.{row.criterion}', f"{row.status.upper()}: {_fmt(row.value)} {row.rule} {_fmt(row.threshold)}" + (f" ({row.note})" if row.note else ''))
     c.set_model_version_tag(name, str(v), 'gate.passed', str(passed).lower()); c.set_model_version_tag(name, str(v), 'run_id', run['run_id'])
     move_alias(c, name, 'challenger', v, log, 'register', 'new version from run ' + run['run_id'])
     hold = pd.read_parquet(root / p.windows.out_dir / 'holdout.parquet').dropna()
     shadow = None
     if champ_v:                                                # both bundles score the monitors they share
         shadow = shadow_compare(bundle, champ_bundle, hold[hold.monitor_id.isin(set(bundle.monitors) & set(champ_bundle.monitors))])
-    failed = verdict[~verdict.passed]
-    why = 'gate passed' if passed else 'gate failed: ' + '; '.join(f"{x.criterion} {_fmt(x.value)} not {x.rule} {_fmt(x.threshold)}" for x in failed.itertuples())
+    failed = verdict[verdict.status == 'fail']
     if passed: move_alias(c, name, 'champion', v, log, 'promote', why)
-    table = bundle.table().assign(owner=lambda t: _owners(p, t))
+    table = bundle.table().assign(owner=lambda t: _owners(p, t, root))
     man = root / p.windows.out_dir / 'manifest.json'
     md = model_card(name, v, ch, champ, champ_v, verdict, c.get_run(run['run_id']).data.tags | {'run_id': run['run_id']}, table, passed, shadow,
                     json.loads(man.read_text())['monitors'] if man.exists() else None)
@@ -359,6 +398,6 @@ def register_run(root, p, out=None) -> dict:
     if shadow is not None: shadow.to_csv(rep / 'shadow.csv', index=False)
     for f in ('model_card.md', 'model_card.html', 'gate.csv'): c.log_artifact(run['run_id'], str(rep / f), f'register/v{v}')
     res = {'model': name, 'version': v, 'promoted': passed, 'champion': alias_version(c, name, 'champion'), 'previous_champion': champ_v, 'reason': why,
-           'gate_failed': list(failed.criterion)}
+           'gate_failed': list(failed.criterion), 'gate_not_judged': list(verdict.criterion[verdict.status == 'not judged'])}
     (out / 'metrics').mkdir(exist_ok=True); (out / 'metrics' / 'register.json').write_text(json.dumps(res, indent=2, sort_keys=True) + '\n')
     return res

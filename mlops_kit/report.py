@@ -217,8 +217,10 @@ def drift_section(root='.', monitor=None) -> tuple[str, int]:
     body, k, note = '', 0, ''
     if mj.exists():
         m = json.loads(mj.read_text())
-        note = (f"as_of {m.get('as_of', '?')} · {m.get('new_days', '?')} new day(s) · {m.get('drifted', '?')} of {m.get('monitors', '?')} monitors drifted"
-                f" ({m.get('drifted_share', float('nan')):.0%}) · retrain {'TRIGGERED' if m.get('retrain') else 'not needed'}.")
+        share = m.get('drifted_share')
+        note = (f"judged: {m.get('judged_model', 'the trained bundle') or 'nothing (no champion yet)'} · as_of {m.get('as_of', '?')} · {m.get('new_days', '?')} new day(s) · "
+                f"{m.get('drifted', '?')} of {m.get('judged', m.get('monitors', '?'))} monitors drifted ({'–' if share is None else f'{share:.0%}'})"
+                + (f", {m['not_judged']} not judged" if m.get('not_judged') else '') + f" · retrain {'TRIGGERED' if m.get('retrain') else 'not needed'}.")
     else: body += missing(f"{mj} is missing: the drift verdict is unknown (run mlops-kit monitor)")
     if dc.exists():
         t = pd.read_csv(dc)

@@ -65,13 +65,15 @@ def experiment(name: str, uri: str) -> str:
 
 # %% ../nbs/11_tracking.ipynb #29ddf584
 def git_info(root='.') -> dict:
-    "{'git_sha', 'git_dirty'} of the repository at `root` ('none' / 'unknown' outside git)."
+    "{'git_sha', 'git_dirty'} of the repository at `root` ('none' / 'unknown' outside git); dirty = tracked files changed, except what DVC writes itself."
     def git(*a):
         p = subprocess.run(['git', *a], cwd=root, capture_output=True, text=True)
         return p.stdout.strip() if p.returncode == 0 else None
     sha = git('rev-parse', 'HEAD')
     if sha is None: return {'git_sha': 'none', 'git_dirty': 'unknown'}
-    return {'git_sha': sha, 'git_dirty': str(bool(git('status', '--porcelain', '--untracked-files=no'))).lower()}
+    # dvc.lock and metrics/ are pipeline outputs DVC rewrites (and deletes before a stage runs): not a change to the code or params
+    dirty = git('status', '--porcelain', '--untracked-files=no', '--', '.', ':(exclude)dvc.lock', ':(exclude)metrics')
+    return {'git_sha': sha, 'git_dirty': str(bool(dirty)).lower()}
 
 def dvc_lock_hashes(root='.', stage: str = 'windows') -> dict:
     "{'<path>': md5} for the outputs of `stage` as dvc.lock records them ({} before the first dvc repro)."

@@ -13,8 +13,8 @@ import pandas as pd
 from .config import WindowsParams, parse_interval
 
 # %% auto #0
-__all__ = ['WindowsError', 'latest_full_day', 'default_as_of', 'cut_window', 'load_signals', 'check_as_of', 'run_windows',
-           'plot_window']
+__all__ = ['WindowsError', 'latest_full_day', 'default_as_of', 'usable_as_of', 'cut_window', 'load_signals', 'check_as_of',
+           'run_windows', 'plot_window']
 
 # %% ../nbs/04_windows.ipynb #9bee235a
 class WindowsError(ValueError):
@@ -35,6 +35,17 @@ def default_as_of(ts, holdout_days: int, interval: pd.Timedelta = pd.Timedelta('
     "The latest full day minus the holdout days."
     return latest_full_day(ts, interval) - dt.timedelta(days=holdout_days)
 
+# %% ../nbs/04_windows.ipynb #win_usable
+def usable_as_of(ts: pd.DatetimeIndex, interval: pd.Timedelta, min_days: int, holdout_days: int) -> str:
+    "In words, which windows.as_of dates give a monitor observed at `ts` a window of at least `min_days` and its holdout."
+    first, last_full = ts.min(), latest_full_day(ts, interval)
+    lo = (first.ceil('1D') + pd.Timedelta(days=min_days - 1)).date()
+    hi = last_full - dt.timedelta(days=holdout_days)
+    rng = f"its data covers {first.date()} .. {ts.max().date()}"
+    if lo == hi: return f"{rng}; windows.as_of {lo} would work for it"
+    return f"{rng}; windows.as_of between {lo} and {hi} would work for it" if lo < hi else \
+           f"{rng}, fewer days than windows.min_days + holdout_days = {min_days + holdout_days}"
+
 # %% ../nbs/04_windows.ipynb #cbb96c14
 def _grid(start: pd.Timestamp, days: int, step: pd.Timedelta) -> pd.DatetimeIndex:
     return pd.date_range(start, start + pd.Timedelta(days=days) - step, freq=step)
@@ -43,14 +54,18 @@ def cut_window(s: pd.Series, interval: pd.Timedelta, as_of, days: int = 60, hold
     "One monitor's (train, holdout, info): regular grids, NaN where a slice is missing; info has status ok/short/skipped."
     end = _day(as_of) + pd.Timedelta('1D')          # exclusive
     start = end - pd.Timedelta(days=days)
-    first = s.dropna().index.min() if s.notna().any() else None
+    obs = s.dropna().index; first = obs.min() if len(obs) else None
     if first is not None and first > start: start = first.ceil('1D') if first != first.normalize() else first
     have = 0.0 if first is None else max(0.0, (end - start) / pd.Timedelta('1D'))
-    info = {'interval_min': interval / pd.Timedelta('1min'), 'history_days': round(have, 2)}
-    if first is None or first >= end or have < min_days:
-        why = 'no data' if first is None else (f'history starts {first.date()}, after as_of {_day(as_of).date()}' if first >= end
-                                               else f'{have:.1f} days of history < windows.min_days={min_days}')
-        return s.iloc[:0], s.iloc[:0], info | {'status': 'skipped', 'reason': why}
+    seen = int(obs[(obs >= start) & (obs < end)].normalize().nunique())        # days of the window that have data
+    info = {'interval_min': interval / pd.Timedelta('1min'), 'history_days': round(have, 2), 'observed_days': seen}
+    if first is None or first >= end or have < min_days or seen < min_days:
+        why = ('no data' if first is None else f'history starts {first.date()}, after as_of {_day(as_of).date()}' if first >= end
+               else f'{have:.1f} days of history < windows.min_days={min_days}' if have < min_days
+               else f'no data in the window {start.date()} .. {_day(as_of).date()}' if not seen
+               else f'data on only {seen} of the window\'s days < windows.min_days={min_days}')
+        where = '' if first is None else '; ' + usable_as_of(obs, interval, min_days, holdout_days)
+        return s.iloc[:0], s.iloc[:0], info | {'status': 'skipped', 'reason': why + where}
     train = s.reindex(_grid(start, int(round(have)), interval))
     hold = s.reindex(_grid(end, holdout_days, interval)) if holdout_days else s.iloc[:0]
     status = 'ok' if have >= days else 'short'
@@ -137,7 +152,8 @@ def run_windows(p: WindowsParams, root='.', signals_dir='data/signals') -> dict:
     tmp = out / 'manifest.json.tmp'; tmp.write_text(json.dumps(man, indent=2, sort_keys=True) + '\n'); os.replace(tmp, out / 'manifest.json')
     n = {s: sum(v['status'] == s for v in mons.values()) for s in ('ok', 'short', 'skipped')}
     met = {'as_of': str(as_of), 'n_monitors': len(mons), 'n_ok': n['ok'], 'n_short': n['short'], 'n_skipped': n['skipped'],
-           'missing_share': round(float(tr.value.isna().mean()), 4), 'train_rows': len(tr), 'holdout_rows': len(ho)}
+           'missing_share': round(float(tr.value.isna().mean()), 4), 'train_rows': len(tr), 'holdout_rows': len(ho),
+           'skipped': {m: v['reason'] for m, v in mons.items() if v['status'] == 'skipped'}}                  # who, and why
     (root / 'metrics').mkdir(exist_ok=True); (root / 'metrics/windows.json').write_text(json.dumps(met, indent=2, sort_keys=True) + '\n')
     return met
 

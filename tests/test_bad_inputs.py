@@ -108,7 +108,8 @@ def test_missing_file_and_columns_name_file_and_monitor(tmp_path):
 
 def test_cli_exits_2_with_the_file_name(tmp_path):
     raw = yaml.safe_load((ROOT / 'params.yaml').read_text())
-    raw['ingest'] |= {'raw_dir': 'raw'}; (tmp_path / 'raw').mkdir(); (tmp_path / 'raw/requests.parquet').write_bytes(b'')
+    raw['ingest'] |= {'raw_dir': 'raw'}; raw['evaluate']['labels'] = None   # own raw folder: the sample's labels do not apply (params.yaml refuses them)
+    (tmp_path / 'raw').mkdir(); (tmp_path / 'raw/requests.parquet').write_bytes(b'')
     (tmp_path / 'params.yaml').write_text(yaml.safe_dump(raw))
     p = subprocess.run([str(Path(sys.executable).parent / 'mlops-kit'), '--root', str(tmp_path), 'ingest'], capture_output=True, text=True)
     assert p.returncode == 2 and 'requests.parquet: file is empty' in p.stderr and 'Traceback' not in p.stderr, p.stderr

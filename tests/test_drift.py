@@ -67,7 +67,8 @@ def test_retrain_runs_the_pipeline_on_the_new_window_and_the_gate_decides(drifte
     i = acts.index('retrain-trigger')
     assert 'as_of 2026-10-21 (was 2026-10-03)' in log[i]['reason'] and ('register', '2') in [(e['action'], str(e['version'])) for e in log[i:]], log
     assert sh('mlops-kit audit verify', root).stdout.strip().endswith('chain intact')
-    assert json.loads((root / 'metrics/monitor.json').read_text())['as_of'] == '2026-10-21'   # the monitor now judges the new window
+    mon = json.loads((root / 'metrics/monitor.json').read_text())                  # the monitor judges the champion: v2's new window, or v1's if refused
+    assert (mon['as_of'], mon['judged_model']) == (('2026-10-21', 'champion v2 of mlops_kit_fleet') if reg['promoted'] else ('2026-10-03', 'champion v1 of mlops_kit_fleet')), mon
 
 
 def test_retrain_again_without_new_data_is_refused_or_not_needed(drifted):

@@ -38,13 +38,18 @@ def ran(out: str) -> set[str]:
     return {s for s in ('sample', 'ingest', 'validate', 'windows', 'train', 'evaluate', 'register', 'monitor') if f"Running stage '{s}'" in out}
 
 
+def copy_project(root: Path, nbs=('pipeline', 'tutorials')) -> Path:
+    "The project's pipeline files in `root`: dvc.yaml, params.yaml, the package, the pipeline (and tutorial) notebooks."
+    for f in ('dvc.yaml', '.dvcignore', '.gitignore', 'params.yaml'): shutil.copy(ROOT / f, root / f)
+    shutil.copytree(ROOT / 'mlops_kit', root / 'mlops_kit', ignore=shutil.ignore_patterns('__pycache__'))
+    for d in nbs: shutil.copytree(ROOT / 'nbs' / d, root / 'nbs' / d)
+    return root
+
+
 @pytest.fixture(scope='module')
 def proj(tmp_path_factory):
     "A scratch copy of the project (small sample), committed, after one full `dvc repro`."
-    root = tmp_path_factory.mktemp('level1')
-    for f in ('dvc.yaml', '.dvcignore', '.gitignore', 'params.yaml'): shutil.copy(ROOT / f, root / f)
-    shutil.copytree(ROOT / 'mlops_kit', root / 'mlops_kit', ignore=shutil.ignore_patterns('__pycache__'))
-    for d in ('pipeline', 'tutorials'): shutil.copytree(ROOT / 'nbs' / d, root / 'nbs' / d)
+    root = copy_project(tmp_path_factory.mktemp('level1'))
     set_params(root, **SMALL, **GATE)
     sh('git init -q && dvc init -q && dvc config core.analytics false && git add -A && git commit -qm base', root)
     p = sh('dvc repro', root)
@@ -157,13 +162,14 @@ def test_repro_again_is_a_noop(proj):
     assert ran(p.stdout) == set() and 'up to date' in p.stdout
 
 
-def test_tutorial_and_comparable_experiments(proj):
+def test_tutorial_and_comparable_experiments(proj, monkeypatch):
     "The level 0 -> 1 tutorial runs (it does a `dvc exp run -S train.alert_budget=1.0`); the variant is its own MLflow run, and runs compare shows the change."
     import papermill as pm
     from mlops_kit import cli
     root, _ = proj
     c, r = mlflow_run(root)
     before = {x.info.run_id for x in c.search_runs([c.get_run(r['run_id']).info.experiment_id])}
+    monkeypatch.delenv('MLFLOW_TRACKING_URI', raising=False)   # the kernel's commands use the project's store (mlflow.set_tracking_uri in earlier tests sets it)
     pm.execute_notebook(str(root / 'nbs/tutorials/level0_to_level1.ipynb'), str(root / 'tutorial.out.ipynb'), parameters={'root': str(root)},
                         kernel_name='python3', progress_bar=False, cwd=str(root / 'nbs/tutorials'))
     runs = c.search_runs([c.get_run(r['run_id']).info.experiment_id], order_by=['attributes.start_time DESC'])
@@ -181,7 +187,7 @@ def test_param_change_reruns_only_the_stages_that_read_it(proj):
     st = sh('dvc status --json', root).stdout
     assert set(json.loads(st)) == {'evaluate'}, st
     p = sh('dvc repro', root)
-    assert ran(p.stdout) == {'evaluate', 'register'}, p.stdout      # register reads evaluate's metrics
+    assert ran(p.stdout) == {'evaluate', 'register', 'monitor'}, p.stdout      # register reads evaluate's metrics; monitor runs after register (it judges the champion)
     set_params(root, train={'folds': 3})
     assert set(json.loads(sh('dvc status --json', root).stdout)) == {'train'}
     p = sh('dvc repro', root)
