@@ -186,7 +186,10 @@ def fetch_model(uri: str, name: str, alias: str = 'champion', dst=None) -> tuple
         raise FileNotFoundError(f"no model version models:/{name}@{alias} in {uri}; run `make repro` (it registers one) or pick another alias ({str(e)[:120]})") from None
     if not (want := mv.tags.get('model_sha256')):
         raise ModelIntegrityError(f"models:/{name}@{alias} (v{mv.version}) has no recorded digest (tag model_sha256): it was not registered by `mlops-kit register`; not loaded")
-    d = mlflow.artifacts.download_artifacts(artifact_uri=mv.source, dst_path=str(dst or tempfile.mkdtemp(prefix='mlops-kit-model-')), tracking_uri=uri)
+    prev = mlflow.get_tracking_uri()
+    mlflow.set_tracking_uri(uri)                          # a models:/m-… source is resolved through the global URI, whatever tracking_uri= says
+    try: d = mlflow.artifacts.download_artifacts(artifact_uri=mv.source, dst_path=str(dst or tempfile.mkdtemp(prefix='mlops-kit-model-')), tracking_uri=uri)
+    finally: mlflow.set_tracking_uri(prev)
     if (got := tree_digest(d, _LOCAL)) != want:
         raise ModelIntegrityError(f"models:/{name}@{alias} (v{mv.version}): the downloaded files' digest {got[:16]}… is not the recorded {want[:16]}…: "
                                   "the model changed in the artifact store after it was registered; not loaded")

@@ -147,7 +147,7 @@ def test_symlink_inside_the_raw_folder_is_read(tmp_path):
 def test_symlinked_system_file_leaks_nothing_through_the_cli_or_telemetry(tmp_path):
     "The reported case end to end: `mlops-kit ingest` on a source linked to /etc/passwd exits 2; stderr and the telemetry log hold no line of it."
     raw = yaml.safe_load((ROOT / 'params.yaml').read_text())
-    raw['ingest'] |= {'raw_dir': 'raw'}; raw['ingest']['sources'][0]['path'] = 'raw.csv'
+    raw['ingest'] |= {'raw_dir': 'raw'}; raw['ingest']['sources'][0]['path'] = 'raw.csv'; raw['evaluate']['labels'] = None
     (tmp_path / 'params.yaml').write_text(yaml.safe_dump(raw)); (tmp_path / 'raw').mkdir(); _link_out(tmp_path / 'raw')
     p = subprocess.run([str(Path(sys.executable).parent / 'mlops-kit'), '--root', str(tmp_path), 'ingest'], capture_output=True, text=True)
     tel = (tmp_path / 'logs/telemetry.jsonl').read_text() if (tmp_path / 'logs/telemetry.jsonl').exists() else ''
@@ -214,7 +214,7 @@ PARAMS = [
     ('nested 5,000 deep', '[' * 5000, 'not valid YAML'),
     ('a python object tag', 'ingest: !!python/object/apply:os.system ["touch PWNED"]\n', 'not valid YAML'),
     ('a 200,000-character value', f"ingest: {{sources: [], monitors: []}}\nwindows: {{days: '{'9' * 200_000}'}}\n", '200,002 characters'),
-    ('300 unknown keys', 'ingest: {sources: [], monitors: []}\nwindows: {' + ', '.join(f'k{i}: {i}' for i in range(300)) + '}\n', '… and 280 more'),
+    ('300 unknown keys', 'ingest: {sources: [], monitors: []}\nwindows: {' + ', '.join(f'k{i}: {i}' for i in range(300)) + '}\n', '… and 281 more'),   # 300 unknown keys + the labels-outside-raw_dir check, 20 shown
     ('binary garbage', '\x00\x01\x02\xff', 'not valid YAML'),
     ('a list, not a mapping', '- a\n- b\n', 'must be a mapping'),
 ]
