@@ -178,10 +178,11 @@ def register(params='params.yaml', root='.') -> dict:
 
 def promote(params='params.yaml', root='.', version: int | None = None, reason: str = '') -> dict:
     "Human override: make VERSION the champion, whatever the gate said. Needs --reason; audited."
-    from mlops_kit.register import RegisterError, _client, move_alias
+    from mlops_kit.register import RegisterError, move_alias
+    from mlops_kit.tracking import client
     from mlops_kit.tracking import repo_root, tracking_uri
     if not reason.strip(): raise RegisterError('promote needs --reason "why": it goes into the audit log')
-    p = load_params(Path(root)/params); c = _client(tracking_uri(p.train.tracking_uri, root))
+    p = load_params(Path(root)/params); c = client(tracking_uri(p.train.tracking_uri, root))
     try: c.get_model_version(p.register.model_name, str(version))
     except Exception as e: raise RegisterError(f"model {p.register.model_name!r} has no version {version}: {str(e)[:200]}") from None
     e = move_alias(c, p.register.model_name, 'champion', int(version), repo_root(root)/p.register.audit_log, 'promote (override)', reason)
@@ -190,15 +191,17 @@ def promote(params='params.yaml', root='.', version: int | None = None, reason: 
 def rollback(params='params.yaml', root='.', reason: str = 'rollback') -> dict:
     "Move champion back to the previous approved version; audited."
     from mlops_kit import register as reg
+    from mlops_kit.tracking import client
     from mlops_kit.tracking import repo_root, tracking_uri
     p = load_params(Path(root)/params)
-    e = reg.rollback(reg._client(tracking_uri(p.train.tracking_uri, root)), p.register.model_name, repo_root(root)/p.register.audit_log, reason)
+    e = reg.rollback(client(tracking_uri(p.train.tracking_uri, root)), p.register.model_name, repo_root(root)/p.register.audit_log, reason)
     print(f"champion: {e['alias_from']} → {e['alias_to']} (audited: {p.register.audit_log} #{e['seq']})"); return e
 
 def audit(action: str = 'verify', params='params.yaml', root='.') -> bool:
     "Audit log: `audit verify` checks the hash chain and reconciles it with the registry's anchor, aliases and versions (exit 0: intact; 1: tampered, or a registry change the log does not explain; 2: cannot check); `audit show` prints the entries."
     import mlflow
-    from mlops_kit.register import RegisterError, _client, verify_audit
+    from mlops_kit.register import RegisterError, verify_audit
+    from mlops_kit.tracking import client
     from mlops_kit.tracking import repo_root, tracking_uri
     p = load_params(Path(root)/params); path = repo_root(root)/p.register.audit_log
     if action == 'show':
@@ -206,7 +209,7 @@ def audit(action: str = 'verify', params='params.yaml', root='.') -> bool:
             e = json.loads(line); print(f"#{e['seq']} {e['ts']} {e['who']}: {e['action']} {e['model']} v{e['version']} {e['alias_from'] or ''} → {e['alias_to'] or ''} · {e['reason']}")
         return True
     uri = tracking_uri(p.train.tracking_uri, root)
-    try: ok, msg = verify_audit(path, _client(uri), [p.register.model_name])
+    try: ok, msg = verify_audit(path, client(uri), [p.register.model_name])
     except (mlflow.exceptions.MlflowException, OSError) as e: raise RegisterError(f"cannot reconcile {path} with the registry at {uri}: {str(e)[:300]}") from None
     print(msg, file=sys.stdout if ok else sys.stderr)
     if not ok: raise AuditError(msg)
@@ -245,20 +248,22 @@ def monitor(params='params.yaml', root='.') -> dict:
 def _served(p, root):
     "(the champion's bundle, 'champion vN'), or (None, why) when nothing is served: the monitor stage judges what is served, not a refused challenger."
     from mlops_kit.pipeline import read_run
-    from mlops_kit.register import _client, champion_bundle
+    from mlops_kit.register import champion_bundle
+    from mlops_kit.tracking import client
     from mlops_kit.tracking import tracking_uri
     f = Path(root)/p.train.out_dir/'run.json'; run = read_run(f) if f.exists() else {}
     uri = run.get('tracking_uri') or tracking_uri(p.train.tracking_uri, root)
-    b, v = champion_bundle(_client(uri), p.register.model_name, uri, Path(root)/p.train.out_dir/'bundle.pkl', run.get('run_id'))
+    b, v = champion_bundle(client(uri), p.register.model_name, uri, Path(root)/p.train.out_dir/'bundle.pkl', run.get('run_id'))
     return (b, f'champion v{v} of {p.register.model_name}') if b is not None else (None, f'no champion of {p.register.model_name} yet: nothing is served, so there is no drift to judge')
 
 def _log_monitor(p, root, v) -> str:
     "Drift numbers onto the pipeline's MLflow run, the drift table and plot as artifacts; says where."
     import mlflow
     from mlops_kit.pipeline import read_run
+    from mlops_kit.tracking import client
     f = Path(root)/p.train.out_dir/'run.json'
     if not f.exists(): return f"not logged to MLflow ({f} missing: the bundle did not come from the train stage)"
-    run = read_run(f); c = mlflow.MlflowClient(run['tracking_uri'])
+    run = read_run(f); c = client(run['tracking_uri'])
     ts = int(time.time() * 1000)
     c.log_batch(run['run_id'], metrics=[mlflow.entities.Metric(f'monitor.{k}', float(v[k]), ts, 0) for k in ('judged', 'drifted', 'drifted_share', 'retrain') if v[k] is not None])
     for a in ('drift.csv', 'drift.png', 'index.html'): c.log_artifact(run['run_id'], str(Path(root)/'reports/monitor'/a), 'monitor')
@@ -269,7 +274,8 @@ def retrain(params='params.yaml', root='.', force: bool = False, dry_run: bool =
     "Retrain trigger: if metrics/monitor.json says retrain (or --force), run the pipeline for the newest window (dvc exp run -S windows.as_of=...); the gate decides."
     import datetime as dt, subprocess
     from mlops_kit.config import parse_interval
-    from mlops_kit.register import _client, audit
+    from mlops_kit.register import audit
+    from mlops_kit.tracking import client
     from mlops_kit.tracking import repo_root, tracking_uri
     from mlops_kit.windows import latest_full_day, load_signals
     t, root = time.perf_counter(), Path(root); p = load_params(root/params); f = root/'metrics/monitor.json'
@@ -292,7 +298,7 @@ def retrain(params='params.yaml', root='.', force: bool = False, dry_run: bool =
     why = ('forced; ' if not v['retrain'] else '') + f"{v['reason']}; new window as_of {as_of} (was {v['as_of']})"
     print(f"retrain: {why}\n  $ {' '.join(cmd)}", flush=True)
     if dry_run: return {'retrained': False, 'dry_run': True, 'command': cmd, 'as_of': str(as_of), 'verdict': v}
-    audit(repo_root(root)/p.register.audit_log, 'retrain-trigger', p.register.model_name, None, reason=why, client=_client(tracking_uri(p.train.tracking_uri, root)))
+    audit(repo_root(root)/p.register.audit_log, 'retrain-trigger', p.register.model_name, None, reason=why, client=client(tracking_uri(p.train.tracking_uri, root)))
     r = subprocess.run(cmd, cwd=root)
     if r.returncode: raise RetrainError(f"`{' '.join(cmd)}` failed (exit code {r.returncode}, output above); the champion changed only if the register stage ran")
     reg, now = json.loads((root/'metrics/register.json').read_text()), json.loads(f.read_text())
@@ -343,13 +349,14 @@ def baseline(params='params.yaml', root='.', rerun: bool = False) -> dict:
 # %% ../nbs/90_cli.ipynb #cli_base_champ
 def _champion_note(p, root: Path) -> dict:
     "The registry side of the way back: the champion now against the one the baseline run left (metrics/register.json); prints how to move it back."
-    from mlops_kit.register import _client, alias_version
+    from mlops_kit.register import champion_version
+    from mlops_kit.tracking import client
     from mlops_kit.tracking import tracking_uri
     f = root/'metrics/register.json'
     if not f.exists(): return {}
     was = json.loads(f.read_text()).get('champion')
-    c = _client(tracking_uri(p.train.tracking_uri, root)); name = p.register.model_name
-    now = alias_version(c, name, 'champion') if c.search_registered_models(f"name='{name}'") else None
+    c = client(tracking_uri(p.train.tracking_uri, root)); name = p.register.model_name
+    now = champion_version(c, name)
     if now == was: print(f"baseline: champion is {f'v{now}' if now else 'none'}, as the baseline left it", flush=True)
     elif was is None: print(f"baseline: champion is v{now}; the baseline left none (an experiment's gate promoted it)", flush=True)
     else: print(f"baseline: champion is v{now}, the baseline left v{was} (an experiment's gate moved it); to move it back, audited:\n"

@@ -20,7 +20,7 @@ __all__ = ['FILTER_MAX_CHARS', 'FILTER_GRAMMAR', 'Agg', 'DRIFT_KINDS', 'SCHEDULE
            'LevelShift', 'SampleParams', 'SourceSpec', 'FilterError', 'parse_filter', 'filter_columns', 'MonitorSpec',
            'MetricFilesSpec', 'IngestParams', 'ValidateParams', 'WindowsParams', 'TrainParams', 'EvaluateParams',
            'GateParams', 'RegisterParams', 'ServeParams', 'MonitorParams', 'ReportParams', 'check_scheduler',
-           'EngineParams', 'Params', 'ParamsError', 'load_params']
+           'EngineParams', 'Params', 'ParamsError', 'load_params', 'repo_root', 'tracking_uri']
 
 # %% ../nbs/00_config.ipynb #e83e0176
 def parse_interval(s: str) -> pd.Timedelta:
@@ -454,3 +454,12 @@ def load_params(path='params.yaml') -> Params:
         lines = [_describe(e, raw) for e in ve.errors()]
         more = f"\n  … and {len(lines) - 20} more" if len(lines) > 20 else ''
         raise ParamsError(f"{path}: {len(lines)} invalid setting(s):\n  - " + '\n  - '.join(lines[:20]) + more) from None
+
+# %% ../nbs/00_config.ipynb #cfg_where
+def repo_root(root='.') -> Path:
+    "The real repository root: $DVC_ROOT inside DVC stages (also in queued experiments), else `root`."
+    return Path(os.environ.get('DVC_ROOT') or root).resolve()
+
+def tracking_uri(configured: str | None = None, root='.') -> str:
+    "train.tracking_uri, else $MLFLOW_TRACKING_URI, else sqlite:///<repo root>/mlflow.db."
+    return configured or os.environ.get('MLFLOW_TRACKING_URI') or f"sqlite:///{repo_root(root) / 'mlflow.db'}"

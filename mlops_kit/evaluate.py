@@ -16,7 +16,7 @@ from .models import infer_step
 
 # %% auto #0
 __all__ = ['KIT_COLUMNS', 'FLEET_KEYS', 'alert_events', 'coverage', 'evaluate_monitor', 'summarize', 'headline', 'LabelsError',
-           'read_labels', 'holdout_incidents', 'evaluate_fleet']
+           'read_labels', 'holdout_incidents']
 
 # %% ../nbs/08_evaluate.ipynb #c1d27e9e
 def alert_events(frame: pd.DataFrame) -> pd.DataFrame:
@@ -127,20 +127,3 @@ def read_labels(root, labels: str | None) -> pd.DataFrame:
 def holdout_incidents(incidents: pd.DataFrame, monitor_id: str, index: pd.DatetimeIndex) -> pd.DataFrame:
     "The labelled incidents of one monitor that overlap the span of `index` (the holdout)."
     return incidents[(incidents.monitor_id == monitor_id) & (incidents.end > index[0]) & (incidents.start <= index[-1])]
-
-# %% ../nbs/08_evaluate.ipynb #608eafe6
-def _evaluate_one(job, **kw) -> dict:
-    a, b, inc = job
-    return evaluate_monitor(a, b, inc, **kw)[0]
-
-def evaluate_fleet(train: pd.DataFrame, holdout: pd.DataFrame, incidents: pd.DataFrame | None = None, monitors=None, progress: bool = True,
-                   workers: int = 1, scheduler=None, **kw) -> tuple[pd.DataFrame, dict]:
-    "(per-monitor table, fleet summary) for long-format train/holdout frames; fans out through `engine.parallel_map` (`workers`, `scheduler`)."
-    from mlops_kit.engine import parallel_map
-    from mlops_kit.fleet import split_monitors            # (fleet imports this module: imported here)
-    tr, ho = split_monitors(train, 'training window'), split_monitors(holdout, 'holdout')
-    ids = [str(m) for m in monitors] if monitors is not None else sorted(set(tr) & set(ho))
-    jobs = {m: (tr[m], ho[m], holdout_incidents(incidents, m, ho[m].index) if incidents is not None else None) for m in ids}
-    rows = parallel_map(_evaluate_one, jobs, workers, 'evaluate', progress, scheduler, **kw)
-    t = pd.DataFrame.from_dict(rows, orient='index').rename_axis('monitor_id')
-    return t, summarize(t)

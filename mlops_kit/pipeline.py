@@ -9,10 +9,10 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from .tracking import read_run   # run.json belongs to tracking; re-exported for the stages
 
 # %% auto #0
-__all__ = ['StageError', 'publish', 'notebook_path', 'run_notebook', 'read_run', 'log_notebook', 'plot_detection',
-           'plot_alerts_before_after']
+__all__ = ['StageError', 'publish', 'notebook_path', 'run_notebook', 'log_notebook', 'plot_detection', 'plot_alerts_before_after']
 
 # %% ../nbs/12_pipeline.ipynb #017050a3
 class StageError(RuntimeError):
@@ -59,23 +59,17 @@ def run_notebook(stage: str, root='.', parameters: dict | None = None, outputs=(
     return root / 'reports' / stage / f'{stage}.ipynb'
 
 # %% ../nbs/12_pipeline.ipynb #0dd191c6
-def read_run(path) -> dict:
-    "The run.json a pipeline notebook writes: {'run_id', 'tracking_uri', 'experiment'}."
-    path = Path(path)
-    if not path.exists(): raise FileNotFoundError(f"{path}: no run.json; run the train stage first (`dvc repro train`)")
-    return json.loads(path.read_text())
-
 def _fail_run(staging: Path, notebook: Path):
     found = sorted(staging.rglob('run.json'))
     if not found: return
-    from mlflow.tracking import MlflowClient
-    r = read_run(found[0]); c = MlflowClient(r['tracking_uri'])
+    from mlops_kit.tracking import client
+    r = read_run(found[0]); c = client(r['tracking_uri'])
     c.log_artifact(r['run_id'], str(notebook), 'notebooks'); c.set_terminated(r['run_id'], 'FAILED')
 
 def log_notebook(run: dict, notebook: Path):
     "Attach an executed pipeline notebook to the run (the human-readable record of what ran)."
-    from mlflow.tracking import MlflowClient
-    MlflowClient(run['tracking_uri']).log_artifact(run['run_id'], str(notebook), 'notebooks')
+    from mlops_kit.tracking import client
+    client(run['tracking_uri']).log_artifact(run['run_id'], str(notebook), 'notebooks')
 
 # %% ../nbs/12_pipeline.ipynb #b868606f
 def plot_detection(y: pd.Series, frame: pd.DataFrame, title: str = '', static: float | None = None, incidents: pd.DataFrame | None = None, ax=None):

@@ -13,9 +13,9 @@ import pandas as pd
 
 # %% auto #0
 __all__ = ['ANCHOR_TAG', 'RegisterError', 'gate', 'gate_verdict', 'registry_write', 'anchor', 'audit', 'reconcile',
-           'verify_audit', 'pii_findings', 'residency_violations', 'shadow_compare', 'alias_version', 'version_metrics',
-           'move_alias', 'rollback', 'champion_bundle', 'model_card', 'card_html', 'challenger_metrics', 'rejudge',
-           'register_run']
+           'verify_audit', 'pii_findings', 'residency_violations', 'shadow_compare', 'alias_version',
+           'champion_version', 'version_metrics', 'move_alias', 'rollback', 'champion_bundle', 'model_card',
+           'card_html', 'challenger_metrics', 'rejudge', 'register_run']
 
 # %% ../nbs/13_register.ipynb #2f2ba5e8
 class RegisterError(ValueError):
@@ -97,7 +97,7 @@ def anchor(c, model: str, e: dict):
 def audit(path, action: str, model: str, version, alias_from=None, alias_to=None, reason: str = '', who: str | None = None, client=None) -> dict:
     "Append one hash-chained entry to the audit log at `path`, anchoring it in the registry first when `client` is given; returns it."
     import fcntl
-    from mlops_kit.team import authenticated_user
+    from mlops_kit.tracking import authenticated_user
     path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
     user = authenticated_user(client.tracking_uri) if client is not None else None
     with open(path, 'a+') as f:                   # locked: in team mode several people append to one shared log
@@ -203,16 +203,16 @@ def shadow_compare(challenger, champion, rows: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(out)
 
 # %% ../nbs/13_register.ipynb #752d6e0f
-def _client(uri: str):
-    from mlflow.tracking import MlflowClient
-    return MlflowClient(uri)
-
 def alias_version(c, name: str, alias: str) -> int | None:
     "The version an alias points at, or None."
     try: return int(c.get_model_version_by_alias(name, alias).version)
     except Exception as e:                                    # MLflow raises a bare MlflowException for "no such alias/model"
         if 'not found' in str(e).lower() or 'does not exist' in str(e).lower() or 'RESOURCE_DOES_NOT_EXIST' in str(e): return None
         raise
+
+def champion_version(c, name: str) -> int | None:
+    "The champion's version; None when there is no champion or no registered model yet."
+    return alias_version(c, name, 'champion') if c.search_registered_models(f"name='{name}'") else None
 
 def version_metrics(c, name: str, version: int | None) -> dict | None:
     "The metrics a version was judged on (its `metric.*` tags), or None."
@@ -239,7 +239,7 @@ def rollback(c, name: str, log, reason: str = 'rollback') -> dict:
 # %% ../nbs/13_register.ipynb #reg_champ
 def champion_bundle(c, name: str, uri: str, trained=None, trained_run: str | None = None):
     "(the champion's FleetBundle, its version), or (None, None) without one; `trained` (bundle.pkl of run `trained_run`) is read when the champion is that run. Either way the bytes are verified against their recorded digest before anything is unpickled."
-    v = alias_version(c, name, 'champion') if c.search_registered_models(f"name='{name}'") else None
+    v = champion_version(c, name)
     if v is None: return None, None
     if trained is not None and trained_run and c.get_model_version(name, str(v)).tags.get('run_id') == trained_run:
         from mlops_kit.tracking import load_bundle
@@ -339,14 +339,14 @@ def _check_compliance(c, run: dict, p, log, name: str) -> dict:
     import mlflow, tempfile
     from urllib.parse import urlsplit
     from mlops_kit.guard import tree_digest
-    from mlops_kit.tracking import _LOCAL, recorded_digest
+    from mlops_kit.tracking import DOWNLOAD_FILES, recorded_digest
     os.environ.setdefault('MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR', 'false')
     digests = {k: recorded_digest(run, k) for k in ('bundle_sha256', 'model_sha256')}
     with tempfile.TemporaryDirectory() as d:
         mlflow.artifacts.download_artifacts(run_id=run['run_id'], dst_path=f'{d}/run', tracking_uri=run['tracking_uri'])
         mlflow.artifacts.download_artifacts(artifact_uri=run['model_uri'], dst_path=f'{d}/model', tracking_uri=run['tracking_uri'])
         found = pii_findings(d, p.ingest.pii_columns, allow=[urlsplit(run['tracking_uri']).hostname or ''])   # executed notebooks print the server's URL
-        if tree_digest(f'{d}/model', _LOCAL) != digests['model_sha256']: found.append(f"{run['model_uri']}: its files changed since the train stage logged them (model_sha256)")
+        if tree_digest(f'{d}/model', DOWNLOAD_FILES) != digests['model_sha256']: found.append(f"{run['model_uri']}: its files changed since the train stage logged them (model_sha256)")
     found += residency_violations({s.name: s.region for s in p.ingest.sources + p.ingest.metric_files}, p.register.region)
     if found:
         why = f"registration of run {run['run_id']} blocked by compliance checks:\n  " + '\n  '.join(found[:10])
@@ -360,13 +360,13 @@ def register_run(root, p, out=None) -> dict:
     "The register stage: compliance, gate, new version + challenger alias, shadow comparison, model card, promotion if the gate passes."
     import mlflow
     from mlops_kit.pipeline import read_run
-    from mlops_kit.tracking import load_bundle, repo_root
+    from mlops_kit.tracking import client, load_bundle, repo_root
     root = Path(root); out = Path(out or root); r = p.register; name = r.model_name
-    run = read_run(root / p.train.out_dir / 'run.json'); c = _client(run['tracking_uri']); mlflow.set_tracking_uri(run['tracking_uri'])
+    run = read_run(root / p.train.out_dir / 'run.json'); c = client(run['tracking_uri']); mlflow.set_tracking_uri(run['tracking_uri'])
     log = repo_root(root) / r.audit_log
     digests = _check_compliance(c, run, p, log, name)
     bundle = load_bundle(root / p.train.out_dir)                # models/ as DVC delivered it, verified before anything is registered
-    ch = challenger_metrics(root); champ_v = alias_version(c, name, 'champion') if c.search_registered_models(f"name='{name}'") else None
+    ch = challenger_metrics(root); champ_v = champion_version(c, name)
     champ, champ_bundle = version_metrics(c, name, champ_v), None
     if champ_v:                                                # judged on the same days: re-evaluate the champion if its window was another
         champ_bundle, _ = champion_bundle(c, name, run['tracking_uri'])         # verified against its recorded digest before it is loaded

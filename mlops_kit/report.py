@@ -153,9 +153,9 @@ def alerts_section(uri: str, experiment: str, n: int = 20) -> tuple[str, int]:
 def registry_section(uri: str, name: str) -> tuple[str, int]:
     title = 'Model registry'
     if (why := _store_missing(uri)): return section('registry', title, missing(why)), 0
-    from mlflow.tracking import MlflowClient
+    from mlops_kit.tracking import client
     from mlflow.exceptions import MlflowException
-    c = MlflowClient(uri)
+    c = client(uri)
     try: versions = c.search_model_versions(f"name='{name}'")
     except MlflowException as e: return section('registry', title, missing(f"could not read registered model {name!r} at {uri}: {str(e)[:200]}")), 0
     if not versions: return section('registry', title, missing(f"no version of registered model {name!r} yet (run make repro: the register stage adds one)")), 0
@@ -185,9 +185,9 @@ def plot_slo(t: pd.DataFrame, slo_p99_ms: float):
 def slo_section(uri: str, name: str, slo_p99_ms: float, root='.') -> tuple[str, int]:
     title = 'Serving SLO (champion)'
     if (why := _store_missing(uri)): return section('slo', title, missing(why)), 0
-    from mlflow.tracking import MlflowClient
+    from mlops_kit.tracking import client
     from mlflow.exceptions import MlflowException
-    c = MlflowClient(uri)
+    c = client(uri)
     try: mv = c.get_model_version_by_alias(name, 'champion')
     except MlflowException: return section('slo', title, missing(f"no champion of {name!r} yet, so nothing is served (run make repro)")), 0
     import tempfile

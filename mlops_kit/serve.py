@@ -156,9 +156,9 @@ def _card_with_slo(c, run_id: str, version, md: str, out: Path) -> Path | None:
 def bench_serve(root, p, rates=None, duration_s: float | None = None) -> pd.DataFrame:
     "SLO load test of models:/<register.model_name>@champion at each rate; writes reports/serve/ (slo.csv, slo.md, the card with its SLO section), logs to MLflow and the card there."
     import mlflow
-    from mlops_kit.tracking import tracking_uri
+    from mlops_kit.tracking import client, tracking_uri
     root, s = Path(root), p.serve
-    uri = tracking_uri(p.train.tracking_uri, root); c = mlflow.tracking.MlflowClient(uri)
+    uri = tracking_uri(p.train.tracking_uri, root); c = client(uri)
     try: mv = c.get_model_version_by_alias(p.register.model_name, 'champion')
     except mlflow.exceptions.MlflowException: raise FileNotFoundError(f"no champion for {p.register.model_name!r} in {uri}; run `make repro` first") from None
     hold = pd.read_parquet(root / p.windows.out_dir / 'holdout.parquet').dropna()

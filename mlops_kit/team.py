@@ -10,42 +10,14 @@ from urllib.parse import urlsplit
 
 import pandas as pd
 
+from .tracking import auth_call, authenticated_user, client, redact, tracking_mode   # MLflow lives in tracking
+
 # %% auto #0
-__all__ = ['ROLES', 'tracking_mode', 'redact', 'TeamError', 'authenticated_user', 'auth_config', 'server_command', 'add_user',
-           'wait_healthy', 'tracking_server', 'team_status']
-
-# %% ../nbs/19_team.ipynb #90c13dd0
-def tracking_mode(uri: str) -> str:
-    "'server' (http/https MLflow tracking server: team mode), 'embedded' (sqlite/file store) or 'database' (another SQLAlchemy URI used directly)."
-    scheme = urlsplit(uri).scheme.lower()
-    if scheme in ('http', 'https'): return 'server'
-    if scheme in ('sqlite', 'file', ''): return 'embedded'
-    return 'database'
-
-def redact(uri: str) -> str:
-    "The URI with its password replaced by ***."
-    u = urlsplit(uri)
-    if u.password is None: return uri
-    return u._replace(netloc=u.netloc.replace(f':{u.password}@', ':***@', 1)).geturl()
+__all__ = ['ROLES', 'TeamError', 'auth_config', 'server_command', 'add_user', 'wait_healthy', 'tracking_server', 'team_status']
 
 # %% ../nbs/19_team.ipynb #26c59006
 class TeamError(ValueError):
     "Team mode is misconfigured (no backend store, user database or credentials), or the server refused a team set-up call; the message says which."
-
-def _auth_call(uri: str, method: str, endpoint: str, **kw) -> tuple[int, dict | None]:
-    "(HTTP status, JSON body or None) of one call to the server's basic-auth API, with this client's credentials."
-    from mlflow.utils.credentials import get_default_host_creds
-    from mlflow.utils.rest_utils import http_request
-    r = http_request(get_default_host_creds(uri), endpoint, method, max_retries=0, timeout=10, raise_on_status=False, **kw)
-    try: return r.status_code, r.json()
-    except ValueError: return r.status_code, None
-
-def authenticated_user(uri: str | None) -> str | None:
-    "The user the tracking server at `uri` authenticated this client as; None on the embedded store, a server without auth, or bad credentials."
-    if not uri or tracking_mode(uri) != 'server': return None
-    try: status, body = _auth_call(uri, 'GET', '/api/2.0/mlflow/users/current')
-    except Exception: return None
-    return ((body or {}).get('user') or {}).get('username') if status == 200 else None
 
 # %% ../nbs/19_team.ipynb #a327e094
 def auth_config(database_uri: str, folder=None) -> Path:
@@ -83,22 +55,21 @@ def _ok(status: int, body, what: str):
 
 def add_user(uri: str, name: str, role: str, password: str, experiment: str = 'mlops_kit', model: str = 'mlops_kit_fleet') -> dict:
     "Create user `name` (or set a new password) on the server at `uri` and grant `role` on the experiment and the registered model."
-    from mlflow.tracking import MlflowClient
     from mlops_kit.tracking import experiment as get_experiment
     if role not in ROLES: raise TeamError(f"unknown role {role!r}; one of {list(ROLES)}")
     if not password: raise TeamError(f"no password for {name!r}: set MLOPS_KIT_USER_PASSWORD or type it at the prompt")
-    status, body = _auth_call(uri, 'GET', '/api/2.0/mlflow/users/get', params={'username': name})
-    if status == 200: status, body = _auth_call(uri, 'PATCH', '/api/2.0/mlflow/users/update-password', json={'username': name, 'password': password})
-    else: status, body = _auth_call(uri, 'POST', '/api/2.0/mlflow/users/create', json={'username': name, 'password': password})
+    status, body = auth_call(uri, 'GET', '/api/2.0/mlflow/users/get', params={'username': name})
+    if status == 200: status, body = auth_call(uri, 'PATCH', '/api/2.0/mlflow/users/update-password', json={'username': name, 'password': password})
+    else: status, body = auth_call(uri, 'POST', '/api/2.0/mlflow/users/create', json={'username': name, 'password': password})
     _ok(status, body, f'user {name!r}')
-    eid, c = get_experiment(experiment, uri), MlflowClient(uri)
+    eid, c = get_experiment(experiment, uri), client(uri)
     if not c.search_registered_models(f"name='{model}'"): c.create_registered_model(model)
     grants = [('experiment', eid, ROLES[role][0]), ('registered_model', model, ROLES[role][1])]
     if ROLES[role][0] != 'READ': grants.append(('experiment', '0', 'EDIT'))      # MLflow files evaluate's nested runs in its Default experiment
     for rtype, rid, perm in grants:
-        _ok(*_auth_call(uri, 'POST', '/api/3.0/mlflow/users/permissions/grant', json={'username': name, 'resource_type': rtype, 'resource_id': rid, 'permission': perm}),
+        _ok(*auth_call(uri, 'POST', '/api/3.0/mlflow/users/permissions/grant', json={'username': name, 'resource_type': rtype, 'resource_id': rid, 'permission': perm}),
             f'{perm} on {rtype} {rid!r} for {name!r}')
-    if role == 'admin': _ok(*_auth_call(uri, 'PATCH', '/api/2.0/mlflow/users/update-admin', json={'username': name, 'is_admin': True}), f'admin for {name!r}')
+    if role == 'admin': _ok(*auth_call(uri, 'PATCH', '/api/2.0/mlflow/users/update-admin', json={'username': name, 'is_admin': True}), f'admin for {name!r}')
     return {'user': name, 'role': role, 'experiment': ROLES[role][0], 'registered_model': ROLES[role][1]}
 
 # %% ../nbs/19_team.ipynb #e83eec6a
@@ -157,7 +128,7 @@ def team_status(p, root='.') -> pd.DataFrame:
         try: wait_healthy(uri, timeout_s=5); add('server', 'answers /health', True)
         except (TimeoutError, RuntimeError) as e:
             add('server', f'not reachable ({e})', False, 'start it: make team-server (see the team how-to)'); return pd.DataFrame(rows)
-        status = _auth_call(uri, 'GET', '/api/2.0/mlflow/users/current')[0]
+        status = auth_call(uri, 'GET', '/api/2.0/mlflow/users/current')[0]
         if status == 404: add('identity', 'the server does not authenticate: anyone who reaches it can move champion', False, 'restart it with make team-server (basic-auth)')
         elif (who := authenticated_user(uri)) is None:
             add('identity', f'not authenticated (HTTP {status})', False, 'export MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD (the admin adds you: mlops-kit team user NAME --role ROLE)')
@@ -166,9 +137,9 @@ def team_status(p, root='.') -> pd.DataFrame:
     mlflow.set_tracking_uri(uri); e = mlflow.get_experiment_by_name(p.train.experiment)
     add('experiment', f"{p.train.experiment} (id {e.experiment_id}, artifacts {e.artifact_location})" if e else f"{p.train.experiment}: not created yet",
         True, '' if e else 'dvc repro (train creates it)')
-    from mlops_kit.register import _client, alias_version
-    c = _client(uri); name = p.register.model_name
-    champ = alias_version(c, name, 'champion') if c.search_registered_models(f"name='{name}'") else None
+    from mlops_kit.register import champion_version
+    c = client(uri); name = p.register.model_name
+    champ = champion_version(c, name)
     add('registry', f"{name}: champion v{champ}" if champ else f"{name}: no champion yet", True, '' if champ else 'dvc repro (register promotes the first version that passes the gate)')
     log = repo_root(root) / p.register.audit_log; shared = Path(p.register.audit_log).is_absolute()
     add('audit log', f"{log} ({'shared path' if shared else 'inside this clone'})", shared or mode != 'server',

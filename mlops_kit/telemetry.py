@@ -135,11 +135,11 @@ def read_log(log_path) -> list[dict]:
 
 def attach_to_mlflow(rec: dict, tracking_uri: str):
     "Log the record's numbers as metrics telemetry.<stage>.<name> on rec['mlflow_run_id']."
-    from mlflow.tracking import MlflowClient
+    from mlops_kit.tracking import client
     from mlflow.entities import Metric
     ts = int(time.time() * 1000); s = rec['stage']
     ms = [Metric(f'telemetry.{s}.{k}', float(rec[k]), ts, 0) for k in ('wall_s', 'cpu_s', 'peak_rss_mb', 'cost_usd') if rec.get(k) is not None]
-    MlflowClient(tracking_uri).log_batch(rec['mlflow_run_id'], metrics=ms)
+    client(tracking_uri).log_batch(rec['mlflow_run_id'], metrics=ms)
 
 # %% ../nbs/20_telemetry.ipynb #c5079fd0
 def _params(fn, args, kw):
@@ -157,7 +157,7 @@ def stage(fn=None, *, name: str | None = None, rows=None, mlflow: bool | None = 
     @functools.wraps(fn)
     def wrapper(*args, **kw):
         from mlops_kit.config import ReportParams
-        from mlops_kit.tracking import repo_root, tracking_uri
+        from mlops_kit.config import repo_root, tracking_uri
         root, p = _params(fn, args, kw); rp = p.report if p is not None else ReportParams()
         rec = {'v': 1, 'stage': st, 'run': pipeline_run(), 'status': 'ok', 'error': None}
         result, err = None, None

@@ -6,27 +6,64 @@
 from __future__ import annotations
 import json, os, socket, subprocess, sys, traceback
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import numpy as np
 import pandas as pd
 import yaml
 
 import mlops_kit
+from .config import repo_root, tracking_uri   # where runs go (config owns it; re-exported here)
 from .guard import sha256_file, tree_digest
 
 # %% auto #0
-__all__ = ['SERVE_LIMITS', 'repo_root', 'tracking_uri', 'end_stale_runs', 'experiment', 'git_info', 'dvc_lock_hashes', 'lineage',
-           'serve_limits', 'FleetModel', 'log_bundle', 'ModelIntegrityError', 'recorded_digest', 'load_bundle',
-           'fetch_model', 'ScoreInputError', 'read_rows', 'score_rows', 'latest_runs', 'compare_runs']
+__all__ = ['SERVE_LIMITS', 'DOWNLOAD_FILES', 'client', 'read_run', 'tracking_mode', 'redact', 'auth_call', 'authenticated_user',
+           'end_stale_runs', 'experiment', 'git_info', 'dvc_lock_hashes', 'lineage', 'serve_limits', 'FleetModel',
+           'log_bundle', 'ModelIntegrityError', 'recorded_digest', 'load_bundle', 'fetch_model', 'ScoreInputError',
+           'read_rows', 'score_rows', 'latest_runs', 'compare_runs']
 
-# %% ../nbs/11_tracking.ipynb #d2ea0e82
-def repo_root(root='.') -> Path:
-    "The real repository root: $DVC_ROOT inside DVC stages (also in queued experiments), else `root`."
-    return Path(os.environ.get('DVC_ROOT') or root).resolve()
+# %% ../nbs/11_tracking.ipynb #trk_client
+def client(uri: str):
+    "The MLflow client for the tracking store at `uri`: the one place the kit builds one."
+    from mlflow.tracking import MlflowClient
+    return MlflowClient(uri)
 
-def tracking_uri(configured: str | None = None, root='.') -> str:
-    "train.tracking_uri, else $MLFLOW_TRACKING_URI, else sqlite:///<repo root>/mlflow.db."
-    return configured or os.environ.get('MLFLOW_TRACKING_URI') or f"sqlite:///{repo_root(root) / 'mlflow.db'}"
+# %% ../nbs/11_tracking.ipynb #trk_readrun
+def read_run(path) -> dict:
+    "The run.json a pipeline notebook writes: {'run_id', 'tracking_uri', 'experiment'}."
+    path = Path(path)
+    if not path.exists(): raise FileNotFoundError(f"{path}: no run.json; run the train stage first (`dvc repro train`)")
+    return json.loads(path.read_text())
+
+# %% ../nbs/11_tracking.ipynb #90c13dd0
+def tracking_mode(uri: str) -> str:
+    "'server' (http/https MLflow tracking server: team mode), 'embedded' (sqlite/file store) or 'database' (another SQLAlchemy URI used directly)."
+    scheme = urlsplit(uri).scheme.lower()
+    if scheme in ('http', 'https'): return 'server'
+    if scheme in ('sqlite', 'file', ''): return 'embedded'
+    return 'database'
+
+def redact(uri: str) -> str:
+    "The URI with its password replaced by ***."
+    u = urlsplit(uri)
+    if u.password is None: return uri
+    return u._replace(netloc=u.netloc.replace(f':{u.password}@', ':***@', 1)).geturl()
+
+# %% ../nbs/11_tracking.ipynb #trk_who
+def auth_call(uri: str, method: str, endpoint: str, **kw) -> tuple[int, dict | None]:
+    "(HTTP status, JSON body or None) of one call to the server's basic-auth API, with this client's credentials."
+    from mlflow.utils.credentials import get_default_host_creds
+    from mlflow.utils.rest_utils import http_request
+    r = http_request(get_default_host_creds(uri), endpoint, method, max_retries=0, timeout=10, raise_on_status=False, **kw)
+    try: return r.status_code, r.json()
+    except ValueError: return r.status_code, None
+
+def authenticated_user(uri: str | None) -> str | None:
+    "The user the tracking server at `uri` authenticated this client as; None on the embedded store, a server without auth, or bad credentials."
+    if not uri or tracking_mode(uri) != 'server': return None
+    try: status, body = auth_call(uri, 'GET', '/api/2.0/mlflow/users/current')
+    except Exception: return None
+    return ((body or {}).get('user') or {}).get('username') if status == 200 else None
 
 # %% ../nbs/11_tracking.ipynb #c0cd532d
 def _process_tags() -> dict:
@@ -37,8 +74,7 @@ def _process_tags() -> dict:
 def end_stale_runs(experiment_id: str, uri: str) -> list[str]:
     "Mark KILLED the runs of the experiment left RUNNING by a process of this host that is gone (and their nested runs); their ids."
     import psutil
-    from mlflow.tracking import MlflowClient
-    c, host, gone = MlflowClient(uri), socket.gethostname(), []
+    c, host, gone = client(uri), socket.gethostname(), []
     running = c.search_runs([experiment_id], "attributes.status = 'RUNNING'", max_results=1000)
     for r in running:
         t = r.data.tags
@@ -134,7 +170,7 @@ class FleetModel(mlflow.pyfunc.PythonModel):
 
 # %% ../nbs/11_tracking.ipynb #fba13b6e
 _PINNED = ('numpy', 'pandas', 'scikit-learn', 'scipy', 'statsmodels', 'threadpoolctl', 'mlflow')
-_LOCAL = ('registered_model_meta',)     # written by the MLflow client on download, not part of the logged model
+DOWNLOAD_FILES = ('registered_model_meta',)     # written by the MLflow client on download, not part of the logged model
 
 def _requirements() -> list[str]:
     "The installed versions of what the bundle needs at load time (pinned, so serving matches training)."
@@ -155,7 +191,7 @@ def log_bundle(bundle_path, example: pd.DataFrame, name: str = 'fleet_bundle'):
                                        signature=infer_signature(example, out), input_example=example,
                                        pip_requirements=_requirements(), code_paths=[str(Path(mlops_kit.__file__).parent)])
     with tempfile.TemporaryDirectory() as d:    # the digest of what the store now holds, as a reader will download it
-        tree = tree_digest(mlflow.artifacts.download_artifacts(artifact_uri=info.model_uri, dst_path=d), _LOCAL)
+        tree = tree_digest(mlflow.artifacts.download_artifacts(artifact_uri=info.model_uri, dst_path=d), DOWNLOAD_FILES)
     mlflow.set_tags({'bundle_sha256': digest, 'model_sha256': tree})
     return info
 
@@ -165,22 +201,20 @@ class ModelIntegrityError(ValueError):
 
 def recorded_digest(run: dict, key: str = 'bundle_sha256') -> str:
     "The digest tag `key` of the pipeline's MLflow run ({'run_id', 'tracking_uri'}, as in run.json)."
-    from mlflow.tracking import MlflowClient
-    got = MlflowClient(run['tracking_uri']).get_run(run['run_id']).data.tags.get(key)
+    got = client(run['tracking_uri']).get_run(run['run_id']).data.tags.get(key)
     if not got: raise ModelIntegrityError(f"MLflow run {run['run_id']} records no {key}: its bundle cannot be verified; re-run the train stage (`dvc repro train`)")
     return got
 
 def load_bundle(models_dir) -> 'FleetBundle':
     "The train stage's bundle from `models_dir`, unpickled only after its SHA-256 matches the one its MLflow run recorded."
     from mlops_kit.fleet import FleetBundle
-    from mlops_kit.pipeline import read_run
     return FleetBundle.load(Path(models_dir) / 'bundle.pkl', recorded_digest(read_run(Path(models_dir) / 'run.json')))
 
 def fetch_model(uri: str, name: str, alias: str = 'champion', dst=None) -> tuple[Path, int]:
     "(local folder, version) of models:/name@alias, downloaded into `dst` and verified against the version's `model_sha256` tag."
     import mlflow, tempfile
     os.environ.setdefault('MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR', 'false')
-    c = mlflow.tracking.MlflowClient(uri)
+    c = client(uri)
     try: mv = c.get_model_version_by_alias(name, alias)
     except mlflow.exceptions.MlflowException as e:
         raise FileNotFoundError(f"no model version models:/{name}@{alias} in {uri}; run `make repro` (it registers one) or pick another alias ({str(e)[:120]})") from None
@@ -190,7 +224,7 @@ def fetch_model(uri: str, name: str, alias: str = 'champion', dst=None) -> tuple
     mlflow.set_tracking_uri(uri)                          # a models:/m-… source is resolved through the global URI, whatever tracking_uri= says
     try: d = mlflow.artifacts.download_artifacts(artifact_uri=mv.source, dst_path=str(dst or tempfile.mkdtemp(prefix='mlops-kit-model-')), tracking_uri=uri)
     finally: mlflow.set_tracking_uri(prev)
-    if (got := tree_digest(d, _LOCAL)) != want:
+    if (got := tree_digest(d, DOWNLOAD_FILES)) != want:
         raise ModelIntegrityError(f"models:/{name}@{alias} (v{mv.version}): the downloaded files' digest {got[:16]}… is not the recorded {want[:16]}…: "
                                   "the model changed in the artifact store after it was registered; not loaded")
     return Path(d), int(mv.version)
@@ -231,8 +265,7 @@ def latest_runs(uri: str, experiment_name: str = 'mlops_kit', n: int = 2) -> lis
 
 def compare_runs(a: str, b: str, uri: str) -> pd.DataFrame:
     "Rows (kind, key, a, b, change) for params (and evaluate settings) that differ and for every metric of either run."
-    from mlflow.tracking import MlflowClient
-    c = MlflowClient(uri); ra, rb = c.get_run(a), c.get_run(b)
+    c = client(uri); ra, rb = c.get_run(a), c.get_run(b)
     pa, pb = (r.data.params | {k: v for k, v in r.data.tags.items() if k.startswith('evaluate.')} for r in (ra, rb))   # evaluate's settings are tags
     rows = [('param', k, pa.get(k), pb.get(k), '') for k in sorted(set(pa) | set(pb)) if pa.get(k) != pb.get(k)]
     for k in sorted(set(ra.data.metrics) | set(rb.data.metrics)):

@@ -13,7 +13,8 @@ import yaml
 from mlops_kit.cli import main
 from mlops_kit.config import load_params
 from mlops_kit.fleet import BundleIntegrityError, FleetBundle, tune_fleet
-from mlops_kit.register import ANCHOR_TAG, RegisterError, _client, _digest, register_run
+from mlops_kit.register import ANCHOR_TAG, RegisterError, _digest, register_run
+from mlops_kit.tracking import client as _client
 from mlops_kit.tracking import ModelIntegrityError, fetch_model, load_bundle
 
 ROOT = Path(__file__).resolve().parents[1]

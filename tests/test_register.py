@@ -11,7 +11,8 @@ import yaml
 from mlops_kit.cli import main
 from mlops_kit.config import GateParams, load_params
 from mlops_kit.fleet import FleetBundle, tune_fleet
-from mlops_kit.register import RegisterError, _client, alias_version, gate, register_run, verify_audit
+from mlops_kit.register import RegisterError, alias_version, gate, register_run, verify_audit
+from mlops_kit.tracking import client as _client
 
 ROOT = Path(__file__).resolve().parents[1]
 GOOD = {'monitors': 2, 'alerts_per_day': 1.0, 'static_alerts_per_day': 9.0, 'noisy_after': 0, 'noisy_monitors': 1, 'recall': 1.0,
