@@ -17,7 +17,7 @@ from mlops_kit.register import ANCHOR_TAG, RegisterError, _digest, register_run
 from mlops_kit.tracking import client as _client
 from mlops_kit.tracking import ModelIntegrityError, fetch_model, load_bundle
 
-ROOT = Path(__file__).resolve().parents[1]
+from conftest import ROOT
 GOOD = {'monitors': 2, 'alerts_per_day': 1.0, 'static_alerts_per_day': 9.0, 'noisy_after': 0, 'noisy_monitors': 1, 'recall': 1.0,
         'static_recall': 1.0, 'mase_median': 0.6, 'after_hours_share': 0.5, 'static_after_hours_share': 0.5}
 NAME = 'mlops_kit_fleet'

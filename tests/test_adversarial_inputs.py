@@ -12,7 +12,7 @@ import yaml
 from mlops_kit.config import IngestParams, ParamsError, load_params
 from mlops_kit.ingest import IngestError, run_ingest
 
-ROOT = Path(__file__).resolve().parents[1]
+from conftest import ROOT
 HEADER = 'ts,service,status,latency_ms,user_id,email\n'
 OK = [f'2026-10-01T00:0{i}:00Z,api,200,{10 + i},u{i},p{i}@x.io' for i in range(7)]
 

@@ -9,7 +9,7 @@ import yaml
 from mlops_kit.config import IngestParams, load_params
 from mlops_kit.ingest import IngestError, run_ingest
 
-ROOT = Path(__file__).resolve().parents[1]
+from conftest import ROOT
 HEADER = 'ts,service,status,latency_ms,user_id,email\n'
 OK = ['2026-10-01T00:00:00Z,api,200,10,u1,a@x.io', '2026-10-01T00:01:00Z,api,503,12,u2,b@x.io', '2026-10-01T00:06:00Z,db,200,5,u3,c@x.io']
 

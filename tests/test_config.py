@@ -6,7 +6,7 @@ import yaml
 
 from mlops_kit.config import ParamsError, load_params
 
-ROOT = Path(__file__).resolve().parents[1]
+from conftest import ROOT
 
 
 def _params_with(tmp_path, edit):

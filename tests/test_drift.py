@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from test_level1 import ROOT, set_params, sh
+from conftest import scratch_project, set_params, sh
 
 SHIFTED = ['api-gateway.latency_p95', 'checkout.latency_p95', 'auth.latency_p95']   # the first 3 live services of a 5-service sample
 SCENARIO = {'sample': {'days': 80, 'n_services': 5, 'shift': {'day': 62, 'factor': 1.8, 'services': 3}},   # slower from 2026-10-11 on
@@ -15,16 +15,8 @@ SCENARIO = {'sample': {'days': 80, 'n_services': 5, 'shift': {'day': 62, 'factor
 
 @pytest.fixture(scope='module')
 def drifted(tmp_path_factory):
-    import shutil
-    root = tmp_path_factory.mktemp('drift')
-    for f in ('dvc.yaml', '.dvcignore', '.gitignore', 'params.yaml'): shutil.copy(ROOT / f, root / f)
-    shutil.copytree(ROOT / 'mlops_kit', root / 'mlops_kit', ignore=shutil.ignore_patterns('__pycache__'))
-    shutil.copytree(ROOT / 'nbs' / 'pipeline', root / 'nbs' / 'pipeline')
-    set_params(root, **SCENARIO)
-    sh('git init -q && dvc init -q && dvc config core.analytics false && git add -A && git commit -qm base', root)
-    p = sh('dvc repro', root)
-    sh('git add -A && git commit -qm "repro: model trained before the shift"', root)
-    return root, p.stdout
+    root, out = scratch_project(tmp_path_factory.mktemp('drift'), SCENARIO, nbs=('pipeline',), repro=True)   # the model is trained before the shift
+    return root, out
 
 
 def test_monitor_finds_the_level_shift_and_calls_for_retraining(drifted):

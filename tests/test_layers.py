@@ -5,7 +5,7 @@ from pathlib import Path
 
 import yaml
 
-ROOT = Path(__file__).resolve().parents[1]
+from conftest import ROOT
 PKG = ROOT / 'mlops_kit'
 MODULES = {p.stem for p in PKG.glob('*.py') if p.stem != '_modidx'}
 

@@ -1,6 +1,7 @@
-"""The level-1 pipeline end to end on a scratch git + DVC project (tests run in file order and share it): dvc repro through train and evaluate (papermill),
+"""The level-1 pipeline end to end on a scratch git + DVC project (the tests share it; a test that changes it restores the committed
+params, dvc.lock, metrics and outputs when it ends, so none depends on another's order): dvc repro through train and evaluate (papermill),
 MLflow lineage on the real run, no-op re-runs, param changes re-running only their readers, failing stages, the tutorial."""
-import json, os, shutil, subprocess, sys
+import json
 from pathlib import Path
 
 import pandas as pd
@@ -10,57 +11,35 @@ import yaml
 import mlops_kit
 from mlops_kit.config import EvaluateParams, TrainParams
 
-ROOT = Path(__file__).resolve().parents[1]
-BIN = Path(sys.executable).parent
+from conftest import ROOT, ran, scratch_project, set_params, sh
+
 SMALL = {'sample': {'days': 75, 'n_services': 5}}
 # On this five-service fleet the holdout has 9 incidents, one of them a modest hour-long rise on the noisiest monitor (checkout),
 # inside the bursts it has every day: the precision-first detector misses it, the static rule (which fires there every day) does
 # not. The gate's first-version recall tolerance is widened to one incident in nine so the test is about the pipeline, not that one.
 GATE = {'register': {'gate': yaml.safe_load((ROOT / 'params.yaml').read_text())['register']['gate'] | {'recall_tolerance': 0.15}}}
-ENV = {**os.environ, 'PATH': f"{BIN}:{os.environ['PATH']}", 'DVC_NO_ANALYTICS': '1', 'MLFLOW_DISABLE_TELEMETRY': 'true', 'DO_NOT_TRACK': 'true',
-       'GIT_AUTHOR_NAME': 't', 'GIT_AUTHOR_EMAIL': 't@t', 'GIT_COMMITTER_NAME': 't', 'GIT_COMMITTER_EMAIL': 't@t'}
-ENV.pop('MLFLOW_TRACKING_URI', None)
 
-
-def sh(cmd, cwd, ok=True):
-    p = subprocess.run(cmd, cwd=cwd, env=ENV, capture_output=True, text=True, shell=True)
-    if ok: assert p.returncode == 0, f'{cmd}\n{p.stdout[-4000:]}\n{p.stderr[-4000:]}'
-    return p
-
-
-def set_params(root: Path, **sections):
-    raw = yaml.safe_load((root / 'params.yaml').read_text())
-    for sec, kv in sections.items(): raw[sec].update(kv)
-    (root / 'params.yaml').write_text(yaml.safe_dump(raw, sort_keys=False))
-
-
-def ran(out: str) -> set[str]:
-    return {s for s in ('sample', 'ingest', 'validate', 'windows', 'train', 'evaluate', 'register', 'monitor') if f"Running stage '{s}'" in out}
-
-
-def copy_project(root: Path, nbs=('pipeline', 'tutorials')) -> Path:
-    "The project's pipeline files in `root`: dvc.yaml, params.yaml, the package, the pipeline (and tutorial) notebooks."
-    for f in ('dvc.yaml', '.dvcignore', '.gitignore', 'params.yaml'): shutil.copy(ROOT / f, root / f)
-    shutil.copytree(ROOT / 'mlops_kit', root / 'mlops_kit', ignore=shutil.ignore_patterns('__pycache__'))
-    for d in nbs: shutil.copytree(ROOT / 'nbs' / d, root / 'nbs' / d)
-    return root
 
 
 @pytest.fixture(scope='module')
 def proj(tmp_path_factory):
     "A scratch copy of the project (small sample), committed, after one full `dvc repro`."
-    root = copy_project(tmp_path_factory.mktemp('level1'))
-    set_params(root, **SMALL, **GATE)
-    sh('git init -q && dvc init -q && dvc config core.analytics false && git add -A && git commit -qm base', root)
-    p = sh('dvc repro', root)
-    sh('git add -A && git commit -qm "repro"', root)
-    return root, p.stdout + p.stderr
+    return scratch_project(tmp_path_factory.mktemp('level1'), SMALL | GATE, repro=True)
+
+
+@pytest.fixture
+def changes(proj):
+    "The shared project for a test that changes it; afterwards its committed state (params, dvc.lock, metrics, outputs) is back."
+    root, _ = proj
+    yield root
+    sh('git checkout -- . && dvc checkout --force --quiet', root)
+    assert 'up to date' in sh('dvc status', root).stdout
 
 
 def mlflow_run(root):
-    from mlflow.tracking import MlflowClient
+    from mlops_kit.tracking import client
     r = json.loads((root / 'models/run.json').read_text())
-    return MlflowClient(r['tracking_uri']), r
+    return client(r['tracking_uri']), r
 
 
 def test_repro_runs_every_stage_and_prints_fleet_summary(proj):
@@ -162,11 +141,11 @@ def test_repro_again_is_a_noop(proj):
     assert ran(p.stdout) == set() and 'up to date' in p.stdout
 
 
-def test_tutorial_and_comparable_experiments(proj, monkeypatch):
+def test_tutorial_and_comparable_experiments(changes, monkeypatch):
     "The level 0 -> 1 tutorial runs (it does a `dvc exp run -S train.alert_budget=1.0`); the variant is its own MLflow run, and runs compare shows the change."
     import papermill as pm
     from mlops_kit import cli
-    root, _ = proj
+    root = changes
     c, r = mlflow_run(root)
     before = {x.info.run_id for x in c.search_runs([c.get_run(r['run_id']).info.experiment_id])}
     monkeypatch.delenv('MLFLOW_TRACKING_URI', raising=False)   # the kernel's commands use the project's store (mlflow.set_tracking_uri in earlier tests sets it)
@@ -181,8 +160,8 @@ def test_tutorial_and_comparable_experiments(proj, monkeypatch):
     assert 'eval.alerts_per_day' in set(t.key)
 
 
-def test_param_change_reruns_only_the_stages_that_read_it(proj):
-    root, _ = proj
+def test_param_change_reruns_only_the_stages_that_read_it(changes):
+    root = changes
     set_params(root, evaluate={'static_k': 4.0})
     st = sh('dvc status --json', root).stdout
     assert set(json.loads(st)) == {'evaluate'}, st
@@ -194,10 +173,11 @@ def test_param_change_reruns_only_the_stages_that_read_it(proj):
     assert ran(p.stdout) == {'train', 'evaluate', 'register', 'monitor'}, p.stdout   # downstream stages re-run because train's output changed
 
 
-def test_a_deliberately_worse_param_registers_but_does_not_promote(proj):
+def test_a_deliberately_worse_param_registers_but_does_not_promote(changes):
     "train.budget_s=0.001 starves the AutoML, so monitors fall back to the seasonal profile: the version registers as challenger, champion stays, the card says why."
-    root, _ = proj
-    champion = json.loads((root / 'metrics/register.json').read_text())['champion']
+    root = changes
+    from mlops_kit.register import champion_version
+    champion = champion_version(mlflow_run(root)[0], 'mlops_kit_fleet')      # the registry's (an earlier test may have promoted one)
     set_params(root, train={'budget_s': 0.001})
     p = sh('dvc repro', root)
     reg = json.loads((root / 'metrics/register.json').read_text())
@@ -209,8 +189,8 @@ def test_a_deliberately_worse_param_registers_but_does_not_promote(proj):
     assert 'NOT promoted' in p.stdout
 
 
-def test_failing_stage_exits_nonzero_shows_the_cell_error_and_publishes_nothing(proj):
-    root, _ = proj
+def test_failing_stage_exits_nonzero_shows_the_cell_error_and_publishes_nothing(changes):
+    root = changes
     set_params(root, evaluate={'labels': 'data/sample/no-such-labels.csv'})
     p = sh('dvc repro evaluate', root, ok=False)
     assert p.returncode != 0
@@ -222,10 +202,10 @@ def test_failing_stage_exits_nonzero_shows_the_cell_error_and_publishes_nothing(
     set_params(root, evaluate={'labels': EvaluateParams().labels})
 
 
-def test_pipeline_notebooks_run_by_hand_with_their_defaults(proj):
+def test_pipeline_notebooks_run_by_hand_with_their_defaults(changes):
     "Opened in JupyterLab (here: executed with no parameters, from nbs/pipeline/), both notebooks run with the defaults and write in place."
     import papermill as pm
-    root, _ = proj
+    root = changes
     before = (root / 'models/run.json').read_text()
     for nb in ('train', 'evaluate'):
         pm.execute_notebook(str(root / f'nbs/pipeline/{nb}.ipynb'), str(root / f'{nb}.byhand.ipynb'), kernel_name='python3',

@@ -10,7 +10,7 @@ import yaml
 from mlops_kit.cli import main
 from mlops_kit.maturity import CRITERIA, Repo, scorecard
 
-ROOT = Path(__file__).resolve().parents[1]
+from conftest import ROOT
 LEVEL1 = [i for i, lv, *_ in CRITERIA if lv == 1]
 LEVEL2 = [i for i, lv, *_ in CRITERIA if lv == 2]
 

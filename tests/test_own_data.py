@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from test_level1 import ROOT, copy_project, sh
+from conftest import ROOT, scratch_project, sh
 
 FIXTURE = ROOT / 'tests/fixtures/own_data'
 
@@ -98,8 +98,7 @@ def test_drift_statistics_stay_in_the_metrics_units():
 def own(tmp_path_factory):
     "A scratch clone on which the own-data tutorial ran: params edited, exports copied, dvc repro, the champion served, the baseline committed."
     import papermill as pm
-    root = copy_project(tmp_path_factory.mktemp('own'))
-    sh('git init -q && dvc init -q && dvc config core.analytics false && git add -A && git commit -qm base', root)
+    root, _ = scratch_project(tmp_path_factory.mktemp('own'))
     with pytest.MonkeyPatch.context() as mp:          # the project's own store (an earlier test's mlflow.set_tracking_uri sets this variable)
         mp.delenv('MLFLOW_TRACKING_URI', raising=False)
         pm.execute_notebook(str(root / 'nbs/tutorials/own_data.ipynb'), str(root / 'own_data.out.ipynb'), parameters={'root': str(root), 'exports': str(FIXTURE)},

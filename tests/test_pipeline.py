@@ -8,7 +8,7 @@ import yaml
 
 from mlops_kit import cli
 
-ROOT = Path(__file__).resolve().parents[1]
+from conftest import ROOT
 BIN = Path(sys.executable).parent
 SMALL = {'sample': {'days': 75, 'n_services': 6}}  # smallest fleet that still holds 60 + 7 days
 

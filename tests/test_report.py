@@ -13,7 +13,7 @@ from mlops_kit.cli import main
 from mlops_kit.config import load_params
 from mlops_kit.telemetry import read_log
 
-ROOT = Path(__file__).resolve().parents[1]
+from conftest import ROOT
 FLAGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
          '--disable-component-update', '--disable-sync', '--disable-extensions', '--mute-audio']
 

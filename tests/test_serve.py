@@ -13,7 +13,7 @@ from mlops_kit.config import load_params
 from mlops_kit.fleet import FleetBundle, tune_fleet
 from mlops_kit.guard import sha256_file
 
-ROOT = Path(__file__).resolve().parents[1]
+from conftest import ROOT
 COLS = ['monitor_id', 'ts', 'value', 'expected', 'lower', 'upper', 'score', 'unusual', 'alert', 'stage']
 
 

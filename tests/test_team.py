@@ -15,7 +15,7 @@ import yaml
 from mlops_kit.serve import free_port
 from mlops_kit.team import tracking_server
 
-ROOT = Path(__file__).resolve().parents[1]
+from conftest import ROOT
 BIN = Path(sys.executable).parent
 SMALL = {'sample': {'days': 75, 'n_services': 3}, 'train': {'workers': 1, 'budget_s': 1.0, 'plot_monitors': 2}, 'evaluate': {'workers': 1, 'plot_monitors': 2}}
 ENV = {**os.environ, 'PATH': f"{BIN}:{os.environ['PATH']}", 'DVC_NO_ANALYTICS': '1', 'MLFLOW_DISABLE_TELEMETRY': 'true', 'DO_NOT_TRACK': 'true',
