@@ -18,6 +18,7 @@ def drifted(tmp_path_factory):
     import shutil
     root = tmp_path_factory.mktemp('drift')
     for f in ('dvc.yaml', '.dvcignore', '.gitignore', 'params.yaml'): shutil.copy(ROOT / f, root / f)
+    shutil.copytree(ROOT / 'feedback', root / 'feedback')                          # the on-call feedback file (a DVC dependency)
     shutil.copytree(ROOT / 'mlops_kit', root / 'mlops_kit', ignore=shutil.ignore_patterns('__pycache__'))
     shutil.copytree(ROOT / 'nbs' / 'pipeline', root / 'nbs' / 'pipeline')
     set_params(root, **SCENARIO)

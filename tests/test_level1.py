@@ -41,6 +41,7 @@ def ran(out: str) -> set[str]:
 def copy_project(root: Path, nbs=('pipeline', 'tutorials')) -> Path:
     "The project's pipeline files in `root`: dvc.yaml, params.yaml, the package, the pipeline (and tutorial) notebooks."
     for f in ('dvc.yaml', '.dvcignore', '.gitignore', 'params.yaml'): shutil.copy(ROOT / f, root / f)
+    shutil.copytree(ROOT / 'feedback', root / 'feedback')                          # the on-call feedback file (a DVC dependency)
     shutil.copytree(ROOT / 'mlops_kit', root / 'mlops_kit', ignore=shutil.ignore_patterns('__pycache__'))
     for d in nbs: shutil.copytree(ROOT / 'nbs' / d, root / 'nbs' / d)
     return root

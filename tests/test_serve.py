@@ -14,7 +14,7 @@ from mlops_kit.fleet import FleetBundle, tune_fleet
 from mlops_kit.guard import sha256_file
 
 ROOT = Path(__file__).resolve().parents[1]
-COLS = ['monitor_id', 'ts', 'value', 'expected', 'lower', 'upper', 'score', 'unusual', 'alert', 'stage']
+COLS = ['monitor_id', 'ts', 'value', 'expected', 'lower', 'upper', 'score', 'unusual', 'alert', 'alert_id', 'stage']
 
 
 @pytest.fixture(scope='module')
