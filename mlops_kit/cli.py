@@ -290,7 +290,8 @@ def _log_monitor(p, root, v) -> str:
     run = read_run(f); c = mlflow.MlflowClient(run['tracking_uri'])
     ts = int(time.time() * 1000)
     c.log_batch(run['run_id'], metrics=[mlflow.entities.Metric(f'monitor.{k}', float(v[k]), ts, 0) for k in ('judged', 'drifted', 'drifted_share', 'retrain') if v[k] is not None])
-    for a in ('drift.csv', 'drift.png', 'index.html'): c.log_artifact(run['run_id'], str(Path(root)/'reports/monitor'/a), 'monitor')
+    for a in ('drift.csv', 'drift.png', 'index.html'):                    # no champion yet: the report has no drift plot
+        if (f := Path(root)/'reports/monitor'/a).exists(): c.log_artifact(run['run_id'], str(f), 'monitor')
     return f"MLflow run {run['run_id'][:8]}"
 
 @telemetry.stage
@@ -551,9 +552,16 @@ def _user_errors() -> tuple[type, ...]:
             TeamError, EngineError, BundleIntegrityError, ModelIntegrityError, RequestError, LabelsError, BaselineError,
             EventsError, FeedbackError, CandidateError)
 
+def _project_importable(root):
+    "Put the project root on the import path of this process and of the processes it starts (kernels, workers): a bundle whose candidates live in the project's own modules (train.candidates) unpickles everywhere."
+    r = str(Path(root).resolve())
+    if r not in sys.path: sys.path.insert(0, r)
+    if r not in os.environ.get('PYTHONPATH', '').split(os.pathsep): os.environ['PYTHONPATH'] = os.pathsep.join(filter(None, [r, os.environ.get('PYTHONPATH')]))
+
 def main(argv=None) -> int:
     "Console entry point: `mlops-kit COMMAND`."
     a = build_parser().parse_args(argv)
+    _project_importable(a.root)
     if os.environ.get(RESTORE_ONLY) and a.command in STAGES:       # inside `mlops-kit baseline`: DVC found no cached run of this stage
         print(f"mlops-kit {a.command}: not run: `mlops-kit baseline` only restores stages from DVC's run cache", file=sys.stderr)
         return 3

@@ -70,6 +70,7 @@ def test_repro_runs_every_stage_and_prints_fleet_summary(proj):
     m = json.loads((root / 'metrics/evaluate.json').read_text())
     assert f"{m['monitors']} monitors · static {m['static_alerts']} alerts → {m['alerts']}" in out
     assert m['monitors'] == 6 and m['static_alerts'] >= m['alerts'] >= 0 and 0 <= m['recall'] <= 1
+    assert m['alerts_in_maintenance'] == 0 and m['feedback_precision'] is None   # the sample's calendar: no alert inside maintenance; no feedback yet
     for f in ('models/bundle.pkl', 'models/trials.parquet', 'reports/train/train.ipynb', 'reports/evaluate/evaluate.ipynb',
               'reports/evaluate/monitors.csv', 'reports/evaluate/alerts_per_day.png', 'metrics/train.json'):
         assert (root / f).stat().st_size > 0, f
