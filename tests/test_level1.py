@@ -150,7 +150,7 @@ def test_parameters_cells_are_bound_to_params_sections():
     import nbformat
     from papermill.inspection import inspect_notebook
     from mlops_kit.config import EngineParams
-    for nb, model, extra in (('train', TrainParams, {'root', 'out', 'windows_dir', 'scheduler'}), ('evaluate', EvaluateParams, {'root', 'out', 'windows_dir', 'models_dir', 'scheduler'})):
+    for nb, model, extra in (('train', TrainParams, {'root', 'out', 'windows_dir', 'scheduler', 'feedback'}), ('evaluate', EvaluateParams, {'root', 'out', 'windows_dir', 'models_dir', 'scheduler'})):
         params = inspect_notebook(str(ROOT / 'nbs/pipeline' / f'{nb}.ipynb'))
         assert set(params) == set(model.model_fields) | extra, nb
         for k, v in model().model_dump().items():
