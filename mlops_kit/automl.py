@@ -13,6 +13,7 @@ from sklearn.base import clone
 from threadpoolctl import ThreadpoolController
 
 from .detect import AlertPolicy, Detector, data_key, directed, enough_errors, spread
+from .events import after_deploy, event_mask
 from .models import HoltWinters, LagRegression, RobustLevel, SeasonalProfile, hours, to_grid
 
 # %% auto #0
@@ -110,10 +111,11 @@ def search_forecasters(y: pd.Series, cands, folds: int = 2, budget_s: float = 2.
 # %% ../nbs/07_automl.ipynb #264fe920
 def search_policy(zd: np.ndarray, index: pd.DatetimeIndex, detector: Detector, alert_budget: float, alert_target: float = ALERT_TARGET,
                   labels=None, sensitivities=SENSITIVITIES, windows=WINDOWS, min_share: float = 0.5, min_count: int | None = None,
-                  recovery: str = '30min', cooldown: str = '1h') -> pd.DataFrame:
-    "One row per (sensitivity, window): the z threshold it means for `detector`, alerts/day on normal data, recall on labels, within the target and the budget."
+                  recovery: str = '30min', cooldown: str = '1h', false_alarms=None) -> pd.DataFrame:
+    "One row per (sensitivity, window): the z threshold it means for `detector`, alerts/day on normal data, recall on labels, alerts raised again on `false_alarms` (on-call said: not an anomaly; from 30 min before each), within the target and the budget."
     step, days = index[1] - index[0], len(index) * (index[1] - index[0]) / pd.Timedelta('1D')
     inc, zz, n, rows = _incident_mask(index, labels), np.nan_to_num(zd), len(index), []
+    fa = _incident_mask(index, None if false_alarms is None else false_alarms.assign(start=pd.DatetimeIndex(false_alarms.start) - pd.Timedelta('30min')))
     labelled = labels is not None and len(labels)
     _, _, r_n, cool_n = AlertPolicy(recovery=recovery, cooldown=cooldown).steps(step)
     for s in sensitivities:
@@ -126,18 +128,20 @@ def search_policy(zd: np.ndarray, index: pd.DatetimeIndex, detector: Detector, a
             if labelled:
                 st = index[np.array(_starts(runs_all, n, w_n, need, r_n, cool_n), int)]
                 rec = float(np.mean([((st >= a) & (st <= b + pd.Timedelta('30min'))).any() for a, b in zip(pd.DatetimeIndex(labels.start), pd.DatetimeIndex(labels.end))]))
-            rows.append({'stage': 'policy', 'sensitivity': s, 'threshold': th, 'window': w, 'alerts_per_day': len(normal) / days, 'recall': rec})
+            rows.append({'stage': 'policy', 'sensitivity': s, 'threshold': th, 'window': w, 'alerts_per_day': len(normal) / days, 'recall': rec,
+                         'false_alerts': int(fa[np.array(normal, int)].sum())})
     t = pd.DataFrame(rows)
     t['within_target'], t['within_budget'] = t.alerts_per_day <= alert_target, t.alerts_per_day <= alert_budget
     return t
 
 # %% ../nbs/07_automl.ipynb #pick_policy
 def pick_policy(t: pd.DataFrame) -> tuple[pd.Series, bool]:
-    "(chosen row, within budget?): the most sensitive policy within the target (with labels: the best recall there); else the best recall within the budget, quietest first; else the quietest."
+    "(chosen row, within budget?): within the target, the best recall on labels, then the fewest known false alerts, then the most sensitive; else the same within the budget, quietest first; else the quietest."
     s, a, r = t.sensitivity.to_numpy(float), t.alerts_per_day.to_numpy(float), np.nan_to_num(t.recall.to_numpy(float))
+    fa = t.false_alerts.to_numpy(float) if 'false_alerts' in t else np.zeros(len(t))
     wn = np.array([pd.Timedelta(w).value for w in t.window.to_numpy()])
-    if len(ok := np.flatnonzero(t.within_target.to_numpy(bool))): return t.iloc[ok[np.lexsort((wn[ok], s[ok], -r[ok]))[0]]], True
-    if len(ok := np.flatnonzero(t.within_budget.to_numpy(bool))): return t.iloc[ok[np.lexsort((a[ok], -r[ok]))[0]]], True
+    if len(ok := np.flatnonzero(t.within_target.to_numpy(bool))): return t.iloc[ok[np.lexsort((wn[ok], s[ok], fa[ok], -r[ok]))[0]]], True
+    if len(ok := np.flatnonzero(t.within_budget.to_numpy(bool))): return t.iloc[ok[np.lexsort((a[ok], fa[ok], -r[ok]))[0]]], True
     return t.iloc[np.lexsort((-s, a))[0]], False              # np.lexsort: last key first, stable like sort_values
 
 # %% ../nbs/07_automl.ipynb #03d35dfd
@@ -218,19 +222,20 @@ def one_blas_thread():
 def tune(y: pd.Series, alert_budget: float = 2.0, direction: str = 'up', budget_s: float = 2.0, trial_budget_s: float = 0.5,
          folds: int = 2, search_days: float = 21.0, labels: pd.DataFrame | None = None, sparse_missing: float = 0.5, cands=None,
          search_keep: int | None = 2, alert_target: float = ALERT_TARGET, errors: pd.Series | None = None,
-         recent: pd.Series | None = None) -> Tuned:
-    "AutoML for one monitor: the model its history can carry, then the most sensitive alert policy within `alert_target` alerts/day on normal data, never above `alert_budget`. `errors`: out-of-sample errors already known, flagged ones NaN (they size the band); `recent`: all of them (the policy is counted on them)."
+         recent: pd.Series | None = None, false_alarms: pd.DataFrame | None = None) -> Tuned:
+    "AutoML for one monitor: the model its history can carry, then the most sensitive alert policy within `alert_target` alerts/day on normal data, never above `alert_budget`. `errors`: out-of-sample errors already known, flagged ones NaN (they size the band); `recent`: all of them (the policy is counted on them); `false_alarms`: spans on-call answered 'not an anomaly' (the policy avoids them, recall first)."
     with one_blas_thread():
-        return _tune(y, alert_budget, direction, budget_s, trial_budget_s, folds, search_days, labels, sparse_missing, cands, search_keep, alert_target, errors, recent)
+        return _tune(y, alert_budget, direction, budget_s, trial_budget_s, folds, search_days, labels, sparse_missing, cands, search_keep, alert_target, errors, recent, false_alarms)
 
-def _tune(y, alert_budget, direction, budget_s, trial_budget_s, folds, search_days, labels, sparse_missing, cands, search_keep, alert_target, errors, recent) -> Tuned:
+def _tune(y, alert_budget, direction, budget_s, trial_budget_s, folds, search_days, labels, sparse_missing, cands, search_keep, alert_target, errors, recent,
+          false_alarms=None) -> Tuned:
     if len(y) < 2 or y.notna().sum() < 2:
         raise ValueError(f"tune: the series has {int(y.notna().sum())} observed value(s) in {len(y)} timestamp(s); need at least 2 observed values")
     t0, y = time.perf_counter(), to_grid(y)
     path, note, det, trials, oos, pol_kw = _stage(y, direction, folds, search_days, labels, sparse_missing, cands or candidates(), budget_s, trial_budget_s, search_keep, t0)
     e = det.fit_expected(y, errors if enough_errors(errors) else oos)
     zd, ix = _policy_z(det, y, e, recent if enough_errors(recent) and det.scale != 'poisson' else None)
-    pt = search_policy(zd, ix, det, alert_budget, alert_target, labels, **pol_kw)
+    pt = search_policy(zd, ix, det, alert_budget, alert_target, labels, false_alarms=false_alarms, **pol_kw)
     row, within = pick_policy(pt)
     det.set_params(sensitivity=float(row.sensitivity))
     policy = AlertPolicy(window=row.window, min_share=0.5, min_count=pol_kw.get('min_count'), recovery=pol_kw.get('recovery', '30min'), cooldown=pol_kw.get('cooldown', '1h'))
@@ -255,12 +260,14 @@ def _blank(index) -> pd.DataFrame:
     return out
 
 def replay(y: pd.Series, start=None, refit: str = '1D', retune: str = '7D', min_history: str = '1D', window: str = '60D',
-           adapt: str = '6h', adapt_share: float = 0.6, error_days: float = 14.0, tuned: Tuned | None = None, **tune_kw) -> pd.DataFrame:
-    "Walk-forward scores and alerts, each computed only from data before it (plus the point itself). Indexed like y; `.attrs['changes']` lists the re-baselines. Pass `tuned` to keep one tuned configuration (refit only)."
+           adapt: str = '6h', adapt_share: float = 0.6, error_days: float = 14.0, tuned: Tuned | None = None,
+           events: pd.DataFrame | None = None, deploy_adapt: str = '1h', **tune_kw) -> pd.DataFrame:
+    "Walk-forward scores and alerts, each computed only from data before it (plus the point itself). Indexed like y; `.attrs['changes']` lists the re-baselines. Pass `tuned` to keep one tuned configuration (refit only); `events`: this monitor's calendar (`events.for_monitor`)."
     if len(y) < 2 or y.notna().sum() < 2: return _blank(y.index)      # nothing to learn from: no output, no alert
     g = to_grid(y)
-    td = dict(zip(('refit', 'retune', 'min_history', 'window', 'adapt'), map(pd.Timedelta, (refit, retune, min_history, window, adapt))))
-    with one_blas_thread(): out = _walk(g, start, td, adapt_share, pd.Timedelta(days=error_days), tuned, tune_kw)
+    td = dict(zip(('refit', 'retune', 'min_history', 'window', 'adapt', 'deploy_adapt'),
+                  map(pd.Timedelta, (refit, retune, min_history, window, adapt, deploy_adapt))))
+    with one_blas_thread(): out = _walk(g, start, td, adapt_share, pd.Timedelta(days=error_days), tuned, tune_kw, events)
     res = out.reindex(y.index.floor(g.index.freq or (g.index[1] - g.index[0])))
     res.index = y.index
     res = res.fillna({'unusual': False, 'alert': False}).astype({'unusual': bool, 'alert': bool})
@@ -269,11 +276,13 @@ def replay(y: pd.Series, start=None, refit: str = '1D', retune: str = '7D', min_
 
 # %% ../nbs/07_automl.ipynb #walk_state
 class _Walk:
-    "The replay's state over the grid `g`: output columns, out-of-sample errors, signed flags (either side), masked points, the last change point."
-    def __init__(self, g: pd.Series):
+    "The replay's state over the grid `g`: output columns, out-of-sample errors, signed flags (either side), masked points, the last change point; `quiet`: maintenance (never unusual), `kept_out`: maintenance and holidays (never train)."
+    def __init__(self, g: pd.Series, events: pd.DataFrame | None = None):
         self.ix, self.ns, self.v, n = g.index, g.index.asi8, g.to_numpy(float), len(g)
         self.col = {c: np.full(n, np.nan) for c in COLUMNS[:4]} | {c: np.zeros(n, bool) for c in COLUMNS[4:]}
-        self.err, self.sflag, self.masked = np.full(n, np.nan), np.zeros(n, np.int8), np.zeros(n, bool)
+        self.quiet = event_mask(self.ix, events, ('maintenance',))
+        self.kept_out = event_mask(self.ix, events, ('maintenance', 'holiday'))
+        self.err, self.sflag, self.masked = np.full(n, np.nan), np.zeros(n, np.int8), self.kept_out.copy()
         self.change, self.changes, self.pool_from = 0, [], 0     # pool_from: where the current model's errors begin
         self.step = g.index.freq or (self.ix[1] - self.ix[0] if n > 1 else pd.Timedelta('5min'))
 
@@ -316,19 +325,20 @@ def _rebaseline(w: _Walk, det: Detector, on: int, stop: int):
     shift = float(np.nanmedian(w.err[on:stop]))
     det.offset_ += shift
     w.err[on:stop] -= shift
-    w.masked[on:stop], w.sflag[on:stop], w.change = False, 0, on
+    w.masked[on:stop], w.sflag[on:stop], w.change = w.kept_out[on:stop], 0, on   # (the calendar's stay out)
     w.changes.append(w.ix[on])
     _, s = spread(w.err[on:stop])
     if np.isfinite(s) and s > det.scale_by_hour_.max(): det.scale_by_hour_ = np.maximum(det.scale_by_hour_, s)   # a noisier regime: at least its spread
 
 # %% ../nbs/07_automl.ipynb #score_day
 def _score_day(w: _Walk, det: Detector, ef: np.ndarray, b: int, e: int, A: int, share: float):
-    "Score [b, e) against the forecaster's expected values ef; where `share` of the last A points are unusual on one side, re-baseline there and go on."
+    "Score [b, e) against the forecaster's expected values ef; where `share` of the last A points are unusual on one side, re-baseline there and go on. Maintenance points are never unusual."
     i = b
     while i < e:
         sc = det.scores(w.ns[i:e], w.v[i:e], ef[i - b:])
+        sc['unusual'] &= ~w.quiet[i:e]
         z, _, _ = det.z(w.ns[i:e], w.v[i:e], ef[i - b:])
-        flag = np.nan_to_num(np.abs(z)) > det.threshold()
+        flag = (np.nan_to_num(np.abs(z)) > det.threshold()) & ~w.quiet[i:e]
         sg = (np.sign(np.nan_to_num(z)) * flag).astype(np.int8)
         h0 = max(i - A + 1, 0)
         S = np.r_[w.sflag[h0:i], sg]                                   # the last A points' sides, from before this pass too
@@ -337,17 +347,35 @@ def _score_day(w: _Walk, det: Detector, ef: np.ndarray, b: int, e: int, A: int, 
         stop = i + int(hit[0]) + 1 if len(hit) else e
         for c in COLUMNS[:5]: w.col[c][i:stop] = sc[c][:stop - i]
         w.err[i:stop] = w.v[i:stop] - ef[i - b:stop - b] - det.bias_ - det.offset_
-        w.sflag[i:stop], w.masked[i:stop] = sg[:stop - i], sc['unusual'][:stop - i]
+        w.sflag[i:stop], w.masked[i:stop] = sg[:stop - i], sc['unusual'][:stop - i] | w.kept_out[i:stop]
         if len(hit):
             s0 = max(stop - A, 0)
             _rebaseline(w, det, s0 + int(np.argmax(w.sflag[s0:stop] == w.sflag[stop - 1])), stop)
         i = stop
 
 # %% ../nbs/07_automl.ipynb #walk_loop
-def _walk(g: pd.Series, start, td: dict, share: float, error_span: pd.Timedelta, tuned, tune_kw) -> pd.DataFrame:
+def _segments(short: np.ndarray, b: int, e: int) -> list[tuple[int, int, bool]]:
+    "[b, e) cut into runs of equal `short` (right after a deploy or not): (start, stop, short)."
+    cuts = b + np.flatnonzero(np.diff(short[b:e].astype(np.int8))) + 1
+    edges = [b, *cuts.tolist(), e]
+    return [(s, t, bool(short[s])) for s, t in zip(edges[:-1], edges[1:]) if t > s]
+
+def _score_period(w: _Walk, det: Detector, g: pd.Series, clean: pd.Series, b: int, e: int, A: int, A_dep: int, share: float, short: np.ndarray):
+    "Score one refit period: counters in one pass, others by `_score_day`, re-baselining after A_dep points instead of A right after a deploy."
+    if det.scale == 'poisson':
+        sf = det.score_frame(g.iloc[b:e], context=clean)
+        for c in COLUMNS[:5]: w.col[c][b:e] = sf[c].to_numpy()
+        w.col['unusual'][b:e] &= ~w.quiet[b:e]
+        w.masked[b:e] = w.col['unusual'][b:e] | w.kept_out[b:e]
+        return
+    ef = det.forecaster_.predict(w.ix[b:e], context=clean).to_numpy(float)
+    for s, t, sh in _segments(short, b, e): _score_day(w, det, ef[s - b:t - b], s, t, A_dep if sh else A, share)
+
+def _walk(g: pd.Series, start, td: dict, share: float, error_span: pd.Timedelta, tuned, tune_kw, events=None) -> pd.DataFrame:
     "The walk itself, one refit period per step (daily at midnight), on plain arrays over the grid `g`."
-    w = _Walk(g)
-    ix, A = w.ix, max(2, int(td['adapt'] / w.step))
+    w = _Walk(g, events)
+    ix, A, A_dep = w.ix, max(2, int(td['adapt'] / w.step)), max(2, int(td['deploy_adapt'] / w.step))
+    short = after_deploy(ix, events, td['adapt'])
     t = g.first_valid_index() + td['min_history']
     if start is not None: t = max(t, pd.Timestamp(start).tz_convert(ix.tz) if ix.tz else pd.Timestamp(start))
     fixed, last, first = tuned is not None, None, True
@@ -364,13 +392,9 @@ def _walk(g: pd.Series, start, td: dict, share: float, error_span: pd.Timedelta,
             det = _fit_day(w, tuned, clean, a, b, max(lo, w.pool_from), 'served')
         elif first and getattr(tuned.detector, 'fit_key_', None) == data_key(clean): det = _fit_day(w, tuned, clean, a, b, lo, 'served')
         else: det = _fit_day(w, tuned, clean, a, b, lo, 'full' if first else 'one-pass')   # every past point is judged already: one pass
-        if det.scale == 'poisson':
-            sf = det.score_frame(g.iloc[b:e], context=clean)
-            for c in COLUMNS[:5]: w.col[c][b:e] = sf[c].to_numpy()
-            w.masked[b:e] = sf.unusual.to_numpy()
-        else: _score_day(w, det, det.forecaster_.predict(ix[b:e], context=clean).to_numpy(float), b, e, A, share)
+        _score_period(w, det, g, clean, b, e, A, A_dep, share, short)
         alert, _ = tuned.policy.flags(w.col['unusual'][d:e], np.nan_to_num(w.col['score'][d:e]), pd.Timedelta(w.step))   # state carries over from the day before
-        w.col['alert'][b:e] = alert[b - d:]
+        w.col['alert'][b:e] = alert[b - d:] & ~w.quiet[b:e]
         t, first = nxt, False
     out = pd.DataFrame(w.col, index=ix)
     out.attrs['changes'] = list(w.changes)

@@ -13,8 +13,8 @@ from . import telemetry
 # %% auto #0
 __all__ = ['RESTORE_ONLY', 'COMMANDS', 'STAGES', 'sample', 'ingest', 'validate', 'windows', 'params', 'outputs', 'train',
            'evaluate', 'fleet_summary', 'runs', 'register', 'promote', 'rollback', 'audit', 'AuditError', 'score',
-           'RetrainError', 'monitor', 'retrain', 'BaselineError', 'baseline', 'maturity', 'team', 'bench', 'report',
-           'ReportError', 'serve', 'build_parser', 'main']
+           'feedback', 'RetrainError', 'monitor', 'retrain', 'BaselineError', 'baseline', 'maturity', 'team', 'bench',
+           'report', 'ReportError', 'serve', 'build_parser', 'main']
 
 # %% ../nbs/90_cli.ipynb #a20b8fa8
 def _say(stage: str, started: float, text: str):
@@ -117,7 +117,7 @@ def train(params='params.yaml', root='.') -> dict:
     "Run nbs/pipeline/train.ipynb: AutoML for every monitor, the fleet bundle, metrics, plots, the MLflow run."
     from mlops_kit.pipeline import log_notebook, read_run, run_notebook
     t, p = time.perf_counter(), load_params(Path(root)/params)
-    nb = run_notebook('train', root, {**p.train.model_dump(), 'windows_dir': p.windows.out_dir, 'scheduler': p.engine.scheduler},
+    nb = run_notebook('train', root, {**p.train.model_dump(by_alias=True), 'windows_dir': p.windows.out_dir, 'scheduler': p.engine.scheduler, 'feedback': p.evaluate.feedback},
                       outputs=[p.train.out_dir, 'reports/train', 'metrics/train.json'])
     log_notebook(run := read_run(Path(root)/p.train.out_dir/'run.json'), nb)
     m = json.loads((Path(root)/'metrics/train.json').read_text())
@@ -179,8 +179,7 @@ def register(params='params.yaml', root='.') -> dict:
 def promote(params='params.yaml', root='.', version: int | None = None, reason: str = '') -> dict:
     "Human override: make VERSION the champion, whatever the gate said. Needs --reason; audited."
     from mlops_kit.register import RegisterError, move_alias
-    from mlops_kit.tracking import client
-    from mlops_kit.tracking import repo_root, tracking_uri
+    from mlops_kit.tracking import client, repo_root, tracking_uri
     if not reason.strip(): raise RegisterError('promote needs --reason "why": it goes into the audit log')
     p = load_params(Path(root)/params); c = client(tracking_uri(p.train.tracking_uri, root))
     try: c.get_model_version(p.register.model_name, str(version))
@@ -191,8 +190,7 @@ def promote(params='params.yaml', root='.', version: int | None = None, reason: 
 def rollback(params='params.yaml', root='.', reason: str = 'rollback') -> dict:
     "Move champion back to the previous approved version; audited."
     from mlops_kit import register as reg
-    from mlops_kit.tracking import client
-    from mlops_kit.tracking import repo_root, tracking_uri
+    from mlops_kit.tracking import client, repo_root, tracking_uri
     p = load_params(Path(root)/params)
     e = reg.rollback(client(tracking_uri(p.train.tracking_uri, root)), p.register.model_name, repo_root(root)/p.register.audit_log, reason)
     print(f"champion: {e['alias_from']} → {e['alias_to']} (audited: {p.register.audit_log} #{e['seq']})"); return e
@@ -201,8 +199,7 @@ def audit(action: str = 'verify', params='params.yaml', root='.') -> bool:
     "Audit log: `audit verify` checks the hash chain and reconciles it with the registry's anchor, aliases and versions (exit 0: intact; 1: tampered, or a registry change the log does not explain; 2: cannot check); `audit show` prints the entries."
     import mlflow
     from mlops_kit.register import RegisterError, verify_audit
-    from mlops_kit.tracking import client
-    from mlops_kit.tracking import repo_root, tracking_uri
+    from mlops_kit.tracking import client, repo_root, tracking_uri
     p = load_params(Path(root)/params); path = repo_root(root)/p.register.audit_log
     if action == 'show':
         for line in (path.read_text().splitlines() if path.exists() else []):
@@ -229,6 +226,35 @@ def score(params='params.yaml', root='.', input: str = '', output: str = '', ali
     else: raise ScoreInputError(f"{dst}: output must end in .csv or .parquet")
     _say('score', t, f"{len(out):,} rows of {out.monitor_id.nunique()} monitors scored by {p.register.model_name}@{alias}: {int(out.unusual.sum())} unusual, {int(out.alert.sum())} alerting → {dst}")
     return str(dst)
+
+# %% ../nbs/90_cli.ipynb #cli_feedback
+def _known_alert_end(root: Path, alert: str | None):
+    "The end of alert `alert` in the evaluate stage's alert table (reports/evaluate/alerts.csv), or None."
+    import pandas as pd
+    f = root / 'reports/evaluate/alerts.csv'
+    if not alert or not f.exists(): return None
+    t = pd.read_csv(f, dtype=str)
+    hit = t[t.alert_id == alert]
+    return hit.end.iloc[0] if len(hit) else None
+
+def feedback(params='params.yaml', root='.', alert: str | None = None, verdict: str = 'incident', monitor_id: str | None = None,
+             start: str | None = None, end: str | None = None, note: str = '', who: str | None = None) -> dict:
+    "On-call feedback: `feedback ALERT_ID --verdict incident|not_anomaly`, or `feedback --verdict missed --monitor M --start T --end T`. Recorded in evaluate.feedback (versioned in git, a DVC dependency of train, evaluate and register) and in the audit log (who, when)."
+    import getpass
+    from mlops_kit.feedback import FeedbackError, record_feedback
+    from mlops_kit.register import audit as audit_entry
+    from mlops_kit.tracking import client, repo_root, tracking_uri
+    t, p = time.perf_counter(), load_params(Path(root)/params)
+    if not p.evaluate.feedback: raise FeedbackError('evaluate.feedback is null: set it to a file, e.g. feedback/feedback.csv, to record feedback')
+    mf = Path(root)/p.ingest.out_dir/'monitors.json'
+    mons = list(json.loads(mf.read_text())['monitors']) if mf.exists() else None
+    who = who or os.environ.get('MLOPS_KIT_USER') or getpass.getuser()
+    row = record_feedback(root, p.evaluate.feedback, verdict, alert, monitor_id, start, end or _known_alert_end(Path(root), alert), who, note, mons)
+    what = f"{verdict}: {alert or row['monitor_id']} {row['start']:%Y-%m-%d %H:%M}–{row['end']:%H:%M} UTC" + (f" ({note})" if note else '')
+    audit_entry(repo_root(root)/p.register.audit_log, 'feedback', p.register.model_name, None, reason=what, who=who,
+                client=client(tracking_uri(p.train.tracking_uri, root)))
+    _say('feedback', t, f"{what} · recorded in {p.evaluate.feedback} and {p.register.audit_log}; the next `dvc repro` trains and judges with it")
+    return row
 
 # %% ../nbs/90_cli.ipynb #45d83b5a
 class RetrainError(RuntimeError):
@@ -266,7 +292,8 @@ def _log_monitor(p, root, v) -> str:
     run = read_run(f); c = client(run['tracking_uri'])
     ts = int(time.time() * 1000)
     c.log_batch(run['run_id'], metrics=[mlflow.entities.Metric(f'monitor.{k}', float(v[k]), ts, 0) for k in ('judged', 'drifted', 'drifted_share', 'retrain') if v[k] is not None])
-    for a in ('drift.csv', 'drift.png', 'index.html'): c.log_artifact(run['run_id'], str(Path(root)/'reports/monitor'/a), 'monitor')
+    for a in ('drift.csv', 'drift.png', 'index.html'):                    # no champion yet: the report has no drift plot
+        if (f := Path(root)/'reports/monitor'/a).exists(): c.log_artifact(run['run_id'], str(f), 'monitor')
     return f"MLflow run {run['run_id'][:8]}"
 
 @telemetry.stage
@@ -275,8 +302,7 @@ def retrain(params='params.yaml', root='.', force: bool = False, dry_run: bool =
     import datetime as dt, subprocess
     from mlops_kit.config import parse_interval
     from mlops_kit.register import audit
-    from mlops_kit.tracking import client
-    from mlops_kit.tracking import repo_root, tracking_uri
+    from mlops_kit.tracking import client, repo_root, tracking_uri
     from mlops_kit.windows import latest_full_day, load_signals
     t, root = time.perf_counter(), Path(root); p = load_params(root/params); f = root/'metrics/monitor.json'
     if not f.exists(): raise RetrainError(f"{f}: missing; run the monitor stage first (`dvc repro monitor`)")
@@ -434,7 +460,7 @@ def serve(params='params.yaml', root='.', host: str = '127.0.0.1', port: int = 5
     from mlops_kit.serve import serve_champion
     serve_champion(root, load_params(Path(root)/params), host, port)
 
-COMMANDS = {f.__name__: f for f in (sample, ingest, validate, windows, train, evaluate, register, monitor, retrain, baseline, promote, rollback, audit, score, params, outputs,
+COMMANDS = {f.__name__: f for f in (sample, ingest, validate, windows, train, evaluate, register, monitor, retrain, baseline, promote, rollback, audit, score, feedback, params, outputs,
                                     runs, bench, maturity, report, team, serve)}
 STAGES = ('sample', 'ingest', 'validate', 'windows', 'train', 'evaluate', 'register', 'monitor')   # the DVC pipeline's commands
 
@@ -471,6 +497,14 @@ def build_parser() -> argparse.ArgumentParser:
             sp.add_argument('input', help='rows to score: .csv, .jsonl or .parquet with monitor_id, ts, value')
             sp.add_argument('output', help='where to write the scored rows: .csv or .parquet')
             sp.add_argument('--alias', default='champion', help='registered model alias to score with (default: %(default)s)')
+        if name == 'feedback':
+            sp.add_argument('alert', nargs='?', default=None, help='the alert id, e.g. checkout.latency_p95@2026-10-25T14:05Z (reports/evaluate/alerts.csv, score or server output)')
+            sp.add_argument('--verdict', required=True, choices=['incident', 'not_anomaly', 'missed'], help='incident: a real one; not_anomaly: a false alert; missed: an incident no alert caught (with --monitor, --start, --end)')
+            sp.add_argument('--monitor', dest='monitor_id', default=None, help='missed: the monitor id')
+            sp.add_argument('--start', default=None, help='missed: when the incident started (UTC unless an offset is given)')
+            sp.add_argument('--end', default=None, help='when it ended (default for an alert: its end in reports/evaluate/alerts.csv, else 30 min after its start)')
+            sp.add_argument('--note', default='', help='free text kept with the answer')
+            sp.add_argument('--who', default=None, help='who answers (default: $MLOPS_KIT_USER or the login name; the team server user when authenticated)')
         if name == 'baseline':
             sp.add_argument('--rerun', action='store_true', help='re-run stages whose baseline outputs are not in the run cache (registers a new version)')
         if name == 'retrain':
@@ -514,18 +548,29 @@ def _user_errors() -> tuple[type, ...]:
     from mlops_kit.tracking import ModelIntegrityError
     from mlops_kit.team import TeamError
     from mlops_kit.evaluate import LabelsError
+    from mlops_kit.events import EventsError
+    from mlops_kit.feedback import FeedbackError
+    from mlops_kit.candidates import CandidateError
     return (ParamsError, FileNotFoundError, IngestError, ValidateError, WindowsError, StageError, RegisterError, AuditError, ScoreInputError, RetrainError, ReportError,
-            TeamError, EngineError, BundleIntegrityError, ModelIntegrityError, RequestError, LabelsError, BaselineError)
+            TeamError, EngineError, BundleIntegrityError, ModelIntegrityError, RequestError, LabelsError, BaselineError,
+            EventsError, FeedbackError, CandidateError)
+
+def _project_importable(root):
+    "Put the project root on the import path of this process and of the processes it starts (kernels, workers): a bundle whose candidates live in the project's own modules (train.candidates) unpickles everywhere."
+    r = str(Path(root).resolve())
+    if r not in sys.path: sys.path.insert(0, r)
+    if r not in os.environ.get('PYTHONPATH', '').split(os.pathsep): os.environ['PYTHONPATH'] = os.pathsep.join(filter(None, [r, os.environ.get('PYTHONPATH')]))
 
 def main(argv=None) -> int:
     "Console entry point: `mlops-kit COMMAND`."
     a = build_parser().parse_args(argv)
+    _project_importable(a.root)
     if os.environ.get(RESTORE_ONLY) and a.command in STAGES:       # inside `mlops-kit baseline`: DVC found no cached run of this stage
         print(f"mlops-kit {a.command}: not run: `mlops-kit baseline` only restores stages from DVC's run cache", file=sys.stderr)
         return 3
     extra = {k: getattr(a, k) for k in ('what', 'corpora', 'project', 'no_mlflow', 'monitors', 'peers', 'rates', 'duration', 'action', 'run_ids', 'n', 'version', 'reason', 'input', 'output', 'alias',
                                         'force', 'dry_run', 'rerun', 'path', 'as_json', 'backend_store_uri', 'artifacts_destination', 'host', 'port', 'server_workers',
-                                        'allowed_hosts', 'name', 'role', 'auth_db') if hasattr(a, k)}
+                                        'allowed_hosts', 'name', 'role', 'auth_db', 'alert', 'verdict', 'monitor_id', 'start', 'end', 'note', 'who') if hasattr(a, k)}
     try: COMMANDS[a.command](params=a.params, root=a.root, **extra)
     except _user_errors() as e:
         if a.traceback or os.environ.get('MLOPS_KIT_TRACEBACK'): raise

@@ -16,9 +16,10 @@ from .guard import clip
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 # %% auto #0
-__all__ = ['FILTER_MAX_CHARS', 'FILTER_GRAMMAR', 'Agg', 'DRIFT_KINDS', 'SCHEDULER_RE', 'MAX_PARAMS_BYTES', 'parse_interval',
-           'LevelShift', 'SampleParams', 'SourceSpec', 'FilterError', 'parse_filter', 'filter_columns', 'MonitorSpec',
-           'MetricFilesSpec', 'IngestParams', 'ValidateParams', 'WindowsParams', 'TrainParams', 'EvaluateParams',
+__all__ = ['FILTER_MAX_CHARS', 'FILTER_GRAMMAR', 'Agg', 'EVENT_KINDS', 'BUILTIN_CANDIDATES', 'CLASS_PATH', 'DRIFT_KINDS',
+           'SCHEDULER_RE', 'MAX_PARAMS_BYTES', 'parse_interval', 'LevelShift', 'SampleParams', 'SourceSpec',
+           'FilterError', 'parse_filter', 'filter_columns', 'MonitorSpec', 'MetricFilesSpec', 'IngestParams',
+           'ValidateParams', 'WindowsParams', 'EventSpec', 'CandidateSpec', 'TrainParams', 'EvaluateParams',
            'GateParams', 'RegisterParams', 'ServeParams', 'MonitorParams', 'ReportParams', 'check_scheduler',
            'EngineParams', 'Params', 'ParamsError', 'load_params', 'repo_root', 'tracking_uri']
 
@@ -240,6 +241,31 @@ class WindowsParams(_Section):
         if self.min_days > self.days: raise ValueError(f"min_days ({self.min_days}) must be <= days ({self.days})")
         return self
 
+# %% ../nbs/00_config.ipynb #bfba1e27
+EVENT_KINDS = ('maintenance', 'holiday', 'deploy')
+BUILTIN_CANDIDATES = ('profile/week', 'profile/day', 'lag_regression', 'holt_winters/1h')   # mlops_kit.automl.candidates(), cheapest first
+CLASS_PATH = re.compile(r'^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*$')                    # package.module:Class, identifiers only
+
+class EventSpec(_Section):
+    "One known event declared in params: `service` ('*' = every monitor), kind, start, end (a deploy needs none)."
+    service: str = Field(min_length=1, max_length=200)
+    kind: Literal['maintenance', 'holiday', 'deploy']
+    start: str
+    end: Optional[str] = None
+
+class CandidateSpec(_Section):
+    "Your own forecaster as an AutoML candidate: a name, `class: package.module:Class` (a mlops_kit.models.Forecaster), its keyword params."
+    model_config = ConfigDict(extra='forbid', frozen=True, populate_by_name=True)
+    name: str = Field(pattern=r'^[A-Za-z0-9_][A-Za-z0-9_./-]{0,59}$')
+    class_path: str = Field(alias='class')
+    params: dict[str, bool | int | float | str | None | list[bool | int | float | str]] = {}
+
+    @field_validator('class_path')
+    @classmethod
+    def _path(cls, v):
+        if not CLASS_PATH.match(v): raise ValueError(f"{v!r} is not 'package.module:Class' (dotted identifiers, then ':' and the class name)")
+        return v
+
 # %% ../nbs/00_config.ipynb #cfg_train
 class TrainParams(_Section):
     "AutoML for every monitor -> fleet bundle, tracked in MLflow (stage `train`)."
@@ -256,6 +282,26 @@ class TrainParams(_Section):
     out_dir: str = 'models'
     tracking_uri: Optional[str] = None              # None: $MLFLOW_TRACKING_URI, else sqlite:///<repo>/mlflow.db
     experiment: str = Field('mlops_kit', min_length=1)
+    candidates: Optional[list[str | CandidateSpec]] = None   # forecaster families searched; None = the built-in ones
+    events: Optional[str] = None                    # calendar file (service, kind, start, end) inside ingest.raw_dir; None = none
+    calendar: list[EventSpec] = []                  # events declared here (added to the file's)
+    deploy_adapt: str = '1h'                        # right after a deploy, re-baseline after this long on one side (else 6h)
+
+    @field_validator('deploy_adapt')
+    @classmethod
+    def _adapt(cls, v): parse_interval(v); return v
+
+    @field_validator('candidates')
+    @classmethod
+    def _cands(cls, v):
+        if v is None: return v
+        if not v: raise ValueError('an empty list searches nothing: list at least one candidate, or null for the built-in ones')
+        names = [c if isinstance(c, str) else c.name for c in v]
+        if bad := [n for n in v if isinstance(n, str) and n not in BUILTIN_CANDIDATES]:
+            raise ValueError(f"unknown built-in candidate(s) {bad}; built-in: {list(BUILTIN_CANDIDATES)}, or {{name, class: 'package.module:Class', params}}")
+        if dup := sorted({n for n in names if names.count(n) > 1} | {c.name for c in v if not isinstance(c, str) and c.name in BUILTIN_CANDIDATES}):
+            raise ValueError(f"candidate name(s) {dup} used twice (or a built-in name): each candidate needs its own name")
+        return v
 
 class EvaluateParams(_Section):
     "Replay the holdout with the bundle vs the static baseline (stage `evaluate`)."
@@ -263,6 +309,7 @@ class EvaluateParams(_Section):
     static_k: float = Field(3.0, gt=0)              # the baseline users run today: window mean + k·sigma
     refit: str = '1D'
     labels: Optional[str] = 'data/sample/incidents.csv'   # incident labels (monitor_id, start, end), inside ingest.raw_dir; None = no labels
+    feedback: Optional[str] = 'feedback/feedback.csv'      # on-call feedback (`mlops-kit feedback`), versioned in git, a DVC dependency; None = none
     workers: int = Field(2, ge=0)
     plot_monitors: int = Field(24, ge=0)
 
@@ -278,6 +325,7 @@ class GateParams(_Section):
     error_tolerance: float = Field(0.10, ge=0)                  # median MASE <= champion's x (1 + this)
     max_mase: float = Field(1.0, gt=0)                          # first version: median MASE <= this x (1 + error_tolerance)
     max_fallback_share: float = Field(0.2, ge=0, le=1)          # share of monitors on the seasonal-profile fallback
+    min_feedback_precision: float = Field(0.5, ge=0, le=1)      # with on-call feedback: holdout alerts answered 'incident' / all answered
 
 class RegisterParams(_Section):
     "Registry, gate and audit (stage `register`)."
@@ -387,6 +435,11 @@ class Params(_Section):
         if lab and not _inside(lab, raw):
             raise ValueError(f"evaluate.labels = {lab!r} is not inside ingest.raw_dir = {raw!r}: keep the labels file with your raw files "
                              "(evaluate, register and monitor depend on that folder, so editing the labels re-runs them), or set it to null")
+        if (ev := self.train.events) and not s.enabled and _inside(ev, s.out_dir):
+            raise ValueError(f"train.events = {ev!r} is the sample's calendar, but sample.enabled is false: point it at your own calendar file "
+                             "(inside ingest.raw_dir, so editing it re-runs train), or set it to null")
+        if (fb := self.evaluate.feedback) and _inside(fb, s.out_dir):
+            raise ValueError(f"evaluate.feedback = {fb!r} is inside sample.out_dir = {s.out_dir!r}, which the sample stage rewrites: keep it elsewhere")
         return self
 
 def _inside(path: str, folder: str) -> bool:

@@ -15,8 +15,8 @@ from .detect import alert_stats, forecast_errors, match_incidents, naive_mae, st
 from .models import infer_step
 
 # %% auto #0
-__all__ = ['KIT_COLUMNS', 'FLEET_KEYS', 'alert_events', 'coverage', 'evaluate_monitor', 'summarize', 'headline', 'LabelsError',
-           'read_labels', 'holdout_incidents']
+__all__ = ['KIT_COLUMNS', 'FLEET_KEYS', 'alert_events', 'alert_table', 'coverage', 'evaluate_monitor', 'summarize', 'headline',
+           'LabelsError', 'read_labels', 'holdout_incidents']
 
 # %% ../nbs/08_evaluate.ipynb #c1d27e9e
 def alert_events(frame: pd.DataFrame) -> pd.DataFrame:
@@ -27,6 +27,21 @@ def alert_events(frame: pd.DataFrame) -> pd.DataFrame:
     step = infer_step(frame.index) if len(frame) > 1 else pd.Timedelta('5min')
     sc = frame.score.to_numpy(float)
     return pd.DataFrame({'start': frame.index[st], 'end': frame.index[en - 1] + step, 'peak_score': [np.nanmax(sc[s:e]) for s, e in zip(st, en)]})
+
+# %% ../nbs/08_evaluate.ipynb #ev_alert_tab
+def alert_table(frames: dict[str, pd.DataFrame], incidents: pd.DataFrame | None = None, grace: str = '30min') -> pd.DataFrame:
+    "One row per alert of the replay frames {monitor_id: frame}: alert_id, monitor_id, start, end, peak_score, incident (overlaps a labelled one, within `grace` after it)."
+    from mlops_kit.feedback import alert_id
+    cols = ['alert_id', 'monitor_id', 'start', 'end', 'peak_score', 'incident']
+    parts = [alert_events(fr).assign(monitor_id=m) for m, fr in sorted(frames.items())]
+    t = pd.concat([p for p in parts if len(p)], ignore_index=True) if any(len(p) for p in parts) else pd.DataFrame(columns=cols)
+    if not len(t): return t.reindex(columns=cols)
+    t['alert_id'] = [alert_id(m, s) for m, s in zip(t.monitor_id, t.start)]
+    inc, g = incidents, pd.Timedelta(grace)
+    if inc is None or not len(inc): return t.assign(incident=False)[cols]
+    t['incident'] = [bool(((inc.monitor_id == m) & (pd.DatetimeIndex(inc.start) < e) & (pd.DatetimeIndex(inc.end) + g > s)).any())
+                     for m, s, e in zip(t.monitor_id, t.start, t.end)]
+    return t[cols]
 
 # %% ../nbs/08_evaluate.ipynb #ev_cov
 KIT_COLUMNS = ['alerts_per_day', 'after_hours_share', 'recall', 'precision', 'ttd_median_min', 'mae', 'smape', 'mase', 'next_day_mae']

@@ -14,6 +14,8 @@ import pandas as pd
 from .automl import COLUMNS, Tuned, tune
 from .engine import parallel_map
 from .evaluate import evaluate_monitor, holdout_incidents
+from .events import for_monitor
+from .feedback import alert_ids
 from .models import to_grid
 
 # %% auto #0
@@ -39,30 +41,34 @@ def split_monitors(long: pd.DataFrame, what: str = 'rows') -> dict[str, pd.Serie
     return out
 
 # %% ../nbs/10_fleet.ipynb #76f317a0
-def _tune_or_reason(y: pd.Series, **kw) -> Tuned | str:
-    try: return tune(y, **kw)
+def _tune_or_reason(job, **kw) -> Tuned | str:
+    y, own = job if isinstance(job, tuple) else (job, {})
+    try: return tune(y, **kw, **own)
     except ValueError as e: return str(e)      # tune's documented refusal (too little data); other errors propagate
 
-def tune_fleet(train: pd.DataFrame | dict[str, pd.Series], workers: int = 2, progress: bool = True, scheduler=None, **tune_kw) -> tuple[dict[str, Tuned], dict[str, str]]:
-    "({monitor_id: Tuned}, {monitor_id: why it could not be tuned}) for a long-format training window (or one already split by `split_monitors`); `scheduler`: see `engine.parallel_map`."
+def tune_fleet(train: pd.DataFrame | dict[str, pd.Series], workers: int = 2, progress: bool = True, scheduler=None, per_monitor: dict[str, dict] | None = None,
+               **tune_kw) -> tuple[dict[str, Tuned], dict[str, str]]:
+    "({monitor_id: Tuned}, {monitor_id: why it could not be tuned}) for a long-format training window (or one already split by `split_monitors`); `per_monitor`: {monitor_id: its own `tune` keywords} (labels, false alarms); `scheduler`: see `engine.parallel_map`."
     parts = train if isinstance(train, dict) else split_monitors(train, 'training window')
+    if per_monitor: parts = {m: ((y, per_monitor[m]) if m in per_monitor else y) for m, y in parts.items()}
     res = parallel_map(_tune_or_reason, parts, workers, 'tune', progress, scheduler, **tune_kw)
     return {k: v for k, v in res.items() if isinstance(v, Tuned)}, {k: v for k, v in res.items() if isinstance(v, str)}
 
 # %% ../nbs/10_fleet.ipynb #fleet_replay
 def _judge(job, **kw) -> tuple[dict, pd.DataFrame | None]:
-    history, holdout, tuned, incidents, keep = job
-    row, fr = evaluate_monitor(history, holdout, incidents, tuned=tuned, **kw)
+    history, holdout, tuned, incidents, events, keep = job
+    row, fr = evaluate_monitor(history, holdout, incidents, tuned=tuned, events=events, **kw)
     return row, (fr if keep else None)
 
 def replay_fleet(tuned: dict[str, Tuned], history: dict[str, pd.Series], holdout: dict[str, pd.Series], incidents: pd.DataFrame | None = None,
                  direction: str = 'up', static_k: float = 3.0, refit: str = '1D', workers: int = 2, progress: bool = True, scheduler=None,
-                 frames: bool = True) -> tuple[pd.DataFrame, dict[str, pd.DataFrame]]:
-    "(per-monitor metrics table, {monitor_id: holdout replay frame}) for every tuned monitor with a holdout."
+                 frames: bool = True, events: pd.DataFrame | None = None, deploy_adapt: str = '1h') -> tuple[pd.DataFrame, dict[str, pd.DataFrame]]:
+    "(per-monitor metrics table, {monitor_id: holdout replay frame}) for every tuned monitor with a holdout; `events`: the calendar (`events.read_events`)."
     ids = [m for m in sorted(tuned) if m in holdout and len(holdout[m])]
     inc = incidents if incidents is not None else pd.DataFrame(columns=['monitor_id', 'start', 'end'])
-    jobs = {m: (history[m], holdout[m], tuned[m], holdout_incidents(inc, m, holdout[m].index), frames) for m in ids}
-    res = parallel_map(_judge, jobs, workers, 'evaluate', progress, scheduler, direction=direction, static_k=static_k, refit=refit)
+    jobs = {m: (history[m], holdout[m], tuned[m], holdout_incidents(inc, m, holdout[m].index), for_monitor(events, m), frames) for m in ids}
+    res = parallel_map(_judge, jobs, workers, 'evaluate', progress, scheduler, direction=direction, static_k=static_k, refit=refit,
+                       deploy_adapt=deploy_adapt)
     table = pd.DataFrame.from_dict({m: r[0] for m, r in res.items()}, orient='index').rename_axis('monitor_id')
     return table, ({m: r[1] for m, r in res.items()} if frames else {})
 
@@ -75,7 +81,8 @@ def _score_rows(t: Tuned, ns: np.ndarray, v: np.ndarray, mid: str = '') -> tuple
     g = np.where(cnt > 0, np.bincount(j[ok], v[ok], minlength=n) / np.maximum(cnt, 1), np.nan)   # to_grid: mean per slot, NaN for empty slots
     sc = t.detector.score_grid((k0 + np.arange(n)) * step.value, g)
     alert, _ = t.policy.flags(sc['unusual'], np.nan_to_num(sc['score'], nan=0.0), step if n > 1 else pd.Timedelta('5min'))   # as decide() on that grid
-    return tuple(sc[c][j] for c in COLUMNS[:5]) + (alert[j],)      # off-grid timestamps share their slot's result
+    ids = alert_ids(mid, alert, (k0 + np.arange(n)) * step.value)   # the alert each point belongs to: what on-call answers with `mlops-kit feedback`
+    return tuple(sc[c][j] for c in COLUMNS[:5]) + (alert[j], ids[j])      # off-grid timestamps share their slot's result
 
 class RequestError(ValueError):
     "Rows sent to be scored that cannot be: the message says which column, row or monitor, and what is allowed."
@@ -107,20 +114,21 @@ class FleetBundle:
     def monitors(self) -> list[str]: return sorted(self.tuned)
 
     def columns(self, rows: pd.DataFrame, max_rows: int | None = None, max_span: pd.Timedelta | None = None) -> dict[str, np.ndarray]:
-        "The six detection columns and the monitor's stage for rows (monitor_id, ts, value), as arrays in row order: what `predict` adds. Naive `ts` means UTC. `max_rows` / `max_span` (per monitor) bound one request's work."
+        "The six detection columns, the alert id (the alert a point belongs to, '' when none) and the monitor's stage for rows (monitor_id, ts, value), as arrays in row order: what `predict` adds. Naive `ts` means UTC. `max_rows` / `max_span` (per monitor) bound one request's work."
         if missing := {'monitor_id', 'ts', 'value'} - set(rows.columns): raise RequestError(f"request: missing column(s) {sorted(missing)}; expected monitor_id, ts, value")
         if max_rows is not None and len(rows) > max_rows: raise RequestError(f"request: {len(rows):,} rows; at most {max_rows:,} per request (send several)")
         codes, mids = pd.factorize(rows.monitor_id.astype(str).to_numpy())
         if unknown := sorted(set(mids) - set(self.tuned)):
             raise RequestError(f"unknown monitor(s) {[u[:80] + ('…' if len(u) > 80 else '') for u in unknown[:5]]}{' …' if len(unknown) > 5 else ''}: this bundle serves {len(self.tuned)} monitors, e.g. {self.monitors[:3]}")
         ns, v = _request_arrays(rows)
-        out = {c: np.full(len(rows), np.nan) for c in COLUMNS[:4]} | {c: np.zeros(len(rows), bool) for c in COLUMNS[4:]} | {'stage': np.empty(len(rows), object)}
+        out = {c: np.full(len(rows), np.nan) for c in COLUMNS[:4]} | {c: np.zeros(len(rows), bool) for c in COLUMNS[4:]}
+        out |= {'alert_id': np.full(len(rows), '', object), 'stage': np.empty(len(rows), object)}
         for i, mid in enumerate(mids):
             p = np.flatnonzero(codes == i)
             if max_span is not None and (span := pd.Timedelta(int(ns[p].max() - ns[p].min()))) > max_span:
                 raise RequestError(f"request: monitor {mid!r} spans {span.days:,} days ({pd.Timestamp(ns[p].min())} to {pd.Timestamp(ns[p].max())}); "
                                    f"at most {max_span.days:g} days of one monitor per request (the grid it is scored on covers the whole span)")
-            for c, col in zip(COLUMNS, _score_rows(self.tuned[mid], ns[p], v[p], mid)): out[c][p] = col
+            for c, col in zip(COLUMNS + ['alert_id'], _score_rows(self.tuned[mid], ns[p], v[p], mid)): out[c][p] = col
             out['stage'][p] = self.tuned[mid].path                   # level | daily | search | sparse | fallback: what its history allowed
         return out
 

@@ -220,6 +220,7 @@ def _bundle_window(bundle, man: dict, sig: pd.DataFrame, root: Path, p) -> tuple
 def run_monitor(p, root='.', progress: bool = True, bundle=None, judged: str | None = None) -> dict:
     "The monitor stage: drift after the window of `bundle` (default: the trained bundle; `mlops-kit monitor` passes the champion) -> reports/monitor/, metrics/monitor.json."
     from mlops_kit.evaluate import read_labels
+    from mlops_kit.events import as_spans, read_events
     from mlops_kit.guard import safe_name
     from mlops_kit.tracking import load_bundle
     root = Path(root); mp = p.monitor
@@ -228,6 +229,8 @@ def run_monitor(p, root='.', progress: bool = True, bundle=None, judged: str | N
     sig = pd.read_parquet(root / p.ingest.out_dir / 'signals.parquet', columns=['monitor_id', 'ts', 'value'])
     win, end, as_of = _bundle_window(bundle, man, sig, root, p)
     new, inc = new_data(sig, end, bundle.monitors), read_labels(root, p.evaluate.labels)
+    known = as_spans(read_events(root, p.train.events, p.train.calendar), bundle.monitors)   # holidays, maintenance: not drift
+    inc = pd.concat([inc[['monitor_id', 'start', 'end']], known], ignore_index=True) if len(known) else inc
     flags = flag_drift(drift_table(bundle, win, new, mp, progress, inc, p.engine.scheduler), mp, p.train.alert_budget)
     v = retrain_verdict(flags, mp) | {'as_of': as_of, 'window_end': end.isoformat(), 'judged_model': judged or f'the trained bundle ({p.train.out_dir}/bundle.pkl)',
                                       'new_end': str(max((s.index.max() for s in new.values() if len(s)), default=None)),

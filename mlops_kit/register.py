@@ -31,12 +31,13 @@ def _unjudged(name: str, v, ch: dict, champ: dict | None) -> str:
     "Why a criterion has no number, in words."
     if not ch.get('judged', ch.get('monitors')): return 'no monitor was judged on the holdout'
     if not _blank(v): return f"the {'champion' if champ else 'static baseline'} has no {name} to compare with"
-    return {'recall': 'no labelled incident in the judged holdouts', 'median MASE': 'no judged monitor has a MASE (seasonal-naive error 0 or no scored point)'}.get(
+    return {'recall': 'no labelled incident in the judged holdouts', 'median MASE': 'no judged monitor has a MASE (seasonal-naive error 0 or no scored point)',
+            'feedback precision': 'no on-call feedback on the holdout alerts (mlops-kit feedback)'}.get(
         name, f"the challenger's {name} is missing")
 
 # %% ../nbs/13_register.ipynb #gate_fn
 def gate(ch: dict, champ: dict | None, g) -> pd.DataFrame:
-    "Gate rows (criterion, value, rule, threshold, status pass/fail/not judged, passed, why, note). `ch`/`champ`: flat metrics; `g`: GateParams."
+    "Gate rows (criterion, value, rule, threshold, status pass/fail/not judged, passed, why, note). `ch`/`champ`: flat metrics; `g`: GateParams. With on-call feedback (`feedback_answers`), a feedback precision row."
     n, ref = ch.get('judged', ch.get('monitors')), champ or {}
     rec = ref.get('recall') if champ else ch.get('static_recall')
     mase = ref.get('mase_median') if champ else g.max_mase
@@ -48,6 +49,8 @@ def gate(ch: dict, champ: dict | None, g) -> pd.DataFrame:
             ('median MASE', ch.get('mase_median'), None if _blank(mase) else mase * (1 + g.error_tolerance), '<=', f'reference × (1 + {g.error_tolerance:g})'),
             ('data validation', ch.get('schema_ok'), True, '==', 'schema passed'),
             ('fallback share', ch.get('fallback_share'), g.max_fallback_share, '<=', 'monitors on the seasonal fallback')]
+    if ch.get('feedback_answers'):                  # on-call feedback exists: its precision is judged (not judged when no holdout alert was answered)
+        rows.append(('feedback precision', ch.get('feedback_precision'), g.min_feedback_precision, '>=', 'holdout alerts on-call answered: share that were incidents'))
     out = []
     for name, v, thr, op, why in rows:
         blank = _blank(v) or _blank(thr) or (name in ('fleet alerts/day', 'noisy monitors') and not n)

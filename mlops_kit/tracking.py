@@ -177,8 +177,8 @@ def _requirements() -> list[str]:
     from importlib.metadata import version
     return [f'{p}=={version(p)}' for p in _PINNED]
 
-def log_bundle(bundle_path, example: pd.DataFrame, name: str = 'fleet_bundle'):
-    "Log the bundle at `bundle_path` as a pyfunc in the active run (signature and input example from `example`); tag the run with the bundle's and the model's digests."
+def log_bundle(bundle_path, example: pd.DataFrame, name: str = 'fleet_bundle', extra_code=()):
+    "Log the bundle at `bundle_path` as a pyfunc in the active run (signature and input example from `example`); tag the run with the bundle's and the model's digests. `extra_code`: more files or folders (your candidates' modules) to ship with it."
     import mlflow, tempfile
     from mlflow.models import infer_signature
     from mlops_kit.fleet import FleetBundle
@@ -189,7 +189,7 @@ def log_bundle(bundle_path, example: pd.DataFrame, name: str = 'fleet_bundle'):
         code.write_text('import mlflow\nfrom mlops_kit.tracking import FleetModel\nmlflow.models.set_model(FleetModel())\n')
         info = mlflow.pyfunc.log_model(name=name, python_model=str(code), artifacts={'bundle': str(bundle_path)}, model_config={'bundle_sha256': digest},
                                        signature=infer_signature(example, out), input_example=example,
-                                       pip_requirements=_requirements(), code_paths=[str(Path(mlops_kit.__file__).parent)])
+                                       pip_requirements=_requirements(), code_paths=[str(Path(mlops_kit.__file__).parent), *map(str, extra_code)])
     with tempfile.TemporaryDirectory() as d:    # the digest of what the store now holds, as a reader will download it
         tree = tree_digest(mlflow.artifacts.download_artifacts(artifact_uri=info.model_uri, dst_path=d), DOWNLOAD_FILES)
     mlflow.set_tags({'bundle_sha256': digest, 'model_sha256': tree})

@@ -14,7 +14,7 @@ from mlops_kit.fleet import FleetBundle, tune_fleet
 from mlops_kit.guard import sha256_file
 
 from conftest import ROOT
-COLS = ['monitor_id', 'ts', 'value', 'expected', 'lower', 'upper', 'score', 'unusual', 'alert', 'stage']
+COLS = ['monitor_id', 'ts', 'value', 'expected', 'lower', 'upper', 'score', 'unusual', 'alert', 'alert_id', 'stage']
 
 
 @pytest.fixture(scope='module')
@@ -118,12 +118,16 @@ def _reference_predict(bundle, rows):
     from mlops_kit.automl import COLUMNS
     from mlops_kit.fleet import split_monitors
     from mlops_kit.models import to_grid
+    from mlops_kit.feedback import alert_id
     out = []
     for mid, y in split_monitors(rows, 'request').items():
         t = bundle.tuned[mid]; step = t.detector.forecaster_.step_
         f = t.detector.score_frame(to_grid(y, step)); f['alert'], _ = t.policy.decide(f.unusual, f.score)
+        began = f.index.to_series().where(f.alert & ~f.alert.shift(fill_value=False)).ffill()     # each alert run's first slot: its id
+        f['alert_id'] = [alert_id(mid, s) if a else '' for a, s in zip(f.alert, began)]
         sel = rows.monitor_id.astype(str) == mid
-        out.append(pd.DataFrame(f.loc[pd.DatetimeIndex(pd.to_datetime(rows.ts[sel], utc=True)).floor(step), COLUMNS].to_numpy(), index=rows.index[sel], columns=COLUMNS))
+        cols = COLUMNS + ['alert_id']
+        out.append(pd.DataFrame(f.loc[pd.DatetimeIndex(pd.to_datetime(rows.ts[sel], utc=True)).floor(step), cols].to_numpy(), index=rows.index[sel], columns=cols))
     res = pd.concat([rows, pd.concat(out).loc[rows.index].astype({c: float for c in COLUMNS[:4]} | {'unusual': bool, 'alert': bool})], axis=1)
     return res.assign(stage=rows.monitor_id.astype(str).map(lambda m: bundle.tuned[m].path).astype(object))
 

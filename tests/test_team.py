@@ -91,6 +91,7 @@ def alice(team, tmp_path_factory):
     "Alice's clone: the project (small sample) set up for the team, committed, after one `dvc repro` against the server and a `dvc push`."
     root = tmp_path_factory.mktemp('alice')
     for f in ('dvc.yaml', '.dvcignore', '.gitignore', 'params.yaml'): shutil.copy(ROOT / f, root / f)
+    shutil.copytree(ROOT / 'feedback', root / 'feedback')                          # the on-call feedback file (a DVC dependency)
     shutil.copytree(ROOT / 'mlops_kit', root / 'mlops_kit', ignore=shutil.ignore_patterns('__pycache__'))
     shutil.copytree(ROOT / 'nbs/pipeline', root / 'nbs/pipeline')
     raw = yaml.safe_load((root / 'params.yaml').read_text())
