@@ -123,9 +123,8 @@ def test_feedback_command_records_validates_and_audits(tmp_path, monkeypatch):
     log = tmp_path / raw['register']['audit_log']
     entries = [json.loads(line) for line in log.read_text().splitlines()]
     assert [(e['action'], e['who']) for e in entries] == [('feedback', 'ana'), ('feedback', 'ben')] and 'nightly batch job' in entries[0]['reason']
-    from mlops_kit.register import _client
-    from mlops_kit.tracking import tracking_uri
-    ok, msg = verify_audit(log, _client(tracking_uri(None, tmp_path)), [raw['register']['model_name']])
+    from mlops_kit.tracking import client, tracking_uri
+    ok, msg = verify_audit(log, client(tracking_uri(None, tmp_path)), [raw['register']['model_name']])
     assert ok, msg
     assert cli.main(['--root', str(tmp_path), 'feedback', 'not-an-id', '--verdict', 'incident']) == 2
     assert cli.main(['--root', str(tmp_path), 'feedback', '--verdict', 'missed', '--monitor', 'errors', '--start', '2026-10-26']) == 2
