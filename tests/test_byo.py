@@ -2,7 +2,7 @@
 forecaster from a user module through `train.candidates`, runs it as a `dvc exp run -S` experiment, compares with `mlops-kit runs compare`,
 lets the gate decide, and serves the registered version (its own asserts: the candidate's trials, `code/my_models.py` in the registered
 model, an answer from the real scoring server). Here: it ran, and the registered bundle holds the candidate."""
-import json, os, sys
+import json, sys
 from pathlib import Path
 
 import pytest
@@ -16,25 +16,21 @@ SMALL = {'sample': {'days': 75, 'n_services': 4}}   # (GATE: the first version's
 def byo(tmp_path_factory):
     import papermill as pm
     root, _ = scratch_project(tmp_path_factory.mktemp('byo'), SMALL | GATE)
-    old = {k: os.environ.get(k) for k in ENV}
-    os.environ.update(ENV)
-    try:
+    with pytest.MonkeyPatch.context() as mp:     # the kernel's commands use the project's own store: an earlier test in this
+        for k, v in ENV.items(): mp.setenv(k, v)  # worker may have set MLFLOW_TRACKING_URI (mlflow.set_tracking_uri does)
+        mp.delenv('MLFLOW_TRACKING_URI', raising=False)
         pm.execute_notebook(str(root / 'nbs/tutorials/byo_model.ipynb'), str(root / 'byo.out.ipynb'), parameters={'root': str(root)},
                             kernel_name='python3', progress_bar=False, cwd=str(root / 'nbs/tutorials'))
-    finally:
-        for k, v in old.items():
-            if v is None: os.environ.pop(k, None)
-            else: os.environ[k] = v
     return root
 
 
 def test_tutorial_candidate_is_in_the_registered_bundle(byo):
     root = byo
     import mlflow
-    from mlops_kit.tracking import load_bundle, tracking_uri
+    from mlops_kit.tracking import load_bundle, read_run
     reg = json.loads((root / 'metrics/register.json').read_text())
     assert reg['version'] == 2, reg                                       # the baseline, then the experiment
-    uri = tracking_uri(None, root)
+    uri = read_run(root / 'models/run.json')['tracking_uri']              # the project's store (not a variable an earlier test set)
     mlflow.set_tracking_uri(uri)
     local = Path(mlflow.artifacts.download_artifacts(artifact_uri=f"models:/mlops_kit_fleet/{reg['version']}", dst_path=str(root / 'dl')))
     assert (local / 'code' / 'my_models.py').exists()                     # the candidate's code travels with the model
