@@ -7,21 +7,21 @@ from __future__ import annotations
 import ast, os, re, warnings
 from datetime import date
 from pathlib import Path, PurePath
-from typing import Literal, Optional
+from typing import Annotated, Literal, Optional
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import pandas as pd
 import yaml
 from .guard import clip
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 # %% auto #0
-__all__ = ['FILTER_MAX_CHARS', 'FILTER_GRAMMAR', 'Agg', 'EVENT_KINDS', 'BUILTIN_CANDIDATES', 'CLASS_PATH', 'DRIFT_KINDS',
-           'SCHEDULER_RE', 'MAX_PARAMS_BYTES', 'parse_interval', 'LevelShift', 'SampleParams', 'SourceSpec',
-           'FilterError', 'parse_filter', 'filter_columns', 'MonitorSpec', 'MetricFilesSpec', 'IngestParams',
-           'ValidateParams', 'WindowsParams', 'EventSpec', 'CandidateSpec', 'TrainParams', 'EvaluateParams',
-           'GateParams', 'RegisterParams', 'ServeParams', 'MonitorParams', 'ReportParams', 'check_scheduler',
-           'EngineParams', 'Params', 'ParamsError', 'load_params', 'repo_root', 'tracking_uri']
+__all__ = ['Interval', 'FILTER_MAX_CHARS', 'FILTER_GRAMMAR', 'Agg', 'EVENT_KINDS', 'BUILTIN_CANDIDATES', 'CLASS_PATH',
+           'DRIFT_KINDS', 'SCHEDULER_RE', 'MAX_PARAMS_BYTES', 'parse_interval', 'LevelShift', 'SampleParams',
+           'SourceSpec', 'FilterError', 'parse_filter', 'filter_columns', 'MonitorSpec', 'MetricFilesSpec',
+           'IngestParams', 'ValidateParams', 'WindowsParams', 'EventSpec', 'CandidateSpec', 'TrainParams',
+           'EvaluateParams', 'GateParams', 'RegisterParams', 'ServeParams', 'MonitorParams', 'ReportParams',
+           'check_scheduler', 'EngineParams', 'Params', 'ParamsError', 'load_params', 'repo_root', 'tracking_uri']
 
 # %% ../nbs/00_config.ipynb #e83e0176
 def parse_interval(s: str) -> pd.Timedelta:
@@ -31,6 +31,13 @@ def parse_interval(s: str) -> pd.Timedelta:
     if td <= pd.Timedelta(0): raise ValueError(f"{s!r} must be positive, e.g. '5min'")
     if pd.Timedelta('1D') % td != pd.Timedelta(0): raise ValueError(f"{s!r} must divide one day evenly, e.g. '5min', '10min', '30min', '1h'")
     return td
+
+# %% ../nbs/00_config.ipynb #cfg_interval
+def _checked_interval(s: str) -> str:
+    parse_interval(s)
+    return s
+
+Interval = Annotated[str, AfterValidator(_checked_interval)]   # a duration string in params.yaml, checked on load
 
 # %% ../nbs/00_config.ipynb #8da77c2f
 class _Section(BaseModel):
@@ -144,15 +151,11 @@ class MonitorSpec(_Section):
     agg: Agg
     value: Optional[str] = None
     filter: Optional[str] = None
-    interval: str = '5min'
+    interval: Interval = '5min'
     group_by: Optional[str] = None
     groups: Optional[list[str]] = None
     owner: str = 'unassigned'
     description: str = ''
-
-    @field_validator('interval')
-    @classmethod
-    def _interval(cls, v): parse_interval(v); return v
 
     @field_validator('filter')
     @classmethod
@@ -175,13 +178,9 @@ class MetricFilesSpec(SourceSpec):
     ts_column: str = 'timestamp'
     value_column: str = 'value'
     agg: Agg = 'mean'                           # how the points that share an interval are combined
-    interval: str = '5min'
+    interval: Interval = '5min'
     owner: str = 'unassigned'
     prefix: str = Field('', pattern=r'^[A-Za-z0-9_.-]*$')   # monitor id = prefix + the file's stem
-
-    @field_validator('interval')
-    @classmethod
-    def _interval(cls, v): parse_interval(v); return v
 
     @field_validator('path')
     @classmethod
@@ -285,11 +284,7 @@ class TrainParams(_Section):
     candidates: Optional[list[str | CandidateSpec]] = None   # forecaster families searched; None = the built-in ones
     events: Optional[str] = None                    # calendar file (service, kind, start, end) inside ingest.raw_dir; None = none
     calendar: list[EventSpec] = []                  # events declared here (added to the file's)
-    deploy_adapt: str = '1h'                        # right after a deploy, re-baseline after this long on one side (else 6h)
-
-    @field_validator('deploy_adapt')
-    @classmethod
-    def _adapt(cls, v): parse_interval(v); return v
+    deploy_adapt: Interval = '1h'                        # right after a deploy, re-baseline after this long on one side (else 6h)
 
     @field_validator('candidates')
     @classmethod
@@ -307,15 +302,11 @@ class EvaluateParams(_Section):
     "Replay the holdout with the bundle vs the static baseline (stage `evaluate`)."
     noisy_per_day: float = Field(4.0, gt=0)          # a monitor is noisy when the static baseline fires more than this
     static_k: float = Field(3.0, gt=0)              # the baseline users run today: window mean + k·sigma
-    refit: str = '1D'
+    refit: Interval = '1D'
     labels: Optional[str] = 'data/sample/incidents.csv'   # incident labels (monitor_id, start, end), inside ingest.raw_dir; None = no labels
     feedback: Optional[str] = 'feedback/feedback.csv'      # on-call feedback (`mlops-kit feedback`), versioned in git, a DVC dependency; None = none
     workers: int = Field(2, ge=0)
     plot_monitors: int = Field(24, ge=0)
-
-    @field_validator('refit')
-    @classmethod
-    def _refit(cls, v): parse_interval(v); return v
 
 # %% ../nbs/00_config.ipynb #cfg_register
 class GateParams(_Section):

@@ -102,8 +102,9 @@ class ErrorBand:
         "Bias, scale, spread and floor from out-of-sample `errors` when there are enough, else from y's in-sample residuals x inflate."
         v = y.to_numpy(float); r = v - np.asarray(e, float)
         self.bias_ = float(np.nanmedian(r)) if np.isfinite(r).any() else 0.0
-        self.errors_from_ = 'out-of-sample' if enough_errors(errors) else 'in-sample'
-        pool = errors if enough_errors(errors) else pd.Series(self.inflate * (r - self.bias_), index=y.index)
+        oos = enough_errors(errors)
+        self.errors_from_ = 'out-of-sample' if oos else 'in-sample'
+        pool = errors if oos else pd.Series(self.inflate * (r - self.bias_), index=y.index)
         pv = pool.to_numpy(float); ok = np.isfinite(pv); pv, hrs = pv[ok], hours(pool.index)[ok]
         c, g = spread(pv)
         low = max(SCALE_FLOOR * (float(np.nanmedian(np.abs(v))) if np.isfinite(v).any() else 1.0), 1e-9)
