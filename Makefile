@@ -21,7 +21,7 @@ help:  ## list targets
 $(STAMP): requirements.lock setup.py settings.ini
 	@test -x $(VENV)/bin/python || $(PY) -m venv $(VENV)
 	$(VENV)/bin/python -m pip install -q uv==$(UV_VER)
-	$(VENV)/bin/uv pip sync -q --python $(VENV)/bin/python requirements.lock
+	$(VENV)/bin/uv pip sync -q --compile-bytecode --python $(VENV)/bin/python requirements.lock
 	$(VENV)/bin/uv pip install -q --python $(VENV)/bin/python --no-deps -e .
 	$(VENV)/bin/python -m ipykernel install --sys-prefix --name python3 >/dev/null
 	@touch $(STAMP)
