@@ -14,7 +14,7 @@ export DO_NOT_TRACK=true
 export DVC_NO_ANALYTICS=1
 export PATH := $(BIN):$(PATH)
 
-.PHONY: repro test test-deps-chromium test-deps-postgres team-server bench lab serve ui lock readme clean-outputs help ct
+.PHONY: format repro test test-deps-chromium test-deps-postgres team-server bench lab serve ui lock readme clean-outputs help ct
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
 
@@ -83,6 +83,10 @@ serve: $(STAMP)  ## serve the champion over REST on 127.0.0.1:5001 (POST /invoca
 
 ui: $(STAMP)  ## MLflow UI on 127.0.0.1:5000 over the embedded store
 	mlflow ui --host 127.0.0.1 --port 5000 --backend-store-uri sqlite:///mlflow.db
+
+format: $(STAMP)  ## put the library notebooks' code in the format ruff.toml sets (one statement a line, at most 120 characters a line), then nbdev_export
+	ruff format --no-cache nbs/[0-9]*.ipynb
+	nbdev_clean --fname nbs >/dev/null && nbdev_export
 
 lock: $(STAMP)  ## re-resolve requirements.in into requirements.lock (a deliberate upgrade: commit it)
 	uv pip compile -q --python-version 3.11 requirements.in -o requirements.lock --no-header --annotation-style line

@@ -8,9 +8,11 @@ __all__ = []
 # %% ../nbs/99_init.ipynb #a74fe1ff
 __version__ = "0.1.0"
 
+
 def __getattr__(name):
     "Lazy top-level access to `replay` and `tune` (they import scikit-learn and statsmodels)."
     if name in ('replay', 'tune'):
         from mlops_kit import automl
+
         return getattr(automl, name)
     raise AttributeError(f"module 'mlops_kit' has no attribute {name!r}")

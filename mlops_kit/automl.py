@@ -24,12 +24,22 @@ __all__ = ['SENSITIVITIES', 'WINDOWS', 'ALERT_TARGET', 'SPARSE_POLICY', 'LEVEL_I
 # %% ../nbs/07_automl.ipynb #54c6f842
 def candidates() -> list[tuple[str, object]]:
     "(name, unfitted forecaster) pairs, cheapest first."
-    return [('profile/week', SeasonalProfile(season='week')), ('profile/day', SeasonalProfile(season='day', halflife_days=7.0)),
-            ('lag_regression', LagRegression()), ('holt_winters/1h', HoltWinters(resolution='1h'))]
+    return [
+        ('profile/week', SeasonalProfile(season='week')),
+        ('profile/day', SeasonalProfile(season='day', halflife_days=7.0)),
+        ('lag_regression', LagRegression()),
+        ('holt_winters/1h', HoltWinters(resolution='1h')),
+    ]
 
-SENSITIVITIES = (5.0, 6.0, 8.0, 10.0)          # band half-widths in spreads of the errors (Detector.threshold), most sensitive first
-WINDOWS = ('0min', '15min', '30min', '60min')   # detection windows; '0min': one unusual point
-ALERT_TARGET = 0.1                               # alerts/day on normal data the policy search aims under (train.alert_budget is the ceiling)
+
+SENSITIVITIES = (
+    5.0,
+    6.0,
+    8.0,
+    10.0,
+)  # band half-widths in spreads of the errors (Detector.threshold), most sensitive first
+WINDOWS = ('0min', '15min', '30min', '60min')  # detection windows; '0min': one unusual point
+ALERT_TARGET = 0.1  # alerts/day on normal data the policy search aims under (train.alert_budget is the ceiling)
 SPARSE_POLICY = {'windows': ('1h', '2h'), 'min_count': 1, 'recovery': '2h', 'cooldown': '2h'}
 
 # %% ../nbs/07_automl.ipynb #cbfbbda3
@@ -38,27 +48,37 @@ def count_alerts(unusual: np.ndarray, policy: AlertPolicy, step: pd.Timedelta) -
     w, need, rec, cool = policy.steps(step)
     return np.array(_starts(_runs(np.flatnonzero(unusual), rec), len(unusual), w, need, rec, cool), int)
 
+
 def _runs(U: np.ndarray, rec: int) -> tuple[np.ndarray, list, list]:
     "(unusual positions, the same as a list, the last point of each one's cluster): clusters are split by `rec` quiet points."
     cl = np.r_[0, np.cumsum(np.diff(U) - 1 >= rec)]
     return U, U.tolist(), (U[np.r_[np.flatnonzero(np.diff(cl)), len(U) - 1]][cl].tolist() if len(U) else [])
 
+
 def _starts(runs: tuple, n: int, w: int, need: int, rec: int, cool: int) -> list[int]:
     U, Ul, last = runs
-    if not len(U): return []
-    fu = U[np.arange(1, len(U) + 1) - np.searchsorted(U, U - w + 1) >= need].tolist()   # unusual points where the window fires
+    if not len(U):
+        return []
+    fu = U[
+        np.arange(1, len(U) + 1) - np.searchsorted(U, U - w + 1) >= need
+    ].tolist()  # unusual points where the window fires
 
-    def first_fire(x: int) -> int | None:                                            # the window's count only drops between unusual points:
-        if bisect.bisect_right(Ul, x) - bisect.bisect_right(Ul, x - w) >= need: return x   # it fires at x, or next at an unusual point
-        j = bisect.bisect_left(fu, x); return fu[j] if j < len(fu) else None
+    def first_fire(x: int) -> int | None:  # the window's count only drops between unusual points:
+        if bisect.bisect_right(Ul, x) - bisect.bisect_right(Ul, x - w) >= need:
+            return x  # it fires at x, or next at an unusual point
+        j = bisect.bisect_left(fu, x)
+        return fu[j] if j < len(fu) else None
 
     starts, s = [], (fu[0] if fu else None)
     while s is not None and s < n:
-        starts.append(s)                                                              # an alert starts; it ends once `rec` quiet points follow
+        starts.append(s)  # an alert starts; it ends once `rec` quiet points follow
         j = bisect.bisect_right(Ul, s)
-        e = s + rec if j == len(Ul) or Ul[j] > s + rec else last[j] + rec            # (a later unusual point keeps it on through its cluster)
-        if e >= n: break
-        s = first_fire(e + max(1, cool))                                              # the next can start once the cooldown is over
+        e = (
+            s + rec if j == len(Ul) or Ul[j] > s + rec else last[j] + rec
+        )  # (a later unusual point keeps it on through its cluster)
+        if e >= n:
+            break
+        s = first_fire(e + max(1, cool))  # the next can start once the cooldown is over
     return starts
 
 # %% ../nbs/07_automl.ipynb #51301777
@@ -67,69 +87,130 @@ def trimmed_mae(err: np.ndarray, trim: float = 0.02) -> float:
     a = np.sort(np.abs(err[np.isfinite(err)]))
     return float(a[: max(1, int(math.ceil(len(a) * (1 - trim))))].mean()) if len(a) else float('nan')
 
+
 def _incident_mask(index: pd.DatetimeIndex, labels: pd.DataFrame | None) -> np.ndarray:
     "True where a labelled incident is ongoing."
     m = np.zeros(len(index), bool)
     if labels is not None:
-        for s, e in zip(pd.DatetimeIndex(labels.start), pd.DatetimeIndex(labels.end)): m |= (index >= s) & (index < e)
+        for s, e in zip(pd.DatetimeIndex(labels.start), pd.DatetimeIndex(labels.end)):
+            m |= (index >= s) & (index < e)
     return m
 
 # %% ../nbs/07_automl.ipynb #51522b19
-def search_forecasters(y: pd.Series, cands, folds: int = 2, budget_s: float = 2.0, trial_budget_s: float = 0.5, labels=None, t0=None,
-                       keep: int | None = None) -> tuple[pd.DataFrame, dict]:
+def search_forecasters(
+    y: pd.Series,
+    cands,
+    folds: int = 2,
+    budget_s: float = 2.0,
+    trial_budget_s: float = 0.5,
+    labels=None,
+    t0=None,
+    keep: int | None = None,
+) -> tuple[pd.DataFrame, dict]:
     "Rolling-origin day-ahead trials, fold by fold: (one row per (candidate, fold) with status, trimmed MAE and seconds; {name: out-of-sample errors}). `keep`: successive halving, only the `keep` best of the first fold go on (None: all)."
     t0, rows, day, errs = t0 or time.perf_counter(), [], pd.Timedelta('1D'), {}
-    end = y.index[-1].normalize() + (day if y.index[-1] + (y.index[1] - y.index[0]) >= y.index[-1].normalize() + day else pd.Timedelta(0))
-    if not y.index.is_monotonic_increasing: y = y.sort_index()
+    end = y.index[-1].normalize() + (
+        day if y.index[-1] + (y.index[1] - y.index[0]) >= y.index[-1].normalize() + day else pd.Timedelta(0)
+    )
+    if not y.index.is_monotonic_increasing:
+        y = y.sort_index()
     inc, ns = _incident_mask(y.index, labels), y.index.asi8
-    spans = [(end - k * day, *np.searchsorted(ns, [(end - k * day).value, (end - (k - 1) * day).value])) for k in range(folds, 0, -1)]   # (origin, first, end) positions
-    params, out = {name: str(est.get_params()) for name, est in cands}, {}          # out: candidates that stop, and why
+    spans = [
+        (end - k * day, *np.searchsorted(ns, [(end - k * day).value, (end - (k - 1) * day).value]))
+        for k in range(folds, 0, -1)
+    ]  # (origin, first, end) positions
+    params, out = {name: str(est.get_params()) for name, est in cands}, {}  # out: candidates that stop, and why
     for f, (origin, i, j) in enumerate(spans, 1):
         tr, va = y.iloc[:i], y.iloc[i:j]
         for name, est in cands:
             row = {'stage': 'forecaster', 'name': name, 'fold': f, 'origin': origin, 'params': params[name]}
-            if time.perf_counter() - t0 > budget_s: rows.append(row | {'status': 'skipped: total budget spent', 'mae': np.nan, 'seconds': 0.0}); continue
-            if name in out: rows.append(row | {'status': out[name], 'mae': np.nan, 'seconds': 0.0}); continue
+            if time.perf_counter() - t0 > budget_s:
+                rows.append(row | {'status': 'skipped: total budget spent', 'mae': np.nan, 'seconds': 0.0})
+                continue
+            if name in out:
+                rows.append(row | {'status': out[name], 'mae': np.nan, 'seconds': 0.0})
+                continue
             t = time.perf_counter()
             try:
                 pred = clone(est).fit(tr).predict(va.index)
-                err = va.to_numpy(float) - np.asarray(pred, float); err[inc[i:j]] = np.nan
+                err = va.to_numpy(float) - np.asarray(pred, float)
+                err[inc[i:j]] = np.nan
                 mae, status = trimmed_mae(err), 'ok'
                 errs.setdefault(name, []).append(pd.Series(err, index=va.index))
-                if not np.isfinite(mae): status, mae = 'failed: no finite error', np.nan
+                if not np.isfinite(mae):
+                    status, mae = 'failed: no finite error', np.nan
             except Exception as e:  # logged per trial by design: one bad candidate must not sink the search
                 mae, status = np.nan, f'failed: {type(e).__name__}: {e}'[:200]
             sec = time.perf_counter() - t
-            if sec > trial_budget_s and status == 'ok': status, mae = f'timeout: {sec:.2f}s > {trial_budget_s}s', np.nan
+            if sec > trial_budget_s and status == 'ok':
+                status, mae = f'timeout: {sec:.2f}s > {trial_budget_s}s', np.nan
             rows.append(row | {'status': status, 'mae': mae, 'seconds': sec})
-            if status != 'ok': out[name] = f'skipped: not ok in fold {f}'
-        if f == 1 and keep is not None:                                             # successive halving: the rest are pruned
+            if status != 'ok':
+                out[name] = f'skipped: not ok in fold {f}'
+        if f == 1 and keep is not None:  # successive halving: the rest are pruned
             ranked = sorted((r['mae'], k) for k, r in enumerate(rows) if r['status'] == 'ok')
-            for n_, (_, k) in enumerate(ranked[keep:], keep + 1): out[rows[k]['name']] = f'pruned: rank {n_} of {len(ranked)} in fold 1 (keep {keep})'
+            for n_, (_, k) in enumerate(ranked[keep:], keep + 1):
+                out[rows[k]['name']] = f'pruned: rank {n_} of {len(ranked)} in fold 1 (keep {keep})'
     return pd.DataFrame(rows), {k: pd.concat(v) for k, v in errs.items()}
 
 # %% ../nbs/07_automl.ipynb #264fe920
-def search_policy(zd: np.ndarray, index: pd.DatetimeIndex, detector: Detector, alert_budget: float, alert_target: float = ALERT_TARGET,
-                  labels=None, sensitivities=SENSITIVITIES, windows=WINDOWS, min_share: float = 0.5, min_count: int | None = None,
-                  recovery: str = '30min', cooldown: str = '1h', false_alarms=None) -> pd.DataFrame:
+def search_policy(
+    zd: np.ndarray,
+    index: pd.DatetimeIndex,
+    detector: Detector,
+    alert_budget: float,
+    alert_target: float = ALERT_TARGET,
+    labels=None,
+    sensitivities=SENSITIVITIES,
+    windows=WINDOWS,
+    min_share: float = 0.5,
+    min_count: int | None = None,
+    recovery: str = '30min',
+    cooldown: str = '1h',
+    false_alarms=None,
+) -> pd.DataFrame:
     "One row per (sensitivity, window): the z threshold it means for `detector`, alerts/day on normal data, recall on labels, alerts raised again on `false_alarms` (on-call said: not an anomaly; from 30 min before each), within the target and the budget."
     step, days = index[1] - index[0], len(index) * (index[1] - index[0]) / pd.Timedelta('1D')
     inc, zz, n, rows = _incident_mask(index, labels), np.nan_to_num(zd), len(index), []
-    fa = _incident_mask(index, None if false_alarms is None else false_alarms.assign(start=pd.DatetimeIndex(false_alarms.start) - pd.Timedelta('30min')))
+    fa = _incident_mask(
+        index,
+        None
+        if false_alarms is None
+        else false_alarms.assign(start=pd.DatetimeIndex(false_alarms.start) - pd.Timedelta('30min')),
+    )
     labelled = labels is not None and len(labels)
     _, _, r_n, cool_n = AlertPolicy(recovery=recovery, cooldown=cooldown).steps(step)
     for s in sensitivities:
         th = detector.threshold(s)
         u = zz > th
-        runs, runs_all = _runs(np.flatnonzero(u & ~inc), r_n), (_runs(np.flatnonzero(u), r_n) if labelled else None)   # shared by the windows
+        runs, runs_all = (
+            _runs(np.flatnonzero(u & ~inc), r_n),
+            (_runs(np.flatnonzero(u), r_n) if labelled else None),
+        )  # shared by the windows
         for w in windows:
             w_n, need, _, _ = AlertPolicy(window=w, min_share=min_share, min_count=min_count).steps(step)
             normal, rec = _starts(runs, n, w_n, need, r_n, cool_n), np.nan
             if labelled:
                 st = index[np.array(_starts(runs_all, n, w_n, need, r_n, cool_n), int)]
-                rec = float(np.mean([((st >= a) & (st <= b + pd.Timedelta('30min'))).any() for a, b in zip(pd.DatetimeIndex(labels.start), pd.DatetimeIndex(labels.end))]))
-            rows.append({'stage': 'policy', 'sensitivity': s, 'threshold': th, 'window': w, 'alerts_per_day': len(normal) / days, 'recall': rec,
-                         'false_alerts': int(fa[np.array(normal, int)].sum())})
+                rec = float(
+                    np.mean(
+                        [
+                            ((st >= a) & (st <= b + pd.Timedelta('30min'))).any()
+                            for a, b in zip(pd.DatetimeIndex(labels.start), pd.DatetimeIndex(labels.end))
+                        ]
+                    )
+                )
+            rows.append(
+                {
+                    'stage': 'policy',
+                    'sensitivity': s,
+                    'threshold': th,
+                    'window': w,
+                    'alerts_per_day': len(normal) / days,
+                    'recall': rec,
+                    'false_alerts': int(fa[np.array(normal, int)].sum()),
+                }
+            )
     t = pd.DataFrame(rows)
     t['within_target'], t['within_budget'] = t.alerts_per_day <= alert_target, t.alerts_per_day <= alert_budget
     return t
@@ -140,22 +221,33 @@ def pick_policy(t: pd.DataFrame) -> tuple[pd.Series, bool]:
     s, a, r = t.sensitivity.to_numpy(float), t.alerts_per_day.to_numpy(float), np.nan_to_num(t.recall.to_numpy(float))
     fa = t.false_alerts.to_numpy(float) if 'false_alerts' in t else np.zeros(len(t))
     wn = np.array([pd.Timedelta(w).value for w in t.window.to_numpy()])
-    if len(ok := np.flatnonzero(t.within_target.to_numpy(bool))): return t.iloc[ok[np.lexsort((wn[ok], s[ok], fa[ok], -r[ok]))[0]]], True
-    if len(ok := np.flatnonzero(t.within_budget.to_numpy(bool))): return t.iloc[ok[np.lexsort((a[ok], fa[ok], -r[ok]))[0]]], True
-    return t.iloc[np.lexsort((-s, a))[0]], False              # np.lexsort: last key first, stable like sort_values
+    if len(ok := np.flatnonzero(t.within_target.to_numpy(bool))):
+        return t.iloc[ok[np.lexsort((wn[ok], s[ok], fa[ok], -r[ok]))[0]]], True
+    if len(ok := np.flatnonzero(t.within_budget.to_numpy(bool))):
+        return t.iloc[ok[np.lexsort((a[ok], fa[ok], -r[ok]))[0]]], True
+    return t.iloc[np.lexsort((-s, a))[0]], False  # np.lexsort: last key first, stable like sort_values
 
 # %% ../nbs/07_automl.ipynb #03d35dfd
-LEVEL_INFLATE = 1.5   # the level stage's band: in-sample residuals around one day's median, x this
+LEVEL_INFLATE = 1.5  # the level stage's band: in-sample residuals around one day's median, x this
+
 
 def history_days(y: pd.Series) -> float:
     "Days of history y covers: from its first observed value to one step past its last (two whole days of 5-minute data: 2.0)."
     ok = y.notna().to_numpy()
-    return 0.0 if ok.sum() < 2 else float((y.index[ok][-1] - y.index[ok][0] + (y.index[1] - y.index[0])) / pd.Timedelta('1D'))
+    return (
+        0.0
+        if ok.sum() < 2
+        else float((y.index[ok][-1] - y.index[ok][0] + (y.index[1] - y.index[0])) / pd.Timedelta('1D'))
+    )
+
 
 def _sparse_detector(y: pd.Series, direction: str, counter: bool) -> Detector:
     "Mostly empty or mostly zero: a slot-of-day profile with a long memory (the mean per slot and a Poisson test for counters)."
-    prof = SeasonalProfile(season='day', stat='mean' if counter else 'trimmed', halflife_days=30.0, level_days=0 if counter else 1.0)
+    prof = SeasonalProfile(
+        season='day', stat='mean' if counter else 'trimmed', halflife_days=30.0, level_days=0 if counter else 1.0
+    )
     return Detector(prof, direction=direction, seasonal_scale=False, scale='poisson' if counter else 'robust')
+
 
 def _last_day_errors(forecaster, y: pd.Series) -> pd.Series:
     "Out-of-sample errors of y's last day, forecast by `forecaster` fitted on the days before it: the daily stage's band."
@@ -168,39 +260,81 @@ def _stage(y, direction, folds, search_days, labels, sparse_missing, cands, budg
     "(path, note, unfitted detector, trial log, out-of-sample errors or None, policy keywords): the model y's history can carry."
     sparse, counter = _is_sparse(y, sparse_missing)
     days = history_days(y)
-    if sparse: return 'sparse', f'{y.isna().mean():.0%} of slots empty' + (', counter' if counter else ''), _sparse_detector(y, direction, counter), pd.DataFrame(), None, SPARSE_POLICY
+    if sparse:
+        return (
+            'sparse',
+            f'{y.isna().mean():.0%} of slots empty' + (', counter' if counter else ''),
+            _sparse_detector(y, direction, counter),
+            pd.DataFrame(),
+            None,
+            SPARSE_POLICY,
+        )
     if days < 2:
-        return 'level', f'{days:.1f} days of history: robust level', Detector(RobustLevel(), direction=direction, inflate=LEVEL_INFLATE), pd.DataFrame(), None, {}
+        return (
+            'level',
+            f'{days:.1f} days of history: robust level',
+            Detector(RobustLevel(), direction=direction, inflate=LEVEL_INFLATE),
+            pd.DataFrame(),
+            None,
+            {},
+        )
     if days < folds + 2:
         det = Detector(SeasonalProfile(season='day', halflife_days=7.0), direction=direction)
-        return 'daily', f'{days:.1f} days of history: daily profile', det, pd.DataFrame(), _last_day_errors(det.forecaster, y), {}
-    ys = y.iloc[np.searchsorted(y.index.asi8, (y.index[-1] - pd.Timedelta(days=search_days)).value, 'right'):]   # the recent past only: 3x cheaper
+        return (
+            'daily',
+            f'{days:.1f} days of history: daily profile',
+            det,
+            pd.DataFrame(),
+            _last_day_errors(det.forecaster, y),
+            {},
+        )
+    ys = y.iloc[
+        np.searchsorted(y.index.asi8, (y.index[-1] - pd.Timedelta(days=search_days)).value, 'right') :
+    ]  # the recent past only: 3x cheaper
     trials, oos = search_forecasters(ys, cands, folds, budget_s, trial_budget_s, labels, t0, search_keep)
     if score := _scores(trials, folds):
         best = min(score, key=score.get)
-        return 'search', f'{best} (day-ahead trimmed MAE {score[best]:.4g})', Detector(dict(cands)[best], direction=direction), trials, oos[best], {}
+        return (
+            'search',
+            f'{best} (day-ahead trimmed MAE {score[best]:.4g})',
+            Detector(dict(cands)[best], direction=direction),
+            trials,
+            oos[best],
+            {},
+        )
     why = '; '.join(sorted(set(trials.status)))[:200]
-    return 'fallback', f'no forecaster converged ({why}): robust seasonal profile', Detector(SeasonalProfile(), direction=direction), trials, None, {}
+    return (
+        'fallback',
+        f'no forecaster converged ({why}): robust seasonal profile',
+        Detector(SeasonalProfile(), direction=direction),
+        trials,
+        None,
+        {},
+    )
 
 # %% ../nbs/07_automl.ipynb #1895fa7f
 @dataclass
 class Tuned:
     "The result of `tune` for one monitor."
+
     detector: Detector
     policy: AlertPolicy
     trials: pd.DataFrame
-    path: str                       # level | daily | search | sparse | fallback: the stage its history allowed
+    path: str  # level | daily | search | sparse | fallback: the stage its history allowed
     note: str = ''
     alerts_per_day: float = float('nan')
     seconds: float = 0.0
+
 
 def _scores(trials: pd.DataFrame, folds: int) -> dict[str, float]:
     "{candidate: mean trimmed MAE} over the candidates with all `folds` trials ok, in search order (a tie goes to the first)."
     by: dict[str, list] = {}
     if len(trials):
         for n, st, m in zip(trials.name, trials.status, trials.mae):
-            if st == 'ok': by.setdefault(n, []).append(m)
+            if st == 'ok':
+                by.setdefault(n, []).append(m)
     return {n: float(np.mean(v)) for n, v in by.items() if len(v) == folds}
+
 
 def _is_sparse(y: pd.Series, sparse_missing: float) -> tuple[bool, bool]:
     "(sparse?, counter-like?)"
@@ -212,38 +346,116 @@ def _is_sparse(y: pd.Series, sparse_missing: float) -> tuple[bool, bool]:
 
 # %% ../nbs/07_automl.ipynb #blas_one
 @functools.cache
-def _blas() -> ThreadpoolController: return ThreadpoolController()   # finding the loaded BLAS libraries costs ~3 ms: once per process
+def _blas() -> ThreadpoolController:
+    return ThreadpoolController()  # finding the loaded BLAS libraries costs ~3 ms: once per process
+
 
 def one_blas_thread():
     "Context manager: BLAS on one thread. The kit's matrices are small (one BLAS thread is 5x faster on them), and monitors run in parallel anyway."
     return _blas().limit(limits=1, user_api='blas')
 
 # %% ../nbs/07_automl.ipynb #ad3cdced
-def tune(y: pd.Series, alert_budget: float = 2.0, direction: str = 'up', budget_s: float = 2.0, trial_budget_s: float = 0.5,
-         folds: int = 2, search_days: float = 21.0, labels: pd.DataFrame | None = None, sparse_missing: float = 0.5, cands=None,
-         search_keep: int | None = 2, alert_target: float = ALERT_TARGET, errors: pd.Series | None = None,
-         recent: pd.Series | None = None, false_alarms: pd.DataFrame | None = None) -> Tuned:
+def tune(
+    y: pd.Series,
+    alert_budget: float = 2.0,
+    direction: str = 'up',
+    budget_s: float = 2.0,
+    trial_budget_s: float = 0.5,
+    folds: int = 2,
+    search_days: float = 21.0,
+    labels: pd.DataFrame | None = None,
+    sparse_missing: float = 0.5,
+    cands=None,
+    search_keep: int | None = 2,
+    alert_target: float = ALERT_TARGET,
+    errors: pd.Series | None = None,
+    recent: pd.Series | None = None,
+    false_alarms: pd.DataFrame | None = None,
+) -> Tuned:
     "AutoML for one monitor: the model its history can carry, then the most sensitive alert policy within `alert_target` alerts/day on normal data, never above `alert_budget`. `errors`: out-of-sample errors already known, flagged ones NaN (they size the band); `recent`: all of them (the policy is counted on them); `false_alarms`: spans on-call answered 'not an anomaly' (the policy avoids them, recall first)."
     with one_blas_thread():
-        return _tune(y, alert_budget, direction, budget_s, trial_budget_s, folds, search_days, labels, sparse_missing, cands, search_keep, alert_target, errors, recent, false_alarms)
+        return _tune(
+            y,
+            alert_budget,
+            direction,
+            budget_s,
+            trial_budget_s,
+            folds,
+            search_days,
+            labels,
+            sparse_missing,
+            cands,
+            search_keep,
+            alert_target,
+            errors,
+            recent,
+            false_alarms,
+        )
 
-def _tune(y, alert_budget, direction, budget_s, trial_budget_s, folds, search_days, labels, sparse_missing, cands, search_keep, alert_target, errors, recent,
-          false_alarms=None) -> Tuned:
+
+def _tune(
+    y,
+    alert_budget,
+    direction,
+    budget_s,
+    trial_budget_s,
+    folds,
+    search_days,
+    labels,
+    sparse_missing,
+    cands,
+    search_keep,
+    alert_target,
+    errors,
+    recent,
+    false_alarms=None,
+) -> Tuned:
     if len(y) < 2 or y.notna().sum() < 2:
-        raise ValueError(f"tune: the series has {int(y.notna().sum())} observed value(s) in {len(y)} timestamp(s); need at least 2 observed values")
+        raise ValueError(
+            f"tune: the series has {int(y.notna().sum())} observed value(s) in {len(y)} timestamp(s); need at least 2 observed values"
+        )
     t0, y = time.perf_counter(), to_grid(y)
-    path, note, det, trials, oos, pol_kw = _stage(y, direction, folds, search_days, labels, sparse_missing, cands or candidates(), budget_s, trial_budget_s, search_keep, t0)
+    path, note, det, trials, oos, pol_kw = _stage(
+        y,
+        direction,
+        folds,
+        search_days,
+        labels,
+        sparse_missing,
+        cands or candidates(),
+        budget_s,
+        trial_budget_s,
+        search_keep,
+        t0,
+    )
     e = det.fit_expected(y, errors if enough_errors(errors) else oos)
     zd, ix = _policy_z(det, y, e, recent if enough_errors(recent) and det.scale != 'poisson' else None)
     pt = search_policy(zd, ix, det, alert_budget, alert_target, labels, false_alarms=false_alarms, **pol_kw)
     row, within = pick_policy(pt)
     det.set_params(sensitivity=float(row.sensitivity))
-    policy = AlertPolicy(window=row.window, min_share=0.5, min_count=pol_kw.get('min_count'), recovery=pol_kw.get('recovery', '30min'), cooldown=pol_kw.get('cooldown', '1h'))
-    if not within: note += f'; over the alert budget: quietest policy gives {row.alerts_per_day:.2f}/day'
-    return Tuned(det, policy, pd.concat([trials, pt], ignore_index=True), path, note, float(row.alerts_per_day), time.perf_counter() - t0)
+    policy = AlertPolicy(
+        window=row.window,
+        min_share=0.5,
+        min_count=pol_kw.get('min_count'),
+        recovery=pol_kw.get('recovery', '30min'),
+        cooldown=pol_kw.get('cooldown', '1h'),
+    )
+    if not within:
+        note += f'; over the alert budget: quietest policy gives {row.alerts_per_day:.2f}/day'
+    return Tuned(
+        det,
+        policy,
+        pd.concat([trials, pt], ignore_index=True),
+        path,
+        note,
+        float(row.alerts_per_day),
+        time.perf_counter() - t0,
+    )
 
 
-def _policy_z(det: Detector, y: pd.Series, e: np.ndarray, recent: pd.Series | None) -> tuple[np.ndarray, pd.DatetimeIndex]:
+def _policy_z(
+    det: Detector, y: pd.Series, e: np.ndarray, recent: pd.Series | None
+) -> tuple[np.ndarray, pd.DatetimeIndex]:
     "(directed z, its index) the policy is counted on: the out-of-sample errors in `recent` when given (on their regular grid), else y's in-sample ones."
     if recent is None:
         z, _, _ = det.z(y.index.asi8, y.to_numpy(float), e)
@@ -254,36 +466,57 @@ def _policy_z(det: Detector, y: pd.Series, e: np.ndarray, recent: pd.Series | No
 # %% ../nbs/07_automl.ipynb #94eb4e50
 COLUMNS = ['expected', 'lower', 'upper', 'score', 'unusual', 'alert']
 
+
 def _blank(index) -> pd.DataFrame:
     out = pd.DataFrame(np.nan, index=index, columns=COLUMNS[:4])
     out['unusual'], out['alert'] = False, False
     return out
 
-def replay(y: pd.Series, start=None, refit: str = '1D', retune: str = '7D', min_history: str = '1D', window: str = '60D',
-           adapt: str = '6h', adapt_share: float = 0.6, error_days: float = 14.0, tuned: Tuned | None = None,
-           events: pd.DataFrame | None = None, deploy_adapt: str = '1h', **tune_kw) -> pd.DataFrame:
+
+def replay(
+    y: pd.Series,
+    start=None,
+    refit: str = '1D',
+    retune: str = '7D',
+    min_history: str = '1D',
+    window: str = '60D',
+    adapt: str = '6h',
+    adapt_share: float = 0.6,
+    error_days: float = 14.0,
+    tuned: Tuned | None = None,
+    events: pd.DataFrame | None = None,
+    deploy_adapt: str = '1h',
+    **tune_kw,
+) -> pd.DataFrame:
     "Walk-forward scores and alerts, each computed only from data before it (plus the point itself). Indexed like y; `.attrs['changes']` lists the re-baselines. Pass `tuned` to keep one tuned configuration (refit only); `events`: this monitor's calendar (`events.for_monitor`)."
-    if len(y) < 2 or y.notna().sum() < 2: return _blank(y.index)      # nothing to learn from: no output, no alert
+    if len(y) < 2 or y.notna().sum() < 2:
+        return _blank(y.index)  # nothing to learn from: no output, no alert
     g = to_grid(y)
-    td = dict(zip(('refit', 'retune', 'min_history', 'window', 'adapt', 'deploy_adapt'),
-                  map(pd.Timedelta, (refit, retune, min_history, window, adapt, deploy_adapt))))
-    with one_blas_thread(): out = _walk(g, start, td, adapt_share, pd.Timedelta(days=error_days), tuned, tune_kw, events)
+    td = dict(
+        zip(
+            ('refit', 'retune', 'min_history', 'window', 'adapt', 'deploy_adapt'),
+            map(pd.Timedelta, (refit, retune, min_history, window, adapt, deploy_adapt)),
+        )
+    )
+    with one_blas_thread():
+        out = _walk(g, start, td, adapt_share, pd.Timedelta(days=error_days), tuned, tune_kw, events)
     res = out.reindex(y.index.floor(g.index.freq or (g.index[1] - g.index[0])))
     res.index = y.index
     res = res.fillna({'unusual': False, 'alert': False}).astype({'unusual': bool, 'alert': bool})
-    res.attrs['changes'] = out.attrs['changes']                     # when the walk accepted a lasting change as the new normal
+    res.attrs['changes'] = out.attrs['changes']  # when the walk accepted a lasting change as the new normal
     return res
 
 # %% ../nbs/07_automl.ipynb #walk_state
 class _Walk:
     "The replay's state over the grid `g`: output columns, out-of-sample errors, signed flags (either side), masked points, the last change point; `quiet`: maintenance (never unusual), `kept_out`: maintenance and holidays (never train)."
+
     def __init__(self, g: pd.Series, events: pd.DataFrame | None = None):
         self.ix, self.ns, self.v, n = g.index, g.index.asi8, g.to_numpy(float), len(g)
         self.col = {c: np.full(n, np.nan) for c in COLUMNS[:4]} | {c: np.zeros(n, bool) for c in COLUMNS[4:]}
         self.quiet = event_mask(self.ix, events, ('maintenance',))
         self.kept_out = event_mask(self.ix, events, ('maintenance', 'holiday'))
         self.err, self.sflag, self.masked = np.full(n, np.nan), np.zeros(n, np.int8), self.kept_out.copy()
-        self.change, self.changes, self.pool_from = 0, [], 0     # pool_from: where the current model's errors begin
+        self.change, self.changes, self.pool_from = 0, [], 0  # pool_from: where the current model's errors begin
         self.step = g.index.freq or (self.ix[1] - self.ix[0] if n > 1 else pd.Timedelta('5min'))
 
     def at(self, ts) -> int:
@@ -302,20 +535,25 @@ class _Walk:
 def _fit_day(w: _Walk, tuned: Tuned, clean: pd.Series, a: int, b: int, lo: int, how: str) -> Detector:
     "The detector for the next refit period, `how` = 'served' (as tuned), 'full' (two-pass refit) or 'one-pass', on the masked past `clean` = [a, b); its band from the errors since `lo`."
     errors = w.errors(lo, b)
-    if how == 'served': det = copy.copy(tuned.detector)                   # a copy: re-baselining moves its offset, not the bundle's
-    else: det = clone(tuned.detector).set_params(mask_flagged=how == 'full').fit(clean, errors=errors)
-    if how != 'one-pass': w.masked[a:b] |= det.outliers(clean)
-    if a < w.change < b and det.scale != 'poisson':                      # a recent change: the level of the points since it
-        r = w.v[w.change:b] - det.forecaster_.predict(w.ix[w.change:b], context=clean).to_numpy(float) - det.bias_
-        if np.isfinite(r).sum() >= 3: det.offset_ = float(np.nanmedian(r))
+    if how == 'served':
+        det = copy.copy(tuned.detector)  # a copy: re-baselining moves its offset, not the bundle's
+    else:
+        det = clone(tuned.detector).set_params(mask_flagged=how == 'full').fit(clean, errors=errors)
+    if how != 'one-pass':
+        w.masked[a:b] |= det.outliers(clean)
+    if a < w.change < b and det.scale != 'poisson':  # a recent change: the level of the points since it
+        r = w.v[w.change : b] - det.forecaster_.predict(w.ix[w.change : b], context=clean).to_numpy(float) - det.bias_
+        if np.isfinite(r).sum() >= 3:
+            det.offset_ = float(np.nanmedian(r))
     return det
 
 # %% ../nbs/07_automl.ipynb #retune
 def _retune(w: _Walk, old: Tuned | None, clean: pd.Series, lo: int, b: int, tune_kw: dict) -> Tuned:
     "Tune on the masked past with the walk's errors; if the monitor just left the `level` stage, those errors were a flat line's: tune again without them and start a new error pool."
-    recent = pd.Series(w.err[lo:b], index=w.ix[lo:b])                    # every error, flagged or not: what a policy would have paged on
+    recent = pd.Series(w.err[lo:b], index=w.ix[lo:b])  # every error, flagged or not: what a policy would have paged on
     new = tune(clean, errors=w.errors(lo, b), recent=recent, **tune_kw)
-    if old is None or old.path != 'level' or new.path == 'level': return new
+    if old is None or old.path != 'level' or new.path == 'level':
+        return new
     w.pool_from = b
     return tune(clean, **tune_kw)
 
@@ -325,29 +563,31 @@ def _rebaseline(w: _Walk, det: Detector, on: int, stop: int):
     shift = float(np.nanmedian(w.err[on:stop]))
     det.offset_ += shift
     w.err[on:stop] -= shift
-    w.masked[on:stop], w.sflag[on:stop], w.change = w.kept_out[on:stop], 0, on   # (the calendar's stay out)
+    w.masked[on:stop], w.sflag[on:stop], w.change = w.kept_out[on:stop], 0, on  # (the calendar's stay out)
     w.changes.append(w.ix[on])
     _, s = spread(w.err[on:stop])
-    if np.isfinite(s) and s > det.scale_by_hour_.max(): det.scale_by_hour_ = np.maximum(det.scale_by_hour_, s)   # a noisier regime: at least its spread
+    if np.isfinite(s) and s > det.scale_by_hour_.max():
+        det.scale_by_hour_ = np.maximum(det.scale_by_hour_, s)  # a noisier regime: at least its spread
 
 # %% ../nbs/07_automl.ipynb #score_day
 def _score_day(w: _Walk, det: Detector, ef: np.ndarray, b: int, e: int, A: int, share: float):
     "Score [b, e) against the forecaster's expected values ef; where `share` of the last A points are unusual on one side, re-baseline there and go on. Maintenance points are never unusual."
     i = b
     while i < e:
-        sc = det.scores(w.ns[i:e], w.v[i:e], ef[i - b:])
+        sc = det.scores(w.ns[i:e], w.v[i:e], ef[i - b :])
         sc['unusual'] &= ~w.quiet[i:e]
-        z, _, _ = det.z(w.ns[i:e], w.v[i:e], ef[i - b:])
+        z, _, _ = det.z(w.ns[i:e], w.v[i:e], ef[i - b :])
         flag = (np.nan_to_num(np.abs(z)) > det.threshold()) & ~w.quiet[i:e]
         sg = (np.sign(np.nan_to_num(z)) * flag).astype(np.int8)
         h0 = max(i - A + 1, 0)
-        S = np.r_[w.sflag[h0:i], sg]                                   # the last A points' sides, from before this pass too
-        cnt = np.maximum(*(np.convolve(S == side, np.ones(A, int))[:len(S)][i - h0:] for side in (1, -1)))
+        S = np.r_[w.sflag[h0:i], sg]  # the last A points' sides, from before this pass too
+        cnt = np.maximum(*(np.convolve(S == side, np.ones(A, int))[: len(S)][i - h0 :] for side in (1, -1)))
         hit = np.flatnonzero((cnt >= share * A) & flag)
         stop = i + int(hit[0]) + 1 if len(hit) else e
-        for c in COLUMNS[:5]: w.col[c][i:stop] = sc[c][:stop - i]
-        w.err[i:stop] = w.v[i:stop] - ef[i - b:stop - b] - det.bias_ - det.offset_
-        w.sflag[i:stop], w.masked[i:stop] = sg[:stop - i], sc['unusual'][:stop - i] | w.kept_out[i:stop]
+        for c in COLUMNS[:5]:
+            w.col[c][i:stop] = sc[c][: stop - i]
+        w.err[i:stop] = w.v[i:stop] - ef[i - b : stop - b] - det.bias_ - det.offset_
+        w.sflag[i:stop], w.masked[i:stop] = sg[: stop - i], sc['unusual'][: stop - i] | w.kept_out[i:stop]
         if len(hit):
             s0 = max(stop - A, 0)
             _rebaseline(w, det, s0 + int(np.argmax(w.sflag[s0:stop] == w.sflag[stop - 1])), stop)
@@ -360,41 +600,68 @@ def _segments(short: np.ndarray, b: int, e: int) -> list[tuple[int, int, bool]]:
     edges = [b, *cuts.tolist(), e]
     return [(s, t, bool(short[s])) for s, t in zip(edges[:-1], edges[1:]) if t > s]
 
-def _score_period(w: _Walk, det: Detector, g: pd.Series, clean: pd.Series, b: int, e: int, A: int, A_dep: int, share: float, short: np.ndarray):
+
+def _score_period(
+    w: _Walk,
+    det: Detector,
+    g: pd.Series,
+    clean: pd.Series,
+    b: int,
+    e: int,
+    A: int,
+    A_dep: int,
+    share: float,
+    short: np.ndarray,
+):
     "Score one refit period: counters in one pass, others by `_score_day`, re-baselining after A_dep points instead of A right after a deploy."
     if det.scale == 'poisson':
         sf = det.score_frame(g.iloc[b:e], context=clean)
-        for c in COLUMNS[:5]: w.col[c][b:e] = sf[c].to_numpy()
+        for c in COLUMNS[:5]:
+            w.col[c][b:e] = sf[c].to_numpy()
         w.col['unusual'][b:e] &= ~w.quiet[b:e]
         w.masked[b:e] = w.col['unusual'][b:e] | w.kept_out[b:e]
         return
     ef = det.forecaster_.predict(w.ix[b:e], context=clean).to_numpy(float)
-    for s, t, sh in _segments(short, b, e): _score_day(w, det, ef[s - b:t - b], s, t, A_dep if sh else A, share)
+    for s, t, sh in _segments(short, b, e):
+        _score_day(w, det, ef[s - b : t - b], s, t, A_dep if sh else A, share)
 
-def _walk(g: pd.Series, start, td: dict, share: float, error_span: pd.Timedelta, tuned, tune_kw, events=None) -> pd.DataFrame:
+
+def _walk(
+    g: pd.Series, start, td: dict, share: float, error_span: pd.Timedelta, tuned, tune_kw, events=None
+) -> pd.DataFrame:
     "The walk itself, one refit period per step (daily at midnight), on plain arrays over the grid `g`."
     w = _Walk(g, events)
     ix, A, A_dep = w.ix, max(2, int(td['adapt'] / w.step)), max(2, int(td['deploy_adapt'] / w.step))
     short = after_deploy(ix, events, td['adapt'])
     t = g.first_valid_index() + td['min_history']
-    if start is not None: t = max(t, pd.Timestamp(start).tz_convert(ix.tz) if ix.tz else pd.Timestamp(start))
+    if start is not None:
+        t = max(t, pd.Timestamp(start).tz_convert(ix.tz) if ix.tz else pd.Timestamp(start))
     fixed, last, first = tuned is not None, None, True
     aligned = pd.Timedelta('1D') % td['refit'] == pd.Timedelta(0)
     while t <= ix[-1]:
         nxt = (t + td['refit']).floor(td['refit']) if aligned else t + td['refit']
         a, b, e, d = w.at(t - td['window']), w.at(t), w.at(nxt), w.at(t - pd.Timedelta('1D'))
-        lo, clean = max(w.change, w.pool_from, w.at(t - error_span)), w.history(a, b)   # the past as it stands before this step
-        if clean.notna().sum() < 2:                                          # nothing to learn from yet: no output, no alert
+        lo, clean = (
+            max(w.change, w.pool_from, w.at(t - error_span)),
+            w.history(a, b),
+        )  # the past as it stands before this step
+        if clean.notna().sum() < 2:  # nothing to learn from yet: no output, no alert
             t = nxt
             continue
         if not fixed and (tuned is None or t - last >= td['retune'] or tuned.path in ('level', 'daily')):
             tuned, last = _retune(w, tuned, clean, lo, b, tune_kw), t
             det = _fit_day(w, tuned, clean, a, b, max(lo, w.pool_from), 'served')
-        elif first and getattr(tuned.detector, 'fit_key_', None) == data_key(clean): det = _fit_day(w, tuned, clean, a, b, lo, 'served')
-        else: det = _fit_day(w, tuned, clean, a, b, lo, 'full' if first else 'one-pass')   # every past point is judged already: one pass
+        elif first and getattr(tuned.detector, 'fit_key_', None) == data_key(clean):
+            det = _fit_day(w, tuned, clean, a, b, lo, 'served')
+        else:
+            det = _fit_day(
+                w, tuned, clean, a, b, lo, 'full' if first else 'one-pass'
+            )  # every past point is judged already: one pass
         _score_period(w, det, g, clean, b, e, A, A_dep, share, short)
-        alert, _ = tuned.policy.flags(w.col['unusual'][d:e], np.nan_to_num(w.col['score'][d:e]), pd.Timedelta(w.step))   # state carries over from the day before
-        w.col['alert'][b:e] = alert[b - d:] & ~w.quiet[b:e]
+        alert, _ = tuned.policy.flags(
+            w.col['unusual'][d:e], np.nan_to_num(w.col['score'][d:e]), pd.Timedelta(w.step)
+        )  # state carries over from the day before
+        w.col['alert'][b:e] = alert[b - d :] & ~w.quiet[b:e]
         t, first = nxt, False
     out = pd.DataFrame(w.col, index=ix)
     out.attrs['changes'] = list(w.changes)

@@ -22,28 +22,48 @@ __all__ = ['PEERS', 'FLEET_COLUMNS', 'ProphetForecaster', 'AutoETSForecaster', '
 # %% ../nbs/09_bench.ipynb #0b0d51fa
 class ProphetForecaster(Forecaster):
     "Prophet with daily and weekly seasonality (benchmark peer)."
-    def __init__(self, daily: bool = True, weekly: bool = True): self.daily, self.weekly = daily, weekly
+
+    def __init__(self, daily: bool = True, weekly: bool = True):
+        self.daily, self.weekly = daily, weekly
+
     def fit(self, y: pd.Series):
         from prophet import Prophet
-        for n in ('prophet', 'cmdstanpy'): logging.getLogger(n).setLevel(logging.ERROR)
-        y = self._prep(y); self.y_ = y
+
+        for n in ('prophet', 'cmdstanpy'):
+            logging.getLogger(n).setLevel(logging.ERROR)
+        y = self._prep(y)
+        self.y_ = y
         df = pd.DataFrame({'ds': y.index.tz_localize(None), 'y': y.to_numpy()}).dropna()
-        self.model_ = Prophet(daily_seasonality=self.daily, weekly_seasonality=self.weekly, yearly_seasonality=False).fit(df)
+        self.model_ = Prophet(
+            daily_seasonality=self.daily, weekly_seasonality=self.weekly, yearly_seasonality=False
+        ).fit(df)
         return self
+
     def predict(self, index, context=None):
-        return pd.Series(self.model_.predict(pd.DataFrame({'ds': index.tz_localize(None)})).yhat.to_numpy(), index=index, name='expected')
+        return pd.Series(
+            self.model_.predict(pd.DataFrame({'ds': index.tz_localize(None)})).yhat.to_numpy(),
+            index=index,
+            name='expected',
+        )
+
 
 class AutoETSForecaster(Forecaster):
     "statsforecast AutoETS with a daily season on `resolution` means (benchmark peer); gaps interpolated."
-    def __init__(self, resolution: str = '1h'): self.resolution = resolution
+
+    def __init__(self, resolution: str = '1h'):
+        self.resolution = resolution
+
     def fit(self, y: pd.Series):
         from statsforecast.models import AutoETS
-        y = self._prep(y); self.y_ = y
+
+        y = self._prep(y)
+        self.y_ = y
         self.res_ = max(pd.Timedelta(self.resolution), self.step_)
         z = y.resample(self.res_).mean().interpolate(limit_direction='both')
         self.model_ = AutoETS(season_length=int(pd.Timedelta('1D') / self.res_)).fit(z.to_numpy(float))
         self.fitted_, self.t_end_ = self.model_.predict_in_sample()['fitted'], z.index[-1]
         return self
+
     def predict(self, index, context=None):
         k = ((index.floor(self.res_) - self.t_end_) // self.res_).to_numpy().astype(int)
         fc = self.model_.predict(h=int(max(k.max(), 1)))['mean']
@@ -51,8 +71,12 @@ class AutoETSForecaster(Forecaster):
         return pd.Series(np.where(k > 0, fc[np.clip(k - 1, 0, len(fc) - 1)], ins), index=index, name='expected')
 
 # %% ../nbs/09_bench.ipynb #30f787f6
-PEERS = {'prophet': ('Prophet', 'prophet', ProphetForecaster), 'autoets': ('statsforecast AutoETS', 'statsforecast', AutoETSForecaster),
-         'ets': ('statsmodels ExponentialSmoothing', 'statsmodels', lambda: HoltWinters(fit_days=60))}
+PEERS = {
+    'prophet': ('Prophet', 'prophet', ProphetForecaster),
+    'autoets': ('statsforecast AutoETS', 'statsforecast', AutoETSForecaster),
+    'ets': ('statsmodels ExponentialSmoothing', 'statsmodels', lambda: HoltWinters(fit_days=60)),
+}
+
 
 def available_peers() -> dict[str, bool]:
     "Which peers can run here (their package is installed)."
@@ -61,32 +85,59 @@ def available_peers() -> dict[str, bool]:
 # %% ../nbs/09_bench.ipynb #f2bf5b6e
 def _peer_detector(peer, y: pd.Series, like: Detector) -> tuple[Detector, float]:
     "(detector around an already-timed peer fit, fit seconds): band from the peer's own errors, the kit's sensitivity."
-    t = time.perf_counter(); f = peer.fit(y); sec = time.perf_counter() - t
-    det = Detector(f, sensitivity=like.sensitivity, direction=like.direction, scale=like.scale, count_window=like.count_window, mask_flagged=False)
-    det.forecaster_ = f; det.fit_band(f.y_, f.predict(f.y_.index))
+    t = time.perf_counter()
+    f = peer.fit(y)
+    sec = time.perf_counter() - t
+    det = Detector(
+        f,
+        sensitivity=like.sensitivity,
+        direction=like.direction,
+        scale=like.scale,
+        count_window=like.count_window,
+        mask_flagged=False,
+    )
+    det.forecaster_ = f
+    det.fit_band(f.y_, f.predict(f.y_.index))
     return det, sec
+
 
 def _row(model, sec, det, policy, train, holdout, inc, frame=None) -> dict:
     "Metrics of one model on one monitor."
     d1 = holdout.index < holdout.index[0] + pd.Timedelta('1D')
     fr = frame if frame is not None else det.score_frame(holdout, context=train)
-    if frame is None: fr['alert'] = policy.decide(fr.unusual, fr.score)[0]
-    ev = alert_events(fr); days = len(holdout) / (pd.Timedelta('1D') / (holdout.index[1] - holdout.index[0]))
+    if frame is None:
+        fr['alert'] = policy.decide(fr.unusual, fr.score)[0]
+    ev = alert_events(fr)
+    days = len(holdout) / (pd.Timedelta('1D') / (holdout.index[1] - holdout.index[0]))
     e1 = (holdout[d1] - fr.expected[d1]).abs()
-    return {'model': model, 'seconds': sec, 'next_day_mae': float(e1.mean()), 'alerts_per_day': alert_stats(ev, days)['alerts_per_day'],
-            'incidents': len(inc), 'detected': match_incidents(ev, inc)['detected'] if len(inc) else 0}
+    return {
+        'model': model,
+        'seconds': sec,
+        'next_day_mae': float(e1.mean()),
+        'alerts_per_day': alert_stats(ev, days)['alerts_per_day'],
+        'incidents': len(inc),
+        'detected': match_incidents(ev, inc)['detected'] if len(inc) else 0,
+    }
 
 # %% ../nbs/09_bench.ipynb #7c49ff1c
 def _timed_tune(train: pd.Series, direction: str) -> tuple:
-    t = time.perf_counter(); tuned = tune(train, direction=direction); return tuned, time.perf_counter() - t
+    t = time.perf_counter()
+    tuned = tune(train, direction=direction)
+    return tuned, time.perf_counter() - t
+
 
 def _kit_rows(train, holdout, incidents, tuned, sec, direction: str) -> list[dict]:
     "The kit's two rows (replayed with daily refits, and its single fit) for one monitor, from its timed `tune`."
     rp = replay(pd.concat([train, holdout]), start=holdout.index[0], direction=direction).loc[holdout.index]
     first = tuned.detector.score_frame(holdout, context=train)
-    rp['expected'] = rp.expected.where(holdout.index >= holdout.index[0] + pd.Timedelta('1D'), first.expected)  # next day: same origin for all
-    return [_row('kit (AutoML, daily refit)', sec, tuned.detector, tuned.policy, train, holdout, incidents, rp),
-            _row('kit (single fit)', sec, tuned.detector, tuned.policy, train, holdout, incidents)]
+    rp['expected'] = rp.expected.where(
+        holdout.index >= holdout.index[0] + pd.Timedelta('1D'), first.expected
+    )  # next day: same origin for all
+    return [
+        _row('kit (AutoML, daily refit)', sec, tuned.detector, tuned.policy, train, holdout, incidents, rp),
+        _row('kit (single fit)', sec, tuned.detector, tuned.policy, train, holdout, incidents),
+    ]
+
 
 def _peer_row(p: str, train, holdout, incidents, tuned) -> dict:
     name, _, make = PEERS[p]
@@ -95,26 +146,58 @@ def _peer_row(p: str, train, holdout, incidents, tuned) -> dict:
         det, psec = _peer_detector(make(), train, tuned.detector)
         return _row(name, psec, det, tuned.policy, train, holdout, incidents)
 
-def bench_monitor(train: pd.Series, holdout: pd.Series, incidents: pd.DataFrame, peers=('ets',), direction: str = 'up') -> list[dict]:
+
+def bench_monitor(
+    train: pd.Series, holdout: pd.Series, incidents: pd.DataFrame, peers=('ets',), direction: str = 'up'
+) -> list[dict]:
     "Rows (model, seconds, next_day_mae, alerts_per_day, incidents, detected) for the kit and each peer on one monitor."
     tuned, sec = _timed_tune(train, direction)
-    return _kit_rows(train, holdout, incidents, tuned, sec, direction) + [_peer_row(p, train, holdout, incidents, tuned) for p in peers]
+    return _kit_rows(train, holdout, incidents, tuned, sec, direction) + [
+        _peer_row(p, train, holdout, incidents, tuned) for p in peers
+    ]
 
 # %% ../nbs/09_bench.ipynb #2905e993
-def bench_models(train: pd.DataFrame, holdout: pd.DataFrame, incidents: pd.DataFrame | None = None, peers=None, n_monitors: int | None = None, progress: bool = True) -> pd.DataFrame:
+def bench_models(
+    train: pd.DataFrame,
+    holdout: pd.DataFrame,
+    incidents: pd.DataFrame | None = None,
+    peers=None,
+    n_monitors: int | None = None,
+    progress: bool = True,
+) -> pd.DataFrame:
     "One row per (monitor, model)."
     from tqdm.auto import tqdm
-    av = available_peers(); peers = [p for p in (peers or list(PEERS)) if av.get(p)]
+
+    av = available_peers()
+    peers = [p for p in (peers or list(PEERS)) if av.get(p)]
     ids = sorted(set(train.monitor_id) & set(holdout.monitor_id))[:n_monitors]
     parts = {}
     for mid in ids:
         a, b = (d[d.monitor_id == mid].set_index('ts').value for d in (train, holdout))
-        parts[mid] = (a, b, incidents[(incidents.monitor_id == mid) & (incidents.start >= b.index[0]) & (incidents.start <= b.index[-1])] if incidents is not None else pd.DataFrame(columns=['start', 'end']))
-    timed = {mid: _timed_tune(a, 'up') for mid, (a, _, _) in tqdm(parts.items(), desc='kit AutoML', disable=not progress)}   # each model in its own pass
-    rows = [r | {'monitor_id': mid} for mid, (a, b, inc) in tqdm(parts.items(), desc='kit replay', disable=not progress) for r in _kit_rows(a, b, inc, *timed[mid], 'up')]
+        parts[mid] = (
+            a,
+            b,
+            incidents[
+                (incidents.monitor_id == mid) & (incidents.start >= b.index[0]) & (incidents.start <= b.index[-1])
+            ]
+            if incidents is not None
+            else pd.DataFrame(columns=['start', 'end']),
+        )
+    timed = {
+        mid: _timed_tune(a, 'up') for mid, (a, _, _) in tqdm(parts.items(), desc='kit AutoML', disable=not progress)
+    }  # each model in its own pass
+    rows = [
+        r | {'monitor_id': mid}
+        for mid, (a, b, inc) in tqdm(parts.items(), desc='kit replay', disable=not progress)
+        for r in _kit_rows(a, b, inc, *timed[mid], 'up')
+    ]
     for p in peers:
-        rows += [_peer_row(p, a, b, inc, timed[mid][0]) | {'monitor_id': mid} for mid, (a, b, inc) in tqdm(parts.items(), desc=PEERS[p][0], disable=not progress)]
+        rows += [
+            _peer_row(p, a, b, inc, timed[mid][0]) | {'monitor_id': mid}
+            for mid, (a, b, inc) in tqdm(parts.items(), desc=PEERS[p][0], disable=not progress)
+        ]
     return pd.DataFrame(rows)
+
 
 def bench_table(res: pd.DataFrame) -> pd.DataFrame:
     "Per model: median s/monitor, x slower than the kit's AutoML, next-day MAE (median, ratio to kit), alerts/day, recall."
@@ -122,55 +205,100 @@ def bench_table(res: pd.DataFrame) -> pd.DataFrame:
     out = {}
     for m, g in res.groupby('model', sort=False):
         g = g.set_index('monitor_id')
-        out[m] = {'median_s_per_monitor': g.seconds.median(), 'x_kit_time': g.seconds.median() / kit.seconds.median(),
-                  'next_day_mae_median': g.next_day_mae.median(), 'mae_ratio_to_kit': (g.next_day_mae / kit.next_day_mae).median(),
-                  'alerts_per_day': g.alerts_per_day.sum(), 'recall': g.detected.sum() / g.incidents.sum() if g.incidents.sum() else np.nan}
+        out[m] = {
+            'median_s_per_monitor': g.seconds.median(),
+            'x_kit_time': g.seconds.median() / kit.seconds.median(),
+            'next_day_mae_median': g.next_day_mae.median(),
+            'mae_ratio_to_kit': (g.next_day_mae / kit.next_day_mae).median(),
+            'alerts_per_day': g.alerts_per_day.sum(),
+            'recall': g.detected.sum() / g.incidents.sum() if g.incidents.sum() else np.nan,
+        }
     return pd.DataFrame.from_dict(out, orient='index').rename_axis('model')
 
 # %% ../nbs/09_bench.ipynb #3c9fb976
-def run_bench_models(root='.', windows_dir='data/windows', incidents='data/sample/incidents.csv', peers=None, n_monitors=None) -> pd.DataFrame:
+def run_bench_models(
+    root='.', windows_dir='data/windows', incidents='data/sample/incidents.csv', peers=None, n_monitors=None
+) -> pd.DataFrame:
     "Bench on the pipeline's windows; print and write the table; return it."
     from pathlib import Path
-    root = Path(root); wd = root / windows_dir
+
+    root = Path(root)
+    wd = root / windows_dir
     for f in ('train.parquet', 'holdout.parquet'):
-        if not (wd / f).exists(): raise FileNotFoundError(f"{wd / f}: not found; run `make repro` (or `dvc repro windows`) first")
-    av = available_peers(); want = peers or list(PEERS)
-    if missing := [p for p in want if not av.get(p)]: print(f"skipping peers not installed here: {', '.join(missing)} (install them with `make bench`, which adds requirements-bench.lock)")
+        if not (wd / f).exists():
+            raise FileNotFoundError(f"{wd / f}: not found; run `make repro` (or `dvc repro windows`) first")
+    av = available_peers()
+    want = peers or list(PEERS)
+    if missing := [p for p in want if not av.get(p)]:
+        print(
+            f"skipping peers not installed here: {', '.join(missing)} (install them with `make bench`, which adds requirements-bench.lock)"
+        )
     inc = pd.read_csv(root / incidents, parse_dates=['start', 'end']) if (root / incidents).exists() else None
     t0 = time.perf_counter()
-    res = bench_models(pd.read_parquet(wd / 'train.parquet'), pd.read_parquet(wd / 'holdout.parquet'), inc, want, n_monitors)
+    res = bench_models(
+        pd.read_parquet(wd / 'train.parquet'), pd.read_parquet(wd / 'holdout.parquet'), inc, want, n_monitors
+    )
     tab = bench_table(res)
-    out = root / 'reports' / 'bench'; out.mkdir(parents=True, exist_ok=True)
+    out = root / 'reports' / 'bench'
+    out.mkdir(parents=True, exist_ok=True)
     res.to_csv(out / 'models.csv', index=False)
-    md = f"{res.monitor_id.nunique()} monitors, one run, {time.perf_counter() - t0:.0f} s total\n\n" + tab.to_markdown(floatfmt='.3g')
-    (out / 'models.md').write_text(md + '\n'); print(md)
+    md = f"{res.monitor_id.nunique()} monitors, one run, {time.perf_counter() - t0:.0f} s total\n\n" + tab.to_markdown(
+        floatfmt='.3g'
+    )
+    (out / 'models.md').write_text(md + '\n')
+    print(md)
     return tab
 
 # %% ../nbs/09_bench.ipynb #bench_synth
 def _role(i: int) -> str:
     return 'counter' if i % 20 == 19 else ('noisy' if i % 4 == 1 else ('seasonal' if i % 2 == 0 else 'steady'))
 
-def _synthetic_monitor(i: int, seed: int, hour: np.ndarray, dow: np.ndarray, day: np.ndarray, ts: pd.DatetimeIndex, holdout: int) -> tuple[np.ndarray, list]:
+
+def _synthetic_monitor(
+    i: int, seed: int, hour: np.ndarray, dow: np.ndarray, day: np.ndarray, ts: pd.DatetimeIndex, holdout: int
+) -> tuple[np.ndarray, list]:
     "(values, [(start, end)] incidents) of monitor i: generated from its own seeded stream."
     rng, T, role = np.random.default_rng([seed, i]), len(hour), _role(i)
     load = 0.575 + 0.425 * np.sin(2 * np.pi * (hour - 9) / 24)
-    rate = rng.uniform(4, 14) * (np.ones(T) if role == 'steady' else load * np.where(dow >= 5, rng.choice([0.55, 0.8, 1.0]), 1) * (1 + rng.uniform(0, 0.004) * day))
-    if role == 'counter': return rng.poisson(rate * 0.01).astype(float), []
-    lat = rng.uniform(40, 250) * (1 + 0.3 * load) * np.exp(np.cumsum(np.isin(np.arange(T), rng.integers(0, T, max(1, int(day[-1]) // 12))) * rng.uniform(-0.2, 0.2)))
+    rate = rng.uniform(4, 14) * (
+        np.ones(T)
+        if role == 'steady'
+        else load * np.where(dow >= 5, rng.choice([0.55, 0.8, 1.0]), 1) * (1 + rng.uniform(0, 0.004) * day)
+    )
+    if role == 'counter':
+        return rng.poisson(rate * 0.01).astype(float), []
+    lat = (
+        rng.uniform(40, 250)
+        * (1 + 0.3 * load)
+        * np.exp(
+            np.cumsum(np.isin(np.arange(T), rng.integers(0, T, max(1, int(day[-1]) // 12))) * rng.uniform(-0.2, 0.2))
+        )
+    )
     sigma = rng.uniform(0.35, 0.55) if role == 'noisy' else rng.uniform(0.2, 0.35)
     if role == 'noisy':
-        lat = lat * np.where((hour >= 2) & (hour < 2.5), 2.5, 1) * np.where((dow == 6) & (hour >= 3) & (hour < 4), 3, 1) * np.where(rng.random(T) < 12 / 288, rng.uniform(2, 4, T), 1)
+        lat = (
+            lat
+            * np.where((hour >= 2) & (hour < 2.5), 2.5, 1)
+            * np.where((dow == 6) & (hour >= 3) & (hour < 4), 3, 1)
+            * np.where(rng.random(T) < 12 / 288, rng.uniform(2, 4, T), 1)
+        )
     inc = []
     for st in np.r_[rng.integers(3 * 288, T, rng.poisson(1.0)), rng.integers(T - holdout, T, int(rng.random() < 0.3))]:
-        en = min(T, st + int(rng.integers(4, 25))); lat[st:en] *= rng.uniform(2.5, 5); inc.append((ts[st], ts[en - 1] + pd.Timedelta('5min')))
+        en = min(T, st + int(rng.integers(4, 25)))
+        lat[st:en] *= rng.uniform(2.5, 5)
+        inc.append((ts[st], ts[en - 1] + pd.Timedelta('5min')))
     n = rng.poisson(rate)
     v = lat * np.exp(sigma * (1.645 + rng.standard_normal(T) / np.sqrt(np.maximum(n, 1))))
     v[n == 0] = np.nan
     for d in rng.choice(int(day[-1]) + 1, max(1, (int(day[-1]) + 1) // 30), replace=False):
-        s0 = d * 288 + int(rng.integers(0, 48)); v[s0:s0 + int(rng.integers(12, 49))] = np.nan          # maintenance: 1-4 h without data
+        s0 = d * 288 + int(rng.integers(0, 48))
+        v[s0 : s0 + int(rng.integers(12, 49))] = np.nan  # maintenance: 1-4 h without data
     return np.round(v, 2), inc
 
-def synthetic_fleet(n: int, days: int = 60, holdout_days: int = 7, seed: int = 0, start: str = '2026-08-10') -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+
+def synthetic_fleet(
+    n: int, days: int = 60, holdout_days: int = 7, seed: int = 0, start: str = '2026-08-10'
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     "(train, holdout, incidents) for n seeded monitors on a 5-min grid: long format (monitor_id, ts, value), like the windows stage writes."
     ts = pd.date_range(pd.Timestamp(start, tz='UTC'), periods=(days + holdout_days) * 288, freq='5min')
     hour, dow, day = (ts.hour + ts.minute / 60).to_numpy(), ts.dayofweek.to_numpy(), np.arange(len(ts)) // 288
@@ -180,41 +308,69 @@ def synthetic_fleet(n: int, days: int = 60, holdout_days: int = 7, seed: int = 0
         vals[i], inc = _synthetic_monitor(i, seed, hour, dow, day, ts, holdout_days * 288)
         incs += [(ids[i], a, b) for a, b in inc]
     cut = days * 288
-    long = lambda a, t: pd.DataFrame({'monitor_id': pd.Series(pd.Categorical.from_codes(np.repeat(np.arange(n), len(t)), ids)).astype(object),
-                                      'ts': pd.Series(np.tile(t.tz_convert(None).to_numpy(), n)).dt.tz_localize('UTC'), 'value': a.ravel()})
-    return long(vals[:, :cut], ts[:cut]), long(vals[:, cut:], ts[cut:]), pd.DataFrame(incs, columns=['monitor_id', 'start', 'end'])
+    long = lambda a, t: pd.DataFrame(
+        {
+            'monitor_id': pd.Series(pd.Categorical.from_codes(np.repeat(np.arange(n), len(t)), ids)).astype(object),
+            'ts': pd.Series(np.tile(t.tz_convert(None).to_numpy(), n)).dt.tz_localize('UTC'),
+            'value': a.ravel(),
+        }
+    )
+    return (
+        long(vals[:, :cut], ts[:cut]),
+        long(vals[:, cut:], ts[cut:]),
+        pd.DataFrame(incs, columns=['monitor_id', 'start', 'end']),
+    )
 
 # %% ../nbs/09_bench.ipynb #bench_meter
 class Meter:
     "Context manager: .wall_s, .cpu_s and .peak_rss (bytes) of this process plus its children, sampled every `interval` s; .max_load (1-min load average: a busy machine shows)."
-    def __init__(self, interval: float = 0.1): self.interval = interval
+
+    def __init__(self, interval: float = 0.1):
+        self.interval = interval
 
     def _sample(self):
         import os, psutil
+
         rss = 0
         for p in [self._me] + self._me.children(recursive=True):
             try:
-                with p.oneshot(): c, r = p.cpu_times(), p.memory_info().rss
-            except psutil.Error: continue
-            self._cpu[p.pid] = c.user + c.system; self._cpu0.setdefault(p.pid, 0.0 if p.pid != self._me.pid else self._cpu[p.pid]); rss += r
+                with p.oneshot():
+                    c, r = p.cpu_times(), p.memory_info().rss
+            except psutil.Error:
+                continue
+            self._cpu[p.pid] = c.user + c.system
+            self._cpu0.setdefault(p.pid, 0.0 if p.pid != self._me.pid else self._cpu[p.pid])
+            rss += r
         self.peak_rss, self.max_load = max(self.peak_rss, rss), max(getattr(self, 'max_load', 0.0), os.getloadavg()[0])
 
     def __enter__(self):
         import psutil, threading
+
         self._me, self._cpu, self._cpu0, self.peak_rss = psutil.Process(), {}, {}, 0
-        for p in self._me.children(recursive=True):     # workers alive before (a reused pool): count only what they do from now on
-            try: c = p.cpu_times(); self._cpu0[p.pid] = c.user + c.system
-            except psutil.Error: pass
-        self._sample(); self._stop = threading.Event(); self._t0 = time.perf_counter()
-        self._th = threading.Thread(target=self._loop, daemon=True); self._th.start()
+        for p in self._me.children(
+            recursive=True
+        ):  # workers alive before (a reused pool): count only what they do from now on
+            try:
+                c = p.cpu_times()
+                self._cpu0[p.pid] = c.user + c.system
+            except psutil.Error:
+                pass
+        self._sample()
+        self._stop = threading.Event()
+        self._t0 = time.perf_counter()
+        self._th = threading.Thread(target=self._loop, daemon=True)
+        self._th.start()
         return self
 
     def _loop(self):
-        while not self._stop.wait(self.interval): self._sample()
+        while not self._stop.wait(self.interval):
+            self._sample()
 
     def __exit__(self, *exc):
         self.wall_s = time.perf_counter() - self._t0
-        self._stop.set(); self._th.join(); self._sample()
+        self._stop.set()
+        self._th.join()
+        self._sample()
         self.cpu_s = sum(c - self._cpu0.get(pid, 0.0) for pid, c in self._cpu.items())
 
 # %% ../nbs/09_bench.ipynb #bench_fleet
@@ -222,44 +378,112 @@ def _fleet_row(n, workers, scheduler, seed, days, holdout_days, progress) -> dic
     import tempfile
     from mlops_kit.fleet import FleetBundle, replay_fleet, split_monitors, tune_fleet
     from mlops_kit.evaluate import summarize
-    t = time.perf_counter(); train, hold, inc = synthetic_fleet(n, days, holdout_days, seed); gen = time.perf_counter() - t
+
+    t = time.perf_counter()
+    train, hold, inc = synthetic_fleet(n, days, holdout_days, seed)
+    gen = time.perf_counter() - t
     with Meter() as m:
         t = time.perf_counter()
-        hist = split_monitors(train, 'train'); del train            # split once, for both stages; the long frame goes
+        hist = split_monitors(train, 'train')
+        del train  # split once, for both stages; the long frame goes
         tuned, failed = tune_fleet(hist, workers, progress, scheduler)
-        with tempfile.TemporaryDirectory() as d: FleetBundle(tuned).save(Path(d) / 'bundle.pkl')
+        with tempfile.TemporaryDirectory() as d:
+            FleetBundle(tuned).save(Path(d) / 'bundle.pkl')
         t_train = time.perf_counter() - t
-        table, _ = replay_fleet(tuned, hist, split_monitors(hold, 'holdout'), inc, workers=workers, progress=progress, scheduler=scheduler, frames=False)
+        table, _ = replay_fleet(
+            tuned,
+            hist,
+            split_monitors(hold, 'holdout'),
+            inc,
+            workers=workers,
+            progress=progress,
+            scheduler=scheduler,
+            frames=False,
+        )
         t_eval = time.perf_counter() - t - t_train
     s = summarize(table)
-    return {'monitors': n, 'tuned': len(tuned), 'not_tuned': len(failed), 'generate_s': gen, 'train_s': t_train, 'evaluate_s': t_eval, 'wall_s': m.wall_s,
-            'cpu_s': m.cpu_s, 'peak_rss_gib': m.peak_rss / 2**30, 'max_load_1m': m.max_load, 'automl_ms_median': 1e3 * float(np.median([x.seconds for x in tuned.values()])),
-            'replay_ms_median': 1e3 * float(table.replay_seconds.median()), 'wall_ms_per_monitor': 1e3 * m.wall_s / n,
-            'alerts_per_day_per_monitor': s['alerts_per_day'] / max(len(table), 1), 'static_alerts_per_day_per_monitor': s['static_alerts_per_day'] / max(len(table), 1),
-            'recall': s['recall'], 'static_recall': s['static_recall']}
+    return {
+        'monitors': n,
+        'tuned': len(tuned),
+        'not_tuned': len(failed),
+        'generate_s': gen,
+        'train_s': t_train,
+        'evaluate_s': t_eval,
+        'wall_s': m.wall_s,
+        'cpu_s': m.cpu_s,
+        'peak_rss_gib': m.peak_rss / 2**30,
+        'max_load_1m': m.max_load,
+        'automl_ms_median': 1e3 * float(np.median([x.seconds for x in tuned.values()])),
+        'replay_ms_median': 1e3 * float(table.replay_seconds.median()),
+        'wall_ms_per_monitor': 1e3 * m.wall_s / n,
+        'alerts_per_day_per_monitor': s['alerts_per_day'] / max(len(table), 1),
+        'static_alerts_per_day_per_monitor': s['static_alerts_per_day'] / max(len(table), 1),
+        'recall': s['recall'],
+        'static_recall': s['static_recall'],
+    }
 
-def bench_fleet(sizes=(100, 1000), workers: int = 2, scheduler=None, seed: int = 0, days: int = 60, holdout_days: int = 7, progress: bool = True) -> pd.DataFrame:
+
+def bench_fleet(
+    sizes=(100, 1000),
+    workers: int = 2,
+    scheduler=None,
+    seed: int = 0,
+    days: int = 60,
+    holdout_days: int = 7,
+    progress: bool = True,
+) -> pd.DataFrame:
     "One row per fleet size: train (AutoML) + evaluate (holdout replay) through the engine, with wall, CPU, peak RSS and per-monitor medians."
     rows = [_fleet_row(int(n), workers, scheduler, seed, days, holdout_days, progress) for n in sizes]
     t = pd.DataFrame(rows).set_index('monitors')
-    t.insert(t.columns.get_loc('wall_ms_per_monitor') + 1, 'growth_vs_linear', t.wall_ms_per_monitor / t.wall_ms_per_monitor.iloc[0])
+    t.insert(
+        t.columns.get_loc('wall_ms_per_monitor') + 1,
+        'growth_vs_linear',
+        t.wall_ms_per_monitor / t.wall_ms_per_monitor.iloc[0],
+    )
     return t
 
 # %% ../nbs/09_bench.ipynb #bench_fleet_run
-FLEET_COLUMNS = ['train_s', 'evaluate_s', 'wall_s', 'cpu_s', 'peak_rss_gib', 'max_load_1m', 'automl_ms_median', 'replay_ms_median', 'wall_ms_per_monitor', 'growth_vs_linear',
-                 'alerts_per_day_per_monitor', 'static_alerts_per_day_per_monitor', 'recall', 'static_recall']
+FLEET_COLUMNS = [
+    'train_s',
+    'evaluate_s',
+    'wall_s',
+    'cpu_s',
+    'peak_rss_gib',
+    'max_load_1m',
+    'automl_ms_median',
+    'replay_ms_median',
+    'wall_ms_per_monitor',
+    'growth_vs_linear',
+    'alerts_per_day_per_monitor',
+    'static_alerts_per_day_per_monitor',
+    'recall',
+    'static_recall',
+]
+
 
 def run_bench_fleet(root='.', sizes=(100, 1000), workers: int = 2, scheduler=None, seed: int = 0) -> pd.DataFrame:
     "Bench the engine on synthetic fleets of `sizes` monitors; print and write the table; return it."
     import os
     from mlops_kit.engine import scheduler_address
+
     addr, source = scheduler_address(scheduler)
-    where = f"Dask scheduler {addr} (from {source}; CPU and RSS cover this process only)" if addr else f"{workers or os.cpu_count()} local worker processes, {os.cpu_count()} cores"
-    print(f"bench fleet: {', '.join(map(str, sizes))} monitors × 60 days + 7 holdout days (5-min, synthetic, seed {seed}) on {where}")
+    where = (
+        f"Dask scheduler {addr} (from {source}; CPU and RSS cover this process only)"
+        if addr
+        else f"{workers or os.cpu_count()} local worker processes, {os.cpu_count()} cores"
+    )
+    print(
+        f"bench fleet: {', '.join(map(str, sizes))} monitors × 60 days + 7 holdout days (5-min, synthetic, seed {seed}) on {where}"
+    )
     t = bench_fleet(sizes, workers, scheduler, seed)
-    out = Path(root) / 'reports' / 'bench'; out.mkdir(parents=True, exist_ok=True)
+    out = Path(root) / 'reports' / 'bench'
+    out.mkdir(parents=True, exist_ok=True)
     t.to_csv(out / 'fleet.csv')
-    md = (f"Fleet benchmark: train (AutoML per monitor, bundle saved) + evaluate (7-day holdout replay, daily refit) through the engine on {where}; "
-          f"synthetic 60-day 5-min monitors (seed {seed}); generation not counted.\n\n" + t[FLEET_COLUMNS].to_markdown(floatfmt='.3g'))
-    (out / 'fleet.md').write_text(md + '\n'); print(md)
+    md = (
+        f"Fleet benchmark: train (AutoML per monitor, bundle saved) + evaluate (7-day holdout replay, daily refit) through the engine on {where}; "
+        f"synthetic 60-day 5-min monitors (seed {seed}); generation not counted.\n\n"
+        + t[FLEET_COLUMNS].to_markdown(floatfmt='.3g')
+    )
+    (out / 'fleet.md').write_text(md + '\n')
+    print(md)
     return t

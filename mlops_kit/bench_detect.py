@@ -23,12 +23,15 @@ __all__ = ['DETECTORS', 'Labelled', 'CorpusError', 'read_series', 'read_corpus',
 @dataclass
 class Labelled:
     "One labelled series: its name, values indexed by UTC timestamps, and the anomaly windows (start, end), inclusive."
+
     name: str
     y: pd.Series
     windows: list
 
+
 class CorpusError(ValueError):
     "A corpus folder or file that cannot be read as a labelled corpus."
+
 
 def _utc(t) -> pd.Timestamp:
     t = pd.Timestamp(t)
@@ -37,31 +40,48 @@ def _utc(t) -> pd.Timestamp:
 # %% ../nbs/21_bench_detect.ipynb #bd06
 def read_series(path: Path) -> pd.Series:
     "A `timestamp,value` CSV as a float series on a sorted UTC index (duplicate timestamps: the last one wins)."
-    try: df = pd.read_csv(path)
-    except (OSError, ValueError) as e: raise CorpusError(f"{path}: cannot read as CSV ({type(e).__name__})") from None
-    if missing := {'timestamp', 'value'} - set(df.columns): raise CorpusError(f"{path}: missing column(s) {sorted(missing)}; expected timestamp,value")
+    try:
+        df = pd.read_csv(path)
+    except (OSError, ValueError) as e:
+        raise CorpusError(f"{path}: cannot read as CSV ({type(e).__name__})") from None
+    if missing := {'timestamp', 'value'} - set(df.columns):
+        raise CorpusError(f"{path}: missing column(s) {sorted(missing)}; expected timestamp,value")
     ts = pd.to_datetime(df['timestamp'], utc=True, errors='coerce')
     v = pd.to_numeric(df['value'], errors='coerce')
-    if ts.isna().any(): raise CorpusError(f"{path}: {int(ts.isna().sum())} unparseable timestamp(s), e.g. row {int(np.flatnonzero(ts.isna())[0]) + 2}")
+    if ts.isna().any():
+        raise CorpusError(
+            f"{path}: {int(ts.isna().sum())} unparseable timestamp(s), e.g. row {int(np.flatnonzero(ts.isna())[0]) + 2}"
+        )
     y = pd.Series(v.to_numpy(float), index=pd.DatetimeIndex(ts), name=path.name)
     return y[~y.index.duplicated(keep='last')].sort_index()
+
 
 def read_corpus(folder) -> list[Labelled]:
     "Every `*.csv` in `folder` with its windows from `folder/labels.json`."
     folder = Path(folder)
-    if not folder.is_dir(): raise CorpusError(f"{folder}: not a folder of timestamp,value CSVs")
-    if not (lf := folder / 'labels.json').is_file(): raise CorpusError(f"{lf}: missing; a corpus needs labels.json (file name -> [[start, end], ...])")
-    try: labels = json.loads(lf.read_text())
-    except ValueError as e: raise CorpusError(f"{lf}: not valid JSON ({e.msg}, line {e.lineno})") from None
-    if not isinstance(labels, dict): raise CorpusError(f"{lf}: expected an object mapping file names to lists of [start, end]")
-    out = [Labelled(f.name, read_series(f), [(_utc(a), _utc(b)) for a, b in labels.get(f.name, [])]) for f in sorted(folder.glob('*.csv'))]
-    if not out: raise CorpusError(f"{folder}: no *.csv files")
+    if not folder.is_dir():
+        raise CorpusError(f"{folder}: not a folder of timestamp,value CSVs")
+    if not (lf := folder / 'labels.json').is_file():
+        raise CorpusError(f"{lf}: missing; a corpus needs labels.json (file name -> [[start, end], ...])")
+    try:
+        labels = json.loads(lf.read_text())
+    except ValueError as e:
+        raise CorpusError(f"{lf}: not valid JSON ({e.msg}, line {e.lineno})") from None
+    if not isinstance(labels, dict):
+        raise CorpusError(f"{lf}: expected an object mapping file names to lists of [start, end]")
+    out = [
+        Labelled(f.name, read_series(f), [(_utc(a), _utc(b)) for a, b in labels.get(f.name, [])])
+        for f in sorted(folder.glob('*.csv'))
+    ]
+    if not out:
+        raise CorpusError(f"{folder}: no *.csv files")
     return out
 
 # %% ../nbs/21_bench_detect.ipynb #bd10
 def project_corpus(signals: pd.DataFrame, incidents: pd.DataFrame | None) -> list[Labelled]:
     "One Labelled series per monitor of a long frame (monitor_id, ts, value), with its incidents (monitor_id, start, end) as windows."
     from mlops_kit.fleet import split_monitors
+
     inc = incidents if incidents is not None else pd.DataFrame(columns=['monitor_id', 'start', 'end'])
     out = []
     for mid, y in split_monitors(signals, 'signals').items():
@@ -76,14 +96,19 @@ def static_3sd(y: pd.Series, days: int = 7) -> np.ndarray:
     mu, sd = y.rolling(n, min_periods=10).mean().shift(1), y.rolling(n, min_periods=10).std().shift(1)
     return (y > mu + 3 * sd).fillna(False).to_numpy(bool)
 
+
 def robust_seasonal(y: pd.Series, k: float = 4.0, days: int = 7) -> np.ndarray:
     "Alert while |value - same-time-of-day median of the last `days`| > k x the trailing MAD, for 2 consecutive points."
     per_day = max(1, int(pd.Timedelta('1D') / y.index.to_series().diff().median()))
     v = y.to_numpy(float)
-    lags = np.column_stack([np.r_[np.full(per_day * d, np.nan), v[:-per_day * d]] if per_day * d < len(v) else np.full(len(v), np.nan)
-                            for d in range(1, days + 1)])
+    lags = np.column_stack(
+        [
+            np.r_[np.full(per_day * d, np.nan), v[: -per_day * d]] if per_day * d < len(v) else np.full(len(v), np.nan)
+            for d in range(1, days + 1)
+        ]
+    )
     with warnings.catch_warnings():
-        warnings.simplefilter('ignore', RuntimeWarning)                     # all-NaN rows at the start
+        warnings.simplefilter('ignore', RuntimeWarning)  # all-NaN rows at the start
         r = pd.Series(v - np.nanmedian(lags, axis=1), index=y.index)
     n = per_day * days
     med = r.rolling(n, min_periods=per_day).median().shift(1)
@@ -91,9 +116,11 @@ def robust_seasonal(y: pd.Series, k: float = 4.0, days: int = 7) -> np.ndarray:
     u = ((r - med) / mad.replace(0, np.nan)).abs().fillna(0).to_numpy() > k
     return u & np.r_[False, u[:-1]]
 
+
 def kit(y: pd.Series) -> np.ndarray:
     "The kit's causal replay with its defaults."
     return replay(y).alert.to_numpy(bool)
+
 
 DETECTORS = {'kit': kit, 'static': static_3sd, 'seasonal': robust_seasonal}
 
@@ -107,20 +134,42 @@ def judge(y: pd.Series, alert: np.ndarray, windows: list, probation: float = 0.1
     judged = [(a, b) for a, b in windows if a >= t0]
     hit = [bool(((starts >= a) & (starts <= b + g)).any()) for a, b in judged]
     true = [any(a <= s <= b + g for a, b in windows) for s in starts]
-    ttd = [min((s - a) / pd.Timedelta('1min') for s in starts if a <= s <= b + g) for (a, b), h in zip(judged, hit) if h]
-    return {'windows': len(judged), 'hit': int(sum(hit)), 'alerts': len(starts), 'true': int(sum(true)), 'false': len(starts) - int(sum(true)),
-            'days': (ix[-1] - t0) / pd.Timedelta('1D'), 'ttd_min': ttd, 'starts': list(starts)}
+    ttd = [
+        min((s - a) / pd.Timedelta('1min') for s in starts if a <= s <= b + g) for (a, b), h in zip(judged, hit) if h
+    ]
+    return {
+        'windows': len(judged),
+        'hit': int(sum(hit)),
+        'alerts': len(starts),
+        'true': int(sum(true)),
+        'false': len(starts) - int(sum(true)),
+        'days': (ix[-1] - t0) / pd.Timedelta('1D'),
+        'ttd_min': ttd,
+        'starts': list(starts),
+    }
 
 # %% ../nbs/21_bench_detect.ipynb #bd20
 def summarize(rows: pd.DataFrame) -> pd.DataFrame:
     "One row per (corpus, detector): series, windows, recall, alerts, precision, F1, false alerts per monitor-day (pooled and median), median time to detect."
+
     def one(d):
         W, H, A, T = d.windows.sum(), d.hit.sum(), d.alerts.sum(), d.true.sum()
         rec, prec = (H / W if W else np.nan), (T / A if A else 0.0)
         ttd = [x for l in d.ttd_min for x in l]
-        return pd.Series({'series': len(d), 'windows': int(W), 'recall': rec, 'alerts': int(A), 'precision': prec,
-                          'f1': (2 * prec * rec / (prec + rec) if prec + rec > 0 else 0.0) if W else np.nan, 'false_per_day': d.false.sum() / d.days.sum(),
-                          'median_false_per_day': float((d.false / d.days).median()), 'median_ttd_min': float(np.median(ttd)) if ttd else np.nan})
+        return pd.Series(
+            {
+                'series': len(d),
+                'windows': int(W),
+                'recall': rec,
+                'alerts': int(A),
+                'precision': prec,
+                'f1': (2 * prec * rec / (prec + rec) if prec + rec > 0 else 0.0) if W else np.nan,
+                'false_per_day': d.false.sum() / d.days.sum(),
+                'median_false_per_day': float((d.false / d.days).median()),
+                'median_ttd_min': float(np.median(ttd)) if ttd else np.nan,
+            }
+        )
+
     return rows.groupby(['corpus', 'detector'], sort=False)[list(rows.columns)].apply(one)
 
 # %% ../nbs/21_bench_detect.ipynb #bd22
@@ -130,20 +179,41 @@ def _one(job, detectors=None, probation: float = 0.15, grace: str = '1h') -> lis
     for name, f in (detectors or DETECTORS).items():
         t = time.perf_counter()
         al = np.asarray(f(s.y), bool)
-        rows.append({'corpus': corpus, 'detector': name, 'series': s.name, **judge(s.y, al, s.windows, probation, grace), 'seconds': time.perf_counter() - t})
+        rows.append(
+            {
+                'corpus': corpus,
+                'detector': name,
+                'series': s.name,
+                **judge(s.y, al, s.windows, probation, grace),
+                'seconds': time.perf_counter() - t,
+            }
+        )
     return rows
 
-def bench_detect(corpora: dict[str, list[Labelled]], detectors: dict | None = None, workers: int = 2, progress: bool = True,
-                 probation: float = 0.15, grace: str = '1h') -> pd.DataFrame:
+
+def bench_detect(
+    corpora: dict[str, list[Labelled]],
+    detectors: dict | None = None,
+    workers: int = 2,
+    progress: bool = True,
+    probation: float = 0.15,
+    grace: str = '1h',
+) -> pd.DataFrame:
     "One row per (corpus, detector, series): event counts (`judge`) and seconds; series in parallel processes."
     jobs = {f'{c}/{s.name}': (c, s) for c, items in corpora.items() for s in items}
-    res = parallel_map(_one, jobs, workers, 'bench detect', progress, None, detectors=detectors, probation=probation, grace=grace)
+    res = parallel_map(
+        _one, jobs, workers, 'bench detect', progress, None, detectors=detectors, probation=probation, grace=grace
+    )
     return pd.DataFrame([r for k in jobs for r in res[k]])
 
 # %% ../nbs/21_bench_detect.ipynb #bd26
 def plot_worst(corpus: str, items: list[Labelled], rows: pd.DataFrame, path, n: int = 3, detector: str = 'kit'):
     "A figure of the `n` series with the most missed windows and the `n` with the most false alerts (by `detector`) of one corpus; saved to `path`."
-    import matplotlib; matplotlib.use('Agg'); import matplotlib.pyplot as plt
+    import matplotlib
+
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+
     r = rows[(rows.corpus == corpus) & (rows.detector == detector)].assign(missed=lambda d: d.windows - d.hit)
     worst = pd.concat([r[r.missed > 0].nlargest(n, 'missed'), r[r.false > 0].nlargest(n, 'false')])
     pick = list(dict.fromkeys(worst.series))
@@ -153,29 +223,49 @@ def plot_worst(corpus: str, items: list[Labelled], rows: pd.DataFrame, path, n: 
     for ax, name in zip(axes[:, 0], pick):
         s, mine = by[name], rows[(rows.corpus == corpus) & (rows.series == name)].set_index('detector')
         ax.plot(s.y.index, s.y.to_numpy(), lw=0.6, color='0.3')
-        for a, b in s.windows: ax.axvspan(a, b, color='tab:red', alpha=0.2, lw=0)
+        for a, b in s.windows:
+            ax.axvspan(a, b, color='tab:red', alpha=0.2, lw=0)
         lo, hi = np.nanmin(s.y.to_numpy()), np.nanmax(s.y.to_numpy())
         for k, d in enumerate(dets):
-            ax.plot(mine.loc[d, 'starts'], [hi + (k + 1) * 0.06 * (hi - lo + 1e-9)] * len(mine.loc[d, 'starts']), '|', ms=9, label=d)
+            ax.plot(
+                mine.loc[d, 'starts'],
+                [hi + (k + 1) * 0.06 * (hi - lo + 1e-9)] * len(mine.loc[d, 'starts']),
+                '|',
+                ms=9,
+                label=d,
+            )
         m = mine.loc[detector]
-        ax.set_title(f"{name}: {detector} hit {m.hit} of {m.windows} windows, {m.false} false alerts", fontsize=9, loc='left')
-    if not pick: axes[0, 0].text(0.5, 0.5, f'{detector}: no missed window and no false alert', ha='center', transform=axes[0, 0].transAxes)
+        ax.set_title(
+            f"{name}: {detector} hit {m.hit} of {m.windows} windows, {m.false} false alerts", fontsize=9, loc='left'
+        )
+    if not pick:
+        axes[0, 0].text(
+            0.5, 0.5, f'{detector}: no missed window and no false alert', ha='center', transform=axes[0, 0].transAxes
+        )
     axes[0, 0].legend(loc='upper left', fontsize=8, ncols=len(dets))
-    fig.tight_layout(); fig.savefig(path, dpi=80); plt.close(fig)
+    fig.tight_layout()
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
     return path
 
 # %% ../nbs/21_bench_detect.ipynb #bd29
-def load_corpora(dirs=(), root='.', project: bool = False, signals='data/signals/signals.parquet', labels: str | None = None) -> dict[str, list[Labelled]]:
+def load_corpora(
+    dirs=(), root='.', project: bool = False, signals='data/signals/signals.parquet', labels: str | None = None
+) -> dict[str, list[Labelled]]:
     "{corpus name: series} for each folder in `dirs` (named by the folder) and, if `project`, the project's signals with its labels."
     root, out = Path(root), {}
     for d in dirs:
         name = Path(d).resolve().name
         out[name if name not in out else f'{name}-{len(out)}'] = read_corpus(d)
     if project:
-        if not (sp := root / signals).is_file(): raise FileNotFoundError(f"{sp}: not found; run `make repro` (or `dvc repro ingest`) first, or pass corpus folders")
+        if not (sp := root / signals).is_file():
+            raise FileNotFoundError(
+                f"{sp}: not found; run `make repro` (or `dvc repro ingest`) first, or pass corpus folders"
+            )
         inc = None
         if labels:
-            if not (lp := root / labels).is_file(): raise FileNotFoundError(f"{lp}: incident labels not found (evaluate.labels = {labels!r})")
+            if not (lp := root / labels).is_file():
+                raise FileNotFoundError(f"{lp}: incident labels not found (evaluate.labels = {labels!r})")
             inc = pd.read_csv(lp)
             inc['start'], inc['end'] = pd.to_datetime(inc.start, utc=True), pd.to_datetime(inc.end, utc=True)
         out['project'] = project_corpus(pd.read_parquet(sp), inc)
@@ -186,26 +276,51 @@ def _log_mlflow(tab: pd.DataFrame, out: Path, uri: str, experiment: str) -> str:
     "One MLflow run with the table's numbers as metrics (corpus.detector.metric) and the report folder as artifacts; returns its id."
     import mlflow
     from mlops_kit.tracking import experiment as ensure_experiment
+
     mlflow.set_tracking_uri(uri)
-    with mlflow.start_run(experiment_id=ensure_experiment(experiment, uri), run_name='bench-detect', tags={'mlops_kit.bench': 'detect'}) as run:
+    with mlflow.start_run(
+        experiment_id=ensure_experiment(experiment, uri), run_name='bench-detect', tags={'mlops_kit.bench': 'detect'}
+    ) as run:
         for (c, d), r in tab.iterrows():
-            mlflow.log_metrics({f'{c}.{d}.{k}': float(r[k]) for k in ('f1', 'precision', 'recall', 'false_per_day', 'median_false_per_day') if np.isfinite(r[k])})
+            mlflow.log_metrics(
+                {
+                    f'{c}.{d}.{k}': float(r[k])
+                    for k in ('f1', 'precision', 'recall', 'false_per_day', 'median_false_per_day')
+                    if np.isfinite(r[k])
+                }
+            )
         mlflow.log_artifacts(str(out), artifact_path='bench_detect')
         return run.info.run_id
 
-def run_bench_detect(dirs=(), root='.', project: bool | None = None, signals='data/signals/signals.parquet', labels: str | None = None,
-                     workers: int = 2, uri: str | None = None, experiment: str = 'mlops_kit-bench', out_dir='reports/bench/detect') -> pd.DataFrame:
+
+def run_bench_detect(
+    dirs=(),
+    root='.',
+    project: bool | None = None,
+    signals='data/signals/signals.parquet',
+    labels: str | None = None,
+    workers: int = 2,
+    uri: str | None = None,
+    experiment: str = 'mlops_kit-bench',
+    out_dir='reports/bench/detect',
+) -> pd.DataFrame:
     "Load, run, print, write reports/bench/detect/ and (with `uri`) log to MLflow; return the summary table."
     t0 = time.perf_counter()
     corpora = load_corpora(dirs, root, (not dirs) if project is None else project, signals, labels)
     rows = bench_detect(corpora, workers=workers)
     tab = summarize(rows)
-    out = Path(root) / out_dir; out.mkdir(parents=True, exist_ok=True)
+    out = Path(root) / out_dir
+    out.mkdir(parents=True, exist_ok=True)
     rows.assign(starts=rows.starts.map(lambda s: [str(t) for t in s])).to_csv(out / 'series.csv', index=False)
     tab.to_csv(out / 'summary.csv')
-    for c, items in corpora.items(): plot_worst(c, items, rows, out / f'{c}.png')
-    md = (f"{sum(map(len, corpora.values()))} series in {len(corpora)} corpora, one run, {time.perf_counter() - t0:.0f} s\n\n"
-          + tab.to_markdown(floatfmt='.3f'))
-    (out / 'summary.md').write_text(md + '\n'); print(md)
-    if uri: print(f"MLflow: run {_log_mlflow(tab, out, uri, experiment)} in experiment {experiment!r}")
+    for c, items in corpora.items():
+        plot_worst(c, items, rows, out / f'{c}.png')
+    md = (
+        f"{sum(map(len, corpora.values()))} series in {len(corpora)} corpora, one run, {time.perf_counter() - t0:.0f} s\n\n"
+        + tab.to_markdown(floatfmt='.3f')
+    )
+    (out / 'summary.md').write_text(md + '\n')
+    print(md)
+    if uri:
+        print(f"MLflow: run {_log_mlflow(tab, out, uri, experiment)} in experiment {experiment!r}")
     return tab

@@ -22,11 +22,19 @@ __all__ = ['CandidateError', 'module_origin', 'allowed_origin', 'load_candidate'
 class CandidateError(ValueError):
     "A candidate cannot be used: the message names the candidate, what is wrong and what is allowed."
 
+
 def module_origin(module: str) -> Path | None:
     "The file `module` would be loaded from (None when it cannot be found)."
-    try: spec = importlib.util.find_spec(module)
-    except (ImportError, ValueError): return None
-    return Path(spec.origin).resolve() if spec is not None and spec.origin and spec.origin not in ('built-in', 'frozen') else None
+    try:
+        spec = importlib.util.find_spec(module)
+    except (ImportError, ValueError):
+        return None
+    return (
+        Path(spec.origin).resolve()
+        if spec is not None and spec.origin and spec.origin not in ('built-in', 'frozen')
+        else None
+    )
+
 
 def allowed_origin(origin: Path, root) -> bool:
     "Whether a module file lies inside the project `root` or an installed-packages folder (site-packages, the standard library is not a model)."
@@ -38,16 +46,28 @@ def load_candidate(name: str, class_path: str, params: dict | None = None, root=
     "An unfitted forecaster from `package.module:Class` and keyword `params`; CandidateError naming `name` when it cannot be."
     mod, _, cls = class_path.partition(':')
     origin = module_origin(mod)
-    if origin is None: raise CandidateError(f"candidate {name!r}: module {mod!r} cannot be found (put it in the project, e.g. {mod.replace('.', '/')}.py, or install its package)")
+    if origin is None:
+        raise CandidateError(
+            f"candidate {name!r}: module {mod!r} cannot be found (put it in the project, e.g. {mod.replace('.', '/')}.py, or install its package)"
+        )
     if not allowed_origin(origin, root):
-        raise CandidateError(f"candidate {name!r}: module {mod!r} loads from {origin}, outside the project ({Path(root).resolve()}) and the installed packages: refused")
-    try: klass = getattr(importlib.import_module(mod), cls)
-    except AttributeError: raise CandidateError(f"candidate {name!r}: module {mod!r} has no class {cls!r}") from None
-    except Exception as e: raise CandidateError(f"candidate {name!r}: importing {mod!r} failed: {type(e).__name__}: {e}") from None
+        raise CandidateError(
+            f"candidate {name!r}: module {mod!r} loads from {origin}, outside the project ({Path(root).resolve()}) and the installed packages: refused"
+        )
+    try:
+        klass = getattr(importlib.import_module(mod), cls)
+    except AttributeError:
+        raise CandidateError(f"candidate {name!r}: module {mod!r} has no class {cls!r}") from None
+    except Exception as e:
+        raise CandidateError(f"candidate {name!r}: importing {mod!r} failed: {type(e).__name__}: {e}") from None
     if not (isinstance(klass, type) and issubclass(klass, Forecaster)):
-        raise CandidateError(f"candidate {name!r}: {class_path} is not a subclass of mlops_kit.models.Forecaster (fit(y) -> self, predict(index, context=None), expected(ns))")
-    try: est = klass(**(params or {}))
-    except TypeError as e: raise CandidateError(f"candidate {name!r}: {class_path}({', '.join(params or {})}) failed: {e}") from None
+        raise CandidateError(
+            f"candidate {name!r}: {class_path} is not a subclass of mlops_kit.models.Forecaster (fit(y) -> self, predict(index, context=None), expected(ns))"
+        )
+    try:
+        est = klass(**(params or {}))
+    except TypeError as e:
+        raise CandidateError(f"candidate {name!r}: {class_path}({', '.join(params or {})}) failed: {e}") from None
     return est
 
 # %% ../nbs/25_candidates.ipynb #20d7440e
@@ -56,6 +76,7 @@ def _probe() -> pd.Series:
     rng = np.random.default_rng(0)
     return pd.Series(100 + 20 * np.sin(2 * np.pi * np.arange(len(ix)) / 288) + rng.normal(0, 2, len(ix)), index=ix)
 
+
 def check_contract(name: str, est) -> None:
     "CandidateError naming `name` unless `est` follows the forecaster contract on a seeded 8-day series."
     try:
@@ -63,36 +84,50 @@ def check_contract(name: str, est) -> None:
         y = _probe()
         fitted = c.fit(y.iloc[:-288])
         pred = fitted.predict(y.index[-288:]) if fitted is c else None
-    except Exception as e: raise CandidateError(f"candidate {name!r}: fails the forecaster contract: {type(e).__name__}: {e}"[:400]) from None
-    if fitted is not c: raise CandidateError(f"candidate {name!r}: fit(y) must return the estimator itself (return self)")
+    except Exception as e:
+        raise CandidateError(
+            f"candidate {name!r}: fails the forecaster contract: {type(e).__name__}: {e}"[:400]
+        ) from None
+    if fitted is not c:
+        raise CandidateError(f"candidate {name!r}: fit(y) must return the estimator itself (return self)")
     if not isinstance(pred, pd.Series) or not pred.index.equals(y.index[-288:]):
-        raise CandidateError(f"candidate {name!r}: predict(index) must return a pd.Series on that index (got {type(pred).__name__})")
-    if not np.isfinite(pred.to_numpy(float)).all(): raise CandidateError(f"candidate {name!r}: predict gave non-finite values on a clean series")
+        raise CandidateError(
+            f"candidate {name!r}: predict(index) must return a pd.Series on that index (got {type(pred).__name__})"
+        )
+    if not np.isfinite(pred.to_numpy(float)).all():
+        raise CandidateError(f"candidate {name!r}: predict gave non-finite values on a clean series")
 
 # %% ../nbs/25_candidates.ipynb #36f5cb10
 def build_candidates(spec, root='.') -> list[tuple[str, object]] | None:
     "(name, unfitted forecaster) pairs for `train.candidates` (strings: built-in names; else specs with name, class_path, params); None = the built-in default."
-    if spec is None: return None
+    if spec is None:
+        return None
     builtin, out = dict(builtin_candidates()), []
     for c in spec:
         if isinstance(c, str):
-            if c not in builtin: raise CandidateError(f"unknown built-in candidate {c!r}; built-in: {list(builtin)}")
+            if c not in builtin:
+                raise CandidateError(f"unknown built-in candidate {c!r}; built-in: {list(builtin)}")
             out.append((c, builtin[c]))
             continue
-        name, path, params = (c['name'], c['class'], c.get('params')) if isinstance(c, dict) else (c.name, c.class_path, c.params)
+        name, path, params = (
+            (c['name'], c['class'], c.get('params')) if isinstance(c, dict) else (c.name, c.class_path, c.params)
+        )
         est = load_candidate(name, path, params, root)
         check_contract(name, est)
         out.append((name, est))
     return out
 
+
 def code_paths(spec, root='.') -> list[str]:
     "The project files your candidates import from (a top-level module's file, or its top package's folder): MLflow ships them with the model."
     out = []
     for c in spec or []:
-        if isinstance(c, str): continue
+        if isinstance(c, str):
+            continue
         top = (c['class'] if isinstance(c, dict) else c.class_path).split(':')[0].split('.')[0]
         o = module_origin(top)
         if o is not None and o.is_relative_to(Path(root).resolve()):
             p = o.parent if o.name == '__init__.py' else o
-            if str(p) not in out: out.append(str(p))
+            if str(p) not in out:
+                out.append(str(p))
     return out

@@ -26,10 +26,14 @@ __all__ = ['Interval', 'FILTER_MAX_CHARS', 'FILTER_GRAMMAR', 'Agg', 'EVENT_KINDS
 # %% ../nbs/00_config.ipynb #e83e0176
 def parse_interval(s: str) -> pd.Timedelta:
     "Parse a positive duration that divides one day evenly, e.g. '5min', '10min', '1h'."
-    try: td = pd.Timedelta(s)
-    except (ValueError, TypeError): raise ValueError(f"{s!r} is not a duration; use e.g. '5min', '10min', '1h'") from None
-    if td <= pd.Timedelta(0): raise ValueError(f"{s!r} must be positive, e.g. '5min'")
-    if pd.Timedelta('1D') % td != pd.Timedelta(0): raise ValueError(f"{s!r} must divide one day evenly, e.g. '5min', '10min', '30min', '1h'")
+    try:
+        td = pd.Timedelta(s)
+    except (ValueError, TypeError):
+        raise ValueError(f"{s!r} is not a duration; use e.g. '5min', '10min', '1h'") from None
+    if td <= pd.Timedelta(0):
+        raise ValueError(f"{s!r} must be positive, e.g. '5min'")
+    if pd.Timedelta('1D') % td != pd.Timedelta(0):
+        raise ValueError(f"{s!r} must divide one day evenly, e.g. '5min', '10min', '30min', '1h'")
     return td
 
 # %% ../nbs/00_config.ipynb #cfg_interval
@@ -37,31 +41,37 @@ def _checked_interval(s: str) -> str:
     parse_interval(s)
     return s
 
-Interval = Annotated[str, AfterValidator(_checked_interval)]   # a duration string in params.yaml, checked on load
+
+Interval = Annotated[str, AfterValidator(_checked_interval)]  # a duration string in params.yaml, checked on load
 
 # %% ../nbs/00_config.ipynb #8da77c2f
 class _Section(BaseModel):
     model_config = ConfigDict(extra='forbid', frozen=True)
 
+
 class LevelShift(_Section):
     "A drift scenario for the sample: from `day` on, the latency of the first `services` live services is multiplied by `factor`."
-    day: int = Field(ge=1)                   # days after sample.start
-    factor: float = Field(gt=0)              # 1.8 = 80% slower for good
+
+    day: int = Field(ge=1)  # days after sample.start
+    factor: float = Field(gt=0)  # 1.8 = 80% slower for good
     services: int = Field(4, ge=1)
+
 
 class SampleParams(_Section):
     "The embedded, seeded sample fleet (stage `sample`)."
+
     seed: int = 7
     start: date = date(2026, 8, 10)
     days: int = Field(80, ge=1, le=3650)
     n_services: int = Field(20, ge=1, le=200)
-    shift: LevelShift | None = None          # null: no drift scenario
+    shift: LevelShift | None = None  # null: no drift scenario
     out_dir: str = 'data/sample'
-    enabled: bool = True                     # false: the stage writes only a note (your own data needs no sample)
+    enabled: bool = True  # false: the stage writes only a note (your own data needs no sample)
 
 # %% ../nbs/00_config.ipynb #6dddc256
 class SourceSpec(_Section):
     "One raw log file read by ingest."
+
     name: str = Field(pattern=r'^[A-Za-z0-9_-]+$')
     path: str
     format: Literal['auto', 'csv', 'jsonl', 'parquet'] = 'auto'
@@ -72,70 +82,116 @@ class SourceSpec(_Section):
     @field_validator('timezone')
     @classmethod
     def _tz(cls, v):
-        try: ZoneInfo(v)
-        except (ZoneInfoNotFoundError, ValueError): raise ValueError(f"unknown IANA time zone {v!r}; use e.g. 'UTC', 'Europe/Berlin'") from None
+        try:
+            ZoneInfo(v)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown IANA time zone {v!r}; use e.g. 'UTC', 'Europe/Berlin'") from None
         return v
 
 # %% ../nbs/00_config.ipynb #8e5c78d6
 FILTER_MAX_CHARS = 500
-FILTER_GRAMMAR = ("allowed: column == != < <= > >= value, column in [values], column not in [values], joined by and / or / not "
-                  "and parentheses; values are numbers or quoted strings")
-_OPS = {ast.Eq: '==', ast.NotEq: '!=', ast.Lt: '<', ast.LtE: '<=', ast.Gt: '>', ast.GtE: '>=', ast.In: 'in', ast.NotIn: 'not in'}
-_KINDS = {ast.Call: 'a function call', ast.Attribute: 'attribute access', ast.Subscript: 'indexing', ast.BinOp: 'arithmetic',
-          ast.Lambda: 'a lambda', ast.NamedExpr: 'an assignment', ast.IfExp: 'an if-expression', ast.JoinedStr: 'an f-string',
-          ast.Starred: 'unpacking', ast.Dict: 'a dict', ast.Set: 'a set'}
+FILTER_GRAMMAR = (
+    "allowed: column == != < <= > >= value, column in [values], column not in [values], joined by and / or / not "
+    "and parentheses; values are numbers or quoted strings"
+)
+_OPS = {
+    ast.Eq: '==',
+    ast.NotEq: '!=',
+    ast.Lt: '<',
+    ast.LtE: '<=',
+    ast.Gt: '>',
+    ast.GtE: '>=',
+    ast.In: 'in',
+    ast.NotIn: 'not in',
+}
+_KINDS = {
+    ast.Call: 'a function call',
+    ast.Attribute: 'attribute access',
+    ast.Subscript: 'indexing',
+    ast.BinOp: 'arithmetic',
+    ast.Lambda: 'a lambda',
+    ast.NamedExpr: 'an assignment',
+    ast.IfExp: 'an if-expression',
+    ast.JoinedStr: 'an f-string',
+    ast.Starred: 'unpacking',
+    ast.Dict: 'a dict',
+    ast.Set: 'a set',
+}
+
 
 class FilterError(ValueError):
     "A monitor filter outside the grammar; `.detail` is the message without the filter itself."
+
     def __init__(self, text, pos: int | None, what: str):
-        at = f" at position {pos} ({text[pos - 1:pos + 19]!r})" if pos else ''
+        at = f" at position {pos} ({text[pos - 1 : pos + 19]!r})" if pos else ''
         self.detail = f"not allowed{at}: {what}; {FILTER_GRAMMAR}"
         super().__init__(f"filter {clip(text)}: {self.detail}")
 
 # %% ../nbs/00_config.ipynb #b60645a4
 def _pos(text: str, n: ast.AST, shift: int) -> int:
-    return len(text.strip().encode()[:n.col_offset].decode('utf-8', 'ignore')) + shift + 1
+    return len(text.strip().encode()[: n.col_offset].decode('utf-8', 'ignore')) + shift + 1
+
 
 def _literal(n: ast.AST) -> bool:
     "A number or string constant, or a signed number (True, False and None are not values here)."
-    if isinstance(n, ast.UnaryOp) and isinstance(n.op, (ast.USub, ast.UAdd)): n, kinds = n.operand, (int, float)
-    else: kinds = (int, float, str)
+    if isinstance(n, ast.UnaryOp) and isinstance(n.op, (ast.USub, ast.UAdd)):
+        n, kinds = n.operand, (int, float)
+    else:
+        kinds = (int, float, str)
     return isinstance(n, ast.Constant) and type(n.value) in kinds
+
 
 def _check(n: ast.AST, text: str, shift: int):
     "Raise FilterError at the first node outside the grammar."
     bad = lambda node, what: FilterError(text, _pos(text, node, shift), what)
-    if isinstance(n, ast.BoolOp): [_check(v, text, shift) for v in n.values]
-    elif isinstance(n, ast.UnaryOp) and isinstance(n.op, ast.Not): _check(n.operand, text, shift)
+    if isinstance(n, ast.BoolOp):
+        [_check(v, text, shift) for v in n.values]
+    elif isinstance(n, ast.UnaryOp) and isinstance(n.op, ast.Not):
+        _check(n.operand, text, shift)
     elif isinstance(n, ast.Compare):
         sides = [n.left, *n.comparators]
         for op, a, b in zip(n.ops, sides, sides[1:]):
-            if type(op) not in _OPS: raise bad(a, f'operator {type(op).__name__.lower()!r}')
+            if type(op) not in _OPS:
+                raise bad(a, f'operator {type(op).__name__.lower()!r}')
             if isinstance(op, (ast.In, ast.NotIn)):
-                if not isinstance(a, ast.Name): raise bad(a, f"'{_OPS[type(op)]}' needs a column on its left")
+                if not isinstance(a, ast.Name):
+                    raise bad(a, f"'{_OPS[type(op)]}' needs a column on its left")
                 if not (isinstance(b, (ast.List, ast.Tuple)) and b.elts and all(map(_literal, b.elts))):
                     raise bad(b, f"'{_OPS[type(op)]}' needs a list of values on its right, e.g. [500, 503]")
                 continue
             for s in (a, b):
-                if not (isinstance(s, ast.Name) or _literal(s)): raise bad(s, _KINDS.get(type(s), f'a {type(s).__name__} expression'))
-            if not (isinstance(a, ast.Name) or isinstance(b, ast.Name)): raise bad(a, 'a comparison without a column')
-    elif isinstance(n, ast.Name): raise bad(n, f'a bare column {n.id!r} (compare it with a value, e.g. {n.id} == 1)')
-    elif _literal(n): raise bad(n, 'a value on its own (a filter compares a column with a value)')
-    else: raise bad(n, _KINDS.get(type(n), f'a {type(n).__name__} expression'))
+                if not (isinstance(s, ast.Name) or _literal(s)):
+                    raise bad(s, _KINDS.get(type(s), f'a {type(s).__name__} expression'))
+            if not (isinstance(a, ast.Name) or isinstance(b, ast.Name)):
+                raise bad(a, 'a comparison without a column')
+    elif isinstance(n, ast.Name):
+        raise bad(n, f'a bare column {n.id!r} (compare it with a value, e.g. {n.id} == 1)')
+    elif _literal(n):
+        raise bad(n, 'a value on its own (a filter compares a column with a value)')
+    else:
+        raise bad(n, _KINDS.get(type(n), f'a {type(n).__name__} expression'))
 
 # %% ../nbs/00_config.ipynb #630af44b
 def parse_filter(text: str) -> ast.Expression:
     "The checked syntax tree of a monitor filter; FilterError names the filter, the position and what is allowed."
-    if not isinstance(text, str) or not text.strip(): raise FilterError(str(text), None, 'an empty filter (leave `filter` out to count every row)')
-    if len(text) > FILTER_MAX_CHARS: raise FilterError(text, None, f'{len(text):,} characters, at most {FILTER_MAX_CHARS}')
-    if m := re.search(r'[\x00-\x1f\x7f]', text): raise FilterError(text, m.start() + 1, 'a line break or control character')
+    if not isinstance(text, str) or not text.strip():
+        raise FilterError(str(text), None, 'an empty filter (leave `filter` out to count every row)')
+    if len(text) > FILTER_MAX_CHARS:
+        raise FilterError(text, None, f'{len(text):,} characters, at most {FILTER_MAX_CHARS}')
+    if m := re.search(r'[\x00-\x1f\x7f]', text):
+        raise FilterError(text, m.start() + 1, 'a line break or control character')
     shift = len(text) - len(text.lstrip())
-    try: tree = ast.parse(text.strip(), mode='eval')
+    try:
+        tree = ast.parse(text.strip(), mode='eval')
     except SyntaxError as e:
-        raise FilterError(text, min(e.offset or len(text.strip()), len(text.strip())) + shift, f'not a valid expression ({e.msg})') from None
-    except (RecursionError, MemoryError): raise FilterError(text, None, 'nested too deeply') from None
+        raise FilterError(
+            text, min(e.offset or len(text.strip()), len(text.strip())) + shift, f'not a valid expression ({e.msg})'
+        ) from None
+    except (RecursionError, MemoryError):
+        raise FilterError(text, None, 'nested too deeply') from None
     _check(tree.body, text, shift)
     return tree
+
 
 def filter_columns(text: str | None) -> set[str]:
     "Column names a monitor filter reads, e.g. {'status', 'region'} for `status >= 500 and region == 'eu'`."
@@ -144,8 +200,10 @@ def filter_columns(text: str | None) -> set[str]:
 # %% ../nbs/00_config.ipynb #9c2bf7d8
 Agg = Literal['count', 'sum', 'mean', 'min', 'max', 'p50', 'p90', 'p95', 'p99']
 
+
 class MonitorSpec(_Section):
     "A user-authored monitor definition."
+
     name: str = Field(pattern=r'^[A-Za-z0-9_-]+$')
     source: str
     agg: Agg
@@ -161,26 +219,31 @@ class MonitorSpec(_Section):
     @classmethod
     def _filter(cls, v):
         if v is not None:
-            try: parse_filter(v)
-            except FilterError as e: raise ValueError(e.detail) from None
+            try:
+                parse_filter(v)
+            except FilterError as e:
+                raise ValueError(e.detail) from None
         return v
 
     @model_validator(mode='after')
     def _value_needed(self):
-        if self.agg != 'count' and not self.value: raise ValueError(f"agg {self.agg!r} needs a `value` column (only 'count' works without one)")
-        if self.groups is not None and not self.group_by: raise ValueError("`groups` needs `group_by`")
+        if self.agg != 'count' and not self.value:
+            raise ValueError(f"agg {self.agg!r} needs a `value` column (only 'count' works without one)")
+        if self.groups is not None and not self.group_by:
+            raise ValueError("`groups` needs `group_by`")
         return self
 
 # %% ../nbs/00_config.ipynb #cfg_mf
 class MetricFilesSpec(SourceSpec):
     "One monitor per file: a folder or glob of exported `timestamp,value` files under `ingest.raw_dir`."
-    path: str                                   # a folder (its .csv/.jsonl/.parquet files) or a glob such as 'metrics/*.csv'
+
+    path: str  # a folder (its .csv/.jsonl/.parquet files) or a glob such as 'metrics/*.csv'
     ts_column: str = 'timestamp'
     value_column: str = 'value'
-    agg: Agg = 'mean'                           # how the points that share an interval are combined
+    agg: Agg = 'mean'  # how the points that share an interval are combined
     interval: Interval = '5min'
     owner: str = 'unassigned'
-    prefix: str = Field('', pattern=r'^[A-Za-z0-9_.-]*$')   # monitor id = prefix + the file's stem
+    prefix: str = Field('', pattern=r'^[A-Za-z0-9_.-]*$')  # monitor id = prefix + the file's stem
 
     @field_validator('path')
     @classmethod
@@ -193,28 +256,37 @@ class MetricFilesSpec(SourceSpec):
 # %% ../nbs/00_config.ipynb #1a219b14
 class IngestParams(_Section):
     "Raw files -> 5-minute signals (stage `ingest`)."
+
     raw_dir: str = 'data/sample'
     out_dir: str = 'data/signals'
     pii_columns: list[str] = ['user_id', 'client_ip', 'email']
     sources: list[SourceSpec] = []
     monitors: list[MonitorSpec] = []
-    metric_files: list[MetricFilesSpec] = []    # one monitor per exported file
+    metric_files: list[MetricFilesSpec] = []  # one monitor per exported file
 
     @model_validator(mode='after')
     def _cross(self):
         for kind, items in (('source', self.sources + self.metric_files), ('monitor', self.monitors)):
             names = [i.name for i in items]
-            if dups := sorted({n for n in names if names.count(n) > 1}): raise ValueError(f"duplicate {kind} names: {dups}")
+            if dups := sorted({n for n in names if names.count(n) > 1}):
+                raise ValueError(f"duplicate {kind} names: {dups}")
         if not self.monitors and not self.metric_files:
-            raise ValueError("no monitors: declare ingest.monitors (with ingest.sources), or ingest.metric_files (one monitor per exported file)")
+            raise ValueError(
+                "no monitors: declare ingest.monitors (with ingest.sources), or ingest.metric_files (one monitor per exported file)"
+            )
         srcs = {s.name for s in self.sources}
         for m in self.monitors:
-            if m.source not in srcs: raise ValueError(f"monitor {m.name!r} reads source {m.source!r}, which is not declared; declared: {sorted(srcs)}")
-            if used := _pii_used(m, self.pii_columns): raise ValueError(f"monitor {m.name!r} uses PII column(s) {used}: PII must not leave ingest")
+            if m.source not in srcs:
+                raise ValueError(
+                    f"monitor {m.name!r} reads source {m.source!r}, which is not declared; declared: {sorted(srcs)}"
+                )
+            if used := _pii_used(m, self.pii_columns):
+                raise ValueError(f"monitor {m.name!r} uses PII column(s) {used}: PII must not leave ingest")
         for f in self.metric_files:
             if used := sorted(set(self.pii_columns) & {f.value_column}):
                 raise ValueError(f"metric_files {f.name!r} reads PII column(s) {used}: PII must not leave ingest")
         return self
+
 
 def _pii_used(m: MonitorSpec, pii: list[str]) -> list[str]:
     "PII columns a monitor reads, filters on or groups by."
@@ -223,12 +295,15 @@ def _pii_used(m: MonitorSpec, pii: list[str]) -> list[str]:
 # %% ../nbs/00_config.ipynb #21d5ff09
 class ValidateParams(_Section):
     "Signal schema + quality report (stage `validate`)."
+
     max_gap_share: float = Field(0.2, ge=0, le=1)
     max_sparsity: float = Field(0.9, ge=0, le=1)
     flatline_hours: float = Field(6.0, gt=0)
 
+
 class WindowsParams(_Section):
     "Per-monitor training windows (stage `windows`)."
+
     as_of: Optional[date] = None
     days: int = Field(60, ge=1)
     min_days: int = Field(14, ge=1)
@@ -237,23 +312,33 @@ class WindowsParams(_Section):
 
     @model_validator(mode='after')
     def _min_le_days(self):
-        if self.min_days > self.days: raise ValueError(f"min_days ({self.min_days}) must be <= days ({self.days})")
+        if self.min_days > self.days:
+            raise ValueError(f"min_days ({self.min_days}) must be <= days ({self.days})")
         return self
 
 # %% ../nbs/00_config.ipynb #bfba1e27
 EVENT_KINDS = ('maintenance', 'holiday', 'deploy')
-BUILTIN_CANDIDATES = ('profile/week', 'profile/day', 'lag_regression', 'holt_winters/1h')   # mlops_kit.automl.candidates(), cheapest first
-CLASS_PATH = re.compile(r'^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*$')                    # package.module:Class, identifiers only
+BUILTIN_CANDIDATES = (
+    'profile/week',
+    'profile/day',
+    'lag_regression',
+    'holt_winters/1h',
+)  # mlops_kit.automl.candidates(), cheapest first
+CLASS_PATH = re.compile(r'^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*$')  # package.module:Class, identifiers only
+
 
 class EventSpec(_Section):
     "One known event declared in params: `service` ('*' = every monitor), kind, start, end (a deploy needs none)."
+
     service: str = Field(min_length=1, max_length=200)
     kind: Literal['maintenance', 'holiday', 'deploy']
     start: str
     end: Optional[str] = None
 
+
 class CandidateSpec(_Section):
     "Your own forecaster as an AutoML candidate: a name, `class: package.module:Class` (a mlops_kit.models.Forecaster), its keyword params."
+
     model_config = ConfigDict(extra='forbid', frozen=True, populate_by_name=True)
     name: str = Field(pattern=r'^[A-Za-z0-9_][A-Za-z0-9_./-]{0,59}$')
     class_path: str = Field(alias='class')
@@ -262,149 +347,197 @@ class CandidateSpec(_Section):
     @field_validator('class_path')
     @classmethod
     def _path(cls, v):
-        if not CLASS_PATH.match(v): raise ValueError(f"{v!r} is not 'package.module:Class' (dotted identifiers, then ':' and the class name)")
+        if not CLASS_PATH.match(v):
+            raise ValueError(f"{v!r} is not 'package.module:Class' (dotted identifiers, then ':' and the class name)")
         return v
 
 # %% ../nbs/00_config.ipynb #cfg_train
 class TrainParams(_Section):
     "AutoML for every monitor -> fleet bundle, tracked in MLflow (stage `train`)."
-    alert_budget: float = Field(2.0, gt=0)          # alerts/day a monitor may never exceed on normal data (the ceiling)
-    alert_target: float = Field(0.1, gt=0)          # alerts/day the policy search aims under on normal data
+
+    alert_budget: float = Field(2.0, gt=0)  # alerts/day a monitor may never exceed on normal data (the ceiling)
+    alert_target: float = Field(0.1, gt=0)  # alerts/day the policy search aims under on normal data
     direction: Literal['up', 'down', 'both'] = 'up'
-    budget_s: float = Field(2.0, gt=0)              # total AutoML seconds per monitor
-    trial_budget_s: float = Field(0.5, gt=0)        # seconds per candidate fit
+    budget_s: float = Field(2.0, gt=0)  # total AutoML seconds per monitor
+    trial_budget_s: float = Field(0.5, gt=0)  # seconds per candidate fit
     folds: int = Field(2, ge=1, le=10)
     search_days: float = Field(21.0, ge=3)
-    search_keep: Optional[int] = Field(2, ge=1)     # successive halving: candidates past the first fold; None = all
-    workers: int = Field(2, ge=0)                   # processes; 0 = all cores
-    plot_monitors: int = Field(24, ge=0)            # per-monitor plots, noisiest first
+    search_keep: Optional[int] = Field(2, ge=1)  # successive halving: candidates past the first fold; None = all
+    workers: int = Field(2, ge=0)  # processes; 0 = all cores
+    plot_monitors: int = Field(24, ge=0)  # per-monitor plots, noisiest first
     out_dir: str = 'models'
-    tracking_uri: Optional[str] = None              # None: $MLFLOW_TRACKING_URI, else sqlite:///<repo>/mlflow.db
+    tracking_uri: Optional[str] = None  # None: $MLFLOW_TRACKING_URI, else sqlite:///<repo>/mlflow.db
     experiment: str = Field('mlops_kit', min_length=1)
-    candidates: Optional[list[str | CandidateSpec]] = None   # forecaster families searched; None = the built-in ones
-    events: Optional[str] = None                    # calendar file (service, kind, start, end) inside ingest.raw_dir; None = none
-    calendar: list[EventSpec] = []                  # events declared here (added to the file's)
-    deploy_adapt: Interval = '1h'                        # right after a deploy, re-baseline after this long on one side (else 6h)
+    candidates: Optional[list[str | CandidateSpec]] = None  # forecaster families searched; None = the built-in ones
+    events: Optional[str] = None  # calendar file (service, kind, start, end) inside ingest.raw_dir; None = none
+    calendar: list[EventSpec] = []  # events declared here (added to the file's)
+    deploy_adapt: Interval = '1h'  # right after a deploy, re-baseline after this long on one side (else 6h)
 
     @field_validator('candidates')
     @classmethod
     def _cands(cls, v):
-        if v is None: return v
-        if not v: raise ValueError('an empty list searches nothing: list at least one candidate, or null for the built-in ones')
+        if v is None:
+            return v
+        if not v:
+            raise ValueError(
+                'an empty list searches nothing: list at least one candidate, or null for the built-in ones'
+            )
         names = [c if isinstance(c, str) else c.name for c in v]
         if bad := [n for n in v if isinstance(n, str) and n not in BUILTIN_CANDIDATES]:
-            raise ValueError(f"unknown built-in candidate(s) {bad}; built-in: {list(BUILTIN_CANDIDATES)}, or {{name, class: 'package.module:Class', params}}")
-        if dup := sorted({n for n in names if names.count(n) > 1} | {c.name for c in v if not isinstance(c, str) and c.name in BUILTIN_CANDIDATES}):
-            raise ValueError(f"candidate name(s) {dup} used twice (or a built-in name): each candidate needs its own name")
+            raise ValueError(
+                f"unknown built-in candidate(s) {bad}; built-in: {list(BUILTIN_CANDIDATES)}, or {{name, class: 'package.module:Class', params}}"
+            )
+        if dup := sorted(
+            {n for n in names if names.count(n) > 1}
+            | {c.name for c in v if not isinstance(c, str) and c.name in BUILTIN_CANDIDATES}
+        ):
+            raise ValueError(
+                f"candidate name(s) {dup} used twice (or a built-in name): each candidate needs its own name"
+            )
         return v
+
 
 class EvaluateParams(_Section):
     "Replay the holdout with the bundle vs the static baseline (stage `evaluate`)."
-    noisy_per_day: float = Field(4.0, gt=0)          # a monitor is noisy when the static baseline fires more than this
-    static_k: float = Field(3.0, gt=0)              # the baseline users run today: window mean + k·sigma
+
+    noisy_per_day: float = Field(4.0, gt=0)  # a monitor is noisy when the static baseline fires more than this
+    static_k: float = Field(3.0, gt=0)  # the baseline users run today: window mean + k·sigma
     refit: Interval = '1D'
-    labels: Optional[str] = 'data/sample/incidents.csv'   # incident labels (monitor_id, start, end), inside ingest.raw_dir; None = no labels
-    feedback: Optional[str] = 'feedback/feedback.csv'      # on-call feedback (`mlops-kit feedback`), versioned in git, a DVC dependency; None = none
+    labels: Optional[str] = (
+        'data/sample/incidents.csv'  # incident labels (monitor_id, start, end), inside ingest.raw_dir; None = no labels
+    )
+    feedback: Optional[str] = (
+        'feedback/feedback.csv'  # on-call feedback (`mlops-kit feedback`), versioned in git, a DVC dependency; None = none
+    )
     workers: int = Field(2, ge=0)
     plot_monitors: int = Field(24, ge=0)
 
 # %% ../nbs/00_config.ipynb #cfg_register
 class GateParams(_Section):
     "What a challenger must reach to become champion (see mlops_kit.register.gate)."
-    max_alerts_per_day_per_monitor: float = Field(2.0, gt=0)   # fleet alerts/day <= this x monitors
-    recall_tolerance: float = Field(0.05, ge=0, le=1)           # recall >= champion's (first version: static baseline's) - this
-    error_tolerance: float = Field(0.10, ge=0)                  # median MASE <= champion's x (1 + this)
-    max_mase: float = Field(1.0, gt=0)                          # first version: median MASE <= this x (1 + error_tolerance)
-    max_fallback_share: float = Field(0.2, ge=0, le=1)          # share of monitors on the seasonal-profile fallback
-    min_feedback_precision: float = Field(0.5, ge=0, le=1)      # with on-call feedback: holdout alerts answered 'incident' / all answered
+
+    max_alerts_per_day_per_monitor: float = Field(2.0, gt=0)  # fleet alerts/day <= this x monitors
+    recall_tolerance: float = Field(0.05, ge=0, le=1)  # recall >= champion's (first version: static baseline's) - this
+    error_tolerance: float = Field(0.10, ge=0)  # median MASE <= champion's x (1 + this)
+    max_mase: float = Field(1.0, gt=0)  # first version: median MASE <= this x (1 + error_tolerance)
+    max_fallback_share: float = Field(0.2, ge=0, le=1)  # share of monitors on the seasonal-profile fallback
+    min_feedback_precision: float = Field(
+        0.5, ge=0, le=1
+    )  # with on-call feedback: holdout alerts answered 'incident' / all answered
+
 
 class RegisterParams(_Section):
     "Registry, gate and audit (stage `register`)."
+
     model_name: str = Field('mlops_kit_fleet', pattern=r'^[A-Za-z0-9_.-]+$')
-    region: str = 'eu-west'                                      # the registry's region; sources restricted to another region are refused
-    audit_log: str = 'audit/audit.jsonl'                         # relative to the repository root; append-only, hash-chained
+    region: str = 'eu-west'  # the registry's region; sources restricted to another region are refused
+    audit_log: str = 'audit/audit.jsonl'  # relative to the repository root; append-only, hash-chained
     gate: GateParams = GateParams()
 
 # %% ../nbs/00_config.ipynb #cfg_serve
 class ServeParams(_Section):
     "Serving the champion and its SLO load test (`mlops-kit bench serve`)."
-    rates: list[float] = Field([50.0, 100.0, 200.0], min_length=1)   # requests/s, each run for duration_s
+
+    rates: list[float] = Field([50.0, 100.0, 200.0], min_length=1)  # requests/s, each run for duration_s
     duration_s: float = Field(10.0, gt=0, le=600)
-    points: int = Field(12, ge=1, le=10_000)                       # rows per request (one monitor's last hour at 5 min)
-    workers: int = Field(1, ge=1, le=32)                           # uvicorn workers of `mlflow models serve`
-    request_format: Literal['inputs', 'dataframe_split', 'dataframe_records'] = 'inputs'   # the JSON format the load test sends (MLflow serves all three)
+    points: int = Field(12, ge=1, le=10_000)  # rows per request (one monitor's last hour at 5 min)
+    workers: int = Field(1, ge=1, le=32)  # uvicorn workers of `mlflow models serve`
+    request_format: Literal['inputs', 'dataframe_split', 'dataframe_records'] = (
+        'inputs'  # the JSON format the load test sends (MLflow serves all three)
+    )
     slo_p99_ms: float = Field(20.0, gt=0)
     slo_max_error_rate: float = Field(0.001, ge=0, le=1)
-    max_rows: int = Field(100_000, ge=1)                           # a request with more rows is refused (HTTP 400)
-    max_span_days: float = Field(31.0, gt=0)                       # ... and one whose rows of one monitor span more days (the scoring grid covers the span)
+    max_rows: int = Field(100_000, ge=1)  # a request with more rows is refused (HTTP 400)
+    max_span_days: float = Field(
+        31.0, gt=0
+    )  # ... and one whose rows of one monitor span more days (the scoring grid covers the span)
 
     @field_validator('rates')
     @classmethod
     def _rates(cls, v):
-        if any(r <= 0 for r in v): raise ValueError(f"rates must be positive requests/s, got {v}")
+        if any(r <= 0 for r in v):
+            raise ValueError(f"rates must be positive requests/s, got {v}")
         return v
 
 # %% ../nbs/00_config.ipynb #cfg_mon
 DRIFT_KINDS = ('values', 'residuals', 'error', 'alerts')
 
+
 class MonitorParams(_Section):
     "Drift monitoring (stage `monitor`) and the retrain trigger (`mlops-kit retrain`)."
-    ref_days: int = Field(7, ge=1)                  # reference: the window's last days (values; backtest residuals, error, alerts)
-    min_new_days: float = Field(1.0, gt=0)          # less new data than this: no verdict for the monitor
-    ks_alpha: float = Field(0.01, gt=0, lt=1)       # a distribution test flags when KS p < ks_alpha ...
-    psi_threshold: float = Field(0.25, gt=0)        # ... and PSI > psi_threshold (0.1 moderate, 0.25 large shift)
-    min_resid_shift: float = Field(0.5, ge=0)       # residuals also need their median to move by more than this x their noise (robust scale)
-    max_error_ratio: float = Field(1.5, gt=1)       # error decay: new MAE / backtest MAE above this flags
-    max_alert_ratio: float = Field(2.0, gt=1)       # alert-rate drift: new alerts/day > this x backtest's and > train.alert_budget, ...
+
+    ref_days: int = Field(7, ge=1)  # reference: the window's last days (values; backtest residuals, error, alerts)
+    min_new_days: float = Field(1.0, gt=0)  # less new data than this: no verdict for the monitor
+    ks_alpha: float = Field(0.01, gt=0, lt=1)  # a distribution test flags when KS p < ks_alpha ...
+    psi_threshold: float = Field(0.25, gt=0)  # ... and PSI > psi_threshold (0.1 moderate, 0.25 large shift)
+    min_resid_shift: float = Field(
+        0.5, ge=0
+    )  # residuals also need their median to move by more than this x their noise (robust scale)
+    max_error_ratio: float = Field(1.5, gt=1)  # error decay: new MAE / backtest MAE above this flags
+    max_alert_ratio: float = Field(
+        2.0, gt=1
+    )  # alert-rate drift: new alerts/day > this x backtest's and > train.alert_budget, ...
     max_alert_share: float = Field(0.05, gt=0, le=1)  # ... or share of time in alert > this x backtest's and > this
     trigger_on: list[str] = Field(['values', 'residuals', 'error', 'alerts'], min_length=1)
-    retrain_share: float = Field(0.2, gt=0, le=1)   # retrain when at least this share of monitors drifted
+    retrain_share: float = Field(0.2, gt=0, le=1)  # retrain when at least this share of monitors drifted
     workers: int = Field(1, ge=0)
-    plot_monitors: int = Field(6, ge=0)             # value/expected plots for this many monitors, most drifted first
+    plot_monitors: int = Field(6, ge=0)  # value/expected plots for this many monitors, most drifted first
 
     @field_validator('trigger_on')
     @classmethod
     def _kinds(cls, v):
-        if bad := [k for k in v if k not in DRIFT_KINDS]: raise ValueError(f"unknown drift kind(s) {bad}; allowed: {list(DRIFT_KINDS)}")
+        if bad := [k for k in v if k not in DRIFT_KINDS]:
+            raise ValueError(f"unknown drift kind(s) {bad}; allowed: {list(DRIFT_KINDS)}")
         return v
 
 # %% ../nbs/00_config.ipynb #cfg_report
 class ReportParams(_Section):
     "Pipeline telemetry and the `mlops-kit report` dashboard."
-    cpu_hour_price: float = Field(0.05, ge=0, le=100)            # USD per CPU-hour, for each stage's cost estimate
-    telemetry_log: str = 'logs/telemetry.jsonl'                  # append-only JSONL, relative to the repository root
-    out_dir: str = 'reports/dashboard'                           # index.html: one self-contained file
-    runs: int = Field(20, ge=1, le=1000)                         # the dashboard shows this many latest pipeline runs
+
+    cpu_hour_price: float = Field(0.05, ge=0, le=100)  # USD per CPU-hour, for each stage's cost estimate
+    telemetry_log: str = 'logs/telemetry.jsonl'  # append-only JSONL, relative to the repository root
+    out_dir: str = 'reports/dashboard'  # index.html: one self-contained file
+    runs: int = Field(20, ge=1, le=1000)  # the dashboard shows this many latest pipeline runs
 
     @field_validator('telemetry_log', 'out_dir')
     @classmethod
     def _relative(cls, v):
-        if not v.strip(): raise ValueError("must be a non-empty path, e.g. 'logs/telemetry.jsonl'")
+        if not v.strip():
+            raise ValueError("must be a non-empty path, e.g. 'logs/telemetry.jsonl'")
         return v
 
 # %% ../nbs/00_config.ipynb #cfg_engine
 SCHEDULER_RE = re.compile(r'^(?:(?:tcp|tls|ucx|ws|wss)://[^\s/]+:\d+|inproc://\S+|[^\s/:]+:\d+)/?$')
 
+
 def check_scheduler(v: str, what: str | None = 'engine.scheduler') -> str:
     "A Dask scheduler address `[tcp|tls|ucx|ws|wss://]host:port` (or `inproc://...`), stripped; else ValueError naming `what` and the value."
     if not isinstance(v, str) or not SCHEDULER_RE.match(v.strip()):
-        raise ValueError((f"{what} = {v!r}: " if what else '') + "not a Dask scheduler address; use e.g. 'tcp://10.0.0.5:8786' or 'scheduler-host:8786' (null = local processes)")
+        raise ValueError(
+            (f"{what} = {v!r}: " if what else '')
+            + "not a Dask scheduler address; use e.g. 'tcp://10.0.0.5:8786' or 'scheduler-host:8786' (null = local processes)"
+        )
     return v.strip()
+
 
 class EngineParams(_Section):
     "Where per-monitor work runs: local processes (default) or a Dask distributed cluster."
-    scheduler: Optional[str] = None                 # null: local processes; else a Dask scheduler address, e.g. tcp://10.0.0.5:8786
+
+    scheduler: Optional[str] = None  # null: local processes; else a Dask scheduler address, e.g. tcp://10.0.0.5:8786
 
     @field_validator('scheduler')
     @classmethod
-    def _scheduler(cls, v): return None if v is None else check_scheduler(v, None)
+    def _scheduler(cls, v):
+        return None if v is None else check_scheduler(v, None)
 
 # %% ../nbs/00_config.ipynb #834cd038
 # Sections are named like their stages (stage = section = module); `validate` and `register` shadow pydantic's deprecated `BaseModel` methods, harmlessly.
 warnings.filterwarnings('ignore', message='Field name "(validate|register)" in "Params" shadows', category=UserWarning)
 
+
 class Params(_Section):
     "The whole params.yaml: one section per pipeline stage."
+
     sample: SampleParams = SampleParams()
     ingest: IngestParams
     validate: ValidateParams = ValidateParams()
@@ -422,20 +555,30 @@ class Params(_Section):
         "Own data does not inherit the sample: ingest reads no sample that is not generated; labels live with the raw files."
         s, raw, lab = self.sample, self.ingest.raw_dir, self.evaluate.labels
         if not s.enabled and _inside(raw, s.out_dir):
-            raise ValueError(f"ingest.raw_dir = {raw!r} is the sample's folder, but sample.enabled is false: point it at your own files")
+            raise ValueError(
+                f"ingest.raw_dir = {raw!r} is the sample's folder, but sample.enabled is false: point it at your own files"
+            )
         if lab and not _inside(lab, raw):
-            raise ValueError(f"evaluate.labels = {lab!r} is not inside ingest.raw_dir = {raw!r}: keep the labels file with your raw files "
-                             "(evaluate, register and monitor depend on that folder, so editing the labels re-runs them), or set it to null")
+            raise ValueError(
+                f"evaluate.labels = {lab!r} is not inside ingest.raw_dir = {raw!r}: keep the labels file with your raw files "
+                "(evaluate, register and monitor depend on that folder, so editing the labels re-runs them), or set it to null"
+            )
         if (ev := self.train.events) and not s.enabled and _inside(ev, s.out_dir):
-            raise ValueError(f"train.events = {ev!r} is the sample's calendar, but sample.enabled is false: point it at your own calendar file "
-                             "(inside ingest.raw_dir, so editing it re-runs train), or set it to null")
+            raise ValueError(
+                f"train.events = {ev!r} is the sample's calendar, but sample.enabled is false: point it at your own calendar file "
+                "(inside ingest.raw_dir, so editing it re-runs train), or set it to null"
+            )
         if (fb := self.evaluate.feedback) and _inside(fb, s.out_dir):
-            raise ValueError(f"evaluate.feedback = {fb!r} is inside sample.out_dir = {s.out_dir!r}, which the sample stage rewrites: keep it elsewhere")
+            raise ValueError(
+                f"evaluate.feedback = {fb!r} is inside sample.out_dir = {s.out_dir!r}, which the sample stage rewrites: keep it elsewhere"
+            )
         return self
+
 
 def _inside(path: str, folder: str) -> bool:
     "Whether `path` is `folder` or lies under it (both relative to the project root)."
     return PurePath(os.path.normpath(path)).is_relative_to(os.path.normpath(folder))
+
 
 class ParamsError(ValueError):
     "params.yaml is missing, unreadable or invalid; the message names every bad key."
@@ -446,63 +589,97 @@ def _key(loc: tuple, raw: dict) -> str:
     out, node = '', raw
     for part in loc:
         if isinstance(part, int):
-            name = node[part].get('name') if isinstance(node, list) and part < len(node) and isinstance(node[part], dict) else None
+            name = (
+                node[part].get('name')
+                if isinstance(node, list) and part < len(node) and isinstance(node[part], dict)
+                else None
+            )
             out += f'[{part}]' + (f' ({name})' if name else '')
-        else: out += ('.' if out else '') + str(part)
-        try: node = node[part]
-        except (KeyError, IndexError, TypeError): node = None
+        else:
+            out += ('.' if out else '') + str(part)
+        try:
+            node = node[part]
+        except (KeyError, IndexError, TypeError):
+            node = None
     return out
 
 # %% ../nbs/00_config.ipynb #5455ebc4
 def _allowed(model: type[BaseModel], loc: tuple) -> list[str]:
     "Keys allowed at `loc`'s parent, walking the model tree."
     for part in loc[:-1]:
-        if isinstance(part, int): continue
+        if isinstance(part, int):
+            continue
         ann = model.model_fields[part].annotation
-        model = next((a for a in getattr(ann, '__args__', ()) + (ann,) if isinstance(a, type) and issubclass(a, BaseModel)), None)
-        if model is None: return []
+        model = next(
+            (a for a in getattr(ann, '__args__', ()) + (ann,) if isinstance(a, type) and issubclass(a, BaseModel)), None
+        )
+        if model is None:
+            return []
     return list(model.model_fields)
+
 
 def _describe(e: dict, raw: dict) -> str:
     "One line per pydantic error: key = value: problem."
     key = _key(e['loc'], raw)[:200]
-    if e['type'] == 'extra_forbidden': return f"{key} = {clip(e['input'])}: unknown key; allowed here: {', '.join(_allowed(Params, e['loc']))}"
-    if e['type'] == 'missing': return f"{key}: required key is missing"
+    if e['type'] == 'extra_forbidden':
+        return f"{key} = {clip(e['input'])}: unknown key; allowed here: {', '.join(_allowed(Params, e['loc']))}"
+    if e['type'] == 'missing':
+        return f"{key}: required key is missing"
     msg = e['msg'].removeprefix('Value error, ')[:1000]
-    if isinstance(e['input'], dict): return f"{key}: {msg}" if key else msg   # a cross-field check: the value is the whole section (or file)
+    if isinstance(e['input'], dict):
+        return f"{key}: {msg}" if key else msg  # a cross-field check: the value is the whole section (or file)
     return f"{key} = {clip(e['input'])}: {msg}"
 
 # %% ../nbs/00_config.ipynb #e1ff55fd
 MAX_PARAMS_BYTES = 256 * 1024
 
+
 class _NoAliasLoader(yaml.SafeLoader):
     "PyYAML's safe loader, refusing anchors and aliases before anything is expanded."
+
     def compose_node(self, parent, index):
         ev = self.peek_event()
         if isinstance(ev, yaml.AliasEvent) or getattr(ev, 'anchor', None):
-            raise yaml.composer.ComposerError(None, None, "YAML anchors and aliases (&name / *name) are not allowed in params.yaml; write the values out", ev.start_mark)
+            raise yaml.composer.ComposerError(
+                None,
+                None,
+                "YAML anchors and aliases (&name / *name) are not allowed in params.yaml; write the values out",
+                ev.start_mark,
+            )
         return super().compose_node(parent, index)
+
 
 def load_params(path='params.yaml') -> Params:
     "Read and validate params.yaml; raise ParamsError naming each bad key, its value and what is allowed."
     path = Path(path)
-    if not path.exists(): raise ParamsError(f"{path}: not found (run from the project root or pass --params)")
-    if not path.is_file(): raise ParamsError(f"{path}: not a regular file")
-    if (size := path.stat().st_size) > MAX_PARAMS_BYTES: raise ParamsError(f"{path}: {size:,} bytes; params.yaml may be at most {MAX_PARAMS_BYTES:,}")
-    try: raw = yaml.load(path.read_text(), Loader=_NoAliasLoader) or {}
-    except yaml.YAMLError as e: raise ParamsError(f"{path}: not valid YAML: {str(e)[:1000]}") from None
-    except RecursionError: raise ParamsError(f"{path}: not valid YAML: nested too deeply") from None
-    if not isinstance(raw, dict): raise ParamsError(f"{path}: must be a mapping of sections, got {type(raw).__name__}")
-    try: return Params.model_validate(raw)
+    if not path.exists():
+        raise ParamsError(f"{path}: not found (run from the project root or pass --params)")
+    if not path.is_file():
+        raise ParamsError(f"{path}: not a regular file")
+    if (size := path.stat().st_size) > MAX_PARAMS_BYTES:
+        raise ParamsError(f"{path}: {size:,} bytes; params.yaml may be at most {MAX_PARAMS_BYTES:,}")
+    try:
+        raw = yaml.load(path.read_text(), Loader=_NoAliasLoader) or {}
+    except yaml.YAMLError as e:
+        raise ParamsError(f"{path}: not valid YAML: {str(e)[:1000]}") from None
+    except RecursionError:
+        raise ParamsError(f"{path}: not valid YAML: nested too deeply") from None
+    if not isinstance(raw, dict):
+        raise ParamsError(f"{path}: must be a mapping of sections, got {type(raw).__name__}")
+    try:
+        return Params.model_validate(raw)
     except ValidationError as ve:
         lines = [_describe(e, raw) for e in ve.errors()]
         more = f"\n  … and {len(lines) - 20} more" if len(lines) > 20 else ''
-        raise ParamsError(f"{path}: {len(lines)} invalid setting(s):\n  - " + '\n  - '.join(lines[:20]) + more) from None
+        raise ParamsError(
+            f"{path}: {len(lines)} invalid setting(s):\n  - " + '\n  - '.join(lines[:20]) + more
+        ) from None
 
 # %% ../nbs/00_config.ipynb #cfg_where
 def repo_root(root='.') -> Path:
     "The real repository root: $DVC_ROOT inside DVC stages (also in queued experiments), else `root`."
     return Path(os.environ.get('DVC_ROOT') or root).resolve()
+
 
 def tracking_uri(configured: str | None = None, root='.') -> str:
     "train.tracking_uri, else $MLFLOW_TRACKING_URI, else sqlite:///<repo root>/mlflow.db."

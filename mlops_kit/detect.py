@@ -20,14 +20,17 @@ __all__ = ['DIRECTIONS', 'MAX_MASKED', 'SCALE_FLOOR', 'MIN_ERRORS', 'MIN_ERROR_D
 # %% ../nbs/06_detect.ipynb #bb7dc424
 DIRECTIONS = ('up', 'down', 'both')
 
+
 def directed(z: np.ndarray, direction: str) -> np.ndarray:
     "The part of z that counts: positive excursions (up), negative (down) or both."
-    if direction not in DIRECTIONS: raise ValueError(f'direction must be one of {DIRECTIONS}, got {direction!r}')
+    if direction not in DIRECTIONS:
+        raise ValueError(f'direction must be one of {DIRECTIONS}, got {direction!r}')
     return np.maximum(z, 0) if direction == 'up' else np.maximum(-z, 0) if direction == 'down' else np.abs(z)
+
 
 def to_score(zd: np.ndarray, sensitivity: float) -> np.ndarray:
     "Directed z -> score in [0, 1]; 0.5 exactly at the band edge (zd == sensitivity)."
-    return zd ** 2 / (zd ** 2 + sensitivity ** 2)
+    return zd**2 / (zd**2 + sensitivity**2)
 
 # %% ../nbs/06_detect.ipynb #8ea6d8d3
 def robust_scale(r: np.ndarray) -> float:
@@ -35,64 +38,94 @@ def robust_scale(r: np.ndarray) -> float:
     r = r[np.isfinite(r)]
     return float(1.4826 * np.median(np.abs(r - np.median(r)))) if len(r) else float('nan')
 
+
 def _row_median(M: np.ndarray) -> np.ndarray:
     "np.nanmedian of each row of M, bit for bit; one partition (or sort, with NaN) for all rows instead of one call per row."
     k, n = (~np.isnan(M)).sum(1), M.shape[1]
     if (k == n).all():
-        P = np.partition(M, [(n - 1) // 2, n // 2], axis=1); return (P[:, (n - 1) // 2] + P[:, n // 2]) / 2
-    S, i = np.sort(M, axis=1), np.arange(len(M))                        # NaN sort last: a row's k values come first
+        P = np.partition(M, [(n - 1) // 2, n // 2], axis=1)
+        return (P[:, (n - 1) // 2] + P[:, n // 2]) / 2
+    S, i = np.sort(M, axis=1), np.arange(len(M))  # NaN sort last: a row's k values come first
     return np.where(k > 0, (S[i, np.maximum((k - 1) // 2, 0)] + S[i, k // 2]) / 2, np.nan)
+
 
 def hourly_scale(r: np.ndarray, hrs: np.ndarray) -> np.ndarray:
     "robust_scale(r[hrs == h]) for h = 0..23; vectorised when every hour has as many points (whole days), 2x faster."
     cnt = np.bincount(hrs, minlength=24)
-    if cnt.min() != cnt.max() or not cnt[0]: return np.array([robust_scale(r[hrs == h]) for h in range(24)])
-    M = r[np.argsort(hrs.astype(np.int8), kind='stable')].reshape(24, -1); M = np.where(np.isfinite(M), M, np.nan)
+    if cnt.min() != cnt.max() or not cnt[0]:
+        return np.array([robust_scale(r[hrs == h]) for h in range(24)])
+    M = r[np.argsort(hrs.astype(np.int8), kind='stable')].reshape(24, -1)
+    M = np.where(np.isfinite(M), M, np.nan)
     return 1.4826 * _row_median(np.abs(M - _row_median(M)[:, None]))
 
 # %% ../nbs/06_detect.ipynb #spread
 def spread(r: np.ndarray) -> tuple[float, float]:
     "(median, robust scale) of r, NaN ignored: 1.4826 x MAD; when more than half the values tie, the 90th percentile of |r - median| / 1.645; then the standard deviation."
     r = r[np.isfinite(r)]
-    if len(r) < 2: return (float(r[0]) if len(r) else 0.0), float('nan')
+    if len(r) < 2:
+        return (float(r[0]) if len(r) else 0.0), float('nan')
     med = float(np.median(r))
     d = np.abs(r - med)
     s = 1.4826 * float(np.median(d))
-    if s <= 0: s = float(np.quantile(d, 0.9)) / 1.645     # counts and step-like series: mostly ties
-    if s <= 0: s = float(np.std(r))
+    if s <= 0:
+        s = float(np.quantile(d, 0.9)) / 1.645  # counts and step-like series: mostly ties
+    if s <= 0:
+        s = float(np.std(r))
     return med, s
 
 # %% ../nbs/06_detect.ipynb #detector_cls
-MAX_MASKED = 0.1   # share of observed points the refit may leave out
-SCALE_FLOOR = 0.001   # the error scale is at least this share of the series' typical absolute value
+MAX_MASKED = 0.1  # share of observed points the refit may leave out
+SCALE_FLOOR = 0.001  # the error scale is at least this share of the series' typical absolute value
 
-def _count_z(y: np.ndarray, e: np.ndarray, n: int, prev: tuple | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+
+def _count_z(
+    y: np.ndarray, e: np.ndarray, n: int, prev: tuple | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     "Counter z-scores on trailing sums of n slots: (X - E) / sqrt(max(E, 1)); `prev` = (y, e) arrays just before y."
-    yy, ee = (pd.Series(np.r_[prev[0], y]), pd.Series(np.r_[prev[1], e])) if prev is not None else (pd.Series(y), pd.Series(e))
-    X = yy.fillna(0).rolling(n, min_periods=1).sum().to_numpy(float)[-len(y):]
-    E = ee.clip(lower=0).where(yy.notna(), 0).rolling(n, min_periods=1).sum().to_numpy(float)[-len(y):]   # only slots with data
+    yy, ee = (
+        (pd.Series(np.r_[prev[0], y]), pd.Series(np.r_[prev[1], e]))
+        if prev is not None
+        else (pd.Series(y), pd.Series(e))
+    )
+    X = yy.fillna(0).rolling(n, min_periods=1).sum().to_numpy(float)[-len(y) :]
+    E = (
+        ee.clip(lower=0).where(yy.notna(), 0).rolling(n, min_periods=1).sum().to_numpy(float)[-len(y) :]
+    )  # only slots with data
     s = np.sqrt(np.maximum(E, 1.0))
     x, ev = np.nan_to_num(y, nan=0.0), np.maximum(e, 0)
-    return (X - E) / s, s, (X - x) - (E - ev)          # shift: what the rest of the window already exceeds
+    return (X - E) / s, s, (X - x) - (E - ev)  # shift: what the rest of the window already exceeds
+
 
 def data_key(y: pd.Series) -> tuple:
     "What a fit saw, in four numbers: first and last epoch ns, length, CRC-32 of the values (stable across processes, unlike hash())."
     i = y.index.asi8
-    return (int(i[0]), int(i[-1]), len(i), zlib.crc32(np.ascontiguousarray(y.to_numpy(float)).tobytes())) if len(i) else (0, 0, 0, 0)
+    return (
+        (int(i[0]), int(i[-1]), len(i), zlib.crc32(np.ascontiguousarray(y.to_numpy(float)).tobytes()))
+        if len(i)
+        else (0, 0, 0, 0)
+    )
 
 # %% ../nbs/06_detect.ipynb #errors_pool
-MIN_ERRORS, MIN_ERROR_DAYS = 24, 1.0   # out-of-sample errors needed (count, and days they span) before they replace the inflated in-sample ones
+MIN_ERRORS, MIN_ERROR_DAYS = (
+    24,
+    1.0,
+)  # out-of-sample errors needed (count, and days they span) before they replace the inflated in-sample ones
+
 
 def enough_errors(errors: pd.Series | None) -> bool:
     "Are there enough out-of-sample errors (MIN_ERRORS values over MIN_ERROR_DAYS days) to measure the error band from them?"
-    if errors is None: return False
+    if errors is None:
+        return False
     ok = errors.notna().to_numpy()
     span = errors.index[ok][-1] - errors.index[ok][0] if ok.any() else pd.Timedelta(0)
-    return bool(ok.sum() >= MIN_ERRORS and span >= pd.Timedelta(days=MIN_ERROR_DAYS) * 0.99)   # (a day of 5-min errors spans a day - 5 min)
+    return bool(
+        ok.sum() >= MIN_ERRORS and span >= pd.Timedelta(days=MIN_ERROR_DAYS) * 0.99
+    )  # (a day of 5-min errors spans a day - 5 min)
 
 # %% ../nbs/06_detect.ipynb #error_band
 class ErrorBand:
     "The error half of a `Detector`: scale (per hour of day, or one), the threshold that adapts to the errors' tails, the natural floor."
+
     def threshold(self, sensitivity: float | None = None) -> float:
         "The band's half-width in robust scales: sensitivity x the spread of the errors, within [min_z, max_z] (sensitivity itself for counters)."
         k = self.sensitivity if sensitivity is None else sensitivity
@@ -100,12 +133,15 @@ class ErrorBand:
 
     def fit_band(self, y: pd.Series, e, errors: pd.Series | None = None):
         "Bias, scale, spread and floor from out-of-sample `errors` when there are enough, else from y's in-sample residuals x inflate."
-        v = y.to_numpy(float); r = v - np.asarray(e, float)
+        v = y.to_numpy(float)
+        r = v - np.asarray(e, float)
         self.bias_ = float(np.nanmedian(r)) if np.isfinite(r).any() else 0.0
         oos = enough_errors(errors)
         self.errors_from_ = 'out-of-sample' if oos else 'in-sample'
         pool = errors if oos else pd.Series(self.inflate * (r - self.bias_), index=y.index)
-        pv = pool.to_numpy(float); ok = np.isfinite(pv); pv, hrs = pv[ok], hours(pool.index)[ok]
+        pv = pool.to_numpy(float)
+        ok = np.isfinite(pv)
+        pv, hrs = pv[ok], hours(pool.index)[ok]
         c, g = spread(pv)
         low = max(SCALE_FLOOR * (float(np.nanmedian(np.abs(v))) if np.isfinite(v).any() else 1.0), 1e-9)
         g = max(g if np.isfinite(g) else 0.0, low)
@@ -113,12 +149,15 @@ class ErrorBand:
         self.scale_by_hour_ = np.maximum(np.nan_to_num(by, nan=g), low)
         z = (pv - c) / self.scale_by_hour_[hrs]
         self.spread_ = float(np.std(kept)) if len(kept := z[np.abs(z) <= self.max_z]) > 2 else 1.0
-        self.floor_value_ = 0.0 if np.isfinite(v).any() and np.nanmin(v) >= 0 else -np.inf   # a metric that never went below 0
-        self.offset_ = 0.0                                     # a level shift accepted since the fit (replay's re-baselining)
+        self.floor_value_ = (
+            0.0 if np.isfinite(v).any() and np.nanmin(v) >= 0 else -np.inf
+        )  # a metric that never went below 0
+        self.offset_ = 0.0  # a level shift accepted since the fit (replay's re-baselining)
 
     def z(self, ns: np.ndarray, v: np.ndarray, e: np.ndarray, prev=None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         "(z, scale, shift) on bare arrays (epoch ns, values, the forecaster's expected values; `prev` = (values, expected) just before): the band is expected - shift ± threshold·scale."
-        if self.scale == 'poisson': return _count_z(v, e, max(1, int(pd.Timedelta(self.count_window) / self.forecaster_.step_)), prev)
+        if self.scale == 'poisson':
+            return _count_z(v, e, max(1, int(pd.Timedelta(self.count_window) / self.forecaster_.step_)), prev)
         s = self.scale_by_hour_[hours(ns)]
         return (v - e - self.bias_ - self.offset_) / s, s, np.zeros(len(v))
 
@@ -128,22 +167,51 @@ class ErrorBand:
         k, lo = self.threshold(), self.floor_value_
         mid = e + (0.0 if self.scale == 'poisson' else self.bias_ + self.offset_)
         zd = directed(z, self.direction)
-        return {'expected': np.maximum(mid, lo), 'lower': np.maximum(mid - shift - k * s, lo), 'upper': mid - shift + k * s,
-                'score': np.where(np.isnan(v), np.nan, to_score(zd, k)), 'unusual': np.nan_to_num(zd) > k}
+        return {
+            'expected': np.maximum(mid, lo),
+            'lower': np.maximum(mid - shift - k * s, lo),
+            'upper': mid - shift + k * s,
+            'score': np.where(np.isnan(v), np.nan, to_score(zd, k)),
+            'unusual': np.nan_to_num(zd) > k,
+        }
 
 # %% ../nbs/06_detect.ipynb #detector
 class Detector(ErrorBand, BaseEstimator):
     "Forecast-based scoring: expected value, a band from the spread of the monitor's prediction errors, score in [0, 1]."
-    def __init__(self, forecaster=None, sensitivity: float = 5.0, direction: str = 'both', min_z: float = 4.0, max_z: float = 15.0,
-                 seasonal_scale: bool = False, scale: str = 'robust', mask_flagged: bool = True, count_window: str = '30min',
-                 inflate: float = 1.5):
-        self.forecaster, self.sensitivity, self.direction, self.min_z, self.max_z = forecaster, sensitivity, direction, min_z, max_z
-        self.seasonal_scale, self.scale, self.mask_flagged, self.count_window = seasonal_scale, scale, mask_flagged, count_window
+
+    def __init__(
+        self,
+        forecaster=None,
+        sensitivity: float = 5.0,
+        direction: str = 'both',
+        min_z: float = 4.0,
+        max_z: float = 15.0,
+        seasonal_scale: bool = False,
+        scale: str = 'robust',
+        mask_flagged: bool = True,
+        count_window: str = '30min',
+        inflate: float = 1.5,
+    ):
+        self.forecaster, self.sensitivity, self.direction, self.min_z, self.max_z = (
+            forecaster,
+            sensitivity,
+            direction,
+            min_z,
+            max_z,
+        )
+        self.seasonal_scale, self.scale, self.mask_flagged, self.count_window = (
+            seasonal_scale,
+            scale,
+            mask_flagged,
+            count_window,
+        )
         self.inflate = inflate
 
     def outliers(self, y: pd.Series, e=None) -> np.ndarray:
         "The points of y (on its grid) flagged in the detector's direction against expected values e (its forecaster's if None); none when more than MAX_MASKED of the observed ones would be."
-        z, _, _ = self.z(y.index.asi8, y.to_numpy(float), np.asarray(self.forecaster_.predict(y.index) if e is None else e, float))
+        z, _, _ = self.z(
+            y.index.asi8, y.to_numpy(float), np.asarray(self.forecaster_.predict(y.index) if e is None else e, float)
+        )
         f = np.nan_to_num(directed(z, self.direction)) > self.threshold()
         return f if f.sum() <= MAX_MASKED * y.notna().sum() else np.zeros(len(y), bool)
 
@@ -158,7 +226,7 @@ class Detector(ErrorBand, BaseEstimator):
         self.fit_key_, self.n_masked_ = data_key(y), 0
         e = self.forecaster_.predict(y.index)
         self.fit_band(y, e, errors)
-        if self.mask_flagged and (flagged := self.outliers(y, e)).any():   # refit once without them
+        if self.mask_flagged and (flagged := self.outliers(y, e)).any():  # refit once without them
             self.n_masked_, ym = int(flagged.sum()), y.mask(flagged)
             self.forecaster_ = clone(self.forecaster_).fit(ym)
             e = self.forecaster_.predict(y.index)
@@ -170,7 +238,9 @@ class Detector(ErrorBand, BaseEstimator):
         e = self.forecaster_.predict(y.index, context=context)
         prev = None
         if self.scale == 'poisson' and context is not None and len(context):
-            c = to_grid(context, self.forecaster_.step_).iloc[-int(pd.Timedelta(self.count_window) / self.forecaster_.step_):]
+            c = to_grid(context, self.forecaster_.step_).iloc[
+                -int(pd.Timedelta(self.count_window) / self.forecaster_.step_) :
+            ]
             prev = (c.to_numpy(float), self.forecaster_.predict(c.index).to_numpy(float))
         return pd.DataFrame(self.scores(y.index.asi8, y.to_numpy(float), e.to_numpy(float), prev), index=y.index)
 
@@ -182,7 +252,7 @@ class Detector(ErrorBand, BaseEstimator):
 def alert_flags(u: np.ndarray, sc: np.ndarray, w: int, need: int, rec: int, cool: int) -> tuple[np.ndarray, list[dict]]:
     "The alert state machine on a regular grid: unusual flags `u`, scores `sc` (NaN as 0), window/needed/recovery/cooldown in steps -> (alert flags, events as dicts of positions)."
     c = np.r_[0, np.cumsum(u)]
-    fire = c[1:] - c[np.maximum(np.arange(1, len(u) + 1) - w, 0)] >= need   # enough unusual points in the last w
+    fire = c[1:] - c[np.maximum(np.arange(1, len(u) + 1) - w, 0)] >= need  # enough unusual points in the last w
     on, quiet, blocked_until, alert, events, cur = False, 0, -1, np.zeros(len(u), bool), [], None
     for i in range(len(u)):
         if on:
@@ -192,10 +262,11 @@ def alert_flags(u: np.ndarray, sc: np.ndarray, w: int, need: int, rec: int, cool
                 events.append(cur)
                 continue
             alert[i] = True
-            if sc[i] > cur['peak_score']: cur['peak_i'], cur['peak_score'] = i, sc[i]
+            if sc[i] > cur['peak_score']:
+                cur['peak_i'], cur['peak_score'] = i, sc[i]
         elif fire[i] and i >= blocked_until:
             on, quiet, alert[i] = True, 0, True
-            first = i - w + 1 + int(np.argmax(u[max(0, i - w + 1): i + 1]))
+            first = i - w + 1 + int(np.argmax(u[max(0, i - w + 1) : i + 1]))
             cur = {'start_i': i, 'onset_i': max(first, 0), 'peak_i': i, 'peak_score': sc[i]}
     if on:
         cur['end_i'] = len(u) - 1 - quiet
@@ -205,8 +276,22 @@ def alert_flags(u: np.ndarray, sc: np.ndarray, w: int, need: int, rec: int, cool
 # %% ../nbs/06_detect.ipynb #8e168bcf
 class AlertPolicy(BaseEstimator):
     "Decide alerts from unusual points: detection window with a min share/count, recovery, cooldown."
-    def __init__(self, window: str = '30min', min_share: float = 0.5, min_count: int | None = None, recovery: str = '30min', cooldown: str = '1h'):
-        self.window, self.min_share, self.min_count, self.recovery, self.cooldown = window, min_share, min_count, recovery, cooldown
+
+    def __init__(
+        self,
+        window: str = '30min',
+        min_share: float = 0.5,
+        min_count: int | None = None,
+        recovery: str = '30min',
+        cooldown: str = '1h',
+    ):
+        self.window, self.min_share, self.min_count, self.recovery, self.cooldown = (
+            window,
+            min_share,
+            min_count,
+            recovery,
+            cooldown,
+        )
 
     def steps(self, step: pd.Timedelta) -> tuple[int, int, int, int]:
         "(window, needed, recovery, cooldown) in grid steps."
@@ -222,24 +307,40 @@ class AlertPolicy(BaseEstimator):
         "(alert flag per point, events with start, end, onset, peak, peak_score, n_unusual)."
         step = infer_step(unusual.index) if len(unusual) > 1 else pd.Timedelta('5min')
         u = unusual.fillna(False).to_numpy(bool)
-        alert, events = self.flags(u, (score if score is not None else unusual.astype(float)).fillna(0).to_numpy(float), step)
+        alert, events = self.flags(
+            u, (score if score is not None else unusual.astype(float)).fillna(0).to_numpy(float), step
+        )
         ix, cols = unusual.index, ['start', 'end', 'onset', 'peak', 'peak_score', 'n_unusual']
-        if not events: return pd.Series(alert, index=ix, name='alert'), pd.DataFrame(columns=cols)
+        if not events:
+            return pd.Series(alert, index=ix, name='alert'), pd.DataFrame(columns=cols)
         st, en, on, pk = (np.array([e[k] for e in events]) for k in ('start_i', 'end_i', 'onset_i', 'peak_i'))
-        cu = np.r_[0, np.cumsum(u)]                                        # unusual points in [onset, end] by prefix sums
-        ev = pd.DataFrame({'start': ix[st], 'end': ix[en] + step, 'onset': ix[on], 'peak': ix[pk],
-                           'peak_score': np.array([e['peak_score'] for e in events], float), 'n_unusual': cu[en + 1] - cu[on]}, columns=cols)
+        cu = np.r_[0, np.cumsum(u)]  # unusual points in [onset, end] by prefix sums
+        ev = pd.DataFrame(
+            {
+                'start': ix[st],
+                'end': ix[en] + step,
+                'onset': ix[on],
+                'peak': ix[pk],
+                'peak_score': np.array([e['peak_score'] for e in events], float),
+                'n_unusual': cu[en + 1] - cu[on],
+            },
+            columns=cols,
+        )
         return pd.Series(alert, index=ix, name='alert'), ev
 
 # %% ../nbs/06_detect.ipynb #3eb7b369
 def static_frame(y: pd.Series, train: pd.Series, k: float = 3.0, direction: str = 'up') -> pd.DataFrame:
     "Score `y` against the static band mean ± k·std of `train` (same columns as Detector.score_frame)."
     mu, sd = float(np.nanmean(train)), float(np.nanstd(train)) or 1e-9
-    z = (y.to_numpy(float) - mu) / sd; zd = directed(z, direction)
-    out = pd.DataFrame({'expected': mu, 'lower': mu - k * sd, 'upper': mu + k * sd, 'score': to_score(zd, k)}, index=y.index)
+    z = (y.to_numpy(float) - mu) / sd
+    zd = directed(z, direction)
+    out = pd.DataFrame(
+        {'expected': mu, 'lower': mu - k * sd, 'upper': mu + k * sd, 'score': to_score(zd, k)}, index=y.index
+    )
     out.loc[y.isna().to_numpy(), 'score'] = np.nan
     out['unusual'] = np.nan_to_num(zd) > k
     return out
+
 
 def static_policy(step: pd.Timedelta | str = '5min') -> AlertPolicy:
     "Every run of consecutive breaches is one alert: no window, no recovery wait, no cooldown."
@@ -249,27 +350,38 @@ def static_policy(step: pd.Timedelta | str = '5min') -> AlertPolicy:
 # %% ../nbs/06_detect.ipynb #2d8a3739
 def naive_mae(train: pd.Series, season: str = '1D') -> float:
     "MAE of the seasonal-naive forecast (the value one `season` earlier) over `train`: MASE's denominator."
-    if len(train) < 2: return np.nan
+    if len(train) < 2:
+        return np.nan
     i, k = train.index.asi8, pd.Timedelta(season).value
-    if i[-1] - i[0] == (len(i) - 1) * (step := i[1] - i[0]) and k % step == 0:     # a regular grid: shift by position
-        v = train.to_numpy(float); n = k // step
+    if i[-1] - i[0] == (len(i) - 1) * (step := i[1] - i[0]) and k % step == 0:  # a regular grid: shift by position
+        v = train.to_numpy(float)
+        n = k // step
         d = np.abs(v[n:] - v[:-n]) if n < len(v) else np.array([])
-    else: d = (train - train.shift(freq=pd.Timedelta(season))).reindex(train.index).abs().to_numpy(float)
+    else:
+        d = (train - train.shift(freq=pd.Timedelta(season))).reindex(train.index).abs().to_numpy(float)
     return float(np.nanmean(d)) if np.isfinite(d).any() else np.nan
 
-def forecast_errors(y: pd.Series, expected: pd.Series, train: pd.Series | None = None, season: str = '1D', naive: float | None = None) -> dict:
+
+def forecast_errors(
+    y: pd.Series, expected: pd.Series, train: pd.Series | None = None, season: str = '1D', naive: float | None = None
+) -> dict:
     "MAE, sMAPE (%) and MASE (vs seasonal-naive on `train`, or a `naive_mae` already computed) over points where both are known."
-    ok = y.notna() & expected.notna(); a, f = y[ok].to_numpy(float), expected[ok].to_numpy(float)
-    if not len(a): return {'mae': np.nan, 'smape': np.nan, 'mase': np.nan}
+    ok = y.notna() & expected.notna()
+    a, f = y[ok].to_numpy(float), expected[ok].to_numpy(float)
+    if not len(a):
+        return {'mae': np.nan, 'smape': np.nan, 'mase': np.nan}
     mae = float(np.mean(np.abs(a - f)))
     smape = float(100 * np.mean(2 * np.abs(a - f) / np.maximum(np.abs(a) + np.abs(f), 1e-9)))
-    if naive is None: naive = naive_mae(train, season) if train is not None else np.nan
+    if naive is None:
+        naive = naive_mae(train, season) if train is not None else np.nan
     return {'mae': mae, 'smape': smape, 'mase': mae / naive if naive and np.isfinite(naive) and naive > 0 else np.nan}
+
 
 def alert_stats(events: pd.DataFrame, days: float, day_hours: tuple = (8, 18)) -> dict:
     "Alerts, alerts per day, and the share that started after hours or on a weekend."
     n = len(events)
-    if not n: return {'alerts': 0, 'alerts_per_day': 0.0, 'after_hours_share': 0.0}
+    if not n:
+        return {'alerts': 0, 'alerts_per_day': 0.0, 'after_hours_share': 0.0}
     st = pd.DatetimeIndex(events.start)
     after = (st.hour < day_hours[0]) | (st.hour >= day_hours[1]) | (st.dayofweek >= 5)
     return {'alerts': n, 'alerts_per_day': n / days, 'after_hours_share': float(after.mean())}
@@ -279,10 +391,25 @@ def match_incidents(events: pd.DataFrame, incidents: pd.DataFrame, grace: str = 
     "Precision, recall and median time-to-detect (minutes) of alert events against incidents (start, end)."
     g = pd.Timedelta(grace)
     if not len(incidents):
-        return {'incidents': 0, 'detected': 0, 'recall': np.nan, 'precision': np.nan if not len(events) else 0.0, 'ttd_median_min': np.nan}
+        return {
+            'incidents': 0,
+            'detected': 0,
+            'recall': np.nan,
+            'precision': np.nan if not len(events) else 0.0,
+            'ttd_median_min': np.nan,
+        }
     es, ee = pd.DatetimeIndex(events.start).asi8[:, None], pd.DatetimeIndex(events.end).asi8[:, None]
     i_s, i_e = pd.DatetimeIndex(incidents.start).asi8[None, :], (pd.DatetimeIndex(incidents.end) + g).asi8[None, :]
-    hit = (es < i_e) & (ee > i_s)                          # events x incidents overlap
-    ttd = [(events.start[hit[:, j]].min() - incidents.start.iloc[j]) / pd.Timedelta('1min') for j in range(len(incidents)) if hit[:, j].any()]
-    return {'incidents': len(incidents), 'detected': int(hit.any(0).sum()), 'recall': float(hit.any(0).mean()),
-            'precision': float(hit.any(1).mean()) if len(events) else np.nan, 'ttd_median_min': float(np.median(np.maximum(ttd, 0))) if ttd else np.nan}
+    hit = (es < i_e) & (ee > i_s)  # events x incidents overlap
+    ttd = [
+        (events.start[hit[:, j]].min() - incidents.start.iloc[j]) / pd.Timedelta('1min')
+        for j in range(len(incidents))
+        if hit[:, j].any()
+    ]
+    return {
+        'incidents': len(incidents),
+        'detected': int(hit.any(0).sum()),
+        'recall': float(hit.any(0).mean()),
+        'precision': float(hit.any(1).mean()) if len(events) else np.nan,
+        'ttd_median_min': float(np.median(np.maximum(ttd, 0))) if ttd else np.nan,
+    }

@@ -15,7 +15,8 @@ __all__ = ['SCHEDULER_ENV', 'CONNECT_TIMEOUT', 'EngineError', 'scheduler_address
 
 # %% ../nbs/15_engine.ipynb #68d94173
 SCHEDULER_ENV = ('MLOPS_KIT_SCHEDULER', 'DASK_SCHEDULER_ADDRESS')
-CONNECT_TIMEOUT = '20s'   # how long to wait for the scheduler before giving up with EngineError
+CONNECT_TIMEOUT = '20s'  # how long to wait for the scheduler before giving up with EngineError
+
 
 class EngineError(RuntimeError):
     "The Dask cluster cannot be used (bad or unreachable scheduler address); the message says which address and where it came from."
@@ -25,74 +26,118 @@ def scheduler_address(configured: str | None = None) -> tuple[str | None, str]:
     "(Dask scheduler address or None for local processes, where that came from): $MLOPS_KIT_SCHEDULER > $DASK_SCHEDULER_ADDRESS > `configured`."
     for var in SCHEDULER_ENV:
         v = os.environ.get(var, '').strip()
-        if v and var == 'MLOPS_KIT_SCHEDULER' and v.lower() == 'local': return None, f'${var}=local'
-        if v: return _checked(v, f'${var}'), f'${var}'
-    if configured: return _checked(configured, 'engine.scheduler'), 'engine.scheduler'
+        if v and var == 'MLOPS_KIT_SCHEDULER' and v.lower() == 'local':
+            return None, f'${var}=local'
+        if v:
+            return _checked(v, f'${var}'), f'${var}'
+    if configured:
+        return _checked(configured, 'engine.scheduler'), 'engine.scheduler'
     return None, 'default'
 
+
 def _checked(v: str, what: str) -> str:
-    try: return check_scheduler(v, what)
-    except ValueError as e: raise EngineError(str(e)) from None
+    try:
+        return check_scheduler(v, what)
+    except ValueError as e:
+        raise EngineError(str(e)) from None
 
 # %% ../nbs/15_engine.ipynb #4be7f1ec
 class MonitorError(RuntimeError):
     "A per-monitor task failed: `.desc` (the step), `.key` (the monitor), `.error` ('Type: message'), `.remote_traceback`."
+
     def __init__(self, desc: str, key, error: str, remote_traceback: str = ''):
         self.desc, self.key, self.error, self.remote_traceback = desc, key, error, remote_traceback
-        super().__init__(f"{desc}: monitor {key!r} failed: {error}" + (f"\n--- traceback in the worker ---\n{remote_traceback.rstrip()}" if remote_traceback else ''))
-    def __reduce__(self): return type(self), (self.desc, self.key, self.error, self.remote_traceback)
+        super().__init__(
+            f"{desc}: monitor {key!r} failed: {error}"
+            + (f"\n--- traceback in the worker ---\n{remote_traceback.rstrip()}" if remote_traceback else '')
+        )
+
+    def __reduce__(self):
+        return type(self), (self.desc, self.key, self.error, self.remote_traceback)
+
 
 def _run(fn, k, v, kw):
     "(key, result, None) or (key, None, (error text, traceback)); runs in the worker."
-    try: return k, fn(v, **kw), None
-    except Exception as e: return k, None, (f'{type(e).__name__}: {e}', traceback.format_exc())
+    try:
+        return k, fn(v, **kw), None
+    except Exception as e:
+        return k, None, (f'{type(e).__name__}: {e}', traceback.format_exc())
 
 # %% ../nbs/15_engine.ipynb #85a15a74
 _watched = False
 
+
 def _die_with_parent(parent: int, interval: float = 0.5):
     "In a local worker (a direct child of the stage process `parent`): start, once, a thread that ends this process as soon as `parent` is gone."
     global _watched
-    if _watched or os.getppid() != parent: return                 # not a direct child (the stage itself, a Dask worker): nothing to watch
+    if _watched or os.getppid() != parent:
+        return  # not a direct child (the stage itself, a Dask worker): nothing to watch
     _watched = True
+
     def watch():
-        while os.getppid() == parent: time.sleep(interval)
-        os._exit(70)                                             # re-parented: the stage was killed and nobody will read this worker's result
+        while os.getppid() == parent:
+            time.sleep(interval)
+        os._exit(70)  # re-parented: the stage was killed and nobody will read this worker's result
+
     threading.Thread(target=watch, name='mlops-kit-orphan-watch', daemon=True).start()
 
 # %% ../nbs/15_engine.ipynb #437ef12b
 def _dask_results(fn, items: dict, kw: dict, scheduler, source: str, desc: str):
     "Yield `_run` triples from a Dask cluster as tasks finish."
     from distributed import Client, as_completed
+
     own = not isinstance(scheduler, Client)
-    try: client = Client(scheduler, timeout=CONNECT_TIMEOUT, set_as_default=False) if own else scheduler
-    except (OSError, TimeoutError) as e: raise EngineError(f"{desc}: cannot reach the Dask scheduler {scheduler} (from {source}): {e}") from None
+    try:
+        client = Client(scheduler, timeout=CONNECT_TIMEOUT, set_as_default=False) if own else scheduler
+    except (OSError, TimeoutError) as e:
+        raise EngineError(f"{desc}: cannot reach the Dask scheduler {scheduler} (from {source}): {e}") from None
     run, tag, futs = uuid.uuid4().hex[:8], ''.join(c if c.isalnum() or c in '-_.' else '_' for c in desc), {}
     try:
-        for k, v in items.items(): futs[client.submit(_run, fn, k, v, kw, key=f'{tag}-{k}-{run}', pure=False)] = k
+        for k, v in items.items():
+            futs[client.submit(_run, fn, k, v, kw, key=f'{tag}-{k}-{run}', pure=False)] = k
         for f in as_completed(list(futs), loop=client.loop):
-            try: yield f.result()
-            except Exception as e: yield futs[f], None, (f'{type(e).__name__}: {e} (on the Dask cluster {client.scheduler.address})', '')
+            try:
+                yield f.result()
+            except Exception as e:
+                yield futs[f], None, (f'{type(e).__name__}: {e} (on the Dask cluster {client.scheduler.address})', '')
     finally:
-        if futs: client.cancel(list(futs))
-        if own: client.close()
+        if futs:
+            client.cancel(list(futs))
+        if own:
+            client.close()
 
 # %% ../nbs/15_engine.ipynb #97d8aef7
-def parallel_map(fn, items: dict, workers: int = 2, desc: str = 'monitors', progress: bool = True, scheduler=None, **kw) -> dict:
+def parallel_map(
+    fn, items: dict, workers: int = 2, desc: str = 'monitors', progress: bool = True, scheduler=None, **kw
+) -> dict:
     "{key: fn(value, **kw)} on local processes (`workers`, 0 = all cores) or a Dask cluster (`scheduler`, env overrides); progress bar; MonitorError names a failed key."
     from tqdm import tqdm
+
     keys = list(items)
     client = scheduler if type(scheduler).__name__ == 'Client' else None
     addr, source = (client, 'a Client') if client is not None else scheduler_address(scheduler)
     n = (os.cpu_count() or 1) if workers == 0 else workers
-    if addr is not None and keys: gen, label = _dask_results(fn, items, kw, addr, source, desc), f'{desc} [dask]'
-    elif n <= 1 or len(keys) <= 1: gen, label = (_run(fn, k, items[k], kw) for k in keys), desc
-    else: gen, label = Parallel(n_jobs=min(n, len(keys)), return_as='generator_unordered', initializer=_die_with_parent, initargs=(os.getpid(),))(delayed(_run)(fn, k, items[k], kw) for k in keys), desc
+    if addr is not None and keys:
+        gen, label = _dask_results(fn, items, kw, addr, source, desc), f'{desc} [dask]'
+    elif n <= 1 or len(keys) <= 1:
+        gen, label = (_run(fn, k, items[k], kw) for k in keys), desc
+    else:
+        gen, label = (
+            Parallel(
+                n_jobs=min(n, len(keys)),
+                return_as='generator_unordered',
+                initializer=_die_with_parent,
+                initargs=(os.getpid(),),
+            )(delayed(_run)(fn, k, items[k], kw) for k in keys),
+            desc,
+        )
     got = {}
     try:
         for k, r, err in tqdm(gen, total=len(keys), desc=label, disable=not progress, mininterval=2):
-            if err: raise MonitorError(desc, k, *err)
+            if err:
+                raise MonitorError(desc, k, *err)
             got[k] = r
     finally:
-        if hasattr(gen, 'close'): gen.close()
+        if hasattr(gen, 'close'):
+            gen.close()
     return {k: got[k] for k in keys}

@@ -22,43 +22,91 @@ __all__ = ['KIT_COLUMNS', 'FLEET_KEYS', 'alert_events', 'alert_table', 'coverage
 def alert_events(frame: pd.DataFrame) -> pd.DataFrame:
     "Runs of alert=True in a replay frame -> events with start, end (exclusive) and peak_score."
     a = frame.alert.to_numpy(bool)
-    if not a.any(): return pd.DataFrame(columns=['start', 'end', 'peak_score'])
-    d = np.diff(np.r_[0, a.astype(int), 0]); st, en = np.flatnonzero(d == 1), np.flatnonzero(d == -1)
+    if not a.any():
+        return pd.DataFrame(columns=['start', 'end', 'peak_score'])
+    d = np.diff(np.r_[0, a.astype(int), 0])
+    st, en = np.flatnonzero(d == 1), np.flatnonzero(d == -1)
     step = infer_step(frame.index) if len(frame) > 1 else pd.Timedelta('5min')
     sc = frame.score.to_numpy(float)
-    return pd.DataFrame({'start': frame.index[st], 'end': frame.index[en - 1] + step, 'peak_score': [np.nanmax(sc[s:e]) for s, e in zip(st, en)]})
+    return pd.DataFrame(
+        {
+            'start': frame.index[st],
+            'end': frame.index[en - 1] + step,
+            'peak_score': [np.nanmax(sc[s:e]) for s, e in zip(st, en)],
+        }
+    )
 
 # %% ../nbs/08_evaluate.ipynb #ev_alert_tab
-def alert_table(frames: dict[str, pd.DataFrame], incidents: pd.DataFrame | None = None, grace: str = '30min') -> pd.DataFrame:
+def alert_table(
+    frames: dict[str, pd.DataFrame], incidents: pd.DataFrame | None = None, grace: str = '30min'
+) -> pd.DataFrame:
     "One row per alert of the replay frames {monitor_id: frame}: alert_id, monitor_id, start, end, peak_score, incident (overlaps a labelled one, within `grace` after it)."
     from mlops_kit.feedback import alert_id
+
     cols = ['alert_id', 'monitor_id', 'start', 'end', 'peak_score', 'incident']
     parts = [alert_events(fr).assign(monitor_id=m) for m, fr in sorted(frames.items())]
-    t = pd.concat([p for p in parts if len(p)], ignore_index=True) if any(len(p) for p in parts) else pd.DataFrame(columns=cols)
-    if not len(t): return t.reindex(columns=cols)
+    t = (
+        pd.concat([p for p in parts if len(p)], ignore_index=True)
+        if any(len(p) for p in parts)
+        else pd.DataFrame(columns=cols)
+    )
+    if not len(t):
+        return t.reindex(columns=cols)
     t['alert_id'] = [alert_id(m, s) for m, s in zip(t.monitor_id, t.start)]
     inc, g = incidents, pd.Timedelta(grace)
-    if inc is None or not len(inc): return t.assign(incident=False)[cols]
-    t['incident'] = [bool(((inc.monitor_id == m) & (pd.DatetimeIndex(inc.start) < e) & (pd.DatetimeIndex(inc.end) + g > s)).any())
-                     for m, s, e in zip(t.monitor_id, t.start, t.end)]
+    if inc is None or not len(inc):
+        return t.assign(incident=False)[cols]
+    t['incident'] = [
+        bool(((inc.monitor_id == m) & (pd.DatetimeIndex(inc.start) < e) & (pd.DatetimeIndex(inc.end) + g > s)).any())
+        for m, s, e in zip(t.monitor_id, t.start, t.end)
+    ]
     return t[cols]
 
 # %% ../nbs/08_evaluate.ipynb #ev_cov
-KIT_COLUMNS = ['alerts_per_day', 'after_hours_share', 'recall', 'precision', 'ttd_median_min', 'mae', 'smape', 'mase', 'next_day_mae']
+KIT_COLUMNS = [
+    'alerts_per_day',
+    'after_hours_share',
+    'recall',
+    'precision',
+    'ttd_median_min',
+    'mae',
+    'smape',
+    'mase',
+    'next_day_mae',
+]
+
 
 def coverage(holdout: pd.Series, frame: pd.DataFrame) -> dict:
     "{'holdout_points', 'scored_points', 'judged', 'not_judged'} of a holdout and its replay frame; `not_judged` is the reason, '' when judged."
-    obs = holdout.notna().to_numpy(); n, k = int(obs.sum()), int((obs & frame.score.notna().to_numpy()).sum())
-    why = ('no data in the holdout' if n == 0 else 'no score on the holdout' if k == 0
-           else 'partly scored holdout' if k < n else '')
+    obs = holdout.notna().to_numpy()
+    n, k = int(obs.sum()), int((obs & frame.score.notna().to_numpy()).sum())
+    why = (
+        'no data in the holdout'
+        if n == 0
+        else 'no score on the holdout'
+        if k == 0
+        else 'partly scored holdout'
+        if k < n
+        else ''
+    )
     return {'holdout_points': n, 'scored_points': k, 'judged': not why, 'not_judged': why}
 
 # %% ../nbs/08_evaluate.ipynb #7ea0dc68
-def evaluate_monitor(train: pd.Series, holdout: pd.Series, incidents: pd.DataFrame | None = None, direction: str = 'up', tuned=None,
-                     static_k: float = 3.0, refit: str = '1D', **tune_kw) -> tuple[dict, pd.DataFrame]:
+def evaluate_monitor(
+    train: pd.Series,
+    holdout: pd.Series,
+    incidents: pd.DataFrame | None = None,
+    direction: str = 'up',
+    tuned=None,
+    static_k: float = 3.0,
+    refit: str = '1D',
+    **tune_kw,
+) -> tuple[dict, pd.DataFrame]:
     "(metrics row, replay frame of the holdout) for one monitor; `tuned` replays a trained configuration instead of re-tuning."
     t0 = time.perf_counter()
-    r = replay(pd.concat([train, holdout]), start=holdout.index[0], direction=direction, tuned=tuned, refit=refit, **tune_kw).loc[holdout.index]
+    r = replay(
+        pd.concat([train, holdout]), start=holdout.index[0], direction=direction, tuned=tuned, refit=refit, **tune_kw
+    ).loc[holdout.index]
     sec = time.perf_counter() - t0
     sf = static_frame(holdout, train, k=static_k, direction=direction)
     _, sev = static_policy(infer_step(holdout.index)).decide(sf.unusual, sf.score)
@@ -69,75 +117,138 @@ def evaluate_monitor(train: pd.Series, holdout: pd.Series, incidents: pd.DataFra
     d1 = holdout.index < holdout.index[0] + pd.Timedelta('1D')
     nv = naive_mae(train)
     fe, fday = forecast_errors(holdout, r.expected, naive=nv), forecast_errors(holdout[d1], r.expected[d1], naive=nv)
-    row = {'alerts_per_day': k['alerts_per_day'], 'static_alerts_per_day': s['alerts_per_day'], 'after_hours_share': k['after_hours_share'],
-           'static_after_hours_share': s['after_hours_share'], 'incidents': mk['incidents'], 'recall': mk['recall'], 'static_recall': ms['recall'],
-           'precision': mk['precision'], 'static_precision': ms['precision'], 'ttd_median_min': mk['ttd_median_min'],
-           'static_ttd_median_min': ms['ttd_median_min'], 'mae': fe['mae'], 'smape': fe['smape'], 'mase': fe['mase'],
-           'next_day_mae': fday['mae'], 'static_mae': forecast_errors(holdout, sf.expected, naive=nv)['mae'], 'replay_seconds': sec}
-    row |= coverage(holdout, r)                       # no result for what was not scored: the kit's columns stay blank
+    row = {
+        'alerts_per_day': k['alerts_per_day'],
+        'static_alerts_per_day': s['alerts_per_day'],
+        'after_hours_share': k['after_hours_share'],
+        'static_after_hours_share': s['after_hours_share'],
+        'incidents': mk['incidents'],
+        'recall': mk['recall'],
+        'static_recall': ms['recall'],
+        'precision': mk['precision'],
+        'static_precision': ms['precision'],
+        'ttd_median_min': mk['ttd_median_min'],
+        'static_ttd_median_min': ms['ttd_median_min'],
+        'mae': fe['mae'],
+        'smape': fe['smape'],
+        'mase': fe['mase'],
+        'next_day_mae': fday['mae'],
+        'static_mae': forecast_errors(holdout, sf.expected, naive=nv)['mae'],
+        'replay_seconds': sec,
+    }
+    row |= coverage(holdout, r)  # no result for what was not scored: the kit's columns stay blank
     return (row | dict.fromkeys(KIT_COLUMNS, np.nan) if row['not_judged'] else row), r
 
 # %% ../nbs/08_evaluate.ipynb #af71d7b6
-FLEET_KEYS = ['static_alerts_per_day', 'alerts_per_day', 'alert_reduction', 'noisy_monitors', 'noisy_within_budget', 'noisy_after', 'incidents',
-              'recall', 'static_recall', 'mase_median', 'after_hours_share', 'static_after_hours_share']
+FLEET_KEYS = [
+    'static_alerts_per_day',
+    'alerts_per_day',
+    'alert_reduction',
+    'noisy_monitors',
+    'noisy_within_budget',
+    'noisy_after',
+    'incidents',
+    'recall',
+    'static_recall',
+    'mase_median',
+    'after_hours_share',
+    'static_after_hours_share',
+]
+
 
 def summarize(t: pd.DataFrame, noisy_per_day: float = 4.0, alert_budget: float = 2.0) -> dict:
     "Fleet numbers from the per-monitor table, over the judged monitors only (blank when none was); the others counted with their reasons."
     j = t[t.judged.astype(bool)] if 'judged' in t else t
-    out = {'monitors': len(t), 'judged': len(j), 'not_judged': len(t) - len(j),
-           'not_judged_reasons': t.not_judged[t.not_judged != ''].value_counts().to_dict() if 'not_judged' in t else {}}
-    if not len(j): return out | dict.fromkeys(FLEET_KEYS, float('nan'))
+    out = {
+        'monitors': len(t),
+        'judged': len(j),
+        'not_judged': len(t) - len(j),
+        'not_judged_reasons': t.not_judged[t.not_judged != ''].value_counts().to_dict() if 'not_judged' in t else {},
+    }
+    if not len(j):
+        return out | dict.fromkeys(FLEET_KEYS, float('nan'))
     noisy, lab = j.static_alerts_per_day > noisy_per_day, j[j.incidents > 0]
     w = lambda col: float((lab[col] * lab.incidents).sum() / lab.incidents.sum()) if len(lab) else float('nan')
     static, kit = float(j.static_alerts_per_day.sum()), float(j.alerts_per_day.sum())
-    return out | {'static_alerts_per_day': static, 'alerts_per_day': kit, 'alert_reduction': 1 - kit / static if static else float('nan'),
-                  'noisy_monitors': int(noisy.sum()), 'noisy_within_budget': int((j.alerts_per_day[noisy] <= alert_budget).sum()),
-                  'noisy_after': int((j.alerts_per_day > noisy_per_day).sum()), 'incidents': int(j.incidents.sum()),
-                  'recall': w('recall'), 'static_recall': w('static_recall'), 'mase_median': float(j.mase.median()),
-                  'after_hours_share': float(np.average(j.after_hours_share, weights=j.alerts_per_day)) if kit else 0.0,
-                  'static_after_hours_share': float(np.average(j.static_after_hours_share, weights=j.static_alerts_per_day)) if static else 0.0}
+    return out | {
+        'static_alerts_per_day': static,
+        'alerts_per_day': kit,
+        'alert_reduction': 1 - kit / static if static else float('nan'),
+        'noisy_monitors': int(noisy.sum()),
+        'noisy_within_budget': int((j.alerts_per_day[noisy] <= alert_budget).sum()),
+        'noisy_after': int((j.alerts_per_day > noisy_per_day).sum()),
+        'incidents': int(j.incidents.sum()),
+        'recall': w('recall'),
+        'static_recall': w('static_recall'),
+        'mase_median': float(j.mase.median()),
+        'after_hours_share': float(np.average(j.after_hours_share, weights=j.alerts_per_day)) if kit else 0.0,
+        'static_after_hours_share': float(np.average(j.static_after_hours_share, weights=j.static_alerts_per_day))
+        if static
+        else 0.0,
+    }
 
 # %% ../nbs/08_evaluate.ipynb #ev_head
 def _n(x) -> str:
     return '–' if x is None or (isinstance(x, float) and not np.isfinite(x)) else f'{x:g}'
+
 
 def headline(m: dict) -> str:
     "One line for the fleet: monitors judged (and why not), alerts before -> after, noisy monitors, recall; blanks said in words."
     n, j = m['monitors'], m.get('judged', m['monitors'])
     why = ', '.join(f'{k} {v}' for k, v in (m.get('not_judged_reasons') or {}).items())
     head = f"{n} monitors" if j == n else f"{j} of {n} monitors judged (not judged: {why or n - j})"
-    if not j: return f"{head} · no fleet result: nothing was scored on the holdout · report: reports/evaluate/"
+    if not j:
+        return f"{head} · no fleet result: nothing was scored on the holdout · report: reports/evaluate/"
     red = m.get('alert_reduction')
     red = f"({-red:+.0%})" if red is not None and np.isfinite(red) else '(no static alert to compare)'
-    rec = (f"recall {m['recall']:.2f} (static {m['static_recall']:.2f})" if m.get('recall') is not None and np.isfinite(m['recall'])
-           else 'recall not judged (no labelled incident in the judged holdouts)')
-    return (f"{head} · static {_n(m.get('static_alerts'))} alerts → {_n(m.get('alerts'))} {red} over {_n(m.get('holdout_days'))} holdout days · "
-            f"noisy {m['noisy_monitors']} → {m['noisy_after']} · {rec} · report: reports/evaluate/")
+    rec = (
+        f"recall {m['recall']:.2f} (static {m['static_recall']:.2f})"
+        if m.get('recall') is not None and np.isfinite(m['recall'])
+        else 'recall not judged (no labelled incident in the judged holdouts)'
+    )
+    return (
+        f"{head} · static {_n(m.get('static_alerts'))} alerts → {_n(m.get('alerts'))} {red} over {_n(m.get('holdout_days'))} holdout days · "
+        f"noisy {m['noisy_monitors']} → {m['noisy_after']} · {rec} · report: reports/evaluate/"
+    )
 
 # %% ../nbs/08_evaluate.ipynb #ev_labtime
 class LabelsError(ValueError):
     "The incident labels file cannot be read as labels; the message names the file, row and value."
+
 
 def _label_times(s: pd.Series, f: Path, col: str) -> pd.Series:
     "A labels column as UTC timestamps: an offset is converted, a time without one is UTC; anything else is a LabelsError."
     ts = pd.to_datetime(s.str.strip(), utc=True, format='mixed', errors='coerce')
     if (bad := ts.isna()).any():
         i = int(np.flatnonzero(bad)[0])
-        raise LabelsError(f"{f}: row {i + 2}: {col} {s.iloc[i]!r} is not a timestamp (use e.g. 2026-10-22T10:05:00Z, or 2026-10-22 10:05 for UTC)")
+        raise LabelsError(
+            f"{f}: row {i + 2}: {col} {s.iloc[i]!r} is not a timestamp (use e.g. 2026-10-22T10:05:00Z, or 2026-10-22 10:05 for UTC)"
+        )
     return ts
 
 # %% ../nbs/08_evaluate.ipynb #5bdf8c61
 def read_labels(root, labels: str | None) -> pd.DataFrame:
     "The incident labels (monitor_id, start, end, ...) at `labels` under `root`, times in UTC (no offset = UTC); empty when `labels` is None."
-    if not labels: return pd.DataFrame({'monitor_id': pd.Series(dtype=str), 'start': pd.Series(dtype='datetime64[ns, UTC]'), 'end': pd.Series(dtype='datetime64[ns, UTC]')})
+    if not labels:
+        return pd.DataFrame(
+            {
+                'monitor_id': pd.Series(dtype=str),
+                'start': pd.Series(dtype='datetime64[ns, UTC]'),
+                'end': pd.Series(dtype='datetime64[ns, UTC]'),
+            }
+        )
     f = Path(root) / labels
-    if not f.exists(): raise FileNotFoundError(f"{f}: incident labels file not found (evaluate.labels = {labels!r}; null = no labels)")
+    if not f.exists():
+        raise FileNotFoundError(f"{f}: incident labels file not found (evaluate.labels = {labels!r}; null = no labels)")
     df = pd.read_csv(f, dtype=str, keep_default_na=False)
-    if missing := sorted({'monitor_id', 'start', 'end'} - set(df.columns)): raise LabelsError(f"{f}: missing column(s) {missing}; a labels file has monitor_id, start, end")
+    if missing := sorted({'monitor_id', 'start', 'end'} - set(df.columns)):
+        raise LabelsError(f"{f}: missing column(s) {missing}; a labels file has monitor_id, start, end")
     df = df.assign(start=_label_times(df.start, f, 'start'), end=_label_times(df.end, f, 'end'))
     if (back := df.end < df.start).any():
-        i = int(np.flatnonzero(back)[0]); raise LabelsError(f"{f}: row {i + 2}: end {df.end.iloc[i]} is before start {df.start.iloc[i]}")
+        i = int(np.flatnonzero(back)[0])
+        raise LabelsError(f"{f}: row {i + 2}: end {df.end.iloc[i]} is before start {df.start.iloc[i]}")
     return df
+
 
 def holdout_incidents(incidents: pd.DataFrame, monitor_id: str, index: pd.DatetimeIndex) -> pd.DataFrame:
     "The labelled incidents of one monitor that overlap the span of `index` (the holdout)."

@@ -14,11 +14,13 @@ __all__ = ['KINDS', 'EVENT_COLUMNS', 'EventsError', 'check_events', 'read_events
            'mask_calendar', 'as_spans']
 
 # %% ../nbs/23_events.ipynb #38c251e2
-KINDS = ('maintenance', 'holiday', 'deploy')     # the kinds the kit acts on
+KINDS = ('maintenance', 'holiday', 'deploy')  # the kinds the kit acts on
 EVENT_COLUMNS = ['service', 'kind', 'start', 'end']
+
 
 class EventsError(ValueError):
     "The events calendar cannot be read; the message names the file (or params entry), the row and the value."
+
 
 def _times(s: pd.Series, where: str, col: str, empty_ok: bool) -> pd.Series:
     "A column as UTC timestamps (no offset = UTC); EventsError on the first value that is not one."
@@ -36,12 +38,21 @@ def check_events(df: pd.DataFrame, where: str) -> pd.DataFrame:
     if missing := sorted({'service', 'kind', 'start'} - set(df.columns)):
         raise EventsError(f"{where}: missing column(s) {missing}; an events calendar has service, kind, start, end")
     df = df.assign(end=df['end'] if 'end' in df else None)
-    out = pd.DataFrame({'service': df.service.fillna('').astype(str).str.strip(), 'kind': df.kind.fillna('').astype(str).str.strip(),
-                        'start': _times(df.start, where, 'start', False), 'end': _times(df.end, where, 'end', True)})
+    out = pd.DataFrame(
+        {
+            'service': df.service.fillna('').astype(str).str.strip(),
+            'kind': df.kind.fillna('').astype(str).str.strip(),
+            'start': _times(df.start, where, 'start', False),
+            'end': _times(df.end, where, 'end', True),
+        }
+    )
     for i, r in enumerate(out.itertuples()):
-        if not r.service: raise EventsError(f"{where}: row {i + 1}: service is empty; name a service, or '*' for every monitor")
+        if not r.service:
+            raise EventsError(f"{where}: row {i + 1}: service is empty; name a service, or '*' for every monitor")
         if r.kind in ('maintenance', 'holiday') and (pd.isna(r.end) or r.end <= r.start):
-            raise EventsError(f"{where}: row {i + 1}: a {r.kind} needs an end after its start (start {r.start}, end {r.end})")
+            raise EventsError(
+                f"{where}: row {i + 1}: a {r.kind} needs an end after its start (start {r.start}, end {r.end})"
+            )
     return out.sort_values('start', ignore_index=True)
 
 # %% ../nbs/23_events.ipynb #592f8d96
@@ -50,18 +61,27 @@ def read_events(root, path: str | None, inline=()) -> pd.DataFrame:
     parts = []
     if path:
         f = Path(root) / path
-        if not f.exists(): raise FileNotFoundError(f"{f}: events file not found (train.events = {path!r}; null = no file)")
+        if not f.exists():
+            raise FileNotFoundError(f"{f}: events file not found (train.events = {path!r}; null = no file)")
         parts.append(check_events(pd.read_csv(f, dtype=str, keep_default_na=False), str(f)))
     rows = [e.model_dump() if hasattr(e, 'model_dump') else dict(e) for e in inline]
-    if rows: parts.append(check_events(pd.DataFrame(rows).astype({'start': str}), 'train.calendar'))
-    empty = pd.DataFrame({'service': pd.Series(dtype=str), 'kind': pd.Series(dtype=str),
-                          'start': pd.Series(dtype='datetime64[ns, UTC]'), 'end': pd.Series(dtype='datetime64[ns, UTC]')})
+    if rows:
+        parts.append(check_events(pd.DataFrame(rows).astype({'start': str}), 'train.calendar'))
+    empty = pd.DataFrame(
+        {
+            'service': pd.Series(dtype=str),
+            'kind': pd.Series(dtype=str),
+            'start': pd.Series(dtype='datetime64[ns, UTC]'),
+            'end': pd.Series(dtype='datetime64[ns, UTC]'),
+        }
+    )
     return pd.concat(parts, ignore_index=True).sort_values('start', ignore_index=True) if parts else empty
 
 # %% ../nbs/23_events.ipynb #b4f79052
 def for_monitor(events: pd.DataFrame | None, monitor_id: str) -> pd.DataFrame | None:
     "The events that apply to `monitor_id`: its service's (the part before the first '.') and the fleet-wide ones ('*'); None when there are none."
-    if events is None or not len(events): return None
+    if events is None or not len(events):
+        return None
     svc = str(monitor_id).split('.', 1)[0] if '.' in str(monitor_id) else None
     mine = events[(events.service == '*') | (events.service == svc)]
     return mine.reset_index(drop=True) if len(mine) else None
@@ -70,19 +90,22 @@ def for_monitor(events: pd.DataFrame | None, monitor_id: str) -> pd.DataFrame | 
 def event_mask(index: pd.DatetimeIndex, events: pd.DataFrame | None, kinds=('maintenance',)) -> np.ndarray:
     "True where `index` lies inside [start, end) of an event of one of `kinds`."
     m = np.zeros(len(index), bool)
-    if events is None: return m
+    if events is None:
+        return m
     ns = index.asi8
     for st, en in zip(events.start[events.kind.isin(kinds)], events.end[events.kind.isin(kinds)]):
-        m[np.searchsorted(ns, st.value): np.searchsorted(ns, en.value)] = True
+        m[np.searchsorted(ns, st.value) : np.searchsorted(ns, en.value)] = True
     return m
+
 
 def after_deploy(index: pd.DatetimeIndex, events: pd.DataFrame | None, span) -> np.ndarray:
     "True within `span` after each deploy (from the deploy on)."
     m = np.zeros(len(index), bool)
-    if events is None: return m
+    if events is None:
+        return m
     ns, span = index.asi8, pd.Timedelta(span)
     for st in events.start[events.kind == 'deploy']:
-        m[np.searchsorted(ns, st.value): np.searchsorted(ns, (st + span).value)] = True
+        m[np.searchsorted(ns, st.value) : np.searchsorted(ns, (st + span).value)] = True
     return m
 
 # %% ../nbs/23_events.ipynb #a588b408
@@ -97,5 +120,6 @@ def as_spans(events: pd.DataFrame | None, monitors, kinds=('maintenance', 'holid
     rows = []
     for m in monitors:
         mine = for_monitor(events, m)
-        if mine is not None: rows += [(m, r.start, r.end) for r in mine[mine.kind.isin(kinds)].itertuples()]
+        if mine is not None:
+            rows += [(m, r.start, r.end) for r in mine[mine.kind.isin(kinds)].itertuples()]
     return pd.DataFrame(rows, columns=['monitor_id', 'start', 'end'])

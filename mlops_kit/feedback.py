@@ -18,19 +18,23 @@ __all__ = ['VERDICTS', 'FEEDBACK_COLUMNS', 'FeedbackError', 'alert_id', 'parse_a
 class FeedbackError(ValueError):
     "Feedback that cannot be recorded or read: the message names the id, file, row or value, and what is allowed."
 
+
 def alert_id(monitor_id: str, start) -> str:
     "The stable id of the alert of `monitor_id` that started at `start`: '<monitor_id>@<UTC start to the minute>Z'."
     ts = pd.Timestamp(start)
     ts = ts.tz_localize('UTC') if ts.tzinfo is None else ts.tz_convert('UTC')
     return f"{monitor_id}@{ts:%Y-%m-%dT%H:%M}Z"
 
+
 def parse_alert_id(aid: str) -> tuple[str, pd.Timestamp]:
     "(monitor_id, start) of an alert id; FeedbackError when it is not one."
     mid, sep, when = str(aid).rpartition('@')
     ts = pd.to_datetime(when, utc=True, errors='coerce', format='%Y-%m-%dT%H:%MZ') if sep else pd.NaT
     if not mid or pd.isna(ts):
-        raise FeedbackError(f"{aid!r} is not an alert id; ids look like checkout.latency_p95@2026-10-25T14:05Z "
-                            "(the alert_id column of reports/evaluate/alerts.csv, mlops-kit score or the served output)")
+        raise FeedbackError(
+            f"{aid!r} is not an alert id; ids look like checkout.latency_p95@2026-10-25T14:05Z "
+            "(the alert_id column of reports/evaluate/alerts.csv, mlops-kit score or the served output)"
+        )
     return mid, ts
 
 # %% ../nbs/24_feedback.ipynb #1de8e757
@@ -38,8 +42,9 @@ def alert_ids(monitor_id: str, alert: np.ndarray, ns: np.ndarray) -> np.ndarray:
     "Per point of a regular grid (epoch ns, alert flags): the id of the alert it is part of, '' where not in alert."
     a = np.asarray(alert, bool)
     out = np.full(len(a), '', dtype=object)
-    if not a.any(): return out
-    starts = np.flatnonzero(a & ~np.r_[False, a[:-1]])                     # first point of each run of alert
+    if not a.any():
+        return out
+    starts = np.flatnonzero(a & ~np.r_[False, a[:-1]])  # first point of each run of alert
     run = np.searchsorted(starts, np.arange(len(a)), side='right') - 1
     ids = np.array([alert_id(monitor_id, pd.Timestamp(int(ns[s]), tz='UTC')) for s in starts], dtype=object)
     out[a] = ids[run[a]]
@@ -49,8 +54,12 @@ def alert_ids(monitor_id: str, alert: np.ndarray, ns: np.ndarray) -> np.ndarray:
 VERDICTS = ('incident', 'not_anomaly', 'missed')
 FEEDBACK_COLUMNS = ['alert_id', 'monitor_id', 'start', 'end', 'verdict', 'who', 'at', 'note']
 
+
 def _empty() -> pd.DataFrame:
-    return pd.DataFrame({c: pd.Series(dtype='datetime64[ns, UTC]' if c in ('start', 'end', 'at') else str) for c in FEEDBACK_COLUMNS})
+    return pd.DataFrame(
+        {c: pd.Series(dtype='datetime64[ns, UTC]' if c in ('start', 'end', 'at') else str) for c in FEEDBACK_COLUMNS}
+    )
+
 
 def check_feedback(df: pd.DataFrame, where: str) -> pd.DataFrame:
     "Validated feedback rows (times in UTC); FeedbackError naming `where`, the row and the value."
@@ -60,40 +69,75 @@ def check_feedback(df: pd.DataFrame, where: str) -> pd.DataFrame:
     for c in ('start', 'end', 'at'):
         ts = pd.to_datetime(out[c].astype(str).str.strip(), utc=True, format='mixed', errors='coerce')
         if (bad := ts.isna()).any():
-            i = int(np.flatnonzero(bad)[0]); raise FeedbackError(f"{where}: row {i + 2}: {c} {df[c].iloc[i]!r} is not a timestamp")
+            i = int(np.flatnonzero(bad)[0])
+            raise FeedbackError(f"{where}: row {i + 2}: {c} {df[c].iloc[i]!r} is not a timestamp")
         out[c] = ts
     if (bad := ~out.verdict.isin(VERDICTS)).any():
-        i = int(np.flatnonzero(bad)[0]); raise FeedbackError(f"{where}: row {i + 2}: verdict {out.verdict.iloc[i]!r} is not one of {list(VERDICTS)}")
+        i = int(np.flatnonzero(bad)[0])
+        raise FeedbackError(f"{where}: row {i + 2}: verdict {out.verdict.iloc[i]!r} is not one of {list(VERDICTS)}")
     if (bad := out.end <= out.start).any():
-        i = int(np.flatnonzero(bad)[0]); raise FeedbackError(f"{where}: row {i + 2}: end {out.end.iloc[i]} is not after start {out.start.iloc[i]}")
+        i = int(np.flatnonzero(bad)[0])
+        raise FeedbackError(f"{where}: row {i + 2}: end {out.end.iloc[i]} is not after start {out.start.iloc[i]}")
     return out.fillna({'alert_id': '', 'note': '', 'who': ''})
 
 # %% ../nbs/24_feedback.ipynb #cf094025
 def read_feedback(root, path: str | None) -> pd.DataFrame:
     "The feedback at `path` under `root`, validated; empty when `path` is None or the file does not exist yet."
     f = Path(root) / path if path else None
-    if f is None or not f.exists(): return _empty()
+    if f is None or not f.exists():
+        return _empty()
     return check_feedback(pd.read_csv(f, dtype=str, keep_default_na=False), str(f))
 
-def record_feedback(root, path: str, verdict: str, alert: str | None = None, monitor_id: str | None = None, start=None, end=None,
-                    who: str = '', note: str = '', monitors=None, default_span: str = '30min') -> dict:
+
+def record_feedback(
+    root,
+    path: str,
+    verdict: str,
+    alert: str | None = None,
+    monitor_id: str | None = None,
+    start=None,
+    end=None,
+    who: str = '',
+    note: str = '',
+    monitors=None,
+    default_span: str = '30min',
+) -> dict:
     "Append one answer: an alert id with verdict incident | not_anomaly (end: given, else start + default_span), or a missed incident (monitor, start, end)."
-    if verdict not in VERDICTS: raise FeedbackError(f"verdict {verdict!r} is not one of {list(VERDICTS)}")
+    if verdict not in VERDICTS:
+        raise FeedbackError(f"verdict {verdict!r} is not one of {list(VERDICTS)}")
     if verdict == 'missed':
-        if alert: raise FeedbackError("a missed incident has no alert id: give --monitor, --start and --end")
-        if not (monitor_id and start is not None and end is not None): raise FeedbackError("a missed incident needs --monitor, --start and --end")
-    elif not alert: raise FeedbackError(f"verdict {verdict} answers an alert: give its alert id")
-    else: monitor_id, start = parse_alert_id(alert)
-    if monitors is not None and monitor_id not in set(monitors): raise FeedbackError(f"monitor {monitor_id!r} is not one this project monitors (e.g. {sorted(monitors)[:3]})")
-    st = pd.Timestamp(start); st = st.tz_localize('UTC') if st.tzinfo is None else st.tz_convert('UTC')
+        if alert:
+            raise FeedbackError("a missed incident has no alert id: give --monitor, --start and --end")
+        if not (monitor_id and start is not None and end is not None):
+            raise FeedbackError("a missed incident needs --monitor, --start and --end")
+    elif not alert:
+        raise FeedbackError(f"verdict {verdict} answers an alert: give its alert id")
+    else:
+        monitor_id, start = parse_alert_id(alert)
+    if monitors is not None and monitor_id not in set(monitors):
+        raise FeedbackError(f"monitor {monitor_id!r} is not one this project monitors (e.g. {sorted(monitors)[:3]})")
+    st = pd.Timestamp(start)
+    st = st.tz_localize('UTC') if st.tzinfo is None else st.tz_convert('UTC')
     en = pd.Timestamp(end) if end is not None else st + pd.Timedelta(default_span)
     en = en.tz_localize('UTC') if en.tzinfo is None else en.tz_convert('UTC')
-    row = {'alert_id': alert or '', 'monitor_id': monitor_id, 'start': st, 'end': en, 'verdict': verdict, 'who': who,
-           'at': pd.Timestamp.now(tz='UTC').floor('s'), 'note': note}
+    row = {
+        'alert_id': alert or '',
+        'monitor_id': monitor_id,
+        'start': st,
+        'end': en,
+        'verdict': verdict,
+        'who': who,
+        'at': pd.Timestamp.now(tz='UTC').floor('s'),
+        'note': note,
+    }
     new = check_feedback(pd.DataFrame([row]), 'feedback')
     old = read_feedback(root, path)
-    old = old[(old.alert_id == '') | (old.alert_id != row['alert_id'])]       # a later answer about the same alert replaces the earlier
-    f = Path(root) / path; f.parent.mkdir(parents=True, exist_ok=True); tmp = f.with_name(f.name + '.tmp')
+    old = old[
+        (old.alert_id == '') | (old.alert_id != row['alert_id'])
+    ]  # a later answer about the same alert replaces the earlier
+    f = Path(root) / path
+    f.parent.mkdir(parents=True, exist_ok=True)
+    tmp = f.with_name(f.name + '.tmp')
     pd.concat([old, new], ignore_index=True).to_csv(tmp, index=False, date_format='%Y-%m-%dT%H:%M:%SZ')
     os.replace(tmp, f)
     return row
@@ -103,27 +147,45 @@ def feedback_labels(fb: pd.DataFrame, monitor_id: str | None = None) -> tuple[pd
     "(incidents, false alarms) as (monitor_id, start, end) frames, of one monitor or all."
     f = fb if monitor_id is None else fb[fb.monitor_id == monitor_id]
     cols = ['monitor_id', 'start', 'end']
-    return f[f.verdict.isin(('incident', 'missed'))][cols].reset_index(drop=True), f[f.verdict == 'not_anomaly'][cols].reset_index(drop=True)
+    return f[f.verdict.isin(('incident', 'missed'))][cols].reset_index(drop=True), f[f.verdict == 'not_anomaly'][
+        cols
+    ].reset_index(drop=True)
 
 # %% ../nbs/24_feedback.ipynb #7b3390da
 def feedback_scores(alerts: pd.DataFrame, fb: pd.DataFrame) -> dict:
     "{'answered', 'confirmed', 'false', 'precision', 'fb_incidents', 'fb_detected', 'recall'} of alert events (monitor_id, start, end) against feedback; NaN when nothing to judge."
+
     def hits(a, spans):
-        if not len(a) or not len(spans): return np.zeros((len(a), len(spans)), bool)
+        if not len(a) or not len(spans):
+            return np.zeros((len(a), len(spans)), bool)
         same = a.monitor_id.to_numpy()[:, None] == spans.monitor_id.to_numpy()[None, :]
-        return same & (pd.DatetimeIndex(a.start).asi8[:, None] < pd.DatetimeIndex(spans.end).asi8[None, :]) & \
-               (pd.DatetimeIndex(a.end).asi8[:, None] > pd.DatetimeIndex(spans.start).asi8[None, :])
+        return (
+            same
+            & (pd.DatetimeIndex(a.start).asi8[:, None] < pd.DatetimeIndex(spans.end).asi8[None, :])
+            & (pd.DatetimeIndex(a.end).asi8[:, None] > pd.DatetimeIndex(spans.start).asi8[None, :])
+        )
+
     inc, fa = feedback_labels(fb)
     hi, hf = hits(alerts, inc), hits(alerts, fa)
     conf, false = hi.any(1), hf.any(1) & ~hi.any(1)
     n = int((conf | false).sum())
-    return {'answered': n, 'confirmed': int(conf.sum()), 'false': int(false.sum()), 'precision': float(conf.sum() / n) if n else float('nan'),
-            'fb_incidents': len(inc), 'fb_detected': int(hi.any(0).sum()), 'recall': float(hi.any(0).mean()) if len(inc) else float('nan')}
+    return {
+        'answered': n,
+        'confirmed': int(conf.sum()),
+        'false': int(false.sum()),
+        'precision': float(conf.sum() / n) if n else float('nan'),
+        'fb_incidents': len(inc),
+        'fb_detected': int(hi.any(0).sum()),
+        'recall': float(hi.any(0).mean()) if len(inc) else float('nan'),
+    }
 
 # %% ../nbs/24_feedback.ipynb #8d91d2d2
 def feedback_table(fb: pd.DataFrame) -> pd.DataFrame:
     "One row per monitor: answers per verdict, and the share of answered alerts that were incidents."
-    if not len(fb): return pd.DataFrame(columns=['monitor_id', *VERDICTS, 'alert_precision'])
-    t = fb.pivot_table(index='monitor_id', columns='verdict', values='start', aggfunc='count', fill_value=0).reindex(columns=list(VERDICTS), fill_value=0)
+    if not len(fb):
+        return pd.DataFrame(columns=['monitor_id', *VERDICTS, 'alert_precision'])
+    t = fb.pivot_table(index='monitor_id', columns='verdict', values='start', aggfunc='count', fill_value=0).reindex(
+        columns=list(VERDICTS), fill_value=0
+    )
     t['alert_precision'] = t.incident / (t.incident + t.not_anomaly).replace(0, np.nan)
     return t.reset_index().rename_axis(columns=None)

@@ -25,15 +25,18 @@ __all__ = ['split_monitors', 'tune_fleet', 'replay_fleet', 'RequestError', 'Bund
 def split_monitors(long: pd.DataFrame, what: str = 'rows') -> dict[str, pd.Series]:
     "{monitor_id: value series indexed by ts} from a long frame (monitor_id, ts, value)."
     missing = {'monitor_id', 'ts', 'value'} - set(long.columns)
-    if missing: raise ValueError(f"{what}: missing column(s) {sorted(missing)}; expected monitor_id, ts, value")
-    codes, mids = pd.factorize(long.monitor_id, sort=True)                # a missing id gets -1 and is left out, as groupby does
+    if missing:
+        raise ValueError(f"{what}: missing column(s) {sorted(missing)}; expected monitor_id, ts, value")
+    codes, mids = pd.factorize(long.monitor_id, sort=True)  # a missing id gets -1 and is left out, as groupby does
     ts, v = pd.DatetimeIndex(pd.to_datetime(long.ts, utc=True), name='ts'), long.value.to_numpy(float)
-    ns = ts.asi8; dc = np.diff(codes)
-    if not ((dc > 0) | ((dc == 0) & (np.diff(ns) > 0))).all():            # windows come sorted: then no sort at all
-        order = np.lexsort((ns, codes)); codes, ts, v, ns = codes[order], ts[order], v[order], ns[order]
+    ns = ts.asi8
+    dc = np.diff(codes)
+    if not ((dc > 0) | ((dc == 0) & (np.diff(ns) > 0))).all():  # windows come sorted: then no sort at all
+        order = np.lexsort((ns, codes))
+        codes, ts, v, ns = codes[order], ts[order], v[order], ns[order]
     bounds = np.searchsorted(codes, np.arange(len(mids) + 1))
     out = {}
-    for k, mid in enumerate(mids):                                        # one sort and one datetime parse for all: 10x faster than groupby
+    for k, mid in enumerate(mids):  # one sort and one datetime parse for all: 10x faster than groupby
         lo, hi = bounds[k], bounds[k + 1]
         if (dup := np.flatnonzero(np.diff(ns[lo:hi]) == 0)).size:
             raise ValueError(f"{what}: monitor {mid!r} has duplicate timestamps, e.g. {ts[lo + dup[0]]}")
@@ -43,14 +46,24 @@ def split_monitors(long: pd.DataFrame, what: str = 'rows') -> dict[str, pd.Serie
 # %% ../nbs/10_fleet.ipynb #76f317a0
 def _tune_or_reason(job, **kw) -> Tuned | str:
     y, own = job if isinstance(job, tuple) else (job, {})
-    try: return tune(y, **kw, **own)
-    except ValueError as e: return str(e)      # tune's documented refusal (too little data); other errors propagate
+    try:
+        return tune(y, **kw, **own)
+    except ValueError as e:
+        return str(e)  # tune's documented refusal (too little data); other errors propagate
 
-def tune_fleet(train: pd.DataFrame | dict[str, pd.Series], workers: int = 2, progress: bool = True, scheduler=None, per_monitor: dict[str, dict] | None = None,
-               **tune_kw) -> tuple[dict[str, Tuned], dict[str, str]]:
+
+def tune_fleet(
+    train: pd.DataFrame | dict[str, pd.Series],
+    workers: int = 2,
+    progress: bool = True,
+    scheduler=None,
+    per_monitor: dict[str, dict] | None = None,
+    **tune_kw,
+) -> tuple[dict[str, Tuned], dict[str, str]]:
     "({monitor_id: Tuned}, {monitor_id: why it could not be tuned}) for a long-format training window (or one already split by `split_monitors`); `per_monitor`: {monitor_id: its own `tune` keywords} (labels, false alarms); `scheduler`: see `engine.parallel_map`."
     parts = train if isinstance(train, dict) else split_monitors(train, 'training window')
-    if per_monitor: parts = {m: ((y, per_monitor[m]) if m in per_monitor else y) for m, y in parts.items()}
+    if per_monitor:
+        parts = {m: ((y, per_monitor[m]) if m in per_monitor else y) for m, y in parts.items()}
     res = parallel_map(_tune_or_reason, parts, workers, 'tune', progress, scheduler, **tune_kw)
     return {k: v for k, v in res.items() if isinstance(v, Tuned)}, {k: v for k, v in res.items() if isinstance(v, str)}
 
@@ -60,76 +73,155 @@ def _judge(job, **kw) -> tuple[dict, pd.DataFrame | None]:
     row, fr = evaluate_monitor(history, holdout, incidents, tuned=tuned, events=events, **kw)
     return row, (fr if keep else None)
 
-def replay_fleet(tuned: dict[str, Tuned], history: dict[str, pd.Series], holdout: dict[str, pd.Series], incidents: pd.DataFrame | None = None,
-                 direction: str = 'up', static_k: float = 3.0, refit: str = '1D', workers: int = 2, progress: bool = True, scheduler=None,
-                 frames: bool = True, events: pd.DataFrame | None = None, deploy_adapt: str = '1h') -> tuple[pd.DataFrame, dict[str, pd.DataFrame]]:
+
+def replay_fleet(
+    tuned: dict[str, Tuned],
+    history: dict[str, pd.Series],
+    holdout: dict[str, pd.Series],
+    incidents: pd.DataFrame | None = None,
+    direction: str = 'up',
+    static_k: float = 3.0,
+    refit: str = '1D',
+    workers: int = 2,
+    progress: bool = True,
+    scheduler=None,
+    frames: bool = True,
+    events: pd.DataFrame | None = None,
+    deploy_adapt: str = '1h',
+) -> tuple[pd.DataFrame, dict[str, pd.DataFrame]]:
     "(per-monitor metrics table, {monitor_id: holdout replay frame}) for every tuned monitor with a holdout; `events`: the calendar (`events.read_events`)."
     ids = [m for m in sorted(tuned) if m in holdout and len(holdout[m])]
     inc = incidents if incidents is not None else pd.DataFrame(columns=['monitor_id', 'start', 'end'])
-    jobs = {m: (history[m], holdout[m], tuned[m], holdout_incidents(inc, m, holdout[m].index), for_monitor(events, m), frames) for m in ids}
-    res = parallel_map(_judge, jobs, workers, 'evaluate', progress, scheduler, direction=direction, static_k=static_k, refit=refit,
-                       deploy_adapt=deploy_adapt)
+    jobs = {
+        m: (
+            history[m],
+            holdout[m],
+            tuned[m],
+            holdout_incidents(inc, m, holdout[m].index),
+            for_monitor(events, m),
+            frames,
+        )
+        for m in ids
+    }
+    res = parallel_map(
+        _judge,
+        jobs,
+        workers,
+        'evaluate',
+        progress,
+        scheduler,
+        direction=direction,
+        static_k=static_k,
+        refit=refit,
+        deploy_adapt=deploy_adapt,
+    )
     table = pd.DataFrame.from_dict({m: r[0] for m, r in res.items()}, orient='index').rename_axis('monitor_id')
     return table, ({m: r[1] for m, r in res.items()} if frames else {})
 
 # %% ../nbs/10_fleet.ipynb #7c5327bc
 def _score_rows(t: Tuned, ns: np.ndarray, v: np.ndarray, mid: str = '') -> tuple[np.ndarray, ...]:
     "One monitor's rows (epoch ns, values) -> its six detection columns, row by row: snap to the grid, score, decide; numpy only."
-    if len(np.unique(ns)) < len(ns): raise ValueError(f"request: monitor {mid!r} has duplicate timestamps, e.g. {pd.Timestamp(np.sort(ns)[np.flatnonzero(np.diff(np.sort(ns)) == 0)[0]], tz='UTC')}")
-    step = t.detector.forecaster_.step_; k = ns // step.value; k0 = k.min(); j = k - k0; n = int(j.max()) + 1
-    ok = ~np.isnan(v); cnt = np.bincount(j[ok], minlength=n)
-    g = np.where(cnt > 0, np.bincount(j[ok], v[ok], minlength=n) / np.maximum(cnt, 1), np.nan)   # to_grid: mean per slot, NaN for empty slots
+    if len(np.unique(ns)) < len(ns):
+        raise ValueError(
+            f"request: monitor {mid!r} has duplicate timestamps, e.g. {pd.Timestamp(np.sort(ns)[np.flatnonzero(np.diff(np.sort(ns)) == 0)[0]], tz='UTC')}"
+        )
+    step = t.detector.forecaster_.step_
+    k = ns // step.value
+    k0 = k.min()
+    j = k - k0
+    n = int(j.max()) + 1
+    ok = ~np.isnan(v)
+    cnt = np.bincount(j[ok], minlength=n)
+    g = np.where(
+        cnt > 0, np.bincount(j[ok], v[ok], minlength=n) / np.maximum(cnt, 1), np.nan
+    )  # to_grid: mean per slot, NaN for empty slots
     sc = t.detector.score_grid((k0 + np.arange(n)) * step.value, g)
-    alert, _ = t.policy.flags(sc['unusual'], np.nan_to_num(sc['score'], nan=0.0), step if n > 1 else pd.Timedelta('5min'))   # as decide() on that grid
-    ids = alert_ids(mid, alert, (k0 + np.arange(n)) * step.value)   # the alert each point belongs to: what on-call answers with `mlops-kit feedback`
-    return tuple(sc[c][j] for c in COLUMNS[:5]) + (alert[j], ids[j])      # off-grid timestamps share their slot's result
+    alert, _ = t.policy.flags(
+        sc['unusual'], np.nan_to_num(sc['score'], nan=0.0), step if n > 1 else pd.Timedelta('5min')
+    )  # as decide() on that grid
+    ids = alert_ids(
+        mid, alert, (k0 + np.arange(n)) * step.value
+    )  # the alert each point belongs to: what on-call answers with `mlops-kit feedback`
+    return tuple(sc[c][j] for c in COLUMNS[:5]) + (alert[j], ids[j])  # off-grid timestamps share their slot's result
+
 
 class RequestError(ValueError):
     "Rows sent to be scored that cannot be: the message says which column, row or monitor, and what is allowed."
+
 
 def _request_arrays(rows: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     "(epoch ns, values) of a request; RequestError for a missing or unreadable timestamp or a value that is not a finite number (null = no data)."
     ts = rows.ts
     if (miss := np.flatnonzero(pd.isna(ts).to_numpy())).size:
-        raise RequestError(f"request: ts is null in {miss.size} row(s), first at index {miss[0]}; every row needs a timestamp")
-    try: ns = ts.to_numpy().view('i8') if ts.dtype == 'datetime64[ns]' else pd.DatetimeIndex(pd.to_datetime(ts, utc=True)).as_unit('ns').asi8   # naive ns (what MLflow's schema gives): as is
-    except (ValueError, TypeError, OverflowError): raise RequestError("request: ts holds values that are not timestamps; send ISO 8601, e.g. 2026-10-01T12:00:00") from None
-    try: v = rows.value.to_numpy(float)
-    except (ValueError, TypeError): raise RequestError("request: value holds values that are not numbers; send a number, or null for no data") from None
+        raise RequestError(
+            f"request: ts is null in {miss.size} row(s), first at index {miss[0]}; every row needs a timestamp"
+        )
+    try:
+        ns = (
+            ts.to_numpy().view('i8')
+            if ts.dtype == 'datetime64[ns]'
+            else pd.DatetimeIndex(pd.to_datetime(ts, utc=True)).as_unit('ns').asi8
+        )  # naive ns (what MLflow's schema gives): as is
+    except (ValueError, TypeError, OverflowError):
+        raise RequestError(
+            "request: ts holds values that are not timestamps; send ISO 8601, e.g. 2026-10-01T12:00:00"
+        ) from None
+    try:
+        v = rows.value.to_numpy(float)
+    except (ValueError, TypeError):
+        raise RequestError(
+            "request: value holds values that are not numbers; send a number, or null for no data"
+        ) from None
     if (inf := np.flatnonzero(np.isinf(v))).size:
-        raise RequestError(f"request: value is not finite (Infinity) in {inf.size} row(s), first at index {inf[0]}; send a number, or null for no data")
+        raise RequestError(
+            f"request: value is not finite (Infinity) in {inf.size} row(s), first at index {inf[0]}; send a number, or null for no data"
+        )
     return ns, v
 
 # %% ../nbs/10_fleet.ipynb #3332ee5c
 class BundleIntegrityError(ValueError):
     "A bundle's bytes do not match the digest the pipeline recorded (or none was recorded): it is not unpickled."
 
+
 class FleetBundle:
     "Every monitor's tuned detector + alert policy; `predict(rows)` adds expected, lower, upper, score, unusual, alert and the monitor's stage."
+
     def __init__(self, tuned: dict[str, Tuned], meta: dict | None = None):
         self.tuned = {k: replace(t, trials=pd.DataFrame()) for k, t in tuned.items()}
         self.meta = dict(meta or {})
 
     @property
-    def monitors(self) -> list[str]: return sorted(self.tuned)
+    def monitors(self) -> list[str]:
+        return sorted(self.tuned)
 
-    def columns(self, rows: pd.DataFrame, max_rows: int | None = None, max_span: pd.Timedelta | None = None) -> dict[str, np.ndarray]:
+    def columns(
+        self, rows: pd.DataFrame, max_rows: int | None = None, max_span: pd.Timedelta | None = None
+    ) -> dict[str, np.ndarray]:
         "The six detection columns, the alert id (the alert a point belongs to, '' when none) and the monitor's stage for rows (monitor_id, ts, value), as arrays in row order: what `predict` adds. Naive `ts` means UTC. `max_rows` / `max_span` (per monitor) bound one request's work."
-        if missing := {'monitor_id', 'ts', 'value'} - set(rows.columns): raise RequestError(f"request: missing column(s) {sorted(missing)}; expected monitor_id, ts, value")
-        if max_rows is not None and len(rows) > max_rows: raise RequestError(f"request: {len(rows):,} rows; at most {max_rows:,} per request (send several)")
+        if missing := {'monitor_id', 'ts', 'value'} - set(rows.columns):
+            raise RequestError(f"request: missing column(s) {sorted(missing)}; expected monitor_id, ts, value")
+        if max_rows is not None and len(rows) > max_rows:
+            raise RequestError(f"request: {len(rows):,} rows; at most {max_rows:,} per request (send several)")
         codes, mids = pd.factorize(rows.monitor_id.astype(str).to_numpy())
         if unknown := sorted(set(mids) - set(self.tuned)):
-            raise RequestError(f"unknown monitor(s) {[u[:80] + ('…' if len(u) > 80 else '') for u in unknown[:5]]}{' …' if len(unknown) > 5 else ''}: this bundle serves {len(self.tuned)} monitors, e.g. {self.monitors[:3]}")
+            raise RequestError(
+                f"unknown monitor(s) {[u[:80] + ('…' if len(u) > 80 else '') for u in unknown[:5]]}{' …' if len(unknown) > 5 else ''}: this bundle serves {len(self.tuned)} monitors, e.g. {self.monitors[:3]}"
+            )
         ns, v = _request_arrays(rows)
         out = {c: np.full(len(rows), np.nan) for c in COLUMNS[:4]} | {c: np.zeros(len(rows), bool) for c in COLUMNS[4:]}
         out |= {'alert_id': np.full(len(rows), '', object), 'stage': np.empty(len(rows), object)}
         for i, mid in enumerate(mids):
             p = np.flatnonzero(codes == i)
             if max_span is not None and (span := pd.Timedelta(int(ns[p].max() - ns[p].min()))) > max_span:
-                raise RequestError(f"request: monitor {mid!r} spans {span.days:,} days ({pd.Timestamp(ns[p].min())} to {pd.Timestamp(ns[p].max())}); "
-                                   f"at most {max_span.days:g} days of one monitor per request (the grid it is scored on covers the whole span)")
-            for c, col in zip(COLUMNS + ['alert_id'], _score_rows(self.tuned[mid], ns[p], v[p], mid)): out[c][p] = col
-            out['stage'][p] = self.tuned[mid].path                   # level | daily | search | sparse | fallback: what its history allowed
+                raise RequestError(
+                    f"request: monitor {mid!r} spans {span.days:,} days ({pd.Timestamp(ns[p].min())} to {pd.Timestamp(ns[p].max())}); "
+                    f"at most {max_span.days:g} days of one monitor per request (the grid it is scored on covers the whole span)"
+                )
+            for c, col in zip(COLUMNS + ['alert_id'], _score_rows(self.tuned[mid], ns[p], v[p], mid)):
+                out[c][p] = col
+            out['stage'][p] = self.tuned[
+                mid
+            ].path  # level | daily | search | sparse | fallback: what its history allowed
         return out
 
     def predict(self, rows: pd.DataFrame) -> pd.DataFrame:
@@ -138,25 +230,48 @@ class FleetBundle:
 
     def table(self) -> pd.DataFrame:
         "One row per monitor: AutoML path, forecaster, sensitivity, policy window, expected alerts/day, tuning seconds, note."
-        return pd.DataFrame([{'monitor_id': k, 'path': t.path, 'forecaster': type(t.detector.forecaster_).__name__, 'sensitivity': t.detector.sensitivity,
-                              'window': t.policy.window, 'alerts_per_day_train': round(t.alerts_per_day, 3), 'tune_seconds': round(t.seconds, 3), 'note': t.note}
-                             for k, t in sorted(self.tuned.items())])
+        return pd.DataFrame(
+            [
+                {
+                    'monitor_id': k,
+                    'path': t.path,
+                    'forecaster': type(t.detector.forecaster_).__name__,
+                    'sensitivity': t.detector.sensitivity,
+                    'window': t.policy.window,
+                    'alerts_per_day_train': round(t.alerts_per_day, 3),
+                    'tune_seconds': round(t.seconds, 3),
+                    'note': t.note,
+                }
+                for k, t in sorted(self.tuned.items())
+            ]
+        )
 
     def save(self, path) -> Path:
         "Pickle to `path` (written to a temp file first, then renamed: never half-written). Record `guard.sha256_file(path)`: `load` needs it."
-        path = Path(path); path.parent.mkdir(parents=True, exist_ok=True); tmp = path.with_suffix('.tmp')
-        with open(tmp, 'wb') as f: pickle.dump(self, f, protocol=5)
-        os.replace(tmp, path); return path
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix('.tmp')
+        with open(tmp, 'wb') as f:
+            pickle.dump(self, f, protocol=5)
+        os.replace(tmp, path)
+        return path
 
     @staticmethod
     def load(path, sha256: str | None) -> 'FleetBundle':
         "Unpickle the bundle at `path` only if its bytes have the SHA-256 the pipeline recorded; BundleIntegrityError (nothing deserialised) if not."
-        if not sha256: raise BundleIntegrityError(f"{path}: no recorded SHA-256 to check it against; a bundle is unpickled only after its digest is verified")
-        data = Path(path).read_bytes()                  # the bytes that are checked are the bytes that are unpickled
+        if not sha256:
+            raise BundleIntegrityError(
+                f"{path}: no recorded SHA-256 to check it against; a bundle is unpickled only after its digest is verified"
+            )
+        data = Path(path).read_bytes()  # the bytes that are checked are the bytes that are unpickled
         if (got := hashlib.sha256(data).hexdigest()) != sha256:
-            raise BundleIntegrityError(f"{path}: SHA-256 {got[:16]}… is not the recorded {sha256[:16]}…: the file changed after the pipeline wrote it; nothing was loaded")
+            raise BundleIntegrityError(
+                f"{path}: SHA-256 {got[:16]}… is not the recorded {sha256[:16]}…: the file changed after the pipeline wrote it; nothing was loaded"
+            )
         b = pickle.loads(data)
-        if not isinstance(b, FleetBundle): raise BundleIntegrityError(f"{path}: not a FleetBundle (got {type(b).__name__})")
+        if not isinstance(b, FleetBundle):
+            raise BundleIntegrityError(f"{path}: not a FleetBundle (got {type(b).__name__})")
         return b
 
-    def __repr__(self): return f"FleetBundle({len(self.tuned)} monitors, paths {self.table().path.value_counts().to_dict() if self.tuned else {}})"
+    def __repr__(self):
+        return f"FleetBundle({len(self.tuned)} monitors, paths {self.table().path.value_counts().to_dict() if self.tuned else {}})"

@@ -14,11 +14,13 @@ __all__ = ['MAX_NAME', 'safe_name', 'sha256_file', 'tree_digest', 'clip']
 MAX_NAME = 100
 _SAFE = re.compile(r'[a-z0-9][a-z0-9._-]*')
 
+
 def safe_name(monitor_id) -> str:
     "A file name stem for `monitor_id` that cannot leave its folder: the id itself if already safe, else its safe characters + a hash of the id."
     s = str(monitor_id)
-    if len(s) <= MAX_NAME and _SAFE.fullmatch(s): return s
-    stem = re.sub(r'[^a-z0-9._-]+', '_', s.lower()).strip('._-')[:MAX_NAME - 11] or 'monitor'
+    if len(s) <= MAX_NAME and _SAFE.fullmatch(s):
+        return s
+    stem = re.sub(r'[^a-z0-9._-]+', '_', s.lower()).strip('._-')[: MAX_NAME - 11] or 'monitor'
     return f"{stem}-{hashlib.sha256(s.encode('utf-8', 'surrogatepass')).hexdigest()[:10]}"
 
 # %% ../nbs/22_guard.ipynb #3719ef02
@@ -26,19 +28,25 @@ def sha256_file(path, chunk: int = 1 << 20) -> str:
     "SHA-256 hex digest of a file's bytes."
     h = hashlib.sha256()
     with open(path, 'rb') as f:
-        while b := f.read(chunk): h.update(b)
+        while b := f.read(chunk):
+            h.update(b)
     return h.hexdigest()
+
 
 def tree_digest(folder, exclude=()) -> str:
     "SHA-256 over the sorted (relative path, file SHA-256) pairs of every file under `folder` but the top-level names in `exclude`; ValueError on a symbolic link."
     folder, h = Path(folder), hashlib.sha256()
     for d, dirs, files in os.walk(folder):
         for n in sorted(dirs + files):
-            if (Path(d) / n).is_symlink(): raise ValueError(f"{Path(d) / n}: a symbolic link inside {folder}; a verified folder holds regular files only")
+            if (Path(d) / n).is_symlink():
+                raise ValueError(
+                    f"{Path(d) / n}: a symbolic link inside {folder}; a verified folder holds regular files only"
+                )
         dirs.sort()
         for n in sorted(files):
             f = Path(d) / n
-            if Path(d) == folder and n in exclude: continue
+            if Path(d) == folder and n in exclude:
+                continue
             h.update(f'{f.relative_to(folder).as_posix()}\0{sha256_file(f)}\n'.encode())
     return h.hexdigest()
 

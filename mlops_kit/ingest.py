@@ -25,6 +25,7 @@ __all__ = ['QUARANTINE_COLUMNS', 'READERS', 'IngestError', 'needed_columns', 'op
 class IngestError(ValueError):
     "The raw input cannot be ingested at all; the message names the file or monitor and the fix."
 
+
 QUARANTINE_COLUMNS = ['source', 'file', 'row', 'column', 'value', 'reason']
 
 # %% ../nbs/02_ingest.ipynb #cb7f2b1f
@@ -32,26 +33,37 @@ def needed_columns(monitors: list[MonitorSpec]) -> dict[str, set[str]]:
     "Column -> names of the monitors that need it (value, group_by, filter)."
     need: dict[str, set[str]] = {}
     for m in monitors:
-        for c in filter_columns(m.filter) | {m.value, m.group_by} - {None}: need.setdefault(c, set()).add(m.name)
+        for c in filter_columns(m.filter) | {m.value, m.group_by} - {None}:
+            need.setdefault(c, set()).add(m.name)
     return need
 
 # %% ../nbs/02_ingest.ipynb #8d46b0a7
 def open_source(path, raw_dir=None, source: str = ''):
     "Binary file object of raw `path` if it resolves to a regular file inside `raw_dir` (default: its own folder); else IngestError naming the source."
-    path = Path(path); who = f"raw file of source {source!r}" if source else 'raw file'
+    path = Path(path)
+    who = f"raw file of source {source!r}" if source else 'raw file'
     root = Path(raw_dir if raw_dir is not None else path.parent).resolve()
-    try: real = path.resolve(strict=True)
-    except FileNotFoundError: raise IngestError(f"{path}: {who} not found (ingest.raw_dir + sources[].path)") from None
-    except (OSError, RuntimeError) as e: raise IngestError(f"{path}: {who} cannot be resolved ({type(e).__name__}, e.g. a symbolic link loop)") from None
+    try:
+        real = path.resolve(strict=True)
+    except FileNotFoundError:
+        raise IngestError(f"{path}: {who} not found (ingest.raw_dir + sources[].path)") from None
+    except (OSError, RuntimeError) as e:
+        raise IngestError(f"{path}: {who} cannot be resolved ({type(e).__name__}, e.g. a symbolic link loop)") from None
     if not real.is_relative_to(root):
         how = 'a symbolic link to' if any(p.is_symlink() for p in [path, *path.parents]) else 'a path to'
-        raise IngestError(f"{path}: {who} is {how} {real}, outside the raw folder {root}; sources must be regular files inside ingest.raw_dir")
-    try: fd = os.open(real, os.O_RDONLY | getattr(os, 'O_NOFOLLOW', 0) | getattr(os, 'O_NONBLOCK', 0))
-    except OSError as e: raise IngestError(f"{path}: {who} cannot be opened ({e.strerror})") from None
+        raise IngestError(
+            f"{path}: {who} is {how} {real}, outside the raw folder {root}; sources must be regular files inside ingest.raw_dir"
+        )
+    try:
+        fd = os.open(real, os.O_RDONLY | getattr(os, 'O_NOFOLLOW', 0) | getattr(os, 'O_NONBLOCK', 0))
+    except OSError as e:
+        raise IngestError(f"{path}: {who} cannot be opened ({e.strerror})") from None
     kind = os.fstat(fd).st_mode
     if not stat.S_ISREG(kind):
         os.close(fd)
-        raise IngestError(f"{path}: {who} is {'a directory' if stat.S_ISDIR(kind) else 'not a regular file (a device, socket or pipe)'}; point sources[].path at a file")
+        raise IngestError(
+            f"{path}: {who} is {'a directory' if stat.S_ISDIR(kind) else 'not a regular file (a device, socket or pipe)'}; point sources[].path at a file"
+        )
     return os.fdopen(fd, 'rb')
 
 # %% ../nbs/02_ingest.ipynb #e5284e9c
@@ -59,80 +71,145 @@ def _qrows(source: str, file: str, rows, column: str, values, reason) -> pd.Data
     "Quarantine records; values that look like an e-mail or IP address are redacted, so PII cannot leak through them."
     v = pd.Series(values, dtype=object).astype(str).str.slice(0, 60)
     v = v.mask(v.str.contains(r'@|\b\d{1,3}(?:\.\d{1,3}){3}\b', regex=True), '<redacted>')
-    return pd.DataFrame({'source': source, 'file': file, 'row': np.asarray(rows, dtype='int64'), 'column': column, 'value': v.to_numpy(), 'reason': reason})
+    return pd.DataFrame(
+        {
+            'source': source,
+            'file': file,
+            'row': np.asarray(rows, dtype='int64'),
+            'column': column,
+            'value': v.to_numpy(),
+            'reason': reason,
+        }
+    )
+
 
 def _arrow_csv(data: bytes, cols: list[str], path: Path) -> tuple[pd.DataFrame, list[tuple[int, str]]]:
     "pyarrow's parse of CSV bytes: (the needed columns as text, [(line, why)] for records with the wrong number of fields)."
     bad = []
+
     def on_bad(row):
-        bad.append((row.number, f'malformed line: {row.actual_columns} fields, expected {row.expected_columns}')); return 'skip'
+        bad.append((row.number, f'malformed line: {row.actual_columns} fields, expected {row.expected_columns}'))
+        return 'skip'
+
     try:
-        t = pacsv.read_csv(pa.py_buffer(data), read_options=pacsv.ReadOptions(use_threads=False),
-                           parse_options=pacsv.ParseOptions(invalid_row_handler=on_bad, ignore_empty_lines=False),
-                           convert_options=pacsv.ConvertOptions(include_columns=cols, column_types={c: pa.string() for c in cols}, strings_can_be_null=True))
-    except (pa.ArrowInvalid, pa.ArrowKeyError) as e: raise IngestError(f"{path}: cannot read as CSV: {str(e)[:200]}") from None
+        t = pacsv.read_csv(
+            pa.py_buffer(data),
+            read_options=pacsv.ReadOptions(use_threads=False),
+            parse_options=pacsv.ParseOptions(invalid_row_handler=on_bad, ignore_empty_lines=False),
+            convert_options=pacsv.ConvertOptions(
+                include_columns=cols, column_types={c: pa.string() for c in cols}, strings_can_be_null=True
+            ),
+        )
+    except (pa.ArrowInvalid, pa.ArrowKeyError) as e:
+        raise IngestError(f"{path}: cannot read as CSV: {str(e)[:200]}") from None
     return t.to_pandas(), bad
+
 
 def _read_csv(path: Path, cols: list[str], src: str, raw_dir=None) -> tuple[pd.DataFrame, pd.DataFrame | None, int]:
     "CSV -> (rows with _row line numbers, quarantine, rows_in = the file's data lines, counted from its bytes)."
-    with open_source(path, raw_dir, src) as f: data = f.read()
-    n = data.count(b'\n') + (not data.endswith(b'\n')) - 1 if data else 0     # physical lines, minus the header
-    if data.count(b'\r') == data.count(b'\r\n'):                               # no lone CR: pyarrow splits lines as this count does
+    with open_source(path, raw_dir, src) as f:
+        data = f.read()
+    n = data.count(b'\n') + (not data.endswith(b'\n')) - 1 if data else 0  # physical lines, minus the header
+    if data.count(b'\r') == data.count(b'\r\n'):  # no lone CR: pyarrow splits lines as this count does
         df, bad = _arrow_csv(data, cols, path)
-        if len(df) + len(bad) == n:                                              # one line per record: nothing swallowed
+        if len(df) + len(bad) == n:  # one line per record: nothing swallowed
             df['_row'] = np.setdiff1d(np.arange(2, n + 2), [b[0] for b in bad])
-            return df, (_qrows(src, path.name, [b[0] for b in bad], '', [''] * len(bad), [b[1] for b in bad]) if bad else None), n
+            return (
+                df,
+                (
+                    _qrows(src, path.name, [b[0] for b in bad], '', [''] * len(bad), [b[1] for b in bad])
+                    if bad
+                    else None
+                ),
+                n,
+            )
     return _csv_by_lines(data, cols, src, path)
 
 # %% ../nbs/02_ingest.ipynb #eb3d1f52
 def _csv_by_lines(data: bytes, cols: list[str], src: str, path: Path) -> tuple[pd.DataFrame, pd.DataFrame | None, int]:
     "The line-exact CSV read: quarantine every line of a record that spans lines (or holds a lone CR); parse the one-line records."
     lines = data.split(b'\n')
-    if lines[-1] == b'': lines.pop()
+    if lines[-1] == b'':
+        lines.pop()
     rd, spans, end = csv.reader((l.decode('utf-8', 'replace') + '\n' for l in lines), strict=False), [], 0
     while True:
-        try: next(rd); ok = True
-        except StopIteration: break
-        except csv.Error: ok = False
-        spans.append((end + 1, rd.line_num, ok)); end = rd.line_num
-    hl = spans[0][1] if spans else 1                                            # lines of the header record
+        try:
+            next(rd)
+            ok = True
+        except StopIteration:
+            break
+        except csv.Error:
+            ok = False
+        spans.append((end + 1, rd.line_num, ok))
+        end = rd.line_num
+    hl = spans[0][1] if spans else 1  # lines of the header record
     one = [s for s, e, ok in spans[1:] if ok and e == s and b'\r' not in lines[s - 1].rstrip(b'\r')]
-    q = [(l, f'record spans lines {s}-{e}: an unclosed quote or a line break inside a quoted field') for s, e, ok in spans[1:] if e > s for l in range(s, e + 1)]
-    q += [(s, 'malformed line: a carriage return or a broken quote inside the line') for s, e, ok in spans[1:] if e == s and s not in one]
+    q = [
+        (l, f'record spans lines {s}-{e}: an unclosed quote or a line break inside a quoted field')
+        for s, e, ok in spans[1:]
+        if e > s
+        for l in range(s, e + 1)
+    ]
+    q += [
+        (s, 'malformed line: a carriage return or a broken quote inside the line')
+        for s, e, ok in spans[1:]
+        if e == s and s not in one
+    ]
     df, bad = _arrow_csv(b'\n'.join(lines[:hl] + [lines[i - 1] for i in one]) + b'\n', cols, path)
-    bad = [(one[b - hl - 1], why) for b, why in bad]                           # back to the file's line numbers
-    if len(df) + len(bad) != len(one): raise RuntimeError(f"{path}: {len(one)} one-line records parsed into {len(df) + len(bad)} (a bug in ingest)")
+    bad = [(one[b - hl - 1], why) for b, why in bad]  # back to the file's line numbers
+    if len(df) + len(bad) != len(one):
+        raise RuntimeError(f"{path}: {len(one)} one-line records parsed into {len(df) + len(bad)} (a bug in ingest)")
     df['_row'] = np.setdiff1d(np.array(one, dtype='int64'), [b[0] for b in bad])
     q = sorted(q + bad)
-    return df, (_qrows(src, path.name, [r for r, _ in q], '', [''] * len(q), [w for _, w in q]) if q else None), len(lines) - hl
+    return (
+        df,
+        (_qrows(src, path.name, [r for r, _ in q], '', [''] * len(q), [w for _, w in q]) if q else None),
+        len(lines) - hl,
+    )
 
 # %% ../nbs/02_ingest.ipynb #25ab61e2
 def _read_jsonl(path: Path, cols: list[str], src: str, raw_dir=None) -> tuple[pd.DataFrame, pd.DataFrame | None, int]:
     "JSONL -> (rows with _row line numbers, quarantine of lines that are not JSON objects, rows_in = non-blank lines)."
     recs, bad, n = [], [], 0
     with open_source(path, raw_dir, src) as f:
-        for i, raw in enumerate(f, 1):                      # binary lines: split on b'\n' only, as they are counted
+        for i, raw in enumerate(f, 1):  # binary lines: split on b'\n' only, as they are counted
             line = raw.decode('utf-8', 'replace')
-            if not line.strip(): continue
+            if not line.strip():
+                continue
             n += 1
-            try: obj = json.loads(line)
-            except json.JSONDecodeError as e: bad.append((i, f'malformed JSON: {e.msg}')); continue
-            except RecursionError: bad.append((i, 'malformed JSON: nested too deeply')); continue
-            if not isinstance(obj, dict): bad.append((i, 'malformed JSON: not an object')); continue
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as e:
+                bad.append((i, f'malformed JSON: {e.msg}'))
+                continue
+            except RecursionError:
+                bad.append((i, 'malformed JSON: nested too deeply'))
+                continue
+            if not isinstance(obj, dict):
+                bad.append((i, 'malformed JSON: not an object'))
+                continue
             recs.append({**{c: obj.get(c) for c in cols}, '_row': i})
     df = pd.DataFrame(recs, columns=cols + ['_row'])
-    for c in cols: df[c] = df[c].astype(object).where(df[c].isna(), df[c].astype(str))
+    for c in cols:
+        df[c] = df[c].astype(object).where(df[c].isna(), df[c].astype(str))
     q = pd.concat([_qrows(src, path.name, [i], '', [''], why) for i, why in bad]) if bad else None
     return df, q, n
+
 
 def _read_parquet(path: Path, cols: list[str], src: str, raw_dir=None) -> tuple[pd.DataFrame, None, int]:
     "Parquet -> (only the needed columns, with 1-based _row record numbers; no quarantine at read time, rows_in from the file's metadata)."
     with open_source(path, raw_dir, src) as f:
-        try: n = pq.ParquetFile(f).metadata.num_rows; f.seek(0); df = pd.read_parquet(f, columns=cols)
-        except (pa.ArrowInvalid, OSError) as e: raise IngestError(f"{path}: cannot read as Parquet: {str(e)[:200]}") from None
+        try:
+            n = pq.ParquetFile(f).metadata.num_rows
+            f.seek(0)
+            df = pd.read_parquet(f, columns=cols)
+        except (pa.ArrowInvalid, OSError) as e:
+            raise IngestError(f"{path}: cannot read as Parquet: {str(e)[:200]}") from None
     for c in df.columns:
-        if isinstance(df[c].dtype, pd.CategoricalDtype): df[c] = df[c].astype(str)
-    if len(df) != n: raise IngestError(f"{path}: the file's metadata says {n:,} rows, {len(df):,} were read")
+        if isinstance(df[c].dtype, pd.CategoricalDtype):
+            df[c] = df[c].astype(str)
+    if len(df) != n:
+        raise IngestError(f"{path}: the file's metadata says {n:,} rows, {len(df):,} were read")
     df['_row'] = np.arange(1, len(df) + 1)
     return df, None, n
 
@@ -140,54 +217,75 @@ def _read_parquet(path: Path, cols: list[str], src: str, raw_dir=None) -> tuple[
 READERS = {'csv': _read_csv, 'jsonl': _read_jsonl, 'parquet': _read_parquet}
 _EXT = {'.csv': 'csv', '.jsonl': 'jsonl', '.ndjson': 'jsonl', '.json': 'jsonl', '.parquet': 'parquet', '.pq': 'parquet'}
 
+
 def _header(path: Path, fmt: str, raw_dir=None, src: str = '') -> list[str]:
     "Column names present in the file (first JSONL object's keys)."
     with open_source(path, raw_dir, src) as f:
         if fmt == 'parquet':
-            try: return pq.read_schema(f).names
-            except (pa.ArrowInvalid, OSError) as e: raise IngestError(f"{path}: cannot read as Parquet: {str(e)[:200]}") from None
+            try:
+                return pq.read_schema(f).names
+            except (pa.ArrowInvalid, OSError) as e:
+                raise IngestError(f"{path}: cannot read as Parquet: {str(e)[:200]}") from None
         for raw in f:
             line = raw.decode('utf-8', 'replace')
-            if not line.strip(): continue
-            if fmt == 'csv': return next(csv.reader([line]))
-            try: return list(json.loads(line))
-            except (json.JSONDecodeError, TypeError, RecursionError): continue
+            if not line.strip():
+                continue
+            if fmt == 'csv':
+                return next(csv.reader([line]))
+            try:
+                return list(json.loads(line))
+            except (json.JSONDecodeError, TypeError, RecursionError):
+                continue
     return []
+
 
 def _shown(have: set[str], pii: list[str]) -> str:
     "The file's column names for an error message, only if they look like column names (never a line of some other file)."
     names = sorted(have - set(pii))
-    if len(names) <= 50 and all(re.fullmatch(r'[A-Za-z_][\w .:-]{0,63}', n) for n in names): return str(names)
+    if len(names) <= 50 and all(re.fullmatch(r'[A-Za-z_][\w .:-]{0,63}', n) for n in names):
+        return str(names)
     return f"{len(names)} names that do not look like a header (not shown)"
+
 
 def read_source(spec: SourceSpec, raw_dir, need: dict[str, set[str]], pii: list[str]):
     "One raw file -> (rows with needed columns + _row, quarantine or None, rows_in)."
     path = Path(raw_dir) / spec.path
     fmt = spec.format if spec.format != 'auto' else _EXT.get(path.suffix.lower())
-    if fmt is None: raise IngestError(f"{path}: unknown format {path.suffix!r}; use .csv, .jsonl or .parquet, or set `format` on source {spec.name!r}")
-    with open_source(path, raw_dir, spec.name) as f: size = os.fstat(f.fileno()).st_size
-    if size == 0: raise IngestError(f"{path}: file is empty (0 bytes); source {spec.name!r} has no rows to ingest")
+    if fmt is None:
+        raise IngestError(
+            f"{path}: unknown format {path.suffix!r}; use .csv, .jsonl or .parquet, or set `format` on source {spec.name!r}"
+        )
+    with open_source(path, raw_dir, spec.name) as f:
+        size = os.fstat(f.fileno()).st_size
+    if size == 0:
+        raise IngestError(f"{path}: file is empty (0 bytes); source {spec.name!r} has no rows to ingest")
     cols = [spec.ts_column] + sorted(need)
     have = set(_header(path, fmt, raw_dir, spec.name))
     if missing := [c for c in cols if c not in have]:
         users = sorted(set().union(*(need.get(c, {'(timestamp)'}) for c in missing)))
-        raise IngestError(f"{path}: column(s) {missing} not in the file, needed by monitor(s) {users}; the file has: {_shown(have, pii)}")
+        raise IngestError(
+            f"{path}: column(s) {missing} not in the file, needed by monitor(s) {users}; the file has: {_shown(have, pii)}"
+        )
     df, q, n = READERS[fmt](path, cols, spec.name, raw_dir)
-    if n == 0: raise IngestError(f"{path}: file has no data rows (header only); source {spec.name!r} has nothing to ingest")
+    if n == 0:
+        raise IngestError(f"{path}: file has no data rows (header only); source {spec.name!r} has nothing to ingest")
     return df, q, n
 
 # %% ../nbs/02_ingest.ipynb #da732c03
 _OFFSET = r'(?:Z|[+-]\d{2}:?\d{2})$'
 
+
 def _none(reason: pd.Series) -> pd.Series:
     "Reasons as an object Series with None (not NaN) where the row is fine."
     return reason.astype(object).where(reason.notna(), None)
+
 
 def parse_ts(raw: pd.Series, tz: str = 'UTC') -> tuple[pd.Series, pd.Series]:
     "Raw timestamps -> (UTC timestamps, reason for each one that could not be placed; None where fine)."
     reason = pd.Series(None, index=raw.index, dtype=object)
     if pd.api.types.is_datetime64_any_dtype(raw):
-        if raw.dt.tz is not None: return raw.dt.tz_convert('UTC'), _none(reason.mask(raw.isna(), 'missing timestamp'))
+        if raw.dt.tz is not None:
+            return raw.dt.tz_convert('UTC'), _none(reason.mask(raw.isna(), 'missing timestamp'))
         local, naive = raw, pd.Series(True, index=raw.index)
     else:
         s = raw.astype(object).where(raw.notna(), None).astype(str).str.strip()
@@ -196,14 +294,20 @@ def parse_ts(raw: pd.Series, tz: str = 'UTC') -> tuple[pd.Series, pd.Series]:
         local, naive = pd.to_datetime(s.where(~has_off), format='ISO8601', errors='coerce'), ~has_off
         reason = reason.mask(raw.isna() | s.isin(['', 'None', 'nan']), 'missing timestamp')
         reason = reason.mask(reason.isna() & (has_off & out.isna() | naive & local.isna()), 'unparseable timestamp')
-        if has_off.any() and naive.any(): reason = reason.mask(reason.isna() & naive, 'mixed timezones: no UTC offset while other rows have one')
+        if has_off.any() and naive.any():
+            reason = reason.mask(reason.isna() & naive, 'mixed timezones: no UTC offset while other rows have one')
     loc = local.dt.tz_localize(tz, nonexistent='NaT', ambiguous='NaT')
     gap = naive & local.notna() & loc.isna() & reason.isna()
     if gap.any():  # tell the spring-forward gap from the fall-back overlap
         nonexist = local[gap].dt.tz_localize(tz, nonexistent='shift_forward', ambiguous='NaT').notna()
-        reason[gap] = np.where(nonexist, f'nonexistent local time in {tz} (DST spring-forward gap)', f'ambiguous local time in {tz} (DST fall-back hour); write timestamps with a UTC offset')
+        reason[gap] = np.where(
+            nonexist,
+            f'nonexistent local time in {tz} (DST spring-forward gap)',
+            f'ambiguous local time in {tz} (DST fall-back hour); write timestamps with a UTC offset',
+        )
     utc = loc.dt.tz_convert('UTC')
-    if not pd.api.types.is_datetime64_any_dtype(raw): utc = out.where(has_off, utc)
+    if not pd.api.types.is_datetime64_any_dtype(raw):
+        utc = out.where(has_off, utc)
     return utc.where(reason.isna()), _none(reason)
 
 # %% ../nbs/02_ingest.ipynb #b8320e2a
@@ -211,62 +315,98 @@ def column_roles(monitors: list[MonitorSpec]) -> dict[str, str]:
     "Column -> 'value' (numeric, strict), 'group' (required text) or 'filter' (numeric if it looks numeric)."
     roles = {}
     for m in monitors:
-        for c in filter_columns(m.filter): roles.setdefault(c, 'filter')
-        if m.group_by: roles[m.group_by] = 'value' if roles.get(m.group_by) == 'value' else 'group'
-        if m.value: roles[m.value] = 'value'
+        for c in filter_columns(m.filter):
+            roles.setdefault(c, 'filter')
+        if m.group_by:
+            roles[m.group_by] = 'value' if roles.get(m.group_by) == 'value' else 'group'
+        if m.value:
+            roles[m.value] = 'value'
     return roles
+
 
 def _typed(col: pd.Series, role: str) -> tuple[pd.Series, pd.Series]:
     "(typed column, reason where it failed)."
     reason = pd.Series(None, index=col.index, dtype=object).mask(col.isna(), 'missing')
-    if role == 'group': return col.astype(str).where(col.notna()), _none(reason)
+    if role == 'group':
+        return col.astype(str).where(col.notna()), _none(reason)
     num = pd.to_numeric(col, errors='coerce') if col.dtype == object else col.astype('float64')
     bad = col.notna() & num.isna()
     if role == 'filter':
-        if bad.sum() > 0.1 * col.notna().sum(): return col, pd.Series(None, index=col.index, dtype=object)
+        if bad.sum() > 0.1 * col.notna().sum():
+            return col, pd.Series(None, index=col.index, dtype=object)
         reason = pd.Series(None, index=col.index, dtype=object)
     reason = reason.mask(bad, 'non-numeric')
     reason = reason.mask(np.isinf(num.fillna(0)), 'infinite')
     return num.astype('float64'), _none(reason)
 
 # %% ../nbs/02_ingest.ipynb #b0da7592
-_CMP = {ast.Eq: operator.eq, ast.NotEq: operator.ne, ast.Lt: operator.lt, ast.LtE: operator.le, ast.Gt: operator.gt, ast.GtE: operator.ge}
+_CMP = {
+    ast.Eq: operator.eq,
+    ast.NotEq: operator.ne,
+    ast.Lt: operator.lt,
+    ast.LtE: operator.le,
+    ast.Gt: operator.gt,
+    ast.GtE: operator.ge,
+}
+
 
 def _value(n: ast.AST):
     "A checked literal's value: a number, a signed number or a string."
-    return -_value(n.operand) if isinstance(n, ast.UnaryOp) and isinstance(n.op, ast.USub) else (_value(n.operand) if isinstance(n, ast.UnaryOp) else n.value)
+    return (
+        -_value(n.operand)
+        if isinstance(n, ast.UnaryOp) and isinstance(n.op, ast.USub)
+        else (_value(n.operand) if isinstance(n, ast.UnaryOp) else n.value)
+    )
+
 
 def eval_filter(expr: str, rows: pd.DataFrame, who: str = 'filter') -> pd.Series:
     "Boolean mask of the rows a monitor filter keeps, from its checked syntax tree; IngestError names `who` and the filter."
+
     def col(n):
         if isinstance(n, ast.Name):
-            if n.id not in rows: raise IngestError(f"{who}: filter {clip(expr)} reads column {n.id!r}, which the source does not have")
+            if n.id not in rows:
+                raise IngestError(f"{who}: filter {clip(expr)} reads column {n.id!r}, which the source does not have")
             return rows[n.id]
         return _value(n)
+
     def ev(n) -> pd.Series:
         if isinstance(n, ast.BoolOp):
             masks = [ev(v) for v in n.values]
             return functools.reduce(operator.and_ if isinstance(n.op, ast.And) else operator.or_, masks)
-        if isinstance(n, ast.UnaryOp): return ~ev(n.operand)
+        if isinstance(n, ast.UnaryOp):
+            return ~ev(n.operand)
         out, sides = pd.Series(True, index=rows.index), [n.left, *n.comparators]
         for op, a, b in zip(n.ops, sides, sides[1:]):
-            if isinstance(op, (ast.In, ast.NotIn)): m = col(a).isin([_value(e) for e in b.elts]); out &= ~m if isinstance(op, ast.NotIn) else m
-            else: out &= pd.Series(_CMP[type(op)](col(a), col(b)), index=rows.index)
+            if isinstance(op, (ast.In, ast.NotIn)):
+                m = col(a).isin([_value(e) for e in b.elts])
+                out &= ~m if isinstance(op, ast.NotIn) else m
+            else:
+                out &= pd.Series(_CMP[type(op)](col(a), col(b)), index=rows.index)
         return out
-    try: return ev(parse_filter(expr).body).astype(bool)
-    except TypeError as e: raise IngestError(f"{who}: filter {clip(expr)} compares values of different kinds (e.g. text with a number): {str(e)[:200]}") from None
+
+    try:
+        return ev(parse_filter(expr).body).astype(bool)
+    except TypeError as e:
+        raise IngestError(
+            f"{who}: filter {clip(expr)} compares values of different kinds (e.g. text with a number): {str(e)[:200]}"
+        ) from None
 
 # %% ../nbs/02_ingest.ipynb #3e9fe61e
-def clean_rows(df: pd.DataFrame, spec: SourceSpec, roles: dict[str, str], file: str) -> tuple[pd.DataFrame, pd.DataFrame, int]:
+def clean_rows(
+    df: pd.DataFrame, spec: SourceSpec, roles: dict[str, str], file: str
+) -> tuple[pd.DataFrame, pd.DataFrame, int]:
     "Raw rows -> (clean rows with UTC `ts` and typed columns, quarantine, rows out of time order)."
     out, checks = pd.DataFrame({'_row': df['_row']}), []
-    out['ts'], why = parse_ts(df[spec.ts_column], spec.timezone); checks.append((spec.ts_column, why))
+    out['ts'], why = parse_ts(df[spec.ts_column], spec.timezone)
+    checks.append((spec.ts_column, why))
     for c, role in roles.items():
         out[c], why = _typed(df[c], role)
         checks.append((c, why.map(lambda r, c=c: None if pd.isna(r) else f'{r} {c}')))
-    first = pd.Series(None, index=df.index, dtype=object); col = first.copy()
+    first = pd.Series(None, index=df.index, dtype=object)
+    col = first.copy()
     for c, why in checks:
-        new = first.isna() & why.notna(); first[new], col[new] = why[new], c
+        new = first.isna() & why.notna()
+        first[new], col[new] = why[new], c
     dup = first.isna() & out.drop(columns='_row').duplicated(keep='first')
     first[dup], col[dup] = 'duplicate row', ''
     bad = first.notna()
@@ -279,24 +419,33 @@ def clean_rows(df: pd.DataFrame, spec: SourceSpec, roles: dict[str, str], file: 
 # %% ../nbs/02_ingest.ipynb #5133ee63
 _AGG = {'count': 'size', 'sum': 'sum', 'mean': 'mean', 'min': 'min', 'max': 'max'}
 
+
 def monitor_ids(m: MonitorSpec, groups) -> list[str]:
     "Monitor ids a definition expands into: `<group>.<name>` per group, or just `<name>`."
     return [f'{g}.{m.name}' for g in groups] if m.group_by else [m.name]
+
 
 def aggregate(rows: pd.DataFrame, m: MonitorSpec) -> pd.DataFrame:
     "Clean rows of one source -> long signal (monitor_id, ts, value) for one monitor definition."
     step = parse_interval(m.interval)
     rows = rows.assign(slice=rows.ts.dt.floor(step), grp=rows[m.group_by] if m.group_by else m.name)
-    if m.groups is not None: rows = rows[rows.grp.isin(m.groups)]
+    if m.groups is not None:
+        rows = rows[rows.grp.isin(m.groups)]
     hit = rows[eval_filter(m.filter, rows, f"monitor {m.name!r} (source {m.source!r})")] if m.filter else rows
     g = hit.groupby(['grp', 'slice'], observed=True)
-    if m.agg in _AGG: val = getattr(g[m.value] if m.value else g, _AGG[m.agg])()
-    else: val = g[m.value].quantile(int(m.agg[1:]) / 100)
+    if m.agg in _AGG:
+        val = getattr(g[m.value] if m.value else g, _AGG[m.agg])()
+    else:
+        val = g[m.value].quantile(int(m.agg[1:]) / 100)
     if m.agg in ('count', 'sum'):  # slices with traffic but no match are 0
         val = val.reindex(pd.MultiIndex.from_frame(rows[['grp', 'slice']].drop_duplicates()), fill_value=0)
     out = val.rename('value').reset_index().rename(columns={'slice': 'ts'})
     out['monitor_id'] = (out.grp.astype(str) + '.' + m.name) if m.group_by else m.name
-    return out[['monitor_id', 'ts', 'value']].astype({'value': 'float64'}).sort_values(['monitor_id', 'ts'], ignore_index=True)
+    return (
+        out[['monitor_id', 'ts', 'value']]
+        .astype({'value': 'float64'})
+        .sort_values(['monitor_id', 'ts'], ignore_index=True)
+    )
 
 # %% ../nbs/02_ingest.ipynb #f7ee06d3
 def ingest_source(spec: SourceSpec, monitors: list[MonitorSpec], raw_dir, pii: list[str]) -> dict:
@@ -305,78 +454,142 @@ def ingest_source(spec: SourceSpec, monitors: list[MonitorSpec], raw_dir, pii: l
     df, q_read, n_in = read_source(spec, raw_dir, need, pii)
     good, q_rows, unsorted = clean_rows(df, spec, column_roles(monitors), Path(spec.path).name)
     del df
-    q = pd.concat([x for x in (q_read, q_rows) if x is not None and len(x)], ignore_index=True) if (q_read is not None or len(q_rows)) else q_rows
-    if n_in != len(good) + len(q): raise RuntimeError(f"source {spec.name!r}: {n_in} rows in != {len(good)} accepted + {len(q)} quarantined (a bug in ingest)")
+    q = (
+        pd.concat([x for x in (q_read, q_rows) if x is not None and len(x)], ignore_index=True)
+        if (q_read is not None or len(q_rows))
+        else q_rows
+    )
+    if n_in != len(good) + len(q):
+        raise RuntimeError(
+            f"source {spec.name!r}: {n_in} rows in != {len(good)} accepted + {len(q)} quarantined (a bug in ingest)"
+        )
     sigs, catalog = [], {}
     for m in monitors:
-        s = aggregate(good, m); sigs.append(s)
+        s = aggregate(good, m)
+        sigs.append(s)
         for mid, part in s.groupby('monitor_id', sort=True):
-            catalog[mid] = {'name': m.name, 'group': mid[: -len(m.name) - 1] if m.group_by else None, 'source': spec.name, 'agg': m.agg,
-                            'value': m.value, 'filter': m.filter, 'interval': m.interval, 'owner': m.owner, 'description': m.description,
-                            'region': spec.region, 'n_slices': len(part), 'first_ts': part.ts.min().isoformat(), 'last_ts': part.ts.max().isoformat()}
-    return {'signals': pd.concat(sigs, ignore_index=True), 'quarantine': q[QUARANTINE_COLUMNS], 'catalog': catalog, 'rows_in': n_in,
-            'rows_accepted': len(good), 'rows_quarantined': len(q), 'rows_out_of_order': unsorted}
+            catalog[mid] = {
+                'name': m.name,
+                'group': mid[: -len(m.name) - 1] if m.group_by else None,
+                'source': spec.name,
+                'agg': m.agg,
+                'value': m.value,
+                'filter': m.filter,
+                'interval': m.interval,
+                'owner': m.owner,
+                'description': m.description,
+                'region': spec.region,
+                'n_slices': len(part),
+                'first_ts': part.ts.min().isoformat(),
+                'last_ts': part.ts.max().isoformat(),
+            }
+    return {
+        'signals': pd.concat(sigs, ignore_index=True),
+        'quarantine': q[QUARANTINE_COLUMNS],
+        'catalog': catalog,
+        'rows_in': n_in,
+        'rows_accepted': len(good),
+        'rows_quarantined': len(q),
+        'rows_out_of_order': unsorted,
+    }
 
 # %% ../nbs/02_ingest.ipynb #64b16fbb
 def _swap_in(staging: Path, out: Path):
     "Replace `out` by the fully written `staging` folder."
     if out.exists():
-        old = out.with_name(out.name + '.old'); os.replace(out, old)
+        old = out.with_name(out.name + '.old')
+        os.replace(out, old)
         os.replace(staging, out)
-        for f in old.iterdir(): f.unlink()
+        for f in old.iterdir():
+            f.unlink()
         old.rmdir()
-    else: os.replace(staging, out)
+    else:
+        os.replace(staging, out)
+
 
 def _write_json(obj, path: Path):
     "JSON, sorted keys, written atomically."
-    path.parent.mkdir(parents=True, exist_ok=True); tmp = path.with_name(path.name + '.tmp')
-    tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, default=str) + '\n'); os.replace(tmp, path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + '.tmp')
+    tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, default=str) + '\n')
+    os.replace(tmp, path)
 
 # %% ../nbs/02_ingest.ipynb #8c300988
 def run_ingest(p: IngestParams, root='.') -> dict:
     "The ingest stage: every source -> signals.parquet, quarantine.csv, monitors.json and metrics/ingest.json."
-    root = Path(root); out, raw_dir = root / p.out_dir, root / p.raw_dir
-    if not raw_dir.is_dir(): raise IngestError(f"{raw_dir}: raw data folder not found (ingest.raw_dir); run `mlops-kit sample` or point it at your files")
+    root = Path(root)
+    out, raw_dir = root / p.out_dir, root / p.raw_dir
+    if not raw_dir.is_dir():
+        raise IngestError(
+            f"{raw_dir}: raw data folder not found (ingest.raw_dir); run `mlops-kit sample` or point it at your files"
+        )
     res = []
     for spec in p.sources:
         mons = [m for m in p.monitors if m.source == spec.name]
-        if not mons: continue
+        if not mons:
+            continue
         res.append(ingest_source(spec, mons, raw_dir, p.pii_columns))
-        print(f"  {spec.name}: {res[-1]['rows_in']:,} rows, {res[-1]['rows_quarantined']:,} quarantined, {len(res[-1]['catalog'])} monitors", flush=True)
-    for spec in p.metric_files:                               # one monitor per exported file (below)
+        print(
+            f"  {spec.name}: {res[-1]['rows_in']:,} rows, {res[-1]['rows_quarantined']:,} quarantined, {len(res[-1]['catalog'])} monitors",
+            flush=True,
+        )
+    for spec in p.metric_files:  # one monitor per exported file (below)
         res.append(ingest_metric_files(spec, raw_dir, p.pii_columns))
-        print(f"  {spec.name}: {res[-1]['files']} files, {res[-1]['rows_in']:,} rows, {res[-1]['rows_quarantined']:,} quarantined", flush=True)
+        print(
+            f"  {spec.name}: {res[-1]['files']} files, {res[-1]['rows_in']:,} rows, {res[-1]['rows_quarantined']:,} quarantined",
+            flush=True,
+        )
     sig = pd.concat([r['signals'] for r in res], ignore_index=True).sort_values(['monitor_id', 'ts'], ignore_index=True)
     q = pd.concat([r['quarantine'] for r in res], ignore_index=True)
     catalog = {k: v for r in res for k, v in sorted(r['catalog'].items())}
-    staging = out.with_name(out.name + '.staging'); staging.mkdir(parents=True, exist_ok=True)
-    sig.to_parquet(staging / 'signals.parquet', index=False); q.to_csv(staging / 'quarantine.csv', index=False)
+    staging = out.with_name(out.name + '.staging')
+    staging.mkdir(parents=True, exist_ok=True)
+    sig.to_parquet(staging / 'signals.parquet', index=False)
+    q.to_csv(staging / 'quarantine.csv', index=False)
     _write_json({'monitors': catalog}, staging / 'monitors.json')
     _swap_in(staging, out)
     m = {k: sum(r[k] for r in res) for k in ('rows_in', 'rows_accepted', 'rows_quarantined', 'rows_out_of_order')}
-    m |= {'n_monitors': len(catalog), 'signal_rows': len(sig), 'quarantine_by_reason': q.reason.str.replace(r' \(.*', '', regex=True).value_counts().to_dict()}
+    m |= {
+        'n_monitors': len(catalog),
+        'signal_rows': len(sig),
+        'quarantine_by_reason': q.reason.str.replace(r' \(.*', '', regex=True).value_counts().to_dict(),
+    }
     _write_json(m, root / 'metrics' / 'ingest.json')
     return m
 
 # %% ../nbs/02_ingest.ipynb #mf_files
 from .config import MetricFilesSpec, Params
 
+
 def metric_id(stem: str, prefix: str = '') -> str:
     "A monitor id from a file's stem: other characters than letters, digits, `_`, `-`, `.` become `_`; no '..', no leading dot or dash."
     mid = (prefix + re.sub(r'\.{2,}', '.', re.sub(r'[^A-Za-z0-9_.-]+', '_', stem)).strip('_')).lstrip('.-')
-    if not mid.strip('_.-'): raise IngestError(f"cannot make a monitor id from file name {stem!r}: rename the file")
+    if not mid.strip('_.-'):
+        raise IngestError(f"cannot make a monitor id from file name {stem!r}: rename the file")
     return mid[:200]
+
 
 def metric_files(spec: MetricFilesSpec, raw_dir) -> dict[str, Path]:
     "{monitor id: file} for one `ingest.metric_files` entry: the data files of a folder, or a glob's matches, under `raw_dir`."
-    raw = Path(raw_dir); base = raw / spec.path
+    raw = Path(raw_dir)
+    base = raw / spec.path
     files = sorted(base.iterdir()) if base.is_dir() else sorted(raw.glob(spec.path))
-    files = [f for f in files if not f.name.startswith('.') and not f.is_dir() and (not base.is_dir() or f.suffix.lower() in _EXT)]
-    if not files: raise IngestError(f"{base}: no file matches ingest.metric_files {spec.name!r} (path {spec.path!r}, relative to ingest.raw_dir)")
+    files = [
+        f
+        for f in files
+        if not f.name.startswith('.') and not f.is_dir() and (not base.is_dir() or f.suffix.lower() in _EXT)
+    ]
+    if not files:
+        raise IngestError(
+            f"{base}: no file matches ingest.metric_files {spec.name!r} (path {spec.path!r}, relative to ingest.raw_dir)"
+        )
     ids: dict[str, Path] = {}
     for f in files:
         mid = metric_id(f.stem, spec.prefix)
-        if mid in ids: raise IngestError(f"{ids[mid]} and {f} both make monitor id {mid!r}: rename one, or narrow ingest.metric_files {spec.name!r}")
+        if mid in ids:
+            raise IngestError(
+                f"{ids[mid]} and {f} both make monitor id {mid!r}: rename one, or narrow ingest.metric_files {spec.name!r}"
+            )
         ids[mid] = f
     return ids
 
@@ -385,9 +598,20 @@ def _file_spec(spec: MetricFilesSpec, f: Path, raw: Path, mid: str) -> tuple[Sou
     "The source and monitor one exported file stands for."
     src = SourceSpec(**spec.model_dump(include=set(SourceSpec.model_fields)) | {'path': str(f.relative_to(raw))})
     # model_construct: the id may hold a '.', which MonitorSpec names may not (there it joins group and name); the fields were validated in `spec`
-    mon = MonitorSpec.model_construct(name=mid, source=spec.name, agg=spec.agg, value=spec.value_column, filter=None, interval=spec.interval,
-                                      group_by=None, groups=None, owner=spec.owner, description=f'{src.path} (ingest.metric_files {spec.name})')
+    mon = MonitorSpec.model_construct(
+        name=mid,
+        source=spec.name,
+        agg=spec.agg,
+        value=spec.value_column,
+        filter=None,
+        interval=spec.interval,
+        group_by=None,
+        groups=None,
+        owner=spec.owner,
+        description=f'{src.path} (ingest.metric_files {spec.name})',
+    )
     return src, mon
+
 
 def ingest_metric_files(spec: MetricFilesSpec, raw_dir, pii: list[str]) -> dict:
     "Every file of one metric-files entry -> one monitor each; the keys of `ingest_source`, summed over the files, plus 'files'."
@@ -396,28 +620,56 @@ def ingest_metric_files(spec: MetricFilesSpec, raw_dir, pii: list[str]) -> dict:
         src, mon = _file_spec(spec, f, raw, mid)
         r = ingest_source(src, [mon], raw, pii)
         empty = {'n_slices': 0, 'first_ts': None, 'last_ts': None, 'note': f'every row of {src.path} was quarantined'}
-        r['catalog'] = r['catalog'] or {mid: {'name': mid, 'group': None, 'source': spec.name, 'agg': spec.agg, 'value': spec.value_column,
-                                              'filter': None, 'interval': spec.interval, 'owner': spec.owner, 'description': mon.description,
-                                              'region': spec.region} | empty}
-        r['catalog'][mid]['file'] = src.path; res.append(r)
+        r['catalog'] = r['catalog'] or {
+            mid: {
+                'name': mid,
+                'group': None,
+                'source': spec.name,
+                'agg': spec.agg,
+                'value': spec.value_column,
+                'filter': None,
+                'interval': spec.interval,
+                'owner': spec.owner,
+                'description': mon.description,
+                'region': spec.region,
+            }
+            | empty
+        }
+        r['catalog'][mid]['file'] = src.path
+        res.append(r)
     out = {k: pd.concat([r[k] for r in res], ignore_index=True) for k in ('signals', 'quarantine')}
-    return out | {'catalog': {k: v for r in res for k, v in r['catalog'].items()}, 'files': len(res),
-                  **{k: sum(r[k] for r in res) for k in ('rows_in', 'rows_accepted', 'rows_quarantined', 'rows_out_of_order')}}
+    return out | {
+        'catalog': {k: v for r in res for k, v in r['catalog'].items()},
+        'files': len(res),
+        **{k: sum(r[k] for r in res) for k in ('rows_in', 'rows_accepted', 'rows_quarantined', 'rows_out_of_order')},
+    }
 
 # %% ../nbs/02_ingest.ipynb #mf_checks
 def data_checks(p: Params, root='.') -> list[str]:
     "What `p` will read, in words: matched metric files and their monitor ids, the labels file, the sample (one line each)."
     root, out = Path(root), []
     for spec in p.ingest.metric_files:
-        try: ids = list(metric_files(spec, root / p.ingest.raw_dir))
-        except IngestError as e: out.append(f"ingest.metric_files {spec.name!r}: {e}"); continue
-        out.append(f"ingest.metric_files {spec.name!r}: {len(ids)} files -> monitors {', '.join(ids[:8])}{' …' if len(ids) > 8 else ''}")
+        try:
+            ids = list(metric_files(spec, root / p.ingest.raw_dir))
+        except IngestError as e:
+            out.append(f"ingest.metric_files {spec.name!r}: {e}")
+            continue
+        out.append(
+            f"ingest.metric_files {spec.name!r}: {len(ids)} files -> monitors {', '.join(ids[:8])}{' …' if len(ids) > 8 else ''}"
+        )
     lab = p.evaluate.labels
-    if not lab: out.append('evaluate.labels: null: no labelled incidents, so recall is not judged (the gate says so)')
-    elif (root / lab).is_file(): out.append(f"evaluate.labels: {lab} found")
-    elif p.sample.enabled and Path(os.path.normpath(lab)).is_relative_to(os.path.normpath(p.sample.out_dir)): out.append(f"evaluate.labels: {lab} (the sample stage writes it)")
-    else: out.append(f"evaluate.labels: {lab} NOT FOUND: evaluate will stop until it exists (or set it to null)")
-    if not p.sample.enabled: out.append(f'sample: off (sample.enabled: false): the sample stage writes only a note to {p.sample.out_dir}/')
+    if not lab:
+        out.append('evaluate.labels: null: no labelled incidents, so recall is not judged (the gate says so)')
+    elif (root / lab).is_file():
+        out.append(f"evaluate.labels: {lab} found")
+    elif p.sample.enabled and Path(os.path.normpath(lab)).is_relative_to(os.path.normpath(p.sample.out_dir)):
+        out.append(f"evaluate.labels: {lab} (the sample stage writes it)")
+    else:
+        out.append(f"evaluate.labels: {lab} NOT FOUND: evaluate will stop until it exists (or set it to null)")
+    if not p.sample.enabled:
+        out.append(f'sample: off (sample.enabled: false): the sample stage writes only a note to {p.sample.out_dir}/')
     elif not Path(os.path.normpath(p.ingest.raw_dir)).is_relative_to(os.path.normpath(p.sample.out_dir)):
-        out.append(f'sample: on, but ingest reads {p.ingest.raw_dir}, not the sample: set sample.enabled: false to stop generating it')
+        out.append(
+            f'sample: on, but ingest reads {p.ingest.raw_dir}, not the sample: set sample.enabled: false to stop generating it'
+        )
     return out

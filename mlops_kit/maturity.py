@@ -19,24 +19,62 @@ __all__ = ['SKIP_DIRS', 'SELF_FILES', 'DATA_EXT', 'CI_GLOBS', 'MAX_BYTES', 'CRIT
            'find_repo', 'format_scorecard']
 
 # %% ../nbs/16_maturity.ipynb #0546354f
-SKIP_DIRS = {'.git', '.dvc', '.venv', 'venv', '.tox', '.nox', 'node_modules', '__pycache__', '.ipynb_checkpoints', '.pytest_cache',
-             '.staging', 'mlruns', 'mlartifacts', '_proc', '_docs', '.dvcstore', 'site-packages'}
-SELF_FILES = {'mlops_kit/maturity.py', 'nbs/16_maturity.ipynb', 'tests/test_maturity.py'}   # the rubric's own text is no evidence
+SKIP_DIRS = {
+    '.git',
+    '.dvc',
+    '.venv',
+    'venv',
+    '.tox',
+    '.nox',
+    'node_modules',
+    '__pycache__',
+    '.ipynb_checkpoints',
+    '.pytest_cache',
+    '.staging',
+    'mlruns',
+    'mlartifacts',
+    '_proc',
+    '_docs',
+    '.dvcstore',
+    'site-packages',
+}
+SELF_FILES = {
+    'mlops_kit/maturity.py',
+    'nbs/16_maturity.ipynb',
+    'tests/test_maturity.py',
+}  # the rubric's own text is no evidence
 DATA_EXT = {'.csv', '.tsv', '.parquet', '.jsonl', '.feather', '.xlsx', '.pkl', '.pickle', '.npy', '.npz', '.h5', '.zip'}
-CI_GLOBS = ['.ci/*', '.github/workflows/*.yml', '.github/workflows/*.yaml', '.gitlab-ci.yml', 'Jenkinsfile', 'azure-pipelines.yml',
-            '.circleci/config.yml', 'bitbucket-pipelines.yml', '.travis.yml', '.buildkite/*.yml']
+CI_GLOBS = [
+    '.ci/*',
+    '.github/workflows/*.yml',
+    '.github/workflows/*.yaml',
+    '.gitlab-ci.yml',
+    'Jenkinsfile',
+    'azure-pipelines.yml',
+    '.circleci/config.yml',
+    'bitbucket-pipelines.yml',
+    '.travis.yml',
+    '.buildkite/*.yml',
+]
 MAX_BYTES = 2_000_000
+
 
 class BrokenFileError(ValueError):
     "A file the scorecard needs cannot be parsed; the criteria that need it are reported missing with this message."
 
+
 def _load_yaml(p: Path):
     "A YAML file as data; None if absent. A broken file is an error naming it."
-    if not p.is_file(): return None
-    try: return yaml.safe_load(p.read_text(errors='replace')) or {}
+    if not p.is_file():
+        return None
+    try:
+        return yaml.safe_load(p.read_text(errors='replace')) or {}
     except yaml.YAMLError as e:
         m = getattr(e, 'problem_mark', None)
-        raise BrokenFileError(f"{p.name}: not valid YAML ({getattr(e, 'problem', None) or e}" + (f" at line {m.line + 1})" if m else ')')) from None
+        raise BrokenFileError(
+            f"{p.name}: not valid YAML ({getattr(e, 'problem', None) or e}" + (f" at line {m.line + 1})" if m else ')')
+        ) from None
+
 
 def _flatten(d, prefix='') -> dict:
     "Nested params as {'section.key': value} (list items as key[i])."
@@ -51,29 +89,47 @@ def _flatten(d, prefix='') -> dict:
 @dataclass
 class Repo:
     "A repository's files, read lazily and once. `params_file` is relative to `root`."
+
     root: Path
     params_file: str = 'params.yaml'
     _text: dict = field(default_factory=dict, repr=False)
 
-    def __post_init__(self): self.root = Path(self.root).resolve()
+    def __post_init__(self):
+        self.root = Path(self.root).resolve()
 
     @cached_property
-    def dvc_yaml(self) -> dict | None: return _load_yaml(self.root/'dvc.yaml')
+    def dvc_yaml(self) -> dict | None:
+        return _load_yaml(self.root / 'dvc.yaml')
+
     @cached_property
-    def dvc_lock(self) -> dict | None: return _load_yaml(self.root/'dvc.lock')
+    def dvc_lock(self) -> dict | None:
+        return _load_yaml(self.root / 'dvc.lock')
+
     @cached_property
-    def params(self) -> dict | None: return _load_yaml(self.root/self.params_file)
+    def params(self) -> dict | None:
+        return _load_yaml(self.root / self.params_file)
+
     @cached_property
-    def flat_params(self) -> dict: return _flatten(self.params or {})
+    def flat_params(self) -> dict:
+        return _flatten(self.params or {})
+
     @cached_property
-    def stages(self) -> dict: return dict((self.dvc_yaml or {}).get('stages') or {})
+    def stages(self) -> dict:
+        return dict((self.dvc_yaml or {}).get('stages') or {})
 
     @cached_property
     def files(self) -> list[str]:
         "Every file under root as a posix path, skipping caches, virtualenvs and DVC outputs."
-        try: lock = self.dvc_lock or {}
-        except BrokenFileError: lock = {}   # pruning only: the checks that read dvc.lock report it
-        outs = {str(o.get('path', '')).rstrip('/') for s in (lock.get('stages') or {}).values() for o in s.get('outs') or [] if isinstance(o, dict)}
+        try:
+            lock = self.dvc_lock or {}
+        except BrokenFileError:
+            lock = {}  # pruning only: the checks that read dvc.lock report it
+        outs = {
+            str(o.get('path', '')).rstrip('/')
+            for s in (lock.get('stages') or {}).values()
+            for o in s.get('outs') or []
+            if isinstance(o, dict)
+        }
         found = []
         for d, dirs, names in os.walk(self.root):
             rel = Path(d).relative_to(self.root).as_posix()
@@ -87,12 +143,14 @@ class Repo:
     def text(self, rel: str) -> str:
         "A file's text (for a notebook: its cells' sources), '' if absent or huge."
         if rel not in self._text:
-            p, t = self.root/rel, ''
+            p, t = self.root / rel, ''
             if p.is_file() and p.stat().st_size <= MAX_BYTES:
                 t = p.read_text(errors='replace')
                 if rel.endswith('.ipynb'):
-                    try: t = '\n'.join(''.join(c.get('source', '')) for c in json.loads(t).get('cells', []))
-                    except (json.JSONDecodeError, AttributeError): pass   # not a notebook after all: keep the raw text
+                    try:
+                        t = '\n'.join(''.join(c.get('source', '')) for c in json.loads(t).get('cells', []))
+                    except (json.JSONDecodeError, AttributeError):
+                        pass  # not a notebook after all: keep the raw text
             self._text[rel] = t
         return self._text[rel]
 
@@ -108,12 +166,17 @@ class Repo:
 
     def where(self, pattern: str) -> list[str]:
         "Code matching the regex: the .py files if any match, else the notebooks (an nbdev module repeats its notebook)."
-        return self.grep(pattern, [f for f in self.code if f.endswith('.py')]) or self.grep(pattern, [f for f in self.code if f.endswith('.ipynb')])
+        return self.grep(pattern, [f for f in self.code if f.endswith('.py')]) or self.grep(
+            pattern, [f for f in self.code if f.endswith('.ipynb')]
+        )
 
     @cached_property
-    def make(self) -> dict: return make_targets(self.text('Makefile')) if 'Makefile' in self.files else {}
+    def make(self) -> dict:
+        return make_targets(self.text('Makefile')) if 'Makefile' in self.files else {}
+
     @cached_property
-    def ci(self) -> dict: return ci_texts(self)
+    def ci(self) -> dict:
+        return ci_texts(self)
 
 # %% ../nbs/16_maturity.ipynb #29eeda2f
 def make_targets(text: str) -> dict[str, str]:
@@ -123,11 +186,15 @@ def make_targets(text: str) -> dict[str, str]:
         m = re.match(r'^([A-Za-z0-9_.%/\- ]+?)\s*:(?![=:])(.*)$', line)
         if m and not line.startswith('\t'):
             cur = [t for t in m.group(1).split() if not t.startswith('.')] or None
-            for t in cur or []: targets[t] = m.group(2).split('##')[0] + '\n'
+            for t in cur or []:
+                targets[t] = m.group(2).split('##')[0] + '\n'
         elif line.startswith('\t') and cur:
-            for t in cur: targets[t] += line.strip() + '\n'
-        elif line.strip() and not line.startswith((' ', '#')): cur = None
+            for t in cur:
+                targets[t] += line.strip() + '\n'
+        elif line.strip() and not line.startswith((' ', '#')):
+            cur = None
     return targets
+
 
 def ci_texts(r: Repo) -> dict[str, tuple[str, list[str]]]:
     "{CI file: (its text + the recipes of the make targets it runs, the chain followed)}."
@@ -138,8 +205,12 @@ def ci_texts(r: Repo) -> dict[str, tuple[str, list[str]]]:
         text, chain, todo, seen = r.text(f), [f], rx.findall(r.text(f)), set()
         while todo:
             t = todo.pop(0)
-            if t in seen or t not in targets: continue
-            seen.add(t); chain.append(f"make {t}"); text += f"\n# make {t}\n{targets[t]}"; todo += rx.findall(targets[t])
+            if t in seen or t not in targets:
+                continue
+            seen.add(t)
+            chain.append(f"make {t}")
+            text += f"\n# make {t}\n{targets[t]}"
+            todo += rx.findall(targets[t])
         out[f] = (text, chain)
     return out
 
@@ -150,221 +221,463 @@ class Check:
     evidence: str
     howto: str = ''
 
-def _ci(r: Repo) -> dict: return r.ci
+
+def _ci(r: Repo) -> dict:
+    return r.ci
+
 
 def _ci_running(r: Repo, pattern: str) -> list[str]:
     "CI chains (as 'file → make x') whose executed text matches the regex."
     return [' → '.join(chain) for text, chain in _ci(r).values() if re.search(pattern, text, re.M)]
 
+
 def _some(items, n=4) -> str:
-    items = list(items); return ', '.join(map(str, items[:n])) + (f", … ({len(items)})" if len(items) > n else '')
+    items = list(items)
+    return ', '.join(map(str, items[:n])) + (f", … ({len(items)})" if len(items) > n else '')
+
 
 def mlflow_store(r: Repo) -> dict | None:
     "Counts from a local MLflow store (root/mlflow.db, read-only sqlite, or root/mlruns/), None when there is none."
-    db = r.root/'mlflow.db'
+    db = r.root / 'mlflow.db'
     if db.is_file():
         try:
             with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as c:
                 q = lambda sql: c.execute(sql).fetchall()
-                return {'store': 'mlflow.db', 'experiments': q("select count(*) from experiments")[0][0], 'runs': q("select count(*) from runs")[0][0],
-                        'models': [m for (m,) in q("select name from registered_models")], 'versions': q("select count(*) from model_versions")[0][0],
-                        'aliases': [f"{n}@{a} = v{v}" for n, a, v in q("select name, alias, version from registered_model_aliases")]}
-        except sqlite3.Error as e: return {'store': 'mlflow.db', 'error': f"unreadable ({e})"}   # reported as evidence, never fatal
-    if (r.root/'mlruns').is_dir():
-        exps = [d for d in (r.root/'mlruns').iterdir() if d.is_dir() and (d/'meta.yaml').exists()]
-        return {'store': 'mlruns/', 'experiments': len(exps), 'runs': sum(1 for e in exps for d in e.iterdir() if (d/'meta.yaml').exists()),
-                'models': [d.name for d in (r.root/'mlruns/models').iterdir()] if (r.root/'mlruns/models').is_dir() else [], 'versions': None, 'aliases': []}
+                return {
+                    'store': 'mlflow.db',
+                    'experiments': q("select count(*) from experiments")[0][0],
+                    'runs': q("select count(*) from runs")[0][0],
+                    'models': [m for (m,) in q("select name from registered_models")],
+                    'versions': q("select count(*) from model_versions")[0][0],
+                    'aliases': [
+                        f"{n}@{a} = v{v}" for n, a, v in q("select name, alias, version from registered_model_aliases")
+                    ],
+                }
+        except sqlite3.Error as e:
+            return {'store': 'mlflow.db', 'error': f"unreadable ({e})"}  # reported as evidence, never fatal
+    if (r.root / 'mlruns').is_dir():
+        exps = [d for d in (r.root / 'mlruns').iterdir() if d.is_dir() and (d / 'meta.yaml').exists()]
+        return {
+            'store': 'mlruns/',
+            'experiments': len(exps),
+            'runs': sum(1 for e in exps for d in e.iterdir() if (d / 'meta.yaml').exists()),
+            'models': [d.name for d in (r.root / 'mlruns/models').iterdir()]
+            if (r.root / 'mlruns/models').is_dir()
+            else [],
+            'versions': None,
+            'aliases': [],
+        }
     return None
 
 # %% ../nbs/16_maturity.ipynb #5f49f4ea
 _HASH_KEYS = ('md5', 'etag', 'checksum')
 
+
 def versioned_data(r: Repo) -> Check:
     data = [f for f in r.files if Path(f).suffix in DATA_EXT]
-    if not (r.root/'.dvc').is_dir():
-        found = f"no .dvc/ (DVC not initialised); {len(data)} data file(s) unversioned: {_some(data)}" if data else "no .dvc/ (DVC not initialised)"
-        return Check(False, found, "git init && dvc init; then `dvc add <data>` (writes <data>.dvc) or declare the data as stage outs in dvc.yaml; commit the .dvc/dvc.lock files")
+    if not (r.root / '.dvc').is_dir():
+        found = (
+            f"no .dvc/ (DVC not initialised); {len(data)} data file(s) unversioned: {_some(data)}"
+            if data
+            else "no .dvc/ (DVC not initialised)"
+        )
+        return Check(
+            False,
+            found,
+            "git init && dvc init; then `dvc add <data>` (writes <data>.dvc) or declare the data as stage outs in dvc.yaml; commit the .dvc/dvc.lock files",
+        )
     outs = [o for s in r.stages.values() for k in ('outs', 'metrics', 'plots') for o in s.get(k) or []]
     dvc_files = [f for f in r.files if f.endswith('.dvc')]
     locked = {n: s for n, s in ((r.dvc_lock or {}).get('stages') or {}).items()}
     lock_outs = [o for s in locked.values() for o in s.get('outs') or []]
     hashed = sum(any(k in o for k in _HASH_KEYS) for o in lock_outs)
-    hashed_dvc = sum(any(k in o for k in _HASH_KEYS) for f in dvc_files for o in (yaml.safe_load(r.text(f)) or {}).get('outs') or [])
-    ev = [f"dvc.yaml: {len(outs)} outputs (outs, metrics) in {len(r.stages)} stages" if r.stages else 'no dvc.yaml',
-          f"dvc.lock: {hashed}/{len(lock_outs)} outputs hashed ({_some(sorted({k for o in lock_outs for k in _HASH_KEYS if k in o}))})" if r.dvc_lock else 'no dvc.lock']
-    if dvc_files: ev.append(f"{len(dvc_files)} .dvc files, {hashed_dvc} outs hashed")
-    if (unlocked := [s for s in r.stages if s not in locked]) and r.dvc_lock: ev.append(f"not locked yet: {_some(unlocked)} (dvc repro)")
+    hashed_dvc = sum(
+        any(k in o for k in _HASH_KEYS) for f in dvc_files for o in (yaml.safe_load(r.text(f)) or {}).get('outs') or []
+    )
+    ev = [
+        f"dvc.yaml: {len(outs)} outputs (outs, metrics) in {len(r.stages)} stages" if r.stages else 'no dvc.yaml',
+        f"dvc.lock: {hashed}/{len(lock_outs)} outputs hashed ({_some(sorted({k for o in lock_outs for k in _HASH_KEYS if k in o}))})"
+        if r.dvc_lock
+        else 'no dvc.lock',
+    ]
+    if dvc_files:
+        ev.append(f"{len(dvc_files)} .dvc files, {hashed_dvc} outs hashed")
+    if (unlocked := [s for s in r.stages if s not in locked]) and r.dvc_lock:
+        ev.append(f"not locked yet: {_some(unlocked)} (dvc repro)")
     met = bool(outs or dvc_files) and (hashed + hashed_dvc) > 0
-    return Check(met, '; '.join(ev), '' if met else "`dvc repro` writes dvc.lock with the hashes of every stage's outs (or `dvc add <data>` for raw data); commit dvc.lock")
+    return Check(
+        met,
+        '; '.join(ev),
+        ''
+        if met
+        else "`dvc repro` writes dvc.lock with the hashes of every stage's outs (or `dvc add <data>` for raw data); commit dvc.lock",
+    )
+
 
 def _remote(r: Repo) -> tuple[str | None, str | None]:
     "(default remote name, url) from .dvc/config."
     c = configparser.ConfigParser(interpolation=None)
-    if (r.root/'.dvc/config').is_file(): c.read(r.root/'.dvc/config')
+    if (r.root / '.dvc/config').is_file():
+        c.read(r.root / '.dvc/config')
     name = c.get('core', 'remote', fallback=None)
-    sec = next((s for s in c.sections() if re.fullmatch(rf"""['"]?remote "{re.escape(name)}"['"]?""", s)), None) if name else None
+    sec = (
+        next((s for s in c.sections() if re.fullmatch(rf"""['"]?remote "{re.escape(name)}"['"]?""", s)), None)
+        if name
+        else None
+    )
     return name, (c.get(sec, 'url', fallback=None) if sec else None)
+
 
 def shared_remote(r: Repo) -> Check:
     how = "`dvc remote add -d team s3://<bucket>/<project>` (or a team directory outside the repo), then `dvc push` from CI and `dvc pull` on every machine"
     name, url = _remote(r)
-    if not url: return Check(False, 'no default DVC remote in .dvc/config', how)
-    if re.match(r'^[a-z][a-z0-9+]*://', url): return Check(True, f".dvc/config: default remote {name!r} = {url}")
-    path = (r.root/'.dvc'/url).resolve() if not os.path.isabs(url) else Path(url)
+    if not url:
+        return Check(False, 'no default DVC remote in .dvc/config', how)
+    if re.match(r'^[a-z][a-z0-9+]*://', url):
+        return Check(True, f".dvc/config: default remote {name!r} = {url}")
+    path = (r.root / '.dvc' / url).resolve() if not os.path.isabs(url) else Path(url)
     if path.is_relative_to(r.root.resolve()):
-        return Check(False, f".dvc/config: default remote {name!r} = {url} is inside the repo ({path.relative_to(r.root.resolve())}/): one machine's store, not shared", how)
+        return Check(
+            False,
+            f".dvc/config: default remote {name!r} = {url} is inside the repo ({path.relative_to(r.root.resolve())}/): one machine's store, not shared",
+            how,
+        )
     return Check(True, f".dvc/config: default remote {name!r} = {url} (a directory outside the repo: {path})")
 
 # %% ../nbs/16_maturity.ipynb #889d4f40
 def reproducible_pipeline(r: Repo) -> Check:
     nbs = [f for f in r.files if f.endswith('.ipynb')]
     if not r.stages:
-        return Check(False, f"no dvc.yaml stages; {len(nbs)} notebook(s) run by hand: {_some(nbs)}" if nbs else 'no dvc.yaml stages',
-                     "`dvc stage add -n train -d train.ipynb -p train -o models papermill train.ipynb reports/train.ipynb` (one stage per step; "
-                     "its settings in params.yaml, read by the notebook's `parameters` cell), then `dvc repro`")
+        return Check(
+            False,
+            f"no dvc.yaml stages; {len(nbs)} notebook(s) run by hand: {_some(nbs)}" if nbs else 'no dvc.yaml stages',
+            "`dvc stage add -n train -d train.ipynb -p train -o models papermill train.ipynb reports/train.ipynb` (one stage per step; "
+            "its settings in params.yaml, read by the notebook's `parameters` cell), then `dvc repro`",
+        )
     with_deps = [n for n, s in r.stages.items() if s.get('deps')]
     with_params = [n for n, s in r.stages.items() if s.get('params')]
-    in_pipe = sorted({d for s in r.stages.values() for d in (s.get('deps') or []) if isinstance(d, str) and d.endswith('.ipynb')} |
-                     {m[0] for s in r.stages.values() if (m := re.findall(r'[^\s\'"]+\.ipynb', str(s.get('cmd', ''))))})   # papermill IN OUT: IN
-    ev = [f"dvc.yaml: {len(r.stages)} stages ({_some(r.stages, 8)}), {len(with_deps)}/{len(r.stages)} with deps, {len(with_params)} with params",
-          f"{r.params_file}: {len(r.params or {})} sections" if r.params is not None else f"no {r.params_file}"]
-    if in_pipe: ev.append(f"notebooks run as stages: {_some(in_pipe)}")
+    in_pipe = sorted(
+        {d for s in r.stages.values() for d in (s.get('deps') or []) if isinstance(d, str) and d.endswith('.ipynb')}
+        | {m[0] for s in r.stages.values() if (m := re.findall(r'[^\s\'"]+\.ipynb', str(s.get('cmd', ''))))}
+    )  # papermill IN OUT: IN
+    ev = [
+        f"dvc.yaml: {len(r.stages)} stages ({_some(r.stages, 8)}), {len(with_deps)}/{len(r.stages)} with deps, {len(with_params)} with params",
+        f"{r.params_file}: {len(r.params or {})} sections" if r.params is not None else f"no {r.params_file}",
+    ]
+    if in_pipe:
+        ev.append(f"notebooks run as stages: {_some(in_pipe)}")
     met = len(with_deps) == len(r.stages) and bool(with_params) and r.params is not None
-    how = [] if met else [f"declare deps for {_some([n for n in r.stages if n not in with_deps])} (`deps:`)" if len(with_deps) < len(r.stages) else '',
-                          "list the params each stage reads (`params: [section]`) in params.yaml" if not with_params or r.params is None else '']
+    how = (
+        []
+        if met
+        else [
+            f"declare deps for {_some([n for n in r.stages if n not in with_deps])} (`deps:`)"
+            if len(with_deps) < len(r.stages)
+            else '',
+            "list the params each stage reads (`params: [section]`) in params.yaml"
+            if not with_params or r.params is None
+            else '',
+        ]
+    )
     return Check(met, '; '.join(ev), '; '.join(h for h in how if h))
+
 
 def pipeline_in_ci(r: Repo) -> Check:
     runs = _ci_running(r, r'\bdvc\s+(repro|exp\s+run)\b')
     if runs:
         push = _ci_running(r, r'\bdvc\s+push\b')
-        return Check(True, f"{_some(runs)}: runs the pipeline" + ('' if push else ' (no `dvc push`: outputs stay on the CI machine)'))
+        return Check(
+            True,
+            f"{_some(runs)}: runs the pipeline" + ('' if push else ' (no `dvc push`: outputs stay on the CI machine)'),
+        )
     ci = [' → '.join(c) for _, c in _ci(r).values()]
-    return Check(False, f"{_some(ci)}: does not run the pipeline" if ci else 'no CI entry point',
-                 "in CI: `dvc pull && dvc repro && dvc push` (or `dvc exp run`), then commit dvc.lock / open a merge request with it")
+    return Check(
+        False,
+        f"{_some(ci)}: does not run the pipeline" if ci else 'no CI entry point',
+        "in CI: `dvc pull && dvc repro && dvc push` (or `dvc exp run`), then commit dvc.lock / open a merge request with it",
+    )
 
 # %% ../nbs/16_maturity.ipynb #bcff48a1
 _REMOTE_URI = r'(https?|databricks|postgresql|mysql|mssql)(\+\w+)?://|databricks\b'
 
+
 def _config_files(r: Repo) -> list[str]:
     "Files where settings and environment live (params, Makefile, CI, env and compose files)."
-    return sorted(({r.params_file, 'Makefile', *_ci(r)} | set(r.glob('.env', '*.env', 'docker-compose*.y*ml', 'compose*.y*ml'))) & set(r.files))
+    return sorted(
+        ({r.params_file, 'Makefile', *_ci(r)} | set(r.glob('.env', '*.env', 'docker-compose*.y*ml', 'compose*.y*ml')))
+        & set(r.files)
+    )
+
 
 def tracked_experiments(r: Repo) -> Check:
     logs = r.where(r'\bmlflow\.(start_run|log_\w+|autolog)\(|\bMlflowClient\(')
-    deps = [f for f in r.glob('requirements*.txt', 'requirements*.in', 'setup.py', 'setup.cfg', 'pyproject.toml', 'settings.ini', 'environment.y*ml')
-            if re.search(r'^\s*[^#\n]*\bmlflow\b', r.text(f), re.M)]
+    deps = [
+        f
+        for f in r.glob(
+            'requirements*.txt',
+            'requirements*.in',
+            'setup.py',
+            'setup.cfg',
+            'pyproject.toml',
+            'settings.ini',
+            'environment.y*ml',
+        )
+        if re.search(r'^\s*[^#\n]*\bmlflow\b', r.text(f), re.M)
+    ]
     keys = {k: v for k, v in r.flat_params.items() if k.split('.')[-1].endswith('tracking_uri')}
     env = [f for f in _config_files(r) if re.search(r'MLFLOW_TRACKING_URI\s*[=:]', r.text(f))]
     setters = r.where(r'\bset_tracking_uri\(')
-    uri = [f"{r.params_file}: {k} = {'null (default)' if v is None else v}" for k, v in keys.items()] + [f"{f}: MLFLOW_TRACKING_URI" for f in env] + \
-          ([f"set_tracking_uri in {_some(setters, 3)}"] if setters else [])
+    uri = (
+        [f"{r.params_file}: {k} = {'null (default)' if v is None else v}" for k, v in keys.items()]
+        + [f"{f}: MLFLOW_TRACKING_URI" for f in env]
+        + ([f"set_tracking_uri in {_some(setters, 3)}"] if setters else [])
+    )
     ev = [f"runs logged in {_some(logs, 3)}" if logs else 'no MLflow logging in the code', *uri[:3]]
-    if deps: ev.append(f"mlflow in {_some(deps, 2)}")
-    if (s := mlflow_store(r)): ev.append(f"{s['store']}: " + (s['error'] if 'error' in s else f"{s['experiments']} experiments, {s['runs']} runs"))
+    if deps:
+        ev.append(f"mlflow in {_some(deps, 2)}")
+    if s := mlflow_store(r):
+        ev.append(
+            f"{s['store']}: " + (s['error'] if 'error' in s else f"{s['experiments']} experiments, {s['runs']} runs")
+        )
     met = bool(logs) and bool(uri)
-    how = [] if met else ["log each training run: `with mlflow.start_run(): mlflow.log_params(p); mlflow.log_metrics(m)`" if not logs else '',
-                          "pin the store: a `tracking_uri` key in params.yaml (or MLFLOW_TRACKING_URI in the Makefile/CI) read by `mlflow.set_tracking_uri`" if not uri else '']
+    how = (
+        []
+        if met
+        else [
+            "log each training run: `with mlflow.start_run(): mlflow.log_params(p); mlflow.log_metrics(m)`"
+            if not logs
+            else '',
+            "pin the store: a `tracking_uri` key in params.yaml (or MLFLOW_TRACKING_URI in the Makefile/CI) read by `mlflow.set_tracking_uri`"
+            if not uri
+            else '',
+        ]
+    )
     return Check(met, '; '.join(ev), '; '.join(h for h in how if h))
 
+
 def team_tracking(r: Repo) -> Check:
-    keys = [f"{r.params_file}: {k} = {v}" for k, v in r.flat_params.items() if 'uri' in k.split('.')[-1] and isinstance(v, str) and re.match(_REMOTE_URI, v)]
+    keys = [
+        f"{r.params_file}: {k} = {v}"
+        for k, v in r.flat_params.items()
+        if 'uri' in k.split('.')[-1] and isinstance(v, str) and re.match(_REMOTE_URI, v)
+    ]
     env = [f for f in _config_files(r) if re.search(rf'MLFLOW_TRACKING_URI\s*[=:]\s*["\']?({_REMOTE_URI})', r.text(f))]
-    found = keys + [f"{f}: MLFLOW_TRACKING_URI = a server" for f in env]   # a `mlflow server` command alone is not a project using one
-    if found: return Check(True, '; '.join(found))
-    return Check(False, 'tracking URI is local (sqlite file / default) or unset',
-                 "run a team server (`mlflow server --backend-store-uri postgresql://… --artifacts-destination s3://…`) and point "
-                 "`tracking_uri` in params.yaml (or MLFLOW_TRACKING_URI in CI) at it: http://<host>:5000")
+    found = keys + [
+        f"{f}: MLFLOW_TRACKING_URI = a server" for f in env
+    ]  # a `mlflow server` command alone is not a project using one
+    if found:
+        return Check(True, '; '.join(found))
+    return Check(
+        False,
+        'tracking URI is local (sqlite file / default) or unset',
+        "run a team server (`mlflow server --backend-store-uri postgresql://… --artifacts-destination s3://…`) and point "
+        "`tracking_uri` in params.yaml (or MLFLOW_TRACKING_URI in CI) at it: http://<host>:5000",
+    )
 
 # %% ../nbs/16_maturity.ipynb #8c6f57e4
 def registry_gate(r: Repo) -> Check:
-    stages = [f"{n} ({s.get('cmd')})" for n, s in r.stages.items() if 'register' in n or 'register' in str(s.get('cmd', ''))]
+    stages = [
+        f"{n} ({s.get('cmd')})" for n, s in r.stages.items() if 'register' in n or 'register' in str(s.get('cmd', ''))
+    ]
     calls = r.where(r'\b(register_model|create_model_version)\(')
-    gate = {k: v for k, v in r.flat_params.items() if 'gate' in k.split('.')[:-1] and isinstance(v, (int, float)) and not isinstance(v, bool)}
-    ev = [f"dvc.yaml: stage {_some(stages, 2)}" if stages else 'no register stage', f"register_model in {_some(calls, 2)}" if calls else 'no register_model call',
-          f"{r.params_file}: {len(gate)} gate thresholds ({_some(k.split('.')[-1] for k in gate)})" if gate else f"no gate thresholds in {r.params_file}"]
+    gate = {
+        k: v
+        for k, v in r.flat_params.items()
+        if 'gate' in k.split('.')[:-1] and isinstance(v, (int, float)) and not isinstance(v, bool)
+    }
+    ev = [
+        f"dvc.yaml: stage {_some(stages, 2)}" if stages else 'no register stage',
+        f"register_model in {_some(calls, 2)}" if calls else 'no register_model call',
+        f"{r.params_file}: {len(gate)} gate thresholds ({_some(k.split('.')[-1] for k in gate)})"
+        if gate
+        else f"no gate thresholds in {r.params_file}",
+    ]
     if (s := mlflow_store(r)) and 'error' not in s and s['models']:
-        ev.append(f"{s['store']}: {_some(s['models'], 2)}, {s['versions']} versions" + (f", {_some(s['aliases'], 2)}" if s['aliases'] else ''))
+        ev.append(
+            f"{s['store']}: {_some(s['models'], 2)}, {s['versions']} versions"
+            + (f", {_some(s['aliases'], 2)}" if s['aliases'] else '')
+        )
     met = bool(stages or calls) and bool(gate)
-    how = [] if met else ["add a `register` stage that calls `mlflow.register_model` and sets an alias (challenger → champion)" if not (stages or calls) else '',
-                          "put the promotion criteria in params.yaml under `register: gate:` (e.g. max_error: 1.0, min_recall: 0.9) and promote only when all pass" if not gate else '']
+    how = (
+        []
+        if met
+        else [
+            "add a `register` stage that calls `mlflow.register_model` and sets an alias (challenger → champion)"
+            if not (stages or calls)
+            else '',
+            "put the promotion criteria in params.yaml under `register: gate:` (e.g. max_error: 1.0, min_recall: 0.9) and promote only when all pass"
+            if not gate
+            else '',
+        ]
+    )
     return Check(met, '; '.join(ev), '; '.join(h for h in how if h))
 
 # %% ../nbs/16_maturity.ipynb #5fa25457
 _RUNNERS = r'\b(pytest|py\.test|nbdev_test|tox|nox|unittest)\b'
+
 
 def tests_in_ci(r: Repo) -> Check:
     tests = [f for f in r.files if re.match(r'tests?/(.*/)?(test_[^/]*|[^/]*_test)\.py$', f)]
     n = sum(len(re.findall(r'^\s*(?:async\s+)?def test_', r.text(f), re.M)) for f in tests)
     runs, ci = _ci_running(r, _RUNNERS), _ci(r)
     runners = sorted({m for text, _ in ci.values() for m in re.findall(_RUNNERS, text)})
-    ev = [f"tests/: {len(tests)} files, {n} test functions" if tests else 'no tests/ with test_*.py',
-          f"{_some(runs, 2)}: runs {_some(runners)}" if runs else (f"CI ({_some(ci, 2)}) runs no test runner" if ci else 'no CI entry point')]
+    ev = [
+        f"tests/: {len(tests)} files, {n} test functions" if tests else 'no tests/ with test_*.py',
+        f"{_some(runs, 2)}: runs {_some(runners)}"
+        if runs
+        else (f"CI ({_some(ci, 2)}) runs no test runner" if ci else 'no CI entry point'),
+    ]
     met = n > 0 and bool(runs)
-    how = [] if met else ["add tests/test_<module>.py with pytest test functions" if not n else '',
-                          "add a CI entry point that runs them: .ci/run (`pytest -q tests`) or .github/workflows/ci.yml (`run: pytest -q`)" if not runs else '']
+    how = (
+        []
+        if met
+        else [
+            "add tests/test_<module>.py with pytest test functions" if not n else '',
+            "add a CI entry point that runs them: .ci/run (`pytest -q tests`) or .github/workflows/ci.yml (`run: pytest -q`)"
+            if not runs
+            else '',
+        ]
+    )
     return Check(met, '; '.join(ev), '; '.join(h for h in how if h))
 
+
 def continuous_delivery(r: Repo) -> Check:
-    deploy = _ci_running(r, r'\bdeploy\b|mlflow\s+models\s+build-docker|\bdocker\s+push\b|\bkubectl\s+apply\b|\bhelm\s+upgrade\b|\bbench\s+serve\b|\bload_?test\b')
-    if deploy: return Check(True, f"{_some(deploy, 2)}: deploys / load-tests the model")
+    deploy = _ci_running(
+        r,
+        r'\bdeploy\b|mlflow\s+models\s+build-docker|\bdocker\s+push\b|\bkubectl\s+apply\b|\bhelm\s+upgrade\b|\bbench\s+serve\b|\bload_?test\b',
+    )
+    if deploy:
+        return Check(True, f"{_some(deploy, 2)}: deploys / load-tests the model")
     ci = [' → '.join(c) for _, c in _ci(r).values()]
-    return Check(False, f"{_some(ci, 2)}: no deployment step" if ci else 'no CI entry point',
-                 "a CD job after the pipeline: build and roll out models:/<name>@champion (`mlflow models build-docker`, push, deploy) "
-                 "and run the SLO load test against it (`mlops-kit bench serve`) before switching traffic")
+    return Check(
+        False,
+        f"{_some(ci, 2)}: no deployment step" if ci else 'no CI entry point',
+        "a CD job after the pipeline: build and roll out models:/<name>@champion (`mlflow models build-docker`, push, deploy) "
+        "and run the SLO load test against it (`mlops-kit bench serve`) before switching traffic",
+    )
 
 # %% ../nbs/16_maturity.ipynb #bb545d7a
 def _section_numbers(r: Repo, stage: dict, name: str) -> dict:
     "Numeric params of a stage: its `params:` sections (or the section named like the stage)."
     secs = {p for p in (stage.get('params') or []) if isinstance(p, str)} | {name}
-    return {k: v for k, v in r.flat_params.items() if any(k == s or k.startswith(s + '.') for s in secs)
-            and isinstance(v, (int, float)) and not isinstance(v, bool)}
+    return {
+        k: v
+        for k, v in r.flat_params.items()
+        if any(k == s or k.startswith(s + '.') for s in secs)
+        and isinstance(v, (int, float))
+        and not isinstance(v, bool)
+    }
+
 
 def monitoring_retrain(r: Repo) -> Check:
-    mon = {n: s for n, s in r.stages.items() if re.search(r'monitor|drift', n) or re.search(r'\bdrift\b|\bmonitor\b', str(s.get('cmd', '')))}
+    mon = {
+        n: s
+        for n, s in r.stages.items()
+        if re.search(r'monitor|drift', n) or re.search(r'\bdrift\b|\bmonitor\b', str(s.get('cmd', '')))
+    }
     nums = {k: v for n, s in mon.items() for k, v in _section_numbers(r, s, n).items()}
-    trig = [f"dvc.yaml: stage {n}" for n, s in r.stages.items() if 'retrain' in n or 'retrain' in str(s.get('cmd', ''))] + \
-           [f"{r.params_file}: {k}" for k in r.flat_params if 'retrain' in k] + \
-           [f"Makefile: target {t}" for t in r.make if 'retrain' in t] + \
-           [f"{f}: retrain command" for f in r.where(r'^\s*def\s+\w*retrain\w*\s*\(|["\']retrain["\']\s*:|add_parser\(\s*["\']retrain')]
-    ev = [f"dvc.yaml: stage {_some(n + ' (' + str(s.get('cmd')) + ')' for n, s in mon.items())}" if mon else 'no monitor/drift stage in dvc.yaml']
-    if mon: ev.append(f"{len(nums)} thresholds ({_some(k for k in nums)})" if nums else 'no numeric thresholds in its params section')
+    trig = (
+        [f"dvc.yaml: stage {n}" for n, s in r.stages.items() if 'retrain' in n or 'retrain' in str(s.get('cmd', ''))]
+        + [f"{r.params_file}: {k}" for k in r.flat_params if 'retrain' in k]
+        + [f"Makefile: target {t}" for t in r.make if 'retrain' in t]
+        + [
+            f"{f}: retrain command"
+            for f in r.where(r'^\s*def\s+\w*retrain\w*\s*\(|["\']retrain["\']\s*:|add_parser\(\s*["\']retrain')
+        ]
+    )
+    ev = [
+        f"dvc.yaml: stage {_some(n + ' (' + str(s.get('cmd')) + ')' for n, s in mon.items())}"
+        if mon
+        else 'no monitor/drift stage in dvc.yaml'
+    ]
+    if mon:
+        ev.append(
+            f"{len(nums)} thresholds ({_some(k for k in nums)})"
+            if nums
+            else 'no numeric thresholds in its params section'
+        )
     ev.append(f"retrain trigger: {_some(trig, 3)}" if trig else 'no retrain trigger')
     met = bool(mon) and bool(nums) and bool(trig)
-    how = [] if met else ["add a `monitor` stage (e.g. `mlops-kit monitor`) that measures drift and error decay against thresholds in params.yaml `monitor:` "
-                          "and writes metrics/monitor.json" if not (mon and nums) else '',
-                          "add a retrain trigger that re-runs the pipeline when the monitor says so (e.g. `mlops-kit retrain`: `dvc repro` if drift is over threshold)" if not trig else '']
+    how = (
+        []
+        if met
+        else [
+            "add a `monitor` stage (e.g. `mlops-kit monitor`) that measures drift and error decay against thresholds in params.yaml `monitor:` "
+            "and writes metrics/monitor.json"
+            if not (mon and nums)
+            else '',
+            "add a retrain trigger that re-runs the pipeline when the monitor says so (e.g. `mlops-kit retrain`: `dvc repro` if drift is over threshold)"
+            if not trig
+            else '',
+        ]
+    )
     return Check(met, '; '.join(ev), '; '.join(h for h in how if h))
+
 
 def scheduled_trigger(r: Repo) -> Check:
     what = r'\bretrain\b|\bmonitor\b|\bdvc\s+(repro|exp\s+run)\b'
-    sched = [f for f in r.glob('.github/workflows/*.yml', '.github/workflows/*.yaml') if re.search(r'^\s*schedule\s*:', r.text(f), re.M) and re.search(r'cron\s*:', r.text(f))]
+    sched = [
+        f
+        for f in r.glob('.github/workflows/*.yml', '.github/workflows/*.yaml')
+        if re.search(r'^\s*schedule\s*:', r.text(f), re.M) and re.search(r'cron\s*:', r.text(f))
+    ]
     sched += [f for f in r.files if re.search(r'(^|/)(crontab|[^/]*\.cron|[^/]*\.timer)$', f)]
     sched += [f for f in r.files if f.endswith(('.yml', '.yaml')) and re.search(r'^kind:\s*CronJob\b', r.text(f), re.M)]
     sched += [f for f in r.code if f.endswith('.py') and re.search(r'^\s*from airflow\b', r.text(f), re.M)]
     sched += [f for f in r.glob('.gitlab-ci.yml') if re.search(r'CI_PIPELINE_SOURCE\s*==\s*["\']schedule', r.text(f))]
     wired = [f for f in sched if re.search(what, r.text(f))]
-    if wired: return Check(True, f"scheduled: {_some(wired, 3)} runs monitor/retrain/repro")
-    return Check(False, f"schedule found ({_some(sched, 2)}) but it runs no monitor/retrain/repro" if sched else 'no scheduler (cron workflow, crontab, timer, CronJob, DAG)',
-                 "wire the trigger to a scheduler: .github/workflows/retrain.yml with `on: schedule: [{cron: '0 3 * * *'}]` running "
-                 "`mlops-kit monitor && mlops-kit retrain` (or a crontab line / Airflow DAG doing the same)")
+    if wired:
+        return Check(True, f"scheduled: {_some(wired, 3)} runs monitor/retrain/repro")
+    return Check(
+        False,
+        f"schedule found ({_some(sched, 2)}) but it runs no monitor/retrain/repro"
+        if sched
+        else 'no scheduler (cron workflow, crontab, timer, CronJob, DAG)',
+        "wire the trigger to a scheduler: .github/workflows/retrain.yml with `on: schedule: [{cron: '0 3 * * *'}]` running "
+        "`mlops-kit monitor && mlops-kit retrain` (or a crontab line / Airflow DAG doing the same)",
+    )
 
 # %% ../nbs/16_maturity.ipynb #8e6901b3
 def serving_slo(r: Repo) -> Check:
     slo = {k: v for k, v in r.flat_params.items() if k.split('.')[-1].startswith('slo')}
     targets = r.make
     defs = r'^\s*def\s+((?:bench_serve|load_?test)\w*)\s*\('
-    load = [f"{f}: {_some(sorted(set(re.findall(defs, r.text(f), re.M))))}" for f in r.where(defs)] or [f"{f}: `bench serve`" for f in r.where(r'\bbench\s+serve\b')]
-    load += \
-           [f for f in r.files if re.search(r'(^|/)locustfile\.py$', f)] + [f for f in r.files if f.endswith('.js') and 'k6/http' in r.text(f)] + \
-           [f"Makefile: target {t}" for t in targets if re.search(r'load|bench|slo', t) and re.search(r'\bserve\b|locust|k6|vegeta|\bwrk\b|\bhey\b', targets[t])]
-    serve = [f"Makefile: {t}" for t, rec in targets.items() if re.search(r'\b(mlflow\s+models\s+serve|uvicorn|gunicorn)\b', rec)]
-    ev = [f"{r.params_file}: {_some(f'{k} = {v}' for k, v in slo.items())}" if slo else f"no slo_* keys in {r.params_file}",
-          f"load test: {_some(load, 3)}" if load else 'no load-test command']
-    if serve: ev.append(f"serving: {_some(serve, 2)}")
+    load = [f"{f}: {_some(sorted(set(re.findall(defs, r.text(f), re.M))))}" for f in r.where(defs)] or [
+        f"{f}: `bench serve`" for f in r.where(r'\bbench\s+serve\b')
+    ]
+    load += (
+        [f for f in r.files if re.search(r'(^|/)locustfile\.py$', f)]
+        + [f for f in r.files if f.endswith('.js') and 'k6/http' in r.text(f)]
+        + [
+            f"Makefile: target {t}"
+            for t in targets
+            if re.search(r'load|bench|slo', t) and re.search(r'\bserve\b|locust|k6|vegeta|\bwrk\b|\bhey\b', targets[t])
+        ]
+    )
+    serve = [
+        f"Makefile: {t}"
+        for t, rec in targets.items()
+        if re.search(r'\b(mlflow\s+models\s+serve|uvicorn|gunicorn)\b', rec)
+    ]
+    ev = [
+        f"{r.params_file}: {_some(f'{k} = {v}' for k, v in slo.items())}"
+        if slo
+        else f"no slo_* keys in {r.params_file}",
+        f"load test: {_some(load, 3)}" if load else 'no load-test command',
+    ]
+    if serve:
+        ev.append(f"serving: {_some(serve, 2)}")
     met = bool(slo) and bool(load)
-    how = [] if met else ["state the SLO in params.yaml: `serve: {slo_p99_ms: 20, slo_max_error_rate: 0.001}`" if not slo else '',
-                          "add a load test that serves the model and judges p99/error rate against the SLO (e.g. `mlops-kit bench serve`, or a locustfile.py)" if not load else '']
+    how = (
+        []
+        if met
+        else [
+            "state the SLO in params.yaml: `serve: {slo_p99_ms: 20, slo_max_error_rate: 0.001}`" if not slo else '',
+            "add a load test that serves the model and judges p99/error rate against the SLO (e.g. `mlops-kit bench serve`, or a locustfile.py)"
+            if not load
+            else '',
+        ]
+    )
     return Check(met, '; '.join(ev), '; '.join(h for h in how if h))
 
 # %% ../nbs/16_maturity.ipynb #69b3c5fa
@@ -382,40 +695,60 @@ CRITERIA = [  # (id, level, area, check)
     ('scheduled_trigger', 2, 'monitoring: scheduled trigger', scheduled_trigger),
     ('continuous_delivery', 2, 'serving: continuous delivery', continuous_delivery),
 ]
-LEVELS = {0: 'manual process (notebooks run by hand)', 1: 'ML pipeline automation (continuous training)', 2: 'CI/CD pipeline automation (team scale)'}
+LEVELS = {
+    0: 'manual process (notebooks run by hand)',
+    1: 'ML pipeline automation (continuous training)',
+    2: 'CI/CD pipeline automation (team scale)',
+}
+
 
 def _run(check, r: Repo) -> Check:
     "A check's result; a file it needs that does not parse makes it missing, with the parser's message as the evidence."
-    try: return check(r)
-    except BrokenFileError as e: return Check(False, str(e), f"fix {str(e).split(':')[0]} so that it parses")
+    try:
+        return check(r)
+    except BrokenFileError as e:
+        return Check(False, str(e), f"fix {str(e).split(':')[0]} so that it parses")
+
 
 def scorecard(path='.', params_file: str = 'params.yaml') -> dict:
     "Rate the repository at `path` against level 1 and 2 criteria; a dict (JSON-ready) with the level and, per criterion, met/evidence/howto."
     root = Path(path).resolve()
-    if not root.is_dir(): raise FileNotFoundError(f"{path} is not a folder")
+    if not root.is_dir():
+        raise FileNotFoundError(f"{path} is not a folder")
     r = Repo(root, params_file)
     rows = [{'id': i, 'level': lv, 'area': area, **vars(_run(check, r))} for i, lv, area, check in CRITERIA]
     met = {lv: [c['met'] for c in rows if c['level'] == lv] for lv in (1, 2)}
     level = 2 if all(met[1]) and all(met[2]) else 1 if all(met[1]) else 0
-    return {'path': str(root), 'level': level, 'level_name': LEVELS[level], 'max_level': 2,
-            'met': {str(lv): f"{sum(m)}/{len(m)}" for lv, m in met.items()}, 'criteria': rows}
+    return {
+        'path': str(root),
+        'level': level,
+        'level_name': LEVELS[level],
+        'max_level': 2,
+        'met': {str(lv): f"{sum(m)}/{len(m)}" for lv, m in met.items()},
+        'criteria': rows,
+    }
 
 # %% ../nbs/16_maturity.ipynb #e95850d3
 def find_repo(start='.') -> Path:
     "The repository containing `start` (nearest parent with .git or dvc.yaml), else `start` itself."
     start = Path(start).resolve()
-    return next((p for p in (start, *start.parents) if (p/'.git').exists() or (p/'dvc.yaml').is_file()), start)
+    return next((p for p in (start, *start.parents) if (p / '.git').exists() or (p / 'dvc.yaml').is_file()), start)
 
 # %% ../nbs/16_maturity.ipynb #d57955a6
 def format_scorecard(card: dict, width: int | None = None) -> str:
     "The scorecard as a plain-text table, wrapped to `width` (default: the terminal's)."
     width = width or max(shutil.get_terminal_size((120, 20)).columns, 80)
-    w_area = max(len(c['area']) for c in card['criteria']); left = 3 + 2 + w_area + 2 + 7 + 2
+    w_area = max(len(c['area']) for c in card['criteria'])
+    left = 3 + 2 + w_area + 2 + 7 + 2
     todo = [c['area'] for c in card['criteria'] if c['level'] == card['level'] + 1 and not c['met']]
-    out = [f"mlops-kit maturity: {card['path']}",
-           f"level {card['level']} of {card['max_level']}: {card['level_name']}  ·  level-1 criteria met {card['met']['1']}  ·  level-2 {card['met']['2']}",
-           (f"next: level {card['level'] + 1} needs {', '.join(todo)}" if todo else 'every criterion is met'), '',
-           f"{'lvl':<3}  {'criterion':<{w_area}}  {'status':<7}  evidence / → how to get it", '-' * min(width, 160)]
+    out = [
+        f"mlops-kit maturity: {card['path']}",
+        f"level {card['level']} of {card['max_level']}: {card['level_name']}  ·  level-1 criteria met {card['met']['1']}  ·  level-2 {card['met']['2']}",
+        (f"next: level {card['level'] + 1} needs {', '.join(todo)}" if todo else 'every criterion is met'),
+        '',
+        f"{'lvl':<3}  {'criterion':<{w_area}}  {'status':<7}  evidence / → how to get it",
+        '-' * min(width, 160),
+    ]
     for c in card['criteria']:
         text = c['evidence'] + ('' if c['met'] else f"  → {c['howto']}")
         lines = textwrap.wrap(text, max(width - left, 40)) or ['']

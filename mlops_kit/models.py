@@ -19,36 +19,52 @@ __all__ = ['FORECASTERS', 'infer_step', 'to_grid', 'slots', 'hours', 'Forecaster
 # %% ../nbs/05_models.ipynb #dc721a84
 _STEPS = [pd.Timedelta(m, 'min') for m in (1, 2, 3, 5, 10, 15, 20, 30, 60, 120, 180, 240, 360, 720, 1440)]
 
+
 def infer_step(index: pd.DatetimeIndex) -> pd.Timedelta:
     "The series' spacing: the median gap, snapped to the nearest step that divides a day."
-    if len(index) < 2: raise ValueError('need at least 2 timestamps to infer the spacing')
-    if isinstance(f := index.freq, pd.offsets.Tick) and (s := pd.Timedelta(f)) in _STEPS: return s   # pandas keeps freq only on a regular index
-    d = np.diff(index.asi8); gap = d[0] if (d == d[0]).all() else np.median(d)   # a regular grid needs no median
+    if len(index) < 2:
+        raise ValueError('need at least 2 timestamps to infer the spacing')
+    if isinstance(f := index.freq, pd.offsets.Tick) and (s := pd.Timedelta(f)) in _STEPS:
+        return s  # pandas keeps freq only on a regular index
+    d = np.diff(index.asi8)
+    gap = d[0] if (d == d[0]).all() else np.median(d)  # a regular grid needs no median
     return min(_STEPS, key=lambda s: abs(s.value - gap))
+
 
 def to_grid(y: pd.Series, step: pd.Timedelta | None = None) -> pd.Series:
     "Snap a series onto a regular grid of `step` (inferred if None): mean per slot, NaN for empty slots."
-    if not isinstance(y.index, pd.DatetimeIndex): raise TypeError(f'y needs a DatetimeIndex, got {type(y.index).__name__}')
+    if not isinstance(y.index, pd.DatetimeIndex):
+        raise TypeError(f'y needs a DatetimeIndex, got {type(y.index).__name__}')
     step = step or infer_step(y.index)
     i = y.index.asi8
-    if len(i) > 1 and str(y.index.tz) in ('UTC', 'None') and i[0] % step.value == 0:   # already on the grid? then what resample gives, 10x cheaper
-        if isinstance(y.index.freq, pd.offsets.Tick) and pd.Timedelta(y.index.freq) == step: return pd.Series(y.to_numpy(float), y.index, name=y.name)   # (a slice of a grid, say)
+    if (
+        len(i) > 1 and str(y.index.tz) in ('UTC', 'None') and i[0] % step.value == 0
+    ):  # already on the grid? then what resample gives, 10x cheaper
+        if isinstance(y.index.freq, pd.offsets.Tick) and pd.Timedelta(y.index.freq) == step:
+            return pd.Series(y.to_numpy(float), y.index, name=y.name)  # (a slice of a grid, say)
         if (np.diff(i) == step.value).all():
-            return pd.Series(y.to_numpy(float), pd.date_range(y.index[0], periods=len(i), freq=step, name=y.index.name), name=y.name)
+            return pd.Series(
+                y.to_numpy(float), pd.date_range(y.index[0], periods=len(i), freq=step, name=y.index.name), name=y.name
+            )
     return y.astype(float).resample(step).mean()
 
 # %% ../nbs/05_models.ipynb #9110a943
 _DAY_NS = 86_400_000_000_000
 
+
 def _ns(index) -> np.ndarray:
     "Epoch nanoseconds (UTC) of a DatetimeIndex; an int64 array of them passes through."
     return index.asi8 if isinstance(index, pd.DatetimeIndex) else np.asarray(index, np.int64)
 
+
 def slots(index: pd.DatetimeIndex | np.ndarray, step: pd.Timedelta, season: str = 'day') -> np.ndarray:
     "Slot of day (0 .. slots/day-1) or of week (0 .. 7*slots/day-1) of each timestamp (or epoch-ns value), in UTC."
-    ns = _ns(index)                                   # integer arithmetic: pandas' .hour/.dayofweek cost 10x more
+    ns = _ns(index)  # integer arithmetic: pandas' .hour/.dayofweek cost 10x more
     sod = (ns % _DAY_NS) // step.value
-    return sod + (_DAY_NS // step.value) * ((ns // _DAY_NS + 3) % 7) if season == 'week' else sod   # 1970-01-01 was a Thursday
+    return (
+        sod + (_DAY_NS // step.value) * ((ns // _DAY_NS + 3) % 7) if season == 'week' else sod
+    )  # 1970-01-01 was a Thursday
+
 
 def hours(index: pd.DatetimeIndex | np.ndarray) -> np.ndarray:
     "UTC hour of day of each timestamp or epoch-ns value (fast)."
@@ -57,12 +73,16 @@ def hours(index: pd.DatetimeIndex | np.ndarray) -> np.ndarray:
 # %% ../nbs/05_models.ipynb #70c672dd
 class Forecaster(BaseEstimator):
     "Base class: fit(y) -> self; predict(index, context=None) -> pd.Series aligned with index; expected(ns) -> the same values as a bare array."
+
     def expected(self, ns: np.ndarray) -> np.ndarray:
         "predict(index).to_numpy() for epoch-ns times, without building an index or a Series (the serving fast path)."
         raise NotImplementedError
+
     def _prep(self, y: pd.Series) -> pd.Series:
-        if not isinstance(y, pd.Series) or not isinstance(y.index, pd.DatetimeIndex): raise TypeError('y must be a pd.Series with a DatetimeIndex')
-        if y.notna().sum() < 2: raise ValueError(f'{type(self).__name__}: need at least 2 observed values, got {int(y.notna().sum())}')
+        if not isinstance(y, pd.Series) or not isinstance(y.index, pd.DatetimeIndex):
+            raise TypeError('y must be a pd.Series with a DatetimeIndex')
+        if y.notna().sum() < 2:
+            raise ValueError(f'{type(self).__name__}: need at least 2 observed values, got {int(y.notna().sum())}')
         self.step_ = infer_step(y.index)
         y = to_grid(y, self.step_)
         self.last_ts_ = y.index[-1]
@@ -70,24 +90,37 @@ class Forecaster(BaseEstimator):
 
     def _history(self, context: pd.Series | None) -> pd.Series:
         "Training series extended by the observed context (on the grid)."
-        if context is None or not len(context): return self.y_
+        if context is None or not len(context):
+            return self.y_
         c = to_grid(context, self.step_)
         return pd.concat([self.y_[self.y_.index < c.index[0]], c])
 
 # %% ../nbs/05_models.ipynb #18cc7f65
-def weighted_stat(groups: np.ndarray, values: np.ndarray, weights: np.ndarray, n_groups: int, stat: str = 'median') -> tuple[np.ndarray, np.ndarray]:
+def weighted_stat(
+    groups: np.ndarray, values: np.ndarray, weights: np.ndarray, n_groups: int, stat: str = 'median'
+) -> tuple[np.ndarray, np.ndarray]:
     "Per-group weighted median (or 10-90% trimmed mean) and observation count; NaN values ignored."
-    ok = ~np.isnan(values); g, v, w = groups[ok], values[ok], weights[ok]
+    ok = ~np.isnan(values)
+    g, v, w = groups[ok], values[ok], weights[ok]
     cnt, out = np.bincount(g, minlength=n_groups), np.full(n_groups, np.nan)
-    if not len(v): return out, cnt
-    order = np.argsort(v, kind='stable'); order = order[np.argsort(g[order].astype(np.int16 if n_groups < 2**15 else np.int64), kind='stable')]
-    g, v, w = g[order], v[order], w[order]                     # by group, then value: np.lexsort((v, g)), 1.6x faster (int16 keys sort by radix)
-    cw = np.cumsum(w); starts = np.r_[0, np.cumsum(cnt)[:-1]]
-    before = np.repeat(np.where(starts > 0, cw[np.maximum(starts - 1, 0)], 0.0), cnt)   # weight of earlier groups
+    if not len(v):
+        return out, cnt
+    order = np.argsort(v, kind='stable')
+    order = order[np.argsort(g[order].astype(np.int16 if n_groups < 2**15 else np.int64), kind='stable')]
+    g, v, w = (
+        g[order],
+        v[order],
+        w[order],
+    )  # by group, then value: np.lexsort((v, g)), 1.6x faster (int16 keys sort by radix)
+    cw = np.cumsum(w)
+    starts = np.r_[0, np.cumsum(cnt)[:-1]]
+    before = np.repeat(np.where(starts > 0, cw[np.maximum(starts - 1, 0)], 0.0), cnt)  # weight of earlier groups
     tot = np.bincount(g, w, n_groups)
-    hi = (cw - before) / np.repeat(tot, cnt); lo = hi - w / np.repeat(tot, cnt)        # each value's weight span in its group
+    hi = (cw - before) / np.repeat(tot, cnt)
+    lo = hi - w / np.repeat(tot, cnt)  # each value's weight span in its group
     if stat == 'median':
-        at = (lo < 0.5) & (hi >= 0.5); out[g[at]] = v[at]
+        at = (lo < 0.5) & (hi >= 0.5)
+        out[g[at]] = v[at]
         return out, cnt
     keep = (lo >= 0.1 - 1e-12) & (hi <= 0.9 + 1e-12) if stat == 'trimmed' else np.ones(len(v), bool)
     num, den = np.bincount(g, w * v * keep, n_groups), np.bincount(g, w * keep, n_groups)
@@ -96,16 +129,25 @@ def weighted_stat(groups: np.ndarray, values: np.ndarray, weights: np.ndarray, n
 # %% ../nbs/05_models.ipynb #grid_stat
 def by_group(a: np.ndarray, first: int, n_groups: int, pad: float = np.nan) -> np.ndarray:
     "A regular grid's values as a matrix with one row per group, in time order: point k goes to row (first + k) % n_groups; `pad` fills the rest."
-    R = -(-(first + len(a)) // n_groups); M = np.full(R * n_groups, pad); M[first:first + len(a)] = a
+    R = -(-(first + len(a)) // n_groups)
+    M = np.full(R * n_groups, pad)
+    M[first : first + len(a)] = a
     return M.reshape(R, n_groups).T
 
-def grid_stat(values: np.ndarray, weights: np.ndarray, first: int, n_groups: int, stat: str = 'median') -> tuple[np.ndarray, np.ndarray]:
+
+def grid_stat(
+    values: np.ndarray, weights: np.ndarray, first: int, n_groups: int, stat: str = 'median'
+) -> tuple[np.ndarray, np.ndarray]:
     "weighted_stat for a regular grid whose point k is in group (first + k) % n_groups."
     M, W = by_group(values, first, n_groups), by_group(weights, first, n_groups, 0.0)
-    ok = ~np.isnan(M); W = np.where(ok, W, 0.0)
-    o = np.argsort(M, axis=1, kind='stable'); M, W = np.take_along_axis(M, o, 1), np.take_along_axis(W, o, 1)   # by value (NaN last), ties in time order
-    cnt, tot = ok.sum(1), W.sum(1); tot = np.where(tot > 0, tot, 1)[:, None]
-    hi = np.cumsum(W, 1) / tot; lo = hi - W / tot                                     # each value's weight span in its group
+    ok = ~np.isnan(M)
+    W = np.where(ok, W, 0.0)
+    o = np.argsort(M, axis=1, kind='stable')
+    M, W = np.take_along_axis(M, o, 1), np.take_along_axis(W, o, 1)  # by value (NaN last), ties in time order
+    cnt, tot = ok.sum(1), W.sum(1)
+    tot = np.where(tot > 0, tot, 1)[:, None]
+    hi = np.cumsum(W, 1) / tot
+    lo = hi - W / tot  # each value's weight span in its group
     if stat == 'median':
         j = np.argmax((lo < 0.5) & (hi >= 0.5) & (W > 0), axis=1)
         return np.where(cnt > 0, M[np.arange(n_groups), j], np.nan), cnt
@@ -116,19 +158,40 @@ def grid_stat(values: np.ndarray, weights: np.ndarray, first: int, n_groups: int
 # %% ../nbs/05_models.ipynb #61e3aa82
 class SeasonalProfile(Forecaster):
     "Weighted median (or trimmed mean) per slot-of-week/day, recency-weighted, plus a robust recent level."
-    def __init__(self, season: str = 'week', stat: str = 'median', halflife_days: float = 14.0, level_days: float = 1.0, min_per_slot: int = 3):
-        self.season, self.stat, self.halflife_days, self.level_days, self.min_per_slot = season, stat, halflife_days, level_days, min_per_slot
+
+    def __init__(
+        self,
+        season: str = 'week',
+        stat: str = 'median',
+        halflife_days: float = 14.0,
+        level_days: float = 1.0,
+        min_per_slot: int = 3,
+    ):
+        self.season, self.stat, self.halflife_days, self.level_days, self.min_per_slot = (
+            season,
+            stat,
+            halflife_days,
+            level_days,
+            min_per_slot,
+        )
 
     def fit(self, y: pd.Series, sample_weight=None):
-        y = self._prep(y); self.y_ = y
+        y = self._prep(y)
+        self.y_ = y
         i, v = y.index.asi8, y.to_numpy(float)
-        w = 0.5 ** (((i[-1] - i) / _DAY_NS) / self.halflife_days)                 # age in days, as (index[-1] - index) / 1 day gives
+        w = 0.5 ** (((i[-1] - i) / _DAY_NS) / self.halflife_days)  # age in days, as (index[-1] - index) / 1 day gives
         per_day = int(_DAY_NS // self.step_.value)
-        stat = lambda season, n: grid_stat(v, w, int(slots(i[:1], self.step_, season)[0]), n, self.stat)   # y is on its grid (_prep)
+        stat = lambda season, n: grid_stat(
+            v, w, int(slots(i[:1], self.step_, season)[0]), n, self.stat
+        )  # y is on its grid (_prep)
         if self.season == 'week':
-            wk, cnt = stat('week', 7 * per_day); full = cnt >= self.min_per_slot
-            prof = wk if full.all() else np.where(full, wk, np.tile(stat('day', per_day)[0], 7))   # the day profile only where a week slot is thin
-        else: prof = stat('day', per_day)[0]
+            wk, cnt = stat('week', 7 * per_day)
+            full = cnt >= self.min_per_slot
+            prof = (
+                wk if full.all() else np.where(full, wk, np.tile(stat('day', per_day)[0], 7))
+            )  # the day profile only where a week slot is thin
+        else:
+            prof = stat('day', per_day)[0]
         self.profile_ = np.where(np.isnan(prof), np.nanmedian(v), prof) if np.isnan(prof).any() else prof
         self.level_ = self._level(y)
         return self
@@ -138,12 +201,14 @@ class SeasonalProfile(Forecaster):
 
     def _level(self, hist: pd.Series) -> float:
         "Median residual over the last level_days of `hist` (0 if nothing observed there)."
-        i = hist.index.asi8; cut = i[-1] - pd.Timedelta(days=self.level_days).value
-        recent = hist.iloc[np.searchsorted(i, cut, 'right'):] if hist.index.is_monotonic_increasing else hist[i > cut]
+        i = hist.index.asi8
+        cut = i[-1] - pd.Timedelta(days=self.level_days).value
+        recent = hist.iloc[np.searchsorted(i, cut, 'right') :] if hist.index.is_monotonic_increasing else hist[i > cut]
         r = recent.to_numpy(float) - self._base(recent.index) if self.level_days > 0 else np.array([])
         return float(np.nanmedian(r)) if np.isfinite(r).any() else 0.0
 
-    def expected(self, ns: np.ndarray) -> np.ndarray: return self._base(ns) + self.level_
+    def expected(self, ns: np.ndarray) -> np.ndarray:
+        return self._base(ns) + self.level_
 
     def predict(self, index: pd.DatetimeIndex, context: pd.Series | None = None) -> pd.Series:
         level = self.level_ if context is None or not len(context) else self._level(self._history(context))
@@ -152,10 +217,13 @@ class SeasonalProfile(Forecaster):
 # %% ../nbs/05_models.ipynb #robust_level
 class RobustLevel(Forecaster):
     "A flat forecast: the median of the last `level_days` of observed values. What a monitor gets in its first days, before it has a day to learn from."
-    def __init__(self, level_days: float = 1.0): self.level_days = level_days
+
+    def __init__(self, level_days: float = 1.0):
+        self.level_days = level_days
 
     def _level(self, hist: pd.Series) -> float:
-        v = hist.to_numpy(float); i = hist.index.asi8
+        v = hist.to_numpy(float)
+        i = hist.index.asi8
         recent = v[i > i[-1] - pd.Timedelta(days=self.level_days).value]
         return float(np.nanmedian(recent)) if np.isfinite(recent).any() else float(np.nanmedian(v))
 
@@ -164,7 +232,8 @@ class RobustLevel(Forecaster):
         self.y_, self.level_ = y, self._level(y)
         return self
 
-    def expected(self, ns: np.ndarray) -> np.ndarray: return np.full(len(ns), self.level_)
+    def expected(self, ns: np.ndarray) -> np.ndarray:
+        return np.full(len(ns), self.level_)
 
     def predict(self, index: pd.DatetimeIndex, context: pd.Series | None = None) -> pd.Series:
         level = self.level_ if context is None or not len(context) else self._level(self._history(context))
@@ -173,40 +242,71 @@ class RobustLevel(Forecaster):
 # %% ../nbs/05_models.ipynb #27cd66ae
 def _hw_forecast(r, h: int, m: int) -> np.ndarray:
     "r.forecast(h) of a fitted additive, trend-free ExponentialSmoothing, bit for bit, from its states: forecast() re-runs the whole filter in a Python loop."
-    n, season = len(r.level), r.season                     # season[k - m] = statsmodels' s[k] for k in m .. n+m-1
+    n, season = len(r.level), r.season  # season[k - m] = statsmodels' s[k] for k in m .. n+m-1
     k = n + np.arange(h)
-    j = np.where(k <= n + m - 2, k, n - 1 + (k - (n + m - 1)) % m)   # statsmodels refills s[n+m-1:] with s[n-1 + j % m]
+    j = np.where(k <= n + m - 2, k, n - 1 + (k - (n + m - 1)) % m)  # statsmodels refills s[n+m-1:] with s[n-1 + j % m]
     return r.level[-1] + season[j - m]
+
 
 class HoltWinters(Forecaster):
     "Additive Holt-Winters with a daily season (statsmodels ExponentialSmoothing)."
-    def __init__(self, resolution: str | None = None, trend: str | None = None, damped: bool = False, fit_days: float = 14.0, horizon_days: int = 8):
-        self.resolution, self.trend, self.damped, self.fit_days, self.horizon_days = resolution, trend, damped, fit_days, horizon_days
+
+    def __init__(
+        self,
+        resolution: str | None = None,
+        trend: str | None = None,
+        damped: bool = False,
+        fit_days: float = 14.0,
+        horizon_days: int = 8,
+    ):
+        self.resolution, self.trend, self.damped, self.fit_days, self.horizon_days = (
+            resolution,
+            trend,
+            damped,
+            fit_days,
+            horizon_days,
+        )
 
     def fit(self, y: pd.Series, sample_weight=None):
-        y = self._prep(y); self.y_ = y
+        y = self._prep(y)
+        self.y_ = y
         res = max(pd.Timedelta(self.resolution), self.step_) if self.resolution else self.step_
-        i = y.index.asi8; z = y.iloc[np.searchsorted(i, i[-1] - pd.Timedelta(days=self.fit_days).value, 'right'):].resample(res).mean()
-        if z.isna().any(): z = z.interpolate(limit_direction='both')       # (interpolate costs as much as resample, even with nothing to fill)
+        i = y.index.asi8
+        z = y.iloc[np.searchsorted(i, i[-1] - pd.Timedelta(days=self.fit_days).value, 'right') :].resample(res).mean()
+        if z.isna().any():
+            z = z.interpolate(
+                limit_direction='both'
+            )  # (interpolate costs as much as resample, even with nothing to fill)
         period = int(pd.Timedelta('1D') / res)
-        if len(z) < 2 * period or z.isna().any(): raise ValueError(f'HoltWinters needs 2 full days of data, got {len(z) * res}')
+        if len(z) < 2 * period or z.isna().any():
+            raise ValueError(f'HoltWinters needs 2 full days of data, got {len(z) * res}')
         with warnings.catch_warnings():
             warnings.simplefilter('ignore')
-            r = ExponentialSmoothing(z.to_numpy(), trend=self.trend, damped_trend=self.damped if self.trend else False, seasonal='add',
-                                     seasonal_periods=period, initialization_method='heuristic').fit(use_brute=False)
+            r = ExponentialSmoothing(
+                z.to_numpy(),
+                trend=self.trend,
+                damped_trend=self.damped if self.trend else False,
+                seasonal='add',
+                seasonal_periods=period,
+                initialization_method='heuristic',
+            ).fit(use_brute=False)
         h = self.horizon_days * period
         self.res_, self.t0_ = res, z.index[0]
-        self.path_ = np.r_[r.fittedvalues, r.forecast(h) if self.trend else _hw_forecast(r, h, period)]   # fitted, then forecast, one value per `res`
-        if not np.isfinite(self.path_).all(): raise ValueError('HoltWinters did not converge (non-finite forecast)')
+        self.path_ = np.r_[
+            r.fittedvalues, r.forecast(h) if self.trend else _hw_forecast(r, h, period)
+        ]  # fitted, then forecast, one value per `res`
+        if not np.isfinite(self.path_).all():
+            raise ValueError('HoltWinters did not converge (non-finite forecast)')
         return self
 
     def expected(self, ns: np.ndarray) -> np.ndarray:
-        r = self.res_.value; k = (np.asarray(ns, np.int64) // r * r - self.t0_.value) // r     # whole `res` steps since t0_
+        r = self.res_.value
+        k = (np.asarray(ns, np.int64) // r * r - self.t0_.value) // r  # whole `res` steps since t0_
         period = int(pd.Timedelta('1D') / self.res_)
         over = np.maximum(k - (len(self.path_) - 1), 0)
-        k = k - period * np.ceil(over / period).astype(int)          # beyond the horizon: repeat the last forecast day
+        k = k - period * np.ceil(over / period).astype(int)  # beyond the horizon: repeat the last forecast day
         out = self.path_[np.clip(k, 0, len(self.path_) - 1)]
-        return np.where(k < 0, np.nan, out)                           # before the fitted span: unknown
+        return np.where(k < 0, np.nan, out)  # before the fitted span: unknown
 
     def predict(self, index: pd.DatetimeIndex, context: pd.Series | None = None) -> pd.Series:
         return pd.Series(self.expected(index.asi8), index=index, name='expected')
@@ -215,59 +315,91 @@ class HoltWinters(Forecaster):
 def _lookup(hist: pd.Series, ns: np.ndarray) -> np.ndarray:
     "Values of a series at epoch-ns times (NaN where absent); positional when the series is a regular grid."
     i = hist.index.asi8
-    if len(i) < 2 or i[-1] - i[0] != (len(i) - 1) * (i[1] - i[0]):          # not one regular grid: look up by label
+    if len(i) < 2 or i[-1] - i[0] != (len(i) - 1) * (i[1] - i[0]):  # not one regular grid: look up by label
         ix = pd.DatetimeIndex(ns.astype('datetime64[ns]'))
         return hist.reindex(ix.tz_localize('UTC').tz_convert(hist.index.tz) if hist.index.tz else ix).to_numpy(float)
     k = (ns - i[0]) // (i[1] - i[0])
-    ok = (k >= 0) & (k < len(hist)); out = np.full(len(ns), np.nan)
+    ok = (k >= 0) & (k < len(hist))
+    out = np.full(len(ns), np.nan)
     out[ok] = hist.to_numpy(float)[k[ok]]
     return out
+
 
 def slot_median(y: pd.Series, step: pd.Timedelta) -> np.ndarray:
     "Per slot of day, the lower median of the observed values of a regular grid (NaN where none): one sort of each slot's row."
     per_day = _DAY_NS // step.value
-    S = np.sort(by_group(y.to_numpy(float), int(slots(y.index[:1], step)[0]), per_day), axis=1); k = (~np.isnan(S)).sum(1)   # NaN sorts last
+    S = np.sort(by_group(y.to_numpy(float), int(slots(y.index[:1], step)[0]), per_day), axis=1)
+    k = (~np.isnan(S)).sum(1)  # NaN sorts last
     return np.where(k > 0, S[np.arange(per_day), np.maximum((k - 1) // 2, 0)], np.nan)
+
 
 class LagRegression(Forecaster):
     "Ridge regression on daily harmonics, weekday and lagged values (1 day, 1 week)."
+
     def __init__(self, harmonics: int = 6, lags: tuple = ('1D', '7D'), weekly: bool = True, alpha: float = 1.0):
         self.harmonics, self.lags, self.weekly, self.alpha = harmonics, lags, weekly, alpha
 
     def _X(self, index: pd.DatetimeIndex | np.ndarray, hist: pd.Series) -> np.ndarray:
-        ns = _ns(index); X = np.empty((len(ns), 2 * self.harmonics + 6 * bool(self.weekly) + len(self.lags)), order='F'); k = 0
-        phase = 2 * np.pi * (ns % _DAY_NS) / _DAY_NS; s1, c1 = np.sin(phase), np.cos(phase); s, c = s1, c1
-        for _ in range(self.harmonics):                                # sin/cos(k·phase) by angle addition: 2 trig calls, not 2k
-            X[:, k], X[:, k + 1] = s, c; k += 2; s, c = s * c1 + c * s1, c * c1 - s * s1
+        ns = _ns(index)
+        X = np.empty((len(ns), 2 * self.harmonics + 6 * bool(self.weekly) + len(self.lags)), order='F')
+        k = 0
+        phase = 2 * np.pi * (ns % _DAY_NS) / _DAY_NS
+        s1, c1 = np.sin(phase), np.cos(phase)
+        s, c = s1, c1
+        for _ in range(self.harmonics):  # sin/cos(k·phase) by angle addition: 2 trig calls, not 2k
+            X[:, k], X[:, k + 1] = s, c
+            k += 2
+            s, c = s * c1 + c * s1, c * c1 - s * s1
         if self.weekly:
             dow = ((ns // _DAY_NS) + 3) % 7
-            for d in range(6): X[:, k] = dow == d; k += 1
+            for d in range(6):
+                X[:, k] = dow == d
+                k += 1
         fill = self.slot_median_[slots(ns, self.step_)]
-        for lag in self.lags: X[:, k] = np.where(np.isnan(v := _lookup(hist, ns - pd.Timedelta(lag).value)), fill, v); k += 1
+        for lag in self.lags:
+            X[:, k] = np.where(np.isnan(v := _lookup(hist, ns - pd.Timedelta(lag).value)), fill, v)
+            k += 1
         return X
 
     def fit(self, y: pd.Series, sample_weight=None):
-        y = self._prep(y); self.y_ = y
+        y = self._prep(y)
+        self.y_ = y
         sm = slot_median(y, self.step_)
         self.slot_median_ = np.where(np.isnan(sm), np.nanmedian(y), sm)
-        Xa, t = self._X(y.index, y), y.to_numpy(float); ok = ~np.isnan(t); X, t = Xa[ok], t[ok]
-        xm, tm = X.mean(axis=0), t.mean()                              # what Ridge(fit_intercept=True) does, without its input checks (2x faster, same bits)
+        Xa, t = self._X(y.index, y), y.to_numpy(float)
+        ok = ~np.isnan(t)
+        X, t = Xa[ok], t[ok]
+        xm, tm = (
+            X.mean(axis=0),
+            t.mean(),
+        )  # what Ridge(fit_intercept=True) does, without its input checks (2x faster, same bits)
         self.coef_ = ridge_regression(X - xm, t - tm, alpha=self.alpha, solver='cholesky', check_input=False)
         self.intercept_ = float(tm - xm @ self.coef_)
-        self._in_sample = Xa @ self.coef_ + self.intercept_            # predict(y.index) without building X again; not pickled
+        self._in_sample = Xa @ self.coef_ + self.intercept_  # predict(y.index) without building X again; not pickled
         return self
 
     def __getstate__(self):
-        state = super().__getstate__(); state.pop('_in_sample', None); return state
+        state = super().__getstate__()
+        state.pop('_in_sample', None)
+        return state
 
     def expected(self, ns: np.ndarray, hist: pd.Series | None = None) -> np.ndarray:
         "Ridge's own formula (X @ coef_ + intercept_)."
         return self._X(ns, self.y_ if hist is None else hist) @ self.coef_ + self.intercept_
 
     def predict(self, index: pd.DatetimeIndex, context: pd.Series | None = None) -> pd.Series:
-        if context is None and getattr(self, '_in_sample', None) is not None and (index is self.y_.index or index.equals(self.y_.index)):
+        if (
+            context is None
+            and getattr(self, '_in_sample', None) is not None
+            and (index is self.y_.index or index.equals(self.y_.index))
+        ):
             return pd.Series(self._in_sample, index=index, name='expected')
         return pd.Series(self.expected(index.asi8, self._history(context)), index=index, name='expected')
 
 # %% ../nbs/05_models.ipynb #a93c220e
-FORECASTERS = {'level': RobustLevel, 'profile': SeasonalProfile, 'holt_winters': HoltWinters, 'lag_regression': LagRegression}
+FORECASTERS = {
+    'level': RobustLevel,
+    'profile': SeasonalProfile,
+    'holt_winters': HoltWinters,
+    'lag_regression': LagRegression,
+}

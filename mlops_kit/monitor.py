@@ -23,24 +23,34 @@ __all__ = ['STAT_COLUMNS', 'psi', 'dist_shift', 'resolution', 'resid_noise', 'se
 
 # %% ../nbs/18_monitor.ipynb #7d287e4b
 def _finite(x) -> np.ndarray:
-    a = np.asarray(x, float); return a[np.isfinite(a)]
+    a = np.asarray(x, float)
+    return a[np.isfinite(a)]
+
 
 def psi(ref, new, bins: int = 10, eps: float = 1e-4) -> float:
     "Population stability index of `new` against `ref`, over `ref`'s quantile bins (NaN when either side has < 2 values)."
     # by hand: PSI is a few lines of numpy, and no library in the lock ships it
     r, n = _finite(ref), _finite(new)
-    if len(r) < 2 or len(n) < 2: return float('nan')
+    if len(r) < 2 or len(n) < 2:
+        return float('nan')
     edges = np.unique(np.quantile(r, np.linspace(0, 1, bins + 1)[1:-1]))
-    share = lambda a: np.clip(np.bincount(np.searchsorted(edges, a, side='right'), minlength=len(edges) + 1) / len(a), eps, None)
+    share = lambda a: np.clip(
+        np.bincount(np.searchsorted(edges, a, side='right'), minlength=len(edges) + 1) / len(a), eps, None
+    )
     pr, pn = share(r), share(n)
     return float(np.sum((pn - pr) * np.log(pn / pr)))
+
 
 def dist_shift(ref, new, resolution: float | None = None) -> dict:
     "{'ks': KS statistic, 'ks_p': its p-value, 'psi': PSI} of `new` against `ref` (NaNs when a side has < 2 finite values); both rounded to `resolution` first."
     r, n = _finite(ref), _finite(new)
-    if len(r) < 2 or len(n) < 2: return {'ks': np.nan, 'ks_p': np.nan, 'psi': np.nan}
-    if resolution and np.isfinite(resolution) and resolution > 0: r, n = np.round(r / resolution) * resolution, np.round(n / resolution) * resolution
-    with warnings.catch_warnings():           # with ties, scipy's exact p-value can fail; it then uses the asymptotic one, which is what we want
+    if len(r) < 2 or len(n) < 2:
+        return {'ks': np.nan, 'ks_p': np.nan, 'psi': np.nan}
+    if resolution and np.isfinite(resolution) and resolution > 0:
+        r, n = np.round(r / resolution) * resolution, np.round(n / resolution) * resolution
+    with (
+        warnings.catch_warnings()
+    ):  # with ties, scipy's exact p-value can fail; it then uses the asymptotic one, which is what we want
         warnings.filterwarnings('ignore', message='ks_2samp: Exact calculation unsuccessful')
         k = stats.ks_2samp(r, n)
     return {'ks': float(k.statistic), 'ks_p': float(k.pvalue), 'psi': psi(r, n)}
@@ -51,10 +61,12 @@ def resolution(values) -> float:
     v = np.unique(_finite(values))
     return float(np.diff(v).min()) if len(v) > 1 else 0.0
 
+
 def resid_noise(resid, values) -> float:
     "The residuals' noise scale, in the metric's units: their robust scale, but at least their mean absolute size and the data's resolution (NaN if all are 0)."
     r = _finite(resid)
-    if not len(r): return float('nan')
+    if not len(r):
+        return float('nan')
     s = max(robust_scale(r), float(np.mean(np.abs(r))), resolution(values))
     return s if s > 0 else float('nan')
 
@@ -66,156 +78,318 @@ def served_frame(detector, policy, y: pd.Series) -> tuple[pd.DataFrame, pd.DataF
     f['value'] = y
     return f, events
 
+
 def backtest(tuned, window: pd.Series, days: int) -> tuple[pd.DataFrame, pd.DataFrame]:
     "Refit `tuned`'s detector on `window` minus its last `days` and serve those days: the drift reference (frame, alert events)."
     step = tuned.detector.forecaster_.step_
-    y = to_grid(window, step); cut = y.index[-1] + step - pd.Timedelta(days=days)
+    y = to_grid(window, step)
+    cut = y.index[-1] + step - pd.Timedelta(days=days)
     return served_frame(clone(tuned.detector).fit(y[y.index < cut]), tuned.policy, y[y.index >= cut])
 
 # %% ../nbs/18_monitor.ipynb #38090288
-STAT_COLUMNS = ['new_days', 'ks_value', 'ks_value_p', 'psi_value', 'ks_resid', 'ks_resid_p', 'psi_resid', 'resid_shift', 'resid_median_shift', 'resid_noise',
-                'mae_ref', 'mae_new', 'error_ratio',
-                'alerts_per_day_train', 'alerts_per_day_new', 'alert_share_train', 'alert_share_new', 'note']
+STAT_COLUMNS = [
+    'new_days',
+    'ks_value',
+    'ks_value_p',
+    'psi_value',
+    'ks_resid',
+    'ks_resid_p',
+    'psi_resid',
+    'resid_shift',
+    'resid_median_shift',
+    'resid_noise',
+    'mae_ref',
+    'mae_new',
+    'error_ratio',
+    'alerts_per_day_train',
+    'alerts_per_day_new',
+    'alert_share_train',
+    'alert_share_new',
+    'note',
+]
+
 
 def _drop_incidents(y: pd.Series, incidents: pd.DataFrame | None) -> pd.Series:
-    if incidents is None or not len(incidents) or not len(y): return y
+    if incidents is None or not len(incidents) or not len(y):
+        return y
     inside = np.zeros(len(y), bool)
-    for st, en in zip(incidents.start, incidents.end): inside |= np.asarray((y.index >= st) & (y.index < en))
+    for st, en in zip(incidents.start, incidents.end):
+        inside |= np.asarray((y.index >= st) & (y.index < en))
     return y.mask(inside)
 
-def drift_stats(tuned, window: pd.Series, new: pd.Series, ref_days: int = 7, min_new_days: float = 1.0, incidents: pd.DataFrame | None = None) -> dict:
+
+def drift_stats(
+    tuned,
+    window: pd.Series,
+    new: pd.Series,
+    ref_days: int = 7,
+    min_new_days: float = 1.0,
+    incidents: pd.DataFrame | None = None,
+) -> dict:
     "One monitor's drift statistics: value and residual shift (KS, PSI), error decay (new MAE / backtest MAE), alerts/day and share of time in alert (backtest vs new)."
     row = dict.fromkeys(STAT_COLUMNS, np.nan) | {'note': ''}
     step = tuned.detector.forecaster_.step_
     new = _drop_incidents(to_grid(new, step) if new.notna().sum() else new, incidents)
-    row['new_days'] = float(len(new) * step / pd.Timedelta('1D')) if new.notna().any() else 0.0      # the span the new data covers
+    row['new_days'] = (
+        float(len(new) * step / pd.Timedelta('1D')) if new.notna().any() else 0.0
+    )  # the span the new data covers
     if row['new_days'] < min_new_days:
         return row | {'note': f"only {row['new_days']:.2f} days of new data (< monitor.min_new_days = {min_new_days})"}
     y = _drop_incidents(to_grid(window, step), incidents)
     ref = y[y.index >= y.index[-1] + step - pd.Timedelta(days=ref_days)]
     v = dist_shift(ref, new, 0.1 * robust_scale(np.diff(ref.to_numpy(float))))
     row |= {'ks_value': v['ks'], 'ks_value_p': v['ks_p'], 'psi_value': v['psi']}
-    try: bt, bev = backtest(tuned, y, ref_days)
-    except ValueError as e: return row | {'note': f'no backtest over the last {ref_days} days of the window: {e}'}
+    try:
+        bt, bev = backtest(tuned, y, ref_days)
+    except ValueError as e:
+        return row | {'note': f'no backtest over the last {ref_days} days of the window: {e}'}
     live, lev = served_frame(tuned.detector, tuned.policy, new)
-    fit, _ = served_frame(tuned.detector, tuned.policy, ref)                 # the served model on the reference days
-    hourly = lambda f: ((f.value - f.expected).resample('1h').mean() if step < pd.Timedelta('1h') else f.value - f.expected).to_numpy(float)
-    hr, hn, noise = hourly(fit), hourly(live), resid_noise((fit.value - fit.expected).to_numpy(float), ref.to_numpy(float))
+    fit, _ = served_frame(tuned.detector, tuned.policy, ref)  # the served model on the reference days
+    hourly = lambda f: (
+        (f.value - f.expected).resample('1h').mean() if step < pd.Timedelta('1h') else f.value - f.expected
+    ).to_numpy(float)
+    hr, hn, noise = (
+        hourly(fit),
+        hourly(live),
+        resid_noise((fit.value - fit.expected).to_numpy(float), ref.to_numpy(float)),
+    )
     r = dist_shift(hr, hn, 0.1 * robust_scale(hr))
-    mae_ref, mae_new = float(np.nanmean(np.abs(bt.value - bt.expected))), float(np.nanmean(np.abs(live.value - live.expected)))
+    mae_ref, mae_new = (
+        float(np.nanmean(np.abs(bt.value - bt.expected))),
+        float(np.nanmean(np.abs(live.value - live.expected))),
+    )
     days_ref, days_new = len(bt) * step / pd.Timedelta('1D'), len(live) * step / pd.Timedelta('1D')
-    moved = float(np.nanmedian(hn) - np.nanmedian(hr))                          # in the metric's units
-    return row | {'ks_resid': r['ks'], 'ks_resid_p': r['ks_p'], 'psi_resid': r['psi'], 'resid_shift': moved / noise, 'resid_median_shift': moved, 'resid_noise': noise,
-                  'mae_ref': mae_ref, 'mae_new': mae_new,
-                  'error_ratio': mae_new / floor if (floor := max(mae_ref, 0.1 * resolution(ref))) > 0 else np.nan, 'alerts_per_day_train': len(bev) / days_ref, 'alerts_per_day_new': len(lev) / days_new,
-                  'alert_share_train': float(bt.alert.mean()), 'alert_share_new': float(live.alert.mean())}
+    moved = float(np.nanmedian(hn) - np.nanmedian(hr))  # in the metric's units
+    return row | {
+        'ks_resid': r['ks'],
+        'ks_resid_p': r['ks_p'],
+        'psi_resid': r['psi'],
+        'resid_shift': moved / noise,
+        'resid_median_shift': moved,
+        'resid_noise': noise,
+        'mae_ref': mae_ref,
+        'mae_new': mae_new,
+        'error_ratio': mae_new / floor if (floor := max(mae_ref, 0.1 * resolution(ref))) > 0 else np.nan,
+        'alerts_per_day_train': len(bev) / days_ref,
+        'alerts_per_day_new': len(lev) / days_new,
+        'alert_share_train': float(bt.alert.mean()),
+        'alert_share_new': float(live.alert.mean()),
+    }
 
 # %% ../nbs/18_monitor.ipynb #5aea4292
 def flag_drift(table: pd.DataFrame, p: MonitorParams, alert_budget: float = 2.0) -> pd.DataFrame:
     "Add bool columns values/residuals/error/alerts, `drifted` (any kind in p.trigger_on) and `reasons` to a drift_stats table."
     t = table.copy()
     t['values'] = (t.ks_value_p < p.ks_alpha) & (t.psi_value > p.psi_threshold)
-    t['residuals'] = (t.ks_resid_p < p.ks_alpha) & (t.psi_resid > p.psi_threshold) & (t.resid_shift.abs() > p.min_resid_shift)
+    t['residuals'] = (
+        (t.ks_resid_p < p.ks_alpha) & (t.psi_resid > p.psi_threshold) & (t.resid_shift.abs() > p.min_resid_shift)
+    )
     t['error'] = t.error_ratio > p.max_error_ratio
-    t['alerts'] = (((t.alerts_per_day_new > p.max_alert_ratio * t.alerts_per_day_train) & (t.alerts_per_day_new > alert_budget))
-                   | ((t.alert_share_new > p.max_alert_ratio * t.alert_share_train) & (t.alert_share_new > p.max_alert_share)))
+    t['alerts'] = (
+        (t.alerts_per_day_new > p.max_alert_ratio * t.alerts_per_day_train) & (t.alerts_per_day_new > alert_budget)
+    ) | ((t.alert_share_new > p.max_alert_ratio * t.alert_share_train) & (t.alert_share_new > p.max_alert_share))
     t['drifted'] = t[list(p.trigger_on)].any(axis=1)
-    words = {'values': lambda r: f"values PSI {r.psi_value:.2f} (KS p {r.ks_value_p:.1g})",
-             'residuals': lambda r: f"residuals PSI {r.psi_resid:.2f} (KS p {r.ks_resid_p:.1g}, median {r.resid_median_shift:+.3g} = {r.resid_shift:+.1f} noise)",
-             'error': lambda r: f"error x{r.error_ratio:.1f} (MAE {r.mae_ref:.3g} -> {r.mae_new:.3g})",
-             'alerts': lambda r: f"alerts {r.alerts_per_day_train:.1f} -> {r.alerts_per_day_new:.1f}/day, in alert {r.alert_share_train:.0%} -> {r.alert_share_new:.0%} of the time"}
+    words = {
+        'values': lambda r: f"values PSI {r.psi_value:.2f} (KS p {r.ks_value_p:.1g})",
+        'residuals': lambda r: (
+            f"residuals PSI {r.psi_resid:.2f} (KS p {r.ks_resid_p:.1g}, median {r.resid_median_shift:+.3g} = {r.resid_shift:+.1f} noise)"
+        ),
+        'error': lambda r: f"error x{r.error_ratio:.1f} (MAE {r.mae_ref:.3g} -> {r.mae_new:.3g})",
+        'alerts': lambda r: (
+            f"alerts {r.alerts_per_day_train:.1f} -> {r.alerts_per_day_new:.1f}/day, in alert {r.alert_share_train:.0%} -> {r.alert_share_new:.0%} of the time"
+        ),
+    }
     t['reasons'] = [', '.join(words[k](r) for k in DRIFT_KINDS if getattr(r, k)) for r in t.itertuples()]
     return t
+
 
 def retrain_verdict(flags: pd.DataFrame, p: MonitorParams) -> dict:
     "The fleet decision: {'monitors', 'judged', 'drifted', 'drifted_share', 'by_kind', 'retrain', 'reason'}."
     judged, notes = flags[flags.note.fillna('') == ''], flags[flags.note.fillna('') != '']
     n, k = len(judged), int(judged.drifted.sum())
-    share = k / n if n else None                                # no share of nothing
+    share = k / n if n else None  # no share of nothing
     retrain = bool(n) and share >= p.retrain_share
-    reason = (f"{k} of {n} monitors drifted ({share:.0%} {'>=' if retrain else '<'} monitor.retrain_share {p.retrain_share:.0%})" if n
-              else 'no monitor has enough new data to judge')
-    if len(notes): reason += f"; {len(notes)} not judged (" + '; '.join(f"{r.monitor_id}: {r.note}" for r in notes.head(3).itertuples()) + (' …' if len(notes) > 3 else '') + ')'
-    return {'monitors': len(flags), 'judged': n, 'not_judged': len(notes), 'drifted': k, 'drifted_share': None if share is None else round(share, 4),
-            'by_kind': {kind: int(judged[kind].sum()) for kind in DRIFT_KINDS}, 'retrain': retrain, 'reason': reason}
+    reason = (
+        f"{k} of {n} monitors drifted ({share:.0%} {'>=' if retrain else '<'} monitor.retrain_share {p.retrain_share:.0%})"
+        if n
+        else 'no monitor has enough new data to judge'
+    )
+    if len(notes):
+        reason += (
+            f"; {len(notes)} not judged ("
+            + '; '.join(f"{r.monitor_id}: {r.note}" for r in notes.head(3).itertuples())
+            + (' …' if len(notes) > 3 else '')
+            + ')'
+        )
+    return {
+        'monitors': len(flags),
+        'judged': n,
+        'not_judged': len(notes),
+        'drifted': k,
+        'drifted_share': None if share is None else round(share, 4),
+        'by_kind': {kind: int(judged[kind].sum()) for kind in DRIFT_KINDS},
+        'retrain': retrain,
+        'reason': reason,
+    }
 
 # %% ../nbs/18_monitor.ipynb #e27151f9
 def new_data(signals: pd.DataFrame, window_end: pd.Timestamp, monitors) -> dict[str, pd.Series]:
     "{monitor_id: values after window_end} for the given monitors (empty series when nothing arrived)."
     from mlops_kit.fleet import split_monitors
-    got = split_monitors(signals[(signals.ts >= window_end) & signals.monitor_id.isin(list(monitors))], 'signals after the window')
+
+    got = split_monitors(
+        signals[(signals.ts >= window_end) & signals.monitor_id.isin(list(monitors))], 'signals after the window'
+    )
     empty = pd.Series(dtype=float, index=pd.DatetimeIndex([], tz='UTC'))
     return {m: got.get(m, empty) for m in sorted(monitors)}
+
 
 def _stats_item(item, ref_days, min_new_days):
     tuned, window, new, inc = item
     return drift_stats(tuned, window, new, ref_days, min_new_days, inc)
 
-def drift_table(bundle, train: pd.DataFrame | dict[str, pd.Series], new: dict[str, pd.Series], p: MonitorParams, progress: bool = True, incidents: pd.DataFrame | None = None,
-                scheduler=None) -> pd.DataFrame:
+
+def drift_table(
+    bundle,
+    train: pd.DataFrame | dict[str, pd.Series],
+    new: dict[str, pd.Series],
+    p: MonitorParams,
+    progress: bool = True,
+    incidents: pd.DataFrame | None = None,
+    scheduler=None,
+) -> pd.DataFrame:
     "drift_stats for every monitor of the bundle: one row per monitor_id (labelled `incidents` left out); `train`: the long window or one split by `split_monitors`; `scheduler`: see `engine.parallel_map`."
     from mlops_kit.engine import parallel_map
     from mlops_kit.fleet import split_monitors
-    win = train if isinstance(train, dict) else split_monitors(train[train.monitor_id.isin(bundle.monitors)], 'training window')
+
+    win = (
+        train
+        if isinstance(train, dict)
+        else split_monitors(train[train.monitor_id.isin(bundle.monitors)], 'training window')
+    )
     inc = incidents if incidents is not None else pd.DataFrame(columns=['monitor_id', 'start', 'end'])
     items = {m: (bundle.tuned[m], win[m], new[m], inc[inc.monitor_id == m]) for m in bundle.monitors}
-    res = parallel_map(_stats_item, items, p.workers, 'drift', progress, scheduler, ref_days=p.ref_days, min_new_days=p.min_new_days)
+    res = parallel_map(
+        _stats_item, items, p.workers, 'drift', progress, scheduler, ref_days=p.ref_days, min_new_days=p.min_new_days
+    )
     return pd.DataFrame([{'monitor_id': m} | r for m, r in res.items()])
 
 # %% ../nbs/18_monitor.ipynb #8377d561
 def plot_drift(flags: pd.DataFrame, p: MonitorParams):
     "Fleet drift at a glance (matplotlib Figure): PSI of values and residuals, error ratio, alerts/day; drifted monitors in red."
-    import matplotlib; matplotlib.use('Agg'); import matplotlib.pyplot as plt
-    t = flags.sort_values('monitor_id', ascending=False); y = np.arange(len(t)); col = np.where(t.drifted, 'tab:red', 'tab:blue')
+    import matplotlib
+
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+
+    t = flags.sort_values('monitor_id', ascending=False)
+    y = np.arange(len(t))
+    col = np.where(t.drifted, 'tab:red', 'tab:blue')
     fig, ax = plt.subplots(1, 3, figsize=(13, 1.2 + 0.28 * len(t)), sharey=True)
-    ax[0].barh(y - 0.2, t.psi_value.clip(upper=10), 0.4, color=col, label='values'); ax[0].barh(y + 0.2, t.psi_resid.clip(upper=10), 0.4, color=col, alpha=0.45, label='residuals')
-    ax[0].axvline(p.psi_threshold, color='k', ls='--', lw=0.8); ax[0].set_xlabel('PSI (solid: values, light: residuals; capped at 10)')
-    ax[1].barh(y, t.error_ratio.clip(upper=10), color=col); ax[1].axvline(p.max_error_ratio, color='k', ls='--', lw=0.8); ax[1].set_xlabel('new MAE / backtest MAE')
-    ax[2].barh(y - 0.2, t.alerts_per_day_train, 0.4, color='0.6', label='backtest'); ax[2].barh(y + 0.2, t.alerts_per_day_new, 0.4, color=col, label='new data')
-    ax[2].set_xlabel('alerts/day'); ax[2].legend(loc='lower right', fontsize=7)
-    ax[0].set_yticks(y, t.monitor_id, fontsize=7); fig.suptitle(f"drift after the window: {int(t.drifted.sum())} of {len(t)} monitors drifted (red)")
-    fig.tight_layout(); return fig
+    ax[0].barh(y - 0.2, t.psi_value.clip(upper=10), 0.4, color=col, label='values')
+    ax[0].barh(y + 0.2, t.psi_resid.clip(upper=10), 0.4, color=col, alpha=0.45, label='residuals')
+    ax[0].axvline(p.psi_threshold, color='k', ls='--', lw=0.8)
+    ax[0].set_xlabel('PSI (solid: values, light: residuals; capped at 10)')
+    ax[1].barh(y, t.error_ratio.clip(upper=10), color=col)
+    ax[1].axvline(p.max_error_ratio, color='k', ls='--', lw=0.8)
+    ax[1].set_xlabel('new MAE / backtest MAE')
+    ax[2].barh(y - 0.2, t.alerts_per_day_train, 0.4, color='0.6', label='backtest')
+    ax[2].barh(y + 0.2, t.alerts_per_day_new, 0.4, color=col, label='new data')
+    ax[2].set_xlabel('alerts/day')
+    ax[2].legend(loc='lower right', fontsize=7)
+    ax[0].set_yticks(y, t.monitor_id, fontsize=7)
+    fig.suptitle(f"drift after the window: {int(t.drifted.sum())} of {len(t)} monitors drifted (red)")
+    fig.tight_layout()
+    return fig
+
 
 def plot_monitor_drift(tuned, window: pd.Series, new: pd.Series, ref_days: int, title: str = ''):
     "One monitor: the window's last ref_days (backtest expectation) and the new data (served expectation, orange), alerts in red; y clipped at the 99.5th percentile."
-    import matplotlib; matplotlib.use('Agg'); import matplotlib.pyplot as plt
+    import matplotlib
+
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+
     step = tuned.detector.forecaster_.step_
-    bt, _ = backtest(tuned, to_grid(window, step), ref_days); live, _ = served_frame(tuned.detector, tuned.policy, to_grid(new, step))
+    bt, _ = backtest(tuned, to_grid(window, step), ref_days)
+    live, _ = served_frame(tuned.detector, tuned.policy, to_grid(new, step))
     fig, ax = plt.subplots(figsize=(11, 3))
     for f, c, lab in ((bt, '0.5', 'reference (window end)'), (live, 'tab:blue', 'new data')):
-        ax.plot(f.index, f.value, lw=0.5, color=c, label=lab); ax.plot(f.index, f.expected, lw=1, color='tab:orange')
+        ax.plot(f.index, f.value, lw=0.5, color=c, label=lab)
+        ax.plot(f.index, f.expected, lw=1, color='tab:orange')
         ax.scatter(f.index[f.alert], f.value[f.alert], s=6, color='tab:red', zorder=3)
     v = pd.concat([bt.value, live.value, bt.expected, live.expected]).dropna()
-    if len(v): ax.set_ylim(min(0, v.min()) if v.min() >= 0 else v.quantile(0.002), 1.15 * v.quantile(0.995))   # a spike does not flatten the rest
-    ax.axvline(live.index[0], color='k', lw=0.8, ls='--'); ax.set_title(title, fontsize=9); ax.legend(loc='upper left', fontsize=7)
-    fig.tight_layout(); return fig
+    if len(v):
+        ax.set_ylim(
+            min(0, v.min()) if v.min() >= 0 else v.quantile(0.002), 1.15 * v.quantile(0.995)
+        )  # a spike does not flatten the rest
+    ax.axvline(live.index[0], color='k', lw=0.8, ls='--')
+    ax.set_title(title, fontsize=9)
+    ax.legend(loc='upper left', fontsize=7)
+    fig.tight_layout()
+    return fig
 
 # %% ../nbs/18_monitor.ipynb #af108255
 def write_report(flags: pd.DataFrame, verdict: dict, out: Path, figs: dict) -> Path:
     "drift.csv, drift.png, monitors/<id>.png and index.html under `out`."
     import matplotlib.pyplot as plt
-    out.mkdir(parents=True, exist_ok=True); (out / 'monitors').mkdir(exist_ok=True)
+
+    out.mkdir(parents=True, exist_ok=True)
+    (out / 'monitors').mkdir(exist_ok=True)
     flags.to_csv(out / 'drift.csv', index=False)
-    for name, fig in figs.items(): fig.savefig(out / name, dpi=90); plt.close(fig)
-    cols = ['monitor_id', 'drifted', 'reasons', 'new_days', 'psi_value', 'psi_resid', 'resid_shift', 'error_ratio', 'alerts_per_day_train', 'alerts_per_day_new', 'alert_share_new', 'note']
-    table = flags[cols].sort_values(['drifted', 'monitor_id'], ascending=[False, True]).to_html(index=False, float_format=lambda x: f'{x:.3g}', na_rep='–')
-    imgs = ''.join(f'<h3>{html.escape(n)}</h3><img src="{html.escape(n)}" style="max-width:100%">' for n in figs if n != 'drift.png')
-    page = (f"<!doctype html><meta charset='utf-8'><title>drift report</title><h1>Drift after the window</h1>"
-            f"<p>Judged: {html.escape(str(verdict.get('judged_model') or 'nothing'))}.</p>"
-            f"<p><b>{'RETRAIN' if verdict['retrain'] else 'no retrain'}</b>: {html.escape(verdict['reason'])}. "
-            f"Window as_of {html.escape(str(verdict.get('as_of')))}, new data up to {html.escape(str(verdict.get('new_end')))}.</p>"
-            f"<img src='drift.png' style='max-width:100%'>{table}{imgs}")
-    (out / 'index.html').write_text(page); return out / 'index.html'
+    for name, fig in figs.items():
+        fig.savefig(out / name, dpi=90)
+        plt.close(fig)
+    cols = [
+        'monitor_id',
+        'drifted',
+        'reasons',
+        'new_days',
+        'psi_value',
+        'psi_resid',
+        'resid_shift',
+        'error_ratio',
+        'alerts_per_day_train',
+        'alerts_per_day_new',
+        'alert_share_new',
+        'note',
+    ]
+    table = (
+        flags[cols]
+        .sort_values(['drifted', 'monitor_id'], ascending=[False, True])
+        .to_html(index=False, float_format=lambda x: f'{x:.3g}', na_rep='–')
+    )
+    imgs = ''.join(
+        f'<h3>{html.escape(n)}</h3><img src="{html.escape(n)}" style="max-width:100%">'
+        for n in figs
+        if n != 'drift.png'
+    )
+    page = (
+        f"<!doctype html><meta charset='utf-8'><title>drift report</title><h1>Drift after the window</h1>"
+        f"<p>Judged: {html.escape(str(verdict.get('judged_model') or 'nothing'))}.</p>"
+        f"<p><b>{'RETRAIN' if verdict['retrain'] else 'no retrain'}</b>: {html.escape(verdict['reason'])}. "
+        f"Window as_of {html.escape(str(verdict.get('as_of')))}, new data up to {html.escape(str(verdict.get('new_end')))}.</p>"
+        f"<img src='drift.png' style='max-width:100%'>{table}{imgs}"
+    )
+    (out / 'index.html').write_text(page)
+    return out / 'index.html'
 
 # %% ../nbs/18_monitor.ipynb #mon_run
 def _bundle_window(bundle, man: dict, sig: pd.DataFrame, root: Path, p) -> tuple[dict, pd.Timestamp, str]:
     "({monitor_id: values}, window end, as_of) of the window `bundle` was trained on: the current windows when it is theirs, else cut from the signals."
     from mlops_kit.fleet import split_monitors
+
     as_of = str(bundle.meta.get('as_of', man['as_of']))
-    if as_of == man['as_of']: return split_monitors(pd.read_parquet(root / p.windows.out_dir / 'train.parquet'), 'training window'), pd.Timestamp(man['window_end']), as_of
+    if as_of == man['as_of']:
+        return (
+            split_monitors(pd.read_parquet(root / p.windows.out_dir / 'train.parquet'), 'training window'),
+            pd.Timestamp(man['window_end']),
+            as_of,
+        )
     start, end = pd.Timestamp(bundle.meta['window_start']), pd.Timestamp(bundle.meta['window_end'])
     part = sig[(sig.ts >= start) & (sig.ts < end) & sig.monitor_id.isin(bundle.monitors)]
     return split_monitors(part, f'signals of the window {start:%Y-%m-%d} .. {end:%Y-%m-%d}'), end, as_of
+
 
 def run_monitor(p, root='.', progress: bool = True, bundle=None, judged: str | None = None) -> dict:
     "The monitor stage: drift after the window of `bundle` (default: the trained bundle; `mlops-kit monitor` passes the champion) -> reports/monitor/, metrics/monitor.json."
@@ -223,32 +397,68 @@ def run_monitor(p, root='.', progress: bool = True, bundle=None, judged: str | N
     from mlops_kit.events import as_spans, read_events
     from mlops_kit.guard import safe_name
     from mlops_kit.tracking import load_bundle
-    root = Path(root); mp = p.monitor
-    bundle = bundle if bundle is not None else load_bundle(root / p.train.out_dir)   # verified against the train run's recorded SHA-256 before unpickling
+
+    root = Path(root)
+    mp = p.monitor
+    bundle = (
+        bundle if bundle is not None else load_bundle(root / p.train.out_dir)
+    )  # verified against the train run's recorded SHA-256 before unpickling
     man = json.loads((root / p.windows.out_dir / 'manifest.json').read_text())
     sig = pd.read_parquet(root / p.ingest.out_dir / 'signals.parquet', columns=['monitor_id', 'ts', 'value'])
     win, end, as_of = _bundle_window(bundle, man, sig, root, p)
     new, inc = new_data(sig, end, bundle.monitors), read_labels(root, p.evaluate.labels)
-    known = as_spans(read_events(root, p.train.events, p.train.calendar), bundle.monitors)   # holidays, maintenance: not drift
+    known = as_spans(
+        read_events(root, p.train.events, p.train.calendar), bundle.monitors
+    )  # holidays, maintenance: not drift
     inc = pd.concat([inc[['monitor_id', 'start', 'end']], known], ignore_index=True) if len(known) else inc
     flags = flag_drift(drift_table(bundle, win, new, mp, progress, inc, p.engine.scheduler), mp, p.train.alert_budget)
-    v = retrain_verdict(flags, mp) | {'as_of': as_of, 'window_end': end.isoformat(), 'judged_model': judged or f'the trained bundle ({p.train.out_dir}/bundle.pkl)',
-                                      'new_end': str(max((s.index.max() for s in new.values() if len(s)), default=None)),
-                                      'new_days': round(float(flags.new_days.max()), 3) if len(flags) else 0.0}
+    v = retrain_verdict(flags, mp) | {
+        'as_of': as_of,
+        'window_end': end.isoformat(),
+        'judged_model': judged or f'the trained bundle ({p.train.out_dir}/bundle.pkl)',
+        'new_end': str(max((s.index.max() for s in new.values() if len(s)), default=None)),
+        'new_days': round(float(flags.new_days.max()), 3) if len(flags) else 0.0,
+    }
     figs = {'drift.png': plot_drift(flags, mp)}
-    top = flags[flags.note == ''].assign(k=lambda d: d.psi_value.fillna(0) + d.psi_resid.fillna(0)).sort_values(['drifted', 'k'], ascending=False)
-    for m in top.monitor_id[:mp.plot_monitors]:
+    top = (
+        flags[flags.note == '']
+        .assign(k=lambda d: d.psi_value.fillna(0) + d.psi_resid.fillna(0))
+        .sort_values(['drifted', 'k'], ascending=False)
+    )
+    for m in top.monitor_id[: mp.plot_monitors]:
         r = flags.set_index('monitor_id').loc[m]
-        figs[f'monitors/{safe_name(m)}.png'] = plot_monitor_drift(bundle.tuned[m], win[m], new[m], mp.ref_days, f"{m}: " + (r.reasons or 'no drift'))
+        figs[f'monitors/{safe_name(m)}.png'] = plot_monitor_drift(
+            bundle.tuned[m], win[m], new[m], mp.ref_days, f"{m}: " + (r.reasons or 'no drift')
+        )
     write_report(flags, v, root / 'reports' / 'monitor', figs)
-    (root / 'metrics').mkdir(exist_ok=True); (root / 'metrics' / 'monitor.json').write_text(json.dumps(v, indent=2, sort_keys=True) + '\n')
+    (root / 'metrics').mkdir(exist_ok=True)
+    (root / 'metrics' / 'monitor.json').write_text(json.dumps(v, indent=2, sort_keys=True) + '\n')
     return v
 
 # %% ../nbs/18_monitor.ipynb #mon_nomodel
 def report_no_model(root, reason: str) -> dict:
     "The monitor stage's outputs when there is no model to judge (no champion yet): the reason, and no verdict."
-    v = {'monitors': 0, 'judged': 0, 'not_judged': 0, 'drifted': 0, 'drifted_share': None, 'by_kind': dict.fromkeys(DRIFT_KINDS, 0), 'retrain': False,
-         'reason': reason, 'judged_model': None, 'as_of': None, 'window_end': None, 'new_end': None, 'new_days': 0.0}
-    write_report(pd.DataFrame(columns=['monitor_id', *STAT_COLUMNS, *DRIFT_KINDS, 'drifted', 'reasons']), v, Path(root) / 'reports' / 'monitor', {})
-    (Path(root) / 'metrics').mkdir(exist_ok=True); (Path(root) / 'metrics' / 'monitor.json').write_text(json.dumps(v, indent=2, sort_keys=True) + '\n')
+    v = {
+        'monitors': 0,
+        'judged': 0,
+        'not_judged': 0,
+        'drifted': 0,
+        'drifted_share': None,
+        'by_kind': dict.fromkeys(DRIFT_KINDS, 0),
+        'retrain': False,
+        'reason': reason,
+        'judged_model': None,
+        'as_of': None,
+        'window_end': None,
+        'new_end': None,
+        'new_days': 0.0,
+    }
+    write_report(
+        pd.DataFrame(columns=['monitor_id', *STAT_COLUMNS, *DRIFT_KINDS, 'drifted', 'reasons']),
+        v,
+        Path(root) / 'reports' / 'monitor',
+        {},
+    )
+    (Path(root) / 'metrics').mkdir(exist_ok=True)
+    (Path(root) / 'metrics' / 'monitor.json').write_text(json.dumps(v, indent=2, sort_keys=True) + '\n')
     return v

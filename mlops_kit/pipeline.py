@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from .tracking import read_run   # run.json belongs to tracking; re-exported for the stages
+from .tracking import read_run  # run.json belongs to tracking; re-exported for the stages
 
 # %% auto #0
 __all__ = ['StageError', 'publish', 'notebook_path', 'run_notebook', 'log_notebook', 'plot_detection', 'plot_alerts_before_after']
@@ -17,6 +17,7 @@ __all__ = ['StageError', 'publish', 'notebook_path', 'run_notebook', 'log_notebo
 # %% ../nbs/12_pipeline.ipynb #017050a3
 class StageError(RuntimeError):
     "A pipeline notebook failed; the message names the stage, the cell and its error, and where the executed notebook is."
+
 
 def publish(staging: Path, root: Path, outputs) -> list[str]:
     "Move each path in `outputs` (relative) from `staging` to `root`, replacing what was there. Missing outputs are an error."
@@ -26,34 +27,54 @@ def publish(staging: Path, root: Path, outputs) -> list[str]:
         src, dst = staging / o, root / o
         dst.parent.mkdir(parents=True, exist_ok=True)
         old = dst.with_name(dst.name + '.old')
-        if dst.exists(): os.replace(dst, old)
+        if dst.exists():
+            os.replace(dst, old)
         os.replace(src, dst)
-        if old.is_dir(): shutil.rmtree(old)
-        elif old.exists(): old.unlink()
+        if old.is_dir():
+            shutil.rmtree(old)
+        elif old.exists():
+            old.unlink()
     return list(outputs)
 
 # %% ../nbs/12_pipeline.ipynb #7b000576
 def notebook_path(stage: str, root='.') -> Path:
     nb = Path(root) / 'nbs' / 'pipeline' / f'{stage}.ipynb'
-    if not nb.exists(): raise FileNotFoundError(f"{nb}: pipeline notebook for stage {stage!r} not found")
+    if not nb.exists():
+        raise FileNotFoundError(f"{nb}: pipeline notebook for stage {stage!r} not found")
     return nb
+
 
 def run_notebook(stage: str, root='.', parameters: dict | None = None, outputs=(), stream: bool = True) -> Path:
     "Execute nbs/pipeline/<stage>.ipynb into a staging folder; publish `outputs` on success. Returns the executed notebook's path."
     import papermill as pm
-    root = Path(root).resolve(); nb = notebook_path(stage, root)
+
+    root = Path(root).resolve()
+    nb = notebook_path(stage, root)
     staging = root / '.staging' / stage
-    shutil.rmtree(staging, ignore_errors=True); (staging / 'reports' / stage).mkdir(parents=True)
+    shutil.rmtree(staging, ignore_errors=True)
+    (staging / 'reports' / stage).mkdir(parents=True)
     executed = staging / 'reports' / stage / f'{stage}.ipynb'
     io = dict(stdout_file=sys.stdout, stderr_file=sys.stderr) if stream else {}
     try:
-        pm.execute_notebook(str(nb), str(executed), parameters={**(parameters or {}), 'root': str(root), 'out': str(staging)},
-                            kernel_name='python3', progress_bar=False, cwd=str(nb.parent), **io)
+        pm.execute_notebook(
+            str(nb),
+            str(executed),
+            parameters={**(parameters or {}), 'root': str(root), 'out': str(staging)},
+            kernel_name='python3',
+            progress_bar=False,
+            cwd=str(nb.parent),
+            **io,
+        )
     except pm.PapermillExecutionError as e:
-        failed = root / 'reports' / 'failed' / f'{stage}.ipynb'; failed.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy(executed, failed); _fail_run(staging, failed); shutil.rmtree(staging, ignore_errors=True)
-        raise StageError(f"stage {stage}: {nb.relative_to(root)} failed in cell [{e.exec_count}] with {e.ename}: {e.evalue}\n"
-                         f"  the executed notebook, traceback included: {failed.relative_to(root)}; no output of this stage was published") from None
+        failed = root / 'reports' / 'failed' / f'{stage}.ipynb'
+        failed.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(executed, failed)
+        _fail_run(staging, failed)
+        shutil.rmtree(staging, ignore_errors=True)
+        raise StageError(
+            f"stage {stage}: {nb.relative_to(root)} failed in cell [{e.exec_count}] with {e.ename}: {e.evalue}\n"
+            f"  the executed notebook, traceback included: {failed.relative_to(root)}; no output of this stage was published"
+        ) from None
     publish(staging, root, outputs)
     shutil.rmtree(staging, ignore_errors=True)
     return root / 'reports' / stage / f'{stage}.ipynb'
@@ -61,42 +82,85 @@ def run_notebook(stage: str, root='.', parameters: dict | None = None, outputs=(
 # %% ../nbs/12_pipeline.ipynb #0dd191c6
 def _fail_run(staging: Path, notebook: Path):
     found = sorted(staging.rglob('run.json'))
-    if not found: return
+    if not found:
+        return
     from mlops_kit.tracking import client
-    r = read_run(found[0]); c = client(r['tracking_uri'])
-    c.log_artifact(r['run_id'], str(notebook), 'notebooks'); c.set_terminated(r['run_id'], 'FAILED')
+
+    r = read_run(found[0])
+    c = client(r['tracking_uri'])
+    c.log_artifact(r['run_id'], str(notebook), 'notebooks')
+    c.set_terminated(r['run_id'], 'FAILED')
+
 
 def log_notebook(run: dict, notebook: Path):
     "Attach an executed pipeline notebook to the run (the human-readable record of what ran)."
     from mlops_kit.tracking import client
+
     client(run['tracking_uri']).log_artifact(run['run_id'], str(notebook), 'notebooks')
 
 # %% ../nbs/12_pipeline.ipynb #b868606f
-def plot_detection(y: pd.Series, frame: pd.DataFrame, title: str = '', static: float | None = None, incidents: pd.DataFrame | None = None, ax=None):
+def plot_detection(
+    y: pd.Series,
+    frame: pd.DataFrame,
+    title: str = '',
+    static: float | None = None,
+    incidents: pd.DataFrame | None = None,
+    ax=None,
+):
     "Signal, expected value, band, unusual points and alerts (shaded) for one monitor."
-    import matplotlib; matplotlib.use('Agg'); import matplotlib.pyplot as plt
-    if ax is None: _, ax = plt.subplots(figsize=(11, 3.2))
+    import matplotlib
+
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+
+    if ax is None:
+        _, ax = plt.subplots(figsize=(11, 3.2))
     ax.fill_between(frame.index, frame.lower, frame.upper, color='tab:blue', alpha=0.15, lw=0, label='band')
     ax.plot(y.index, y.to_numpy(float), color='0.35', lw=0.6, label='value')
     ax.plot(frame.index, frame.expected, color='tab:blue', lw=0.9, label='expected')
     u = frame.unusual.to_numpy(bool)
-    ax.scatter(frame.index[u], y.reindex(frame.index).to_numpy(float)[u], s=6, color='tab:orange', zorder=3, label='unusual')
+    ax.scatter(
+        frame.index[u], y.reindex(frame.index).to_numpy(float)[u], s=6, color='tab:orange', zorder=3, label='unusual'
+    )
     a = frame.alert.to_numpy(bool)
-    if a.any(): ax.fill_between(frame.index, 0, 1, where=a, transform=ax.get_xaxis_transform(), color='tab:red', alpha=0.2, lw=0, label='alert')
-    if static is not None: ax.axhline(static, color='tab:purple', ls='--', lw=0.8, label='static threshold')
+    if a.any():
+        ax.fill_between(
+            frame.index,
+            0,
+            1,
+            where=a,
+            transform=ax.get_xaxis_transform(),
+            color='tab:red',
+            alpha=0.2,
+            lw=0,
+            label='alert',
+        )
+    if static is not None:
+        ax.axhline(static, color='tab:purple', ls='--', lw=0.8, label='static threshold')
     for _, r in (incidents if incidents is not None else pd.DataFrame()).iterrows():
         ax.axvspan(r.start, r.end, color='k', alpha=0.08, lw=0)
-    ax.set_title(title, fontsize=9, loc='left'); ax.legend(fontsize=7, ncol=7, loc='upper left'); ax.margins(x=0)
+    ax.set_title(title, fontsize=9, loc='left')
+    ax.legend(fontsize=7, ncol=7, loc='upper left')
+    ax.margins(x=0)
     return ax
 
 # %% ../nbs/12_pipeline.ipynb #8ffb20d2
 def plot_alerts_before_after(t: pd.DataFrame, budget: float = 2.0, noisy: float = 4.0):
     "Horizontal bars: static vs kit alerts/day per monitor (noisiest first), budget and noisy lines."
-    import matplotlib; matplotlib.use('Agg'); import matplotlib.pyplot as plt
+    import matplotlib
+
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+
     t = t.sort_values('static_alerts_per_day')
-    fig, ax = plt.subplots(figsize=(8, 0.28 * len(t) + 1.2)); y = np.arange(len(t))
+    fig, ax = plt.subplots(figsize=(8, 0.28 * len(t) + 1.2))
+    y = np.arange(len(t))
     ax.barh(y + 0.2, t.static_alerts_per_day, 0.4, color='tab:purple', alpha=0.7, label='static mean+3σ')
     ax.barh(y - 0.2, t.alerts_per_day, 0.4, color='tab:blue', label='mlops_kit')
-    ax.axvline(budget, color='tab:green', ls='--', lw=0.9, label=f'budget {budget:g}/day'); ax.axvline(noisy, color='tab:red', ls=':', lw=0.9, label=f'noisy > {noisy:g}/day')
-    ax.set_yticks(y, t.index, fontsize=7); ax.set_xlabel('alerts per day (holdout)'); ax.legend(fontsize=7, loc='lower right')
-    fig.tight_layout(); return fig
+    ax.axvline(budget, color='tab:green', ls='--', lw=0.9, label=f'budget {budget:g}/day')
+    ax.axvline(noisy, color='tab:red', ls=':', lw=0.9, label=f'noisy > {noisy:g}/day')
+    ax.set_yticks(y, t.index, fontsize=7)
+    ax.set_xlabel('alerts per day (holdout)')
+    ax.legend(fontsize=7, loc='lower right')
+    fig.tight_layout()
+    return fig

@@ -21,19 +21,28 @@ __all__ = ['ANCHOR_TAG', 'RegisterError', 'gate', 'gate_verdict', 'registry_writ
 class RegisterError(ValueError):
     "Registration refused (compliance) or impossible (missing inputs); the message says which and why."
 
-def _blank(v) -> bool: return v is None or (isinstance(v, float) and not np.isfinite(v))
+
+def _blank(v) -> bool:
+    return v is None or (isinstance(v, float) and not np.isfinite(v))
+
 
 def _fmt(v) -> str:
-    if _blank(v): return '–'
+    if _blank(v):
+        return '–'
     return f'{v:.4g}' if isinstance(v, float) else str(v)
+
 
 def _unjudged(name: str, v, ch: dict, champ: dict | None) -> str:
     "Why a criterion has no number, in words."
-    if not ch.get('judged', ch.get('monitors')): return 'no monitor was judged on the holdout'
-    if not _blank(v): return f"the {'champion' if champ else 'static baseline'} has no {name} to compare with"
-    return {'recall': 'no labelled incident in the judged holdouts', 'median MASE': 'no judged monitor has a MASE (seasonal-naive error 0 or no scored point)',
-            'feedback precision': 'no on-call feedback on the holdout alerts (mlops-kit feedback)'}.get(
-        name, f"the challenger's {name} is missing")
+    if not ch.get('judged', ch.get('monitors')):
+        return 'no monitor was judged on the holdout'
+    if not _blank(v):
+        return f"the {'champion' if champ else 'static baseline'} has no {name} to compare with"
+    return {
+        'recall': 'no labelled incident in the judged holdouts',
+        'median MASE': 'no judged monitor has a MASE (seasonal-naive error 0 or no scored point)',
+        'feedback precision': 'no on-call feedback on the holdout alerts (mlops-kit feedback)',
+    }.get(name, f"the challenger's {name} is missing")
 
 # %% ../nbs/13_register.ipynb #gate_fn
 def gate(ch: dict, champ: dict | None, g) -> pd.DataFrame:
@@ -42,21 +51,66 @@ def gate(ch: dict, champ: dict | None, g) -> pd.DataFrame:
     rec = ref.get('recall') if champ else ch.get('static_recall')
     mase = ref.get('mase_median') if champ else g.max_mase
     per = g.max_alerts_per_day_per_monitor
-    rows = [('fleet alerts/day', ch.get('alerts_per_day'), per * n if n else None, '<=', f'{per:g}/day per monitor × {n or 0:g}'),
-            ('noisy monitors', ch.get('noisy_after'), ref.get('noisy_after') if champ else ch.get('noisy_monitors'), '<=',
-             'not more than ' + ('the champion' if champ else 'the static baseline')),
-            ('recall', ch.get('recall'), None if _blank(rec) else rec - g.recall_tolerance, '>=', f'reference − {g.recall_tolerance:g}'),
-            ('median MASE', ch.get('mase_median'), None if _blank(mase) else mase * (1 + g.error_tolerance), '<=', f'reference × (1 + {g.error_tolerance:g})'),
-            ('data validation', ch.get('schema_ok'), True, '==', 'schema passed'),
-            ('fallback share', ch.get('fallback_share'), g.max_fallback_share, '<=', 'monitors on the seasonal fallback')]
-    if ch.get('feedback_answers'):                  # on-call feedback exists: its precision is judged (not judged when no holdout alert was answered)
-        rows.append(('feedback precision', ch.get('feedback_precision'), g.min_feedback_precision, '>=', 'holdout alerts on-call answered: share that were incidents'))
+    rows = [
+        (
+            'fleet alerts/day',
+            ch.get('alerts_per_day'),
+            per * n if n else None,
+            '<=',
+            f'{per:g}/day per monitor × {n or 0:g}',
+        ),
+        (
+            'noisy monitors',
+            ch.get('noisy_after'),
+            ref.get('noisy_after') if champ else ch.get('noisy_monitors'),
+            '<=',
+            'not more than ' + ('the champion' if champ else 'the static baseline'),
+        ),
+        (
+            'recall',
+            ch.get('recall'),
+            None if _blank(rec) else rec - g.recall_tolerance,
+            '>=',
+            f'reference − {g.recall_tolerance:g}',
+        ),
+        (
+            'median MASE',
+            ch.get('mase_median'),
+            None if _blank(mase) else mase * (1 + g.error_tolerance),
+            '<=',
+            f'reference × (1 + {g.error_tolerance:g})',
+        ),
+        ('data validation', ch.get('schema_ok'), True, '==', 'schema passed'),
+        ('fallback share', ch.get('fallback_share'), g.max_fallback_share, '<=', 'monitors on the seasonal fallback'),
+    ]
+    if ch.get(
+        'feedback_answers'
+    ):  # on-call feedback exists: its precision is judged (not judged when no holdout alert was answered)
+        rows.append(
+            (
+                'feedback precision',
+                ch.get('feedback_precision'),
+                g.min_feedback_precision,
+                '>=',
+                'holdout alerts on-call answered: share that were incidents',
+            )
+        )
     out = []
     for name, v, thr, op, why in rows:
         blank = _blank(v) or _blank(thr) or (name in ('fleet alerts/day', 'noisy monitors') and not n)
         status = 'not judged' if blank else 'pass' if {'<=': v <= thr, '>=': v >= thr, '==': v == thr}[op] else 'fail'
-        out.append({'criterion': name, 'value': v, 'rule': op, 'threshold': thr, 'status': status, 'passed': status == 'pass', 'why': why,
-                    'note': _unjudged(name, v, ch, champ) if blank else ''})
+        out.append(
+            {
+                'criterion': name,
+                'value': v,
+                'rule': op,
+                'threshold': thr,
+                'status': status,
+                'passed': status == 'pass',
+                'why': why,
+                'note': _unjudged(name, v, ch, champ) if blank else '',
+            }
+        )
     return pd.DataFrame(out)
 
 # %% ../nbs/13_register.ipynb #gate_verdict
@@ -64,66 +118,115 @@ def gate_verdict(verdict: pd.DataFrame, ch: dict) -> tuple[bool, str]:
     "(promote?, why): a failed criterion fails the gate; no monitor judged means not judged; else passed. Not-judged criteria are named."
     failed, blank = verdict[verdict.status == 'fail'], verdict[verdict.status == 'not judged']
     nj = ('; not judged: ' + '; '.join(f"{r.criterion} ({r.note})" for r in blank.itertuples())) if len(blank) else ''
-    if len(failed): return False, 'gate failed: ' + '; '.join(f"{x.criterion} {_fmt(x.value)} not {x.rule} {_fmt(x.threshold)}" for x in failed.itertuples()) + nj
+    if len(failed):
+        return False, 'gate failed: ' + '; '.join(
+            f"{x.criterion} {_fmt(x.value)} not {x.rule} {_fmt(x.threshold)}" for x in failed.itertuples()
+        ) + nj
     if not ch.get('judged', ch.get('monitors')):
         why = ', '.join(f'{v} {k}' for k, v in (ch.get('not_judged_reasons') or {}).items())
         return False, 'gate not judged: no monitor was judged on the holdout' + (f' ({why})' if why else '')
     return True, 'gate passed' + nj
 
 # %% ../nbs/13_register.ipynb #db8a31d2
-ANCHOR_TAG = 'mlops_kit.audit_head'     # on the registered model: "<seq>:<hash>" of the newest audit entry about it
+ANCHOR_TAG = 'mlops_kit.audit_head'  # on the registered model: "<seq>:<hash>" of the newest audit entry about it
+
 
 def _digest(e: dict) -> str:
-    return hashlib.sha256(json.dumps({k: v for k, v in e.items() if k != 'hash'}, sort_keys=True, default=str).encode()).hexdigest()
+    return hashlib.sha256(
+        json.dumps({k: v for k, v in e.items() if k != 'hash'}, sort_keys=True, default=str).encode()
+    ).hexdigest()
+
 
 def _denied(e: Exception) -> bool:
     "The tracking server refused the request for lack of permission (HTTP 403)."
     return getattr(e, 'error_code', '') == 'PERMISSION_DENIED' or 'error code 403' in str(e)
 
+
 @contextlib.contextmanager
 def registry_write(model: str, what: str):
     "Turn the tracking server's refusal into a RegisterError that says who may do `what` on `model`."
-    try: yield
+    try:
+        yield
     except Exception as e:
-        if not _denied(e): raise
+        if not _denied(e):
+            raise
         who = os.environ.get('MLFLOW_TRACKING_USERNAME') or 'this user'
-        raise RegisterError(f"the tracking server refused to let {who!r} {what} of registered model {model!r} (permission denied): only users with the "
-                            f"releaser role may register versions, move aliases or record audit anchors (`mlops-kit team user NAME --role releaser`)") from None
+        raise RegisterError(
+            f"the tracking server refused to let {who!r} {what} of registered model {model!r} (permission denied): only users with the "
+            f"releaser role may register versions, move aliases or record audit anchors (`mlops-kit team user NAME --role releaser`)"
+        ) from None
+
 
 def anchor(c, model: str, e: dict):
     "Record audit entry `e` as the chain head on registered model `model` (created if it does not exist yet)."
     with registry_write(model, 'record the audit anchor'):
-        if not c.search_registered_models(f"name='{model}'"): c.create_registered_model(model)
+        if not c.search_registered_models(f"name='{model}'"):
+            c.create_registered_model(model)
         c.set_registered_model_tag(model, ANCHOR_TAG, f"{e['seq']}:{e['hash']}")
 
 # %% ../nbs/13_register.ipynb #b9646c38
-def audit(path, action: str, model: str, version, alias_from=None, alias_to=None, reason: str = '', who: str | None = None, client=None) -> dict:
+def audit(
+    path,
+    action: str,
+    model: str,
+    version,
+    alias_from=None,
+    alias_to=None,
+    reason: str = '',
+    who: str | None = None,
+    client=None,
+) -> dict:
     "Append one hash-chained entry to the audit log at `path`, anchoring it in the registry first when `client` is given; returns it."
     import fcntl
     from mlops_kit.tracking import authenticated_user
-    path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     user = authenticated_user(client.tracking_uri) if client is not None else None
-    with open(path, 'a+') as f:                   # locked: in team mode several people append to one shared log
-        fcntl.flock(f, fcntl.LOCK_EX); f.seek(0); lines = f.read().splitlines()
+    with open(path, 'a+') as f:  # locked: in team mode several people append to one shared log
+        fcntl.flock(f, fcntl.LOCK_EX)
+        f.seek(0)
+        lines = f.read().splitlines()
         prev = json.loads(lines[-1])['hash'] if lines else '0' * 64
-        e = {'seq': len(lines) + 1, 'ts': datetime.now(timezone.utc).isoformat(timespec='seconds'), 'authenticated': user is not None,
-             'who': user or who or os.environ.get('MLOPS_KIT_USER') or getpass.getuser(), 'action': action, 'model': model,
-             'version': None if version is None else str(version), 'alias_from': alias_from, 'alias_to': alias_to, 'reason': reason, 'prev_hash': prev}
+        e = {
+            'seq': len(lines) + 1,
+            'ts': datetime.now(timezone.utc).isoformat(timespec='seconds'),
+            'authenticated': user is not None,
+            'who': user or who or os.environ.get('MLOPS_KIT_USER') or getpass.getuser(),
+            'action': action,
+            'model': model,
+            'version': None if version is None else str(version),
+            'alias_from': alias_from,
+            'alias_to': alias_to,
+            'reason': reason,
+            'prev_hash': prev,
+        }
         e['hash'] = _digest(e)
-        if client is not None: anchor(client, model, e)          # outside the file, before the line: a refused anchor leaves the log unchanged
+        if client is not None:
+            anchor(client, model, e)  # outside the file, before the line: a refused anchor leaves the log unchanged
         f.write(json.dumps(e, sort_keys=True) + '\n')
     return e
+
 
 def _chain(path) -> tuple[list[dict], str | None]:
     "(entries, the first problem of the hash chain or None)."
     entries, prev = [], '0' * 64
     for i, line in enumerate(Path(path).read_text().splitlines() if Path(path).exists() else [], 1):
-        try: e = json.loads(line)
-        except json.JSONDecodeError: return entries, f'{path}:{i}: not valid JSON'
-        if not isinstance(e, dict) or e.get('seq') != i: return entries, f'{path}:{i}: sequence number {e.get("seq") if isinstance(e, dict) else "?"} (expected {i}): a line was removed or reordered'
-        if e.get('prev_hash') != prev: return entries, f'{path}:{i}: prev_hash does not match line {i - 1}: the chain is broken'
-        if _digest(e) != e.get('hash'): return entries, f'{path}:{i}: content does not match its hash: the entry was edited'
-        entries.append(e); prev = e['hash']
+        try:
+            e = json.loads(line)
+        except json.JSONDecodeError:
+            return entries, f'{path}:{i}: not valid JSON'
+        if not isinstance(e, dict) or e.get('seq') != i:
+            return (
+                entries,
+                f'{path}:{i}: sequence number {e.get("seq") if isinstance(e, dict) else "?"} (expected {i}): a line was removed or reordered',
+            )
+        if e.get('prev_hash') != prev:
+            return entries, f'{path}:{i}: prev_hash does not match line {i - 1}: the chain is broken'
+        if _digest(e) != e.get('hash'):
+            return entries, f'{path}:{i}: content does not match its hash: the entry was edited'
+        entries.append(e)
+        prev = e['hash']
     return entries, None
 
 # %% ../nbs/13_register.ipynb #96604919
@@ -131,8 +234,10 @@ def _alias_moves(entries: list[dict], model: str) -> dict[str, tuple[int, int]]:
     "{alias: (version, seq)} of the log's last move of each alias of `model`."
     out = {}
     for e in entries:
-        if e.get('model') == model and (to := e.get('alias_to')) and '@v' in to: out[to.split('@v')[0]] = (int(to.split('@v')[1]), e['seq'])
+        if e.get('model') == model and (to := e.get('alias_to')) and '@v' in to:
+            out[to.split('@v')[0]] = (int(to.split('@v')[1]), e['seq'])
     return out
+
 
 def reconcile(c, entries: list[dict], models) -> tuple[list[str], int]:
     "(findings: what the registry holds that the log does not explain, the newest anchored seq) for registered `models`."
@@ -140,136 +245,261 @@ def reconcile(c, entries: list[dict], models) -> tuple[list[str], int]:
     for m in sorted(set(models) | {e.get('model') for e in entries} - {None}):
         rm = c.search_registered_models(f"name='{m}'")
         if not rm:
-            if any(e.get('model') == m for e in entries): out.append(f"registered model {m!r} is in the log but not in the registry")
+            if any(e.get('model') == m for e in entries):
+                out.append(f"registered model {m!r} is in the log but not in the registry")
             continue
-        rm, logged = rm[0], {str(e['version']) for e in entries if e.get('model') == m and e.get('action') == 'register'}
-        seq, _, h = (rm.tags.get(ANCHOR_TAG) or '0:').partition(':'); seq = int(seq)
-        if seq > len(entries): out.append(f"the registry anchors entry #{seq} for {m!r} but the log ends at #{len(entries)}: its tail was cut off")
-        elif seq and entries[seq - 1]['hash'] != h: out.append(f"entry #{seq} is not the entry anchored for {m!r} in the registry: the log was rewritten")
-        elif seq: heads.append(seq)
-        elif any(e.get('model') == m for e in entries): out.append(f"the registry holds no audit anchor for {m!r}: its entries cannot be checked")
+        rm, logged = (
+            rm[0],
+            {str(e['version']) for e in entries if e.get('model') == m and e.get('action') == 'register'},
+        )
+        seq, _, h = (rm.tags.get(ANCHOR_TAG) or '0:').partition(':')
+        seq = int(seq)
+        if seq > len(entries):
+            out.append(
+                f"the registry anchors entry #{seq} for {m!r} but the log ends at #{len(entries)}: its tail was cut off"
+            )
+        elif seq and entries[seq - 1]['hash'] != h:
+            out.append(f"entry #{seq} is not the entry anchored for {m!r} in the registry: the log was rewritten")
+        elif seq:
+            heads.append(seq)
+        elif any(e.get('model') == m for e in entries):
+            out.append(f"the registry holds no audit anchor for {m!r}: its entries cannot be checked")
         have, want = {a: int(v) for a, v in rm.aliases.items()}, _alias_moves(entries, m)
         for a in sorted(set(have) | set(want)):
-            if a not in have: out.append(f"{m}@{a} is gone from the registry; the log's last move (#{want[a][1]}) set it to v{want[a][0]}")
-            elif a not in want: out.append(f"{m}@{a} points at v{have[a]} but no log entry moved it: a change the log does not explain")
-            elif have[a] != want[a][0]: out.append(f"{m}@{a} is v{have[a]} in the registry but the log's last move (#{want[a][1]}) set it to v{want[a][0]}: a change the log does not explain")
+            if a not in have:
+                out.append(
+                    f"{m}@{a} is gone from the registry; the log's last move (#{want[a][1]}) set it to v{want[a][0]}"
+                )
+            elif a not in want:
+                out.append(f"{m}@{a} points at v{have[a]} but no log entry moved it: a change the log does not explain")
+            elif have[a] != want[a][0]:
+                out.append(
+                    f"{m}@{a} is v{have[a]} in the registry but the log's last move (#{want[a][1]}) set it to v{want[a][0]}: a change the log does not explain"
+                )
         versions = {str(v.version) for v in c.search_model_versions(f"name='{m}'")}
-        if extra := sorted(versions - logged, key=int): out.append(f"version(s) {', '.join(extra)} of {m!r} were registered outside `mlops-kit register` (no log entry)")
-    if heads and max(heads) < len(entries): out.append(f"entries #{max(heads) + 1}-#{len(entries)} are not anchored in the registry: written outside the kit")
+        if extra := sorted(versions - logged, key=int):
+            out.append(
+                f"version(s) {', '.join(extra)} of {m!r} were registered outside `mlops-kit register` (no log entry)"
+            )
+    if heads and max(heads) < len(entries):
+        out.append(
+            f"entries #{max(heads) + 1}-#{len(entries)} are not anchored in the registry: written outside the kit"
+        )
     return out, max(heads, default=0)
+
 
 def verify_audit(path, client=None, models=()) -> tuple[bool, str]:
     "(intact?, message): the hash chain, and with `client` the anchors, aliases and versions in the registry."
     entries, problem = _chain(path)
-    if problem: return False, problem
+    if problem:
+        return False, problem
     n = f'{len(entries)} entries, chain intact' if Path(path).exists() else 'no audit log yet'
-    if client is None: return True, f'{path}: {n}'
+    if client is None:
+        return True, f'{path}: {n}'
     findings, head = reconcile(client, entries, models)
-    if findings: return False, f'{path}: {n}, but the registry disagrees:\n  - ' + '\n  - '.join(findings)
-    return True, f'{path}: registry reconciled (anchor #{head}, aliases and versions as logged); {n}' 
+    if findings:
+        return False, f'{path}: {n}, but the registry disagrees:\n  - ' + '\n  - '.join(findings)
+    return True, f'{path}: registry reconciled (anchor #{head}, aliases and versions as logged); {n}'
 
 # %% ../nbs/13_register.ipynb #4404702a
 _EMAIL = re.compile(r'[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+\.[A-Za-z0-9.-]*[A-Za-z]{2,}')
 _IPV4 = re.compile(r'(?<![\d.])(?:(?:25[0-5]|2[0-4]\d|1?\d?\d)\.){3}(?:25[0-5]|2[0-4]\d|1?\d?\d)(?![\d.])')
-_TEXT = {'.json', '.csv', '.txt', '.md', '.html', '.ipynb', '.yaml', '.yml', '.jsonl', ''}   # data-bearing text; not .py (the kit's own source ships in the model)
+_TEXT = {
+    '.json',
+    '.csv',
+    '.txt',
+    '.md',
+    '.html',
+    '.ipynb',
+    '.yaml',
+    '.yml',
+    '.jsonl',
+    '',
+}  # data-bearing text; not .py (the kit's own source ships in the model)
+
 
 def pii_findings(folder, pii_columns, allow=()) -> list[str]:
     "'file: what' for every PII column name or PII-like value found in the text files under `folder`; values in `allow` (the kit's own infrastructure, e.g. the tracking server's address) are not PII."
     out, allow = [], set(allow)
     for f in sorted(Path(folder).rglob('*')):
-        if not f.is_file() or f.suffix.lower() not in _TEXT: continue
+        if not f.is_file() or f.suffix.lower() not in _TEXT:
+            continue
         text = f.read_text(errors='ignore')
-        out += [f'{f.relative_to(folder)}: column name {c!r}' for c in pii_columns if re.search(rf'\b{re.escape(c)}\b', text)]
-        out += [f'{f.relative_to(folder)}: {kind}-like value {m!r}' for kind, rx in (('e-mail', _EMAIL), ('IPv4', _IPV4))
-                for m in [next((m.group(0) for m in rx.finditer(text) if m.group(0) not in allow), None)] if m]
+        out += [
+            f'{f.relative_to(folder)}: column name {c!r}'
+            for c in pii_columns
+            if re.search(rf'\b{re.escape(c)}\b', text)
+        ]
+        out += [
+            f'{f.relative_to(folder)}: {kind}-like value {m!r}'
+            for kind, rx in (('e-mail', _EMAIL), ('IPv4', _IPV4))
+            for m in [next((m.group(0) for m in rx.finditer(text) if m.group(0) not in allow), None)]
+            if m
+        ]
     return out
+
 
 def residency_violations(source_regions: dict, target_region: str) -> list[str]:
     "Sources whose region restricts the model to a region other than `target_region`."
-    return [f'source {s!r} is restricted to region {r!r}, the registry is in {target_region!r}' for s, r in source_regions.items()
-            if r not in ('global', 'unspecified') and r != target_region]
+    return [
+        f'source {s!r} is restricted to region {r!r}, the registry is in {target_region!r}'
+        for s, r in source_regions.items()
+        if r not in ('global', 'unspecified') and r != target_region
+    ]
 
 # %% ../nbs/13_register.ipynb #9d467e4e
 def shadow_compare(challenger, champion, rows: pd.DataFrame) -> pd.DataFrame:
     "Per monitor: alerts by each bundle on the same rows, how many overlap, and which are only one side's."
     from mlops_kit.evaluate import alert_events
-    events = lambda f: list(alert_events(f.set_index('ts').sort_index())[['start', 'end']].itertuples(index=False, name=None))
+
+    events = lambda f: list(
+        alert_events(f.set_index('ts').sort_index())[['start', 'end']].itertuples(index=False, name=None)
+    )
     a, b = challenger.predict(rows), champion.predict(rows) if champion is not None else None
     out = []
     for mid, g in a.groupby('monitor_id', sort=True):
-        ea = events(g); eb = events(b[b.monitor_id == mid]) if b is not None else []
-        hit = lambda e, other: any(s < oe and ost < en for ost, oe in other for s, en in [e])     # end is exclusive
-        out.append({'monitor_id': mid, 'challenger_alerts': len(ea), 'champion_alerts': len(eb) if b is not None else np.nan,
-                    'both': sum(hit(e, eb) for e in ea), 'only_challenger': sum(not hit(e, eb) for e in ea),
-                    'only_champion': sum(not hit(e, ea) for e in eb),
-                    'only_challenger_at': ', '.join(f'{s:%m-%d %H:%M}' for s, en in ea if not hit((s, en), eb))[:120]})
+        ea = events(g)
+        eb = events(b[b.monitor_id == mid]) if b is not None else []
+        hit = lambda e, other: any(s < oe and ost < en for ost, oe in other for s, en in [e])  # end is exclusive
+        out.append(
+            {
+                'monitor_id': mid,
+                'challenger_alerts': len(ea),
+                'champion_alerts': len(eb) if b is not None else np.nan,
+                'both': sum(hit(e, eb) for e in ea),
+                'only_challenger': sum(not hit(e, eb) for e in ea),
+                'only_champion': sum(not hit(e, ea) for e in eb),
+                'only_challenger_at': ', '.join(f'{s:%m-%d %H:%M}' for s, en in ea if not hit((s, en), eb))[:120],
+            }
+        )
     return pd.DataFrame(out)
 
 # %% ../nbs/13_register.ipynb #752d6e0f
 def alias_version(c, name: str, alias: str) -> int | None:
     "The version an alias points at, or None."
-    try: return int(c.get_model_version_by_alias(name, alias).version)
-    except Exception as e:                                    # MLflow raises a bare MlflowException for "no such alias/model"
-        if 'not found' in str(e).lower() or 'does not exist' in str(e).lower() or 'RESOURCE_DOES_NOT_EXIST' in str(e): return None
+    try:
+        return int(c.get_model_version_by_alias(name, alias).version)
+    except Exception as e:  # MLflow raises a bare MlflowException for "no such alias/model"
+        if 'not found' in str(e).lower() or 'does not exist' in str(e).lower() or 'RESOURCE_DOES_NOT_EXIST' in str(e):
+            return None
         raise
+
 
 def champion_version(c, name: str) -> int | None:
     "The champion's version; None when there is no champion or no registered model yet."
     return alias_version(c, name, 'champion') if c.search_registered_models(f"name='{name}'") else None
 
+
 def version_metrics(c, name: str, version: int | None) -> dict | None:
     "The metrics a version was judged on (its `metric.*` tags), or None."
-    if version is None: return None
+    if version is None:
+        return None
     tags = c.get_model_version(name, str(version)).tags
     return {k.removeprefix('metric.'): json.loads(v) for k, v in tags.items() if k.startswith('metric.')}
+
 
 def move_alias(c, name: str, alias: str, version: int, log, action: str, reason: str) -> dict:
     "Point `alias` at `version` (tagging champions approved) and audit the move."
     old = alias_version(c, name, alias)
     with registry_write(name, f'move alias {alias!r}'):
         c.set_registered_model_alias(name, alias, str(version))
-        if alias == 'champion': c.set_model_version_tag(name, str(version), 'approved', 'true')
-    return audit(log, action, name, version, None if old is None else f'{alias}@v{old}', f'{alias}@v{version}', reason, client=c)
+        if alias == 'champion':
+            c.set_model_version_tag(name, str(version), 'approved', 'true')
+    return audit(
+        log, action, name, version, None if old is None else f'{alias}@v{old}', f'{alias}@v{version}', reason, client=c
+    )
+
 
 def rollback(c, name: str, log, reason: str = 'rollback') -> dict:
     "Move `champion` back to the newest approved version older than the current champion; audited."
     cur = alias_version(c, name, 'champion')
-    if cur is None: raise RegisterError(f"model {name!r} has no champion to roll back from")
-    prev = [int(v.version) for v in c.search_model_versions(f"name='{name}'") if v.tags.get('approved') == 'true' and int(v.version) < cur]
-    if not prev: raise RegisterError(f"model {name!r}: no approved version before v{cur} to roll back to")
+    if cur is None:
+        raise RegisterError(f"model {name!r} has no champion to roll back from")
+    prev = [
+        int(v.version)
+        for v in c.search_model_versions(f"name='{name}'")
+        if v.tags.get('approved') == 'true' and int(v.version) < cur
+    ]
+    if not prev:
+        raise RegisterError(f"model {name!r}: no approved version before v{cur} to roll back to")
     return move_alias(c, name, 'champion', max(prev), log, 'rollback', reason)
 
 # %% ../nbs/13_register.ipynb #reg_champ
 def champion_bundle(c, name: str, uri: str, trained=None, trained_run: str | None = None):
     "(the champion's FleetBundle, its version), or (None, None) without one; `trained` (bundle.pkl of run `trained_run`) is read when the champion is that run. Either way the bytes are verified against their recorded digest before anything is unpickled."
     v = champion_version(c, name)
-    if v is None: return None, None
+    if v is None:
+        return None, None
     if trained is not None and trained_run and c.get_model_version(name, str(v)).tags.get('run_id') == trained_run:
         from mlops_kit.tracking import load_bundle
+
         return load_bundle(Path(trained).parent), v
     import mlflow, shutil
     from mlops_kit.tracking import fetch_model
+
     folder, _ = fetch_model(uri, name, 'champion')
-    try: return mlflow.pyfunc.load_model(str(folder)).unwrap_python_model().bundle, v
-    finally: shutil.rmtree(folder, ignore_errors=True)
+    try:
+        return mlflow.pyfunc.load_model(str(folder)).unwrap_python_model().bundle, v
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
 
 # %% ../nbs/13_register.ipynb #a487dd9a
-def model_card(name: str, version: int, ch: dict, champ: dict | None, champ_version: int | None, verdict: pd.DataFrame, lineage: dict,
-               monitors: pd.DataFrame, promoted: bool, shadow: pd.DataFrame | None = None, windows: dict | None = None) -> str:
+def model_card(
+    name: str,
+    version: int,
+    ch: dict,
+    champ: dict | None,
+    champ_version: int | None,
+    verdict: pd.DataFrame,
+    lineage: dict,
+    monitors: pd.DataFrame,
+    promoted: bool,
+    shadow: pd.DataFrame | None = None,
+    windows: dict | None = None,
+) -> str:
     "Markdown model card for one registered version; `windows` = the manifest's per-monitor entries (short and skipped windows are limitations)."
-    keys = [('alerts/day (fleet)', 'alerts_per_day', 'static_alerts_per_day'), ('noisy monitors (> 4/day)', 'noisy_after', 'noisy_monitors'),
-            ('incident recall', 'recall', 'static_recall'), ('after-hours share', 'after_hours_share', 'static_after_hours_share'), ('median MASE', 'mase_median', None)]
-    perf = '\n'.join(f"| {lab} | {_fmt(ch.get(k))} | {_fmt(ch.get(s)) if s else '–'} | {_fmt(champ.get(k)) if champ else '–'} |" for lab, k, s in keys)
-    gate_rows = '\n'.join(f"| {r.criterion} | {_fmt(r.value)} | {r.rule} {_fmt(r.threshold)} | { {'pass': 'pass', 'fail': '**FAIL**'}.get(r.status, 'not judged: ' + r.note)} | {r.why} |" for r in verdict.itertuples())
-    weak = monitors[monitors.path.isin(['fallback', 'sparse', 'level', 'daily']) | monitors.get('status', pd.Series('ok', index=monitors.index)).ne('ok')]
-    lim = [f"- `{r.monitor_id}`: {r.path} {'stage' if r.path in ('level', 'daily') else 'path'} ({r.note[:100]})" for r in weak.itertuples()]
-    lim += [f"- `{m}`: {w['status']} window ({w.get('history_days', 0):g} days of history{'; ' + w['reason'] if w.get('reason') else ''})" if w['status'] == 'short'
-            else f"- `{m}`: skipped, not in this model ({w.get('reason') or 'no reason recorded'})" for m, w in sorted((windows or {}).items()) if w.get('status') in ('short', 'skipped')]
+    keys = [
+        ('alerts/day (fleet)', 'alerts_per_day', 'static_alerts_per_day'),
+        ('noisy monitors (> 4/day)', 'noisy_after', 'noisy_monitors'),
+        ('incident recall', 'recall', 'static_recall'),
+        ('after-hours share', 'after_hours_share', 'static_after_hours_share'),
+        ('median MASE', 'mase_median', None),
+    ]
+    perf = '\n'.join(
+        f"| {lab} | {_fmt(ch.get(k))} | {_fmt(ch.get(s)) if s else '–'} | {_fmt(champ.get(k)) if champ else '–'} |"
+        for lab, k, s in keys
+    )
+    gate_rows = '\n'.join(
+        f"| {r.criterion} | {_fmt(r.value)} | {r.rule} {_fmt(r.threshold)} | { {'pass': 'pass', 'fail': '**FAIL**'}.get(r.status, 'not judged: ' + r.note) } | {r.why} |"
+        for r in verdict.itertuples()
+    )
+    weak = monitors[
+        monitors.path.isin(['fallback', 'sparse', 'level', 'daily'])
+        | monitors.get('status', pd.Series('ok', index=monitors.index)).ne('ok')
+    ]
+    lim = [
+        f"- `{r.monitor_id}`: {r.path} {'stage' if r.path in ('level', 'daily') else 'path'} ({r.note[:100]})"
+        for r in weak.itertuples()
+    ]
+    lim += [
+        f"- `{m}`: {w['status']} window ({w.get('history_days', 0):g} days of history{'; ' + w['reason'] if w.get('reason') else ''})"
+        if w['status'] == 'short'
+        else f"- `{m}`: skipped, not in this model ({w.get('reason') or 'no reason recorded'})"
+        for m, w in sorted((windows or {}).items())
+        if w.get('status') in ('short', 'skipped')
+    ]
     lim = '\n'.join(lim) or '- none flagged'
     verdict_word = 'FAILED' if (verdict.status == 'fail').any() else 'PASSED' if promoted else 'NOT JUDGED'
     owners = ', '.join(f'{o} ({n})' for o, n in monitors.owner.value_counts().items())
-    sh = '' if shadow is None or not len(shadow) else ('\n## Shadow comparison with the champion\n\nSame holdout rows, both bundles: alerts only this version would raise, and alerts only the champion raises.\n\n'
-         + shadow.to_markdown(index=False) + '\n')
+    sh = (
+        ''
+        if shadow is None or not len(shadow)
+        else (
+            '\n## Shadow comparison with the champion\n\nSame holdout rows, both bundles: alerts only this version would raise, and alerts only the champion raises.\n\n'
+            + shadow.to_markdown(index=False)
+            + '\n'
+        )
+    )
     return f"""# Model card: {name} v{version}
 
 **Status:** {'champion (gate passed)' if promoted else f'challenger, not promoted (gate {verdict_word.lower()})'} · registered {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC
@@ -299,8 +529,10 @@ Anomaly alerting for {int(ch.get('monitors', 0))} monitoring signals: one fleet 
 {lim}
 """
 
+
 def card_html(md: str) -> str:
     import mistune
+
     return f"<!doctype html><meta charset='utf-8'><title>model card</title><style>body{{font-family:sans-serif;max-width:60em;margin:2em auto}}table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:.2em .5em}}</style>\n{mistune.html(md)}"
 
 # %% ../nbs/13_register.ipynb #bcd8dd8b
@@ -309,33 +541,58 @@ def challenger_metrics(root: Path) -> dict:
     m = {}
     for stage in ('evaluate', 'validate', 'train'):
         f = root / 'metrics' / f'{stage}.json'
-        if not f.exists(): raise RegisterError(f"{f}: missing; run the pipeline up to evaluate first (`dvc repro evaluate`)")
+        if not f.exists():
+            raise RegisterError(f"{f}: missing; run the pipeline up to evaluate first (`dvc repro evaluate`)")
         m[stage] = json.loads(f.read_text())
-    return m['evaluate'] | {'schema_ok': bool(m['validate'].get('schema_ok')), 'fallback_share': m['train'].get('path_fallback', 0) / max(m['train']['tuned'], 1)}
+    return m['evaluate'] | {
+        'schema_ok': bool(m['validate'].get('schema_ok')),
+        'fallback_share': m['train'].get('path_fallback', 0) / max(m['train']['tuned'], 1),
+    }
+
 
 def rejudge(champ_bundle, root: Path, p, recorded: dict, progress: bool = True) -> dict:
     "The champion's fleet numbers on the challenger's holdout: its tuned detectors replayed exactly as the evaluate stage replays the challenger's."
     from mlops_kit.evaluate import read_labels, summarize
     from mlops_kit.fleet import replay_fleet, split_monitors
+
     wd = root / p.windows.out_dir
-    train, hold = (split_monitors(pd.read_parquet(wd / f'{s}.parquet'), f'{wd}/{s}.parquet') for s in ('train', 'holdout'))
+    train, hold = (
+        split_monitors(pd.read_parquet(wd / f'{s}.parquet'), f'{wd}/{s}.parquet') for s in ('train', 'holdout')
+    )
     inc = read_labels(root, p.evaluate.labels)
     meta = champ_bundle.meta.get('params', {})
-    table, _ = replay_fleet({m: t for m, t in champ_bundle.tuned.items() if m in train}, train, hold, inc, direction=meta.get('direction', p.train.direction),
-                            static_k=p.evaluate.static_k, refit=p.evaluate.refit, workers=p.evaluate.workers, progress=progress,
-                            scheduler=p.engine.scheduler, frames=False)
+    table, _ = replay_fleet(
+        {m: t for m, t in champ_bundle.tuned.items() if m in train},
+        train,
+        hold,
+        inc,
+        direction=meta.get('direction', p.train.direction),
+        static_k=p.evaluate.static_k,
+        refit=p.evaluate.refit,
+        workers=p.evaluate.workers,
+        progress=progress,
+        scheduler=p.engine.scheduler,
+        frames=False,
+    )
     s = summarize(table, p.evaluate.noisy_per_day, meta.get('alert_budget', p.train.alert_budget))
     return s | {k: recorded[k] for k in ('schema_ok', 'fallback_share') if k in recorded}
+
 
 def _window_as_of(c, name: str, version: int) -> str | None:
     run_id = c.get_model_version(name, str(version)).tags.get('run_id')
     return c.get_run(run_id).data.tags.get('window_as_of') if run_id else None
 
+
 def _owners(p, table: pd.DataFrame, root=Path('.')) -> pd.Series:
-    cat = root / p.ingest.out_dir / 'monitors.json'            # ingest's catalog has every monitor's owner (metric files included)
+    cat = (
+        root / p.ingest.out_dir / 'monitors.json'
+    )  # ingest's catalog has every monitor's owner (metric files included)
     by_id = {k: v.get('owner') for k, v in json.loads(cat.read_text())['monitors'].items()} if cat.exists() else {}
     by_name = {m.name: m.owner for m in p.ingest.monitors}
-    return table.monitor_id.map(lambda mid: by_id.get(mid) or by_name.get(mid.split('.', 1)[-1], by_name.get(mid, 'unassigned')))
+    return table.monitor_id.map(
+        lambda mid: by_id.get(mid) or by_name.get(mid.split('.', 1)[-1], by_name.get(mid, 'unassigned'))
+    )
+
 
 def _check_compliance(c, run: dict, p, log, name: str) -> dict:
     "Block (audited) a run whose artifacts carry PII, whose sources are restricted to another region, or whose logged model is not what train logged; else its digests."
@@ -343,18 +600,28 @@ def _check_compliance(c, run: dict, p, log, name: str) -> dict:
     from urllib.parse import urlsplit
     from mlops_kit.guard import tree_digest
     from mlops_kit.tracking import DOWNLOAD_FILES, recorded_digest
+
     os.environ.setdefault('MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR', 'false')
     digests = {k: recorded_digest(run, k) for k in ('bundle_sha256', 'model_sha256')}
     with tempfile.TemporaryDirectory() as d:
         mlflow.artifacts.download_artifacts(run_id=run['run_id'], dst_path=f'{d}/run', tracking_uri=run['tracking_uri'])
-        mlflow.artifacts.download_artifacts(artifact_uri=run['model_uri'], dst_path=f'{d}/model', tracking_uri=run['tracking_uri'])
-        found = pii_findings(d, p.ingest.pii_columns, allow=[urlsplit(run['tracking_uri']).hostname or ''])   # executed notebooks print the server's URL
-        if tree_digest(f'{d}/model', DOWNLOAD_FILES) != digests['model_sha256']: found.append(f"{run['model_uri']}: its files changed since the train stage logged them (model_sha256)")
-    found += residency_violations({s.name: s.region for s in p.ingest.sources + p.ingest.metric_files}, p.register.region)
+        mlflow.artifacts.download_artifacts(
+            artifact_uri=run['model_uri'], dst_path=f'{d}/model', tracking_uri=run['tracking_uri']
+        )
+        found = pii_findings(
+            d, p.ingest.pii_columns, allow=[urlsplit(run['tracking_uri']).hostname or '']
+        )  # executed notebooks print the server's URL
+        if tree_digest(f'{d}/model', DOWNLOAD_FILES) != digests['model_sha256']:
+            found.append(f"{run['model_uri']}: its files changed since the train stage logged them (model_sha256)")
+    found += residency_violations(
+        {s.name: s.region for s in p.ingest.sources + p.ingest.metric_files}, p.register.region
+    )
     if found:
         why = f"registration of run {run['run_id']} blocked by compliance checks:\n  " + '\n  '.join(found[:10])
-        try: audit(log, 'register-blocked', name, None, reason='; '.join(found)[:500], client=c)
-        except RegisterError as e: why += f"\n  (not audited: {e})"
+        try:
+            audit(log, 'register-blocked', name, None, reason='; '.join(found)[:500], client=c)
+        except RegisterError as e:
+            why += f"\n  (not audited: {e})"
         raise RegisterError(why)
     return digests
 
@@ -364,43 +631,101 @@ def register_run(root, p, out=None) -> dict:
     import mlflow
     from mlops_kit.pipeline import read_run
     from mlops_kit.tracking import client, load_bundle, repo_root
-    root = Path(root); out = Path(out or root); r = p.register; name = r.model_name
-    run = read_run(root / p.train.out_dir / 'run.json'); c = client(run['tracking_uri']); mlflow.set_tracking_uri(run['tracking_uri'])
+
+    root = Path(root)
+    out = Path(out or root)
+    r = p.register
+    name = r.model_name
+    run = read_run(root / p.train.out_dir / 'run.json')
+    c = client(run['tracking_uri'])
+    mlflow.set_tracking_uri(run['tracking_uri'])
     log = repo_root(root) / r.audit_log
     digests = _check_compliance(c, run, p, log, name)
-    bundle = load_bundle(root / p.train.out_dir)                # models/ as DVC delivered it, verified before anything is registered
-    ch = challenger_metrics(root); champ_v = champion_version(c, name)
+    bundle = load_bundle(root / p.train.out_dir)  # models/ as DVC delivered it, verified before anything is registered
+    ch = challenger_metrics(root)
+    champ_v = champion_version(c, name)
     champ, champ_bundle = version_metrics(c, name, champ_v), None
-    if champ_v:                                                # judged on the same days: re-evaluate the champion if its window was another
-        champ_bundle, _ = champion_bundle(c, name, run['tracking_uri'])         # verified against its recorded digest before it is loaded
+    if champ_v:  # judged on the same days: re-evaluate the champion if its window was another
+        champ_bundle, _ = champion_bundle(
+            c, name, run['tracking_uri']
+        )  # verified against its recorded digest before it is loaded
         man = root / p.windows.out_dir / 'manifest.json'
         was, now = _window_as_of(c, name, champ_v), (json.loads(man.read_text())['as_of'] if man.exists() else None)
-        champ = (rejudge(champ_bundle, root, p, champ) | {'judged_on': f"re-evaluated on this version's holdout (its own window ended {was})"} if was and now and was != now
-                 else champ | {'judged_on': 'recorded on the same holdout' if was == now else f'recorded on its own holdout (window as_of {was} vs {now}: unknown)'})
-    verdict = gate(ch, champ, r.gate); passed, why = gate_verdict(verdict, ch)
-    with registry_write(name, 'register a version'): mv = mlflow.register_model(run['model_uri'], name); v = int(mv.version)
-    for k, val in digests.items(): c.set_model_version_tag(name, str(v), k, val)      # what every later load of this version is checked against
-    for k, val in ch.items():                                  # the numbers this version was judged on: the next challenger's reference
-        if isinstance(val, (int, float, bool)): c.set_model_version_tag(name, str(v), f'metric.{k}', json.dumps(val))
+        champ = (
+            rejudge(champ_bundle, root, p, champ)
+            | {'judged_on': f"re-evaluated on this version's holdout (its own window ended {was})"}
+            if was and now and was != now
+            else champ
+            | {
+                'judged_on': 'recorded on the same holdout'
+                if was == now
+                else f'recorded on its own holdout (window as_of {was} vs {now}: unknown)'
+            }
+        )
+    verdict = gate(ch, champ, r.gate)
+    passed, why = gate_verdict(verdict, ch)
+    with registry_write(name, 'register a version'):
+        mv = mlflow.register_model(run['model_uri'], name)
+        v = int(mv.version)
+    for k, val in digests.items():
+        c.set_model_version_tag(name, str(v), k, val)  # what every later load of this version is checked against
+    for k, val in ch.items():  # the numbers this version was judged on: the next challenger's reference
+        if isinstance(val, (int, float, bool)):
+            c.set_model_version_tag(name, str(v), f'metric.{k}', json.dumps(val))
     for row in verdict.itertuples():
-        c.set_model_version_tag(name, str(v), f'gate.{row.criterion}', f"{row.status.upper()}: {_fmt(row.value)} {row.rule} {_fmt(row.threshold)}" + (f" ({row.note})" if row.note else ''))
-    c.set_model_version_tag(name, str(v), 'gate.passed', str(passed).lower()); c.set_model_version_tag(name, str(v), 'run_id', run['run_id'])
+        c.set_model_version_tag(
+            name,
+            str(v),
+            f'gate.{row.criterion}',
+            f"{row.status.upper()}: {_fmt(row.value)} {row.rule} {_fmt(row.threshold)}"
+            + (f" ({row.note})" if row.note else ''),
+        )
+    c.set_model_version_tag(name, str(v), 'gate.passed', str(passed).lower())
+    c.set_model_version_tag(name, str(v), 'run_id', run['run_id'])
     move_alias(c, name, 'challenger', v, log, 'register', 'new version from run ' + run['run_id'])
     hold = pd.read_parquet(root / p.windows.out_dir / 'holdout.parquet').dropna()
     shadow = None
-    if champ_v:                                                # both bundles score the monitors they share
-        shadow = shadow_compare(bundle, champ_bundle, hold[hold.monitor_id.isin(set(bundle.monitors) & set(champ_bundle.monitors))])
+    if champ_v:  # both bundles score the monitors they share
+        shadow = shadow_compare(
+            bundle, champ_bundle, hold[hold.monitor_id.isin(set(bundle.monitors) & set(champ_bundle.monitors))]
+        )
     failed = verdict[verdict.status == 'fail']
-    if passed: move_alias(c, name, 'champion', v, log, 'promote', why)
+    if passed:
+        move_alias(c, name, 'champion', v, log, 'promote', why)
     table = bundle.table().assign(owner=lambda t: _owners(p, t, root))
     man = root / p.windows.out_dir / 'manifest.json'
-    md = model_card(name, v, ch, champ, champ_v, verdict, c.get_run(run['run_id']).data.tags | {'run_id': run['run_id']}, table, passed, shadow,
-                    json.loads(man.read_text())['monitors'] if man.exists() else None)
-    rep = out / 'reports' / 'register'; rep.mkdir(parents=True, exist_ok=True)
-    (rep / 'model_card.md').write_text(md); (rep / 'model_card.html').write_text(card_html(md)); verdict.to_csv(rep / 'gate.csv', index=False)
-    if shadow is not None: shadow.to_csv(rep / 'shadow.csv', index=False)
-    for f in ('model_card.md', 'model_card.html', 'gate.csv'): c.log_artifact(run['run_id'], str(rep / f), f'register/v{v}')
-    res = {'model': name, 'version': v, 'promoted': passed, 'champion': alias_version(c, name, 'champion'), 'previous_champion': champ_v, 'reason': why,
-           'gate_failed': list(failed.criterion), 'gate_not_judged': list(verdict.criterion[verdict.status == 'not judged'])}
-    (out / 'metrics').mkdir(exist_ok=True); (out / 'metrics' / 'register.json').write_text(json.dumps(res, indent=2, sort_keys=True) + '\n')
+    md = model_card(
+        name,
+        v,
+        ch,
+        champ,
+        champ_v,
+        verdict,
+        c.get_run(run['run_id']).data.tags | {'run_id': run['run_id']},
+        table,
+        passed,
+        shadow,
+        json.loads(man.read_text())['monitors'] if man.exists() else None,
+    )
+    rep = out / 'reports' / 'register'
+    rep.mkdir(parents=True, exist_ok=True)
+    (rep / 'model_card.md').write_text(md)
+    (rep / 'model_card.html').write_text(card_html(md))
+    verdict.to_csv(rep / 'gate.csv', index=False)
+    if shadow is not None:
+        shadow.to_csv(rep / 'shadow.csv', index=False)
+    for f in ('model_card.md', 'model_card.html', 'gate.csv'):
+        c.log_artifact(run['run_id'], str(rep / f), f'register/v{v}')
+    res = {
+        'model': name,
+        'version': v,
+        'promoted': passed,
+        'champion': alias_version(c, name, 'champion'),
+        'previous_champion': champ_v,
+        'reason': why,
+        'gate_failed': list(failed.criterion),
+        'gate_not_judged': list(verdict.criterion[verdict.status == 'not judged']),
+    }
+    (out / 'metrics').mkdir(exist_ok=True)
+    (out / 'metrics' / 'register.json').write_text(json.dumps(res, indent=2, sort_keys=True) + '\n')
     return res

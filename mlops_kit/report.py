@@ -19,21 +19,36 @@ __all__ = ['STAGE_ORDER', 'DRIFT_COLUMNS', 'CSS', 'fig_img', 'table', 'section',
 # %% ../nbs/17_report.ipynb #57778596
 def _plt():
     "pyplot on the Agg backend (no display; imported only when a plot is drawn)."
-    import matplotlib; matplotlib.use('Agg'); import matplotlib.pyplot as plt
+    import matplotlib
+
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+
     return plt
+
 
 def fig_img(fig, alt: str) -> str:
     "A matplotlib figure as an <img> with the PNG embedded (base64); closes the figure."
     plt = _plt()
-    buf = io.BytesIO(); fig.savefig(buf, format='png', dpi=90, bbox_inches='tight'); plt.close(fig)
+    buf = io.BytesIO()
+    fig.savefig(buf, format='png', dpi=90, bbox_inches='tight')
+    plt.close(fig)
     return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{base64.b64encode(buf.getvalue()).decode()}">'
+
 
 def table(df: pd.DataFrame, floatfmt='{:,.3g}') -> str:
     "A DataFrame as an HTML table (values escaped)."
     return df.to_html(index=False, escape=True, border=0, classes='t', na_rep='–', float_format=floatfmt.format)
 
+
 def section(sid: str, title: str, body: str, note: str = '') -> str:
-    return f'<section id="{sid}"><h2>{html.escape(title)}</h2>' + (f'<p class="note">{html.escape(note)}</p>' if note else '') + body + '</section>'
+    return (
+        f'<section id="{sid}"><h2>{html.escape(title)}</h2>'
+        + (f'<p class="note">{html.escape(note)}</p>' if note else '')
+        + body
+        + '</section>'
+    )
+
 
 def missing(text: str) -> str:
     return f'<p class="missing">{html.escape(text)}</p>'
@@ -41,63 +56,153 @@ def missing(text: str) -> str:
 # %% ../nbs/17_report.ipynb #dd2d248b
 STAGE_ORDER = ['sample', 'ingest', 'validate', 'windows', 'train', 'evaluate', 'register', 'monitor', 'retrain']
 
+
 def telemetry_runs(records: list[dict], n: int = 20) -> pd.DataFrame:
     "One row per stage record of the latest `n` pipeline runs, with the run's label and start."
-    if not records: return pd.DataFrame()
+    if not records:
+        return pd.DataFrame()
     t = pd.DataFrame(records)
-    for c in ('run', 'stage', 'status', 'start', 'wall_s', 'cpu_s', 'peak_rss_mb', 'cost_usd', 'as_of', 'dvc_exp_name', 'rows_in', 'rows_out', 'rows_unit', 'error'):
-        if c not in t: t[c] = None
+    for c in (
+        'run',
+        'stage',
+        'status',
+        'start',
+        'wall_s',
+        'cpu_s',
+        'peak_rss_mb',
+        'cost_usd',
+        'as_of',
+        'dvc_exp_name',
+        'rows_in',
+        'rows_out',
+        'rows_unit',
+        'error',
+    ):
+        if c not in t:
+            t[c] = None
     t['start'] = pd.to_datetime(t.start, utc=True, format='ISO8601')
     first = t.groupby('run').start.min().sort_values()
-    keep = first.index[-n:]; t = t[t.run.isin(keep)].copy()
-    as_of = t.dropna(subset=['as_of']).groupby('run').as_of.last(); exp = t.dropna(subset=['dvc_exp_name']).groupby('run').dvc_exp_name.last()
-    lab = {r: f"{first[r]:%Y-%m-%d %H:%M}" + (f" · as_of {as_of[r]}" if r in as_of else '') + (f" · {exp[r]}" if r in exp else '') for r in keep}
+    keep = first.index[-n:]
+    t = t[t.run.isin(keep)].copy()
+    as_of = t.dropna(subset=['as_of']).groupby('run').as_of.last()
+    exp = t.dropna(subset=['dvc_exp_name']).groupby('run').dvc_exp_name.last()
+    lab = {
+        r: f"{first[r]:%Y-%m-%d %H:%M}"
+        + (f" · as_of {as_of[r]}" if r in as_of else '')
+        + (f" · {exp[r]}" if r in exp else '')
+        for r in keep
+    }
     t['run_label'], t['run_start'] = t.run.map(lab), t.run.map(first)
     t['order'] = t.stage.map({s: i for i, s in enumerate(STAGE_ORDER)}).fillna(len(STAGE_ORDER))
     return t.sort_values(['run_start', 'order', 'start']).reset_index(drop=True)
 
+
 def plot_stage_costs(t: pd.DataFrame):
     "Stacked bars per run: wall seconds and estimated cost by stage; failed stages hatched."
     plt = _plt()
-    runs = list(dict.fromkeys(t.run_label)); stages = sorted(t.stage.unique(), key=lambda s: (STAGE_ORDER + [s]).index(s))
+    runs = list(dict.fromkeys(t.run_label))
+    stages = sorted(t.stage.unique(), key=lambda s: (STAGE_ORDER + [s]).index(s))
     fig, axes = plt.subplots(1, 2, figsize=(12, 0.45 * len(runs) + 1.6), sharey=True)
     colors = dict(zip(stages, plt.cm.tab10.colors * 2))
-    for ax, col, xlabel in zip(axes, ('wall_s', 'cost_usd'), ('wall seconds', 'estimated cost (USD, CPU-seconds x price)')):
+    for ax, col, xlabel in zip(
+        axes, ('wall_s', 'cost_usd'), ('wall seconds', 'estimated cost (USD, CPU-seconds x price)')
+    ):
         left = np.zeros(len(runs))
         for s in stages:
-            g = t[t.stage == s].groupby('run_label', sort=False).agg(v=(col, 'sum'), failed=('status', lambda x: (x != 'ok').any()))
-            v = np.array([float(g.v.get(r, 0) or 0) for r in runs]); fail = [bool(g.failed.get(r, False)) for r in runs]
+            g = (
+                t[t.stage == s]
+                .groupby('run_label', sort=False)
+                .agg(v=(col, 'sum'), failed=('status', lambda x: (x != 'ok').any()))
+            )
+            v = np.array([float(g.v.get(r, 0) or 0) for r in runs])
+            fail = [bool(g.failed.get(r, False)) for r in runs]
             bars = ax.barh(range(len(runs)), v, left=left, color=colors[s], label=s, edgecolor='white', lw=0.5)
             for b, f in zip(bars, fail):
-                if f: b.set_hatch('///'); b.set_edgecolor('tab:red')
+                if f:
+                    b.set_hatch('///')
+                    b.set_edgecolor('tab:red')
             left += v
-        ax.set_xlabel(xlabel); ax.invert_yaxis() if ax is axes[0] else None
+        ax.set_xlabel(xlabel)
+        ax.invert_yaxis() if ax is axes[0] else None
     axes[0].set_yticks(range(len(runs)), runs, fontsize=8)
-    h, l = axes[0].get_legend_handles_labels(); fig.legend(h, l, loc='lower center', ncol=len(stages), fontsize=7, frameon=False)
-    fig.suptitle('pipeline runs: time and cost per stage (hatched: failed)', fontsize=10); fig.tight_layout(rect=(0, 0.12 if len(runs) < 4 else 0.06, 1, 1))
+    h, l = axes[0].get_legend_handles_labels()
+    fig.legend(h, l, loc='lower center', ncol=len(stages), fontsize=7, frameon=False)
+    fig.suptitle('pipeline runs: time and cost per stage (hatched: failed)', fontsize=10)
+    fig.tight_layout(rect=(0, 0.12 if len(runs) < 4 else 0.06, 1, 1))
     return fig
 
 # %% ../nbs/17_report.ipynb #3b19fe02
 def stages_section(log_path, n: int = 20) -> tuple[str, int]:
     "HTML of the pipeline-runs section and how many images it has."
     from mlops_kit.telemetry import read_log
+
     if not Path(log_path).exists():
-        return section('stages', 'Pipeline runs: duration and cost per stage', missing(f"no telemetry yet: {log_path} does not exist (run make repro; every stage appends a record)")), 0
+        return section(
+            'stages',
+            'Pipeline runs: duration and cost per stage',
+            missing(f"no telemetry yet: {log_path} does not exist (run make repro; every stage appends a record)"),
+        ), 0
     t = telemetry_runs(read_log(log_path), n)
-    if t.empty: return section('stages', 'Pipeline runs: duration and cost per stage', missing(f"{log_path} has no records yet")), 0
-    runs = t.groupby('run_label', sort=False).agg(stages=('stage', 'size'), failed=('status', lambda s: int((s != 'ok').sum())), wall_s=('wall_s', 'sum'),
-                                                   cpu_s=('cpu_s', 'sum'), peak_rss_mb=('peak_rss_mb', 'max'), cost_usd=('cost_usd', 'sum')).reset_index()
-    last = t[t.run == t.run.iloc[-1]][['stage', 'status', 'start', 'wall_s', 'cpu_s', 'peak_rss_mb', 'rows_in', 'rows_out', 'rows_unit', 'cost_usd', 'error']]
-    last = last.assign(start=last.start.dt.strftime('%H:%M:%S'), cost_usd=last.cost_usd.map(lambda v: f'{v:.5f}' if pd.notna(v) else None),
-                       rows_unit=last.rows_unit.fillna(''), error=last.error.fillna(''))
-    body = (fig_img(plot_stage_costs(t), 'stage durations and costs per run') + f'<h3>Runs (latest {len(runs)})</h3>' +
-            table(runs.assign(cost_usd=runs.cost_usd.map('{:.5f}'.format)).rename(columns={'run_label': 'run'})) +
-            f'<h3>Latest run, stage by stage: {html.escape(t.run_label.iloc[-1])}</h3>' + table(last))
+    if t.empty:
+        return section(
+            'stages', 'Pipeline runs: duration and cost per stage', missing(f"{log_path} has no records yet")
+        ), 0
+    runs = (
+        t.groupby('run_label', sort=False)
+        .agg(
+            stages=('stage', 'size'),
+            failed=('status', lambda s: int((s != 'ok').sum())),
+            wall_s=('wall_s', 'sum'),
+            cpu_s=('cpu_s', 'sum'),
+            peak_rss_mb=('peak_rss_mb', 'max'),
+            cost_usd=('cost_usd', 'sum'),
+        )
+        .reset_index()
+    )
+    last = t[t.run == t.run.iloc[-1]][
+        [
+            'stage',
+            'status',
+            'start',
+            'wall_s',
+            'cpu_s',
+            'peak_rss_mb',
+            'rows_in',
+            'rows_out',
+            'rows_unit',
+            'cost_usd',
+            'error',
+        ]
+    ]
+    last = last.assign(
+        start=last.start.dt.strftime('%H:%M:%S'),
+        cost_usd=last.cost_usd.map(lambda v: f'{v:.5f}' if pd.notna(v) else None),
+        rows_unit=last.rows_unit.fillna(''),
+        error=last.error.fillna(''),
+    )
+    body = (
+        fig_img(plot_stage_costs(t), 'stage durations and costs per run')
+        + f'<h3>Runs (latest {len(runs)})</h3>'
+        + table(runs.assign(cost_usd=runs.cost_usd.map('{:.5f}'.format)).rename(columns={'run_label': 'run'}))
+        + f'<h3>Latest run, stage by stage: {html.escape(t.run_label.iloc[-1])}</h3>'
+        + table(last)
+    )
     failed = t[t.status != 'ok']
-    body += '<h3>Failed stages</h3>' + (table(failed[['run_label', 'stage', 'start', 'wall_s', 'error']].assign(start=failed.start.dt.strftime('%Y-%m-%d %H:%M:%S')).rename(columns={'run_label': 'run'}))
-                                        if len(failed) else '<p>none in these runs</p>')
+    body += '<h3>Failed stages</h3>' + (
+        table(
+            failed[['run_label', 'stage', 'start', 'wall_s', 'error']]
+            .assign(start=failed.start.dt.strftime('%Y-%m-%d %H:%M:%S'))
+            .rename(columns={'run_label': 'run'})
+        )
+        if len(failed)
+        else '<p>none in these runs</p>'
+    )
     price = t.cpu_hour_price.dropna().iloc[-1] if 'cpu_hour_price' in t and t.cpu_hour_price.notna().any() else None
-    note = f"{len(t)} stage records from {log_path}." + (f" Cost = CPU-seconds (process + children) / 3600 × {price:g} USD per CPU-hour (report.cpu_hour_price)." if price is not None else '')
+    note = f"{len(t)} stage records from {log_path}." + (
+        f" Cost = CPU-seconds (process + children) / 3600 × {price:g} USD per CPU-hour (report.cpu_hour_price)."
+        if price is not None
+        else ''
+    )
     return section('stages', 'Pipeline runs: duration and cost per stage', body, note), 1
 
 # %% ../nbs/17_report.ipynb #452fa1c2
@@ -106,132 +211,252 @@ def _store_missing(uri: str) -> str | None:
         return f"no MLflow store yet at {uri} (run make repro)"
     return None
 
+
 def mlflow_runs(uri: str, experiment: str, n: int = 20) -> pd.DataFrame | str:
     "The latest `n` pipeline (parent) runs with their eval metrics, oldest first; or a sentence saying why there are none."
-    if (why := _store_missing(uri)): return why
+    if why := _store_missing(uri):
+        return why
     import mlflow
+
     mlflow.set_tracking_uri(uri)
     e = mlflow.get_experiment_by_name(experiment)
-    if e is None: return f"no MLflow experiment {experiment!r} at {uri} yet (run make repro)"
+    if e is None:
+        return f"no MLflow experiment {experiment!r} at {uri} yet (run make repro)"
     df = mlflow.search_runs([e.experiment_id], order_by=['attributes.start_time DESC'], max_results=5 * n)
-    if 'tags.mlflow.parentRunId' in df: df = df[df['tags.mlflow.parentRunId'].isna()]
+    if 'tags.mlflow.parentRunId' in df:
+        df = df[df['tags.mlflow.parentRunId'].isna()]
     return df.head(n).iloc[::-1].reset_index(drop=True)
+
 
 def plot_alert_reduction(r: pd.DataFrame):
     "Static-baseline vs kit alerts/day over the pipeline runs, with recall."
     plt = _plt()
-    fig, ax = plt.subplots(figsize=(10, 3.4)); x = np.arange(len(r))
+    fig, ax = plt.subplots(figsize=(10, 3.4))
+    x = np.arange(len(r))
     ax.plot(x, r['metrics.eval.static_alerts_per_day'], 'o-', color='tab:purple', label='static mean+3σ baseline')
     ax.plot(x, r['metrics.eval.alerts_per_day'], 'o-', color='tab:blue', label='mlops_kit')
     for i, (s, k) in enumerate(zip(r['metrics.eval.static_alerts_per_day'], r['metrics.eval.alerts_per_day'])):
-        if s > 0: ax.annotate(f'{1 - k / s:-.0%}', (i, k), textcoords='offset points', xytext=(0, -13), ha='center', fontsize=7, color='tab:blue')
-    ax.set_ylabel('fleet alerts per day (holdout)'); ax.set_ylim(bottom=0)
+        if s > 0:
+            ax.annotate(
+                f'{1 - k / s:-.0%}',
+                (i, k),
+                textcoords='offset points',
+                xytext=(0, -13),
+                ha='center',
+                fontsize=7,
+                color='tab:blue',
+            )
+    ax.set_ylabel('fleet alerts per day (holdout)')
+    ax.set_ylim(bottom=0)
     if 'metrics.eval.recall' in r:
-        ax2 = ax.twinx(); ax2.plot(x, r['metrics.eval.recall'], 's--', color='tab:green', ms=4, lw=0.8, label='recall'); ax2.set_ylim(0, 1.05); ax2.set_ylabel('recall')
+        ax2 = ax.twinx()
+        ax2.plot(x, r['metrics.eval.recall'], 's--', color='tab:green', ms=4, lw=0.8, label='recall')
+        ax2.set_ylim(0, 1.05)
+        ax2.set_ylabel('recall')
         ax2.legend(fontsize=7, loc='upper right')
     ax.set_xticks(x, [f"{t:%m-%d %H:%M}\n{i[:8]}" for t, i in zip(r.start_time, r.run_id)], fontsize=7)
-    ax.legend(fontsize=7, loc='upper left'); ax.set_title('alert reduction over pipeline runs', fontsize=10, loc='left'); fig.tight_layout()
+    ax.legend(fontsize=7, loc='upper left')
+    ax.set_title('alert reduction over pipeline runs', fontsize=10, loc='left')
+    fig.tight_layout()
     return fig
+
 
 def alerts_section(uri: str, experiment: str, n: int = 20) -> tuple[str, int]:
     title = 'Alert reduction over time'
     r = mlflow_runs(uri, experiment, n)
-    if isinstance(r, str): return section('alerts', title, missing(r)), 0
+    if isinstance(r, str):
+        return section('alerts', title, missing(r)), 0
     need = ['metrics.eval.static_alerts_per_day', 'metrics.eval.alerts_per_day']
     r = r.dropna(subset=[c for c in need if c in r]) if all(c in r for c in need) else r.iloc[:0]
-    if r.empty: return section('alerts', title, missing(f"no evaluated pipeline run in experiment {experiment!r} yet (the evaluate stage logs eval.* metrics; run make repro)")), 0
-    cols = {'start_time': 'started', 'run_id': 'run', 'tags.dvc_exp_name': 'dvc exp', 'metrics.eval.static_alerts_per_day': 'static alerts/day',
-            'metrics.eval.alerts_per_day': 'kit alerts/day', 'metrics.eval.alert_reduction': 'reduction', 'metrics.eval.recall': 'recall',
-            'metrics.eval.static_recall': 'static recall', 'metrics.eval.noisy_after': 'noisy after', 'metrics.eval.mase_median': 'median MASE'}
-    tab = r.reindex(columns=list(cols)).rename(columns=cols).assign(run=lambda d: d.run.str[:12], started=lambda d: d.started.dt.strftime('%Y-%m-%d %H:%M'))
+    if r.empty:
+        return section(
+            'alerts',
+            title,
+            missing(
+                f"no evaluated pipeline run in experiment {experiment!r} yet (the evaluate stage logs eval.* metrics; run make repro)"
+            ),
+        ), 0
+    cols = {
+        'start_time': 'started',
+        'run_id': 'run',
+        'tags.dvc_exp_name': 'dvc exp',
+        'metrics.eval.static_alerts_per_day': 'static alerts/day',
+        'metrics.eval.alerts_per_day': 'kit alerts/day',
+        'metrics.eval.alert_reduction': 'reduction',
+        'metrics.eval.recall': 'recall',
+        'metrics.eval.static_recall': 'static recall',
+        'metrics.eval.noisy_after': 'noisy after',
+        'metrics.eval.mase_median': 'median MASE',
+    }
+    tab = (
+        r.reindex(columns=list(cols))
+        .rename(columns=cols)
+        .assign(run=lambda d: d.run.str[:12], started=lambda d: d.started.dt.strftime('%Y-%m-%d %H:%M'))
+    )
     last = r.iloc[-1]
-    note = (f"{len(r)} evaluated pipeline runs in experiment {experiment!r}. Latest: {last['metrics.eval.static_alerts_per_day']:.1f} → "
-            f"{last['metrics.eval.alerts_per_day']:.1f} alerts/day on the holdout.")
-    return section('alerts', title, fig_img(plot_alert_reduction(r), 'alert reduction over runs') + table(tab.iloc[::-1]), note), 1
+    note = (
+        f"{len(r)} evaluated pipeline runs in experiment {experiment!r}. Latest: {last['metrics.eval.static_alerts_per_day']:.1f} → "
+        f"{last['metrics.eval.alerts_per_day']:.1f} alerts/day on the holdout."
+    )
+    return section(
+        'alerts', title, fig_img(plot_alert_reduction(r), 'alert reduction over runs') + table(tab.iloc[::-1]), note
+    ), 1
 
 # %% ../nbs/17_report.ipynb #b82cbd77
 def registry_section(uri: str, name: str) -> tuple[str, int]:
     title = 'Model registry'
-    if (why := _store_missing(uri)): return section('registry', title, missing(why)), 0
+    if why := _store_missing(uri):
+        return section('registry', title, missing(why)), 0
     from mlops_kit.tracking import client
     from mlflow.exceptions import MlflowException
+
     c = client(uri)
-    try: versions = c.search_model_versions(f"name='{name}'")
-    except MlflowException as e: return section('registry', title, missing(f"could not read registered model {name!r} at {uri}: {str(e)[:200]}")), 0
-    if not versions: return section('registry', title, missing(f"no version of registered model {name!r} yet (run make repro: the register stage adds one)")), 0
+    try:
+        versions = c.search_model_versions(f"name='{name}'")
+    except MlflowException as e:
+        return section(
+            'registry', title, missing(f"could not read registered model {name!r} at {uri}: {str(e)[:200]}")
+        ), 0
+    if not versions:
+        return section(
+            'registry',
+            title,
+            missing(f"no version of registered model {name!r} yet (run make repro: the register stage adds one)"),
+        ), 0
     rows, aliases = [], {}
-    for a, v in c.get_registered_model(name).aliases.items(): aliases.setdefault(int(v), []).append(a)   # search results leave aliases empty
+    for a, v in c.get_registered_model(name).aliases.items():
+        aliases.setdefault(int(v), []).append(a)  # search results leave aliases empty
     for v in sorted(versions, key=lambda v: int(v.version), reverse=True):
-        rows.append({'version': int(v.version), 'aliases': ', '.join(sorted(aliases.get(int(v.version), []))), 'created': pd.Timestamp(v.creation_timestamp, unit='ms', tz='UTC').strftime('%Y-%m-%d %H:%M'),
-                     'gate': {'true': 'passed', 'false': 'FAILED'}.get(v.tags.get('gate.passed', ''), '–'), 'run': (v.run_id or '')[:12],
-                     'failed criteria': '; '.join(k.removeprefix('gate.') for k, x in v.tags.items() if k.startswith('gate.') and str(x).startswith('FAIL'))})
-    t = pd.DataFrame(rows); champ = t[t.aliases.str.contains(r'\bchampion\b')]
-    note = (f"champion: {name} v{champ.version.iloc[0]}" if len(champ) else f"{name} has no champion alias") + f"; {len(t)} version(s)."
+        rows.append(
+            {
+                'version': int(v.version),
+                'aliases': ', '.join(sorted(aliases.get(int(v.version), []))),
+                'created': pd.Timestamp(v.creation_timestamp, unit='ms', tz='UTC').strftime('%Y-%m-%d %H:%M'),
+                'gate': {'true': 'passed', 'false': 'FAILED'}.get(v.tags.get('gate.passed', ''), '–'),
+                'run': (v.run_id or '')[:12],
+                'failed criteria': '; '.join(
+                    k.removeprefix('gate.')
+                    for k, x in v.tags.items()
+                    if k.startswith('gate.') and str(x).startswith('FAIL')
+                ),
+            }
+        )
+    t = pd.DataFrame(rows)
+    champ = t[t.aliases.str.contains(r'\bchampion\b')]
+    note = (
+        f"champion: {name} v{champ.version.iloc[0]}" if len(champ) else f"{name} has no champion alias"
+    ) + f"; {len(t)} version(s)."
     return section('registry', title, table(t), note), 0
 
 # %% ../nbs/17_report.ipynb #c89caebf
 def plot_slo(t: pd.DataFrame, slo_p99_ms: float):
     "p50/p95/p99 latency per request rate (log scale) with the SLO line; error rate under each rate."
     plt = _plt()
-    fig, ax = plt.subplots(figsize=(8, 3.2)); x = np.arange(len(t))
+    fig, ax = plt.subplots(figsize=(8, 3.2))
+    x = np.arange(len(t))
     for i, (q, c) in enumerate([('p50_ms', 'tab:green'), ('p95_ms', 'tab:orange'), ('p99_ms', 'tab:red')]):
         ax.bar(x + (i - 1) * 0.25, t[q].clip(lower=0.1), 0.25, color=c, label=q.removesuffix('_ms'))
-    ax.axhline(slo_p99_ms, color='k', ls='--', lw=0.9, label=f'SLO p99 {slo_p99_ms:g} ms'); ax.set_yscale('log'); ax.set_ylabel('latency (ms)')
+    ax.axhline(slo_p99_ms, color='k', ls='--', lw=0.9, label=f'SLO p99 {slo_p99_ms:g} ms')
+    ax.set_yscale('log')
+    ax.set_ylabel('latency (ms)')
     ax.set_ylim(bottom=np.nanmin([slo_p99_ms, *t.p50_ms.dropna()]) / 3)
     ax.set_xticks(x, [f"{r:g} req/s\n{e:.1%} errors" for r, e in zip(t.rate_rps, t.error_rate)], fontsize=8)
-    ax.legend(fontsize=7, loc='upper left'); ax.set_title('serving latency per request rate (champion)', fontsize=10, loc='left'); fig.tight_layout()
+    ax.legend(fontsize=7, loc='upper left')
+    ax.set_title('serving latency per request rate (champion)', fontsize=10, loc='left')
+    fig.tight_layout()
     return fig
+
 
 def slo_section(uri: str, name: str, slo_p99_ms: float, root='.') -> tuple[str, int]:
     title = 'Serving SLO (champion)'
-    if (why := _store_missing(uri)): return section('slo', title, missing(why)), 0
+    if why := _store_missing(uri):
+        return section('slo', title, missing(why)), 0
     from mlops_kit.tracking import client
     from mlflow.exceptions import MlflowException
+
     c = client(uri)
-    try: mv = c.get_model_version_by_alias(name, 'champion')
-    except MlflowException: return section('slo', title, missing(f"no champion of {name!r} yet, so nothing is served (run make repro)")), 0
+    try:
+        mv = c.get_model_version_by_alias(name, 'champion')
+    except MlflowException:
+        return section('slo', title, missing(f"no champion of {name!r} yet, so nothing is served (run make repro)")), 0
     import tempfile
+
     try:
         with tempfile.TemporaryDirectory() as d:
-            os.environ.setdefault('MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR', 'false')     # no progress bar for one small file
+            os.environ.setdefault('MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR', 'false')  # no progress bar for one small file
             t = pd.read_json(c.download_artifacts(mv.run_id, 'serve/slo.json', d), orient='split')
     except (MlflowException, OSError, ValueError):
-        return section('slo', title, missing(f"no SLO measurement for champion v{mv.version} yet (run make serve's load test: mlops-kit bench serve)")), 0
+        return section(
+            'slo',
+            title,
+            missing(
+                f"no SLO measurement for champion v{mv.version} yet (run make serve's load test: mlops-kit bench serve)"
+            ),
+        ), 0
     t = t.sort_values('rate_rps')
     met = t.get('slo_met', pd.Series(dtype=bool))
-    note = (f"champion v{mv.version}: " + ', '.join(f"{r:g} req/s " + (f"p99 {p:.1f} ms" if pd.notna(p) else 'every request failed') + (' ✓' if m else ' ✗')
-                                                    for r, p, m in zip(t.rate_rps, t.p99_ms, met.reindex(t.index, fill_value=False)))
-            + f" (SLO p99 ≤ {slo_p99_ms:g} ms).")
+    note = (
+        f"champion v{mv.version}: "
+        + ', '.join(
+            f"{r:g} req/s " + (f"p99 {p:.1f} ms" if pd.notna(p) else 'every request failed') + (' ✓' if m else ' ✗')
+            for r, p, m in zip(t.rate_rps, t.p99_ms, met.reindex(t.index, fill_value=False))
+        )
+        + f" (SLO p99 ≤ {slo_p99_ms:g} ms)."
+    )
     return section('slo', title, fig_img(plot_slo(t, slo_p99_ms), 'serving latency per rate') + table(t), note), 1
 
 # %% ../nbs/17_report.ipynb #5fb9c0b4
-DRIFT_COLUMNS = ['monitor_id', 'ks_value_p', 'psi_value', 'ks_resid_p', 'psi_resid', 'error_ratio', 'alerts_per_day_train', 'alerts_per_day_new', 'drifted', 'reasons']
+DRIFT_COLUMNS = [
+    'monitor_id',
+    'ks_value_p',
+    'psi_value',
+    'ks_resid_p',
+    'psi_resid',
+    'error_ratio',
+    'alerts_per_day_train',
+    'alerts_per_day_new',
+    'drifted',
+    'reasons',
+]
+
 
 def drift_section(root='.', monitor=None) -> tuple[str, int]:
     "The drift section from the monitor stage's outputs; the fleet picture is the stage's own `monitor.plot_drift` (thresholds from `monitor`, a MonitorParams)."
     from mlops_kit.config import MonitorParams
     from mlops_kit.monitor import plot_drift
+
     title = 'Drift (monitoring stage)'
     mj, dc = Path(root) / 'metrics' / 'monitor.json', Path(root) / 'reports' / 'monitor' / 'drift.csv'
-    if not mj.exists() and not dc.exists(): return section('drift', title, missing('no drift report yet (run mlops-kit monitor)')), 0
+    if not mj.exists() and not dc.exists():
+        return section('drift', title, missing('no drift report yet (run mlops-kit monitor)')), 0
     body, k, note = '', 0, ''
     if mj.exists():
         m = json.loads(mj.read_text())
         share = m.get('drifted_share')
-        note = (f"judged: {m.get('judged_model', 'the trained bundle') or 'nothing (no champion yet)'} · as_of {m.get('as_of', '?')} · {m.get('new_days', '?')} new day(s) · "
-                f"{m.get('drifted', '?')} of {m.get('judged', m.get('monitors', '?'))} monitors drifted ({'–' if share is None else f'{share:.0%}'})"
-                + (f", {m['not_judged']} not judged" if m.get('not_judged') else '') + f" · retrain {'TRIGGERED' if m.get('retrain') else 'not needed'}.")
-    else: body += missing(f"{mj} is missing: the drift verdict is unknown (run mlops-kit monitor)")
+        note = (
+            f"judged: {m.get('judged_model', 'the trained bundle') or 'nothing (no champion yet)'} · as_of {m.get('as_of', '?')} · {m.get('new_days', '?')} new day(s) · "
+            f"{m.get('drifted', '?')} of {m.get('judged', m.get('monitors', '?'))} monitors drifted ({'–' if share is None else f'{share:.0%}'})"
+            + (f", {m['not_judged']} not judged" if m.get('not_judged') else '')
+            + f" · retrain {'TRIGGERED' if m.get('retrain') else 'not needed'}."
+        )
+    else:
+        body += missing(f"{mj} is missing: the drift verdict is unknown (run mlops-kit monitor)")
     if dc.exists():
         t = pd.read_csv(dc)
-        if miss := [c for c in DRIFT_COLUMNS if c not in t]: raise ValueError(f"{dc}: missing column(s) {miss}; expected {DRIFT_COLUMNS}")
-        if t.empty: body += missing(f"{dc} has no monitors")
+        if miss := [c for c in DRIFT_COLUMNS if c not in t]:
+            raise ValueError(f"{dc}: missing column(s) {miss}; expected {DRIFT_COLUMNS}")
+        if t.empty:
+            body += missing(f"{dc} has no monitors")
         else:
             t['drifted'] = t.drifted.astype(str).str.lower().isin(['true', '1'])
-            body += fig_img(plot_drift(t, monitor or MonitorParams()), 'drift per monitor'); k = 1
+            body += fig_img(plot_drift(t, monitor or MonitorParams()), 'drift per monitor')
+            k = 1
             dr = t[t.drifted]
-            body += '<h3>Drifted monitors</h3>' + (table(dr[DRIFT_COLUMNS]) if len(dr) else missing('no monitor drifted'))
-    else: body += missing(f"{dc} is missing: no per-monitor drift table (run mlops-kit monitor)")
+            body += '<h3>Drifted monitors</h3>' + (
+                table(dr[DRIFT_COLUMNS]) if len(dr) else missing('no monitor drifted')
+            )
+    else:
+        body += missing(f"{dc} is missing: no per-monitor drift table (run mlops-kit monitor)")
     return section('drift', title, body, note), k
 
 # %% ../nbs/17_report.ipynb #8263f8ac
@@ -242,25 +467,42 @@ img{max-width:100%;display:block;margin:8px 0}table.t{border-collapse:collapse;f
 table.t th,table.t td{padding:2px 8px;border-bottom:1px solid #eee;text-align:right;max-width:520px}table.t th{background:#f5f5f5}
 nav a{margin-right:14px}.meta{color:#666;font-size:12px}"""
 
+
 def build_dashboard(root='.', p=None, out: str | Path | None = None) -> dict:
     "Write the dashboard HTML; returns {'path', 'images', 'sections': {id: 'ok' | 'missing' | 'error'}}."
     from mlops_kit.tracking import repo_root, tracking_uri
-    root = Path(root); rr = repo_root(root); uri = tracking_uri(p.train.tracking_uri, root); r = p.report
-    parts = {'stages': lambda: stages_section(rr / r.telemetry_log, r.runs), 'alerts': lambda: alerts_section(uri, p.train.experiment, r.runs),
-             'registry': lambda: registry_section(uri, p.register.model_name), 'slo': lambda: slo_section(uri, p.register.model_name, p.serve.slo_p99_ms, root),
-             'drift': lambda: drift_section(root, p.monitor)}
+
+    root = Path(root)
+    rr = repo_root(root)
+    uri = tracking_uri(p.train.tracking_uri, root)
+    r = p.report
+    parts = {
+        'stages': lambda: stages_section(rr / r.telemetry_log, r.runs),
+        'alerts': lambda: alerts_section(uri, p.train.experiment, r.runs),
+        'registry': lambda: registry_section(uri, p.register.model_name),
+        'slo': lambda: slo_section(uri, p.register.model_name, p.serve.slo_p99_ms, root),
+        'drift': lambda: drift_section(root, p.monitor),
+    }
     html_parts, images, status = [], 0, {}
     for sid, make in parts.items():
-        try: h, k = make(); status[sid] = 'missing' if 'class="missing"' in h and k == 0 else 'ok'
+        try:
+            h, k = make()
+            status[sid] = 'missing' if 'class="missing"' in h and k == 0 else 'ok'
         except Exception as e:
-            h, k = section(sid, sid, f'<p class="error">{html.escape(f"{type(e).__name__}: {e}")}</p>'), 0; status[sid] = 'error'
+            h, k = section(sid, sid, f'<p class="error">{html.escape(f"{type(e).__name__}: {e}")}</p>'), 0
+            status[sid] = 'error'
             print(f"report: section {sid!r} failed: {type(e).__name__}: {e}", file=sys.stderr)
-        html_parts.append(h); images += k
+        html_parts.append(h)
+        images += k
     now = datetime.now(timezone.utc)
     nav = ''.join(f'<a href="#{s}">{s}</a>' for s in parts)
-    page = (f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>mlops_kit dashboard</title><link rel="icon" href="data:,">'
-            f'<meta name="viewport" content="width=device-width,initial-scale=1"><style>{CSS}</style></head><body>'
-            f'<h1>mlops_kit dashboard</h1><p class="meta">generated {now:%Y-%m-%d %H:%M} UTC · project {html.escape(str(rr))} · MLflow {html.escape(uri)} · '
-            f'model {html.escape(p.register.model_name)}</p><nav>{nav}</nav>' + ''.join(html_parts) + '</body></html>\n')
-    path = rr / (out or Path(r.out_dir) / 'index.html'); path.parent.mkdir(parents=True, exist_ok=True); path.write_text(page, encoding='utf-8')
+    page = (
+        f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>mlops_kit dashboard</title><link rel="icon" href="data:,">'
+        f'<meta name="viewport" content="width=device-width,initial-scale=1"><style>{CSS}</style></head><body>'
+        f'<h1>mlops_kit dashboard</h1><p class="meta">generated {now:%Y-%m-%d %H:%M} UTC · project {html.escape(str(rr))} · MLflow {html.escape(uri)} · '
+        f'model {html.escape(p.register.model_name)}</p><nav>{nav}</nav>' + ''.join(html_parts) + '</body></html>\n'
+    )
+    path = rr / (out or Path(r.out_dir) / 'index.html')
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(page, encoding='utf-8')
     return {'path': str(path), 'images': images, 'sections': status}

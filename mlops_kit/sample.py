@@ -16,25 +16,48 @@ __all__ = ['NAMES', 'SLICE', 'HOLIDAYS', 'STATUS_OK', 'STATUS_4XX', 'STATUS_5XX'
            'generate', 'write_sample', 'plot_service']
 
 # %% ../nbs/01_sample.ipynb #6f60e5c2
-NAMES = ['api-gateway', 'checkout', 'auth', 'search', 'catalog', 'payments', 'cart', 'inventory', 'shipping',
-         'notifications', 'recommendations', 'reviews', 'profile', 'billing', 'reporting', 'media', 'pricing',
-         'fraud', 'admin', 'ledger-export']
+NAMES = [
+    'api-gateway',
+    'checkout',
+    'auth',
+    'search',
+    'catalog',
+    'payments',
+    'cart',
+    'inventory',
+    'shipping',
+    'notifications',
+    'recommendations',
+    'reviews',
+    'profile',
+    'billing',
+    'reporting',
+    'media',
+    'pricing',
+    'fraud',
+    'admin',
+    'ledger-export',
+]
+
 
 @dataclass
 class Service:
     "One service's generating profile."
+
     name: str
-    role: str           # steady | seasonal | noisy | sparse
-    rate: float         # mean requests per 5-min slice at the daily peak
-    latency_ms: float   # median latency at low load
-    sigma: float        # per-request log-normal spread
-    weekend: float      # traffic multiplier on Saturday and Sunday
-    trend: float        # traffic growth per day
+    role: str  # steady | seasonal | noisy | sparse
+    rate: float  # mean requests per 5-min slice at the daily peak
+    latency_ms: float  # median latency at low load
+    sigma: float  # per-request log-normal spread
+    weekend: float  # traffic multiplier on Saturday and Sunday
+    trend: float  # traffic growth per day
 
 # %% ../nbs/01_sample.ipynb #b68d2543
 def _role(i: int, n: int) -> str:
-    if i == n - 1 and n > 1: return 'sparse'
+    if i == n - 1 and n > 1:
+        return 'sparse'
     return 'noisy' if i % 4 == 1 else ('seasonal' if i % 2 == 0 else 'steady')
+
 
 def fleet(n_services: int = 20, seed: int = 7) -> list[Service]:
     "Seeded service profiles: roles by position, sizes and speeds drawn from the seed."
@@ -43,23 +66,41 @@ def fleet(n_services: int = 20, seed: int = 7) -> list[Service]:
     for i in range(n_services):
         role = _role(i, n_services)
         name = NAMES[i % len(NAMES)] + (f'-{i // len(NAMES) + 1}' if i >= len(NAMES) else '')
-        if role == 'sparse': name = 'ledger-export' if i < len(NAMES) else name
-        out.append(Service(name, role, rate=0.05 if role == 'sparse' else float(rng.uniform(4, 14)),
-                           latency_ms=float(rng.uniform(40, 250)), sigma=float(rng.uniform(0.35, 0.55) if role == 'noisy' else rng.uniform(0.2, 0.35)),
-                           weekend=float(rng.choice([0.55, 0.8, 1.0])), trend=float(rng.uniform(0, 0.004))))
+        if role == 'sparse':
+            name = 'ledger-export' if i < len(NAMES) else name
+        out.append(
+            Service(
+                name,
+                role,
+                rate=0.05 if role == 'sparse' else float(rng.uniform(4, 14)),
+                latency_ms=float(rng.uniform(40, 250)),
+                sigma=float(rng.uniform(0.35, 0.55) if role == 'noisy' else rng.uniform(0.2, 0.35)),
+                weekend=float(rng.choice([0.55, 0.8, 1.0])),
+                trend=float(rng.uniform(0, 0.004)),
+            )
+        )
     return out
 
 # %% ../nbs/01_sample.ipynb #e3921889
 SLICE = pd.Timedelta('5min')
 HOLIDAYS = ['2026-09-07', '2026-10-12']  # traffic halves, as it does on public holidays
 
+
 def calendar(start: str, days: int) -> pd.DataFrame:
     "One row per 5-min slice: ts, hour of day, day of week, day number, holiday flag, daily load in [0.15, 1]."
     ts = pd.date_range(pd.Timestamp(start, tz='UTC'), periods=days * 288, freq=SLICE)
     hour = ts.hour + ts.minute / 60
     load = 0.575 + 0.425 * np.sin(2 * np.pi * (hour - 9) / 24)
-    return pd.DataFrame({'ts': ts, 'hour': hour, 'dow': ts.dayofweek, 'day': np.arange(len(ts)) // 288,
-                         'holiday': ts.normalize().isin(pd.to_datetime(HOLIDAYS).tz_localize('UTC')), 'load': load})
+    return pd.DataFrame(
+        {
+            'ts': ts,
+            'hour': hour,
+            'dow': ts.dayofweek,
+            'day': np.arange(len(ts)) // 288,
+            'holiday': ts.normalize().isin(pd.to_datetime(HOLIDAYS).tz_localize('UTC')),
+            'load': load,
+        }
+    )
 
 # %% ../nbs/01_sample.ipynb #07b9ed26
 def _events(svcs: list[Service], cal: pd.DataFrame, rng) -> pd.DataFrame:
@@ -67,12 +108,14 @@ def _events(svcs: list[Service], cal: pd.DataFrame, rng) -> pd.DataFrame:
     t0, days, rows = cal.ts.iloc[0], int(cal.day.iloc[-1]) + 1, []
     at = lambda d, h: t0 + pd.Timedelta(days=int(d)) + pd.Timedelta(minutes=5 * int(h * 12))
     for s in svcs:
-        if s.role == 'sparse': continue
+        if s.role == 'sparse':
+            continue
         for d in rng.choice(days, size=max(1, days // 12), replace=False):
             if (t0 + pd.Timedelta(days=int(d))).dayofweek < 5:
                 rows.append((s.name, 'deploy', at(d, rng.uniform(9, 17)), None, float(rng.uniform(-0.25, 0.25))))
         for d in rng.choice(days, size=max(1, days // 30), replace=False):
-            st = at(d, rng.uniform(0, 4)); rows.append((s.name, 'maintenance', st, st + pd.Timedelta(hours=int(rng.integers(1, 5))), 0.0))
+            st = at(d, rng.uniform(0, 4))
+            rows.append((s.name, 'maintenance', st, st + pd.Timedelta(hours=int(rng.integers(1, 5))), 0.0))
     n_inc = max(4, int(days * 0.35))
     days_inc = np.r_[rng.integers(3, days, n_inc - 4), days - 1 - rng.choice(7, 4, replace=False)]
     live = [s for s in svcs if s.role != 'sparse']
@@ -80,7 +123,15 @@ def _events(svcs: list[Service], cal: pd.DataFrame, rng) -> pd.DataFrame:
         s, kind = live[int(rng.integers(len(live)))], ('latency' if k % 3 else 'errors')
         st = at(d, rng.uniform(0, 23))
         dur = int(rng.integers(4, 25)) * 5 if kind == 'latency' else int(rng.integers(3, 13)) * 5
-        rows.append((s.name, f'incident-{kind}', st, st + pd.Timedelta(minutes=dur), float(rng.uniform(2.5, 5) if kind == 'latency' else rng.uniform(0.2, 0.5))))
+        rows.append(
+            (
+                s.name,
+                f'incident-{kind}',
+                st,
+                st + pd.Timedelta(minutes=dur),
+                float(rng.uniform(2.5, 5) if kind == 'latency' else rng.uniform(0.2, 0.5)),
+            )
+        )
     ev = pd.DataFrame(rows, columns=['service', 'kind', 'start', 'end', 'effect'])
     ev['end'] = pd.to_datetime(ev['end'], utc=True)
     return ev.sort_values(['start', 'service'], ignore_index=True)
@@ -89,25 +140,38 @@ def _events(svcs: list[Service], cal: pd.DataFrame, rng) -> pd.DataFrame:
 def _mask(cal: pd.DataFrame, ev: pd.DataFrame) -> np.ndarray:
     "Slice index -> True inside any of the event intervals."
     m = np.zeros(len(cal), bool)
-    for st, en in zip(ev.start, ev.end): m |= ((cal.ts >= st) & (cal.ts < en)).to_numpy()
+    for st, en in zip(ev.start, ev.end):
+        m |= ((cal.ts >= st) & (cal.ts < en)).to_numpy()
     return m
+
 
 def _profile(s: Service, cal: pd.DataFrame, ev: pd.DataFrame, rng) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     "Per-slice (request rate, median latency ms, probability of a 5xx) for one service."
     mine = ev[ev.service == s.name]
-    rate = s.rate * cal.load.to_numpy() * np.where(cal.dow >= 5, s.weekend, 1) * np.where(cal.holiday, 0.5, 1) * (1 + s.trend * cal.day.to_numpy())
-    if s.role == 'steady': rate = s.rate * np.ones(len(cal)) * np.where(cal.holiday, 0.7, 1)
+    rate = (
+        s.rate
+        * cal.load.to_numpy()
+        * np.where(cal.dow >= 5, s.weekend, 1)
+        * np.where(cal.holiday, 0.5, 1)
+        * (1 + s.trend * cal.day.to_numpy())
+    )
+    if s.role == 'steady':
+        rate = s.rate * np.ones(len(cal)) * np.where(cal.holiday, 0.7, 1)
     rate[_mask(cal, mine[mine.kind == 'maintenance'])] = 0
     lat = s.latency_ms * (1 + 0.3 * cal.load.to_numpy())
-    for _, d in mine[mine.kind == 'deploy'].iterrows(): lat = lat * np.where(cal.ts >= d.start, 1 + d.effect, 1)
-    for _, d in mine[mine.kind == 'level-shift'].iterrows(): lat = lat * np.where(cal.ts >= d.start, d.effect, 1)
+    for _, d in mine[mine.kind == 'deploy'].iterrows():
+        lat = lat * np.where(cal.ts >= d.start, 1 + d.effect, 1)
+    for _, d in mine[mine.kind == 'level-shift'].iterrows():
+        lat = lat * np.where(cal.ts >= d.start, d.effect, 1)
     if s.role == 'noisy':
         h, dow = cal.hour.to_numpy(), cal.dow.to_numpy()
         lat = lat * np.where((h >= 2) & (h < 2.5), 2.5, 1) * np.where((dow == 6) & (h >= 3) & (h < 4), 3, 1)
         lat = lat * np.where(rng.random(len(cal)) < 12 / 288, rng.uniform(2, 4, len(cal)), 1)
     p5 = np.full(len(cal), 0.003)
-    for _, i in mine[mine.kind == 'incident-latency'].iterrows(): lat = lat * np.where((cal.ts >= i.start) & (cal.ts < i.end), i.effect, 1)
-    for _, i in mine[mine.kind == 'incident-errors'].iterrows(): p5 = np.where((cal.ts >= i.start) & (cal.ts < i.end), i.effect, p5)
+    for _, i in mine[mine.kind == 'incident-latency'].iterrows():
+        lat = lat * np.where((cal.ts >= i.start) & (cal.ts < i.end), i.effect, 1)
+    for _, i in mine[mine.kind == 'incident-errors'].iterrows():
+        p5 = np.where((cal.ts >= i.start) & (cal.ts < i.end), i.effect, p5)
     return rate, lat, p5
 
 # %% ../nbs/01_sample.ipynb #d261d6f7
@@ -116,24 +180,46 @@ def _users(n: int, rng) -> pd.DataFrame:
     first = np.array(['ana', 'ben', 'chen', 'dara', 'eli', 'fatima', 'gus', 'hana', 'ivan', 'jo', 'kofi', 'lea'])
     ids = rng.choice(16**8, size=n, replace=False)
     ip = rng.integers(1, 255, size=(n, 4))
-    return pd.DataFrame({'user_id': [f'u{i:08x}' for i in ids],
-                         'client_ip': [f'{a}.{b}.{c}.{d}' for a, b, c, d in ip],
-                         'email': [f'{first[i % len(first)]}.{j:08x}@example.com' for i, j in enumerate(ids)]})
+    return pd.DataFrame(
+        {
+            'user_id': [f'u{i:08x}' for i in ids],
+            'client_ip': [f'{a}.{b}.{c}.{d}' for a, b, c, d in ip],
+            'email': [f'{first[i % len(first)]}.{j:08x}@example.com' for i, j in enumerate(ids)],
+        }
+    )
+
 
 STATUS_OK, STATUS_4XX, STATUS_5XX = [200, 200, 200, 201, 204], [400, 401, 404, 429], [500, 502, 503, 504]
+
 
 def requests_for(s: Service, cal: pd.DataFrame, ev: pd.DataFrame, users: pd.DataFrame, rng) -> pd.DataFrame:
     "Raw request rows of one service (unsorted within a slice)."
     rate, lat, p5 = _profile(s, cal, ev, rng)
-    n = rng.poisson(rate); idx = np.repeat(np.arange(len(cal)), n); N = len(idx)
+    n = rng.poisson(rate)
+    idx = np.repeat(np.arange(len(cal)), n)
+    N = len(idx)
     u = rng.random(N)
-    status = np.where(u < p5[idx], rng.choice(STATUS_5XX, N), np.where(u < p5[idx] + 0.03, rng.choice(STATUS_4XX, N), rng.choice(STATUS_OK, N)))
+    status = np.where(
+        u < p5[idx],
+        rng.choice(STATUS_5XX, N),
+        np.where(u < p5[idx] + 0.03, rng.choice(STATUS_4XX, N), rng.choice(STATUS_OK, N)),
+    )
     who = rng.integers(len(users), size=N)
-    ts = pd.DatetimeIndex(cal.ts.dt.tz_localize(None).to_numpy()[idx] + rng.integers(0, 300_000, N).astype('timedelta64[ms]')).tz_localize('UTC')
-    return pd.DataFrame({'ts': ts,
-                         'service': s.name, 'endpoint': rng.choice([f'/v1/{s.name}/{e}' for e in ('list', 'get', 'update')], N, p=[.5, .4, .1]),
-                         'status': status.astype('int16'), 'latency_ms': np.round(lat[idx] * np.exp(s.sigma * rng.standard_normal(N)), 2),
-                         'user_id': users.user_id.to_numpy()[who], 'client_ip': users.client_ip.to_numpy()[who], 'email': users.email.to_numpy()[who]})
+    ts = pd.DatetimeIndex(
+        cal.ts.dt.tz_localize(None).to_numpy()[idx] + rng.integers(0, 300_000, N).astype('timedelta64[ms]')
+    ).tz_localize('UTC')
+    return pd.DataFrame(
+        {
+            'ts': ts,
+            'service': s.name,
+            'endpoint': rng.choice([f'/v1/{s.name}/{e}' for e in ('list', 'get', 'update')], N, p=[0.5, 0.4, 0.1]),
+            'status': status.astype('int16'),
+            'latency_ms': np.round(lat[idx] * np.exp(s.sigma * rng.standard_normal(N)), 2),
+            'user_id': users.user_id.to_numpy()[who],
+            'client_ip': users.client_ip.to_numpy()[who],
+            'email': users.email.to_numpy()[who],
+        }
+    )
 
 # %% ../nbs/01_sample.ipynb #d8525519
 def _labels(ev: pd.DataFrame) -> pd.DataFrame:
@@ -142,6 +228,7 @@ def _labels(ev: pd.DataFrame) -> pd.DataFrame:
     inc['monitor_id'] = np.where(inc.kind == 'incident-latency', inc.service + '.latency_p95', 'errors')
     inc['kind'] = inc.kind.str.removeprefix('incident-')
     return inc[['monitor_id', 'start', 'end', 'kind', 'service']].reset_index(drop=True)
+
 
 def _atomic_write(df: pd.DataFrame, path: Path):
     "Write csv/parquet to a temp name, then rename: a crash never leaves a half file under the real name."
@@ -152,41 +239,81 @@ def _atomic_write(df: pd.DataFrame, path: Path):
 # %% ../nbs/01_sample.ipynb #b60f66ef
 def _shifts(svcs: list[Service], cal: pd.DataFrame, shift: dict | None) -> pd.DataFrame:
     "Level-shift events of the drift scenario: the first `services` live services, latency x `factor` from `day` on."
-    if not shift: return pd.DataFrame(columns=['service', 'kind', 'start', 'end', 'effect'])
-    live = [s.name for s in svcs if s.role != 'sparse'][:shift.get('services', 4)]
-    return pd.DataFrame({'service': live, 'kind': 'level-shift', 'start': cal.ts.iloc[0] + pd.Timedelta(days=shift['day']),
-                         'end': pd.NaT, 'effect': float(shift['factor'])})
+    if not shift:
+        return pd.DataFrame(columns=['service', 'kind', 'start', 'end', 'effect'])
+    live = [s.name for s in svcs if s.role != 'sparse'][: shift.get('services', 4)]
+    return pd.DataFrame(
+        {
+            'service': live,
+            'kind': 'level-shift',
+            'start': cal.ts.iloc[0] + pd.Timedelta(days=shift['day']),
+            'end': pd.NaT,
+            'effect': float(shift['factor']),
+        }
+    )
 
-def generate(seed: int = 7, start: str = '2026-08-10', days: int = 80, n_services: int = 20, shift: dict | None = None) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+
+def generate(
+    seed: int = 7, start: str = '2026-08-10', days: int = 80, n_services: int = 20, shift: dict | None = None
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     "The whole sample in memory: (requests, incident labels, events); `shift` = {day, factor, services} adds a lasting level shift (drift scenario)."
-    if days < 1 or n_services < 1: raise ValueError(f"need days >= 1 and n_services >= 1, got days={days}, n_services={n_services}")
-    if shift and not 0 < shift['day'] < days: raise ValueError(f"sample.shift.day = {shift['day']} must fall inside the sample's {days} days")
+    if days < 1 or n_services < 1:
+        raise ValueError(f"need days >= 1 and n_services >= 1, got days={days}, n_services={n_services}")
+    if shift and not 0 < shift['day'] < days:
+        raise ValueError(f"sample.shift.day = {shift['day']} must fall inside the sample's {days} days")
     rng, cal, svcs = np.random.default_rng(seed), calendar(start, days), fleet(n_services, seed)
     ev, users = _events(svcs, cal, rng), _users(5000, rng)
-    if shift: ev = pd.concat([ev, _shifts(svcs, cal, shift)], ignore_index=True).sort_values(['start', 'service'], ignore_index=True)
+    if shift:
+        ev = pd.concat([ev, _shifts(svcs, cal, shift)], ignore_index=True).sort_values(
+            ['start', 'service'], ignore_index=True
+        )
     req = pd.concat([requests_for(s, cal, ev, users, rng) for s in svcs], ignore_index=True)
     req = req.sort_values('ts', kind='stable', ignore_index=True)
-    req['service'] = req.service.astype('category'); req['endpoint'] = req.endpoint.astype('category')
-    hol = pd.DataFrame({'service': '*', 'kind': 'holiday', 'start': pd.to_datetime(HOLIDAYS).tz_localize('UTC'), 'effect': 0.5})
+    req['service'] = req.service.astype('category')
+    req['endpoint'] = req.endpoint.astype('category')
+    hol = pd.DataFrame(
+        {'service': '*', 'kind': 'holiday', 'start': pd.to_datetime(HOLIDAYS).tz_localize('UTC'), 'effect': 0.5}
+    )
     hol['end'] = hol.start + pd.Timedelta('1D')
-    events = pd.concat([ev[~ev.kind.str.startswith('incident')], hol[hol.start.between(cal.ts.iloc[0], cal.ts.iloc[-1])]], ignore_index=True)
+    events = pd.concat(
+        [ev[~ev.kind.str.startswith('incident')], hol[hol.start.between(cal.ts.iloc[0], cal.ts.iloc[-1])]],
+        ignore_index=True,
+    )
     return req, _labels(ev), events.sort_values('start', ignore_index=True)
 
 # %% ../nbs/01_sample.ipynb #50eeffb9
-def write_sample(out_dir, seed: int = 7, start: str = '2026-08-10', days: int = 80, n_services: int = 20, shift: dict | None = None) -> dict:
+def write_sample(
+    out_dir, seed: int = 7, start: str = '2026-08-10', days: int = 80, n_services: int = 20, shift: dict | None = None
+) -> dict:
     "Generate the sample fleet and write requests.parquet, incidents.csv, events.csv to `out_dir`."
-    out = Path(out_dir); out.mkdir(parents=True, exist_ok=True)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
     req, inc, ev = generate(seed, start, days, n_services, shift)
-    _atomic_write(req, out / 'requests.parquet'); _atomic_write(inc, out / 'incidents.csv'); _atomic_write(ev, out / 'events.csv')
-    return {'rows': len(req), 'services': int(req.service.nunique()), 'incidents': len(inc), 'events': len(ev),
-            'start': str(req.ts.min()), 'end': str(req.ts.max()), 'out_dir': str(out)}
+    _atomic_write(req, out / 'requests.parquet')
+    _atomic_write(inc, out / 'incidents.csv')
+    _atomic_write(ev, out / 'events.csv')
+    return {
+        'rows': len(req),
+        'services': int(req.service.nunique()),
+        'incidents': len(inc),
+        'events': len(ev),
+        'start': str(req.ts.min()),
+        'end': str(req.ts.max()),
+        'out_dir': str(out),
+    }
 
 # %% ../nbs/01_sample.ipynb #9fc68672
 def plot_service(req: pd.DataFrame, service: str, days: int = 7, q: float = 0.95):
     "p95 latency per 5 min of one service over its first `days` days (matplotlib Figure)."
-    import matplotlib; matplotlib.use('Agg'); import matplotlib.pyplot as plt
+    import matplotlib
+
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+
     r = req[(req.service == service) & (req.status < 500) & (req.ts < req.ts.min() + pd.Timedelta(days=days))]
     s = r.set_index('ts').latency_ms.resample('5min').quantile(q)
     fig, ax = plt.subplots(figsize=(10, 3))
-    ax.plot(s.index, s.values, lw=0.6); ax.set_title(f'{service}: p{int(q*100)} latency per 5 min'); ax.set_ylabel('ms')
+    ax.plot(s.index, s.values, lw=0.6)
+    ax.set_title(f'{service}: p{int(q * 100)} latency per 5 min')
+    ax.set_ylabel('ms')
     return fig

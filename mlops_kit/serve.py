@@ -16,165 +16,332 @@ __all__ = ['SERVER_ENV', 'FORMATS', 'free_port', 'limits_env', 'verified_model',
            'bench_serve']
 
 # %% ../nbs/14_serve.ipynb #9a3d0fc6
-SERVER_ENV = {'OPENBLAS_NUM_THREADS': '1', 'OMP_NUM_THREADS': '1', 'MKL_NUM_THREADS': '1'}   # as FleetModel.load_context, before numpy loads; `mlops-kit serve` sets the same
+SERVER_ENV = {
+    'OPENBLAS_NUM_THREADS': '1',
+    'OMP_NUM_THREADS': '1',
+    'MKL_NUM_THREADS': '1',
+}  # as FleetModel.load_context, before numpy loads; `mlops-kit serve` sets the same
+
 
 def free_port() -> int:
     with socket.socket() as s:
-        s.bind(('127.0.0.1', 0)); return s.getsockname()[1]
+        s.bind(('127.0.0.1', 0))
+        return s.getsockname()[1]
+
 
 def limits_env(serve_params) -> dict:
     "The request bounds of `serve` params as the environment FleetModel reads (tracking.SERVE_LIMITS)."
-    return {'MLOPS_KIT_SERVE_MAX_ROWS': str(serve_params.max_rows), 'MLOPS_KIT_SERVE_MAX_SPAN_DAYS': str(serve_params.max_span_days)}
+    return {
+        'MLOPS_KIT_SERVE_MAX_ROWS': str(serve_params.max_rows),
+        'MLOPS_KIT_SERVE_MAX_SPAN_DAYS': str(serve_params.max_span_days),
+    }
+
 
 def verified_model(model_uri: str, tracking_uri: str, dst) -> str:
     "A models:/name@alias URI -> the local folder of that version, downloaded into `dst` and verified; any other URI as it is."
     from mlops_kit.tracking import fetch_model
+
     m = re.fullmatch(r'models:/([^/@]+)@([\w-]+)', model_uri)
     return str(fetch_model(tracking_uri, m[1], m[2], dst)[0]) if m else model_uri
 
+
 @contextlib.contextmanager
-def scoring_server(model_uri: str, tracking_uri: str, port: int | None = None, workers: int = 1, timeout_s: float = 90, log_path=None, limits: dict | None = None):
+def scoring_server(
+    model_uri: str,
+    tracking_uri: str,
+    port: int | None = None,
+    workers: int = 1,
+    timeout_s: float = 90,
+    log_path=None,
+    limits: dict | None = None,
+):
     "Run `mlflow models serve` on the verified `model_uri` on 127.0.0.1, output to `log_path` (default: a temp file); yields (port, psutil.Process)."
     import psutil
-    port = port or free_port(); mlflow_bin = Path(sys.executable).parent / 'mlflow'
-    log_path = Path(log_path or Path(tempfile.gettempdir()) / f'mlflow-serve-{port}.log'); log_path.parent.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, 'MLFLOW_TRACKING_URI': tracking_uri, 'MLFLOW_DISABLE_TELEMETRY': 'true', 'PATH': f"{mlflow_bin.parent}{os.pathsep}{os.environ.get('PATH', '')}",
-           **SERVER_ENV, **(limits or {})}
+
+    port = port or free_port()
+    mlflow_bin = Path(sys.executable).parent / 'mlflow'
+    log_path = Path(log_path or Path(tempfile.gettempdir()) / f'mlflow-serve-{port}.log')
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    env = {
+        **os.environ,
+        'MLFLOW_TRACKING_URI': tracking_uri,
+        'MLFLOW_DISABLE_TELEMETRY': 'true',
+        'PATH': f"{mlflow_bin.parent}{os.pathsep}{os.environ.get('PATH', '')}",
+        **SERVER_ENV,
+        **(limits or {}),
+    }
     folder = tempfile.mkdtemp(prefix='mlops-kit-serve-')
     try:
         local = verified_model(model_uri, tracking_uri, folder)
-        with open(log_path, 'ab') as log:       # a file, not a pipe: see above
-            srv = subprocess.Popen([str(mlflow_bin), 'models', 'serve', '-m', local, '--env-manager', 'local', '-h', '127.0.0.1', '-p', str(port), '-w', str(workers)],
-                                   env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    except BaseException: shutil.rmtree(folder, ignore_errors=True); raise
+        with open(log_path, 'ab') as log:  # a file, not a pipe: see above
+            srv = subprocess.Popen(
+                [
+                    str(mlflow_bin),
+                    'models',
+                    'serve',
+                    '-m',
+                    local,
+                    '--env-manager',
+                    'local',
+                    '-h',
+                    '127.0.0.1',
+                    '-p',
+                    str(port),
+                    '-w',
+                    str(workers),
+                ],
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+    except BaseException:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
     try:
         t0 = time.time()
         while True:
-            if srv.poll() is not None: raise RuntimeError(f"the scoring server for {model_uri} exited (log: {log_path}):\n{log_path.read_text(errors='replace')[-2000:]}")
+            if srv.poll() is not None:
+                raise RuntimeError(
+                    f"the scoring server for {model_uri} exited (log: {log_path}):\n{log_path.read_text(errors='replace')[-2000:]}"
+                )
             try:
-                c = http.client.HTTPConnection('127.0.0.1', port, timeout=1); c.request('GET', '/ping')
-                if c.getresponse().status == 200: break
-            except OSError: pass
-            if time.time() - t0 > timeout_s: raise TimeoutError(f"the scoring server for {model_uri} did not answer /ping within {timeout_s:g} s (log: {log_path})")
+                c = http.client.HTTPConnection('127.0.0.1', port, timeout=1)
+                c.request('GET', '/ping')
+                if c.getresponse().status == 200:
+                    break
+            except OSError:
+                pass
+            if time.time() - t0 > timeout_s:
+                raise TimeoutError(
+                    f"the scoring server for {model_uri} did not answer /ping within {timeout_s:g} s (log: {log_path})"
+                )
             time.sleep(0.3)
         yield port, psutil.Process(srv.pid)
     finally:
-        with contextlib.suppress(ProcessLookupError): os.killpg(srv.pid, 15)
-        srv.wait(timeout=30); shutil.rmtree(folder, ignore_errors=True)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(srv.pid, 15)
+        srv.wait(timeout=30)
+        shutil.rmtree(folder, ignore_errors=True)
 
 # %% ../nbs/14_serve.ipynb #d40fd645
 def serve_champion(root, p, host: str = '127.0.0.1', port: int = 5001):
     "Verify models:/<register.model_name>@champion into <root>/.staging/serve, then exec `mlflow models serve` on it (never returns)."
     from mlops_kit.tracking import tracking_uri
-    root = Path(root).resolve(); uri = tracking_uri(p.train.tracking_uri, root); dst = root / '.staging' / 'serve'
-    shutil.rmtree(dst, ignore_errors=True); dst.mkdir(parents=True)
+
+    root = Path(root).resolve()
+    uri = tracking_uri(p.train.tracking_uri, root)
+    dst = root / '.staging' / 'serve'
+    shutil.rmtree(dst, ignore_errors=True)
+    dst.mkdir(parents=True)
     local = verified_model(f'models:/{p.register.model_name}@champion', uri, dst)
     mlflow_bin = str(Path(sys.executable).parent / 'mlflow')
-    argv = [mlflow_bin, 'models', 'serve', '-m', local, '--env-manager', 'local', '-h', host, '-p', str(port), '-w', str(p.serve.workers)]
-    print(f"serving models:/{p.register.model_name}@champion (verified, {local}) on http://{host}:{port}/invocations", flush=True)
+    argv = [
+        mlflow_bin,
+        'models',
+        'serve',
+        '-m',
+        local,
+        '--env-manager',
+        'local',
+        '-h',
+        host,
+        '-p',
+        str(port),
+        '-w',
+        str(p.serve.workers),
+    ]
+    print(
+        f"serving models:/{p.register.model_name}@champion (verified, {local}) on http://{host}:{port}/invocations",
+        flush=True,
+    )
     os.execve(mlflow_bin, argv, {**os.environ, 'MLFLOW_TRACKING_URI': uri, **SERVER_ENV, **limits_env(p.serve)})
 
 # %% ../nbs/14_serve.ipynb #ba2e2a17
-FORMATS = ('inputs', 'dataframe_split', 'dataframe_records')    # MLflow's JSON request formats; all three are served, `inputs` parses fastest
+FORMATS = (
+    'inputs',
+    'dataframe_split',
+    'dataframe_records',
+)  # MLflow's JSON request formats; all three are served, `inputs` parses fastest
+
 
 def _body(r: pd.DataFrame, fmt: str = 'inputs') -> bytes:
     "One JSON request body for rows `r` (monitor_id, ts as ISO strings, value) in one of MLflow's request formats."
     cols = ['monitor_id', 'ts', 'value']
-    if fmt == 'inputs': return json.dumps({'inputs': {c: r[c].tolist() for c in cols}}).encode()
-    if fmt == 'dataframe_split': return json.dumps({'dataframe_split': {'columns': cols, 'data': r[cols].values.tolist()}}).encode()
-    if fmt == 'dataframe_records': return json.dumps({'dataframe_records': r[cols].to_dict('records')}).encode()
+    if fmt == 'inputs':
+        return json.dumps({'inputs': {c: r[c].tolist() for c in cols}}).encode()
+    if fmt == 'dataframe_split':
+        return json.dumps({'dataframe_split': {'columns': cols, 'data': r[cols].values.tolist()}}).encode()
+    if fmt == 'dataframe_records':
+        return json.dumps({'dataframe_records': r[cols].to_dict('records')}).encode()
     raise ValueError(f"unknown request format {fmt!r}; one of {FORMATS}")
+
 
 def _requests(rows: pd.DataFrame, points: int, n: int, seed: int = 0, fmt: str = 'inputs') -> list[bytes]:
     "n request bodies of `points` consecutive rows of one monitor each (ts as ISO strings), in request format `fmt`."
     rng, out, parts = np.random.default_rng(seed), [], [g for _, g in rows.groupby('monitor_id')]
     for _ in range(n):
-        g = parts[rng.integers(len(parts))]; i = rng.integers(0, len(g) - points)
-        out.append(_body(g.iloc[i:i + points].assign(ts=lambda d: pd.to_datetime(d.ts).dt.strftime('%Y-%m-%dT%H:%M:%S')), fmt))
+        g = parts[rng.integers(len(parts))]
+        i = rng.integers(0, len(g) - points)
+        out.append(
+            _body(
+                g.iloc[i : i + points].assign(ts=lambda d: pd.to_datetime(d.ts).dt.strftime('%Y-%m-%dT%H:%M:%S')), fmt
+            )
+        )
     return out
+
 
 def _cpu(proc) -> float:
     procs = [proc] + proc.children(recursive=True)
     return sum(p.cpu_times().user + p.cpu_times().system for p in procs if p.is_running())
 
+
 class _Conn:
     "One keep-alive HTTP/1.1 connection to the server, for pre-encoded requests: `sendall`, then the status line, the headers and a Content-Length body."
+
     def __init__(self, port: int, timeout: float):
-        self.s = socket.create_connection(('127.0.0.1', port), timeout=timeout); self.s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.s = socket.create_connection(('127.0.0.1', port), timeout=timeout)
+        self.s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.f = self.s.makefile('rb')
 
     def post(self, req: bytes) -> int:
         self.s.sendall(req)
         status, n = int(self.f.readline().split(b' ', 2)[1]), None
         while (h := self.f.readline()) not in (b'\r\n', b''):
-            if h[:15].lower() == b'content-length:': n = int(h[15:])
-        if n is None or len(self.f.read(n)) != n: raise ConnectionError('response without a complete Content-Length body')
+            if h[:15].lower() == b'content-length:':
+                n = int(h[15:])
+        if n is None or len(self.f.read(n)) != n:
+            raise ConnectionError('response without a complete Content-Length body')
         return status
 
-    def close(self): self.f.close(); self.s.close()
+    def close(self):
+        self.f.close()
+        self.s.close()
+
 
 def _post(body: bytes, port: int) -> bytes:
-    return (f'POST /invocations HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n').encode() + body
+    return (
+        f'POST /invocations HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n'
+    ).encode() + body
 
-def load_test(port: int, proc, rows: pd.DataFrame, rate: float, duration_s: float = 10.0, points: int = 12, concurrency: int = 16,
-              grace_s: float = 15.0, request_timeout_s: float = 5.0, fmt: str = 'inputs') -> dict:
+
+def load_test(
+    port: int,
+    proc,
+    rows: pd.DataFrame,
+    rate: float,
+    duration_s: float = 10.0,
+    points: int = 12,
+    concurrency: int = 16,
+    grace_s: float = 15.0,
+    request_timeout_s: float = 5.0,
+    fmt: str = 'inputs',
+) -> dict:
     "Drive the server at `rate` requests/s for `duration_s`; latency percentiles (ms), error rate, throughput, CPU-s per 1,000 predictions (server) and the client's own CPU."
-    n = max(1, int(rate * duration_s)); reqs = [_post(b, port) for b in _requests(rows, points, n, fmt=fmt)]
-    local = threading.local(); lat, late = np.full(n, np.nan), np.full(n, np.nan); ok = np.zeros(n, bool)
+    n = max(1, int(rate * duration_s))
+    reqs = [_post(b, port) for b in _requests(rows, points, n, fmt=fmt)]
+    local = threading.local()
+    lat, late = np.full(n, np.nan), np.full(n, np.nan)
+    ok = np.zeros(n, bool)
+
     def one(i, due):
         time.sleep(max(0.0, due - time.perf_counter()))
-        late[i] = (time.perf_counter() - due) * 1000                      # > 0: every client thread was busy, or the client was starved of CPU
-        if time.perf_counter() > t0 + duration_s + grace_s: return          # bounded: a saturated server does not stretch the run; counted as errors
+        late[i] = (
+            time.perf_counter() - due
+        ) * 1000  # > 0: every client thread was busy, or the client was starved of CPU
+        if time.perf_counter() > t0 + duration_s + grace_s:
+            return  # bounded: a saturated server does not stretch the run; counted as errors
         try:
-            if not hasattr(local, 'c'): local.c = _Conn(port, request_timeout_s)
+            if not hasattr(local, 'c'):
+                local.c = _Conn(port, request_timeout_s)
             ok[i] = local.c.post(reqs[i]) == 200
         except (OSError, ValueError, IndexError):
-            if hasattr(local, 'c'): local.c.close(); del local.c
+            if hasattr(local, 'c'):
+                local.c.close()
+                del local.c
         lat[i] = (time.perf_counter() - due) * 1000
+
     cpu0, me0, t0 = _cpu(proc), time.process_time(), time.perf_counter() + 0.2
-    with ThreadPoolExecutor(concurrency) as ex: list(ex.map(lambda i: one(i, t0 + i / rate), range(n)))
+    with ThreadPoolExecutor(concurrency) as ex:
+        list(ex.map(lambda i: one(i, t0 + i / rate), range(n)))
     wall, cpu, me = time.perf_counter() - t0, _cpu(proc) - cpu0, time.process_time() - me0
     good = lat[ok]
-    return {'rate_rps': rate, 'requests': n, 'points': points, 'p50_ms': float(np.percentile(good, 50)) if len(good) else np.nan,
-            'p95_ms': float(np.percentile(good, 95)) if len(good) else np.nan, 'p99_ms': float(np.percentile(good, 99)) if len(good) else np.nan,
-            'error_rate': float(1 - ok.mean()), 'throughput_rps': float(ok.sum() / wall), 'cpu_s_per_1k_predictions': float(cpu / (ok.sum() * points) * 1000) if ok.any() else np.nan,
-            'send_late_p99_ms': float(np.nanpercentile(late, 99)) if np.isfinite(late).any() else np.nan, 'client_cpu_ms_per_request': float(me / n * 1000)}
+    return {
+        'rate_rps': rate,
+        'requests': n,
+        'points': points,
+        'p50_ms': float(np.percentile(good, 50)) if len(good) else np.nan,
+        'p95_ms': float(np.percentile(good, 95)) if len(good) else np.nan,
+        'p99_ms': float(np.percentile(good, 99)) if len(good) else np.nan,
+        'error_rate': float(1 - ok.mean()),
+        'throughput_rps': float(ok.sum() / wall),
+        'cpu_s_per_1k_predictions': float(cpu / (ok.sum() * points) * 1000) if ok.any() else np.nan,
+        'send_late_p99_ms': float(np.nanpercentile(late, 99)) if np.isfinite(late).any() else np.nan,
+        'client_cpu_ms_per_request': float(me / n * 1000),
+    }
 
 # %% ../nbs/14_serve.ipynb #09a5a9d7
 def _card_with_slo(c, run_id: str, version, md: str, out: Path) -> Path | None:
     "Add (or replace) the SLO section of the champion's model card as logged in MLflow (register/v<N>/), write the result to `out`, log it back."
     import tempfile
     from mlops_kit.register import card_html
+
     path = f'register/v{version}/model_card.md'
-    if path not in {a.path for a in c.list_artifacts(run_id, f'register/v{version}')}: return None    # a version registered outside the register stage
+    if path not in {a.path for a in c.list_artifacts(run_id, f'register/v{version}')}:
+        return None  # a version registered outside the register stage
     with tempfile.TemporaryDirectory() as d:
-        text = Path(c.download_artifacts(run_id, path, d)).read_text().split('\n## Serving SLO')[0].rstrip('\n') + '\n\n' + md
-    card = out / 'model_card.md'; card.write_text(text); card.with_suffix('.html').write_text(card_html(text))
-    for f in (card, card.with_suffix('.html')): c.log_artifact(run_id, str(f), f'register/v{version}')
+        text = (
+            Path(c.download_artifacts(run_id, path, d)).read_text().split('\n## Serving SLO')[0].rstrip('\n')
+            + '\n\n'
+            + md
+        )
+    card = out / 'model_card.md'
+    card.write_text(text)
+    card.with_suffix('.html').write_text(card_html(text))
+    for f in (card, card.with_suffix('.html')):
+        c.log_artifact(run_id, str(f), f'register/v{version}')
     return card
+
 
 def bench_serve(root, p, rates=None, duration_s: float | None = None) -> pd.DataFrame:
     "SLO load test of models:/<register.model_name>@champion at each rate; writes reports/serve/ (slo.csv, slo.md, the card with its SLO section), logs to MLflow and the card there."
     import mlflow
     from mlops_kit.tracking import client, tracking_uri
+
     root, s = Path(root), p.serve
-    uri = tracking_uri(p.train.tracking_uri, root); c = client(uri)
-    try: mv = c.get_model_version_by_alias(p.register.model_name, 'champion')
-    except mlflow.exceptions.MlflowException: raise FileNotFoundError(f"no champion for {p.register.model_name!r} in {uri}; run `make repro` first") from None
+    uri = tracking_uri(p.train.tracking_uri, root)
+    c = client(uri)
+    try:
+        mv = c.get_model_version_by_alias(p.register.model_name, 'champion')
+    except mlflow.exceptions.MlflowException:
+        raise FileNotFoundError(f"no champion for {p.register.model_name!r} in {uri}; run `make repro` first") from None
     hold = pd.read_parquet(root / p.windows.out_dir / 'holdout.parquet').dropna()
     rows = []
     out = root / 'reports' / 'serve'
-    with scoring_server(f'models:/{p.register.model_name}@champion', uri, workers=s.workers, log_path=out / 'server.log', limits=limits_env(s)) as (port, proc):
-        load_test(port, proc, hold, min(rates or s.rates), 2.0, s.points, fmt=s.request_format)   # warm-up, not reported
+    with scoring_server(
+        f'models:/{p.register.model_name}@champion',
+        uri,
+        workers=s.workers,
+        log_path=out / 'server.log',
+        limits=limits_env(s),
+    ) as (port, proc):
+        load_test(port, proc, hold, min(rates or s.rates), 2.0, s.points, fmt=s.request_format)  # warm-up, not reported
         for rate in rates or s.rates:
             r = load_test(port, proc, hold, rate, duration_s or s.duration_s, s.points, fmt=s.request_format)
             rows.append(r | {'slo_met': bool(r['p99_ms'] <= s.slo_p99_ms and r['error_rate'] <= s.slo_max_error_rate)})
-            print(f"{rate:g} req/s: p50 {r['p50_ms']:.1f} ms · p95 {r['p95_ms']:.1f} · p99 {r['p99_ms']:.1f} · errors {r['error_rate']:.2%} · "
-                  f"{r['throughput_rps']:.0f} req/s · {r['cpu_s_per_1k_predictions']:.3f} CPU-s/1k predictions · client sent p99 {r['send_late_p99_ms']:.1f} ms late ({r['client_cpu_ms_per_request']:.2f} CPU-ms/request) · SLO {'met' if rows[-1]['slo_met'] else 'MISSED'}", flush=True)
+            print(
+                f"{rate:g} req/s: p50 {r['p50_ms']:.1f} ms · p95 {r['p95_ms']:.1f} · p99 {r['p99_ms']:.1f} · errors {r['error_rate']:.2%} · "
+                f"{r['throughput_rps']:.0f} req/s · {r['cpu_s_per_1k_predictions']:.3f} CPU-s/1k predictions · client sent p99 {r['send_late_p99_ms']:.1f} ms late ({r['client_cpu_ms_per_request']:.2f} CPU-ms/request) · SLO {'met' if rows[-1]['slo_met'] else 'MISSED'}",
+                flush=True,
+            )
     t = pd.DataFrame(rows)
     t.to_csv(out / 'slo.csv', index=False)
-    md = (f"## Serving SLO (measured {pd.Timestamp.now('UTC'):%Y-%m-%d %H:%M} UTC, v{mv.version}, {s.points}-point requests as `{s.request_format}`, loopback, {s.workers} worker(s))\n\n"
-          f"Target: p99 ≤ {s.slo_p99_ms:g} ms, errors ≤ {s.slo_max_error_rate:.1%}.\n\n" + t.to_markdown(index=False, floatfmt='.3g') + '\n')
+    md = (
+        f"## Serving SLO (measured {pd.Timestamp.now('UTC'):%Y-%m-%d %H:%M} UTC, v{mv.version}, {s.points}-point requests as `{s.request_format}`, loopback, {s.workers} worker(s))\n\n"
+        f"Target: p99 ≤ {s.slo_p99_ms:g} ms, errors ≤ {s.slo_max_error_rate:.1%}.\n\n"
+        + t.to_markdown(index=False, floatfmt='.3g')
+        + '\n'
+    )
     (out / 'slo.md').write_text(md)
     run_id = mv.tags.get('run_id') or mv.run_id
     _card_with_slo(c, run_id, mv.version, md, out)
@@ -183,6 +350,11 @@ def bench_serve(root, p, rates=None, duration_s: float | None = None) -> pd.Data
     with mlflow.start_run(run_id=run_id):
         mlflow.log_table(t, 'serve/slo.json')
         top = t.loc[t.rate_rps.idxmax()]
-        mlflow.log_metrics({'serve.p99_ms_at_max_rate': top.p99_ms, 'serve.throughput_rps_at_max_rate': top.throughput_rps,
-                            'serve.cpu_s_per_1k_predictions': float(t.cpu_s_per_1k_predictions.median())})
+        mlflow.log_metrics(
+            {
+                'serve.p99_ms_at_max_rate': top.p99_ms,
+                'serve.throughput_rps_at_max_rate': top.throughput_rps,
+                'serve.cpu_s_per_1k_predictions': float(t.cpu_s_per_1k_predictions.median()),
+            }
+        )
     return t

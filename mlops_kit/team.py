@@ -10,7 +10,7 @@ from urllib.parse import urlsplit
 
 import pandas as pd
 
-from .tracking import auth_call, authenticated_user, client, redact, tracking_mode   # MLflow lives in tracking
+from .tracking import auth_call, authenticated_user, client, redact, tracking_mode  # MLflow lives in tracking
 
 # %% auto #0
 __all__ = ['ROLES', 'TeamError', 'auth_config', 'server_command', 'add_user', 'wait_healthy', 'tracking_server', 'team_status']
@@ -22,54 +22,140 @@ class TeamError(ValueError):
 # %% ../nbs/19_team.ipynb #a327e094
 def auth_config(database_uri: str, folder=None) -> Path:
     "A private basic_auth.ini for the server: the user database, READ for authenticated users by default, MLflow's basic-auth check."
-    if not database_uri: raise TeamError("no user database: pass --auth-db or set MLFLOW_AUTH_DATABASE_URI (e.g. postgresql://mlflow:PASSWORD@127.0.0.1:5432/mlflow_auth, a database of its own)")
-    folder = Path(folder or tempfile.mkdtemp(prefix='mlops-kit-auth-')); folder.mkdir(parents=True, exist_ok=True); os.chmod(folder, 0o700)
+    if not database_uri:
+        raise TeamError(
+            "no user database: pass --auth-db or set MLFLOW_AUTH_DATABASE_URI (e.g. postgresql://mlflow:PASSWORD@127.0.0.1:5432/mlflow_auth, a database of its own)"
+        )
+    folder = Path(folder or tempfile.mkdtemp(prefix='mlops-kit-auth-'))
+    folder.mkdir(parents=True, exist_ok=True)
+    os.chmod(folder, 0o700)
     ini = configparser.ConfigParser(interpolation=None)
-    ini['mlflow'] = {'default_permission': 'READ', 'database_uri': database_uri, 'admin_username': 'admin',
-                     'authorization_function': 'mlflow.server.auth:authenticate_request_basic_auth',
-                     'auth_cache_ttl_seconds': '60'}          # a password check (PBKDF2) costs tens of ms per request without it; a changed password reaches other workers within 60 s
+    ini['mlflow'] = {
+        'default_permission': 'READ',
+        'database_uri': database_uri,
+        'admin_username': 'admin',
+        'authorization_function': 'mlflow.server.auth:authenticate_request_basic_auth',
+        'auth_cache_ttl_seconds': '60',
+    }  # a password check (PBKDF2) costs tens of ms per request without it; a changed password reaches other workers within 60 s
     path = folder / 'basic_auth.ini'
-    with open(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), 'w') as f: ini.write(f)      # it holds the database password
+    with open(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), 'w') as f:
+        ini.write(f)  # it holds the database password
     return path
 
-def server_command(backend_store_uri: str, artifacts_destination: str, host: str = '127.0.0.1', port: int = 5000, workers: int = 1,
-                   allowed_hosts: str | None = None, auth_db: str | None = None) -> tuple[list[str], dict]:
+
+def server_command(
+    backend_store_uri: str,
+    artifacts_destination: str,
+    host: str = '127.0.0.1',
+    port: int = 5000,
+    workers: int = 1,
+    allowed_hosts: str | None = None,
+    auth_db: str | None = None,
+) -> tuple[list[str], dict]:
     "(argv, env) for `mlflow server --app-name basic-auth`: PostgreSQL (or any SQLAlchemy) backend and user database, artifacts proxied from `artifacts_destination`."
-    if not backend_store_uri: raise TeamError("no backend store: pass --backend-store-uri or set MLFLOW_BACKEND_STORE_URI (e.g. postgresql://mlflow:PASSWORD@127.0.0.1:5432/mlflow)")
-    if not artifacts_destination: raise TeamError("no artifact destination: pass --artifacts-destination or set MLFLOW_ARTIFACTS_DESTINATION (a shared folder, or s3://bucket/path)")
+    if not backend_store_uri:
+        raise TeamError(
+            "no backend store: pass --backend-store-uri or set MLFLOW_BACKEND_STORE_URI (e.g. postgresql://mlflow:PASSWORD@127.0.0.1:5432/mlflow)"
+        )
+    if not artifacts_destination:
+        raise TeamError(
+            "no artifact destination: pass --artifacts-destination or set MLFLOW_ARTIFACTS_DESTINATION (a shared folder, or s3://bucket/path)"
+        )
     ini = auth_config(auth_db or os.environ.get('MLFLOW_AUTH_DATABASE_URI', ''))
-    dest = artifacts_destination if '://' in artifacts_destination else str(Path(artifacts_destination).expanduser().resolve())
-    argv = [str(Path(sys.executable).parent / 'mlflow'), 'server', '--app-name', 'basic-auth', '--serve-artifacts', '--host', host, '--port', str(port), '--workers', str(workers)]
-    if allowed_hosts: argv += ['--allowed-hosts', allowed_hosts]
-    jobs = os.environ.get('MLFLOW_SERVER_ENABLE_JOB_EXECUTION', 'false')        # MLflow's GenAI job runner: the kit has no jobs for it
-    return argv, {'MLFLOW_BACKEND_STORE_URI': backend_store_uri, 'MLFLOW_ARTIFACTS_DESTINATION': dest, 'MLFLOW_SERVER_ENABLE_JOB_EXECUTION': jobs,
-                  'MLFLOW_AUTH_CONFIG_PATH': str(ini), 'MLFLOW_FLASK_SERVER_SECRET_KEY': os.environ.get('MLFLOW_FLASK_SERVER_SECRET_KEY') or secrets.token_hex(32)}
+    dest = (
+        artifacts_destination
+        if '://' in artifacts_destination
+        else str(Path(artifacts_destination).expanduser().resolve())
+    )
+    argv = [
+        str(Path(sys.executable).parent / 'mlflow'),
+        'server',
+        '--app-name',
+        'basic-auth',
+        '--serve-artifacts',
+        '--host',
+        host,
+        '--port',
+        str(port),
+        '--workers',
+        str(workers),
+    ]
+    if allowed_hosts:
+        argv += ['--allowed-hosts', allowed_hosts]
+    jobs = os.environ.get(
+        'MLFLOW_SERVER_ENABLE_JOB_EXECUTION', 'false'
+    )  # MLflow's GenAI job runner: the kit has no jobs for it
+    return argv, {
+        'MLFLOW_BACKEND_STORE_URI': backend_store_uri,
+        'MLFLOW_ARTIFACTS_DESTINATION': dest,
+        'MLFLOW_SERVER_ENABLE_JOB_EXECUTION': jobs,
+        'MLFLOW_AUTH_CONFIG_PATH': str(ini),
+        'MLFLOW_FLASK_SERVER_SECRET_KEY': os.environ.get('MLFLOW_FLASK_SERVER_SECRET_KEY') or secrets.token_hex(32),
+    }
 
 # %% ../nbs/19_team.ipynb #91f0a948
-ROLES = {'viewer': ('READ', 'READ'), 'engineer': ('EDIT', 'READ'), 'releaser': ('EDIT', 'EDIT'), 'admin': ('MANAGE', 'MANAGE')}   # (experiment, registered model)
+ROLES = {
+    'viewer': ('READ', 'READ'),
+    'engineer': ('EDIT', 'READ'),
+    'releaser': ('EDIT', 'EDIT'),
+    'admin': ('MANAGE', 'MANAGE'),
+}  # (experiment, registered model)
+
 
 def _ok(status: int, body, what: str):
-    if status in (401, 403): raise TeamError(f"{what}: the server refused ({status}); run this as the admin (MLFLOW_TRACKING_USERNAME=admin, MLFLOW_TRACKING_PASSWORD)")
-    if status == 404: raise TeamError(f"{what}: the server has no user API (404): it runs without authentication; restart it with `make team-server`")
-    if status >= 300: raise TeamError(f"{what}: HTTP {status}: {str((body or {}).get('message', body))[:200]}")
+    if status in (401, 403):
+        raise TeamError(
+            f"{what}: the server refused ({status}); run this as the admin (MLFLOW_TRACKING_USERNAME=admin, MLFLOW_TRACKING_PASSWORD)"
+        )
+    if status == 404:
+        raise TeamError(
+            f"{what}: the server has no user API (404): it runs without authentication; restart it with `make team-server`"
+        )
+    if status >= 300:
+        raise TeamError(f"{what}: HTTP {status}: {str((body or {}).get('message', body))[:200]}")
 
-def add_user(uri: str, name: str, role: str, password: str, experiment: str = 'mlops_kit', model: str = 'mlops_kit_fleet') -> dict:
+
+def add_user(
+    uri: str, name: str, role: str, password: str, experiment: str = 'mlops_kit', model: str = 'mlops_kit_fleet'
+) -> dict:
     "Create user `name` (or set a new password) on the server at `uri` and grant `role` on the experiment and the registered model."
     from mlops_kit.tracking import experiment as get_experiment
-    if role not in ROLES: raise TeamError(f"unknown role {role!r}; one of {list(ROLES)}")
-    if not password: raise TeamError(f"no password for {name!r}: set MLOPS_KIT_USER_PASSWORD or type it at the prompt")
+
+    if role not in ROLES:
+        raise TeamError(f"unknown role {role!r}; one of {list(ROLES)}")
+    if not password:
+        raise TeamError(f"no password for {name!r}: set MLOPS_KIT_USER_PASSWORD or type it at the prompt")
     status, body = auth_call(uri, 'GET', '/api/2.0/mlflow/users/get', params={'username': name})
-    if status == 200: status, body = auth_call(uri, 'PATCH', '/api/2.0/mlflow/users/update-password', json={'username': name, 'password': password})
-    else: status, body = auth_call(uri, 'POST', '/api/2.0/mlflow/users/create', json={'username': name, 'password': password})
+    if status == 200:
+        status, body = auth_call(
+            uri, 'PATCH', '/api/2.0/mlflow/users/update-password', json={'username': name, 'password': password}
+        )
+    else:
+        status, body = auth_call(
+            uri, 'POST', '/api/2.0/mlflow/users/create', json={'username': name, 'password': password}
+        )
     _ok(status, body, f'user {name!r}')
     eid, c = get_experiment(experiment, uri), client(uri)
-    if not c.search_registered_models(f"name='{model}'"): c.create_registered_model(model)
+    if not c.search_registered_models(f"name='{model}'"):
+        c.create_registered_model(model)
     grants = [('experiment', eid, ROLES[role][0]), ('registered_model', model, ROLES[role][1])]
-    if ROLES[role][0] != 'READ': grants.append(('experiment', '0', 'EDIT'))      # MLflow files evaluate's nested runs in its Default experiment
+    if ROLES[role][0] != 'READ':
+        grants.append(('experiment', '0', 'EDIT'))  # MLflow files evaluate's nested runs in its Default experiment
     for rtype, rid, perm in grants:
-        _ok(*auth_call(uri, 'POST', '/api/3.0/mlflow/users/permissions/grant', json={'username': name, 'resource_type': rtype, 'resource_id': rid, 'permission': perm}),
-            f'{perm} on {rtype} {rid!r} for {name!r}')
-    if role == 'admin': _ok(*auth_call(uri, 'PATCH', '/api/2.0/mlflow/users/update-admin', json={'username': name, 'is_admin': True}), f'admin for {name!r}')
+        _ok(
+            *auth_call(
+                uri,
+                'POST',
+                '/api/3.0/mlflow/users/permissions/grant',
+                json={'username': name, 'resource_type': rtype, 'resource_id': rid, 'permission': perm},
+            ),
+            f'{perm} on {rtype} {rid!r} for {name!r}',
+        )
+    if role == 'admin':
+        _ok(
+            *auth_call(uri, 'PATCH', '/api/2.0/mlflow/users/update-admin', json={'username': name, 'is_admin': True}),
+            f'admin for {name!r}',
+        )
     return {'user': name, 'role': role, 'experiment': ROLES[role][0], 'registered_model': ROLES[role][1]}
 
 # %% ../nbs/19_team.ipynb #e83eec6a
@@ -78,71 +164,159 @@ def wait_healthy(url: str, timeout_s: float = 120, proc=None, log=None):
     u, t0 = urlsplit(url), time.time()
     while True:
         if proc is not None and proc.poll() is not None:
-            raise RuntimeError(f"mlflow server exited with status {proc.returncode}:\n" + (Path(log).read_text()[-3000:] if log else ''))
+            raise RuntimeError(
+                f"mlflow server exited with status {proc.returncode}:\n"
+                + (Path(log).read_text()[-3000:] if log else '')
+            )
         try:
-            c = http.client.HTTPConnection(u.hostname, u.port, timeout=2); c.request('GET', '/health')
-            if c.getresponse().status == 200: return
-        except OSError: pass
-        if time.time() - t0 > timeout_s: raise TimeoutError(f"{url}/health did not answer within {timeout_s:g} s" + (f"; server log: {log}" if log else ''))
+            c = http.client.HTTPConnection(u.hostname, u.port, timeout=2)
+            c.request('GET', '/health')
+            if c.getresponse().status == 200:
+                return
+        except OSError:
+            pass
+        if time.time() - t0 > timeout_s:
+            raise TimeoutError(
+                f"{url}/health did not answer within {timeout_s:g} s" + (f"; server log: {log}" if log else '')
+            )
         time.sleep(0.3)
 
+
 @contextlib.contextmanager
-def tracking_server(backend_store_uri: str, artifacts_destination: str, port: int | None = None, workers: int = 1, timeout_s: float = 120, log=None,
-                    auth_db: str | None = None):
+def tracking_server(
+    backend_store_uri: str,
+    artifacts_destination: str,
+    port: int | None = None,
+    workers: int = 1,
+    timeout_s: float = 120,
+    log=None,
+    auth_db: str | None = None,
+):
     "Run `mlflow server` (see server_command) on 127.0.0.1; yields its URL; stops the process group on exit."
     import signal
     from mlops_kit.serve import free_port
-    port = port or free_port(); argv, env = server_command(backend_store_uri, artifacts_destination, '127.0.0.1', port, workers, auth_db=auth_db)
+
+    port = port or free_port()
+    argv, env = server_command(backend_store_uri, artifacts_destination, '127.0.0.1', port, workers, auth_db=auth_db)
     log = Path(log or tempfile.mkstemp(prefix='mlflow-server-', suffix='.log')[1])
     with open(log, 'w') as out:
-        proc = subprocess.Popen(argv, env={**os.environ, 'MLFLOW_DISABLE_TELEMETRY': 'true', **env}, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        proc = subprocess.Popen(
+            argv,
+            env={**os.environ, 'MLFLOW_DISABLE_TELEMETRY': 'true', **env},
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     try:
-        url = f'http://127.0.0.1:{port}'; wait_healthy(url, timeout_s, proc, log)
+        url = f'http://127.0.0.1:{port}'
+        wait_healthy(url, timeout_s, proc, log)
         yield url
     finally:
-        with contextlib.suppress(ProcessLookupError): os.killpg(proc.pid, signal.SIGTERM)
-        try: proc.wait(timeout=30)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=30)
         except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError): os.killpg(proc.pid, signal.SIGKILL)
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
 
 # %% ../nbs/19_team.ipynb #96a2eae2
 def _dvc_remote(root: Path) -> tuple[str, bool, str]:
     "(value, ok, advice) for the DVC default remote of the repository at `root` (read through DVC's own config API: `dvc remote list` wraps long lines)."
     from dvc.repo import Repo
-    if not (root / '.dvc').is_dir(): return 'not a DVC repository', False, 'dvc init (make repro does the rest)'
-    with Repo(str(root)) as r: conf = r.config
+
+    if not (root / '.dvc').is_dir():
+        return 'not a DVC repository', False, 'dvc init (make repro does the rest)'
+    with Repo(str(root)) as r:
+        conf = r.config
     default = conf['core'].get('remote')
-    if not default: return 'none', False, 'dvc remote add -d shared /mnt/team/dvcstore && git commit .dvc/config && dvc push'
-    return f"{default} → {conf['remote'].get(default, {}).get('url', '?')}", True, 'dvc push after dvc repro; teammates dvc pull'
+    if not default:
+        return 'none', False, 'dvc remote add -d shared /mnt/team/dvcstore && git commit .dvc/config && dvc push'
+    return (
+        f"{default} → {conf['remote'].get(default, {}).get('url', '?')}",
+        True,
+        'dvc push after dvc repro; teammates dvc pull',
+    )
+
 
 def team_status(p, root='.') -> pd.DataFrame:
     "Rows (check, value, ok, advice) on tracking mode, server health, experiment, champion, audit log and DVC remote."
     import mlflow
     from mlops_kit.tracking import repo_root, tracking_uri
-    root = Path(root); uri = tracking_uri(p.train.tracking_uri, root); mode = tracking_mode(uri); rows = []
-    add = lambda check, value, ok, advice='': rows.append({'check': check, 'value': value, 'ok': bool(ok), 'advice': advice})
-    add('tracking', f'{redact(uri)} ({mode})', mode != 'database', {'embedded': 'single-user default; team mode: set train.tracking_uri or MLFLOW_TRACKING_URI to http://<server>:5000',
-        'server': 'team mode', 'database': 'run `mlops-kit team server` on this database and point clients at its http:// URL (artifacts would stay local)'}[mode])
+
+    root = Path(root)
+    uri = tracking_uri(p.train.tracking_uri, root)
+    mode = tracking_mode(uri)
+    rows = []
+    add = lambda check, value, ok, advice='': rows.append(
+        {'check': check, 'value': value, 'ok': bool(ok), 'advice': advice}
+    )
+    add(
+        'tracking',
+        f'{redact(uri)} ({mode})',
+        mode != 'database',
+        {
+            'embedded': 'single-user default; team mode: set train.tracking_uri or MLFLOW_TRACKING_URI to http://<server>:5000',
+            'server': 'team mode',
+            'database': 'run `mlops-kit team server` on this database and point clients at its http:// URL (artifacts would stay local)',
+        }[mode],
+    )
     if mode == 'server':
-        try: wait_healthy(uri, timeout_s=5); add('server', 'answers /health', True)
+        try:
+            wait_healthy(uri, timeout_s=5)
+            add('server', 'answers /health', True)
         except (TimeoutError, RuntimeError) as e:
-            add('server', f'not reachable ({e})', False, 'start it: make team-server (see the team how-to)'); return pd.DataFrame(rows)
-        status = auth_call(uri, 'GET', '/api/2.0/mlflow/users/current')[0]
-        if status == 404: add('identity', 'the server does not authenticate: anyone who reaches it can move champion', False, 'restart it with make team-server (basic-auth)')
-        elif (who := authenticated_user(uri)) is None:
-            add('identity', f'not authenticated (HTTP {status})', False, 'export MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD (the admin adds you: mlops-kit team user NAME --role ROLE)')
+            add('server', f'not reachable ({e})', False, 'start it: make team-server (see the team how-to)')
             return pd.DataFrame(rows)
-        else: add('identity', f'authenticated as {who}', True)
-    mlflow.set_tracking_uri(uri); e = mlflow.get_experiment_by_name(p.train.experiment)
-    add('experiment', f"{p.train.experiment} (id {e.experiment_id}, artifacts {e.artifact_location})" if e else f"{p.train.experiment}: not created yet",
-        True, '' if e else 'dvc repro (train creates it)')
+        status = auth_call(uri, 'GET', '/api/2.0/mlflow/users/current')[0]
+        if status == 404:
+            add(
+                'identity',
+                'the server does not authenticate: anyone who reaches it can move champion',
+                False,
+                'restart it with make team-server (basic-auth)',
+            )
+        elif (who := authenticated_user(uri)) is None:
+            add(
+                'identity',
+                f'not authenticated (HTTP {status})',
+                False,
+                'export MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD (the admin adds you: mlops-kit team user NAME --role ROLE)',
+            )
+            return pd.DataFrame(rows)
+        else:
+            add('identity', f'authenticated as {who}', True)
+    mlflow.set_tracking_uri(uri)
+    e = mlflow.get_experiment_by_name(p.train.experiment)
+    add(
+        'experiment',
+        f"{p.train.experiment} (id {e.experiment_id}, artifacts {e.artifact_location})"
+        if e
+        else f"{p.train.experiment}: not created yet",
+        True,
+        '' if e else 'dvc repro (train creates it)',
+    )
     from mlops_kit.register import champion_version
-    c = client(uri); name = p.register.model_name
+
+    c = client(uri)
+    name = p.register.model_name
     champ = champion_version(c, name)
-    add('registry', f"{name}: champion v{champ}" if champ else f"{name}: no champion yet", True, '' if champ else 'dvc repro (register promotes the first version that passes the gate)')
-    log = repo_root(root) / p.register.audit_log; shared = Path(p.register.audit_log).is_absolute()
-    add('audit log', f"{log} ({'shared path' if shared else 'inside this clone'})", shared or mode != 'server',
-        '' if shared or mode != 'server' else 'set register.audit_log to an absolute path on a shared disk, so the team keeps one hash chain')
+    add(
+        'registry',
+        f"{name}: champion v{champ}" if champ else f"{name}: no champion yet",
+        True,
+        '' if champ else 'dvc repro (register promotes the first version that passes the gate)',
+    )
+    log = repo_root(root) / p.register.audit_log
+    shared = Path(p.register.audit_log).is_absolute()
+    add(
+        'audit log',
+        f"{log} ({'shared path' if shared else 'inside this clone'})",
+        shared or mode != 'server',
+        ''
+        if shared or mode != 'server'
+        else 'set register.audit_log to an absolute path on a shared disk, so the team keeps one hash chain',
+    )
     add('dvc remote', *_dvc_remote(root))
     return pd.DataFrame(rows)

@@ -14,46 +14,69 @@ __all__ = ['STAGE_ROWS', 'MLFLOW_STAGES', 'PRE_WINDOW', 'Meter', 'row_counts', '
 
 # %% ../nbs/20_telemetry.ipynb #1ce6c6ff
 def _cpu(who) -> float:
-    r = resource.getrusage(who); return r.ru_utime + r.ru_stime
+    r = resource.getrusage(who)
+    return r.ru_utime + r.ru_stime
+
 
 def _maxrss_mb(who) -> float:
-    return resource.getrusage(who).ru_maxrss / 1024      # Linux reports KiB
+    return resource.getrusage(who).ru_maxrss / 1024  # Linux reports KiB
+
 
 class Meter:
     "Context manager: wall, CPU (self + children) and peak RSS (process tree) of the block it wraps."
-    def __init__(self, interval: float = 0.2): self.interval = interval
+
+    def __init__(self, interval: float = 0.2):
+        self.interval = interval
 
     def _sample(self):
         import psutil
-        me = psutil.Process(); tree, cpu = me.memory_info().rss, {}
+
+        me = psutil.Process()
+        tree, cpu = me.memory_info().rss, {}
         for c in me.children(recursive=True):
             try:
-                with c.oneshot(): t = c.cpu_times(); tree += c.memory_info().rss; cpu[(c.pid, c.create_time())] = t.user + t.system
-            except psutil.Error: pass     # exited between listing and reading: its CPU shows up in getrusage once reaped
+                with c.oneshot():
+                    t = c.cpu_times()
+                    tree += c.memory_info().rss
+                    cpu[(c.pid, c.create_time())] = t.user + t.system
+            except psutil.Error:
+                pass  # exited between listing and reading: its CPU shows up in getrusage once reaped
         return tree, cpu
 
     def _loop(self):
-        while not self._stop.wait(self.interval): self._observe()
+        while not self._stop.wait(self.interval):
+            self._observe()
 
     def _observe(self):
-        tree, cpu = self._sample(); self.peak_tree = max(self.peak_tree, tree); self.seen.update(cpu)
+        tree, cpu = self._sample()
+        self.peak_tree = max(self.peak_tree, tree)
+        self.seen.update(cpu)
 
     def __enter__(self):
         self.t0, self.start = time.perf_counter(), datetime.now(timezone.utc)
         self.cpu0 = (_cpu(resource.RUSAGE_SELF), _cpu(resource.RUSAGE_CHILDREN))
         self.rss0 = (_maxrss_mb(resource.RUSAGE_SELF), _maxrss_mb(resource.RUSAGE_CHILDREN))
         self.peak_tree, self.seen = 0, {}
-        self._observe(); self.base = dict(self.seen)      # children alive before the block (a reused pool): only their CPU from now counts
-        self._stop = threading.Event(); self._t = threading.Thread(target=self._loop, daemon=True, name='telemetry-sampler'); self._t.start()
+        self._observe()
+        self.base = dict(self.seen)  # children alive before the block (a reused pool): only their CPU from now counts
+        self._stop = threading.Event()
+        self._t = threading.Thread(target=self._loop, daemon=True, name='telemetry-sampler')
+        self._t.start()
         return self
 
     def __exit__(self, *exc):
-        self._stop.set(); self._t.join(); self._observe()
+        self._stop.set()
+        self._t.join()
+        self._observe()
         self.end, self.wall_s = datetime.now(timezone.utc), time.perf_counter() - self.t0
         self.cpu_self_s = _cpu(resource.RUSAGE_SELF) - self.cpu0[0]
         sampled = sum(v - self.base.get(k, 0.0) for k, v in self.seen.items())
         self.cpu_children_s = max(_cpu(resource.RUSAGE_CHILDREN) - self.cpu0[1], sampled)
-        peaks = [self.peak_tree / 2**20] + [now for now, before in zip((_maxrss_mb(resource.RUSAGE_SELF), _maxrss_mb(resource.RUSAGE_CHILDREN)), self.rss0) if now > before]
+        peaks = [self.peak_tree / 2**20] + [
+            now
+            for now, before in zip((_maxrss_mb(resource.RUSAGE_SELF), _maxrss_mb(resource.RUSAGE_CHILDREN)), self.rss0)
+            if now > before
+        ]
         self.peak_rss_mb = max(peaks)
         return False
 
@@ -61,53 +84,78 @@ class Meter:
 def _get(d, *keys):
     return None if d is None or any(k not in d for k in keys) else sum(int(d[k]) for k in keys)
 
-STAGE_ROWS = {   # stage -> f(result, metrics) -> (rows_in, rows_out, unit)
-    'sample':   lambda r, m: (0, _get(r, 'rows'), 'raw log rows generated (nothing read)'),
-    'ingest':   lambda r, m: (_get(r, 'rows_in'), _get(r, 'signal_rows'), 'raw rows in, signal rows out'),
+
+STAGE_ROWS = {  # stage -> f(result, metrics) -> (rows_in, rows_out, unit)
+    'sample': lambda r, m: (0, _get(r, 'rows'), 'raw log rows generated (nothing read)'),
+    'ingest': lambda r, m: (_get(r, 'rows_in'), _get(r, 'signal_rows'), 'raw rows in, signal rows out'),
     'validate': lambda r, m: (_get(r, 'n_rows'), _get(r, 'n_rows'), 'signal rows checked'),
-    'windows':  lambda r, m: (None, _get(r, 'train_rows', 'holdout_rows'), 'window rows (train + holdout)'),
-    'train':    lambda r, m: (_get(r, 'monitors'), _get(r, 'tuned'), 'monitors (in: windows, out: tuned)'),
+    'windows': lambda r, m: (None, _get(r, 'train_rows', 'holdout_rows'), 'window rows (train + holdout)'),
+    'train': lambda r, m: (_get(r, 'monitors'), _get(r, 'tuned'), 'monitors (in: windows, out: tuned)'),
     'evaluate': lambda r, m: (_get(r, 'monitors'), _get(r, 'monitors'), 'monitors replayed on the holdout'),
-    'monitor':  lambda r, m: (_get(r, 'monitors'), _get(r, 'drifted'), 'monitors (in: checked, out: drifted)'),
+    'monitor': lambda r, m: (_get(r, 'monitors'), _get(r, 'drifted'), 'monitors (in: checked, out: drifted)'),
 }
+
 
 def row_counts(stage: str, result=None, root='.', rows=None) -> dict:
     "rows_in, rows_out, rows_unit for a finished stage (+ rows_note when it has none)."
     mf = Path(root) / 'metrics' / f'{stage}.json'
-    try: m = json.loads(mf.read_text())
-    except (OSError, ValueError): m = None       # no metrics file (or not JSON): counts come from the result alone
+    try:
+        m = json.loads(mf.read_text())
+    except (OSError, ValueError):
+        m = None  # no metrics file (or not JSON): counts come from the result alone
     r = result if isinstance(result, dict) else None
     rule = rows or STAGE_ROWS.get(stage) or (lambda r, m: (_get(r or m, 'rows_in'), _get(r or m, 'rows_out'), 'rows'))
-    try: n_in, n_out, unit = rule(r, m)
-    except (KeyError, TypeError, ValueError) as e: n_in = n_out = unit = None; err = f"{type(e).__name__}: {e}"
-    else: err = None
+    try:
+        n_in, n_out, unit = rule(r, m)
+    except (KeyError, TypeError, ValueError) as e:
+        n_in = n_out = unit = None
+        err = f"{type(e).__name__}: {e}"
+    else:
+        err = None
     out = {'rows_in': n_in, 'rows_out': n_out, 'rows_unit': unit}
     if n_in is None and n_out is None:
         out |= {'rows_unit': None, 'rows_note': f"stage {stage!r} reports no row counts" + (f" ({err})" if err else '')}
-    elif n_in is None or n_out is None: out['rows_note'] = f"rows {'in' if n_in is None else 'out'} not known for stage {stage!r}"
+    elif n_in is None or n_out is None:
+        out['rows_note'] = f"rows {'in' if n_in is None else 'out'} not known for stage {stage!r}"
     return out
 
 # %% ../nbs/20_telemetry.ipynb #8d0e7414
 def pipeline_run() -> str:
     "An id shared by every stage of one `dvc repro` / `dvc exp run`: $MLOPS_KIT_RUN, else the ancestor dvc process, else this process."
-    if os.environ.get('MLOPS_KIT_RUN'): return os.environ['MLOPS_KIT_RUN']
+    if os.environ.get('MLOPS_KIT_RUN'):
+        return os.environ['MLOPS_KIT_RUN']
     import psutil
-    me = psutil.Process(); exp = os.environ.get('DVC_EXP_NAME', '')
+
+    me = psutil.Process()
+    exp = os.environ.get('DVC_EXP_NAME', '')
     for p in me.parents():
-        try: argv, pname = p.cmdline()[:3], p.name()
-        except psutil.Error: continue
-        prog = [os.path.basename(a) for a in argv[:2]]          # the program, or the script a python runs; never a shell's -c text
+        try:
+            argv, pname = p.cmdline()[:3], p.name()
+        except psutil.Error:
+            continue
+        prog = [
+            os.path.basename(a) for a in argv[:2]
+        ]  # the program, or the script a python runs; never a shell's -c text
         if pname == 'dvc' or 'dvc' in prog or argv[1:3] == ['-m', 'dvc']:
-            return f"dvc-{p.pid}-{datetime.fromtimestamp(p.create_time(), timezone.utc):%Y%m%dT%H%M%S}" + (f"-{exp}" if exp else '')
+            return f"dvc-{p.pid}-{datetime.fromtimestamp(p.create_time(), timezone.utc):%Y%m%dT%H%M%S}" + (
+                f"-{exp}" if exp else ''
+            )
     return f"pid-{me.pid}-{datetime.fromtimestamp(me.create_time(), timezone.utc):%Y%m%dT%H%M%S}"
+
 
 def run_context(root, p) -> dict:
     "as_of of the current window and the MLflow run id of the current pipeline run, when the files exist."
     out = {'as_of': None, 'mlflow_run_id': None, 'dvc_exp_name': os.environ.get('DVC_EXP_NAME') or None}
-    if p is None: return out
-    for key, f in (('as_of', Path(root) / p.windows.out_dir / 'manifest.json'), ('mlflow_run_id', Path(root) / p.train.out_dir / 'run.json')):
-        try: out[key] = json.loads(f.read_text()).get('as_of' if key == 'as_of' else 'run_id')
-        except (OSError, ValueError): pass       # not written yet (first stages of a first run): the record says null
+    if p is None:
+        return out
+    for key, f in (
+        ('as_of', Path(root) / p.windows.out_dir / 'manifest.json'),
+        ('mlflow_run_id', Path(root) / p.train.out_dir / 'run.json'),
+    ):
+        try:
+            out[key] = json.loads(f.read_text()).get('as_of' if key == 'as_of' else 'run_id')
+        except (OSError, ValueError):
+            pass  # not written yet (first stages of a first run): the record says null
     return out
 
 # %% ../nbs/20_telemetry.ipynb #14d6ad9d
@@ -118,72 +166,138 @@ def write_record(rec: dict, log_path, stream=None) -> str:
     log_path = Path(log_path)
     try:
         log_path.parent.mkdir(parents=True, exist_ok=True)
-        with open(log_path, 'a', encoding='utf-8') as f: f.write(line + '\n')
-    except OSError as e: raise OSError(f"telemetry log {log_path}: cannot append ({e.strerror or e}); set report.telemetry_log to a writable path") from e
+        with open(log_path, 'a', encoding='utf-8') as f:
+            f.write(line + '\n')
+    except OSError as e:
+        raise OSError(
+            f"telemetry log {log_path}: cannot append ({e.strerror or e}); set report.telemetry_log to a writable path"
+        ) from e
     return line
+
 
 def read_log(log_path) -> list[dict]:
     "Every record of the telemetry log, oldest first ([] when there is no log); a corrupt line is an error naming it."
     log_path = Path(log_path)
-    if not log_path.exists(): return []
+    if not log_path.exists():
+        return []
     out = []
     for i, line in enumerate(log_path.read_text(encoding='utf-8').splitlines(), 1):
-        if not line.strip(): continue
-        try: out.append(json.loads(line))
-        except ValueError as e: raise ValueError(f"{log_path}:{i}: not a JSON line ({e}): {line[:80]!r}") from None
+        if not line.strip():
+            continue
+        try:
+            out.append(json.loads(line))
+        except ValueError as e:
+            raise ValueError(f"{log_path}:{i}: not a JSON line ({e}): {line[:80]!r}") from None
     return out
+
 
 def attach_to_mlflow(rec: dict, tracking_uri: str):
     "Log the record's numbers as metrics telemetry.<stage>.<name> on rec['mlflow_run_id']."
     from mlops_kit.tracking import client
     from mlflow.entities import Metric
-    ts = int(time.time() * 1000); s = rec['stage']
-    ms = [Metric(f'telemetry.{s}.{k}', float(rec[k]), ts, 0) for k in ('wall_s', 'cpu_s', 'peak_rss_mb', 'cost_usd') if rec.get(k) is not None]
+
+    ts = int(time.time() * 1000)
+    s = rec['stage']
+    ms = [
+        Metric(f'telemetry.{s}.{k}', float(rec[k]), ts, 0)
+        for k in ('wall_s', 'cpu_s', 'peak_rss_mb', 'cost_usd')
+        if rec.get(k) is not None
+    ]
     client(tracking_uri).log_batch(rec['mlflow_run_id'], metrics=ms)
 
 # %% ../nbs/20_telemetry.ipynb #c5079fd0
 def _params(fn, args, kw):
     "params and root the stage was called with, and its validated Params (None if they do not load: the stage will say why)."
     from mlops_kit.config import ParamsError, load_params
-    b = inspect.signature(fn).bind_partial(*args, **kw); b.apply_defaults()
-    root = Path(b.arguments.get('root', '.')); params = b.arguments.get('params', 'params.yaml')
-    try: return root, load_params(root / params)
-    except ParamsError: return root, None
+
+    b = inspect.signature(fn).bind_partial(*args, **kw)
+    b.apply_defaults()
+    root = Path(b.arguments.get('root', '.'))
+    params = b.arguments.get('params', 'params.yaml')
+    try:
+        return root, load_params(root / params)
+    except ParamsError:
+        return root, None
+
 
 def stage(fn=None, *, name: str | None = None, rows=None, mlflow: bool | None = None):
     "Decorator: measure a stage command and write its telemetry record (also when it fails)."
-    if fn is None: return functools.partial(stage, name=name, rows=rows, mlflow=mlflow)
+    if fn is None:
+        return functools.partial(stage, name=name, rows=rows, mlflow=mlflow)
     st = name or fn.__name__
+
     @functools.wraps(fn)
     def wrapper(*args, **kw):
         from mlops_kit.config import ReportParams
         from mlops_kit.config import repo_root, tracking_uri
-        root, p = _params(fn, args, kw); rp = p.report if p is not None else ReportParams()
+
+        root, p = _params(fn, args, kw)
+        rp = p.report if p is not None else ReportParams()
         rec = {'v': 1, 'stage': st, 'run': pipeline_run(), 'status': 'ok', 'error': None}
         result, err = None, None
         with Meter() as m:
-            try: result = fn(*args, **kw)
-            except BaseException as e: err = e; rec |= {'status': 'failed', 'error': f"{type(e).__name__}: {e}"[:2000]}
+            try:
+                result = fn(*args, **kw)
+            except BaseException as e:
+                err = e
+                rec |= {'status': 'failed', 'error': f"{type(e).__name__}: {e}"[:2000]}
         cpu = round(m.cpu_self_s + m.cpu_children_s, 3)
-        rec |= {'start': m.start.isoformat(timespec='milliseconds'), 'end': m.end.isoformat(timespec='milliseconds'), 'wall_s': round(m.wall_s, 3),
-                'cpu_s': cpu, 'cpu_self_s': round(m.cpu_self_s, 3), 'cpu_children_s': round(m.cpu_children_s, 3), 'peak_rss_mb': round(m.peak_rss_mb, 1),
-                'cpu_hour_price': rp.cpu_hour_price, 'cost_usd': round(cpu / 3600 * rp.cpu_hour_price, 6)}
-        rec |= row_counts(st, result, root, rows) if err is None else {'rows_in': None, 'rows_out': None, 'rows_unit': None, 'rows_note': 'stage failed'}
+        rec |= {
+            'start': m.start.isoformat(timespec='milliseconds'),
+            'end': m.end.isoformat(timespec='milliseconds'),
+            'wall_s': round(m.wall_s, 3),
+            'cpu_s': cpu,
+            'cpu_self_s': round(m.cpu_self_s, 3),
+            'cpu_children_s': round(m.cpu_children_s, 3),
+            'peak_rss_mb': round(m.peak_rss_mb, 1),
+            'cpu_hour_price': rp.cpu_hour_price,
+            'cost_usd': round(cpu / 3600 * rp.cpu_hour_price, 6),
+        }
+        rec |= (
+            row_counts(st, result, root, rows)
+            if err is None
+            else {'rows_in': None, 'rows_out': None, 'rows_unit': None, 'rows_note': 'stage failed'}
+        )
         rec |= run_context(root, p)
-        if st in PRE_WINDOW: rec['as_of'] = None                       # the manifest on disk is the previous run's window
-        if err is not None and st == 'train': rec['mlflow_run_id'] = None   # a failed train never published its run.json
-        if rec['mlflow_run_id'] and err is None and p is not None and (mlflow if mlflow is not None else st in MLFLOW_STAGES):
-            try: attach_to_mlflow(rec, tracking_uri(p.train.tracking_uri, root))
-            except Exception as e:    # the stage's own work is done; say so on stderr and in the record, do not fail it for this
-                rec['mlflow_error'] = f"{type(e).__name__}: {e}"[:500]; print(f"telemetry: could not attach to MLflow run {rec['mlflow_run_id']}: {rec['mlflow_error']}", file=sys.stderr)
-        elif st not in MLFLOW_STAGES: rec['mlflow_run_id'] = None     # stages before train do not belong to that run
-        try: write_record(rec, repo_root(root) / rp.telemetry_log)
-        except OSError as e:     # the record is already on stderr; a broken log path must not fail (or mask the error of) the stage itself
+        if st in PRE_WINDOW:
+            rec['as_of'] = None  # the manifest on disk is the previous run's window
+        if err is not None and st == 'train':
+            rec['mlflow_run_id'] = None  # a failed train never published its run.json
+        if (
+            rec['mlflow_run_id']
+            and err is None
+            and p is not None
+            and (mlflow if mlflow is not None else st in MLFLOW_STAGES)
+        ):
+            try:
+                attach_to_mlflow(rec, tracking_uri(p.train.tracking_uri, root))
+            except (
+                Exception
+            ) as e:  # the stage's own work is done; say so on stderr and in the record, do not fail it for this
+                rec['mlflow_error'] = f"{type(e).__name__}: {e}"[:500]
+                print(
+                    f"telemetry: could not attach to MLflow run {rec['mlflow_run_id']}: {rec['mlflow_error']}",
+                    file=sys.stderr,
+                )
+        elif st not in MLFLOW_STAGES:
+            rec['mlflow_run_id'] = None  # stages before train do not belong to that run
+        try:
+            write_record(rec, repo_root(root) / rp.telemetry_log)
+        except OSError as e:  # the record is already on stderr; a broken log path must not fail (or mask the error of) the stage itself
             print(f"telemetry: WARNING: {e}", file=sys.stderr)
-        if err is not None: raise err
+        if err is not None:
+            raise err
         return result
+
     wrapper.telemetry_stage = st
     return wrapper
 
-MLFLOW_STAGES = {'train', 'evaluate', 'register', 'monitor', 'retrain'}   # stages that log into the pipeline's MLflow run
-PRE_WINDOW = {'sample', 'ingest', 'validate'}                            # stages that run before this run's window exists
+
+MLFLOW_STAGES = {
+    'train',
+    'evaluate',
+    'register',
+    'monitor',
+    'retrain',
+}  # stages that log into the pipeline's MLflow run
+PRE_WINDOW = {'sample', 'ingest', 'validate'}  # stages that run before this run's window exists

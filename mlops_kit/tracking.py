@@ -13,7 +13,7 @@ import pandas as pd
 import yaml
 
 import mlops_kit
-from .config import repo_root, tracking_uri   # where runs go (config owns it; re-exported here)
+from .config import repo_root, tracking_uri  # where runs go (config owns it; re-exported here)
 from .guard import sha256_file, tree_digest
 
 # %% auto #0
@@ -26,27 +26,33 @@ __all__ = ['SERVE_LIMITS', 'DOWNLOAD_FILES', 'client', 'read_run', 'tracking_mod
 def client(uri: str):
     "The MLflow client for the tracking store at `uri`: the one place the kit builds one."
     from mlflow.tracking import MlflowClient
+
     return MlflowClient(uri)
 
 # %% ../nbs/11_tracking.ipynb #trk_readrun
 def read_run(path) -> dict:
     "The run.json a pipeline notebook writes: {'run_id', 'tracking_uri', 'experiment'}."
     path = Path(path)
-    if not path.exists(): raise FileNotFoundError(f"{path}: no run.json; run the train stage first (`dvc repro train`)")
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no run.json; run the train stage first (`dvc repro train`)")
     return json.loads(path.read_text())
 
 # %% ../nbs/11_tracking.ipynb #90c13dd0
 def tracking_mode(uri: str) -> str:
     "'server' (http/https MLflow tracking server: team mode), 'embedded' (sqlite/file store) or 'database' (another SQLAlchemy URI used directly)."
     scheme = urlsplit(uri).scheme.lower()
-    if scheme in ('http', 'https'): return 'server'
-    if scheme in ('sqlite', 'file', ''): return 'embedded'
+    if scheme in ('http', 'https'):
+        return 'server'
+    if scheme in ('sqlite', 'file', ''):
+        return 'embedded'
     return 'database'
+
 
 def redact(uri: str) -> str:
     "The URI with its password replaced by ***."
     u = urlsplit(uri)
-    if u.password is None: return uri
+    if u.password is None:
+        return uri
     return u._replace(netloc=u.netloc.replace(f':{u.password}@', ':***@', 1)).geturl()
 
 # %% ../nbs/11_tracking.ipynb #trk_who
@@ -54,94 +60,163 @@ def auth_call(uri: str, method: str, endpoint: str, **kw) -> tuple[int, dict | N
     "(HTTP status, JSON body or None) of one call to the server's basic-auth API, with this client's credentials."
     from mlflow.utils.credentials import get_default_host_creds
     from mlflow.utils.rest_utils import http_request
-    r = http_request(get_default_host_creds(uri), endpoint, method, max_retries=0, timeout=10, raise_on_status=False, **kw)
-    try: return r.status_code, r.json()
-    except ValueError: return r.status_code, None
+
+    r = http_request(
+        get_default_host_creds(uri), endpoint, method, max_retries=0, timeout=10, raise_on_status=False, **kw
+    )
+    try:
+        return r.status_code, r.json()
+    except ValueError:
+        return r.status_code, None
+
 
 def authenticated_user(uri: str | None) -> str | None:
     "The user the tracking server at `uri` authenticated this client as; None on the embedded store, a server without auth, or bad credentials."
-    if not uri or tracking_mode(uri) != 'server': return None
-    try: status, body = auth_call(uri, 'GET', '/api/2.0/mlflow/users/current')
-    except Exception: return None
+    if not uri or tracking_mode(uri) != 'server':
+        return None
+    try:
+        status, body = auth_call(uri, 'GET', '/api/2.0/mlflow/users/current')
+    except Exception:
+        return None
     return ((body or {}).get('user') or {}).get('username') if status == 200 else None
 
 # %% ../nbs/11_tracking.ipynb #c0cd532d
 def _process_tags() -> dict:
     "Which process runs this MLflow run: host, pid and the pid's start time (a recycled pid is not the same process)."
     import psutil
-    return {'mlops_kit.host': socket.gethostname(), 'mlops_kit.pid': str(os.getpid()), 'mlops_kit.pid_started': f'{psutil.Process().create_time():.3f}'}
+
+    return {
+        'mlops_kit.host': socket.gethostname(),
+        'mlops_kit.pid': str(os.getpid()),
+        'mlops_kit.pid_started': f'{psutil.Process().create_time():.3f}',
+    }
+
 
 def end_stale_runs(experiment_id: str, uri: str) -> list[str]:
     "Mark KILLED the runs of the experiment left RUNNING by a process of this host that is gone (and their nested runs); their ids."
     import psutil
+
     c, host, gone = client(uri), socket.gethostname(), []
     running = c.search_runs([experiment_id], "attributes.status = 'RUNNING'", max_results=1000)
     for r in running:
         t = r.data.tags
-        if t.get('mlops_kit.host') != host or not t.get('mlops_kit.pid'): continue
-        try: alive = abs(psutil.Process(int(t['mlops_kit.pid'])).create_time() - float(t.get('mlops_kit.pid_started', 0))) < 1
-        except (psutil.NoSuchProcess, ValueError): alive = False
-        if not alive: gone.append(r.info.run_id)
-    for rid in list(gone):                                       # nested runs (MLflow files them in the active experiment, maybe another one)
-        gone += [r.info.run_id for r in c.search_runs([e.experiment_id for e in c.search_experiments()], f"tags.`mlflow.parentRunId` = '{rid}' and attributes.status = 'RUNNING'")]
+        if t.get('mlops_kit.host') != host or not t.get('mlops_kit.pid'):
+            continue
+        try:
+            alive = (
+                abs(psutil.Process(int(t['mlops_kit.pid'])).create_time() - float(t.get('mlops_kit.pid_started', 0)))
+                < 1
+            )
+        except (psutil.NoSuchProcess, ValueError):
+            alive = False
+        if not alive:
+            gone.append(r.info.run_id)
+    for rid in list(gone):  # nested runs (MLflow files them in the active experiment, maybe another one)
+        gone += [
+            r.info.run_id
+            for r in c.search_runs(
+                [e.experiment_id for e in c.search_experiments()],
+                f"tags.`mlflow.parentRunId` = '{rid}' and attributes.status = 'RUNNING'",
+            )
+        ]
     for rid in gone:
-        c.set_tag(rid, 'mlops_kit.ended', 'KILLED on the next start: the process that ran it was gone (killed, or the machine restarted)')
+        c.set_tag(
+            rid,
+            'mlops_kit.ended',
+            'KILLED on the next start: the process that ran it was gone (killed, or the machine restarted)',
+        )
         c.set_terminated(rid, 'KILLED')
     return gone
+
 
 def experiment(name: str, uri: str) -> str:
     "Set the tracking URI and return the id of experiment `name`, creating it (artifacts beside a sqlite db) if needed; end its stale runs (see end_stale_runs)."
     import mlflow
+
     mlflow.set_tracking_uri(uri)
     if (e := mlflow.get_experiment_by_name(name)) is not None:
-        if gone := end_stale_runs(e.experiment_id, uri): print(f"MLflow: {len(gone)} run(s) left RUNNING by a killed stage marked KILLED: {', '.join(g[:8] for g in gone)}", flush=True)
+        if gone := end_stale_runs(e.experiment_id, uri):
+            print(
+                f"MLflow: {len(gone)} run(s) left RUNNING by a killed stage marked KILLED: {', '.join(g[:8] for g in gone)}",
+                flush=True,
+            )
         return e.experiment_id
-    loc = (Path(uri.removeprefix('sqlite:///')).parent / 'mlartifacts').as_uri() if uri.startswith('sqlite:///') else None
+    loc = (
+        (Path(uri.removeprefix('sqlite:///')).parent / 'mlartifacts').as_uri() if uri.startswith('sqlite:///') else None
+    )
     return mlflow.create_experiment(name, artifact_location=loc)
 
 # %% ../nbs/11_tracking.ipynb #29ddf584
 def git_info(root='.') -> dict:
     "{'git_sha', 'git_dirty'} of the repository at `root` ('none' / 'unknown' outside git); dirty = tracked files changed, except what DVC writes itself."
+
     def git(*a):
         p = subprocess.run(['git', *a], cwd=root, capture_output=True, text=True)
         return p.stdout.strip() if p.returncode == 0 else None
+
     sha = git('rev-parse', 'HEAD')
-    if sha is None: return {'git_sha': 'none', 'git_dirty': 'unknown'}
+    if sha is None:
+        return {'git_sha': 'none', 'git_dirty': 'unknown'}
     # dvc.lock and metrics/ are pipeline outputs DVC rewrites (and deletes before a stage runs): not a change to the code or params
     dirty = git('status', '--porcelain', '--untracked-files=no', '--', '.', ':(exclude)dvc.lock', ':(exclude)metrics')
     return {'git_sha': sha, 'git_dirty': str(bool(dirty)).lower()}
 
+
 def dvc_lock_hashes(root='.', stage: str = 'windows') -> dict:
     "{'<path>': md5} for the outputs of `stage` as dvc.lock records them ({} before the first dvc repro)."
     f = Path(root) / 'dvc.lock'
-    if not f.exists(): return {}
+    if not f.exists():
+        return {}
     st = (yaml.safe_load(f.read_text()) or {}).get('stages', {}).get(stage, {})
     return {o['path']: o.get('md5', '') for o in st.get('outs', [])}
 
+
 def lineage(root='.', windows_dir='data/windows') -> dict:
     "Tags for an MLflow run: git SHA + dirty flag, package version, window as_of and bounds, data digests, DVC hashes, the process (end_stale_runs)."
-    root = Path(root); man = json.loads((root / windows_dir / 'manifest.json').read_text())
-    tags = {**git_info(root), 'mlops_kit_version': mlops_kit.__version__, 'window_as_of': man['as_of'], 'window_start': man['window_start'],
-            'window_end': man['window_end'], 'holdout_end': man['holdout_end'], 'dvc_exp_name': os.environ.get('DVC_EXP_NAME', ''), **_process_tags()}
+    root = Path(root)
+    man = json.loads((root / windows_dir / 'manifest.json').read_text())
+    tags = {
+        **git_info(root),
+        'mlops_kit_version': mlops_kit.__version__,
+        'window_as_of': man['as_of'],
+        'window_start': man['window_start'],
+        'window_end': man['window_end'],
+        'holdout_end': man['holdout_end'],
+        'dvc_exp_name': os.environ.get('DVC_EXP_NAME', ''),
+        **_process_tags(),
+    }
     tags |= {f'digest_{k.split(".")[0]}': v for k, v in man['digests'].items()}
-    tags |= {f'dvc_md5 {k}': v for k, v in dvc_lock_hashes(root).items()} or {'dvc_md5': 'dvc.lock has no windows stage yet'}
+    tags |= {f'dvc_md5 {k}': v for k, v in dvc_lock_hashes(root).items()} or {
+        'dvc_md5': 'dvc.lock has no windows stage yet'
+    }
     return tags
 
 # %% ../nbs/11_tracking.ipynb #bda4094e
 import mlflow.pyfunc
 
-_SERVING = '_MLFLOW_IS_IN_SERVING_ENVIRONMENT'    # set to 'true' by MLflow's scoring server (`scoring_server.init`) and `mlflow models predict`
-SERVE_LIMITS = {'MLOPS_KIT_SERVE_MAX_ROWS': 100_000, 'MLOPS_KIT_SERVE_MAX_SPAN_DAYS': 31.0}   # env -> default; `mlops-kit serve` sets them from params.yaml
+_SERVING = '_MLFLOW_IS_IN_SERVING_ENVIRONMENT'  # set to 'true' by MLflow's scoring server (`scoring_server.init`) and `mlflow models predict`
+SERVE_LIMITS = {
+    'MLOPS_KIT_SERVE_MAX_ROWS': 100_000,
+    'MLOPS_KIT_SERVE_MAX_SPAN_DAYS': 31.0,
+}  # env -> default; `mlops-kit serve` sets them from params.yaml
+
 
 def _jsonable(a: np.ndarray) -> list:
     "A column as plain Python, non-finite floats as None (JSON null, never a bare NaN)."
     return np.where(np.isfinite(a), a, None).tolist() if a.dtype.kind == 'f' else a.tolist()
 
+
 def _records(df: pd.DataFrame, more: dict | None = None) -> list[dict]:
     "The rows of `df` plus the columns `more` (arrays) as plain-Python dicts, as MLflow's server would make them (`to_dict('records')`), but valid JSON."
-    cols = {c: [t.isoformat() for t in df[c]] if pd.api.types.is_datetime64_any_dtype(df[c]) else _jsonable(df[c].to_numpy()) for c in df.columns}
+    cols = {
+        c: [t.isoformat() for t in df[c]]
+        if pd.api.types.is_datetime64_any_dtype(df[c])
+        else _jsonable(df[c].to_numpy())
+        for c in df.columns
+    }
     cols |= {c: _jsonable(a) for c, a in (more or {}).items()}
     return [dict(zip(cols, v)) for v in zip(*cols.values())]
+
 
 def serve_limits() -> tuple[int, pd.Timedelta]:
     "(max rows per request, max time span of one monitor's rows) from the environment, else the defaults."
@@ -151,46 +226,75 @@ def serve_limits() -> tuple[int, pd.Timedelta]:
 # %% ../nbs/11_tracking.ipynb #2ed00214
 class FleetModel(mlflow.pyfunc.PythonModel):
     "MLflow pyfunc over a FleetBundle: rows (monitor_id, ts, value) in, the same rows plus expected, lower, upper, score, unusual, alert, stage out."
+
     def load_context(self, context):
         from threadpoolctl import threadpool_limits
         from mlops_kit.fleet import FleetBundle
-        threadpool_limits(1)   # one BLAS thread per call: the server calls predict from several threads at once, and the matrices are tiny
+
+        threadpool_limits(
+            1
+        )  # one BLAS thread per call: the server calls predict from several threads at once, and the matrices are tiny
         self.bundle = FleetBundle.load(context.artifacts['bundle'], (context.model_config or {}).get('bundle_sha256'))
         self.limits = serve_limits()
 
     def predict(self, context, model_input: pd.DataFrame, params=None):
-        if os.environ.get(_SERVING) != 'true': return self.bundle.predict(model_input)
+        if os.environ.get(_SERVING) != 'true':
+            return self.bundle.predict(model_input)
         from mlflow.exceptions import MlflowException
         from mlflow.protos.databricks_pb2 import INTERNAL_ERROR
-        try: return _records(model_input, self.bundle.columns(model_input, *self.limits))   # inside MLflow's scoring server: see below
-        except ValueError as e: raise MlflowException.invalid_parameter_value(str(e)[:2000]) from None      # the request's fault: 400, no traceback
+
+        try:
+            return _records(
+                model_input, self.bundle.columns(model_input, *self.limits)
+            )  # inside MLflow's scoring server: see below
+        except ValueError as e:
+            raise MlflowException.invalid_parameter_value(
+                str(e)[:2000]
+            ) from None  # the request's fault: 400, no traceback
         except Exception:
-            traceback.print_exc(file=sys.stderr)                                                          # the server log keeps the details
-            raise MlflowException('internal error while scoring; the server log has the details', error_code=INTERNAL_ERROR) from None
+            traceback.print_exc(file=sys.stderr)  # the server log keeps the details
+            raise MlflowException(
+                'internal error while scoring; the server log has the details', error_code=INTERNAL_ERROR
+            ) from None
 
 # %% ../nbs/11_tracking.ipynb #fba13b6e
 _PINNED = ('numpy', 'pandas', 'scikit-learn', 'scipy', 'statsmodels', 'threadpoolctl', 'mlflow')
-DOWNLOAD_FILES = ('registered_model_meta',)     # written by the MLflow client on download, not part of the logged model
+DOWNLOAD_FILES = ('registered_model_meta',)  # written by the MLflow client on download, not part of the logged model
+
 
 def _requirements() -> list[str]:
     "The installed versions of what the bundle needs at load time (pinned, so serving matches training)."
     from importlib.metadata import version
+
     return [f'{p}=={version(p)}' for p in _PINNED]
+
 
 def log_bundle(bundle_path, example: pd.DataFrame, name: str = 'fleet_bundle', extra_code=()):
     "Log the bundle at `bundle_path` as a pyfunc in the active run (signature and input example from `example`); tag the run with the bundle's and the model's digests. `extra_code`: more files or folders (your candidates' modules) to ship with it."
     import mlflow, tempfile
     from mlflow.models import infer_signature
     from mlops_kit.fleet import FleetBundle
+
     digest = sha256_file(bundle_path)
     out = FleetBundle.load(bundle_path, digest).predict(example)
-    with tempfile.TemporaryDirectory() as d:    # "models from code": the model is this two-line file, not a pickled object
+    with (
+        tempfile.TemporaryDirectory() as d
+    ):  # "models from code": the model is this two-line file, not a pickled object
         code = Path(d) / 'fleet_model.py'
-        code.write_text('import mlflow\nfrom mlops_kit.tracking import FleetModel\nmlflow.models.set_model(FleetModel())\n')
-        info = mlflow.pyfunc.log_model(name=name, python_model=str(code), artifacts={'bundle': str(bundle_path)}, model_config={'bundle_sha256': digest},
-                                       signature=infer_signature(example, out), input_example=example,
-                                       pip_requirements=_requirements(), code_paths=[str(Path(mlops_kit.__file__).parent), *map(str, extra_code)])
-    with tempfile.TemporaryDirectory() as d:    # the digest of what the store now holds, as a reader will download it
+        code.write_text(
+            'import mlflow\nfrom mlops_kit.tracking import FleetModel\nmlflow.models.set_model(FleetModel())\n'
+        )
+        info = mlflow.pyfunc.log_model(
+            name=name,
+            python_model=str(code),
+            artifacts={'bundle': str(bundle_path)},
+            model_config={'bundle_sha256': digest},
+            signature=infer_signature(example, out),
+            input_example=example,
+            pip_requirements=_requirements(),
+            code_paths=[str(Path(mlops_kit.__file__).parent), *map(str, extra_code)],
+        )
+    with tempfile.TemporaryDirectory() as d:  # the digest of what the store now holds, as a reader will download it
         tree = tree_digest(mlflow.artifacts.download_artifacts(artifact_uri=info.model_uri, dst_path=d), DOWNLOAD_FILES)
     mlflow.set_tags({'bundle_sha256': digest, 'model_sha256': tree})
     return info
@@ -199,74 +303,119 @@ def log_bundle(bundle_path, example: pd.DataFrame, name: str = 'fleet_bundle', e
 class ModelIntegrityError(ValueError):
     "A registered model's files do not match the digest recorded for it (or none was recorded): it is not loaded."
 
+
 def recorded_digest(run: dict, key: str = 'bundle_sha256') -> str:
     "The digest tag `key` of the pipeline's MLflow run ({'run_id', 'tracking_uri'}, as in run.json)."
     got = client(run['tracking_uri']).get_run(run['run_id']).data.tags.get(key)
-    if not got: raise ModelIntegrityError(f"MLflow run {run['run_id']} records no {key}: its bundle cannot be verified; re-run the train stage (`dvc repro train`)")
+    if not got:
+        raise ModelIntegrityError(
+            f"MLflow run {run['run_id']} records no {key}: its bundle cannot be verified; re-run the train stage (`dvc repro train`)"
+        )
     return got
+
 
 def load_bundle(models_dir) -> 'FleetBundle':
     "The train stage's bundle from `models_dir`, unpickled only after its SHA-256 matches the one its MLflow run recorded."
     from mlops_kit.fleet import FleetBundle
+
     return FleetBundle.load(Path(models_dir) / 'bundle.pkl', recorded_digest(read_run(Path(models_dir) / 'run.json')))
+
 
 def fetch_model(uri: str, name: str, alias: str = 'champion', dst=None) -> tuple[Path, int]:
     "(local folder, version) of models:/name@alias, downloaded into `dst` and verified against the version's `model_sha256` tag."
     import mlflow, tempfile
+
     os.environ.setdefault('MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR', 'false')
     c = client(uri)
-    try: mv = c.get_model_version_by_alias(name, alias)
+    try:
+        mv = c.get_model_version_by_alias(name, alias)
     except mlflow.exceptions.MlflowException as e:
-        raise FileNotFoundError(f"no model version models:/{name}@{alias} in {uri}; run `make repro` (it registers one) or pick another alias ({str(e)[:120]})") from None
+        raise FileNotFoundError(
+            f"no model version models:/{name}@{alias} in {uri}; run `make repro` (it registers one) or pick another alias ({str(e)[:120]})"
+        ) from None
     if not (want := mv.tags.get('model_sha256')):
-        raise ModelIntegrityError(f"models:/{name}@{alias} (v{mv.version}) has no recorded digest (tag model_sha256): it was not registered by `mlops-kit register`; not loaded")
+        raise ModelIntegrityError(
+            f"models:/{name}@{alias} (v{mv.version}) has no recorded digest (tag model_sha256): it was not registered by `mlops-kit register`; not loaded"
+        )
     prev = mlflow.get_tracking_uri()
-    mlflow.set_tracking_uri(uri)                          # a models:/m-… source is resolved through the global URI, whatever tracking_uri= says
-    try: d = mlflow.artifacts.download_artifacts(artifact_uri=mv.source, dst_path=str(dst or tempfile.mkdtemp(prefix='mlops-kit-model-')), tracking_uri=uri)
-    finally: mlflow.set_tracking_uri(prev)
+    mlflow.set_tracking_uri(uri)  # a models:/m-… source is resolved through the global URI, whatever tracking_uri= says
+    try:
+        d = mlflow.artifacts.download_artifacts(
+            artifact_uri=mv.source, dst_path=str(dst or tempfile.mkdtemp(prefix='mlops-kit-model-')), tracking_uri=uri
+        )
+    finally:
+        mlflow.set_tracking_uri(prev)
     if (got := tree_digest(d, DOWNLOAD_FILES)) != want:
-        raise ModelIntegrityError(f"models:/{name}@{alias} (v{mv.version}): the downloaded files' digest {got[:16]}… is not the recorded {want[:16]}…: "
-                                  "the model changed in the artifact store after it was registered; not loaded")
+        raise ModelIntegrityError(
+            f"models:/{name}@{alias} (v{mv.version}): the downloaded files' digest {got[:16]}… is not the recorded {want[:16]}…: "
+            "the model changed in the artifact store after it was registered; not loaded"
+        )
     return Path(d), int(mv.version)
 
 # %% ../nbs/11_tracking.ipynb #d8c90dd5
 class ScoreInputError(ValueError):
     "A file to score is unreadable or lacks the monitor_id, ts, value columns; the message names the file."
 
+
 def read_rows(path) -> pd.DataFrame:
     "Rows to score from CSV / JSONL / Parquet: monitor_id, ts (UTC; naive = UTC), value."
     path = Path(path)
-    if not path.exists(): raise FileNotFoundError(f"{path}: not found")
-    rd = {'.csv': pd.read_csv, '.jsonl': lambda f: pd.read_json(f, lines=True), '.parquet': pd.read_parquet}.get(path.suffix.lower())
-    if rd is None: raise ScoreInputError(f"{path}: unknown format {path.suffix!r}; use .csv, .jsonl or .parquet")
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: not found")
+    rd = {'.csv': pd.read_csv, '.jsonl': lambda f: pd.read_json(f, lines=True), '.parquet': pd.read_parquet}.get(
+        path.suffix.lower()
+    )
+    if rd is None:
+        raise ScoreInputError(f"{path}: unknown format {path.suffix!r}; use .csv, .jsonl or .parquet")
     df = rd(path)
-    if missing := sorted({'monitor_id', 'ts', 'value'} - set(df.columns)): raise ScoreInputError(f"{path}: missing column(s) {missing}; expected monitor_id, ts, value")
-    try: ts = pd.to_datetime(df.ts, utc=True, format='mixed')
-    except (ValueError, TypeError) as e: raise ScoreInputError(f"{path}: column ts has values that are not timestamps ({e})") from None
-    return pd.DataFrame({'monitor_id': df.monitor_id.astype(str), 'ts': ts.dt.tz_localize(None), 'value': pd.to_numeric(df.value, errors='coerce').astype(float)})
+    if missing := sorted({'monitor_id', 'ts', 'value'} - set(df.columns)):
+        raise ScoreInputError(f"{path}: missing column(s) {missing}; expected monitor_id, ts, value")
+    try:
+        ts = pd.to_datetime(df.ts, utc=True, format='mixed')
+    except (ValueError, TypeError) as e:
+        raise ScoreInputError(f"{path}: column ts has values that are not timestamps ({e})") from None
+    return pd.DataFrame(
+        {
+            'monitor_id': df.monitor_id.astype(str),
+            'ts': ts.dt.tz_localize(None),
+            'value': pd.to_numeric(df.value, errors='coerce').astype(float),
+        }
+    )
+
 
 def score_rows(rows: pd.DataFrame, uri: str, name: str = 'mlops_kit_fleet', alias: str = 'champion') -> pd.DataFrame:
     "Score rows with the registered model `models:/name@alias` (the model `make serve` serves)."
     import mlflow, shutil
+
     mlflow.set_tracking_uri(uri)
     d, _ = fetch_model(uri, name, alias)
-    try: return mlflow.pyfunc.load_model(str(d)).predict(rows)
-    finally: shutil.rmtree(d, ignore_errors=True)
+    try:
+        return mlflow.pyfunc.load_model(str(d)).predict(rows)
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
 
 # %% ../nbs/11_tracking.ipynb #70a6da45
 def latest_runs(uri: str, experiment_name: str = 'mlops_kit', n: int = 2) -> list[str]:
     "Ids of the `n` most recent runs of the experiment, newest first."
     import mlflow
+
     mlflow.set_tracking_uri(uri)
     e = mlflow.get_experiment_by_name(experiment_name)
-    if e is None: raise FileNotFoundError(f"no MLflow experiment {experiment_name!r} at {uri}; run `make repro` first")
-    runs = mlflow.search_runs([e.experiment_id], order_by=['attributes.start_time DESC'], max_results=n, output_format='list')
+    if e is None:
+        raise FileNotFoundError(f"no MLflow experiment {experiment_name!r} at {uri}; run `make repro` first")
+    runs = mlflow.search_runs(
+        [e.experiment_id], order_by=['attributes.start_time DESC'], max_results=n, output_format='list'
+    )
     return [r.info.run_id for r in runs]
+
 
 def compare_runs(a: str, b: str, uri: str) -> pd.DataFrame:
     "Rows (kind, key, a, b, change) for params (and evaluate settings) that differ and for every metric of either run."
-    c = client(uri); ra, rb = c.get_run(a), c.get_run(b)
-    pa, pb = (r.data.params | {k: v for k, v in r.data.tags.items() if k.startswith('evaluate.')} for r in (ra, rb))   # evaluate's settings are tags
+    c = client(uri)
+    ra, rb = c.get_run(a), c.get_run(b)
+    pa, pb = (
+        r.data.params | {k: v for k, v in r.data.tags.items() if k.startswith('evaluate.')} for r in (ra, rb)
+    )  # evaluate's settings are tags
     rows = [('param', k, pa.get(k), pb.get(k), '') for k in sorted(set(pa) | set(pb)) if pa.get(k) != pb.get(k)]
     for k in sorted(set(ra.data.metrics) | set(rb.data.metrics)):
         x, y = ra.data.metrics.get(k), rb.data.metrics.get(k)

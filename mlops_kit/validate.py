@@ -22,62 +22,111 @@ __all__ = ['MAX_PLOTS', 'ValidateError', 'signal_schema', 'check_signals', 'qual
 class ValidateError(ValueError):
     "Signals break the schema; the message names the file, each failing check, and example rows."
 
+
 def _steps_ns(df: pd.DataFrame, catalog: dict) -> pd.Series:
     "Each row's monitor interval in nanoseconds (NaN for unknown monitors)."
     ns = {m: parse_interval(c['interval']).value for m, c in catalog.items()}
     return df.monitor_id.map(ns)
 
+
 def signal_schema(catalog: dict) -> pa.DataFrameSchema:
     "Pandera schema of signals for the monitors in `catalog`."
+
     def on_grid(df):
         step = _steps_ns(df, catalog)
         return step.isna() | (df.ts.astype('int64') % step.fillna(1).astype('int64') == 0)
-    return pa.DataFrameSchema({
-        'monitor_id': pa.Column(str, pa.Check.isin(sorted(catalog), error='monitor_id in monitors.json'), nullable=False),
-        'ts': pa.Column(pd.DatetimeTZDtype('ns', 'UTC'), nullable=False),
-        'value': pa.Column(float, pa.Check(lambda v: ~np.isinf(v), name='finite', error='value is not +-inf'), nullable=True)},
+
+    return pa.DataFrameSchema(
+        {
+            'monitor_id': pa.Column(
+                str, pa.Check.isin(sorted(catalog), error='monitor_id in monitors.json'), nullable=False
+            ),
+            'ts': pa.Column(pd.DatetimeTZDtype('ns', 'UTC'), nullable=False),
+            'value': pa.Column(
+                float, pa.Check(lambda v: ~np.isinf(v), name='finite', error='value is not +-inf'), nullable=True
+            ),
+        },
         checks=[pa.Check(on_grid, name='on_grid', error="ts on the monitor's interval grid")],
-        unique=['monitor_id', 'ts'], strict=True, coerce=False)
+        unique=['monitor_id', 'ts'],
+        strict=True,
+        coerce=False,
+    )
 
 # %% ../nbs/03_validate.ipynb #498f3372
 def check_signals(df: pd.DataFrame, catalog: dict, file: str = 'signals.parquet') -> pd.DataFrame:
     "Validate signals against the schema; raise ValidateError listing every failing check with example rows."
-    try: return signal_schema(catalog).validate(df, lazy=True)
+    try:
+        return signal_schema(catalog).validate(df, lazy=True)
     except pa.errors.SchemaErrors as e:
         fc, lines = e.failure_cases, []
         for (col, check), g in fc.groupby([fc.column.astype(str), fc.check.astype(str)], sort=False):
             if check == 'multiple_fields_uniqueness':
-                if col != 'monitor_id': continue
+                if col != 'monitor_id':
+                    continue
                 check = 'duplicate (monitor_id, ts)'
             if check.startswith('dtype('):
-                lines.append(f"column {col} must be {check[7:-2]}, got {g.failure_case.iloc[0]}"); continue
+                lines.append(f"column {col} must be {check[7:-2]}, got {g.failure_case.iloc[0]}")
+                continue
             idx = [i for i in pd.unique(g['index'].dropna()) if i in df.index][:5]
-            rows = '; '.join(f"{df.at[i, 'monitor_id']} @ {df.at[i, 'ts']} = {df.at[i, 'value']}" for i in idx) if idx else ', '.join(map(str, g.failure_case.unique()[:5]))
+            rows = (
+                '; '.join(f"{df.at[i, 'monitor_id']} @ {df.at[i, 'ts']} = {df.at[i, 'value']}" for i in idx)
+                if idx
+                else ', '.join(map(str, g.failure_case.unique()[:5]))
+            )
             lines.append(f"{check}: {g['index'].nunique() or len(g)} row(s), e.g. {rows}")
-        raise ValidateError(f"{file}: signals break the schema ({len(lines)} check(s) failed):\n  - " + '\n  - '.join(lines)) from None
+        raise ValidateError(
+            f"{file}: signals break the schema ({len(lines)} check(s) failed):\n  - " + '\n  - '.join(lines)
+        ) from None
 
 # %% ../nbs/03_validate.ipynb #f7699582
 def _longest_run_hours(s: pd.Series, step: pd.Timedelta, ignore_zero: bool) -> float:
     "Longest run of identical values on consecutive grid slices, in hours."
     s = s.dropna()
-    if ignore_zero: s = s[s != 0]
-    if len(s) < 2: return 0.0
+    if ignore_zero:
+        s = s[s != 0]
+    if len(s) < 2:
+        return 0.0
     new = (s.diff() != 0) | (s.index.to_series().diff() != step)
     return float(new.cumsum().value_counts().max() * step / pd.Timedelta('1h'))
+
 
 def _monitor_quality(s: pd.Series, c: dict, p: ValidateParams) -> dict:
     "Quality numbers and flags of one monitor's values (indexed by ts)."
     step = parse_interval(c['interval'])
     expected = int((s.index.max() - s.index.min()) / step) + 1
-    n = int(s.index.nunique()); zeros = int((s == 0).sum())
-    q = s.quantile([0, .01, .5, .99, 1]).to_numpy() if s.notna().any() else [np.nan] * 5
-    r = {'agg': c.get('agg'), 'interval': c['interval'], 'first_ts': s.index.min(), 'last_ts': s.index.max(), 'n_slices': n,
-         'expected_slices': expected, 'gap_share': round(1 - n / expected, 4), 'sparsity': round(1 - (n - zeros) / expected, 4),
-         'duplicates': int(s.index.duplicated().sum()), 'min': q[0], 'p01': q[1], 'median': q[2], 'p99': q[3], 'max': q[4],
-         'negatives': int((s < 0).sum()), 'flatline_hours': _longest_run_hours(s[~s.index.duplicated()], step, c.get('agg') in ('count', 'sum'))}
-    r['flags'] = [f for f, bad in (('gaps', r['gap_share'] > p.max_gap_share), ('sparse', r['sparsity'] > p.max_sparsity),
-                                   ('flatline', r['flatline_hours'] > p.flatline_hours), ('negative', r['negatives'] > 0)) if bad]
+    n = int(s.index.nunique())
+    zeros = int((s == 0).sum())
+    q = s.quantile([0, 0.01, 0.5, 0.99, 1]).to_numpy() if s.notna().any() else [np.nan] * 5
+    r = {
+        'agg': c.get('agg'),
+        'interval': c['interval'],
+        'first_ts': s.index.min(),
+        'last_ts': s.index.max(),
+        'n_slices': n,
+        'expected_slices': expected,
+        'gap_share': round(1 - n / expected, 4),
+        'sparsity': round(1 - (n - zeros) / expected, 4),
+        'duplicates': int(s.index.duplicated().sum()),
+        'min': q[0],
+        'p01': q[1],
+        'median': q[2],
+        'p99': q[3],
+        'max': q[4],
+        'negatives': int((s < 0).sum()),
+        'flatline_hours': _longest_run_hours(s[~s.index.duplicated()], step, c.get('agg') in ('count', 'sum')),
+    }
+    r['flags'] = [
+        f
+        for f, bad in (
+            ('gaps', r['gap_share'] > p.max_gap_share),
+            ('sparse', r['sparsity'] > p.max_sparsity),
+            ('flatline', r['flatline_hours'] > p.flatline_hours),
+            ('negative', r['negatives'] > 0),
+        )
+        if bad
+    ]
     return r
+
 
 def quality(df: pd.DataFrame, catalog: dict, p: ValidateParams = ValidateParams()) -> pd.DataFrame:
     "One row of quality numbers and flags per monitor."
@@ -86,37 +135,81 @@ def quality(df: pd.DataFrame, catalog: dict, p: ValidateParams = ValidateParams(
 
 # %% ../nbs/03_validate.ipynb #e1951ece
 def _plt():
-    import matplotlib; matplotlib.use('Agg'); import matplotlib.pyplot as plt
+    import matplotlib
+
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+
     return plt
+
 
 def plot_quality(q: pd.DataFrame, p: ValidateParams = ValidateParams()):
     "Gap share and sparsity per monitor with the thresholds (matplotlib Figure)."
-    plt = _plt(); fig, ax = plt.subplots(figsize=(10, max(2.5, 0.22 * len(q) + 1)))
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(10, max(2.5, 0.22 * len(q) + 1)))
     y = np.arange(len(q))
-    ax.barh(y - 0.2, q.gap_share, 0.4, label='gap share'); ax.barh(y + 0.2, q.sparsity, 0.4, label='sparsity')
-    ax.axvline(p.max_gap_share, ls='--', c='C0', lw=1); ax.axvline(p.max_sparsity, ls='--', c='C1', lw=1)
-    ax.set_yticks(y, q.index, fontsize=7); ax.invert_yaxis(); ax.set_xlim(0, 1); ax.legend(loc='lower right'); ax.set_title('Signal quality per monitor (dashed: thresholds)')
-    fig.tight_layout(); return fig
+    ax.barh(y - 0.2, q.gap_share, 0.4, label='gap share')
+    ax.barh(y + 0.2, q.sparsity, 0.4, label='sparsity')
+    ax.axvline(p.max_gap_share, ls='--', c='C0', lw=1)
+    ax.axvline(p.max_sparsity, ls='--', c='C1', lw=1)
+    ax.set_yticks(y, q.index, fontsize=7)
+    ax.invert_yaxis()
+    ax.set_xlim(0, 1)
+    ax.legend(loc='lower right')
+    ax.set_title('Signal quality per monitor (dashed: thresholds)')
+    fig.tight_layout()
+    return fig
+
 
 def plot_monitor(df: pd.DataFrame, monitor_id: str, interval: str = '5min'):
     "Daily median, 1-99% band and coverage (share of slices present) of one monitor (matplotlib Figure)."
-    plt = _plt(); s = df[df.monitor_id == monitor_id].set_index('ts').value.resample('1D')
-    med, lo, hi = s.median(), s.quantile(.01), s.quantile(.99)
+    plt = _plt()
+    s = df[df.monitor_id == monitor_id].set_index('ts').value.resample('1D')
+    med, lo, hi = s.median(), s.quantile(0.01), s.quantile(0.99)
     cov = s.count() / (pd.Timedelta('1D') / parse_interval(interval))
-    fig, ax = plt.subplots(figsize=(10, 2.5)); ax2 = ax.twinx()
-    ax.fill_between(med.index, lo, hi, alpha=.3, label='1-99%'); ax.plot(med.index, med, lw=1, label='median')
-    ax2.plot(cov.index, cov, c='grey', ls='--', lw=1, label='coverage'); ax2.set_ylim(0, 1.05); ax2.set_ylabel('coverage')
-    ax.set_title(f'{monitor_id}: daily view'); ax.legend(loc='upper left'); ax2.legend(loc='upper right'); fig.tight_layout(); return fig
+    fig, ax = plt.subplots(figsize=(10, 2.5))
+    ax2 = ax.twinx()
+    ax.fill_between(med.index, lo, hi, alpha=0.3, label='1-99%')
+    ax.plot(med.index, med, lw=1, label='median')
+    ax2.plot(cov.index, cov, c='grey', ls='--', lw=1, label='coverage')
+    ax2.set_ylim(0, 1.05)
+    ax2.set_ylabel('coverage')
+    ax.set_title(f'{monitor_id}: daily view')
+    ax.legend(loc='upper left')
+    ax2.legend(loc='upper right')
+    fig.tight_layout()
+    return fig
 
 # %% ../nbs/03_validate.ipynb #56da589b
 MAX_PLOTS = 12
 
+
 def _html(q: pd.DataFrame, quarantine: dict, plots: list[tuple[str, str]], n_rows: int) -> str:
     "The readable report."
     flagged = q[q['flags'].str.len() > 0]
-    cols = ['agg', 'interval', 'n_slices', 'gap_share', 'sparsity', 'duplicates', 'min', 'median', 'p99', 'max', 'flatline_hours', 'flags']
-    t = q[cols].assign(flags=q['flags'].str.join(', ')).to_html(float_format=lambda x: f'{x:.4g}', classes='q', border=0)
-    qrows = ''.join(f'<tr><td>{html.escape(k)}</td><td>{v}</td></tr>' for k, v in quarantine.items()) or '<tr><td colspan=2>none</td></tr>'
+    cols = [
+        'agg',
+        'interval',
+        'n_slices',
+        'gap_share',
+        'sparsity',
+        'duplicates',
+        'min',
+        'median',
+        'p99',
+        'max',
+        'flatline_hours',
+        'flags',
+    ]
+    t = (
+        q[cols]
+        .assign(flags=q['flags'].str.join(', '))
+        .to_html(float_format=lambda x: f'{x:.4g}', classes='q', border=0)
+    )
+    qrows = (
+        ''.join(f'<tr><td>{html.escape(k)}</td><td>{v}</td></tr>' for k, v in quarantine.items())
+        or '<tr><td colspan=2>none</td></tr>'
+    )
     imgs = ''.join(f'<h3>{html.escape(m)}</h3><img src="{html.escape(f)}" width="900">' for m, f in plots)
     return f"""<!doctype html><html><head><meta charset="utf-8"><title>Signal quality</title>
 <style>body{{font-family:sans-serif;margin:2em}} table.q td,table.q th{{padding:2px 8px;font-size:12px}} .n{{font-size:1.4em}}</style></head><body>
@@ -129,27 +222,47 @@ def run_validate(p: ValidateParams, root='.', signals_dir='data/signals') -> dic
     "The validate stage: schema check (raises), quality table, HTML report with plots, metrics/validate.json."
     root, d = Path(root), Path(root) / signals_dir
     for f in ('signals.parquet', 'monitors.json'):
-        if not (d / f).exists(): raise FileNotFoundError(f"{d / f}: not found; run `mlops-kit ingest` first")
+        if not (d / f).exists():
+            raise FileNotFoundError(f"{d / f}: not found; run `mlops-kit ingest` first")
     df, cat = pd.read_parquet(d / 'signals.parquet'), json.loads((d / 'monitors.json').read_text())['monitors']
     check_signals(df, cat, str(d / 'signals.parquet'))
     q = quality(df, cat, p)
     qf = d / 'quarantine.csv'
     quar = pd.read_csv(qf, usecols=['reason']).reason.value_counts().to_dict() if qf.exists() else {}
-    out = root / 'reports' / 'validate'; staging = out.with_name('validate.staging'); staging.mkdir(parents=True, exist_ok=True)
-    plt = _plt(); fig = plot_quality(q, p); fig.savefig(staging / 'overview.png', dpi=80); plt.close(fig)
+    out = root / 'reports' / 'validate'
+    staging = out.with_name('validate.staging')
+    staging.mkdir(parents=True, exist_ok=True)
+    plt = _plt()
+    fig = plot_quality(q, p)
+    fig.savefig(staging / 'overview.png', dpi=80)
+    plt.close(fig)
     plots = []
     for mid in q.index[q['flags'].str.len() > 0][:MAX_PLOTS]:
-        f = f'{safe_name(mid)}.png'     # the id comes from raw data: never a path as it is
-        fig = plot_monitor(df, mid, cat[mid]['interval']); fig.savefig(staging / f, dpi=80); plt.close(fig); plots.append((mid, f))
+        f = f'{safe_name(mid)}.png'  # the id comes from raw data: never a path as it is
+        fig = plot_monitor(df, mid, cat[mid]['interval'])
+        fig.savefig(staging / f, dpi=80)
+        plt.close(fig)
+        plots.append((mid, f))
     q.assign(flags=q['flags'].str.join(' ')).to_csv(staging / 'quality.csv')
     (staging / 'index.html').write_text(_html(q, quar, plots, len(df)))
     if out.exists():
-        for f in out.iterdir(): f.unlink()
+        for f in out.iterdir():
+            f.unlink()
         out.rmdir()
     os.replace(staging, out)
     flags = pd.Series([f for fl in q['flags'] for f in fl], dtype=str).value_counts().to_dict()
-    m = {'n_monitors': len(q), 'n_flagged': int((q['flags'].str.len() > 0).sum()), 'n_rows': len(df), 'schema_ok': True,
-         'gap_share_max': float(q.gap_share.max()), 'sparsity_max': float(q.sparsity.max()), 'flags': flags, 'quarantined_by_reason': quar}
+    m = {
+        'n_monitors': len(q),
+        'n_flagged': int((q['flags'].str.len() > 0).sum()),
+        'n_rows': len(df),
+        'schema_ok': True,
+        'gap_share_max': float(q.gap_share.max()),
+        'sparsity_max': float(q.sparsity.max()),
+        'flags': flags,
+        'quarantined_by_reason': quar,
+    }
     (root / 'metrics').mkdir(exist_ok=True)
-    tmp = root / 'metrics/validate.json.tmp'; tmp.write_text(json.dumps(m, indent=2, sort_keys=True) + '\n'); os.replace(tmp, root / 'metrics/validate.json')
+    tmp = root / 'metrics/validate.json.tmp'
+    tmp.write_text(json.dumps(m, indent=2, sort_keys=True) + '\n')
+    os.replace(tmp, root / 'metrics/validate.json')
     return m

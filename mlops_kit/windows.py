@@ -20,6 +20,7 @@ __all__ = ['WindowsError', 'latest_full_day', 'default_as_of', 'usable_as_of', '
 class WindowsError(ValueError):
     "The windows cannot be cut as configured; the message names the dates or monitor and what would work."
 
+
 def _day(d) -> pd.Timestamp:
     "A date or 'YYYY-MM-DD' -> that day's midnight, UTC."
     return pd.Timestamp(str(d), tz='UTC').normalize()
@@ -30,6 +31,7 @@ def latest_full_day(ts: pd.Series | pd.DatetimeIndex, interval: pd.Timedelta = p
     last = pd.Timestamp(pd.Series(ts).max())
     day = last.normalize()
     return (day if last >= day + pd.Timedelta('1D') - interval else day - pd.Timedelta('1D')).date()
+
 
 def default_as_of(ts, holdout_days: int, interval: pd.Timedelta = pd.Timedelta('5min')) -> dt.date:
     "The latest full day minus the holdout days."
@@ -42,57 +44,93 @@ def usable_as_of(ts: pd.DatetimeIndex, interval: pd.Timedelta, min_days: int, ho
     lo = (first.ceil('1D') + pd.Timedelta(days=min_days - 1)).date()
     hi = last_full - dt.timedelta(days=holdout_days)
     rng = f"its data covers {first.date()} .. {ts.max().date()}"
-    if lo == hi: return f"{rng}; windows.as_of {lo} would work for it"
-    return f"{rng}; windows.as_of between {lo} and {hi} would work for it" if lo < hi else \
-           f"{rng}, fewer days than windows.min_days + holdout_days = {min_days + holdout_days}"
+    if lo == hi:
+        return f"{rng}; windows.as_of {lo} would work for it"
+    return (
+        f"{rng}; windows.as_of between {lo} and {hi} would work for it"
+        if lo < hi
+        else f"{rng}, fewer days than windows.min_days + holdout_days = {min_days + holdout_days}"
+    )
 
 # %% ../nbs/04_windows.ipynb #cbb96c14
 def _grid(start: pd.Timestamp, days: int, step: pd.Timedelta) -> pd.DatetimeIndex:
     return pd.date_range(start, start + pd.Timedelta(days=days) - step, freq=step)
 
-def cut_window(s: pd.Series, interval: pd.Timedelta, as_of, days: int = 60, holdout_days: int = 7, min_days: int = 14) -> tuple[pd.Series, pd.Series, dict]:
+
+def cut_window(
+    s: pd.Series, interval: pd.Timedelta, as_of, days: int = 60, holdout_days: int = 7, min_days: int = 14
+) -> tuple[pd.Series, pd.Series, dict]:
     "One monitor's (train, holdout, info): regular grids, NaN where a slice is missing; info has status ok/short/skipped."
-    end = _day(as_of) + pd.Timedelta('1D')          # exclusive
+    end = _day(as_of) + pd.Timedelta('1D')  # exclusive
     start = end - pd.Timedelta(days=days)
-    obs = s.dropna().index; first = obs.min() if len(obs) else None
-    if first is not None and first > start: start = first.ceil('1D') if first != first.normalize() else first
+    obs = s.dropna().index
+    first = obs.min() if len(obs) else None
+    if first is not None and first > start:
+        start = first.ceil('1D') if first != first.normalize() else first
     have = 0.0 if first is None else max(0.0, (end - start) / pd.Timedelta('1D'))
-    seen = int(obs[(obs >= start) & (obs < end)].normalize().nunique())        # days of the window that have data
+    seen = int(obs[(obs >= start) & (obs < end)].normalize().nunique())  # days of the window that have data
     info = {'interval_min': interval / pd.Timedelta('1min'), 'history_days': round(have, 2), 'observed_days': seen}
     if first is None or first >= end or have < min_days or seen < min_days:
-        why = ('no data' if first is None else f'history starts {first.date()}, after as_of {_day(as_of).date()}' if first >= end
-               else f'{have:.1f} days of history < windows.min_days={min_days}' if have < min_days
-               else f'no data in the window {start.date()} .. {_day(as_of).date()}' if not seen
-               else f'data on only {seen} of the window\'s days < windows.min_days={min_days}')
+        why = (
+            'no data'
+            if first is None
+            else f'history starts {first.date()}, after as_of {_day(as_of).date()}'
+            if first >= end
+            else f'{have:.1f} days of history < windows.min_days={min_days}'
+            if have < min_days
+            else f'no data in the window {start.date()} .. {_day(as_of).date()}'
+            if not seen
+            else f'data on only {seen} of the window\'s days < windows.min_days={min_days}'
+        )
         where = '' if first is None else '; ' + usable_as_of(obs, interval, min_days, holdout_days)
         return s.iloc[:0], s.iloc[:0], info | {'status': 'skipped', 'reason': why + where}
     train = s.reindex(_grid(start, int(round(have)), interval))
     hold = s.reindex(_grid(end, holdout_days, interval)) if holdout_days else s.iloc[:0]
     status = 'ok' if have >= days else 'short'
-    return train, hold, info | {
-        'status': status, 'reason': None if status == 'ok' else f'{have:.0f} of {days} days of history',
-        'start': train.index[0].isoformat(), 'end': train.index[-1].isoformat(), 'n_slices': len(train),
-        'n_missing': int(train.isna().sum()), 'missing_share': round(float(train.isna().mean()), 4),
-        'holdout_start': hold.index[0].isoformat() if len(hold) else None, 'holdout_end': hold.index[-1].isoformat() if len(hold) else None,
-        'n_holdout': len(hold), 'holdout_missing': int(hold.isna().sum())}
+    return (
+        train,
+        hold,
+        info
+        | {
+            'status': status,
+            'reason': None if status == 'ok' else f'{have:.0f} of {days} days of history',
+            'start': train.index[0].isoformat(),
+            'end': train.index[-1].isoformat(),
+            'n_slices': len(train),
+            'n_missing': int(train.isna().sum()),
+            'missing_share': round(float(train.isna().mean()), 4),
+            'holdout_start': hold.index[0].isoformat() if len(hold) else None,
+            'holdout_end': hold.index[-1].isoformat() if len(hold) else None,
+            'n_holdout': len(hold),
+            'holdout_missing': int(hold.isna().sum()),
+        },
+    )
 
 # %% ../nbs/04_windows.ipynb #52d69649
 def _sha256(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, 'rb') as f:
-        for chunk in iter(lambda: f.read(1 << 20), b''): h.update(chunk)
+        for chunk in iter(lambda: f.read(1 << 20), b''):
+            h.update(chunk)
     return h.hexdigest()
+
 
 def load_signals(signals_dir) -> tuple[pd.DataFrame, dict]:
     "Signals + monitor catalog, schema-checked enough to window them; WindowsError names the file otherwise."
-    d = Path(signals_dir); f, c = d / 'signals.parquet', d / 'monitors.json'
+    d = Path(signals_dir)
+    f, c = d / 'signals.parquet', d / 'monitors.json'
     for x in (f, c):
-        if not x.exists(): raise FileNotFoundError(f"{x}: not found; run `mlops-kit ingest` first")
+        if not x.exists():
+            raise FileNotFoundError(f"{x}: not found; run `mlops-kit ingest` first")
     sig, cat = pd.read_parquet(f), json.loads(c.read_text())['monitors']
-    if missing := {'monitor_id', 'ts', 'value'} - set(sig.columns): raise WindowsError(f"{f}: missing column(s) {sorted(missing)}; expected monitor_id, ts, value")
-    if not isinstance(sig.ts.dtype, pd.DatetimeTZDtype): raise WindowsError(f"{f}: `ts` must be tz-aware UTC timestamps, got {sig.ts.dtype}")
-    if not pd.api.types.is_numeric_dtype(sig.value): raise WindowsError(f"{f}: `value` must be numeric, got {sig.value.dtype}")
-    if unknown := sorted(set(sig.monitor_id.unique()) - set(cat)): raise WindowsError(f"{f}: monitor(s) {unknown[:5]} are not in {c.name}")
+    if missing := {'monitor_id', 'ts', 'value'} - set(sig.columns):
+        raise WindowsError(f"{f}: missing column(s) {sorted(missing)}; expected monitor_id, ts, value")
+    if not isinstance(sig.ts.dtype, pd.DatetimeTZDtype):
+        raise WindowsError(f"{f}: `ts` must be tz-aware UTC timestamps, got {sig.ts.dtype}")
+    if not pd.api.types.is_numeric_dtype(sig.value):
+        raise WindowsError(f"{f}: `value` must be numeric, got {sig.value.dtype}")
+    if unknown := sorted(set(sig.monitor_id.unique()) - set(cat)):
+        raise WindowsError(f"{f}: monitor(s) {unknown[:5]} are not in {c.name}")
     return sig.assign(ts=sig.ts.dt.tz_convert('UTC')), cat
 
 # %% ../nbs/04_windows.ipynb #7f8f19c8
@@ -100,36 +138,62 @@ def check_as_of(as_of: dt.date, p: WindowsParams, first: pd.Timestamp, last_full
     "Raise WindowsError if the window or its holdout runs past the data, or the data is shorter than min_days."
     latest = last_full - dt.timedelta(days=p.holdout_days)
     rng = f"data covers {first.date()} .. {last_full} (last full day)"
-    if as_of > last_full: raise WindowsError(f"windows.as_of = {as_of} is after the data: {rng}; use an as_of <= {latest}")
-    if as_of > latest: raise WindowsError(f"windows.as_of = {as_of} leaves no room for windows.holdout_days = {p.holdout_days}: {rng}; use an as_of <= {latest} or fewer holdout days")
+    if as_of > last_full:
+        raise WindowsError(f"windows.as_of = {as_of} is after the data: {rng}; use an as_of <= {latest}")
+    if as_of > latest:
+        raise WindowsError(
+            f"windows.as_of = {as_of} leaves no room for windows.holdout_days = {p.holdout_days}: {rng}; use an as_of <= {latest} or fewer holdout days"
+        )
     have = (pd.Timestamp(as_of, tz='UTC') + pd.Timedelta('1D') - first.ceil('1D')) / pd.Timedelta('1D')
     if have < p.min_days:
-        raise WindowsError(f"window longer than the data: {have:.0f} full days up to as_of {as_of} < windows.min_days = {p.min_days} "
-                           f"(windows.days = {p.days}); {rng}. Use a later as_of, or lower windows.min_days to <= {max(int(have), 1)}")
+        raise WindowsError(
+            f"window longer than the data: {have:.0f} full days up to as_of {as_of} < windows.min_days = {p.min_days} "
+            f"(windows.days = {p.days}); {rng}. Use a later as_of, or lower windows.min_days to <= {max(int(have), 1)}"
+        )
 
 # %% ../nbs/04_windows.ipynb #2eba70fb
 def _write_atomic_dir(out: Path, files: dict):
     "Write {name: DataFrame|dict} into a staging folder, then swap it in for `out`."
-    staging = out.with_name(out.name + '.staging'); staging.mkdir(parents=True, exist_ok=True)
+    staging = out.with_name(out.name + '.staging')
+    staging.mkdir(parents=True, exist_ok=True)
     for name, obj in files.items():
-        if isinstance(obj, pd.DataFrame): obj.to_parquet(staging / name, index=False)
-        else: (staging / name).write_text(json.dumps(obj, indent=2, sort_keys=True) + '\n')
+        if isinstance(obj, pd.DataFrame):
+            obj.to_parquet(staging / name, index=False)
+        else:
+            (staging / name).write_text(json.dumps(obj, indent=2, sort_keys=True) + '\n')
     if out.exists():
-        old = out.with_name(out.name + '.old'); os.replace(out, old); os.replace(staging, out)
-        for f in old.iterdir(): f.unlink()
+        old = out.with_name(out.name + '.old')
+        os.replace(out, old)
+        os.replace(staging, out)
+        for f in old.iterdir():
+            f.unlink()
         old.rmdir()
-    else: os.replace(staging, out)
+    else:
+        os.replace(staging, out)
+
 
 def _long(parts: dict) -> pd.DataFrame:
     "{monitor_id: series} -> long frame (monitor_id, ts, value)."
-    if not parts: return pd.DataFrame({'monitor_id': pd.Series(dtype=str), 'ts': pd.Series(dtype='datetime64[ns, UTC]'), 'value': pd.Series(dtype=float)})
-    return pd.concat([pd.DataFrame({'monitor_id': k, 'ts': v.index, 'value': v.to_numpy(dtype=float)}) for k, v in parts.items()], ignore_index=True)
+    if not parts:
+        return pd.DataFrame(
+            {
+                'monitor_id': pd.Series(dtype=str),
+                'ts': pd.Series(dtype='datetime64[ns, UTC]'),
+                'value': pd.Series(dtype=float),
+            }
+        )
+    return pd.concat(
+        [pd.DataFrame({'monitor_id': k, 'ts': v.index, 'value': v.to_numpy(dtype=float)}) for k, v in parts.items()],
+        ignore_index=True,
+    )
 
 # %% ../nbs/04_windows.ipynb #e664af16
 def run_windows(p: WindowsParams, root='.', signals_dir='data/signals') -> dict:
     "The windows stage: train.parquet, holdout.parquet, manifest.json under p.out_dir and metrics/windows.json."
-    root = Path(root); sig, cat = load_signals(root / signals_dir)
-    if sig.empty: raise WindowsError(f"{root / signals_dir / 'signals.parquet'}: no signal rows to window")
+    root = Path(root)
+    sig, cat = load_signals(root / signals_dir)
+    if sig.empty:
+        raise WindowsError(f"{root / signals_dir / 'signals.parquet'}: no signal rows to window")
     steps = {m: parse_interval(c['interval']) for m, c in cat.items()}
     last_full = latest_full_day(sig.ts, max(steps.values()))
     as_of = p.as_of or last_full - dt.timedelta(days=p.holdout_days)
@@ -138,31 +202,65 @@ def run_windows(p: WindowsParams, root='.', signals_dir='data/signals') -> dict:
     for mid, g in sig.groupby('monitor_id', sort=True):
         t, h, info = cut_window(g.set_index('ts').value, steps[mid], as_of, p.days, p.holdout_days, p.min_days)
         mons[mid] = info
-        if info['status'] != 'skipped': train[mid], hold[mid] = t, h
-    for mid in sorted(set(cat) - set(mons)): mons[mid] = {'status': 'skipped', 'reason': 'no data'}
-    if not train: raise WindowsError(f"every monitor was skipped for as_of {as_of}: " + '; '.join(f"{k}: {v['reason']}" for k, v in list(mons.items())[:3]))
-    out = root / p.out_dir; tr, ho = _long(train), _long(hold)
+        if info['status'] != 'skipped':
+            train[mid], hold[mid] = t, h
+    for mid in sorted(set(cat) - set(mons)):
+        mons[mid] = {'status': 'skipped', 'reason': 'no data'}
+    if not train:
+        raise WindowsError(
+            f"every monitor was skipped for as_of {as_of}: "
+            + '; '.join(f"{k}: {v['reason']}" for k, v in list(mons.items())[:3])
+        )
+    out = root / p.out_dir
+    tr, ho = _long(train), _long(hold)
     end = pd.Timestamp(as_of, tz='UTC') + pd.Timedelta('1D')
-    man = {'as_of': str(as_of), 'days': p.days, 'min_days': p.min_days, 'holdout_days': p.holdout_days,
-           'window_start': (end - pd.Timedelta(days=p.days)).isoformat(), 'window_end': end.isoformat(),
-           'holdout_end': (end + pd.Timedelta(days=p.holdout_days)).isoformat(), 'monitors': mons}
+    man = {
+        'as_of': str(as_of),
+        'days': p.days,
+        'min_days': p.min_days,
+        'holdout_days': p.holdout_days,
+        'window_start': (end - pd.Timedelta(days=p.days)).isoformat(),
+        'window_end': end.isoformat(),
+        'holdout_end': (end + pd.Timedelta(days=p.holdout_days)).isoformat(),
+        'monitors': mons,
+    }
     _write_atomic_dir(out, {'train.parquet': tr, 'holdout.parquet': ho})
-    man['digests'] = {'signals.parquet': _sha256(root / signals_dir / 'signals.parquet'),
-                      'train.parquet': _sha256(out / 'train.parquet'), 'holdout.parquet': _sha256(out / 'holdout.parquet')}
-    tmp = out / 'manifest.json.tmp'; tmp.write_text(json.dumps(man, indent=2, sort_keys=True) + '\n'); os.replace(tmp, out / 'manifest.json')
+    man['digests'] = {
+        'signals.parquet': _sha256(root / signals_dir / 'signals.parquet'),
+        'train.parquet': _sha256(out / 'train.parquet'),
+        'holdout.parquet': _sha256(out / 'holdout.parquet'),
+    }
+    tmp = out / 'manifest.json.tmp'
+    tmp.write_text(json.dumps(man, indent=2, sort_keys=True) + '\n')
+    os.replace(tmp, out / 'manifest.json')
     n = {s: sum(v['status'] == s for v in mons.values()) for s in ('ok', 'short', 'skipped')}
-    met = {'as_of': str(as_of), 'n_monitors': len(mons), 'n_ok': n['ok'], 'n_short': n['short'], 'n_skipped': n['skipped'],
-           'missing_share': round(float(tr.value.isna().mean()), 4), 'train_rows': len(tr), 'holdout_rows': len(ho),
-           'skipped': {m: v['reason'] for m, v in mons.items() if v['status'] == 'skipped'}}                  # who, and why
-    (root / 'metrics').mkdir(exist_ok=True); (root / 'metrics/windows.json').write_text(json.dumps(met, indent=2, sort_keys=True) + '\n')
+    met = {
+        'as_of': str(as_of),
+        'n_monitors': len(mons),
+        'n_ok': n['ok'],
+        'n_short': n['short'],
+        'n_skipped': n['skipped'],
+        'missing_share': round(float(tr.value.isna().mean()), 4),
+        'train_rows': len(tr),
+        'holdout_rows': len(ho),
+        'skipped': {m: v['reason'] for m, v in mons.items() if v['status'] == 'skipped'},
+    }  # who, and why
+    (root / 'metrics').mkdir(exist_ok=True)
+    (root / 'metrics/windows.json').write_text(json.dumps(met, indent=2, sort_keys=True) + '\n')
     return met
 
 # %% ../nbs/04_windows.ipynb #ba251f12
 def plot_window(train: pd.DataFrame, holdout: pd.DataFrame, monitor_id: str):
     "Training window and holdout of one monitor (long frames as written by run_windows) as a matplotlib Figure."
-    import matplotlib; matplotlib.use('Agg'); import matplotlib.pyplot as plt
+    import matplotlib
+
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+
     fig, ax = plt.subplots(figsize=(10, 3))
     for df, label in ((train, 'train'), (holdout, 'holdout')):
-        s = df[df.monitor_id == monitor_id]; ax.plot(s.ts, s.value, lw=0.5, label=label)
-    ax.set_title(f'{monitor_id}: training window and holdout'); ax.legend(loc='upper left')
+        s = df[df.monitor_id == monitor_id]
+        ax.plot(s.ts, s.value, lw=0.5, label=label)
+    ax.set_title(f'{monitor_id}: training window and holdout')
+    ax.legend(loc='upper left')
     return fig

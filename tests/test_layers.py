@@ -1,11 +1,12 @@
 """The package's seams, checked from its source: no import cycle, no reaching into another module's private names,
-and DVC stage deps that follow the imports (changing any module a stage runs must re-run that stage)."""
-import ast, json
+DVC stage deps that follow the imports (changing any module a stage runs must re-run that stage), and one format
+(ruff.toml: one statement a line, lines that fit a notebook column)."""
+import ast, io, json, shutil, subprocess, tokenize
 from pathlib import Path
 
 import yaml
 
-from conftest import ROOT
+from conftest import BIN, ROOT
 PKG = ROOT / 'mlops_kit'
 MODULES = {p.stem for p in PKG.glob('*.py') if p.stem != '_modidx'}
 
@@ -119,3 +120,34 @@ def test_stage_deps_follow_imports():
 def test_the_deps_check_sees_the_monitor_stage_running_the_detector():
     st = yaml.safe_load((ROOT / 'dvc.yaml').read_text())['stages']['monitor']
     assert {'detect', 'models', 'monitor', 'register', 'cli', 'config'} <= stage_modules(st)   # register: via the CLI's _served
+
+
+def semicolons(src: str) -> int:
+    "How many `;` join statements in `src` (tokens, so a `;` inside a string or comment does not count)."
+    return sum(t.type == tokenize.OP and t.string == ';' for t in tokenize.generate_tokens(io.StringIO(src).readline))
+
+
+def ruff_check(cwd: Path) -> subprocess.CompletedProcess:
+    "`ruff format --check` with the project's ruff.toml (the notebooks it includes), as `make format` would change them."
+    return subprocess.run([str(BIN / 'ruff'), 'format', '--check', '--no-cache'], cwd=cwd, capture_output=True, text=True)
+
+
+def test_notebooks_are_in_the_formatters_format_and_the_check_can_fail(tmp_path):
+    "The library notebooks are as `make format` leaves them; a notebook with a `;`-joined line and a long line fails the check."
+    p = ruff_check(ROOT)
+    assert p.returncode == 0, f'run `make format`:\n{p.stdout}{p.stderr}'
+    shutil.copy(ROOT / 'ruff.toml', tmp_path / 'ruff.toml')
+    (tmp_path / 'nbs').mkdir()
+    src = "#| export\nx = 1; y = 2\nz = dict(" + ', '.join(f'k{i}={i}' for i in range(30)) + ")\n"
+    nb = {'cells': [{'cell_type': 'code', 'metadata': {}, 'source': src, 'outputs': [], 'execution_count': None}],
+          'metadata': {}, 'nbformat': 4, 'nbformat_minor': 5}
+    (tmp_path / 'nbs' / '00_bad.ipynb').write_text(json.dumps(nb))
+    p = ruff_check(tmp_path)
+    assert p.returncode == 1 and '00_bad.ipynb' in p.stdout, p.stdout + p.stderr
+
+
+def test_no_statements_joined_by_semicolons_in_the_package():
+    "One statement a line in every exported module (the formatter splits them; this counts tokens, not text)."
+    assert semicolons('a = 1; b = 2\n') == 1 and semicolons("s = 'a; b'  # c; d\n") == 0
+    joined = {m: n for m in sorted(MODULES) if (n := semicolons((PKG / f'{m}.py').read_text()))}
+    assert not joined, f'statements joined by ";" per module: {joined}'
