@@ -4,7 +4,7 @@
 
 # %% ../nbs/07_automl.ipynb #a635de00
 from __future__ import annotations
-import bisect, copy, functools, math, time
+import bisect, copy, functools, itertools, math, time
 from dataclasses import dataclass
 
 import numpy as np
@@ -154,6 +154,13 @@ def search_forecasters(
     return pd.DataFrame(rows), {k: pd.concat(v) for k, v in errs.items()}
 
 # %% ../nbs/07_automl.ipynb #264fe920
+def _caught(starts: pd.DatetimeIndex, labels: pd.DataFrame) -> float:
+    "Share of the labelled incidents an alert starts in (or up to 30 min after their end)."
+    late = pd.Timedelta('30min')
+    ends = zip(pd.DatetimeIndex(labels.start), pd.DatetimeIndex(labels.end))
+    return float(np.mean([((starts >= a) & (starts <= b + late)).any() for a, b in ends]))
+
+
 def search_policy(
     zd: np.ndarray,
     index: pd.DatetimeIndex,
@@ -171,46 +178,27 @@ def search_policy(
 ) -> pd.DataFrame:
     "One row per (sensitivity, window): the z threshold it means for `detector`, alerts/day on normal data, recall on labels, alerts raised again on `false_alarms` (on-call said: not an anomaly; from 30 min before each), within the target and the budget."
     step, days = index[1] - index[0], len(index) * (index[1] - index[0]) / pd.Timedelta('1D')
-    inc, zz, n, rows = _incident_mask(index, labels), np.nan_to_num(zd), len(index), []
-    fa = _incident_mask(
-        index,
-        None
-        if false_alarms is None
-        else false_alarms.assign(start=pd.DatetimeIndex(false_alarms.start) - pd.Timedelta('30min')),
-    )
+    inc, zz, rows = _incident_mask(index, labels), np.nan_to_num(zd), []
+    if false_alarms is not None:
+        false_alarms = false_alarms.assign(start=pd.DatetimeIndex(false_alarms.start) - pd.Timedelta('30min'))
+    fa = _incident_mask(index, false_alarms)
     labelled = labels is not None and len(labels)
-    _, _, r_n, cool_n = AlertPolicy(recovery=recovery, cooldown=cooldown).steps(step)
-    for s in sensitivities:
+    for s, w in itertools.product(sensitivities, windows):
         th = detector.threshold(s)
-        u = zz > th
-        runs, runs_all = (
-            _runs(np.flatnonzero(u & ~inc), r_n),
-            (_runs(np.flatnonzero(u), r_n) if labelled else None),
-        )  # shared by the windows
-        for w in windows:
-            w_n, need, _, _ = AlertPolicy(window=w, min_share=min_share, min_count=min_count).steps(step)
-            normal, rec = _starts(runs, n, w_n, need, r_n, cool_n), np.nan
-            if labelled:
-                st = index[np.array(_starts(runs_all, n, w_n, need, r_n, cool_n), int)]
-                rec = float(
-                    np.mean(
-                        [
-                            ((st >= a) & (st <= b + pd.Timedelta('30min'))).any()
-                            for a, b in zip(pd.DatetimeIndex(labels.start), pd.DatetimeIndex(labels.end))
-                        ]
-                    )
-                )
-            rows.append(
-                {
-                    'stage': 'policy',
-                    'sensitivity': s,
-                    'threshold': th,
-                    'window': w,
-                    'alerts_per_day': len(normal) / days,
-                    'recall': rec,
-                    'false_alerts': int(fa[np.array(normal, int)].sum()),
-                }
-            )
+        pol = AlertPolicy(window=w, min_share=min_share, min_count=min_count, recovery=recovery, cooldown=cooldown)
+        normal = count_alerts((zz > th) & ~inc, pol, step)  # alerts on normal data: incidents masked
+        rec = _caught(index[count_alerts(zz > th, pol, step)], labels) if labelled else np.nan
+        rows.append(
+            {
+                'stage': 'policy',
+                'sensitivity': s,
+                'threshold': th,
+                'window': w,
+                'alerts_per_day': len(normal) / days,
+                'recall': rec,
+                'false_alerts': int(fa[normal].sum()),
+            }
+        )
     t = pd.DataFrame(rows)
     t['within_target'], t['within_budget'] = t.alerts_per_day <= alert_target, t.alerts_per_day <= alert_budget
     return t
