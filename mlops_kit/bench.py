@@ -16,8 +16,8 @@ from .evaluate import alert_events
 from .models import Forecaster, HoltWinters
 
 # %% auto #0
-__all__ = ['PEERS', 'FLEET_COLUMNS', 'ProphetForecaster', 'AutoETSForecaster', 'available_peers', 'bench_monitor', 'bench_models',
-           'bench_table', 'run_bench_models', 'synthetic_fleet', 'Meter', 'bench_fleet', 'run_bench_fleet']
+__all__ = ['PEERS', 'FLEET_COLUMNS', 'ProphetForecaster', 'AutoETSForecaster', 'available_peers', 'bench_models', 'bench_table',
+           'run_bench_models', 'synthetic_fleet', 'Meter', 'bench_fleet', 'run_bench_fleet']
 
 # %% ../nbs/09_bench.ipynb #0b0d51fa
 class ProphetForecaster(Forecaster):
@@ -145,16 +145,6 @@ def _peer_row(p: str, train, holdout, incidents, tuned) -> dict:
         warnings.simplefilter('ignore')
         det, psec = _peer_detector(make(), train, tuned.detector)
         return _row(name, psec, det, tuned.policy, train, holdout, incidents)
-
-
-def bench_monitor(
-    train: pd.Series, holdout: pd.Series, incidents: pd.DataFrame, peers=('ets',), direction: str = 'up'
-) -> list[dict]:
-    "Rows (model, seconds, next_day_mae, alerts_per_day, incidents, detected) for the kit and each peer on one monitor."
-    tuned, sec = _timed_tune(train, direction)
-    return _kit_rows(train, holdout, incidents, tuned, sec, direction) + [
-        _peer_row(p, train, holdout, incidents, tuned) for p in peers
-    ]
 
 # %% ../nbs/09_bench.ipynb #2905e993
 def bench_models(

@@ -18,8 +18,8 @@ from .guard import clip
 
 # %% auto #0
 __all__ = ['QUARANTINE_COLUMNS', 'READERS', 'IngestError', 'needed_columns', 'open_source', 'read_source', 'parse_ts',
-           'column_roles', 'eval_filter', 'clean_rows', 'monitor_ids', 'aggregate', 'ingest_source', 'run_ingest',
-           'metric_id', 'metric_files', 'ingest_metric_files', 'data_checks']
+           'column_roles', 'eval_filter', 'clean_rows', 'aggregate', 'ingest_source', 'run_ingest', 'metric_id',
+           'metric_files', 'ingest_metric_files', 'data_checks']
 
 # %% ../nbs/02_ingest.ipynb #73fc0e3b
 class IngestError(ValueError):
@@ -418,11 +418,6 @@ def clean_rows(
 
 # %% ../nbs/02_ingest.ipynb #5133ee63
 _AGG = {'count': 'size', 'sum': 'sum', 'mean': 'mean', 'min': 'min', 'max': 'max'}
-
-
-def monitor_ids(m: MonitorSpec, groups) -> list[str]:
-    "Monitor ids a definition expands into: `<group>.<name>` per group, or just `<name>`."
-    return [f'{g}.{m.name}' for g in groups] if m.group_by else [m.name]
 
 
 def aggregate(rows: pd.DataFrame, m: MonitorSpec) -> pd.DataFrame:

@@ -13,8 +13,8 @@ from sklearn.linear_model import ridge_regression
 from statsmodels.tsa.holtwinters import ExponentialSmoothing
 
 # %% auto #0
-__all__ = ['FORECASTERS', 'infer_step', 'to_grid', 'slots', 'hours', 'Forecaster', 'weighted_stat', 'by_group', 'grid_stat',
-           'SeasonalProfile', 'RobustLevel', 'HoltWinters', 'slot_median', 'LagRegression']
+__all__ = ['FORECASTERS', 'infer_step', 'to_grid', 'slots', 'hours', 'Forecaster', 'by_group', 'grid_stat', 'SeasonalProfile',
+           'RobustLevel', 'HoltWinters', 'slot_median', 'LagRegression']
 
 # %% ../nbs/05_models.ipynb #dc721a84
 _STEPS = [pd.Timedelta(m, 'min') for m in (1, 2, 3, 5, 10, 15, 20, 30, 60, 120, 180, 240, 360, 720, 1440)]
@@ -95,37 +95,6 @@ class Forecaster(BaseEstimator):
         c = to_grid(context, self.step_)
         return pd.concat([self.y_[self.y_.index < c.index[0]], c])
 
-# %% ../nbs/05_models.ipynb #18cc7f65
-def weighted_stat(
-    groups: np.ndarray, values: np.ndarray, weights: np.ndarray, n_groups: int, stat: str = 'median'
-) -> tuple[np.ndarray, np.ndarray]:
-    "Per-group weighted median (or 10-90% trimmed mean) and observation count; NaN values ignored."
-    ok = ~np.isnan(values)
-    g, v, w = groups[ok], values[ok], weights[ok]
-    cnt, out = np.bincount(g, minlength=n_groups), np.full(n_groups, np.nan)
-    if not len(v):
-        return out, cnt
-    order = np.argsort(v, kind='stable')
-    order = order[np.argsort(g[order].astype(np.int16 if n_groups < 2**15 else np.int64), kind='stable')]
-    g, v, w = (
-        g[order],
-        v[order],
-        w[order],
-    )  # by group, then value: np.lexsort((v, g)), 1.6x faster (int16 keys sort by radix)
-    cw = np.cumsum(w)
-    starts = np.r_[0, np.cumsum(cnt)[:-1]]
-    before = np.repeat(np.where(starts > 0, cw[np.maximum(starts - 1, 0)], 0.0), cnt)  # weight of earlier groups
-    tot = np.bincount(g, w, n_groups)
-    hi = (cw - before) / np.repeat(tot, cnt)
-    lo = hi - w / np.repeat(tot, cnt)  # each value's weight span in its group
-    if stat == 'median':
-        at = (lo < 0.5) & (hi >= 0.5)
-        out[g[at]] = v[at]
-        return out, cnt
-    keep = (lo >= 0.1 - 1e-12) & (hi <= 0.9 + 1e-12) if stat == 'trimmed' else np.ones(len(v), bool)
-    num, den = np.bincount(g, w * v * keep, n_groups), np.bincount(g, w * keep, n_groups)
-    return np.where(den > 0, num / np.where(den > 0, den, 1), out), cnt
-
 # %% ../nbs/05_models.ipynb #grid_stat
 def by_group(a: np.ndarray, first: int, n_groups: int, pad: float = np.nan) -> np.ndarray:
     "A regular grid's values as a matrix with one row per group, in time order: point k goes to row (first + k) % n_groups; `pad` fills the rest."
@@ -138,7 +107,7 @@ def by_group(a: np.ndarray, first: int, n_groups: int, pad: float = np.nan) -> n
 def grid_stat(
     values: np.ndarray, weights: np.ndarray, first: int, n_groups: int, stat: str = 'median'
 ) -> tuple[np.ndarray, np.ndarray]:
-    "weighted_stat for a regular grid whose point k is in group (first + k) % n_groups."
+    "Per-group weighted median (or 10-90% trimmed mean, or mean) and observation count on a regular grid whose point k is in group (first + k) % n_groups; NaN values ignored."
     M, W = by_group(values, first, n_groups), by_group(weights, first, n_groups, 0.0)
     ok = ~np.isnan(M)
     W = np.where(ok, W, 0.0)

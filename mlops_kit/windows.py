@@ -196,7 +196,7 @@ def run_windows(p: WindowsParams, root='.', signals_dir='data/signals') -> dict:
         raise WindowsError(f"{root / signals_dir / 'signals.parquet'}: no signal rows to window")
     steps = {m: parse_interval(c['interval']) for m, c in cat.items()}
     last_full = latest_full_day(sig.ts, max(steps.values()))
-    as_of = p.as_of or last_full - dt.timedelta(days=p.holdout_days)
+    as_of = p.as_of or default_as_of(sig.ts, p.holdout_days, max(steps.values()))
     check_as_of(as_of, p, sig.ts.min(), last_full)
     train, hold, mons = {}, {}, {}
     for mid, g in sig.groupby('monitor_id', sort=True):
