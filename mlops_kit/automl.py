@@ -19,7 +19,7 @@ from .models import HoltWinters, LagRegression, RobustLevel, SeasonalProfile, ho
 # %% auto #0
 __all__ = ['SENSITIVITIES', 'WINDOWS', 'ALERT_TARGET', 'SPARSE_POLICY', 'LEVEL_INFLATE', 'COLUMNS', 'candidates', 'count_alerts',
            'trimmed_mae', 'search_forecasters', 'search_policy', 'pick_policy', 'history_days', 'Tuned',
-           'one_blas_thread', 'tune', 'replay']
+           'one_blas_thread', 'on_one_blas_thread', 'tune', 'replay']
 
 # %% ../nbs/07_automl.ipynb #54c6f842
 def candidates() -> list[tuple[str, object]]:
@@ -342,7 +342,19 @@ def one_blas_thread():
     "Context manager: BLAS on one thread. The kit's matrices are small (one BLAS thread is 5x faster on them), and monitors run in parallel anyway."
     return _blas().limit(limits=1, user_api='blas')
 
+
+def on_one_blas_thread(f):
+    "Decorator: `f` runs inside `one_blas_thread()`."
+
+    @functools.wraps(f)
+    def wrapper(*args, **kwargs):
+        with one_blas_thread():
+            return f(*args, **kwargs)
+
+    return wrapper
+
 # %% ../nbs/07_automl.ipynb #ad3cdced
+@on_one_blas_thread
 def tune(
     y: pd.Series,
     alert_budget: float = 2.0,
@@ -361,43 +373,6 @@ def tune(
     false_alarms: pd.DataFrame | None = None,
 ) -> Tuned:
     "AutoML for one monitor: the model its history can carry, then the most sensitive alert policy within `alert_target` alerts/day on normal data, never above `alert_budget`. `errors`: out-of-sample errors already known, flagged ones NaN (they size the band); `recent`: all of them (the policy is counted on them); `false_alarms`: spans on-call answered 'not an anomaly' (the policy avoids them, recall first)."
-    with one_blas_thread():
-        return _tune(
-            y,
-            alert_budget,
-            direction,
-            budget_s,
-            trial_budget_s,
-            folds,
-            search_days,
-            labels,
-            sparse_missing,
-            cands,
-            search_keep,
-            alert_target,
-            errors,
-            recent,
-            false_alarms,
-        )
-
-
-def _tune(
-    y,
-    alert_budget,
-    direction,
-    budget_s,
-    trial_budget_s,
-    folds,
-    search_days,
-    labels,
-    sparse_missing,
-    cands,
-    search_keep,
-    alert_target,
-    errors,
-    recent,
-    false_alarms=None,
-) -> Tuned:
     if len(y) < 2 or y.notna().sum() < 2:
         raise ValueError(
             f"tune: the series has {int(y.notna().sum())} observed value(s) in {len(y)} timestamp(s); need at least 2 observed values"

@@ -8,7 +8,7 @@ import hashlib, os, re
 from pathlib import Path
 
 # %% auto #0
-__all__ = ['MAX_NAME', 'safe_name', 'sha256_file', 'tree_digest', 'clip']
+__all__ = ['MAX_NAME', 'safe_name', 'sha256_file', 'tree_digest', 'clip', 'swap_in']
 
 # %% ../nbs/22_guard.ipynb #1530236d
 MAX_NAME = 100
@@ -55,3 +55,16 @@ def clip(value, n: int = 120) -> str:
     "repr(value), cut to about `n` characters with the full length noted."
     r = repr(value)
     return r if len(r) <= n else f"{r[:n]}… ({len(r):,} characters)"
+
+# %% ../nbs/22_guard.ipynb #swap_in
+def swap_in(staging: Path, out: Path):
+    "Replace the folder `out` by the fully written folder `staging` (a sibling): rename, rename, remove the old files."
+    if not out.exists():
+        os.replace(staging, out)
+        return
+    old = out.with_name(out.name + '.old')
+    os.replace(out, old)
+    os.replace(staging, out)
+    for f in old.iterdir():
+        f.unlink()
+    old.rmdir()

@@ -14,7 +14,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from .config import IngestParams, MonitorSpec, SourceSpec, filter_columns, parse_filter, parse_interval
-from .guard import clip
+from .guard import clip, swap_in
 
 # %% auto #0
 __all__ = ['QUARANTINE_COLUMNS', 'READERS', 'IngestError', 'needed_columns', 'open_source', 'read_source', 'parse_ts',
@@ -489,19 +489,6 @@ def ingest_source(spec: SourceSpec, monitors: list[MonitorSpec], raw_dir, pii: l
     }
 
 # %% ../nbs/02_ingest.ipynb #64b16fbb
-def _swap_in(staging: Path, out: Path):
-    "Replace `out` by the fully written `staging` folder."
-    if out.exists():
-        old = out.with_name(out.name + '.old')
-        os.replace(out, old)
-        os.replace(staging, out)
-        for f in old.iterdir():
-            f.unlink()
-        old.rmdir()
-    else:
-        os.replace(staging, out)
-
-
 def _write_json(obj, path: Path):
     "JSON, sorted keys, written atomically."
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -542,7 +529,7 @@ def run_ingest(p: IngestParams, root='.') -> dict:
     sig.to_parquet(staging / 'signals.parquet', index=False)
     q.to_csv(staging / 'quarantine.csv', index=False)
     _write_json({'monitors': catalog}, staging / 'monitors.json')
-    _swap_in(staging, out)
+    swap_in(staging, out)
     m = {k: sum(r[k] for r in res) for k in ('rows_in', 'rows_accepted', 'rows_quarantined', 'rows_out_of_order')}
     m |= {
         'n_monitors': len(catalog),

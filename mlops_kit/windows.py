@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 
 from .config import WindowsParams, parse_interval
+from .guard import swap_in
 
 # %% auto #0
 __all__ = ['WindowsError', 'latest_full_day', 'default_as_of', 'usable_as_of', 'cut_window', 'load_signals', 'check_as_of',
@@ -161,15 +162,7 @@ def _write_atomic_dir(out: Path, files: dict):
             obj.to_parquet(staging / name, index=False)
         else:
             (staging / name).write_text(json.dumps(obj, indent=2, sort_keys=True) + '\n')
-    if out.exists():
-        old = out.with_name(out.name + '.old')
-        os.replace(out, old)
-        os.replace(staging, out)
-        for f in old.iterdir():
-            f.unlink()
-        old.rmdir()
-    else:
-        os.replace(staging, out)
+    swap_in(staging, out)
 
 
 def _long(parts: dict) -> pd.DataFrame:

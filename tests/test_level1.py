@@ -171,10 +171,7 @@ def test_param_change_reruns_only_the_stages_that_read_it(changes):
     assert set(json.loads(st)) == {'evaluate'}, st
     p = sh('dvc repro', root)
     assert ran(p.stdout) == {'evaluate', 'register', 'monitor'}, p.stdout      # register reads evaluate's metrics; monitor runs after register (it judges the champion)
-    set_params(root, train={'folds': 3})
-    assert set(json.loads(sh('dvc status --json', root).stdout)) == {'train'}
-    p = sh('dvc repro', root)
-    assert ran(p.stdout) == {'train', 'evaluate', 'register', 'monitor'}, p.stdout   # downstream stages re-run because train's output changed
+    # (a train param re-running train and everything downstream: test_a_deliberately_worse_param_registers_but_does_not_promote)
 
 
 def test_a_deliberately_worse_param_registers_but_does_not_promote(changes):
@@ -183,7 +180,9 @@ def test_a_deliberately_worse_param_registers_but_does_not_promote(changes):
     from mlops_kit.register import champion_version
     champion = champion_version(mlflow_run(root)[0], 'mlops_kit_fleet')      # the registry's (an earlier test may have promoted one)
     set_params(root, train={'budget_s': 0.001})
+    assert set(json.loads(sh('dvc status --json', root).stdout)) == {'train'}       # only train reads train.budget_s ...
     p = sh('dvc repro', root)
+    assert ran(p.stdout) == {'train', 'evaluate', 'register', 'monitor'}, p.stdout   # ... and the stages after it re-run: train's output changed
     reg = json.loads((root / 'metrics/register.json').read_text())
     assert not reg['promoted'] and reg['champion'] == champion and reg['version'] > champion, reg
     assert 'fallback share' in reg['gate_failed'] and 'fallback share' in reg['reason'], reg
