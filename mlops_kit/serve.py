@@ -12,8 +12,28 @@ import numpy as np
 import pandas as pd
 
 # %% auto #0
-__all__ = ['SERVER_ENV', 'FORMATS', 'free_port', 'limits_env', 'verified_model', 'scoring_server', 'serve_champion', 'load_test',
-           'bench_serve']
+__all__ = ['SERVER_ENV', 'FORMATS', 'serve_argv', 'free_port', 'limits_env', 'verified_model', 'scoring_server', 'serve_champion',
+           'load_test', 'bench_serve']
+
+# %% ../nbs/14_serve.ipynb #serve_argv
+def serve_argv(model_dir, host: str, port: int, workers: int) -> list[str]:
+    "The `mlflow models serve` command for a verified local model folder: this venv's mlflow, in this environment (no env rebuilt)."
+    mlflow_bin = Path(sys.executable).parent / 'mlflow'
+    return [
+        str(mlflow_bin),
+        'models',
+        'serve',
+        '-m',
+        str(model_dir),
+        '--env-manager',
+        'local',
+        '-h',
+        host,
+        '-p',
+        str(port),
+        '-w',
+        str(workers),
+    ]
 
 # %% ../nbs/14_serve.ipynb #9a3d0fc6
 SERVER_ENV = {
@@ -75,21 +95,7 @@ def scoring_server(
         local = verified_model(model_uri, tracking_uri, folder)
         with open(log_path, 'ab') as log:  # a file, not a pipe: see above
             srv = subprocess.Popen(
-                [
-                    str(mlflow_bin),
-                    'models',
-                    'serve',
-                    '-m',
-                    local,
-                    '--env-manager',
-                    'local',
-                    '-h',
-                    '127.0.0.1',
-                    '-p',
-                    str(port),
-                    '-w',
-                    str(workers),
-                ],
+                serve_argv(local, '127.0.0.1', port, workers),
                 env=env,
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -135,27 +141,12 @@ def serve_champion(root, p, host: str = '127.0.0.1', port: int = 5001):
     shutil.rmtree(dst, ignore_errors=True)
     dst.mkdir(parents=True)
     local = verified_model(f'models:/{p.register.model_name}@champion', uri, dst)
-    mlflow_bin = str(Path(sys.executable).parent / 'mlflow')
-    argv = [
-        mlflow_bin,
-        'models',
-        'serve',
-        '-m',
-        local,
-        '--env-manager',
-        'local',
-        '-h',
-        host,
-        '-p',
-        str(port),
-        '-w',
-        str(p.serve.workers),
-    ]
+    argv = serve_argv(local, host, port, p.serve.workers)
     print(
         f"serving models:/{p.register.model_name}@champion (verified, {local}) on http://{host}:{port}/invocations",
         flush=True,
     )
-    os.execve(mlflow_bin, argv, {**os.environ, 'MLFLOW_TRACKING_URI': uri, **SERVER_ENV, **limits_env(p.serve)})
+    os.execve(argv[0], argv, {**os.environ, 'MLFLOW_TRACKING_URI': uri, **SERVER_ENV, **limits_env(p.serve)})
 
 # %% ../nbs/14_serve.ipynb #ba2e2a17
 FORMATS = (
