@@ -222,6 +222,11 @@ class Check:
     howto: str = ''
 
 
+def _checked(met: bool, evidence: list[str], *fixes: tuple[bool, str]) -> Check:
+    "A Check from its evidence and (missing, how to fix it) pairs: the fixes for what is missing, unless the check is met."
+    return Check(met, '; '.join(evidence), '' if met else '; '.join(h for missing, h in fixes if missing))
+
+
 def _ci(r: Repo) -> dict:
     return r.ci
 
@@ -367,19 +372,15 @@ def reproducible_pipeline(r: Repo) -> Check:
     if in_pipe:
         ev.append(f"notebooks run as stages: {_some(in_pipe)}")
     met = len(with_deps) == len(r.stages) and bool(with_params) and r.params is not None
-    how = (
-        []
-        if met
-        else [
-            f"declare deps for {_some([n for n in r.stages if n not in with_deps])} (`deps:`)"
-            if len(with_deps) < len(r.stages)
-            else '',
-            "list the params each stage reads (`params: [section]`) in params.yaml"
-            if not with_params or r.params is None
-            else '',
-        ]
+    return _checked(
+        met,
+        ev,
+        (
+            len(with_deps) < len(r.stages),
+            f"declare deps for {_some([n for n in r.stages if n not in with_deps])} (`deps:`)",
+        ),
+        (not with_params or r.params is None, "list the params each stage reads (`params: [section]`) in params.yaml"),
     )
-    return Check(met, '; '.join(ev), '; '.join(h for h in how if h))
 
 
 def pipeline_in_ci(r: Repo) -> Check:
@@ -440,19 +441,15 @@ def tracked_experiments(r: Repo) -> Check:
             f"{s['store']}: " + (s['error'] if 'error' in s else f"{s['experiments']} experiments, {s['runs']} runs")
         )
     met = bool(logs) and bool(uri)
-    how = (
-        []
-        if met
-        else [
-            "log each training run: `with mlflow.start_run(): mlflow.log_params(p); mlflow.log_metrics(m)`"
-            if not logs
-            else '',
-            "pin the store: a `tracking_uri` key in params.yaml (or MLFLOW_TRACKING_URI in the Makefile/CI) read by `mlflow.set_tracking_uri`"
-            if not uri
-            else '',
-        ]
+    return _checked(
+        met,
+        ev,
+        (not logs, "log each training run: `with mlflow.start_run(): mlflow.log_params(p); mlflow.log_metrics(m)`"),
+        (
+            not uri,
+            "pin the store: a `tracking_uri` key in params.yaml (or MLFLOW_TRACKING_URI in the Makefile/CI) read by `mlflow.set_tracking_uri`",
+        ),
     )
-    return Check(met, '; '.join(ev), '; '.join(h for h in how if h))
 
 
 def team_tracking(r: Repo) -> Check:
@@ -498,19 +495,18 @@ def registry_gate(r: Repo) -> Check:
             + (f", {_some(s['aliases'], 2)}" if s['aliases'] else '')
         )
     met = bool(stages or calls) and bool(gate)
-    how = (
-        []
-        if met
-        else [
-            "add a `register` stage that calls `mlflow.register_model` and sets an alias (challenger → champion)"
-            if not (stages or calls)
-            else '',
-            "put the promotion criteria in params.yaml under `register: gate:` (e.g. max_error: 1.0, min_recall: 0.9) and promote only when all pass"
-            if not gate
-            else '',
-        ]
+    return _checked(
+        met,
+        ev,
+        (
+            not (stages or calls),
+            "add a `register` stage that calls `mlflow.register_model` and sets an alias (challenger → champion)",
+        ),
+        (
+            not gate,
+            "put the promotion criteria in params.yaml under `register: gate:` (e.g. max_error: 1.0, min_recall: 0.9) and promote only when all pass",
+        ),
     )
-    return Check(met, '; '.join(ev), '; '.join(h for h in how if h))
 
 # %% ../nbs/16_maturity.ipynb #5fa25457
 _RUNNERS = r'\b(pytest|py\.test|nbdev_test|tox|nox|unittest)\b'
@@ -528,17 +524,15 @@ def tests_in_ci(r: Repo) -> Check:
         else (f"CI ({_some(ci, 2)}) runs no test runner" if ci else 'no CI entry point'),
     ]
     met = n > 0 and bool(runs)
-    how = (
-        []
-        if met
-        else [
-            "add tests/test_<module>.py with pytest test functions" if not n else '',
-            "add a CI entry point that runs them: .ci/run (`pytest -q tests`) or .github/workflows/ci.yml (`run: pytest -q`)"
-            if not runs
-            else '',
-        ]
+    return _checked(
+        met,
+        ev,
+        (not n, "add tests/test_<module>.py with pytest test functions"),
+        (
+            not runs,
+            "add a CI entry point that runs them: .ci/run (`pytest -q tests`) or .github/workflows/ci.yml (`run: pytest -q`)",
+        ),
     )
-    return Check(met, '; '.join(ev), '; '.join(h for h in how if h))
 
 
 def continuous_delivery(r: Repo) -> Check:
@@ -598,20 +592,19 @@ def monitoring_retrain(r: Repo) -> Check:
         )
     ev.append(f"retrain trigger: {_some(trig, 3)}" if trig else 'no retrain trigger')
     met = bool(mon) and bool(nums) and bool(trig)
-    how = (
-        []
-        if met
-        else [
+    return _checked(
+        met,
+        ev,
+        (
+            not (mon and nums),
             "add a `monitor` stage (e.g. `mlops-kit monitor`) that measures drift and error decay against thresholds in params.yaml `monitor:` "
-            "and writes metrics/monitor.json"
-            if not (mon and nums)
-            else '',
-            "add a retrain trigger that re-runs the pipeline when the monitor says so (e.g. `mlops-kit retrain`: `dvc repro` if drift is over threshold)"
-            if not trig
-            else '',
-        ]
+            "and writes metrics/monitor.json",
+        ),
+        (
+            not trig,
+            "add a retrain trigger that re-runs the pipeline when the monitor says so (e.g. `mlops-kit retrain`: `dvc repro` if drift is over threshold)",
+        ),
     )
-    return Check(met, '; '.join(ev), '; '.join(h for h in how if h))
 
 
 def scheduled_trigger(r: Repo) -> Check:
@@ -668,17 +661,15 @@ def serving_slo(r: Repo) -> Check:
     if serve:
         ev.append(f"serving: {_some(serve, 2)}")
     met = bool(slo) and bool(load)
-    how = (
-        []
-        if met
-        else [
-            "state the SLO in params.yaml: `serve: {slo_p99_ms: 20, slo_max_error_rate: 0.001}`" if not slo else '',
-            "add a load test that serves the model and judges p99/error rate against the SLO (e.g. `mlops-kit bench serve`, or a locustfile.py)"
-            if not load
-            else '',
-        ]
+    return _checked(
+        met,
+        ev,
+        (not slo, "state the SLO in params.yaml: `serve: {slo_p99_ms: 20, slo_max_error_rate: 0.001}`"),
+        (
+            not load,
+            "add a load test that serves the model and judges p99/error rate against the SLO (e.g. `mlops-kit bench serve`, or a locustfile.py)",
+        ),
     )
-    return Check(met, '; '.join(ev), '; '.join(h for h in how if h))
 
 # %% ../nbs/16_maturity.ipynb #69b3c5fa
 CRITERIA = [  # (id, level, area, check)
