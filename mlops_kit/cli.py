@@ -4,30 +4,120 @@
 
 # %% ../nbs/90_cli.ipynb #73cbc193
 from __future__ import annotations
-import argparse, json, os, sys, time
+import argparse, inspect, json, os, sys, time, types, typing
 from pathlib import Path
+from typing import Annotated, get_args, get_origin
 
-from .config import ParamsError, load_params
+from .config import RESTORE_ONLY, ParamsError, project_params
 from . import telemetry
 
 # %% auto #0
-__all__ = ['RESTORE_ONLY', 'COMMANDS', 'STAGES', 'sample', 'ingest', 'validate', 'windows', 'params', 'outputs', 'train',
-           'evaluate', 'fleet_summary', 'runs', 'register', 'promote', 'rollback', 'audit', 'AuditError', 'score',
-           'feedback', 'RetrainError', 'monitor', 'retrain', 'BaselineError', 'baseline', 'maturity', 'team', 'bench',
-           'report', 'ReportError', 'serve', 'build_parser', 'main']
+__all__ = ['GLOBAL_ARGS', 'RESERVED', 'COMMANDS', 'STAGES', 'Arg', 'ArgSpecError', 'arg_spec', 'add_command', 'command_args',
+           'sample', 'ingest', 'validate', 'windows', 'params', 'outputs', 'train', 'evaluate', 'fleet_summary', 'runs',
+           'register', 'promote', 'rollback', 'AuditError', 'audit', 'score', 'feedback', 'monitor', 'retrain',
+           'baseline', 'maturity', 'team', 'bench', 'ReportError', 'report', 'serve', 'build_parser', 'main']
+
+# %% ../nbs/90_cli.ipynb #cli_arg
+class Arg:
+    "A command-line argument declared on a command's parameter, `Annotated[int, Arg('--port', help=...)]`: argparse's flags and keywords."
+
+    def __init__(self, *flags: str, **kw):
+        self.flags, self.kw = flags, kw
+
+    def __repr__(self):
+        return f"Arg({', '.join([*map(repr, self.flags), *(f'{k}={v!r}' for k, v in self.kw.items())])})"
+
+# %% ../nbs/90_cli.ipynb #cli_spec_err
+GLOBAL_ARGS = ('params', 'root')  # every command takes them; the main parser's --params and --root give them
+RESERVED = ('command', 'traceback')  # the main parser's own destinations
+
+
+class ArgSpecError(TypeError):
+    "A command's signature declares an argument that cannot become a command-line argument (names the command and parameter)."
+
+# %% ../nbs/90_cli.ipynb #cli_scalars
+def _scalars(t) -> set:
+    "The scalar types an annotation admits, None aside: `int | list[int] | None` -> {int}."
+    if get_origin(t) in (list, tuple, typing.Union, types.UnionType):
+        return set().union(*map(_scalars, get_args(t)))
+    return set() if t is type(None) else {t}
+
+
+def _implied(t) -> dict:
+    "The add_argument keywords type `t` implies: `type=int` or `float` (also in lists and optionals), `store_true` for a bool."
+    kinds = _scalars(t)
+    if kinds == {bool}:
+        return {'action': 'store_true'}
+    return {'type': kinds.pop()} if kinds in ({int}, {float}) else {}
+
+# %% ../nbs/90_cli.ipynb #cli_spec
+def arg_spec(f) -> list[tuple[str, tuple, dict]]:
+    "(parameter, flags, add_argument keywords) for each argument command `f` declares; ArgSpecError for a bad declaration."
+    sig = inspect.signature(f, eval_str=True)
+    if missing := [g for g in GLOBAL_ARGS if g not in sig.parameters]:
+        raise ArgSpecError(
+            f"command {f.__name__}: takes no {' or '.join(missing)} (every command takes params and root)"
+        )
+    out = []
+    for name, prm in sig.parameters.items():
+        if name in GLOBAL_ARGS:
+            continue
+        where, t = f"command {f.__name__}, parameter {name!r}", prm.annotation
+        arg = next((m for m in get_args(t)[1:] if isinstance(m, Arg)), None) if get_origin(t) is Annotated else None
+        if arg is None:
+            raise ArgSpecError(
+                f"{where}: no Arg(...) in its annotation; declare it as Annotated[type, Arg('--flag', help=...)]"
+            )
+        if why := _bad_arg(name, prm, arg):
+            raise ArgSpecError(f"{where}: {why}")
+        kw = _implied(get_args(t)[0]) | {'default': prm.default} | ({'dest': name} if arg.flags else {})
+        out.append((name, arg.flags or (name,), kw | arg.kw))
+    return out
+
+# %% ../nbs/90_cli.ipynb #cli_bad
+def _bad_arg(name: str, prm: inspect.Parameter, arg: Arg) -> str | None:
+    "What is wrong with parameter `name` declared as `arg`, or None."
+    if prm.default is inspect.Parameter.empty:
+        return 'no default (commands are called with keywords from notebooks and tests too)'
+    if clash := {'dest', 'default'} & set(arg.kw):
+        return (
+            f"Arg sets {', '.join(sorted(clash))}: the parameter's name is the destination and its default the default"
+        )
+    if name in RESERVED:
+        return f"the main parser already uses {name!r}"
+    if not all(f.startswith('-') for f in arg.flags):
+        return f"flags {arg.flags} must start with '-' (no flags: a positional argument named {name!r})"
+    if not arg.kw.get('help'):
+        return 'no help text (Arg(..., help=...))'
+    if _scalars(get_args(prm.annotation)[0]) == {bool} and prm.default is not False:
+        return f"a bool is a switch (store_true), so its default must be False, not {prm.default!r}"
+    return None
+
+# %% ../nbs/90_cli.ipynb #cli_add
+def add_command(sub, f) -> argparse.ArgumentParser:
+    "Subcommand `f.__name__` of `sub` (from add_subparsers): its docstring as help, its arguments from its signature."
+    sp = sub.add_parser(f.__name__, help=f.__doc__.split('. ')[0], description=f.__doc__)
+    for _, flags, kw in arg_spec(f):
+        sp.add_argument(*flags, **kw)
+    return sp
+
+
+def command_args(f, ns: argparse.Namespace) -> dict:
+    "The keywords to call command `f` with, from a parsed command line: one per argument its signature declares."
+    return {name: getattr(ns, name) for name, _, _ in arg_spec(f)}
 
 # %% ../nbs/90_cli.ipynb #a20b8fa8
 def _say(stage: str, started: float, text: str):
     "One summary line per stage, on stdout (DVC shows it)."
     print(f"{stage}: {text} ({time.perf_counter() - started:.1f}s)", flush=True)
 
-
+# %% ../nbs/90_cli.ipynb #cli_sample
 @telemetry.stage
 def sample(params='params.yaml', root='.') -> dict:
     "Generate the embedded, seeded sample fleet (raw request logs with PII, incidents, events)."
     from mlops_kit.sample import write_sample
 
-    t, p = time.perf_counter(), load_params(Path(root) / params).sample
+    t, p = time.perf_counter(), project_params(root, params).sample
     if not p.enabled:  # own data: DVC still wants the stage's output folder, so it gets a note, not 40 MB
         (out := Path(root) / p.out_dir).mkdir(parents=True, exist_ok=True)
         (out / 'README.txt').write_text(
@@ -35,13 +125,9 @@ def sample(params='params.yaml', root='.') -> dict:
         )
         _say('sample', t, f"off (sample.enabled: false): nothing generated → {p.out_dir}/README.txt")
         return {'enabled': False, 'rows': 0}
+    shift = p.shift.model_dump() if p.shift else None
     out = write_sample(
-        Path(root) / p.out_dir,
-        seed=p.seed,
-        start=str(p.start),
-        days=p.days,
-        n_services=p.n_services,
-        shift=p.shift.model_dump() if p.shift else None,
+        Path(root) / p.out_dir, seed=p.seed, start=str(p.start), days=p.days, n_services=p.n_services, shift=shift
     )
     _say(
         'sample',
@@ -58,7 +144,7 @@ def ingest(params='params.yaml', root='.') -> dict:
     "Raw logs -> signals (monitor_id, ts, value); bad rows to quarantine; PII dropped."
     from mlops_kit.ingest import run_ingest
 
-    t, p = time.perf_counter(), load_params(Path(root) / params).ingest
+    t, p = time.perf_counter(), project_params(root, params).ingest
     r = run_ingest(p, root=root)
     _say(
         'ingest',
@@ -68,13 +154,13 @@ def ingest(params='params.yaml', root='.') -> dict:
     )
     return r
 
-
+# %% ../nbs/90_cli.ipynb #cli_validate
 @telemetry.stage
 def validate(params='params.yaml', root='.') -> dict:
     "Check the signal schema (fails on violations) and write the per-monitor quality report."
     from mlops_kit.validate import run_validate
 
-    t, p = time.perf_counter(), load_params(Path(root) / params)
+    t, p = time.perf_counter(), project_params(root, params)
     r = run_validate(p.validate, root=root, signals_dir=p.ingest.out_dir)
     _say(
         'validate',
@@ -83,13 +169,13 @@ def validate(params='params.yaml', root='.') -> dict:
     )
     return r
 
-
+# %% ../nbs/90_cli.ipynb #cli_windows
 @telemetry.stage
 def windows(params='params.yaml', root='.') -> dict:
     "Cut each monitor's training window (and holdout) on a regular grid; write the manifest."
     from mlops_kit.windows import run_windows
 
-    t, p = time.perf_counter(), load_params(Path(root) / params)
+    t, p = time.perf_counter(), project_params(root, params)
     r = run_windows(p.windows, root=root, signals_dir=p.ingest.out_dir)
     _say(
         'windows',
@@ -105,24 +191,24 @@ def params(params='params.yaml', root='.') -> dict:
     "Validate params.yaml and print it as the pipeline will see it (stdout, JSON); then what it will read: matched files, labels, the sample (stderr)."
     from mlops_kit.ingest import data_checks
 
-    p = load_params(Path(root) / params)
+    p = project_params(root, params)
     d = p.model_dump(mode='json')
     print(json.dumps(d, indent=2))
     print('reads:\n' + '\n'.join(f'  {line}' for line in data_checks(p, root)), file=sys.stderr)
     return d
 
-
+# %% ../nbs/90_cli.ipynb #cli_size
 def _size(p: Path) -> int:
+    "Bytes in file `p`, or in every file under folder `p`."
     return sum(f.stat().st_size for f in p.rglob('*') if f.is_file()) if p.is_dir() else p.stat().st_size
 
 
-def outputs(params='params.yaml', root='.') -> list[tuple[str, str, int]]:
-    "List the pipeline's outputs: what each stage wrote, where, and how big it is."
-    root, p = Path(root), load_params(Path(root) / params)
-    rows = [('raw data (PII stays here)', p.ingest.raw_dir)] + (
-        [('sample (generated)', p.sample.out_dir)] if p.sample.enabled and p.sample.out_dir != p.ingest.raw_dir else []
-    )
-    rows += [
+def _output_rows(p) -> list[tuple[str, str]]:
+    "(what, where) for each output of the pipeline configured by `p`."
+    rows = [('raw data (PII stays here)', p.ingest.raw_dir)]
+    if p.sample.enabled and p.sample.out_dir != p.ingest.raw_dir:
+        rows.append(('sample (generated)', p.sample.out_dir))
+    return rows + [
         ('signals + quarantine', p.ingest.out_dir),
         ('quality report (index.html)', 'reports/validate'),
         ('training windows + manifest', p.windows.out_dir),
@@ -135,41 +221,39 @@ def outputs(params='params.yaml', root='.') -> list[tuple[str, str, int]]:
         ('stage telemetry (all runs)', p.report.telemetry_log),
         ('dashboard (mlops-kit report)', p.report.out_dir),
     ]
-    found = [(what, where, _size(root / where)) for what, where in rows if (root / where).exists()]
+
+# %% ../nbs/90_cli.ipynb #cli_outputs
+def outputs(params='params.yaml', root='.') -> list[tuple[str, str, int]]:
+    "List the pipeline's outputs: what each stage wrote, where, and how big it is."
+    from mlops_kit.pipeline import git_output
+
+    root, p = Path(root), project_params(root, params)
+    found = [(what, where, _size(root / where)) for what, where in _output_rows(p) if (root / where).exists()]
     print('outputs:')
-    [print(f"  {what:<30} {where:<34} {n / 1e6:8.1f} MB") for what, where, n in found]
-    if (root / 'metrics/evaluate.json').exists():
-        print('fleet: ' + fleet_summary(json.loads((root / 'metrics/evaluate.json').read_text())))
-    if (root / p.train.out_dir / 'run.json').exists():
-        r = json.loads((root / p.train.out_dir / 'run.json').read_text())
+    for what, where, n in found:
+        print(f"  {what:<30} {where:<34} {n / 1e6:8.1f} MB")
+    if (f := root / 'metrics/evaluate.json').exists():
+        print('fleet: ' + fleet_summary(json.loads(f.read_text())))
+    if (f := root / p.train.out_dir / 'run.json').exists():
+        r = json.loads(f.read_text())
         print(f"MLflow: run {r['run_id']} in {r['tracking_uri']} (make ui; mlops-kit runs compare)")
-    if (root / 'metrics/register.json').exists():
-        g = json.loads((root / 'metrics/register.json').read_text())
+    if (f := root / 'metrics/register.json').exists():
+        g = json.loads(f.read_text())
         champ = f"champion is v{g['champion']}" if g['champion'] else 'no champion yet'
         print(
             f"registry: {g['model']} v{g['version']} "
             + ('is champion' if g['promoted'] else f"not promoted, {champ}")
             + f" ({g['reason']})"
         )
-    if (root / 'metrics/monitor.json').exists():
-        v = json.loads((root / 'metrics/monitor.json').read_text())
-        print(
-            f"drift ({v.get('judged_model', 'the trained bundle')}): {v['reason']} → "
-            + ('retrain (mlops-kit retrain)' if v['retrain'] else 'no retrain needed')
-        )
-    if _git('status', '--porcelain', '--', 'dvc.lock', 'metrics', root=root):
+    if (f := root / 'metrics/monitor.json').exists():
+        v = json.loads(f.read_text())
+        verdict = 'retrain (mlops-kit retrain)' if v['retrain'] else 'no retrain needed'
+        print(f"drift ({v.get('judged_model', 'the trained bundle')}): {v['reason']} → {verdict}")
+    if git_output('status', '--porcelain', '--', 'dvc.lock', 'metrics', root=root):
         print(
             "git: dvc.lock and metrics/ now record this run; commit them to make it your baseline (mlops-kit baseline returns to it after a dvc exp run)"
         )
     return found
-
-
-def _git(*args, root='.') -> str:
-    "stdout of a git command in `root` ('' outside a repository or on error)."
-    import subprocess
-
-    r = subprocess.run(['git', *args], cwd=root, capture_output=True, text=True)
-    return r.stdout.strip() if r.returncode == 0 else ''
 
 # %% ../nbs/90_cli.ipynb #6d9f0c8e
 @telemetry.stage
@@ -177,18 +261,10 @@ def train(params='params.yaml', root='.') -> dict:
     "Run nbs/pipeline/train.ipynb: AutoML for every monitor, the fleet bundle, metrics, plots, the MLflow run."
     from mlops_kit.pipeline import log_notebook, read_run, run_notebook
 
-    t, p = time.perf_counter(), load_params(Path(root) / params)
-    nb = run_notebook(
-        'train',
-        root,
-        {
-            **p.train.model_dump(by_alias=True),
-            'windows_dir': p.windows.out_dir,
-            'scheduler': p.engine.scheduler,
-            'feedback': p.evaluate.feedback,
-        },
-        outputs=[p.train.out_dir, 'reports/train', 'metrics/train.json'],
-    )
+    t, p = time.perf_counter(), project_params(root, params)
+    extra = {'windows_dir': p.windows.out_dir, 'scheduler': p.engine.scheduler, 'feedback': p.evaluate.feedback}
+    outs = [p.train.out_dir, 'reports/train', 'metrics/train.json']
+    nb = run_notebook('train', root, {**p.train.model_dump(by_alias=True), **extra}, outputs=outs)
     log_notebook(run := read_run(Path(root) / p.train.out_dir / 'run.json'), nb)
     m = json.loads((Path(root) / 'metrics/train.json').read_text())
     why = '; '.join(f"{k}: {v[:80]}" for k, v in list(m.get('not_tuned_why', {}).items())[:3])
@@ -201,30 +277,23 @@ def train(params='params.yaml', root='.') -> dict:
     )
     return m
 
-
+# %% ../nbs/90_cli.ipynb #cli_evaluate
 @telemetry.stage
 def evaluate(params='params.yaml', root='.') -> dict:
     "Run nbs/pipeline/evaluate.ipynb: replay the holdout with the bundle vs the static baseline; fleet metrics and plots."
     from mlops_kit.pipeline import log_notebook, read_run, run_notebook
 
-    t, p = time.perf_counter(), load_params(Path(root) / params)
+    t, p = time.perf_counter(), project_params(root, params)
+    extra = {'windows_dir': p.windows.out_dir, 'models_dir': p.train.out_dir, 'scheduler': p.engine.scheduler}
     nb = run_notebook(
-        'evaluate',
-        root,
-        {
-            **p.evaluate.model_dump(),
-            'windows_dir': p.windows.out_dir,
-            'models_dir': p.train.out_dir,
-            'scheduler': p.engine.scheduler,
-        },
-        outputs=['reports/evaluate', 'metrics/evaluate.json'],
+        'evaluate', root, {**p.evaluate.model_dump(), **extra}, outputs=['reports/evaluate', 'metrics/evaluate.json']
     )
     log_notebook(read_run(Path(root) / p.train.out_dir / 'run.json'), nb)
     m = json.loads((Path(root) / 'metrics/evaluate.json').read_text())
     _say('evaluate', t, fleet_summary(m))
     return m
 
-
+# %% ../nbs/90_cli.ipynb #cli_fleet
 def fleet_summary(m: dict) -> str:
     "One line: monitors judged, alerts before → after, noisy monitors, recall, where the report is (`mlops_kit.evaluate.headline`)."
     from mlops_kit.evaluate import headline
@@ -232,45 +301,26 @@ def fleet_summary(m: dict) -> str:
     return headline(m)
 
 # %% ../nbs/90_cli.ipynb #25e8f2c1
-def runs(action: str = 'list', params='params.yaml', root='.', run_ids=None, n: int = 10):
+def runs(
+    action: Annotated[str, Arg(choices=['list', 'compare'], help='list the latest runs, or compare two')] = 'list',
+    params='params.yaml',
+    root='.',
+    run_ids: Annotated[
+        list[str] | None, Arg(nargs='*', help='compare: two MLflow run ids (default: the two latest runs)')
+    ] = None,
+    n: Annotated[int, Arg('-n', help='list: how many runs (default: %(default)s)')] = 10,
+):
     "Pipeline runs in MLflow: `runs list` (latest n) or `runs compare [A B]` (params and metrics side by side; default: the two latest)."
-    from mlops_kit.tracking import compare_runs, latest_runs, tracking_uri
+    from mlops_kit.tracking import compare_runs, list_runs, pick_runs, tracking_uri
 
-    p = load_params(Path(root) / params).train
+    p = project_params(root, params).train
     uri = tracking_uri(p.tracking_uri, root)
     if action == 'compare':
-        ids = list(run_ids or [])
-        if len(ids) not in (0, 2):
-            raise ValueError(f"runs compare takes two run ids or none (the two latest), got {len(ids)}")
-        if not ids:
-            ids = latest_runs(uri, p.experiment, 2)[::-1]
-            if len(ids) < 2:
-                raise FileNotFoundError(
-                    f"experiment {p.experiment!r} has {len(ids)} run(s); compare needs two (try `dvc exp run -S train.alert_budget=1.5`)"
-                )
-        t = compare_runs(ids[0], ids[1], uri)
-        print(f"A = {ids[0]}\nB = {ids[1]}\n" + (t.to_string(index=False) if len(t) else 'no differences'))
+        a, b = pick_runs(uri, p.experiment, run_ids)
+        t = compare_runs(a, b, uri)
+        print(f"A = {a}\nB = {b}\n" + (t.to_string(index=False) if len(t) else 'no differences'))
         return t
-    import mlflow
-
-    mlflow.set_tracking_uri(uri)
-    e = mlflow.get_experiment_by_name(p.experiment)
-    if e is None:
-        raise FileNotFoundError(f"no MLflow experiment {p.experiment!r} at {uri}; run `make repro` first")
-    cols = [
-        'run_id',
-        'start_time',
-        'status',
-        'tags.dvc_exp_name',
-        'tags.git_sha',
-        'params.train.alert_budget',
-        'metrics.eval.alerts_per_day',
-        'metrics.eval.recall',
-    ]
-    df = mlflow.search_runs([e.experiment_id], order_by=['attributes.start_time DESC'], max_results=n)
-    t = df.reindex(columns=cols).assign(
-        run_id=lambda d: d.run_id.str[:12], **{'tags.git_sha': lambda d: d['tags.git_sha'].str[:8]}
-    )
+    t = list_runs(uri, p.experiment, n)
     print(t.to_string(index=False) if len(t) else 'no runs yet')
     return t
 
@@ -280,77 +330,92 @@ def register(params='params.yaml', root='.') -> dict:
     "Register the run's bundle as a new version (alias challenger); promote to champion if the gate passes; model card, audit."
     from mlops_kit.register import register_run
 
-    t, p = time.perf_counter(), load_params(Path(root) / params)
+    t, p = time.perf_counter(), project_params(root, params)
     r = register_run(root, p)
+    verdict = (
+        f"promoted to champion ({r['reason']})"
+        if r['promoted']
+        else f"NOT promoted, champion stays v{r['champion']} ({r['reason']})"
+    )
     _say(
         'register',
         t,
-        f"{r['model']} v{r['version']} → challenger; "
-        + (
-            f"promoted to champion ({r['reason']})"
-            if r['promoted']
-            else f"NOT promoted, champion stays v{r['champion']} ({r['reason']})"
-        )
-        + " · model card: reports/register/model_card.html",
+        f"{r['model']} v{r['version']} → challenger; {verdict} · model card: reports/register/model_card.html",
     )
     return r
 
-
-def promote(params='params.yaml', root='.', version: int | None = None, reason: str = '') -> dict:
+# %% ../nbs/90_cli.ipynb #cli_promote
+def promote(
+    params='params.yaml',
+    root='.',
+    version: Annotated[
+        int | None, Arg('--version', required=True, help='registered model version to make champion')
+    ] = None,
+    reason: Annotated[str, Arg('--reason', required=True, help='why (recorded in the audit log)')] = '',
+) -> dict:
     "Human override: make VERSION the champion, whatever the gate said. Needs --reason; audited."
     from mlops_kit.register import RegisterError, move_alias
     from mlops_kit.tracking import client, repo_root, tracking_uri
 
     if not reason.strip():
         raise RegisterError('promote needs --reason "why": it goes into the audit log')
-    p = load_params(Path(root) / params)
-    c = client(tracking_uri(p.train.tracking_uri, root))
+    p = project_params(root, params)
+    c, name = client(tracking_uri(p.train.tracking_uri, root)), p.register.model_name
     try:
-        c.get_model_version(p.register.model_name, str(version))
+        c.get_model_version(name, str(version))
     except Exception as e:
-        raise RegisterError(f"model {p.register.model_name!r} has no version {version}: {str(e)[:200]}") from None
+        raise RegisterError(f"model {name!r} has no version {version}: {str(e)[:200]}") from None
     e = move_alias(
-        c,
-        p.register.model_name,
-        'champion',
-        int(version),
-        repo_root(root) / p.register.audit_log,
-        'promote (override)',
-        reason,
+        c, name, 'champion', int(version), repo_root(root) / p.register.audit_log, 'promote (override)', reason
     )
     print(f"champion: {e['alias_from'] or 'none'} → {e['alias_to']} (audited: {p.register.audit_log} #{e['seq']})")
     return e
 
-
-def rollback(params='params.yaml', root='.', reason: str = 'rollback') -> dict:
+# %% ../nbs/90_cli.ipynb #cli_rollback
+def rollback(
+    params='params.yaml',
+    root='.',
+    reason: Annotated[str, Arg('--reason', help='why (recorded in the audit log)')] = 'rollback',
+) -> dict:
     "Move champion back to the previous approved version; audited."
     from mlops_kit import register as reg
     from mlops_kit.tracking import client, repo_root, tracking_uri
 
-    p = load_params(Path(root) / params)
-    e = reg.rollback(
-        client(tracking_uri(p.train.tracking_uri, root)),
-        p.register.model_name,
-        repo_root(root) / p.register.audit_log,
-        reason,
-    )
+    p = project_params(root, params)
+    c = client(tracking_uri(p.train.tracking_uri, root))
+    e = reg.rollback(c, p.register.model_name, repo_root(root) / p.register.audit_log, reason)
     print(f"champion: {e['alias_from']} → {e['alias_to']} (audited: {p.register.audit_log} #{e['seq']})")
     return e
 
+# %% ../nbs/90_cli.ipynb #cli_audit
+class AuditError(RuntimeError):
+    "The audit log is tampered with, or the registry holds a change it does not explain (exit code 1)."
 
-def audit(action: str = 'verify', params='params.yaml', root='.') -> bool:
+
+def audit(
+    action: Annotated[
+        str,
+        Arg(
+            choices=['verify', 'show'],
+            help='verify: the hash chain and the registry (exit 0 intact, 1 tampered or unexplained, 2 cannot check); show: the entries',
+        ),
+    ] = 'verify',
+    params='params.yaml',
+    root='.',
+) -> bool:
     "Audit log: `audit verify` checks the hash chain and reconciles it with the registry's anchor, aliases and versions (exit 0: intact; 1: tampered, or a registry change the log does not explain; 2: cannot check); `audit show` prints the entries."
     import mlflow
     from mlops_kit.register import RegisterError, verify_audit
     from mlops_kit.tracking import client, repo_root, tracking_uri
 
-    p = load_params(Path(root) / params)
+    p = project_params(root, params)
     path = repo_root(root) / p.register.audit_log
     if action == 'show':
         for line in path.read_text().splitlines() if path.exists() else []:
             e = json.loads(line)
+            move = f"{e['alias_from'] or ''} → {e['alias_to'] or ''}"
             print(
-                f"#{e['seq']} {e['ts']} {e['who']}: {e['action']} {e['model']} v{e['version']} {e['alias_from'] or ''} → {e['alias_to'] or ''} · {e['reason']}"
+                f"#{e['seq']} {e['ts']} {e['who']}: {e['action']} {e['model']} v{e['version']} {move} · {e['reason']}"
             )
         return True
     uri = tracking_uri(p.train.tracking_uri, root)
@@ -363,64 +428,85 @@ def audit(action: str = 'verify', params='params.yaml', root='.') -> bool:
         raise AuditError(msg)
     return ok
 
-
-class AuditError(RuntimeError):
-    "The audit log is tampered with, or the registry holds a change it does not explain (exit code 1)."
-
-
-def score(params='params.yaml', root='.', input: str = '', output: str = '', alias: str = 'champion') -> str:
+# %% ../nbs/90_cli.ipynb #cli_score
+def score(
+    params='params.yaml',
+    root='.',
+    input: Annotated[str, Arg(help='rows to score: .csv, .jsonl or .parquet with monitor_id, ts, value')] = '',
+    output: Annotated[str, Arg(help='where to write the scored rows: .csv or .parquet')] = '',
+    alias: Annotated[
+        str, Arg('--alias', help='registered model alias to score with (default: %(default)s)')
+    ] = 'champion',
+) -> str:
     "Batch scoring: rows (monitor_id, ts, value) from a CSV/JSONL/Parquet file, scored by models:/<model>@<alias>, written to OUTPUT (.csv or .parquet)."
     from mlops_kit.tracking import ScoreInputError, read_rows, score_rows, tracking_uri
 
-    t, p = time.perf_counter(), load_params(Path(root) / params)
-    rows = read_rows(input)
-    out = score_rows(rows, tracking_uri(p.train.tracking_uri, root), p.register.model_name, alias)
+    t, p = time.perf_counter(), project_params(root, params)
     dst = Path(output)
+    if dst.suffix not in ('.csv', '.parquet'):
+        raise ScoreInputError(f"{dst}: output must end in .csv or .parquet")
+    out = score_rows(read_rows(input), tracking_uri(p.train.tracking_uri, root), p.register.model_name, alias)
     dst.parent.mkdir(parents=True, exist_ok=True)
     if dst.suffix == '.parquet':
         out.to_parquet(dst, index=False)
-    elif dst.suffix == '.csv':
-        out.to_csv(dst, index=False)
     else:
-        raise ScoreInputError(f"{dst}: output must end in .csv or .parquet")
+        out.to_csv(dst, index=False)
+    n_mon, n_unusual, n_alert = out.monitor_id.nunique(), int(out.unusual.sum()), int(out.alert.sum())
+    by = f"{p.register.model_name}@{alias}"
     _say(
         'score',
         t,
-        f"{len(out):,} rows of {out.monitor_id.nunique()} monitors scored by {p.register.model_name}@{alias}: {int(out.unusual.sum())} unusual, {int(out.alert.sum())} alerting → {dst}",
+        f"{len(out):,} rows of {n_mon} monitors scored by {by}: {n_unusual} unusual, {n_alert} alerting → {dst}",
     )
     return str(dst)
 
 # %% ../nbs/90_cli.ipynb #cli_feedback
-def _known_alert_end(root: Path, alert: str | None):
-    "The end of alert `alert` in the evaluate stage's alert table (reports/evaluate/alerts.csv), or None."
-    import pandas as pd
-
-    f = root / 'reports/evaluate/alerts.csv'
-    if not alert or not f.exists():
-        return None
-    t = pd.read_csv(f, dtype=str)
-    hit = t[t.alert_id == alert]
-    return hit.end.iloc[0] if len(hit) else None
-
-
 def feedback(
     params='params.yaml',
     root='.',
-    alert: str | None = None,
-    verdict: str = 'incident',
-    monitor_id: str | None = None,
-    start: str | None = None,
-    end: str | None = None,
-    note: str = '',
-    who: str | None = None,
+    alert: Annotated[
+        str | None,
+        Arg(
+            nargs='?',
+            help='the alert id, e.g. checkout.latency_p95@2026-10-25T14:05Z (reports/evaluate/alerts.csv, score or server output)',
+        ),
+    ] = None,
+    verdict: Annotated[
+        str,
+        Arg(
+            '--verdict',
+            required=True,
+            choices=['incident', 'not_anomaly', 'missed'],
+            help='incident: a real one; not_anomaly: a false alert; missed: an incident no alert caught (with --monitor, --start, --end)',
+        ),
+    ] = 'incident',
+    monitor_id: Annotated[str | None, Arg('--monitor', help='missed: the monitor id')] = None,
+    start: Annotated[
+        str | None, Arg('--start', help='missed: when the incident started (UTC unless an offset is given)')
+    ] = None,
+    end: Annotated[
+        str | None,
+        Arg(
+            '--end',
+            help='when it ended (default for an alert: its end in reports/evaluate/alerts.csv, else 30 min after its start)',
+        ),
+    ] = None,
+    note: Annotated[str, Arg('--note', help='free text kept with the answer')] = '',
+    who: Annotated[
+        str | None,
+        Arg(
+            '--who',
+            help='who answers (default: $MLOPS_KIT_USER or the login name; the team server user when authenticated)',
+        ),
+    ] = None,
 ) -> dict:
     "On-call feedback: `feedback ALERT_ID --verdict incident|not_anomaly`, or `feedback --verdict missed --monitor M --start T --end T`. Recorded in evaluate.feedback (versioned in git, a DVC dependency of train, evaluate and register) and in the audit log (who, when)."
     import getpass
-    from mlops_kit.feedback import FeedbackError, record_feedback
+    from mlops_kit.feedback import FeedbackError, known_alert_end, record_feedback
     from mlops_kit.register import audit as audit_entry
     from mlops_kit.tracking import client, repo_root, tracking_uri
 
-    t, p = time.perf_counter(), load_params(Path(root) / params)
+    t, p = time.perf_counter(), project_params(root, params)
     if not p.evaluate.feedback:
         raise FeedbackError(
             'evaluate.feedback is null: set it to a file, e.g. feedback/feedback.csv, to record feedback'
@@ -428,279 +514,118 @@ def feedback(
     mf = Path(root) / p.ingest.out_dir / 'monitors.json'
     mons = list(json.loads(mf.read_text())['monitors']) if mf.exists() else None
     who = who or os.environ.get('MLOPS_KIT_USER') or getpass.getuser()
-    row = record_feedback(
-        root,
-        p.evaluate.feedback,
-        verdict,
-        alert,
-        monitor_id,
-        start,
-        end or _known_alert_end(Path(root), alert),
-        who,
-        note,
-        mons,
-    )
+    end = end or known_alert_end(root, alert)
+    row = record_feedback(root, p.evaluate.feedback, verdict, alert, monitor_id, start, end, who, note, mons)
     what = f"{verdict}: {alert or row['monitor_id']} {row['start']:%Y-%m-%d %H:%M}–{row['end']:%H:%M} UTC" + (
         f" ({note})" if note else ''
     )
+    c = client(tracking_uri(p.train.tracking_uri, root))
     audit_entry(
-        repo_root(root) / p.register.audit_log,
-        'feedback',
-        p.register.model_name,
-        None,
-        reason=what,
-        who=who,
-        client=client(tracking_uri(p.train.tracking_uri, root)),
+        repo_root(root) / p.register.audit_log, 'feedback', p.register.model_name, None, reason=what, who=who, client=c
     )
-    _say(
-        'feedback',
-        t,
-        f"{what} · recorded in {p.evaluate.feedback} and {p.register.audit_log}; the next `dvc repro` trains and judges with it",
+    where = (
+        f"recorded in {p.evaluate.feedback} and {p.register.audit_log}; the next `dvc repro` trains and judges with it"
     )
+    _say('feedback', t, f"{what} · {where}")
     return row
 
 # %% ../nbs/90_cli.ipynb #45d83b5a
-class RetrainError(RuntimeError):
-    "The retrain trigger cannot run (no verdict yet, no newer data, or the pipeline run failed)."
-
-
 @telemetry.stage
 def monitor(params='params.yaml', root='.') -> dict:
     "Drift of every monitor's data after the training window (values, residuals, error decay, alert rate) -> reports/monitor/, metrics/monitor.json (the retrain verdict)."
-    from mlops_kit.monitor import report_no_model, run_monitor
+    from mlops_kit.monitor import report_no_model, run_monitor, served_bundle
+    from mlops_kit.tracking import log_drift
 
-    t, p = time.perf_counter(), load_params(Path(root) / params)
-    bundle, label = _served(p, root)
+    t, p = time.perf_counter(), project_params(root, params)
+    bundle, label = served_bundle(p, root)
     v = run_monitor(p, root, bundle=bundle, judged=label) if bundle is not None else report_no_model(root, label)
-    where = _log_monitor(p, root, v)
-    _say(
-        'monitor',
-        t,
-        f"{label}: {v['reason']} · {'RETRAIN: run mlops-kit retrain' if v['retrain'] else 'no retrain'} · {where} → reports/monitor/index.html",
-    )
+    where = log_drift(Path(root) / p.train.out_dir / 'run.json', v, Path(root) / 'reports/monitor')
+    then = 'RETRAIN: run mlops-kit retrain' if v['retrain'] else 'no retrain'
+    _say('monitor', t, f"{label}: {v['reason']} · {then} · {where} → reports/monitor/index.html")
     return v
 
-
-def _served(p, root):
-    "(the champion's bundle, 'champion vN'), or (None, why) when nothing is served: the monitor stage judges what is served, not a refused challenger."
-    from mlops_kit.pipeline import read_run
-    from mlops_kit.register import champion_bundle
-    from mlops_kit.tracking import client
-    from mlops_kit.tracking import tracking_uri
-
-    f = Path(root) / p.train.out_dir / 'run.json'
-    run = read_run(f) if f.exists() else {}
-    uri = run.get('tracking_uri') or tracking_uri(p.train.tracking_uri, root)
-    b, v = champion_bundle(
-        client(uri), p.register.model_name, uri, Path(root) / p.train.out_dir / 'bundle.pkl', run.get('run_id')
-    )
-    return (
-        (b, f'champion v{v} of {p.register.model_name}')
-        if b is not None
-        else (None, f'no champion of {p.register.model_name} yet: nothing is served, so there is no drift to judge')
-    )
-
-
-def _log_monitor(p, root, v) -> str:
-    "Drift numbers onto the pipeline's MLflow run, the drift table and plot as artifacts; says where."
-    import mlflow
-    from mlops_kit.pipeline import read_run
-    from mlops_kit.tracking import client
-
-    f = Path(root) / p.train.out_dir / 'run.json'
-    if not f.exists():
-        return f"not logged to MLflow ({f} missing: the bundle did not come from the train stage)"
-    run = read_run(f)
-    c = client(run['tracking_uri'])
-    ts = int(time.time() * 1000)
-    c.log_batch(
-        run['run_id'],
-        metrics=[
-            mlflow.entities.Metric(f'monitor.{k}', float(v[k]), ts, 0)
-            for k in ('judged', 'drifted', 'drifted_share', 'retrain')
-            if v[k] is not None
-        ],
-    )
-    for a in ('drift.csv', 'drift.png', 'index.html'):  # no champion yet: the report has no drift plot
-        if (f := Path(root) / 'reports/monitor' / a).exists():
-            c.log_artifact(run['run_id'], str(f), 'monitor')
-    return f"MLflow run {run['run_id'][:8]}"
-
-
+# %% ../nbs/90_cli.ipynb #cli_retrain
 @telemetry.stage
-def retrain(params='params.yaml', root='.', force: bool = False, dry_run: bool = False) -> dict:
+def retrain(
+    params='params.yaml',
+    root='.',
+    force: Annotated[bool, Arg('--force', help='retrain even if the monitor verdict does not call for it')] = False,
+    dry_run: Annotated[bool, Arg('--dry-run', help='print the verdict and the command, run nothing')] = False,
+) -> dict:
     "Retrain trigger: if metrics/monitor.json says retrain (or --force), run the pipeline for the newest window (dvc exp run -S windows.as_of=...); the gate decides."
-    import datetime as dt, subprocess
-    from mlops_kit.config import parse_interval
-    from mlops_kit.register import audit
-    from mlops_kit.tracking import client, repo_root, tracking_uri
-    from mlops_kit.windows import latest_full_day, load_signals
+    from mlops_kit.monitor import retrain_plan, run_retrain
 
-    t, root = time.perf_counter(), Path(root)
-    p = load_params(root / params)
-    f = root / 'metrics/monitor.json'
-    if not f.exists():
-        raise RetrainError(f"{f}: missing; run the monitor stage first (`dvc repro monitor`)")
-    v = json.loads(f.read_text())
-    if not (v['retrain'] or force):
+    t, p = time.perf_counter(), project_params(root, params)
+    plan = retrain_plan(p, root, force)
+    v = plan['verdict']
+    if not plan['retrain']:
         print(f"retrain: not needed: {v['reason']} (window as_of {v['as_of']}; --force retrains anyway)", flush=True)
         return {'retrained': False, 'verdict': v}
-    sig, cat = load_signals(root / p.ingest.out_dir)
-    last_full = latest_full_day(sig.ts, max(parse_interval(c['interval']) for c in cat.values()))
-    as_of = last_full - dt.timedelta(days=p.windows.holdout_days)
-    if v['as_of'] and str(as_of) <= v['as_of']:
-        raise RetrainError(
-            f"no newer window to train on: the data's last full day is {last_full}, so the newest as_of (minus windows.holdout_days = "
-            f"{p.windows.holdout_days}) is {as_of}, not after the current {v['as_of']}; wait for more data"
-        )
-    tried, reg = (
-        root / 'metrics/windows.json',
-        root / 'metrics/register.json',
-    )  # the champion is older, but this window was trained on and refused
-    if (
-        tried.exists()
-        and reg.exists()
-        and json.loads(tried.read_text())['as_of'] == str(as_of)
-        and not (r := json.loads(reg.read_text()))['promoted']
-    ):
-        raise RetrainError(
-            f"no newer window to train on: as_of {as_of} was already tried, and the gate kept v{r['champion']} as champion over v{r['version']} "
-            f"({r['reason'][:200]}); wait for more data, or see reports/register/model_card.html"
-        )
-    cmd = ['dvc', 'exp', 'run', '-S', f'windows.as_of={as_of}', '-n', f"retrain-{as_of}-{time.strftime('%H%M%S')}"]
-    why = ('forced; ' if not v['retrain'] else '') + f"{v['reason']}; new window as_of {as_of} (was {v['as_of']})"
-    print(f"retrain: {why}\n  $ {' '.join(cmd)}", flush=True)
+    print(f"retrain: {plan['why']}\n  $ {' '.join(plan['command'])}", flush=True)
     if dry_run:
-        return {'retrained': False, 'dry_run': True, 'command': cmd, 'as_of': str(as_of), 'verdict': v}
-    audit(
-        repo_root(root) / p.register.audit_log,
-        'retrain-trigger',
-        p.register.model_name,
-        None,
-        reason=why,
-        client=client(tracking_uri(p.train.tracking_uri, root)),
-    )
-    r = subprocess.run(cmd, cwd=root)
-    if r.returncode:
-        raise RetrainError(
-            f"`{' '.join(cmd)}` failed (exit code {r.returncode}, output above); the champion changed only if the register stage ran"
-        )
-    reg, now = json.loads((root / 'metrics/register.json').read_text()), json.loads(f.read_text())
+        return {'retrained': False, 'dry_run': True, 'command': plan['command'], 'as_of': plan['as_of'], 'verdict': v}
+    r = run_retrain(plan, p, root)
+    reg = r['register']
+    verdict = 'promoted to champion' if reg['promoted'] else f"NOT promoted, champion stays v{reg['champion']}"
+    after = f"drift after the new window: {r['after']['reason']}"
     _say(
         'retrain',
         t,
-        f"window as_of {as_of}: {reg['model']} v{reg['version']} "
-        + ('promoted to champion' if reg['promoted'] else f"NOT promoted, champion stays v{reg['champion']}")
-        + f" ({reg['reason']}); drift after the new window: {now['reason']}",
+        f"window as_of {plan['as_of']}: {reg['model']} v{reg['version']} {verdict} ({reg['reason']}); {after}",
     )
-    return {'retrained': True, 'as_of': str(as_of), 'register': reg, 'verdict': v, 'after': now}
-
-# %% ../nbs/90_cli.ipynb #cli_base_helpers
-class BaselineError(RuntimeError):
-    "The way back to the baseline cannot be taken as asked (no git commit; a stage would have to re-run)."
-
-
-RESTORE_ONLY = 'MLOPS_KIT_RESTORE_ONLY'  # set by `baseline`: pipeline stages refuse to run (DVC restores them from its run cache or stops)
-
-
-def _flat(d, pre='') -> dict:
-    "Nested params as {'section.key': value}."
-    return {
-        k: v
-        for a, b in (d or {}).items()
-        for k, v in (_flat(b, f'{pre}{a}.').items() if isinstance(b, dict) else [(f'{pre}{a}', b)])
-    }
-
-
-def _param_changes(root: Path, params: str) -> list[str]:
-    "'key: workspace value -> committed value' for each setting of `params` that differs from HEAD."
-    import yaml
-
-    now, base = (
-        _flat(yaml.safe_load((root / params).read_text())),
-        _flat(yaml.safe_load(_git('show', f'HEAD:./{params}', root=root) or '{}')),
-    )
-    return [
-        f"{k}: {now.get(k)!r} -> {base.get(k)!r}" for k in sorted(set(now) | set(base)) if now.get(k) != base.get(k)
-    ]
+    return r
 
 # %% ../nbs/90_cli.ipynb #cli_base
-def baseline(params='params.yaml', root='.', rerun: bool = False) -> dict:
+def baseline(
+    params='params.yaml',
+    root='.',
+    rerun: Annotated[
+        bool,
+        Arg('--rerun', help='re-run stages whose baseline outputs are not in the run cache (registers a new version)'),
+    ] = False,
+) -> dict:
     "Back to the committed baseline after `dvc exp run`: params.yaml from git HEAD, every output (dvc.lock, metrics/ too) from DVC's run cache; nothing re-runs unless --rerun."
-    import re, subprocess
+    from mlops_kit.pipeline import repro_from_cache, restore_params
+    from mlops_kit.register import baseline_champion
 
-    root = Path(root)
-    if not _git('rev-parse', 'HEAD', root=root):
-        raise BaselineError(f"{root}: no git commit to go back to (the baseline is the last commit)")
-    changes = _param_changes(root, params)
-    if files := [params] if _git('status', '--porcelain', '--', params, root=root) else []:
-        subprocess.run(['git', 'checkout', 'HEAD', '--', params], cwd=root, check=True)
-    # without a dvc.lock, `dvc repro` looks every stage up in the run cache (by code, data and params) and writes dvc.lock and metrics/ anew from
-    # it; a dvc.lock kept from the variant, or from another machine (the committed one, on a fresh clone), would send DVC to outputs it lacks
-    (root / 'dvc.lock').unlink(missing_ok=True)
+    files, changes = restore_params(root, params)
+    restored = ', '.join(files) or 'nothing (already at HEAD)'
+    print(f"baseline: restored {restored} from git HEAD" + ''.join(f"\n  {c}" for c in changes), flush=True)
+    cached, ran = repro_from_cache(root, rerun)
+    rerun_note = f"; re-run: {', '.join(ran)}" if ran and rerun else ''
     print(
-        f"baseline: restored {', '.join(files) or 'nothing (already at HEAD)'} from git HEAD"
-        + ''.join(f"\n  {c}" for c in changes),
-        flush=True,
+        f"baseline: outputs restored from DVC's run cache: {', '.join(cached) or 'none needed'}{rerun_note}", flush=True
     )
-    r = subprocess.run(
-        ['dvc', 'repro'],
-        cwd=root,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env={**os.environ, RESTORE_ONLY: '' if rerun else '1'},
-    )
-    out = r.stdout
-    cached, ran = re.findall(r"Stage '([\w-]+)' is cached", out), re.findall(r"Running stage '([\w-]+)'", out)
-    if r.returncode:
-        stuck = ran[-1] if ran else '?'
-        raise BaselineError(
-            f"stopped at stage {stuck!r}: its baseline run is not in this clone's DVC run cache (it ran elsewhere, e.g. the committed dvc.lock "
-            f"comes from another machine, or the cache was cleared); restored from the cache: {', '.join(cached) or 'none'}. "
-            f"`mlops-kit baseline --rerun` (or `dvc repro`) recomputes the rest, which registers a new version.\n{out[-1500:]}"
-        )
-    print(
-        f"baseline: outputs restored from DVC's run cache: {', '.join(cached) or 'none needed'}"
-        + (f"; re-run: {', '.join(ran)}" if ran and rerun else ''),
-        flush=True,
-    )
+    champ = baseline_champion(project_params(root, params), root)
+    if champ:
+        print(_champion_note(champ['now'], champ['baseline']), flush=True)
     return {
         'restored_files': files,
         'param_changes': changes,
         'cached': cached,
         'ran': ran if rerun else [],
-        'champion': _champion_note(load_params(root / params), root),
+        'champion': champ,
     }
 
 # %% ../nbs/90_cli.ipynb #cli_base_champ
-def _champion_note(p, root: Path) -> dict:
-    "The registry side of the way back: the champion now against the one the baseline run left (metrics/register.json); prints how to move it back."
-    from mlops_kit.register import champion_version
-    from mlops_kit.tracking import client
-    from mlops_kit.tracking import tracking_uri
-
-    f = root / 'metrics/register.json'
-    if not f.exists():
-        return {}
-    was = json.loads(f.read_text()).get('champion')
-    c = client(tracking_uri(p.train.tracking_uri, root))
-    name = p.register.model_name
-    now = champion_version(c, name)
+def _champion_note(now: int | None, was: int | None) -> str:
+    "The champion now against the one the baseline left, and how to move it back."
     if now == was:
-        print(f"baseline: champion is {f'v{now}' if now else 'none'}, as the baseline left it", flush=True)
-    elif was is None:
-        print(f"baseline: champion is v{now}; the baseline left none (an experiment's gate promoted it)", flush=True)
-    else:
-        print(
-            f"baseline: champion is v{now}, the baseline left v{was} (an experiment's gate moved it); to move it back, audited:\n"
-            f"  mlops-kit promote --version {was} --reason 'back to the baseline'",
-            flush=True,
-        )
-    return {'now': now, 'baseline': was}
+        return f"baseline: champion is {f'v{now}' if now else 'none'}, as the baseline left it"
+    if was is None:
+        return f"baseline: champion is v{now}; the baseline left none (an experiment's gate promoted it)"
+    return (
+        f"baseline: champion is v{now}, the baseline left v{was} (an experiment's gate moved it); to move it back, audited:\n"
+        f"  mlops-kit promote --version {was} --reason 'back to the baseline'"
+    )
 
 # %% ../nbs/90_cli.ipynb #e8bdf70b
-def maturity(params='params.yaml', root='.', path: str | None = None, as_json: bool = False) -> dict:
+def maturity(
+    params='params.yaml',
+    root='.',
+    path: Annotated[str | None, Arg(nargs='?', help='repository to rate (default: the one around --root)')] = None,
+    as_json: Annotated[bool, Arg('--json', help='print JSON instead of the table')] = False,
+) -> dict:
     "Maturity scorecard: rate a repository (PATH, default: the current repo) against MLOps level 0/1/2 criteria, with the evidence or how to get each one."
     from mlops_kit.maturity import find_repo, format_scorecard, scorecard
 
@@ -708,82 +633,160 @@ def maturity(params='params.yaml', root='.', path: str | None = None, as_json: b
     print(json.dumps(card, indent=2) if as_json else format_scorecard(card))
     return card
 
-# %% ../nbs/90_cli.ipynb #b655a88e
-def team(
-    action: str = 'status',
-    params='params.yaml',
-    root='.',
-    name: str | None = None,
-    role: str = 'engineer',
-    backend_store_uri: str | None = None,
-    artifacts_destination: str | None = None,
-    auth_db: str | None = None,
-    host: str = '127.0.0.1',
-    port: int = 5000,
-    server_workers: int = 1,
-    allowed_hosts: str | None = None,
-):
-    "Team mode: `team status` checks this clone's shared set-up; `team server` runs the authenticated MLflow tracking server on PostgreSQL with proxied shared artifacts; `team user NAME --role ROLE` adds a member (admin only)."
-    import getpass
+# %% ../nbs/90_cli.ipynb #cli_team_server
+def _team_server(backend_store_uri, artifacts_destination, host, port, server_workers, allowed_hosts, auth_db):
+    "Become the team's MLflow server (`mlops_kit.team.server_command`), the stores from the flags or the environment."
     from mlops_kit import team as tm
 
-    if action == 'server':
-        argv, env = tm.server_command(
-            backend_store_uri or os.environ.get('MLFLOW_BACKEND_STORE_URI', ''),
-            artifacts_destination or os.environ.get('MLFLOW_ARTIFACTS_DESTINATION', ''),
-            host,
-            port,
-            server_workers,
-            allowed_hosts,
-            auth_db,
-        )
-        print(
-            f"mlflow server on {host}:{port} · backend {tm.redact(env['MLFLOW_BACKEND_STORE_URI'])} · artifacts {env['MLFLOW_ARTIFACTS_DESTINATION']} (proxied) · basic-auth users\n"
-            f"clients: train.tracking_uri (or MLFLOW_TRACKING_URI) = http://<this host>:{port}, MLFLOW_TRACKING_USERNAME / MLFLOW_TRACKING_PASSWORD",
-            flush=True,
-        )
-        os.execve(
-            argv[0], argv, {**os.environ, **env}
-        )  # becomes the server: Ctrl-C, systemd and docker signal it directly
-    p = load_params(Path(root) / params)
-    if action == 'user':
-        from mlops_kit.tracking import tracking_uri
+    backend = backend_store_uri or os.environ.get('MLFLOW_BACKEND_STORE_URI', '')
+    artifacts = artifacts_destination or os.environ.get('MLFLOW_ARTIFACTS_DESTINATION', '')
+    argv, env = tm.server_command(backend, artifacts, host, port, server_workers, allowed_hosts, auth_db)
+    print(
+        f"mlflow server on {host}:{port} · backend {tm.redact(env['MLFLOW_BACKEND_STORE_URI'])} · artifacts {env['MLFLOW_ARTIFACTS_DESTINATION']} (proxied) · basic-auth users\n"
+        f"clients: train.tracking_uri (or MLFLOW_TRACKING_URI) = http://<this host>:{port}, MLFLOW_TRACKING_USERNAME / MLFLOW_TRACKING_PASSWORD",
+        flush=True,
+    )
+    os.execve(argv[0], argv, {**os.environ, **env})  # becomes the server: Ctrl-C, systemd and docker signal it directly
 
-        uri = tracking_uri(p.train.tracking_uri, root)
-        if not name:
-            raise tm.TeamError("team user needs a NAME, e.g. `mlops-kit team user alice --role releaser`")
-        if tm.tracking_mode(uri) != 'server':
-            raise tm.TeamError(
-                f"team user sets up users on the team's tracking server; {tm.redact(uri)} is not one (set train.tracking_uri or MLFLOW_TRACKING_URI)"
-            )
-        pw = os.environ.get('MLOPS_KIT_USER_PASSWORD') or (
-            getpass.getpass(f'password for {name}: ') if sys.stdin.isatty() else ''
+# %% ../nbs/90_cli.ipynb #cli_team_user
+def _team_user(p, root, name: str | None, role: str) -> dict:
+    "Add member `name` with `role` on the team's server (`mlops_kit.team.add_user`); the password from $MLOPS_KIT_USER_PASSWORD or a prompt."
+    import getpass
+    from mlops_kit import team as tm
+    from mlops_kit.tracking import tracking_uri
+
+    uri = tracking_uri(p.train.tracking_uri, root)
+    if not name:
+        raise tm.TeamError("team user needs a NAME, e.g. `mlops-kit team user alice --role releaser`")
+    if tm.tracking_mode(uri) != 'server':
+        raise tm.TeamError(
+            f"team user sets up users on the team's tracking server; {tm.redact(uri)} is not one (set train.tracking_uri or MLFLOW_TRACKING_URI)"
         )
-        r = tm.add_user(uri, name, role, pw, p.train.experiment, p.register.model_name)
-        print(
-            f"user {name}: role {role} · {r['experiment']} on experiment {p.train.experiment!r} · {r['registered_model']} on registered model {p.register.model_name!r}"
-        )
-        return r
-    st = tm.team_status(p, root)
+    pw = os.environ.get('MLOPS_KIT_USER_PASSWORD') or (
+        getpass.getpass(f'password for {name}: ') if sys.stdin.isatty() else ''
+    )
+    r = tm.add_user(uri, name, role, pw, p.train.experiment, p.register.model_name)
+    exp, model = p.train.experiment, p.register.model_name
+    print(
+        f"user {name}: role {role} · {r['experiment']} on experiment {exp!r} · {r['registered_model']} on registered model {model!r}"
+    )
+    return r
+
+# %% ../nbs/90_cli.ipynb #b655a88e
+def team(
+    action: Annotated[
+        str,
+        Arg(
+            choices=['status', 'server', 'user'],
+            help='status: check this clone against the team set-up; server: run the MLflow tracking server; user: add a member (admin)',
+        ),
+    ] = 'status',
+    params='params.yaml',
+    root='.',
+    name: Annotated[
+        str | None,
+        Arg(nargs='?', help="user: the member's user name (password from $MLOPS_KIT_USER_PASSWORD or a prompt)"),
+    ] = None,
+    role: Annotated[
+        str,
+        Arg(
+            '--role',
+            choices=['viewer', 'engineer', 'releaser', 'admin'],
+            help='user: viewer reads; engineer runs the pipeline; releaser also registers versions and moves champion; admin manages users (default: %(default)s)',
+        ),
+    ] = 'engineer',
+    auth_db: Annotated[
+        str | None,
+        Arg(
+            '--auth-db',
+            help='server: the user database, e.g. postgresql://USER:PASSWORD@HOST:PORT/mlflow_auth (default: $MLFLOW_AUTH_DATABASE_URI)',
+        ),
+    ] = None,
+    backend_store_uri: Annotated[
+        str | None,
+        Arg(
+            '--backend-store-uri',
+            help='server: postgresql://USER:PASSWORD@HOST:PORT/DB (default: $MLFLOW_BACKEND_STORE_URI)',
+        ),
+    ] = None,
+    artifacts_destination: Annotated[
+        str | None,
+        Arg(
+            '--artifacts-destination',
+            help='server: shared artifact folder or s3://... (default: $MLFLOW_ARTIFACTS_DESTINATION)',
+        ),
+    ] = None,
+    host: Annotated[
+        str, Arg('--host', help='server: interface to bind (0.0.0.0 for the team; default: %(default)s)')
+    ] = '127.0.0.1',
+    port: Annotated[int, Arg('--port', help='server: port (default: %(default)s)')] = 5000,
+    server_workers: Annotated[int, Arg('--server-workers', help='server: uvicorn workers (default: %(default)s)')] = 1,
+    allowed_hosts: Annotated[
+        str | None,
+        Arg('--allowed-hosts', help='server: Host headers to accept beyond localhost, e.g. mlflow.internal:5000'),
+    ] = None,
+):
+    "Team mode: `team status` checks this clone's shared set-up; `team server` runs the authenticated MLflow tracking server on PostgreSQL with proxied shared artifacts; `team user NAME --role ROLE` adds a member (admin only)."
+    from mlops_kit.team import team_status
+
+    if action == 'server':
+        _team_server(backend_store_uri, artifacts_destination, host, port, server_workers, allowed_hosts, auth_db)
+    p = project_params(root, params)
+    if action == 'user':
+        return _team_user(p, root, name, role)
+    st = team_status(p, root)
     for r in st.itertuples():
         print(f"{'ok ' if r.ok else '-- '} {r.check:<11} {r.value}" + (f"\n{'':16}→ {r.advice}" if r.advice else ''))
     return st
 
 # %% ../nbs/90_cli.ipynb #10f03094
 def bench(
-    what: str = 'models',
+    what: Annotated[
+        str,
+        Arg(
+            choices=['detect', 'models', 'fleet', 'serve'],
+            help='detect: detection on labelled data vs two simple rules; models: AutoML vs peers; fleet: engine scaling (train + evaluate) on synthetic fleets; serve: load test of the served champion',
+        ),
+    ] = 'models',
     params='params.yaml',
     root='.',
-    monitors: int | list[int] | None = None,
-    peers: str | None = None,
-    rates: str | None = None,
-    duration: float | None = None,
-    corpora: list[str] | None = None,
-    project: bool = False,
-    no_mlflow: bool = False,
+    corpora: Annotated[
+        list[str] | None,
+        Arg(
+            nargs='*',
+            metavar='DIR',
+            help="detect: labelled corpus folders (timestamp,value CSVs + labels.json); none: the project's own signals and evaluate.labels",
+        ),
+    ] = None,
+    project: Annotated[
+        bool,
+        Arg(
+            '--project',
+            help="detect: also the project's own signals with evaluate.labels (the default when no DIR is given)",
+        ),
+    ] = False,
+    no_mlflow: Annotated[bool, Arg('--no-mlflow', help='detect: do not log the run to MLflow')] = False,
+    rates: Annotated[
+        str | None, Arg('--rates', help='serve: comma-separated requests/s (default: serve.rates)')
+    ] = None,
+    duration: Annotated[
+        float | None, Arg('--duration', help='serve: seconds per rate (default: serve.duration_s)')
+    ] = None,
+    monitors: Annotated[
+        int | list[int] | None,
+        Arg(
+            '--monitors',
+            nargs='+',
+            metavar='N',
+            help='models: only the first N monitors (default: all); fleet: fleet sizes, e.g. --monitors 100 1000 10000 (default: 100 1000)',
+        ),
+    ] = None,
+    peers: Annotated[
+        str | None, Arg('--peers', help='comma-separated subset of: prophet, autoets, ets (default: all installed)')
+    ] = None,
 ):
     "Benchmarks. `bench detect`: the kit's detection vs the static and seasonal rules on labelled corpora and the project's incidents. `bench models`: the kit's AutoML vs Prophet, AutoETS, ExponentialSmoothing, side by side. `bench fleet`: train + evaluate through the engine on 100 and 1,000 synthetic monitors. `bench serve`: SLO load test of the served champion."
-    p = load_params(Path(root) / params)
+    p = project_params(root, params)
     sizes = [monitors] if isinstance(monitors, int) else list(monitors or [])
     if what == 'detect':
         from mlops_kit.bench_detect import run_bench_detect
@@ -817,61 +820,47 @@ def bench(
         sizes[0] if sizes else None,
     )
 
-
-def report(params='params.yaml', root='.', output: str = '') -> dict:
-    "Build the HTML dashboard over past runs (stage time and cost, alert reduction, registry, serving SLO, drift) in report.out_dir/index.html."
-    from mlops_kit.report import build_dashboard
-
-    t, p = time.perf_counter(), load_params(Path(root) / params)
-    r = build_dashboard(root, p, output or None)
-    _say(
-        'report',
-        t,
-        f"{r['images']} plots · " + ', '.join(f'{k} {v}' for k, v in r['sections'].items()) + f" → {r['path']}",
-    )
-    if bad := [k for k, v in r['sections'].items() if v == 'error']:
-        raise ReportError(f"dashboard written to {r['path']}, but section(s) {bad} failed (the page shows why)")
-    return r
-
-
+# %% ../nbs/90_cli.ipynb #cli_report
 class ReportError(RuntimeError):
     "A dashboard section could not be built from data that exists (the page and stderr say why)."
 
 
-def serve(params='params.yaml', root='.', host: str = '127.0.0.1', port: int = 5001):
+def report(
+    params='params.yaml',
+    root='.',
+    output: Annotated[
+        str,
+        Arg('--output', help='where to write the HTML, relative to the repo root (default: report.out_dir/index.html)'),
+    ] = '',
+) -> dict:
+    "Build the HTML dashboard over past runs (stage time and cost, alert reduction, registry, serving SLO, drift) in report.out_dir/index.html."
+    from mlops_kit.report import build_dashboard
+
+    t, p = time.perf_counter(), project_params(root, params)
+    r = build_dashboard(root, p, output or None)
+    sections = ', '.join(f'{k} {v}' for k, v in r['sections'].items())
+    _say('report', t, f"{r['images']} plots · {sections} → {r['path']}")
+    if bad := [k for k, v in r['sections'].items() if v == 'error']:
+        raise ReportError(f"dashboard written to {r['path']}, but section(s) {bad} failed (the page shows why)")
+    return r
+
+# %% ../nbs/90_cli.ipynb #cli_serve
+def serve(
+    params='params.yaml',
+    root='.',
+    host: Annotated[str, Arg('--host', help='interface to bind (default: %(default)s)')] = '127.0.0.1',
+    port: Annotated[int, Arg('--port', help='port (default: %(default)s)')] = 5001,
+):
     "Serve the champion over REST (POST /invocations): verified against the digest recorded at registration first; requests bounded by serve.max_rows and serve.max_span_days."
     from mlops_kit.serve import serve_champion
 
-    serve_champion(root, load_params(Path(root) / params), host, port)
+    serve_champion(root, project_params(root, params), host, port)
 
-
+# %% ../nbs/90_cli.ipynb #cli_commands
 COMMANDS = {
     f.__name__: f
-    for f in (
-        sample,
-        ingest,
-        validate,
-        windows,
-        train,
-        evaluate,
-        register,
-        monitor,
-        retrain,
-        baseline,
-        promote,
-        rollback,
-        audit,
-        score,
-        feedback,
-        params,
-        outputs,
-        runs,
-        bench,
-        maturity,
-        report,
-        team,
-        serve,
-    )
+    for f in (sample, ingest, validate, windows, train, evaluate, register, monitor, retrain, baseline, promote)
+    + (rollback, audit, score, feedback, params, outputs, runs, bench, maturity, report, team, serve)
 }
 STAGES = (
     'sample',
@@ -884,8 +873,9 @@ STAGES = (
     'monitor',
 )  # the DVC pipeline's commands
 
-
+# %% ../nbs/90_cli.ipynb #cli_parser
 def build_parser() -> argparse.ArgumentParser:
+    "The `mlops-kit` parser: --params, --root, --traceback, and one subcommand per COMMANDS function, read from its signature."
     ap = argparse.ArgumentParser(
         prog='mlops-kit',
         description='mlops_kit: level-1 MLOps for monitoring signals. '
@@ -896,162 +886,8 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument('--root', default='.', help='project root that relative paths start from (default: %(default)s)')
     ap.add_argument('--traceback', action='store_true', help='show the full traceback on errors')
     sub = ap.add_subparsers(dest='command', required=True, metavar='COMMAND')
-    for name, f in COMMANDS.items():
-        sp = sub.add_parser(name, help=f.__doc__.split('. ')[0], description=f.__doc__)
-        if name == 'bench':
-            sp.add_argument(
-                'what',
-                choices=['detect', 'models', 'fleet', 'serve'],
-                help='detect: detection on labelled data vs two simple rules; models: AutoML vs peers; fleet: engine scaling (train + evaluate) on synthetic fleets; serve: load test of the served champion',
-            )
-            sp.add_argument(
-                'corpora',
-                nargs='*',
-                metavar='DIR',
-                help='detect: labelled corpus folders (timestamp,value CSVs + labels.json); none: the project\'s own signals and evaluate.labels',
-            )
-            sp.add_argument(
-                '--project',
-                action='store_true',
-                help='detect: also the project\'s own signals with evaluate.labels (the default when no DIR is given)',
-            )
-            sp.add_argument('--no-mlflow', action='store_true', help='detect: do not log the run to MLflow')
-            sp.add_argument('--rates', default=None, help='serve: comma-separated requests/s (default: serve.rates)')
-            sp.add_argument(
-                '--duration', type=float, default=None, help='serve: seconds per rate (default: serve.duration_s)'
-            )
-            sp.add_argument(
-                '--monitors',
-                type=int,
-                nargs='+',
-                default=None,
-                metavar='N',
-                help='models: only the first N monitors (default: all); fleet: fleet sizes, e.g. --monitors 100 1000 10000 (default: 100 1000)',
-            )
-            sp.add_argument(
-                '--peers',
-                default=None,
-                help='comma-separated subset of: prophet, autoets, ets (default: all installed)',
-            )
-        if name == 'runs':
-            sp.add_argument('action', choices=['list', 'compare'], help='list the latest runs, or compare two')
-            sp.add_argument('run_ids', nargs='*', help='compare: two MLflow run ids (default: the two latest runs)')
-            sp.add_argument('-n', type=int, default=10, help='list: how many runs (default: %(default)s)')
-        if name == 'promote':
-            sp.add_argument('--version', type=int, required=True, help='registered model version to make champion')
-            sp.add_argument('--reason', required=True, help='why (recorded in the audit log)')
-        if name == 'rollback':
-            sp.add_argument('--reason', default='rollback', help='why (recorded in the audit log)')
-        if name == 'score':
-            sp.add_argument('input', help='rows to score: .csv, .jsonl or .parquet with monitor_id, ts, value')
-            sp.add_argument('output', help='where to write the scored rows: .csv or .parquet')
-            sp.add_argument(
-                '--alias', default='champion', help='registered model alias to score with (default: %(default)s)'
-            )
-        if name == 'feedback':
-            sp.add_argument(
-                'alert',
-                nargs='?',
-                default=None,
-                help='the alert id, e.g. checkout.latency_p95@2026-10-25T14:05Z (reports/evaluate/alerts.csv, score or server output)',
-            )
-            sp.add_argument(
-                '--verdict',
-                required=True,
-                choices=['incident', 'not_anomaly', 'missed'],
-                help='incident: a real one; not_anomaly: a false alert; missed: an incident no alert caught (with --monitor, --start, --end)',
-            )
-            sp.add_argument('--monitor', dest='monitor_id', default=None, help='missed: the monitor id')
-            sp.add_argument(
-                '--start', default=None, help='missed: when the incident started (UTC unless an offset is given)'
-            )
-            sp.add_argument(
-                '--end',
-                default=None,
-                help='when it ended (default for an alert: its end in reports/evaluate/alerts.csv, else 30 min after its start)',
-            )
-            sp.add_argument('--note', default='', help='free text kept with the answer')
-            sp.add_argument(
-                '--who',
-                default=None,
-                help='who answers (default: $MLOPS_KIT_USER or the login name; the team server user when authenticated)',
-            )
-        if name == 'baseline':
-            sp.add_argument(
-                '--rerun',
-                action='store_true',
-                help='re-run stages whose baseline outputs are not in the run cache (registers a new version)',
-            )
-        if name == 'retrain':
-            sp.add_argument(
-                '--force', action='store_true', help='retrain even if the monitor verdict does not call for it'
-            )
-            sp.add_argument('--dry-run', action='store_true', help='print the verdict and the command, run nothing')
-        if name == 'team':
-            sp.add_argument(
-                'action',
-                choices=['status', 'server', 'user'],
-                help='status: check this clone against the team set-up; server: run the MLflow tracking server; user: add a member (admin)',
-            )
-            sp.add_argument(
-                'name',
-                nargs='?',
-                default=None,
-                help='user: the member\'s user name (password from $MLOPS_KIT_USER_PASSWORD or a prompt)',
-            )
-            sp.add_argument(
-                '--role',
-                default='engineer',
-                choices=['viewer', 'engineer', 'releaser', 'admin'],
-                help='user: viewer reads; engineer runs the pipeline; releaser also registers versions and moves champion; admin manages users (default: %(default)s)',
-            )
-            sp.add_argument(
-                '--auth-db',
-                default=None,
-                help='server: the user database, e.g. postgresql://USER:PASSWORD@HOST:PORT/mlflow_auth (default: $MLFLOW_AUTH_DATABASE_URI)',
-            )
-            sp.add_argument(
-                '--backend-store-uri',
-                default=None,
-                help='server: postgresql://USER:PASSWORD@HOST:PORT/DB (default: $MLFLOW_BACKEND_STORE_URI)',
-            )
-            sp.add_argument(
-                '--artifacts-destination',
-                default=None,
-                help='server: shared artifact folder or s3://... (default: $MLFLOW_ARTIFACTS_DESTINATION)',
-            )
-            sp.add_argument(
-                '--host',
-                default='127.0.0.1',
-                help='server: interface to bind (0.0.0.0 for the team; default: %(default)s)',
-            )
-            sp.add_argument('--port', type=int, default=5000, help='server: port (default: %(default)s)')
-            sp.add_argument(
-                '--server-workers', type=int, default=1, help='server: uvicorn workers (default: %(default)s)'
-            )
-            sp.add_argument(
-                '--allowed-hosts',
-                default=None,
-                help='server: Host headers to accept beyond localhost, e.g. mlflow.internal:5000',
-            )
-        if name == 'report':
-            sp.add_argument(
-                '--output',
-                default='',
-                help='where to write the HTML, relative to the repo root (default: report.out_dir/index.html)',
-            )
-        if name == 'maturity':
-            sp.add_argument('path', nargs='?', default=None, help='repository to rate (default: the one around --root)')
-            sp.add_argument('--json', dest='as_json', action='store_true', help='print JSON instead of the table')
-        if name == 'audit':
-            sp.add_argument(
-                'action',
-                choices=['verify', 'show'],
-                help='verify: the hash chain and the registry (exit 0 intact, 1 tampered or unexplained, 2 cannot check); show: the entries',
-            )
-        if name == 'serve':
-            sp.add_argument('--host', default='127.0.0.1', help='interface to bind (default: %(default)s)')
-            sp.add_argument('--port', type=int, default=5001, help='port (default: %(default)s)')
+    for f in COMMANDS.values():
+        add_command(sub, f)
     return ap
 
 # %% ../nbs/90_cli.ipynb #66f80383
@@ -1071,6 +907,8 @@ def _user_errors() -> tuple[type, ...]:
     from mlops_kit.events import EventsError
     from mlops_kit.feedback import FeedbackError
     from mlops_kit.candidates import CandidateError
+    from mlops_kit.monitor import RetrainError
+    from mlops_kit.pipeline import BaselineError
 
     return (
         ParamsError,
@@ -1096,7 +934,7 @@ def _user_errors() -> tuple[type, ...]:
         CandidateError,
     )
 
-
+# %% ../nbs/90_cli.ipynb #cli_importable
 def _project_importable(root):
     "Put the project root on the import path of this process and of the processes it starts (kernels, workers): a bundle whose candidates live in the project's own modules (train.candidates) unpickles everywhere."
     r = str(Path(root).resolve())
@@ -1105,7 +943,7 @@ def _project_importable(root):
     if r not in os.environ.get('PYTHONPATH', '').split(os.pathsep):
         os.environ['PYTHONPATH'] = os.pathsep.join(filter(None, [r, os.environ.get('PYTHONPATH')]))
 
-
+# %% ../nbs/90_cli.ipynb #cli_main
 def main(argv=None) -> int:
     "Console entry point: `mlops-kit COMMAND`."
     a = build_parser().parse_args(argv)
@@ -1118,51 +956,9 @@ def main(argv=None) -> int:
             file=sys.stderr,
         )
         return 3
-    extra = {
-        k: getattr(a, k)
-        for k in (
-            'what',
-            'corpora',
-            'project',
-            'no_mlflow',
-            'monitors',
-            'peers',
-            'rates',
-            'duration',
-            'action',
-            'run_ids',
-            'n',
-            'version',
-            'reason',
-            'input',
-            'output',
-            'alias',
-            'force',
-            'dry_run',
-            'rerun',
-            'path',
-            'as_json',
-            'backend_store_uri',
-            'artifacts_destination',
-            'host',
-            'port',
-            'server_workers',
-            'allowed_hosts',
-            'name',
-            'role',
-            'auth_db',
-            'alert',
-            'verdict',
-            'monitor_id',
-            'start',
-            'end',
-            'note',
-            'who',
-        )
-        if hasattr(a, k)
-    }
+    f = COMMANDS[a.command]
     try:
-        COMMANDS[a.command](params=a.params, root=a.root, **extra)
+        f(params=a.params, root=a.root, **command_args(f, a))
     except _user_errors() as e:
         if a.traceback or os.environ.get('MLOPS_KIT_TRACEBACK'):
             raise

@@ -17,11 +17,12 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationErr
 
 # %% auto #0
 __all__ = ['Interval', 'FILTER_MAX_CHARS', 'FILTER_GRAMMAR', 'Agg', 'EVENT_KINDS', 'BUILTIN_CANDIDATES', 'CLASS_PATH',
-           'DRIFT_KINDS', 'SCHEDULER_RE', 'MAX_PARAMS_BYTES', 'parse_interval', 'LevelShift', 'SampleParams',
-           'SourceSpec', 'FilterError', 'parse_filter', 'filter_columns', 'MonitorSpec', 'MetricFilesSpec',
-           'IngestParams', 'ValidateParams', 'WindowsParams', 'EventSpec', 'CandidateSpec', 'TrainParams',
-           'EvaluateParams', 'GateParams', 'RegisterParams', 'ServeParams', 'MonitorParams', 'ReportParams',
-           'check_scheduler', 'EngineParams', 'Params', 'ParamsError', 'load_params', 'repo_root', 'tracking_uri']
+           'DRIFT_KINDS', 'SCHEDULER_RE', 'MAX_PARAMS_BYTES', 'RESTORE_ONLY', 'parse_interval', 'LevelShift',
+           'SampleParams', 'SourceSpec', 'FilterError', 'parse_filter', 'filter_columns', 'MonitorSpec',
+           'MetricFilesSpec', 'IngestParams', 'ValidateParams', 'WindowsParams', 'EventSpec', 'CandidateSpec',
+           'TrainParams', 'EvaluateParams', 'GateParams', 'RegisterParams', 'ServeParams', 'MonitorParams',
+           'ReportParams', 'check_scheduler', 'EngineParams', 'Params', 'ParamsError', 'load_params', 'repo_root',
+           'tracking_uri', 'project_params']
 
 # %% ../nbs/00_config.ipynb #e83e0176
 def parse_interval(s: str) -> pd.Timedelta:
@@ -684,3 +685,11 @@ def repo_root(root='.') -> Path:
 def tracking_uri(configured: str | None = None, root='.') -> str:
     "train.tracking_uri, else $MLFLOW_TRACKING_URI, else sqlite:///<repo root>/mlflow.db."
     return configured or os.environ.get('MLFLOW_TRACKING_URI') or f"sqlite:///{repo_root(root) / 'mlflow.db'}"
+
+# %% ../nbs/00_config.ipynb #cfg_project
+def project_params(root='.', params='params.yaml') -> Params:
+    "The validated params of the project at `root`: `params` is relative to it (or absolute), as `--root` and `--params` give them."
+    return load_params(Path(root) / params)
+
+# %% ../nbs/00_config.ipynb #cfg_restore
+RESTORE_ONLY = 'MLOPS_KIT_RESTORE_ONLY'  # the environment variable `mlops-kit baseline` sets for the stages it restores

@@ -12,7 +12,8 @@ import pandas as pd
 
 # %% auto #0
 __all__ = ['VERDICTS', 'FEEDBACK_COLUMNS', 'FeedbackError', 'alert_id', 'parse_alert_id', 'alert_ids', 'check_feedback',
-           'read_feedback', 'record_feedback', 'feedback_labels', 'feedback_scores', 'feedback_table']
+           'read_feedback', 'record_feedback', 'feedback_labels', 'feedback_scores', 'feedback_table',
+           'known_alert_end']
 
 # %% ../nbs/24_feedback.ipynb #c48504e0
 class FeedbackError(ValueError):
@@ -189,3 +190,13 @@ def feedback_table(fb: pd.DataFrame) -> pd.DataFrame:
     )
     t['alert_precision'] = t.incident / (t.incident + t.not_anomaly).replace(0, np.nan)
     return t.reset_index().rename_axis(columns=None)
+
+# %% ../nbs/24_feedback.ipynb #fb_alert_end
+def known_alert_end(root, alert: str | None) -> str | None:
+    "The end of alert `alert` in the evaluate stage's alert table (reports/evaluate/alerts.csv under `root`), or None."
+    f = Path(root) / 'reports/evaluate/alerts.csv'
+    if not alert or not f.exists():
+        return None
+    t = pd.read_csv(f, dtype=str)
+    hit = t[t.alert_id == alert]
+    return hit.end.iloc[0] if len(hit) else None

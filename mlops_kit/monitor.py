@@ -19,7 +19,8 @@ from .models import to_grid
 # %% auto #0
 __all__ = ['STAT_COLUMNS', 'psi', 'dist_shift', 'resolution', 'resid_noise', 'served_frame', 'backtest', 'drift_stats',
            'flag_drift', 'retrain_verdict', 'new_data', 'drift_table', 'plot_drift', 'plot_monitor_drift',
-           'write_report', 'run_monitor', 'report_no_model']
+           'write_report', 'run_monitor', 'report_no_model', 'served_bundle', 'RetrainError', 'newest_window',
+           'refused_window', 'retrain_plan', 'run_retrain']
 
 # %% ../nbs/18_monitor.ipynb #7d287e4b
 def _finite(x) -> np.ndarray:
@@ -462,3 +463,95 @@ def report_no_model(root, reason: str) -> dict:
     (Path(root) / 'metrics').mkdir(exist_ok=True)
     (Path(root) / 'metrics' / 'monitor.json').write_text(json.dumps(v, indent=2, sort_keys=True) + '\n')
     return v
+
+# %% ../nbs/18_monitor.ipynb #mon_served
+def served_bundle(p, root='.') -> tuple:
+    "(the champion's FleetBundle, 'champion vN of MODEL'), or (None, why) when nothing is served yet."
+    from mlops_kit.register import champion_bundle
+    from mlops_kit.tracking import client, read_run, tracking_uri
+
+    f = Path(root) / p.train.out_dir / 'run.json'
+    run = read_run(f) if f.exists() else {}
+    uri = run.get('tracking_uri') or tracking_uri(p.train.tracking_uri, root)
+    name = p.register.model_name
+    b, v = champion_bundle(client(uri), name, uri, Path(root) / p.train.out_dir / 'bundle.pkl', run.get('run_id'))
+    if b is None:
+        return None, f'no champion of {name} yet: nothing is served, so there is no drift to judge'
+    return b, f'champion v{v} of {name}'
+
+# %% ../nbs/18_monitor.ipynb #mon_retrain_err
+class RetrainError(RuntimeError):
+    "The retrain trigger cannot run (no verdict yet, no newer data, or the pipeline run failed)."
+
+# %% ../nbs/18_monitor.ipynb #mon_newest
+def newest_window(p, root='.') -> tuple:
+    "(the signals' last full day, the newest as_of it allows: that day minus windows.holdout_days)."
+    import datetime as dt
+    from mlops_kit.config import parse_interval
+    from mlops_kit.windows import latest_full_day, load_signals
+
+    sig, cat = load_signals(Path(root) / p.ingest.out_dir)
+    last_full = latest_full_day(sig.ts, max(parse_interval(c['interval']) for c in cat.values()))
+    return last_full, last_full - dt.timedelta(days=p.windows.holdout_days)
+
+# %% ../nbs/18_monitor.ipynb #mon_refused
+def refused_window(root, as_of) -> str | None:
+    "Why window `as_of` is no news: it was the last one trained and the gate kept the older champion (metrics/windows.json, metrics/register.json); else None."
+    tried, reg = Path(root) / 'metrics/windows.json', Path(root) / 'metrics/register.json'
+    if not (tried.exists() and reg.exists()) or json.loads(tried.read_text())['as_of'] != str(as_of):
+        return None
+    r = json.loads(reg.read_text())
+    if r['promoted']:
+        return None
+    return (
+        f"as_of {as_of} was already tried, and the gate kept v{r['champion']} as champion over v{r['version']} "
+        f"({r['reason'][:200]}); wait for more data, or see reports/register/model_card.html"
+    )
+
+# %% ../nbs/18_monitor.ipynb #mon_plan
+def retrain_plan(p, root='.', force: bool = False) -> dict:
+    "The trigger's decision: {'retrain': False, 'verdict'} when not called for (and not `force`), else the new as_of, why, and the command."
+    import time
+
+    f = Path(root) / 'metrics/monitor.json'
+    if not f.exists():
+        raise RetrainError(f"{f}: missing; run the monitor stage first (`dvc repro monitor`)")
+    v = json.loads(f.read_text())
+    if not (v['retrain'] or force):
+        return {'retrain': False, 'verdict': v}
+    last_full, as_of = newest_window(p, root)
+    if v['as_of'] and str(as_of) <= v['as_of']:
+        raise RetrainError(
+            f"no newer window to train on: the data's last full day is {last_full}, so the newest as_of (minus windows.holdout_days = "
+            f"{p.windows.holdout_days}) is {as_of}, not after the current {v['as_of']}; wait for more data"
+        )
+    if why_not := refused_window(root, as_of):  # the champion is older, but this window was trained on and refused
+        raise RetrainError(f"no newer window to train on: {why_not}")
+    cmd = ['dvc', 'exp', 'run', '-S', f'windows.as_of={as_of}', '-n', f"retrain-{as_of}-{time.strftime('%H%M%S')}"]
+    why = ('forced; ' if not v['retrain'] else '') + f"{v['reason']}; new window as_of {as_of} (was {v['as_of']})"
+    return {'retrain': True, 'verdict': v, 'as_of': str(as_of), 'command': cmd, 'why': why}
+
+# %% ../nbs/18_monitor.ipynb #mon_run
+def run_retrain(plan: dict, p, root='.') -> dict:
+    "Audit the trigger, run the plan's `dvc exp run` in `root`; the registry's verdict and the drift after it."
+    import subprocess
+    from mlops_kit.register import audit
+    from mlops_kit.tracking import client, repo_root, tracking_uri
+
+    root = Path(root)
+    c = client(tracking_uri(p.train.tracking_uri, root))
+    audit(
+        repo_root(root) / p.register.audit_log,
+        'retrain-trigger',
+        p.register.model_name,
+        None,
+        reason=plan['why'],
+        client=c,
+    )
+    r = subprocess.run(plan['command'], cwd=root)
+    if r.returncode:
+        raise RetrainError(
+            f"`{' '.join(plan['command'])}` failed (exit code {r.returncode}, output above); the champion changed only if the register stage ran"
+        )
+    reg, now = (json.loads((root / f'metrics/{s}.json').read_text()) for s in ('register', 'monitor'))
+    return {'retrained': True, 'as_of': plan['as_of'], 'register': reg, 'verdict': plan['verdict'], 'after': now}

@@ -12,7 +12,8 @@ import pandas as pd
 from .tracking import read_run  # run.json belongs to tracking; re-exported for the stages
 
 # %% auto #0
-__all__ = ['StageError', 'publish', 'notebook_path', 'run_notebook', 'log_notebook', 'plot_detection', 'plot_alerts_before_after']
+__all__ = ['StageError', 'publish', 'notebook_path', 'run_notebook', 'log_notebook', 'plot_detection', 'plot_alerts_before_after',
+           'git_output', 'flat_params', 'param_changes', 'BaselineError', 'restore_params', 'repro_from_cache']
 
 # %% ../nbs/12_pipeline.ipynb #017050a3
 class StageError(RuntimeError):
@@ -164,3 +165,66 @@ def plot_alerts_before_after(t: pd.DataFrame, budget: float = 2.0, noisy: float 
     ax.legend(fontsize=7, loc='lower right')
     fig.tight_layout()
     return fig
+
+# %% ../nbs/12_pipeline.ipynb #pl_git
+def git_output(*args, root='.') -> str:
+    "stdout of a git command in `root` ('' outside a repository or on error)."
+    import subprocess
+
+    r = subprocess.run(['git', *args], cwd=root, capture_output=True, text=True)
+    return r.stdout.strip() if r.returncode == 0 else ''
+
+# %% ../nbs/12_pipeline.ipynb #pl_flat
+def flat_params(d, pre='') -> dict:
+    "Nested params as {'section.key': value}."
+    return {
+        k: v
+        for a, b in (d or {}).items()
+        for k, v in (flat_params(b, f'{pre}{a}.').items() if isinstance(b, dict) else [(f'{pre}{a}', b)])
+    }
+
+
+def param_changes(root, params: str = 'params.yaml') -> list[str]:
+    "'key: workspace value -> committed value' for each setting of `params` (under `root`) that differs from git HEAD."
+    import yaml
+
+    now = flat_params(yaml.safe_load((Path(root) / params).read_text()))
+    base = flat_params(yaml.safe_load(git_output('show', f'HEAD:./{params}', root=root) or '{}'))
+    return [
+        f"{k}: {now.get(k)!r} -> {base.get(k)!r}" for k in sorted(set(now) | set(base)) if now.get(k) != base.get(k)
+    ]
+
+# %% ../nbs/12_pipeline.ipynb #pl_restore
+class BaselineError(RuntimeError):
+    "The way back to the baseline cannot be taken as asked (no git commit; a stage would have to re-run)."
+
+
+def restore_params(root, params: str = 'params.yaml') -> tuple[list[str], list[str]]:
+    "`params` back as git HEAD has it: (the files restored, the settings that changed); BaselineError without a commit."
+    import subprocess
+
+    if not git_output('rev-parse', 'HEAD', root=root):
+        raise BaselineError(f"{root}: no git commit to go back to (the baseline is the last commit)")
+    changes = param_changes(root, params)
+    files = [params] if git_output('status', '--porcelain', '--', params, root=root) else []
+    if files:
+        subprocess.run(['git', 'checkout', 'HEAD', '--', params], cwd=root, check=True)
+    return files, changes
+
+# %% ../nbs/12_pipeline.ipynb #pl_cache
+def repro_from_cache(root, rerun: bool = False) -> tuple[list[str], list[str]]:
+    "`dvc repro` without dvc.lock, stages restricted to restoring unless `rerun`: (stages restored from the run cache, stages run)."
+    import re, subprocess
+    from mlops_kit.config import RESTORE_ONLY
+
+    (Path(root) / 'dvc.lock').unlink(missing_ok=True)
+    env = {**os.environ, RESTORE_ONLY: '' if rerun else '1'}
+    r = subprocess.run(['dvc', 'repro'], cwd=root, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    cached, ran = re.findall(r"Stage '([\w-]+)' is cached", r.stdout), re.findall(r"Running stage '([\w-]+)'", r.stdout)
+    if r.returncode:
+        raise BaselineError(
+            f"stopped at stage {ran[-1] if ran else '?'!r}: its baseline run is not in this clone's DVC run cache (it ran elsewhere, e.g. the committed dvc.lock "
+            f"comes from another machine, or the cache was cleared); restored from the cache: {', '.join(cached) or 'none'}. "
+            f"`mlops-kit baseline --rerun` (or `dvc repro`) recomputes the rest, which registers a new version.\n{r.stdout[-1500:]}"
+        )
+    return cached, ran

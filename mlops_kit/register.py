@@ -15,7 +15,7 @@ import pandas as pd
 __all__ = ['ANCHOR_TAG', 'RegisterError', 'gate', 'gate_verdict', 'registry_write', 'anchor', 'audit', 'reconcile',
            'verify_audit', 'pii_findings', 'residency_violations', 'shadow_compare', 'alias_version',
            'champion_version', 'version_metrics', 'move_alias', 'rollback', 'champion_bundle', 'model_card',
-           'card_html', 'challenger_metrics', 'rejudge', 'register_run']
+           'card_html', 'challenger_metrics', 'rejudge', 'register_run', 'baseline_champion']
 
 # %% ../nbs/13_register.ipynb #2f2ba5e8
 class RegisterError(ValueError):
@@ -729,3 +729,17 @@ def register_run(root, p, out=None) -> dict:
     (out / 'metrics').mkdir(exist_ok=True)
     (out / 'metrics' / 'register.json').write_text(json.dumps(res, indent=2, sort_keys=True) + '\n')
     return res
+
+# %% ../nbs/13_register.ipynb #reg_basechamp
+def baseline_champion(p, root='.') -> dict:
+    "{'now': the champion's version, 'baseline': the one metrics/register.json records}, or {} when the baseline registered nothing."
+    from mlops_kit.tracking import client, tracking_uri
+
+    f = Path(root) / 'metrics/register.json'
+    if not f.exists():
+        return {}
+    was = json.loads(f.read_text()).get('champion')
+    return {
+        'now': champion_version(client(tracking_uri(p.train.tracking_uri, root)), p.register.model_name),
+        'baseline': was,
+    }

@@ -208,14 +208,14 @@ def attach_to_mlflow(rec: dict, tracking_uri: str):
 # %% ../nbs/20_telemetry.ipynb #c5079fd0
 def _params(fn, args, kw):
     "params and root the stage was called with, and its validated Params (None if they do not load: the stage will say why)."
-    from mlops_kit.config import ParamsError, load_params
+    from mlops_kit.config import ParamsError, project_params
 
     b = inspect.signature(fn).bind_partial(*args, **kw)
     b.apply_defaults()
     root = Path(b.arguments.get('root', '.'))
     params = b.arguments.get('params', 'params.yaml')
     try:
-        return root, load_params(root / params)
+        return root, project_params(root, params)
     except ParamsError:
         return root, None
 

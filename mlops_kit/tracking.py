@@ -17,10 +17,11 @@ from .config import repo_root, tracking_uri  # where runs go (config owns it; re
 from .guard import sha256_file, tree_digest
 
 # %% auto #0
-__all__ = ['SERVE_LIMITS', 'DOWNLOAD_FILES', 'client', 'read_run', 'tracking_mode', 'redact', 'auth_call', 'authenticated_user',
-           'end_stale_runs', 'experiment', 'git_info', 'dvc_lock_hashes', 'lineage', 'serve_limits', 'FleetModel',
-           'log_bundle', 'ModelIntegrityError', 'recorded_digest', 'load_bundle', 'fetch_model', 'ScoreInputError',
-           'read_rows', 'score_rows', 'latest_runs', 'compare_runs']
+__all__ = ['SERVE_LIMITS', 'DOWNLOAD_FILES', 'RUN_COLUMNS', 'client', 'read_run', 'tracking_mode', 'redact', 'auth_call',
+           'authenticated_user', 'end_stale_runs', 'experiment', 'git_info', 'dvc_lock_hashes', 'lineage',
+           'serve_limits', 'FleetModel', 'log_bundle', 'ModelIntegrityError', 'recorded_digest', 'load_bundle',
+           'fetch_model', 'ScoreInputError', 'read_rows', 'score_rows', 'find_experiment', 'latest_runs',
+           'compare_runs', 'pick_runs', 'list_runs', 'log_drift']
 
 # %% ../nbs/11_tracking.ipynb #trk_client
 def client(uri: str):
@@ -395,17 +396,23 @@ def score_rows(rows: pd.DataFrame, uri: str, name: str = 'mlops_kit_fleet', alia
         shutil.rmtree(d, ignore_errors=True)
 
 # %% ../nbs/11_tracking.ipynb #70a6da45
-def latest_runs(uri: str, experiment_name: str = 'mlops_kit', n: int = 2) -> list[str]:
-    "Ids of the `n` most recent runs of the experiment, newest first."
+def find_experiment(uri: str, experiment_name: str = 'mlops_kit') -> str:
+    "The id of the experiment named `experiment_name` at `uri`; FileNotFoundError (say: run the pipeline) when there is none."
     import mlflow
 
     mlflow.set_tracking_uri(uri)
     e = mlflow.get_experiment_by_name(experiment_name)
     if e is None:
         raise FileNotFoundError(f"no MLflow experiment {experiment_name!r} at {uri}; run `make repro` first")
-    runs = mlflow.search_runs(
-        [e.experiment_id], order_by=['attributes.start_time DESC'], max_results=n, output_format='list'
-    )
+    return e.experiment_id
+
+
+def latest_runs(uri: str, experiment_name: str = 'mlops_kit', n: int = 2) -> list[str]:
+    "Ids of the `n` most recent runs of the experiment, newest first."
+    import mlflow
+
+    eid = find_experiment(uri, experiment_name)
+    runs = mlflow.search_runs([eid], order_by=['attributes.start_time DESC'], max_results=n, output_format='list')
     return [r.info.run_id for r in runs]
 
 
@@ -421,3 +428,60 @@ def compare_runs(a: str, b: str, uri: str) -> pd.DataFrame:
         x, y = ra.data.metrics.get(k), rb.data.metrics.get(k)
         rows.append(('metric', k, x, y, f'{y - x:+.4g}' if x is not None and y is not None else 'only in one run'))
     return pd.DataFrame(rows, columns=['kind', 'key', a[:8], b[:8], 'change'])
+
+# %% ../nbs/11_tracking.ipynb #trk_pick
+def pick_runs(uri: str, experiment_name: str = 'mlops_kit', run_ids=()) -> tuple[str, str]:
+    "The two runs to compare: the two ids given, or the experiment's two latest (older first); ValueError for one id or three."
+    ids = list(run_ids or [])
+    if len(ids) not in (0, 2):
+        raise ValueError(f"runs compare takes two run ids or none (the two latest), got {len(ids)}")
+    if not ids:
+        ids = latest_runs(uri, experiment_name, 2)[::-1]
+        if len(ids) < 2:
+            raise FileNotFoundError(
+                f"experiment {experiment_name!r} has {len(ids)} run(s); compare needs two (try `dvc exp run -S train.alert_budget=1.5`)"
+            )
+    return ids[0], ids[1]
+
+# %% ../nbs/11_tracking.ipynb #trk_list
+RUN_COLUMNS = [
+    'run_id',
+    'start_time',
+    'status',
+    'tags.dvc_exp_name',
+    'tags.git_sha',
+    'params.train.alert_budget',
+    'metrics.eval.alerts_per_day',
+    'metrics.eval.recall',
+]
+
+
+def list_runs(uri: str, experiment_name: str = 'mlops_kit', n: int = 10) -> pd.DataFrame:
+    "The `n` latest runs of the experiment, newest first, as RUN_COLUMNS (run id to 12 characters, git SHA to 8)."
+    import mlflow
+
+    eid = find_experiment(uri, experiment_name)
+    df = mlflow.search_runs([eid], order_by=['attributes.start_time DESC'], max_results=n)
+    return df.reindex(columns=RUN_COLUMNS).assign(
+        run_id=lambda d: d.run_id.str[:12], **{'tags.git_sha': lambda d: d['tags.git_sha'].str[:8]}
+    )
+
+# %% ../nbs/11_tracking.ipynb #trk_drift
+def log_drift(run_file, verdict: dict, report_dir) -> str:
+    "The monitor's `verdict` onto the run of `run_file` (run.json): `monitor.*` metrics, the files of `report_dir` as artifacts; says where."
+    import time
+    import mlflow
+
+    f = Path(run_file)
+    if not f.exists():
+        return f"not logged to MLflow ({f} missing: the bundle did not come from the train stage)"
+    run = read_run(f)
+    c = client(run['tracking_uri'])
+    ts = int(time.time() * 1000)
+    keys = ('judged', 'drifted', 'drifted_share', 'retrain')
+    ms = [mlflow.entities.Metric(f'monitor.{k}', float(verdict[k]), ts, 0) for k in keys if verdict[k] is not None]
+    c.log_batch(run['run_id'], metrics=ms)
+    for a in ('drift.csv', 'drift.png', 'index.html'):  # no champion yet: the report has no drift plot
+        if (g := Path(report_dir) / a).exists():
+            c.log_artifact(run['run_id'], str(g), 'monitor')
+    return f"MLflow run {run['run_id'][:8]}"

@@ -93,7 +93,7 @@ def stage_modules(stage: dict) -> set[str]:
     cli = TREES['cli']
     fns = {n.name: n for n in cli.body if isinstance(n, ast.FunctionDef)}
     todo, seen = [stage['cmd'].split()[1]], set()
-    while todo:                                       # the subcommand and the CLI helpers it calls (e.g. monitor -> _served)
+    while todo:                                       # the subcommand and the CLI helpers it calls (e.g. evaluate -> fleet_summary)
         f = todo.pop()
         if f in seen: continue
         seen.add(f)
@@ -119,7 +119,7 @@ def test_stage_deps_follow_imports():
 
 def test_the_deps_check_sees_the_monitor_stage_running_the_detector():
     st = yaml.safe_load((ROOT / 'dvc.yaml').read_text())['stages']['monitor']
-    assert {'detect', 'models', 'monitor', 'register', 'cli', 'config'} <= stage_modules(st)   # register: via the CLI's _served
+    assert {'detect', 'models', 'monitor', 'register', 'cli', 'config'} <= stage_modules(st)   # register: via monitor.served_bundle
 
 
 def semicolons(src: str) -> int:
