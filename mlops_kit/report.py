@@ -12,9 +12,9 @@ import numpy as np
 import pandas as pd
 
 # %% auto #0
-__all__ = ['STAGE_ORDER', 'DRIFT_COLUMNS', 'CSS', 'fig_img', 'table', 'section', 'missing', 'telemetry_runs', 'plot_stage_costs',
-           'stages_section', 'mlflow_runs', 'plot_alert_reduction', 'alerts_section', 'registry_section', 'plot_slo',
-           'slo_section', 'drift_section', 'build_dashboard']
+__all__ = ['STAGE_ORDER', 'STAGE_TABLE', 'TELEMETRY_COLUMNS', 'DRIFT_COLUMNS', 'CSS', 'fig_img', 'table', 'section', 'missing',
+           'telemetry_runs', 'plot_stage_costs', 'stages_section', 'mlflow_runs', 'plot_alert_reduction',
+           'alerts_section', 'registry_section', 'plot_slo', 'slo_section', 'drift_section', 'build_dashboard']
 
 # %% ../nbs/17_report.ipynb #57778596
 def _plt():
@@ -55,6 +55,8 @@ def missing(text: str) -> str:
 
 # %% ../nbs/17_report.ipynb #dd2d248b
 STAGE_ORDER = ['sample', 'ingest', 'validate', 'windows', 'train', 'evaluate', 'register', 'monitor', 'retrain']
+STAGE_TABLE = tuple('stage status start wall_s cpu_s peak_rss_mb rows_in rows_out rows_unit cost_usd error'.split())
+TELEMETRY_COLUMNS = STAGE_TABLE + ('run', 'as_of', 'dvc_exp_name')  # a telemetry record's fields (mlops_kit.telemetry)
 
 
 def telemetry_runs(records: list[dict], n: int = 20) -> pd.DataFrame:
@@ -62,22 +64,7 @@ def telemetry_runs(records: list[dict], n: int = 20) -> pd.DataFrame:
     if not records:
         return pd.DataFrame()
     t = pd.DataFrame(records)
-    for c in (
-        'run',
-        'stage',
-        'status',
-        'start',
-        'wall_s',
-        'cpu_s',
-        'peak_rss_mb',
-        'cost_usd',
-        'as_of',
-        'dvc_exp_name',
-        'rows_in',
-        'rows_out',
-        'rows_unit',
-        'error',
-    ):
+    for c in TELEMETRY_COLUMNS:
         if c not in t:
             t[c] = None
     t['start'] = pd.to_datetime(t.start, utc=True, format='ISO8601')
@@ -159,21 +146,7 @@ def stages_section(log_path, n: int = 20) -> tuple[str, int]:
         )
         .reset_index()
     )
-    last = t[t.run == t.run.iloc[-1]][
-        [
-            'stage',
-            'status',
-            'start',
-            'wall_s',
-            'cpu_s',
-            'peak_rss_mb',
-            'rows_in',
-            'rows_out',
-            'rows_unit',
-            'cost_usd',
-            'error',
-        ]
-    ]
+    last = t[t.run == t.run.iloc[-1]][list(STAGE_TABLE)]  # the latest run, one row per stage
     last = last.assign(
         start=last.start.dt.strftime('%H:%M:%S'),
         cost_usd=last.cost_usd.map(lambda v: f'{v:.5f}' if pd.notna(v) else None),
