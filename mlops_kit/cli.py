@@ -264,7 +264,8 @@ def train(params='params.yaml', root='.') -> dict:
     t, p = time.perf_counter(), project_params(root, params)
     extra = {'windows_dir': p.windows.out_dir, 'scheduler': p.engine.scheduler, 'feedback': p.evaluate.feedback}
     outs = [p.train.out_dir, 'reports/train', 'metrics/train.json']
-    nb = run_notebook('train', root, {**p.train.model_dump(by_alias=True), **extra}, outputs=outs)
+    tracking = {f'tracking_{k}': v for k, v in p.tracking.model_dump().items()}  # the second section, its keys prefixed
+    nb = run_notebook('train', root, {**p.train.model_dump(by_alias=True), **tracking, **extra}, outputs=outs)
     log_notebook(run := read_run(Path(root) / p.train.out_dir / 'run.json'), nb)
     m = json.loads((Path(root) / 'metrics/train.json').read_text())
     why = '; '.join(f"{k}: {v[:80]}" for k, v in list(m.get('not_tuned_why', {}).items())[:3])
@@ -313,8 +314,8 @@ def runs(
     "Pipeline runs in MLflow: `runs list` (latest n) or `runs compare [A B]` (params and metrics side by side; default: the two latest)."
     from mlops_kit.tracking import compare_runs, list_runs, pick_runs, tracking_uri
 
-    p = project_params(root, params).train
-    uri = tracking_uri(p.tracking_uri, root)
+    p = project_params(root, params).tracking
+    uri = tracking_uri(p.uri, root)
     if action == 'compare':
         a, b = pick_runs(uri, p.experiment, run_ids)
         t = compare_runs(a, b, uri)
@@ -360,7 +361,7 @@ def promote(
     if not reason.strip():
         raise RegisterError('promote needs --reason "why": it goes into the audit log')
     p = project_params(root, params)
-    c, name = client(tracking_uri(p.train.tracking_uri, root)), p.register.model_name
+    c, name = client(tracking_uri(p.tracking.uri, root)), p.register.model_name
     try:
         c.get_model_version(name, str(version))
     except Exception as e:
@@ -382,7 +383,7 @@ def rollback(
     from mlops_kit.tracking import client, repo_root, tracking_uri
 
     p = project_params(root, params)
-    c = client(tracking_uri(p.train.tracking_uri, root))
+    c = client(tracking_uri(p.tracking.uri, root))
     e = reg.rollback(c, p.register.model_name, repo_root(root) / p.register.audit_log, reason)
     print(f"champion: {e['alias_from']} → {e['alias_to']} (audited: {p.register.audit_log} #{e['seq']})")
     return e
@@ -418,7 +419,7 @@ def audit(
                 f"#{e['seq']} {e['ts']} {e['who']}: {e['action']} {e['model']} v{e['version']} {move} · {e['reason']}"
             )
         return True
-    uri = tracking_uri(p.train.tracking_uri, root)
+    uri = tracking_uri(p.tracking.uri, root)
     try:
         ok, msg = verify_audit(path, client(uri), [p.register.model_name])
     except (mlflow.exceptions.MlflowException, OSError) as e:
@@ -445,7 +446,7 @@ def score(
     dst = Path(output)
     if dst.suffix not in ('.csv', '.parquet'):
         raise ScoreInputError(f"{dst}: output must end in .csv or .parquet")
-    out = score_rows(read_rows(input), tracking_uri(p.train.tracking_uri, root), p.register.model_name, alias)
+    out = score_rows(read_rows(input), tracking_uri(p.tracking.uri, root), p.register.model_name, alias)
     dst.parent.mkdir(parents=True, exist_ok=True)
     if dst.suffix == '.parquet':
         out.to_parquet(dst, index=False)
@@ -519,7 +520,7 @@ def feedback(
     what = f"{verdict}: {alert or row['monitor_id']} {row['start']:%Y-%m-%d %H:%M}–{row['end']:%H:%M} UTC" + (
         f" ({note})" if note else ''
     )
-    c = client(tracking_uri(p.train.tracking_uri, root))
+    c = client(tracking_uri(p.tracking.uri, root))
     audit_entry(
         repo_root(root) / p.register.audit_log, 'feedback', p.register.model_name, None, reason=what, who=who, client=c
     )
@@ -643,7 +644,7 @@ def _team_server(backend_store_uri, artifacts_destination, host, port, server_wo
     argv, env = tm.server_command(backend, artifacts, host, port, server_workers, allowed_hosts, auth_db)
     print(
         f"mlflow server on {host}:{port} · backend {tm.redact(env['MLFLOW_BACKEND_STORE_URI'])} · artifacts {env['MLFLOW_ARTIFACTS_DESTINATION']} (proxied) · basic-auth users\n"
-        f"clients: train.tracking_uri (or MLFLOW_TRACKING_URI) = http://<this host>:{port}, MLFLOW_TRACKING_USERNAME / MLFLOW_TRACKING_PASSWORD",
+        f"clients: tracking.uri in params.yaml (or MLFLOW_TRACKING_URI) = http://<this host>:{port}, MLFLOW_TRACKING_USERNAME / MLFLOW_TRACKING_PASSWORD",
         flush=True,
     )
     os.execve(argv[0], argv, {**os.environ, **env})  # becomes the server: Ctrl-C, systemd and docker signal it directly
@@ -655,18 +656,18 @@ def _team_user(p, root, name: str | None, role: str) -> dict:
     from mlops_kit import team as tm
     from mlops_kit.tracking import tracking_uri
 
-    uri = tracking_uri(p.train.tracking_uri, root)
+    uri = tracking_uri(p.tracking.uri, root)
     if not name:
         raise tm.TeamError("team user needs a NAME, e.g. `mlops-kit team user alice --role releaser`")
     if tm.tracking_mode(uri) != 'server':
         raise tm.TeamError(
-            f"team user sets up users on the team's tracking server; {tm.redact(uri)} is not one (set train.tracking_uri or MLFLOW_TRACKING_URI)"
+            f"team user sets up users on the team's tracking server; {tm.redact(uri)} is not one (set tracking.uri or MLFLOW_TRACKING_URI)"
         )
     pw = os.environ.get('MLOPS_KIT_USER_PASSWORD') or (
         getpass.getpass(f'password for {name}: ') if sys.stdin.isatty() else ''
     )
-    r = tm.add_user(uri, name, role, pw, p.train.experiment, p.register.model_name)
-    exp, model = p.train.experiment, p.register.model_name
+    r = tm.add_user(uri, name, role, pw, p.tracking.experiment, p.register.model_name)
+    exp, model = p.tracking.experiment, p.register.model_name
     print(
         f"user {name}: role {role} · {r['experiment']} on experiment {exp!r} · {r['registered_model']} on registered model {model!r}"
     )
@@ -799,8 +800,8 @@ def bench(
             f'{p.ingest.out_dir}/signals.parquet',
             p.evaluate.labels,
             p.train.workers,
-            None if no_mlflow else tracking_uri(p.train.tracking_uri, root),
-            f'{p.train.experiment}-bench',
+            None if no_mlflow else tracking_uri(p.tracking.uri, root),
+            f'{p.tracking.experiment}-bench',
         )
     if what == 'serve':
         from mlops_kit.serve import bench_serve

@@ -17,12 +17,12 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationErr
 
 # %% auto #0
 __all__ = ['Interval', 'FILTER_MAX_CHARS', 'FILTER_GRAMMAR', 'Agg', 'EVENT_KINDS', 'BUILTIN_CANDIDATES', 'CLASS_PATH',
-           'DRIFT_KINDS', 'SCHEDULER_RE', 'MAX_PARAMS_BYTES', 'RESTORE_ONLY', 'parse_interval', 'LevelShift',
-           'SampleParams', 'SourceSpec', 'FilterError', 'parse_filter', 'filter_columns', 'MonitorSpec',
+           'MOVED_KEYS', 'DRIFT_KINDS', 'SCHEDULER_RE', 'MAX_PARAMS_BYTES', 'RESTORE_ONLY', 'parse_interval',
+           'LevelShift', 'SampleParams', 'SourceSpec', 'FilterError', 'parse_filter', 'filter_columns', 'MonitorSpec',
            'MetricFilesSpec', 'IngestParams', 'ValidateParams', 'WindowsParams', 'EventSpec', 'CandidateSpec',
-           'TrainParams', 'EvaluateParams', 'GateParams', 'RegisterParams', 'ServeParams', 'MonitorParams',
-           'ReportParams', 'check_scheduler', 'EngineParams', 'Params', 'ParamsError', 'load_params', 'repo_root',
-           'tracking_uri', 'project_params']
+           'TrainParams', 'EvaluateParams', 'TrackingParams', 'GateParams', 'RegisterParams', 'ServeParams',
+           'MonitorParams', 'ReportParams', 'check_scheduler', 'EngineParams', 'Params', 'ParamsError', 'load_params',
+           'repo_root', 'tracking_uri', 'project_params']
 
 # %% ../nbs/00_config.ipynb #e83e0176
 def parse_interval(s: str) -> pd.Timedelta:
@@ -367,8 +367,6 @@ class TrainParams(_Section):
     workers: int = Field(2, ge=0)  # processes; 0 = all cores
     plot_monitors: int = Field(24, ge=0)  # per-monitor plots, noisiest first
     out_dir: str = 'models'
-    tracking_uri: Optional[str] = None  # None: $MLFLOW_TRACKING_URI, else sqlite:///<repo>/mlflow.db
-    experiment: str = Field('mlops_kit', min_length=1)
     candidates: Optional[list[str | CandidateSpec]] = None  # forecaster families searched; None = the built-in ones
     events: Optional[str] = None  # calendar file (service, kind, start, end) inside ingest.raw_dir; None = none
     calendar: list[EventSpec] = []  # events declared here (added to the file's)
@@ -412,6 +410,19 @@ class EvaluateParams(_Section):
     )
     workers: int = Field(2, ge=0)
     plot_monitors: int = Field(24, ge=0)
+
+# %% ../nbs/00_config.ipynb #cfg_tracking
+class TrackingParams(_Section):
+    "The MLflow tracking store and experiment every stage and command uses (mlops_kit.tracking owns the client)."
+
+    uri: Optional[str] = None  # None: $MLFLOW_TRACKING_URI, else sqlite:///<repo>/mlflow.db
+    experiment: str = Field('mlops_kit', min_length=1)  # one parent run per pipeline run
+
+
+MOVED_KEYS = {  # old key -> where it lives now; load_params names both when it meets an old one
+    'train.tracking_uri': 'tracking.uri',
+    'train.experiment': 'tracking.experiment',
+}
 
 # %% ../nbs/00_config.ipynb #cfg_register
 class GateParams(_Section):
@@ -544,6 +555,7 @@ class Params(_Section):
     validate: ValidateParams = ValidateParams()
     windows: WindowsParams = WindowsParams()
     train: TrainParams = TrainParams()
+    tracking: TrackingParams = TrackingParams()
     evaluate: EvaluateParams = EvaluateParams()
     register: RegisterParams = RegisterParams()
     serve: ServeParams = ServeParams()
@@ -622,6 +634,8 @@ def _allowed(model: type[BaseModel], loc: tuple) -> list[str]:
 def _describe(e: dict, raw: dict) -> str:
     "One line per pydantic error: key = value: problem."
     key = _key(e['loc'], raw)[:200]
+    if e['type'] == 'extra_forbidden' and key in MOVED_KEYS:
+        return f"{key} = {clip(e['input'])}: moved to {MOVED_KEYS[key]} in params.yaml (the `tracking` section)"
     if e['type'] == 'extra_forbidden':
         return f"{key} = {clip(e['input'])}: unknown key; allowed here: {', '.join(_allowed(Params, e['loc']))}"
     if e['type'] == 'missing':
@@ -683,7 +697,7 @@ def repo_root(root='.') -> Path:
 
 
 def tracking_uri(configured: str | None = None, root='.') -> str:
-    "train.tracking_uri, else $MLFLOW_TRACKING_URI, else sqlite:///<repo root>/mlflow.db."
+    "tracking.uri (params.yaml), else $MLFLOW_TRACKING_URI, else sqlite:///<repo root>/mlflow.db."
     return configured or os.environ.get('MLFLOW_TRACKING_URI') or f"sqlite:///{repo_root(root) / 'mlflow.db'}"
 
 # %% ../nbs/00_config.ipynb #cfg_project

@@ -425,7 +425,9 @@ def tracked_experiments(r: Repo) -> Check:
         )
         if re.search(r'^\s*[^#\n]*\bmlflow\b', r.text(f), re.M)
     ]
-    keys = {k: v for k, v in r.flat_params.items() if k.split('.')[-1].endswith('tracking_uri')}
+    keys = {
+        k: v for k, v in r.flat_params.items() if re.search(r'tracking(_|\.)uri$', k)
+    }  # train.tracking_uri, tracking.uri
     env = [f for f in _config_files(r) if re.search(r'MLFLOW_TRACKING_URI\s*[=:]', r.text(f))]
     setters = r.where(r'\bset_tracking_uri\(')
     uri = (
@@ -447,7 +449,7 @@ def tracked_experiments(r: Repo) -> Check:
         (not logs, "log each training run: `with mlflow.start_run(): mlflow.log_params(p); mlflow.log_metrics(m)`"),
         (
             not uri,
-            "pin the store: a `tracking_uri` key in params.yaml (or MLFLOW_TRACKING_URI in the Makefile/CI) read by `mlflow.set_tracking_uri`",
+            "pin the store: a `tracking.uri` (or `tracking_uri`) key in params.yaml (or MLFLOW_TRACKING_URI in the Makefile/CI) read by `mlflow.set_tracking_uri`",
         ),
     )
 
@@ -468,7 +470,7 @@ def team_tracking(r: Repo) -> Check:
         False,
         'tracking URI is local (sqlite file / default) or unset',
         "run a team server (`mlflow server --backend-store-uri postgresql://… --artifacts-destination s3://…`) and point "
-        "`tracking_uri` in params.yaml (or MLFLOW_TRACKING_URI in CI) at it: http://<host>:5000",
+        "`tracking.uri` in params.yaml (or MLFLOW_TRACKING_URI in CI) at it: http://<host>:5000",
     )
 
 # %% ../nbs/16_maturity.ipynb #8c6f57e4

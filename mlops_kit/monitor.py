@@ -472,7 +472,7 @@ def served_bundle(p, root='.') -> tuple:
 
     f = Path(root) / p.train.out_dir / 'run.json'
     run = read_run(f) if f.exists() else {}
-    uri = run.get('tracking_uri') or tracking_uri(p.train.tracking_uri, root)
+    uri = run.get('tracking_uri') or tracking_uri(p.tracking.uri, root)
     name = p.register.model_name
     b, v = champion_bundle(client(uri), name, uri, Path(root) / p.train.out_dir / 'bundle.pkl', run.get('run_id'))
     if b is None:
@@ -539,7 +539,7 @@ def run_retrain(plan: dict, p, root='.') -> dict:
     from mlops_kit.tracking import client, repo_root, tracking_uri
 
     root = Path(root)
-    c = client(tracking_uri(p.train.tracking_uri, root))
+    c = client(tracking_uri(p.tracking.uri, root))
     audit(
         repo_root(root) / p.register.audit_log,
         'retrain-trigger',

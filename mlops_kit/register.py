@@ -740,6 +740,6 @@ def baseline_champion(p, root='.') -> dict:
         return {}
     was = json.loads(f.read_text()).get('champion')
     return {
-        'now': champion_version(client(tracking_uri(p.train.tracking_uri, root)), p.register.model_name),
+        'now': champion_version(client(tracking_uri(p.tracking.uri, root)), p.register.model_name),
         'baseline': was,
     }

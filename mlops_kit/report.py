@@ -447,11 +447,11 @@ def build_dashboard(root='.', p=None, out: str | Path | None = None) -> dict:
 
     root = Path(root)
     rr = repo_root(root)
-    uri = tracking_uri(p.train.tracking_uri, root)
+    uri = tracking_uri(p.tracking.uri, root)
     r = p.report
     parts = {
         'stages': lambda: stages_section(rr / r.telemetry_log, r.runs),
-        'alerts': lambda: alerts_section(uri, p.train.experiment, r.runs),
+        'alerts': lambda: alerts_section(uri, p.tracking.experiment, r.runs),
         'registry': lambda: registry_section(uri, p.register.model_name),
         'slo': lambda: slo_section(uri, p.register.model_name, p.serve.slo_p99_ms, root),
         'drift': lambda: drift_section(root, p.monitor),

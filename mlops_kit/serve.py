@@ -136,7 +136,7 @@ def serve_champion(root, p, host: str = '127.0.0.1', port: int = 5001):
     from mlops_kit.tracking import tracking_uri
 
     root = Path(root).resolve()
-    uri = tracking_uri(p.train.tracking_uri, root)
+    uri = tracking_uri(p.tracking.uri, root)
     dst = root / '.staging' / 'serve'
     shutil.rmtree(dst, ignore_errors=True)
     dst.mkdir(parents=True)
@@ -300,7 +300,7 @@ def bench_serve(root, p, rates=None, duration_s: float | None = None) -> pd.Data
     from mlops_kit.tracking import client, tracking_uri
 
     root, s = Path(root), p.serve
-    uri = tracking_uri(p.train.tracking_uri, root)
+    uri = tracking_uri(p.tracking.uri, root)
     c = client(uri)
     try:
         mv = c.get_model_version_by_alias(p.register.model_name, 'champion')

@@ -270,7 +270,7 @@ def stage(fn=None, *, name: str | None = None, rows=None, mlflow: bool | None = 
             and (mlflow if mlflow is not None else st in MLFLOW_STAGES)
         ):
             try:
-                attach_to_mlflow(rec, tracking_uri(p.train.tracking_uri, root))
+                attach_to_mlflow(rec, tracking_uri(p.tracking.uri, root))
             except (
                 Exception
             ) as e:  # the stage's own work is done; say so on stderr and in the record, do not fail it for this

@@ -43,7 +43,7 @@ def proj(tmp_path_factory):
     tuned, _ = tune_fleet(long[long.ts < cut], workers=1, progress=False)
     uri = f'sqlite:///{root}/mlflow.db'; eid = experiment('t', uri)
     base = load_params(ROOT / 'params.yaml')
-    p = base.model_copy(update={'train': base.train.model_copy(update={'tracking_uri': uri, 'experiment': 't'})})
+    p = base.model_copy(update={'tracking': base.tracking.model_copy(update={'uri': uri, 'experiment': 't'})})
     (root / 'params.yaml').write_text(yaml.safe_dump(p.model_dump(mode='json'), sort_keys=False))
     (root / 'models').mkdir(); (root / 'metrics').mkdir(); runs = {}
     for v in (1, 2):

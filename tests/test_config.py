@@ -23,6 +23,7 @@ def test_project_params_load():
     assert p.windows.days == 60 and p.windows.min_days <= p.windows.days
     assert {m.name for m in p.ingest.monitors} >= {'latency_p95', 'errors'}
     assert p.ingest.pii_columns == ['user_id', 'client_ip', 'email']
+    assert (p.tracking.uri, p.tracking.experiment) == (None, 'mlops_kit')   # the MLflow settings: a section of their own
 
 
 BAD = [  # (what is wrong, edit, the substrings the message must contain)
@@ -56,6 +57,14 @@ BAD = [  # (what is wrong, edit, the substrings the message must contain)
      ["ingest.sources[0] (requests).timezone = 'Mars/Olympus'", 'unknown IANA time zone']),
     ('share out of range', lambda r: r['validate'].update(max_gap_share=1.5),
      ['validate.max_gap_share = 1.5', 'less than or equal to 1']),
+    ('tracking URI under its old key', lambda r: r['train'].update(tracking_uri='http://mlflow.internal:5000'),
+     ["train.tracking_uri = 'http://mlflow.internal:5000': moved to tracking.uri in params.yaml"]),
+    ('experiment under its old key', lambda r: r['train'].update(experiment='team'),
+     ["train.experiment = 'team': moved to tracking.experiment in params.yaml"]),
+    ('empty experiment', lambda r: r['tracking'].update(experiment=''),
+     ["tracking.experiment = ''", 'at least 1 character']),
+    ('unknown key in tracking', lambda r: r['tracking'].update(url='http://x'),
+     ["tracking.url = 'http://x'", 'unknown key', 'allowed here: uri, experiment']),
     ('bad Dask scheduler address', lambda r: r['engine'].update(scheduler='http://10.0.0.5'),
      ["engine.scheduler = 'http://10.0.0.5'", 'not a Dask scheduler address', 'tcp://10.0.0.5:8786']),
 ]

@@ -104,6 +104,7 @@ def test_lineage_on_the_real_mlflow_run(proj):
     assert itags['mlflow.data.context'] == 'training' and itags['dvc_md5'] == lock['md5'] and itags['sha256'] == man['digests']['train.parquet']
     p = run.data.params
     assert p['train.alert_budget'] == str(TrainParams().alert_budget) and p['windows.as_of'] == man['as_of'] and tags['evaluate.static_k'] == '3.0'
+    assert p['tracking.experiment'] == r['experiment'] == 'mlops_kit' and 'train.experiment' not in p and 'train.tracking_uri' not in p
     ev = json.loads((root / 'metrics/evaluate.json').read_text())
     assert run.data.metrics['eval.alerts_per_day'] == pytest.approx(ev['alerts_per_day'])
     arts = {a.path for a in c.list_artifacts(r['run_id'])} | {a.path for a in c.list_artifacts(r['run_id'], 'notebooks')}
@@ -127,15 +128,18 @@ def test_bundle_is_a_pyfunc_with_signature_that_serves_the_fleet(proj):
 
 
 def test_parameters_cells_are_bound_to_params_sections():
-    "Each pipeline notebook's parameters cell holds exactly its params.yaml section's keys, with the same defaults."
+    "Each pipeline notebook's parameters cell holds exactly its params.yaml sections' keys (a second section's prefixed with its name), with the same defaults."
     import nbformat
     from papermill.inspection import inspect_notebook
-    from mlops_kit.config import EngineParams
-    for nb, model, extra in (('train', TrainParams, {'root', 'out', 'windows_dir', 'scheduler', 'feedback'}), ('evaluate', EvaluateParams, {'root', 'out', 'windows_dir', 'models_dir', 'scheduler'})):
+    from mlops_kit.config import EngineParams, TrackingParams
+    train = ((TrainParams, ''), (TrackingParams, 'tracking_'))        # mlops-kit train passes the tracking section as tracking_<key>
+    for nb, sections, extra in (('train', train, {'root', 'out', 'windows_dir', 'scheduler', 'feedback'}),
+                                ('evaluate', ((EvaluateParams, ''),), {'root', 'out', 'windows_dir', 'models_dir', 'scheduler'})):
         params = inspect_notebook(str(ROOT / 'nbs/pipeline' / f'{nb}.ipynb'))
-        assert set(params) == set(model.model_fields) | extra, nb
-        for k, v in model().model_dump().items():
-            assert eval(params[k]['default']) == v, (nb, k)
+        assert set(params) == {pre + k for model, pre in sections for k in model.model_fields} | extra, nb
+        for model, pre in sections:
+            for k, v in model().model_dump().items():
+                assert eval(params[pre + k]['default']) == v, (nb, pre + k)
         assert eval(params['scheduler']['default']) == EngineParams().scheduler, nb     # engine.scheduler, passed in by the CLI
 
 

@@ -111,6 +111,13 @@ def test_level1_fixture_is_level_1_with_evidence(level1):
     assert 'inside the repo' in c['shared_remote']['evidence']
 
 
+
+def test_a_tracking_section_pins_the_store(level1):
+    "The store pinned as `tracking.uri` (a section of its own, as the kit does) counts like a `*tracking_uri` key."
+    write(level1, {'params.yaml': {**PARAMS, 'train': {'epochs': 3}, 'tracking': {'uri': 'sqlite:///mlflow.db'}}})
+    c = by_id(scorecard(level1))
+    assert c['tracked_experiments']['met'] and 'params.yaml: tracking.uri = sqlite:///mlflow.db' in c['tracked_experiments']['evidence']
+
 MISSING = [  # (criterion, how to take it away from the level-1 fixture)
     ('versioned_data', lambda f: f.pop('dvc.lock')),
     ('reproducible_pipeline', lambda f: [s.pop('params', None) for s in f['dvc.yaml']['stages'].values()]),
@@ -209,7 +216,7 @@ def test_the_kits_own_repository_meets_level_1_with_evidence():
     assert 'stage monitor (mlops-kit monitor)' in c['monitoring_retrain']['evidence'] and 'retrain' in c['monitoring_retrain']['evidence']
     assert 'dvc.lock' in c['versioned_data']['evidence'] and 'outputs hashed (md5)' in c['versioned_data']['evidence']
     assert 'nbs/pipeline/train.ipynb' in c['reproducible_pipeline']['evidence']
-    assert 'train.tracking_uri' in c['tracked_experiments']['evidence']
+    assert 'params.yaml: tracking.uri = null (default)' in c['tracked_experiments']['evidence']
     assert 'stage register (mlops-kit register)' in c['registry_gate']['evidence'] and 'gate thresholds' in c['registry_gate']['evidence']
     assert '.ci/run → make test' in c['tests_in_ci']['evidence'] and 'pytest' in c['tests_in_ci']['evidence']
     assert 'serve.slo_p99_ms' in c['serving_slo']['evidence'] and 'bench_serve' in c['serving_slo']['evidence']

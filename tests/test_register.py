@@ -50,7 +50,7 @@ def proj(tmp_path, monkeypatch):
     tuned, _ = tune_fleet(long[long.ts < cut], workers=1, progress=False)
     uri = f'sqlite:///{tmp_path}/mlflow.db'; eid = experiment('t', uri)
     base = load_params(ROOT / 'params.yaml')
-    p = base.model_copy(update={'train': base.train.model_copy(update={'tracking_uri': uri, 'experiment': 't'})})
+    p = base.model_copy(update={'tracking': base.tracking.model_copy(update={'uri': uri, 'experiment': 't'})})
     (tmp_path / 'params.yaml').write_text(yaml.safe_dump(p.model_dump(mode='json'), sort_keys=False))     # for the CLI commands
 
     def new_run(metrics=GOOD, extra_artifact: str | None = None, schema_ok=True, fallback=0):

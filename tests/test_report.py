@@ -114,7 +114,7 @@ def proj(tmp_path_factory):
     root = tmp_path_factory.mktemp('dash')
     uri = f'sqlite:///{root}/mlflow.db'
     raw = yaml.safe_load((ROOT / 'params.yaml').read_text())
-    raw['sample'].update(days=3, n_services=1); raw['train'].update(tracking_uri=uri, experiment='t')
+    raw['sample'].update(days=3, n_services=1); raw['tracking'].update(uri=uri, experiment='t')
     (root / 'params.yaml').write_text(yaml.safe_dump(raw, sort_keys=False))
     old = [_rec(f'dvc-1-2026112{d}', s, f'2026-11-2{d}T10:0{i}:00.000+00:00', w, **({'status': 'failed', 'error': 'StageError: stage train failed'} if (d, s) == (4, 'train') else {}))
            for d in (3, 4) for i, (s, w) in enumerate([('sample', 4.3), ('ingest', 7.1), ('validate', 2.4), ('windows', 0.5), ('train', 39.2), ('evaluate', 38.7), ('register', 8.6)])

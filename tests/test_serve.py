@@ -39,7 +39,7 @@ def champion(tmp_path_factory):
     c.set_model_version_tag('mlops_kit_fleet', mv.version, 'model_sha256', c.get_run(info.run_id).data.tags['model_sha256'])   # as `mlops-kit register` records it
     c.set_registered_model_alias('mlops_kit_fleet', 'champion', mv.version)
     p = load_params(ROOT / 'params.yaml')
-    p = p.model_copy(update={'train': p.train.model_copy(update={'tracking_uri': uri})})
+    p = p.model_copy(update={'tracking': p.tracking.model_copy(update={'uri': uri})})
     (root / 'params.yaml').write_text(yaml.safe_dump(p.model_dump(mode='json'), sort_keys=False))
     return root, uri, hold
 

@@ -76,7 +76,7 @@ def team(postgres, tmp_path_factory):
     try:
         with tracking_server(postgres['uri'], str(shared / 'mlartifacts'), log=shared / 'mlflow-server.log', auth_db=postgres['auth_uri']) as url:
             os.environ.update({k: v for k, v in creds('admin').items() if k.startswith('MLFLOW_')})      # this test process reads the server as the admin
-            raw = yaml.safe_load((ROOT / 'params.yaml').read_text()); raw['train']['tracking_uri'] = url
+            raw = yaml.safe_load((ROOT / 'params.yaml').read_text()); raw['tracking']['uri'] = url
             (shared / 'params.yaml').write_text(yaml.safe_dump(raw, sort_keys=False))
             for user, role in USERS.items():                                                      # the admin sets the team up
                 out = sh(f'mlops-kit team user {user} --role {role}', shared, 'admin', MLOPS_KIT_USER_PASSWORD=creds(user)['MLFLOW_TRACKING_PASSWORD'])
@@ -95,7 +95,7 @@ def alice(team, tmp_path_factory):
     shutil.copytree(ROOT / 'mlops_kit', root / 'mlops_kit', ignore=shutil.ignore_patterns('__pycache__'))
     shutil.copytree(ROOT / 'nbs/pipeline', root / 'nbs/pipeline')
     raw = yaml.safe_load((root / 'params.yaml').read_text())
-    team_mode = {'train': {'tracking_uri': team['url']}, 'register': {'audit_log': str(team['shared'] / 'audit/audit.jsonl')}}
+    team_mode = {'tracking': {'uri': team['url']}, 'register': {'audit_log': str(team['shared'] / 'audit/audit.jsonl')}}
     for sec in set(SMALL) | set(team_mode): raw[sec].update(SMALL.get(sec, {}) | team_mode.get(sec, {}))
     (root / 'params.yaml').write_text(yaml.safe_dump(raw, sort_keys=False))
     sh(f"git init -q && dvc init -q && dvc config core.analytics false && dvc remote add -d shared {team['shared'] / 'dvcstore'} "
