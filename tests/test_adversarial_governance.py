@@ -2,24 +2,18 @@
 two registered versions (v2 champion). Whoever can write the audit log cannot rewrite history unnoticed (the chain head is anchored in the
 registry), a champion moved behind the kit's back is reported, and no artifact is deserialised, nor any of its code run, before its
 digest matches what the pipeline recorded. `audit verify` exits 1 on tampering, as its --help says."""
-import contextlib, json, pickle, shutil, subprocess, sys
+import contextlib, json, pickle, subprocess, sys
 from pathlib import Path
 
-import numpy as np
-import pandas as pd
 import pytest
-import yaml
 
 from mlops_kit.cli import main
-from mlops_kit.config import load_params
-from mlops_kit.fleet import BundleIntegrityError, FleetBundle, tune_fleet
+from mlops_kit.fleet import BundleIntegrityError
 from mlops_kit.register import ANCHOR_TAG, RegisterError, _digest, register_run
 from mlops_kit.tracking import client as _client
 from mlops_kit.tracking import ModelIntegrityError, fetch_model, load_bundle
 
-from conftest import ROOT
-GOOD = {'monitors': 2, 'alerts_per_day': 1.0, 'static_alerts_per_day': 9.0, 'noisy_after': 0, 'noisy_monitors': 1, 'recall': 1.0,
-        'static_recall': 1.0, 'mase_median': 0.6, 'after_hours_share': 0.5, 'static_after_hours_share': 0.5}
+from conftest import registry_project
 NAME = 'mlops_kit_fleet'
 
 
@@ -32,30 +26,12 @@ class Boom:
 @pytest.fixture(scope='module')
 def proj(tmp_path_factory):
     "The scratch project after two pipeline runs and two registrations: (root, params, uri, client, {version: run_id})."
-    import mlflow
-    from mlops_kit.tracking import experiment, log_bundle
-    root = tmp_path_factory.mktemp('gov'); rng = np.random.default_rng(3)
-    ix = pd.date_range('2026-09-01', periods=16 * 288, freq='5min', tz='UTC'); cut = ix[0] + pd.Timedelta('15D')
-    long = pd.concat([pd.DataFrame({'monitor_id': f'svc{i}.latency_p95', 'ts': ix, 'value': 100 + 20 * np.sin(2 * np.pi * ix.hour.to_numpy() / 24) + rng.normal(0, 3, len(ix))})
-                      for i in range(2)], ignore_index=True)
-    (root / 'data/windows').mkdir(parents=True); long[long.ts >= cut].to_parquet(root / 'data/windows/holdout.parquet')
-    (root / 'data/windows/manifest.json').write_text(json.dumps({'as_of': str((cut - pd.Timedelta('1D')).date()), 'monitors': {}}))
-    tuned, _ = tune_fleet(long[long.ts < cut], workers=1, progress=False)
-    uri = f'sqlite:///{root}/mlflow.db'; eid = experiment('t', uri)
-    base = load_params(ROOT / 'params.yaml')
-    p = base.model_copy(update={'tracking': base.tracking.model_copy(update={'uri': uri, 'experiment': 't'})})
-    (root / 'params.yaml').write_text(yaml.safe_dump(p.model_dump(mode='json'), sort_keys=False))
-    (root / 'models').mkdir(); (root / 'metrics').mkdir(); runs = {}
+    root = tmp_path_factory.mktemp('gov')
+    p, uri, new_run = registry_project(root)
+    runs = {}
     for v in (1, 2):
-        FleetBundle(tuned, {'v': v}).save(root / 'models/bundle.pkl')
-        with mlflow.start_run(experiment_id=eid) as r:
-            mlflow.set_tag('window_as_of', str((cut - pd.Timedelta('1D')).date()))
-            info = log_bundle(root / 'models/bundle.pkl', long[long.ts >= cut].head(6).assign(ts=lambda d: d.ts.dt.tz_localize(None)).reset_index(drop=True))
-        (root / 'models/run.json').write_text(json.dumps({'run_id': r.info.run_id, 'tracking_uri': uri, 'experiment': 't', 'model_uri': info.model_uri}))
-        (root / 'metrics/evaluate.json').write_text(json.dumps(GOOD)); (root / 'metrics/validate.json').write_text(json.dumps({'schema_ok': True}))
-        (root / 'metrics/train.json').write_text(json.dumps({'tuned': 2, 'path_search': 2, 'path_fallback': 0}))
+        runs[v] = new_run(meta={'v': v})
         assert register_run(root, p)['champion'] == v
-        runs[v] = r.info.run_id
     return root, p, uri, _client(uri), runs
 
 

@@ -1,22 +1,16 @@
 """Governance against a real MLflow sqlite store: the gate criterion by criterion, registration and alias moves,
 promotion refused for a worse challenger, human override, rollback, audit tamper detection, PII and residency blocks."""
-import json, subprocess, sys
-from pathlib import Path
+import json
 
-import numpy as np
 import pandas as pd
 import pytest
-import yaml
 
 from mlops_kit.cli import main
-from mlops_kit.config import GateParams, load_params
-from mlops_kit.fleet import FleetBundle, tune_fleet
+from mlops_kit.config import GateParams
 from mlops_kit.register import RegisterError, alias_version, gate, register_run, verify_audit
 from mlops_kit.tracking import client as _client
 
-from conftest import ROOT
-GOOD = {'monitors': 2, 'alerts_per_day': 1.0, 'static_alerts_per_day': 9.0, 'noisy_after': 0, 'noisy_monitors': 1, 'recall': 1.0,
-        'static_recall': 1.0, 'mase_median': 0.6, 'after_hours_share': 0.5, 'static_after_hours_share': 0.5}
+from conftest import GOOD, registry_project
 
 
 @pytest.mark.parametrize('criterion, change', [
@@ -38,34 +32,8 @@ def test_gate_fails_on_exactly_the_broken_criterion(criterion, change):
 @pytest.fixture
 def proj(tmp_path, monkeypatch):
     "A scratch project: a tiny tuned bundle, windows, metrics, and a function that logs a new pipeline run with given metrics."
-    import mlflow
-    from mlops_kit.tracking import experiment, log_bundle
     monkeypatch.delenv('DVC_ROOT', raising=False)
-    rng, ix = np.random.default_rng(3), pd.date_range('2026-09-01', periods=16 * 288, freq='5min', tz='UTC')
-    long = pd.concat([pd.DataFrame({'monitor_id': f'svc{i}.latency_p95', 'ts': ix, 'value': 100 + 20 * np.sin(2 * np.pi * ix.hour.to_numpy() / 24) + rng.normal(0, 3, len(ix))})
-                      for i in range(2)], ignore_index=True)
-    cut = ix[0] + pd.Timedelta('15D')
-    (tmp_path / 'data/windows').mkdir(parents=True); long[long.ts >= cut].to_parquet(tmp_path / 'data/windows/holdout.parquet')
-    (tmp_path / 'data/windows/manifest.json').write_text(json.dumps({'as_of': str((cut - pd.Timedelta('1D')).date()), 'monitors': {}}))
-    tuned, _ = tune_fleet(long[long.ts < cut], workers=1, progress=False)
-    uri = f'sqlite:///{tmp_path}/mlflow.db'; eid = experiment('t', uri)
-    base = load_params(ROOT / 'params.yaml')
-    p = base.model_copy(update={'tracking': base.tracking.model_copy(update={'uri': uri, 'experiment': 't'})})
-    (tmp_path / 'params.yaml').write_text(yaml.safe_dump(p.model_dump(mode='json'), sort_keys=False))     # for the CLI commands
-
-    def new_run(metrics=GOOD, extra_artifact: str | None = None, schema_ok=True, fallback=0):
-        (tmp_path / 'models').mkdir(exist_ok=True); (tmp_path / 'metrics').mkdir(exist_ok=True)
-        FleetBundle(tuned).save(tmp_path / 'models/bundle.pkl')
-        ex = long[long.ts >= cut].head(6).assign(ts=lambda d: d.ts.dt.tz_localize(None)).reset_index(drop=True)
-        with mlflow.start_run(experiment_id=eid) as r:
-            mlflow.set_tag('window_as_of', str((cut - pd.Timedelta('1D')).date()))     # every run judged on the same window (as train's lineage tags say)
-            info = log_bundle(tmp_path / 'models/bundle.pkl', ex)
-            if extra_artifact: mlflow.log_text(extra_artifact, 'evaluate/notes.txt')
-        (tmp_path / 'models/run.json').write_text(json.dumps({'run_id': r.info.run_id, 'tracking_uri': uri, 'experiment': 't', 'model_uri': info.model_uri}))
-        (tmp_path / 'metrics/evaluate.json').write_text(json.dumps(metrics))
-        (tmp_path / 'metrics/validate.json').write_text(json.dumps({'schema_ok': schema_ok}))
-        (tmp_path / 'metrics/train.json').write_text(json.dumps({'tuned': 2, 'path_search': 2 - fallback, 'path_fallback': fallback}))
-        return r.info.run_id
+    p, uri, new_run = registry_project(tmp_path)
     return tmp_path, p, uri, new_run
 
 
