@@ -899,7 +899,7 @@ def _user_errors() -> tuple[type, ...]:
     from mlops_kit.windows import WindowsError
     from mlops_kit.pipeline import StageError
     from mlops_kit.register import RegisterError
-    from mlops_kit.tracking import ScoreInputError
+    from mlops_kit.tracking import RunsError, ScoreInputError
     from mlops_kit.engine import EngineError
     from mlops_kit.fleet import BundleIntegrityError, RequestError
     from mlops_kit.tracking import ModelIntegrityError
@@ -913,6 +913,7 @@ def _user_errors() -> tuple[type, ...]:
 
     return (
         ParamsError,
+        RunsError,
         FileNotFoundError,
         IngestError,
         ValidateError,

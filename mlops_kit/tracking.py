@@ -20,7 +20,7 @@ from .guard import sha256_file, tree_digest
 __all__ = ['SERVE_LIMITS', 'DOWNLOAD_FILES', 'RUN_COLUMNS', 'client', 'read_run', 'tracking_mode', 'redact', 'auth_call',
            'authenticated_user', 'end_stale_runs', 'experiment', 'git_info', 'dvc_lock_hashes', 'lineage',
            'serve_limits', 'FleetModel', 'log_bundle', 'ModelIntegrityError', 'recorded_digest', 'load_bundle',
-           'fetch_model', 'ScoreInputError', 'read_rows', 'score_rows', 'find_experiment', 'latest_runs',
+           'fetch_model', 'ScoreInputError', 'read_rows', 'score_rows', 'RunsError', 'find_experiment', 'latest_runs',
            'compare_runs', 'pick_runs', 'list_runs', 'log_drift']
 
 # %% ../nbs/11_tracking.ipynb #trk_client
@@ -396,6 +396,10 @@ def score_rows(rows: pd.DataFrame, uri: str, name: str = 'mlops_kit_fleet', alia
         shutil.rmtree(d, ignore_errors=True)
 
 # %% ../nbs/11_tracking.ipynb #70a6da45
+class RunsError(ValueError):
+    "`runs compare` asked for runs that are not there, or not two of them."
+
+
 def find_experiment(uri: str, experiment_name: str = 'mlops_kit') -> str:
     "The id of the experiment named `experiment_name` at `uri`; FileNotFoundError (say: run the pipeline) when there is none."
     import mlflow
@@ -418,8 +422,15 @@ def latest_runs(uri: str, experiment_name: str = 'mlops_kit', n: int = 2) -> lis
 
 def compare_runs(a: str, b: str, uri: str) -> pd.DataFrame:
     "Rows (kind, key, a, b, change) for params (and evaluate settings) that differ and for every metric of either run."
+    from mlflow.exceptions import MlflowException
+
     c = client(uri)
-    ra, rb = c.get_run(a), c.get_run(b)
+    try:
+        ra, rb = c.get_run(a), c.get_run(b)
+    except MlflowException as e:
+        if e.error_code != 'RESOURCE_DOES_NOT_EXIST':
+            raise
+        raise RunsError(f"{e.message} in {uri} (`mlops-kit runs list` shows the run ids)") from None
     pa, pb = (
         r.data.params | {k: v for k, v in r.data.tags.items() if k.startswith('evaluate.')} for r in (ra, rb)
     )  # evaluate's settings are tags
@@ -431,10 +442,10 @@ def compare_runs(a: str, b: str, uri: str) -> pd.DataFrame:
 
 # %% ../nbs/11_tracking.ipynb #trk_pick
 def pick_runs(uri: str, experiment_name: str = 'mlops_kit', run_ids=()) -> tuple[str, str]:
-    "The two runs to compare: the two ids given, or the experiment's two latest (older first); ValueError for one id or three."
+    "The two runs to compare: the two ids given, or the experiment's two latest (older first); RunsError for one id or three."
     ids = list(run_ids or [])
     if len(ids) not in (0, 2):
-        raise ValueError(f"runs compare takes two run ids or none (the two latest), got {len(ids)}")
+        raise RunsError(f"runs compare takes two run ids or none (the two latest), got {len(ids)}")
     if not ids:
         ids = latest_runs(uri, experiment_name, 2)[::-1]
         if len(ids) < 2:

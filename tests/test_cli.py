@@ -8,6 +8,8 @@ import pytest
 from mlops_kit import cli
 from mlops_kit.cli import Arg, ArgSpecError, arg_spec, build_parser, main
 
+from conftest import ROOT
+
 
 def sub(ap, name):
     return ap._subparsers._group_actions[0].choices[name]
@@ -77,3 +79,9 @@ def test_a_bad_declaration_fails_clearly_when_the_parser_is_built(monkeypatch):
     monkeypatch.setitem(cli.COMMANDS, 'broken', undeclared)
     with pytest.raises(ArgSpecError, match=r"command undeclared, parameter 'n': no Arg\(\.\.\.\) in its annotation"):
         main(['sample'])                                                        # every command line builds the whole parser
+
+
+def test_runs_compare_with_one_run_id_is_a_usage_error(capsys):
+    "Not two run ids: exit 2 with what compare takes (before: a ValueError traceback and exit 1); nothing is read from MLflow first."
+    assert main(['--root', str(ROOT), 'runs', 'compare', 'only-one']) == 2
+    assert 'runs compare takes two run ids or none (the two latest), got 1' in capsys.readouterr().err
