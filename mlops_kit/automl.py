@@ -48,13 +48,13 @@ def count_alerts(unusual: np.ndarray, policy: AlertPolicy, step: pd.Timedelta) -
     w, need, rec, cool = policy.steps(step)
     return np.array(_starts(_runs(np.flatnonzero(unusual), rec), len(unusual), w, need, rec, cool), int)
 
-
+# %% ../nbs/07_automl.ipynb #cbfbbda3-2
 def _runs(U: np.ndarray, rec: int) -> tuple[np.ndarray, list, list]:
     "(unusual positions, the same as a list, the last point of each one's cluster): clusters are split by `rec` quiet points."
     cl = np.r_[0, np.cumsum(np.diff(U) - 1 >= rec)]
     return U, U.tolist(), (U[np.r_[np.flatnonzero(np.diff(cl)), len(U) - 1]][cl].tolist() if len(U) else [])
 
-
+# %% ../nbs/07_automl.ipynb #cbfbbda3-3
 def _starts(runs: tuple, n: int, w: int, need: int, rec: int, cool: int) -> list[int]:
     U, Ul, last = runs
     if not len(U):
@@ -87,7 +87,7 @@ def trimmed_mae(err: np.ndarray, trim: float = 0.02) -> float:
     a = np.sort(np.abs(err[np.isfinite(err)]))
     return float(a[: max(1, int(math.ceil(len(a) * (1 - trim))))].mean()) if len(a) else float('nan')
 
-
+# %% ../nbs/07_automl.ipynb #51301777-2
 def _incident_mask(index: pd.DatetimeIndex, labels: pd.DataFrame | None) -> np.ndarray:
     "True where a labelled incident is ongoing."
     m = np.zeros(len(index), bool)
@@ -160,7 +160,7 @@ def _caught(starts: pd.DatetimeIndex, labels: pd.DataFrame) -> float:
     ends = zip(pd.DatetimeIndex(labels.start), pd.DatetimeIndex(labels.end))
     return float(np.mean([((starts >= a) & (starts <= b + late)).any() for a, b in ends]))
 
-
+# %% ../nbs/07_automl.ipynb #264fe920-2
 def search_policy(
     zd: np.ndarray,
     index: pd.DatetimeIndex,
@@ -228,7 +228,7 @@ def history_days(y: pd.Series) -> float:
         else float((y.index[ok][-1] - y.index[ok][0] + (y.index[1] - y.index[0])) / pd.Timedelta('1D'))
     )
 
-
+# %% ../nbs/07_automl.ipynb #03d35dfd-2
 def _sparse_detector(y: pd.Series, direction: str, counter: bool) -> Detector:
     "Mostly empty or mostly zero: a slot-of-day profile with a long memory (the mean per slot and a Poisson test for counters)."
     prof = SeasonalProfile(
@@ -236,7 +236,7 @@ def _sparse_detector(y: pd.Series, direction: str, counter: bool) -> Detector:
     )
     return Detector(prof, direction=direction, seasonal_scale=False, scale='poisson' if counter else 'robust')
 
-
+# %% ../nbs/07_automl.ipynb #03d35dfd-3
 def _last_day_errors(forecaster, y: pd.Series) -> pd.Series:
     "Out-of-sample errors of y's last day, forecast by `forecaster` fitted on the days before it: the daily stage's band."
     cut = y.index[-1] + (y.index[1] - y.index[0]) - pd.Timedelta('1D')
@@ -313,7 +313,7 @@ class Tuned:
     alerts_per_day: float = float('nan')
     seconds: float = 0.0
 
-
+# %% ../nbs/07_automl.ipynb #1895fa7f-2
 def _scores(trials: pd.DataFrame, folds: int) -> dict[str, float]:
     "{candidate: mean trimmed MAE} over the candidates with all `folds` trials ok, in search order (a tie goes to the first)."
     by: dict[str, list] = {}
@@ -323,7 +323,7 @@ def _scores(trials: pd.DataFrame, folds: int) -> dict[str, float]:
                 by.setdefault(n, []).append(m)
     return {n: float(np.mean(v)) for n, v in by.items() if len(v) == folds}
 
-
+# %% ../nbs/07_automl.ipynb #1895fa7f-3
 def _is_sparse(y: pd.Series, sparse_missing: float) -> tuple[bool, bool]:
     "(sparse?, counter-like?)"
     a = y.to_numpy(float)
@@ -337,12 +337,12 @@ def _is_sparse(y: pd.Series, sparse_missing: float) -> tuple[bool, bool]:
 def _blas() -> ThreadpoolController:
     return ThreadpoolController()  # finding the loaded BLAS libraries costs ~3 ms: once per process
 
-
+# %% ../nbs/07_automl.ipynb #blas_one-2
 def one_blas_thread():
     "Context manager: BLAS on one thread. The kit's matrices are small (one BLAS thread is 5x faster on them), and monitors run in parallel anyway."
     return _blas().limit(limits=1, user_api='blas')
 
-
+# %% ../nbs/07_automl.ipynb #blas_one-3
 def on_one_blas_thread(f):
     "Decorator: `f` runs inside `one_blas_thread()`."
 
@@ -415,7 +415,7 @@ def tune(
         time.perf_counter() - t0,
     )
 
-
+# %% ../nbs/07_automl.ipynb #ad3cdced-2
 def _policy_z(
     det: Detector, y: pd.Series, e: np.ndarray, recent: pd.Series | None
 ) -> tuple[np.ndarray, pd.DatetimeIndex]:
@@ -435,7 +435,7 @@ def _blank(index) -> pd.DataFrame:
     out['unusual'], out['alert'] = False, False
     return out
 
-
+# %% ../nbs/07_automl.ipynb #94eb4e50-2
 def replay(
     y: pd.Series,
     start=None,
@@ -563,7 +563,7 @@ def _segments(short: np.ndarray, b: int, e: int) -> list[tuple[int, int, bool]]:
     edges = [b, *cuts.tolist(), e]
     return [(s, t, bool(short[s])) for s, t in zip(edges[:-1], edges[1:]) if t > s]
 
-
+# %% ../nbs/07_automl.ipynb #walk_loop-2
 def _score_period(
     w: _Walk,
     det: Detector,
@@ -588,7 +588,7 @@ def _score_period(
     for s, t, sh in _segments(short, b, e):
         _score_day(w, det, ef[s - b : t - b], s, t, A_dep if sh else A, share)
 
-
+# %% ../nbs/07_automl.ipynb #walk_loop-3
 def _walk(
     g: pd.Series, start, td: dict, share: float, error_span: pd.Timedelta, tuned, tune_kw, events=None
 ) -> pd.DataFrame:

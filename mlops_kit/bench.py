@@ -46,7 +46,7 @@ class ProphetForecaster(Forecaster):
             name='expected',
         )
 
-
+# %% ../nbs/09_bench.ipynb #0b0d51fa-2
 class AutoETSForecaster(Forecaster):
     "statsforecast AutoETS with a daily season on `resolution` means (benchmark peer); gaps interpolated."
 
@@ -100,7 +100,7 @@ def _peer_detector(peer, y: pd.Series, like: Detector) -> tuple[Detector, float]
     det.fit_band(f.y_, f.predict(f.y_.index))
     return det, sec
 
-
+# %% ../nbs/09_bench.ipynb #f2bf5b6e-2
 def _row(model, sec, det, policy, train, holdout, inc, frame=None) -> dict:
     "Metrics of one model on one monitor."
     d1 = holdout.index < holdout.index[0] + pd.Timedelta('1D')
@@ -125,7 +125,7 @@ def _timed_tune(train: pd.Series, direction: str) -> tuple:
     tuned = tune(train, direction=direction)
     return tuned, time.perf_counter() - t
 
-
+# %% ../nbs/09_bench.ipynb #7c49ff1c-2
 def _kit_rows(train, holdout, incidents, tuned, sec, direction: str) -> list[dict]:
     "The kit's two rows (replayed with daily refits, and its single fit) for one monitor, from its timed `tune`."
     rp = replay(pd.concat([train, holdout]), start=holdout.index[0], direction=direction).loc[holdout.index]
@@ -138,7 +138,7 @@ def _kit_rows(train, holdout, incidents, tuned, sec, direction: str) -> list[dic
         _row('kit (single fit)', sec, tuned.detector, tuned.policy, train, holdout, incidents),
     ]
 
-
+# %% ../nbs/09_bench.ipynb #7c49ff1c-3
 def _peer_row(p: str, train, holdout, incidents, tuned) -> dict:
     name, _, make = PEERS[p]
     with warnings.catch_warnings():
@@ -188,7 +188,7 @@ def bench_models(
         ]
     return pd.DataFrame(rows)
 
-
+# %% ../nbs/09_bench.ipynb #2905e993-2
 def bench_table(res: pd.DataFrame) -> pd.DataFrame:
     "Per model: median s/monitor, x slower than the kit's AutoML, next-day MAE (median, ratio to kit), alerts/day, recall."
     kit = res[res.model == 'kit (AutoML, daily refit)'].set_index('monitor_id')
@@ -243,7 +243,7 @@ def run_bench_models(
 def _role(i: int) -> str:
     return 'counter' if i % 20 == 19 else ('noisy' if i % 4 == 1 else ('seasonal' if i % 2 == 0 else 'steady'))
 
-
+# %% ../nbs/09_bench.ipynb #bench_synth-2
 def _synthetic_monitor(
     i: int, seed: int, hour: np.ndarray, dow: np.ndarray, day: np.ndarray, ts: pd.DatetimeIndex, holdout: int
 ) -> tuple[np.ndarray, list]:
@@ -285,7 +285,7 @@ def _synthetic_monitor(
         v[s0 : s0 + int(rng.integers(12, 49))] = np.nan  # maintenance: 1-4 h without data
     return np.round(v, 2), inc
 
-
+# %% ../nbs/09_bench.ipynb #bench_synth-3
 def synthetic_fleet(
     n: int, days: int = 60, holdout_days: int = 7, seed: int = 0, start: str = '2026-08-10'
 ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
@@ -412,7 +412,7 @@ def _fleet_row(n, workers, scheduler, seed, days, holdout_days, progress) -> dic
         'static_recall': s['static_recall'],
     }
 
-
+# %% ../nbs/09_bench.ipynb #bench_fleet-2
 def bench_fleet(
     sizes=(100, 1000),
     workers: int = 2,

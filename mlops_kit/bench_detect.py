@@ -28,11 +28,11 @@ class Labelled:
     y: pd.Series
     windows: list
 
-
+# %% ../nbs/21_bench_detect.ipynb #bd05-2
 class CorpusError(ValueError):
     "A corpus folder or file that cannot be read as a labelled corpus."
 
-
+# %% ../nbs/21_bench_detect.ipynb #bd05-3
 def _utc(t) -> pd.Timestamp:
     t = pd.Timestamp(t)
     return t.tz_localize('UTC') if t.tzinfo is None else t.tz_convert('UTC')
@@ -55,7 +55,7 @@ def read_series(path: Path) -> pd.Series:
     y = pd.Series(v.to_numpy(float), index=pd.DatetimeIndex(ts), name=path.name)
     return y[~y.index.duplicated(keep='last')].sort_index()
 
-
+# %% ../nbs/21_bench_detect.ipynb #bd06-2
 def read_corpus(folder) -> list[Labelled]:
     "Every `*.csv` in `folder` with its windows from `folder/labels.json`."
     folder = Path(folder)
@@ -96,7 +96,7 @@ def static_3sd(y: pd.Series, days: int = 7) -> np.ndarray:
     mu, sd = y.rolling(n, min_periods=10).mean().shift(1), y.rolling(n, min_periods=10).std().shift(1)
     return (y > mu + 3 * sd).fillna(False).to_numpy(bool)
 
-
+# %% ../nbs/21_bench_detect.ipynb #bd12-2
 def robust_seasonal(y: pd.Series, k: float = 4.0, days: int = 7) -> np.ndarray:
     "Alert while |value - same-time-of-day median of the last `days`| > k x the trailing MAD, for 2 consecutive points."
     per_day = max(1, int(pd.Timedelta('1D') / y.index.to_series().diff().median()))
@@ -116,7 +116,7 @@ def robust_seasonal(y: pd.Series, k: float = 4.0, days: int = 7) -> np.ndarray:
     u = ((r - med) / mad.replace(0, np.nan)).abs().fillna(0).to_numpy() > k
     return u & np.r_[False, u[:-1]]
 
-
+# %% ../nbs/21_bench_detect.ipynb #bd12-3
 def kit(y: pd.Series) -> np.ndarray:
     "The kit's causal replay with its defaults."
     return replay(y).alert.to_numpy(bool)
@@ -190,7 +190,7 @@ def _one(job, detectors=None, probation: float = 0.15, grace: str = '1h') -> lis
         )
     return rows
 
-
+# %% ../nbs/21_bench_detect.ipynb #bd22-2
 def bench_detect(
     corpora: dict[str, list[Labelled]],
     detectors: dict | None = None,
@@ -292,7 +292,7 @@ def _log_mlflow(tab: pd.DataFrame, out: Path, uri: str, experiment: str) -> str:
         mlflow.log_artifacts(str(out), artifact_path='bench_detect')
         return run.info.run_id
 
-
+# %% ../nbs/21_bench_detect.ipynb #bd30-2
 def run_bench_detect(
     dirs=(),
     root='.',

@@ -22,7 +22,7 @@ __all__ = ['CandidateError', 'module_origin', 'allowed_origin', 'load_candidate'
 class CandidateError(ValueError):
     "A candidate cannot be used: the message names the candidate, what is wrong and what is allowed."
 
-
+# %% ../nbs/25_candidates.ipynb #5fad7253-2
 def module_origin(module: str) -> Path | None:
     "The file `module` would be loaded from (None when it cannot be found)."
     try:
@@ -35,7 +35,7 @@ def module_origin(module: str) -> Path | None:
         else None
     )
 
-
+# %% ../nbs/25_candidates.ipynb #5fad7253-3
 def allowed_origin(origin: Path, root) -> bool:
     "Whether a module file lies inside the project `root` or an installed-packages folder (site-packages, the standard library is not a model)."
     dirs = [Path(root).resolve()] + [Path(sysconfig.get_paths()[k]).resolve() for k in ('purelib', 'platlib')]
@@ -76,7 +76,7 @@ def _probe() -> pd.Series:
     rng = np.random.default_rng(0)
     return pd.Series(100 + 20 * np.sin(2 * np.pi * np.arange(len(ix)) / 288) + rng.normal(0, 2, len(ix)), index=ix)
 
-
+# %% ../nbs/25_candidates.ipynb #20d7440e-2
 def check_contract(name: str, est) -> None:
     "CandidateError naming `name` unless `est` follows the forecaster contract on a seeded 8-day series."
     try:
@@ -117,7 +117,7 @@ def build_candidates(spec, root='.') -> list[tuple[str, object]] | None:
         out.append((name, est))
     return out
 
-
+# %% ../nbs/25_candidates.ipynb #36f5cb10-2
 def code_paths(spec, root='.') -> list[str]:
     "The project files your candidates import from (a top-level module's file, or its top package's folder): MLflow ships them with the model."
     out = []

@@ -42,7 +42,7 @@ def _scalars(t) -> set:
         return set().union(*map(_scalars, get_args(t)))
     return set() if t is type(None) else {t}
 
-
+# %% ../nbs/90_cli.ipynb #cli_scalars-2
 def _implied(t) -> dict:
     "The add_argument keywords type `t` implies: `type=int` or `float` (also in lists and optionals), `store_true` for a bool."
     kinds = _scalars(t)
@@ -101,7 +101,7 @@ def add_command(sub, f) -> argparse.ArgumentParser:
         sp.add_argument(*flags, **kw)
     return sp
 
-
+# %% ../nbs/90_cli.ipynb #cli_add-2
 def command_args(f, ns: argparse.Namespace) -> dict:
     "The keywords to call command `f` with, from a parsed command line: one per argument its signature declares."
     return {name: getattr(ns, name) for name, _, _ in arg_spec(f)}
@@ -202,7 +202,7 @@ def _size(p: Path) -> int:
     "Bytes in file `p`, or in every file under folder `p`."
     return sum(f.stat().st_size for f in p.rglob('*') if f.is_file()) if p.is_dir() else p.stat().st_size
 
-
+# %% ../nbs/90_cli.ipynb #cli_size-2
 def _output_rows(p) -> list[tuple[str, str]]:
     "(what, where) for each output of the pipeline configured by `p`."
     rows = [('raw data (PII stays here)', p.ingest.raw_dir)]
@@ -392,7 +392,7 @@ def rollback(
 class AuditError(RuntimeError):
     "The audit log is tampered with, or the registry holds a change it does not explain (exit code 1)."
 
-
+# %% ../nbs/90_cli.ipynb #cli_audit-2
 def audit(
     action: Annotated[
         str,
@@ -825,7 +825,7 @@ def bench(
 class ReportError(RuntimeError):
     "A dashboard section could not be built from data that exists (the page and stderr say why)."
 
-
+# %% ../nbs/90_cli.ipynb #cli_report-2
 def report(
     params='params.yaml',
     root='.',

@@ -49,7 +49,7 @@ Interval = Annotated[str, AfterValidator(_checked_interval)]  # a duration strin
 class _Section(BaseModel):
     model_config = ConfigDict(extra='forbid', frozen=True)
 
-
+# %% ../nbs/00_config.ipynb #8da77c2f-2
 class LevelShift(_Section):
     "A drift scenario for the sample: from `day` on, the latency of the first `services` live services is multiplied by `factor`."
 
@@ -57,7 +57,7 @@ class LevelShift(_Section):
     factor: float = Field(gt=0)  # 1.8 = 80% slower for good
     services: int = Field(4, ge=1)
 
-
+# %% ../nbs/00_config.ipynb #8da77c2f-3
 class SampleParams(_Section):
     "The embedded, seeded sample fleet (stage `sample`)."
 
@@ -132,7 +132,7 @@ class FilterError(ValueError):
 def _pos(text: str, n: ast.AST, shift: int) -> int:
     return len(text.strip().encode()[: n.col_offset].decode('utf-8', 'ignore')) + shift + 1
 
-
+# %% ../nbs/00_config.ipynb #b60645a4-2
 def _literal(n: ast.AST) -> bool:
     "A number or string constant, or a signed number (True, False and None are not values here)."
     if isinstance(n, ast.UnaryOp) and isinstance(n.op, (ast.USub, ast.UAdd)):
@@ -141,7 +141,7 @@ def _literal(n: ast.AST) -> bool:
         kinds = (int, float, str)
     return isinstance(n, ast.Constant) and type(n.value) in kinds
 
-
+# %% ../nbs/00_config.ipynb #b60645a4-3
 def _check(n: ast.AST, text: str, shift: int):
     "Raise FilterError at the first node outside the grammar."
     bad = lambda node, what: FilterError(text, _pos(text, node, shift), what)
@@ -193,7 +193,7 @@ def parse_filter(text: str) -> ast.Expression:
     _check(tree.body, text, shift)
     return tree
 
-
+# %% ../nbs/00_config.ipynb #630af44b-2
 def filter_columns(text: str | None) -> set[str]:
     "Column names a monitor filter reads, e.g. {'status', 'region'} for `status >= 500 and region == 'eu'`."
     return {n.id for n in ast.walk(parse_filter(text)) if isinstance(n, ast.Name)} if text else set()
@@ -288,7 +288,7 @@ class IngestParams(_Section):
                 raise ValueError(f"metric_files {f.name!r} reads PII column(s) {used}: PII must not leave ingest")
         return self
 
-
+# %% ../nbs/00_config.ipynb #1a219b14-2
 def _pii_used(m: MonitorSpec, pii: list[str]) -> list[str]:
     "PII columns a monitor reads, filters on or groups by."
     return sorted(set(pii) & (filter_columns(m.filter) | {m.value, m.group_by}))
@@ -301,7 +301,7 @@ class ValidateParams(_Section):
     max_sparsity: float = Field(0.9, ge=0, le=1)
     flatline_hours: float = Field(6.0, gt=0)
 
-
+# %% ../nbs/00_config.ipynb #21d5ff09-2
 class WindowsParams(_Section):
     "Per-monitor training windows (stage `windows`)."
 
@@ -336,7 +336,7 @@ class EventSpec(_Section):
     start: str
     end: Optional[str] = None
 
-
+# %% ../nbs/00_config.ipynb #bfba1e27-2
 class CandidateSpec(_Section):
     "Your own forecaster as an AutoML candidate: a name, `class: package.module:Class` (a mlops_kit.models.Forecaster), its keyword params."
 
@@ -395,7 +395,7 @@ class TrainParams(_Section):
             )
         return v
 
-
+# %% ../nbs/00_config.ipynb #cfg_train-2
 class EvaluateParams(_Section):
     "Replay the holdout with the bundle vs the static baseline (stage `evaluate`)."
 
@@ -437,7 +437,7 @@ class GateParams(_Section):
         0.5, ge=0, le=1
     )  # with on-call feedback: holdout alerts answered 'incident' / all answered
 
-
+# %% ../nbs/00_config.ipynb #cfg_register-2
 class RegisterParams(_Section):
     "Registry, gate and audit (stage `register`)."
 
@@ -531,7 +531,7 @@ def check_scheduler(v: str, what: str | None = 'engine.scheduler') -> str:
         )
     return v.strip()
 
-
+# %% ../nbs/00_config.ipynb #cfg_engine-2
 class EngineParams(_Section):
     "Where per-monitor work runs: local processes (default) or a Dask distributed cluster."
 
@@ -587,12 +587,12 @@ class Params(_Section):
             )
         return self
 
-
+# %% ../nbs/00_config.ipynb #834cd038-2
 def _inside(path: str, folder: str) -> bool:
     "Whether `path` is `folder` or lies under it (both relative to the project root)."
     return PurePath(os.path.normpath(path)).is_relative_to(os.path.normpath(folder))
 
-
+# %% ../nbs/00_config.ipynb #834cd038-3
 class ParamsError(ValueError):
     "params.yaml is missing, unreadable or invalid; the message names every bad key."
 
@@ -630,7 +630,7 @@ def _allowed(model: type[BaseModel], loc: tuple) -> list[str]:
             return []
     return list(model.model_fields)
 
-
+# %% ../nbs/00_config.ipynb #5455ebc4-2
 def _describe(e: dict, raw: dict) -> str:
     "One line per pydantic error: key = value: problem."
     key = _key(e['loc'], raw)[:200]
@@ -663,7 +663,7 @@ class _NoAliasLoader(yaml.SafeLoader):
             )
         return super().compose_node(parent, index)
 
-
+# %% ../nbs/00_config.ipynb #e1ff55fd-2
 def load_params(path='params.yaml') -> Params:
     "Read and validate params.yaml; raise ParamsError naming each bad key, its value and what is allowed."
     path = Path(path)
@@ -695,7 +695,7 @@ def repo_root(root='.') -> Path:
     "The real repository root: $DVC_ROOT inside DVC stages (also in queued experiments), else `root`."
     return Path(os.environ.get('DVC_ROOT') or root).resolve()
 
-
+# %% ../nbs/00_config.ipynb #cfg_where-2
 def tracking_uri(configured: str | None = None, root='.') -> str:
     "tracking.uri (params.yaml), else $MLFLOW_TRACKING_URI, else sqlite:///<repo root>/mlflow.db."
     return configured or os.environ.get('MLFLOW_TRACKING_URI') or f"sqlite:///{repo_root(root) / 'mlflow.db'}"

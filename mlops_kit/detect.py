@@ -27,7 +27,7 @@ def directed(z: np.ndarray, direction: str) -> np.ndarray:
         raise ValueError(f'direction must be one of {DIRECTIONS}, got {direction!r}')
     return np.maximum(z, 0) if direction == 'up' else np.maximum(-z, 0) if direction == 'down' else np.abs(z)
 
-
+# %% ../nbs/06_detect.ipynb #bb7dc424-2
 def to_score(zd: np.ndarray, sensitivity: float) -> np.ndarray:
     "Directed z -> score in [0, 1]; 0.5 exactly at the band edge (zd == sensitivity)."
     return zd**2 / (zd**2 + sensitivity**2)
@@ -38,7 +38,7 @@ def robust_scale(r: np.ndarray) -> float:
     r = r[np.isfinite(r)]
     return float(1.4826 * np.median(np.abs(r - np.median(r)))) if len(r) else float('nan')
 
-
+# %% ../nbs/06_detect.ipynb #8ea6d8d3-2
 def _row_median(M: np.ndarray) -> np.ndarray:
     "np.nanmedian of each row of M, bit for bit; one partition (or sort, with NaN) for all rows instead of one call per row."
     k, n = (~np.isnan(M)).sum(1), M.shape[1]
@@ -48,7 +48,7 @@ def _row_median(M: np.ndarray) -> np.ndarray:
     S, i = np.sort(M, axis=1), np.arange(len(M))  # NaN sort last: a row's k values come first
     return np.where(k > 0, (S[i, np.maximum((k - 1) // 2, 0)] + S[i, k // 2]) / 2, np.nan)
 
-
+# %% ../nbs/06_detect.ipynb #8ea6d8d3-3
 def hourly_scale(r: np.ndarray, hrs: np.ndarray) -> np.ndarray:
     "robust_scale(r[hrs == h]) for h = 0..23; vectorised when every hour has as many points (whole days), 2x faster."
     cnt = np.bincount(hrs, minlength=24)
@@ -95,7 +95,7 @@ def _count_z(
     x, ev = np.nan_to_num(y, nan=0.0), np.maximum(e, 0)
     return (X - E) / s, s, (X - x) - (E - ev)  # shift: what the rest of the window already exceeds
 
-
+# %% ../nbs/06_detect.ipynb #detector_cls-2
 def data_key(y: pd.Series) -> tuple:
     "What a fit saw, in four numbers: first and last epoch ns, length, CRC-32 of the values (stable across processes, unlike hash())."
     i = y.index.asi8
@@ -341,7 +341,7 @@ def static_frame(y: pd.Series, train: pd.Series, k: float = 3.0, direction: str 
     out['unusual'] = np.nan_to_num(zd) > k
     return out
 
-
+# %% ../nbs/06_detect.ipynb #3eb7b369-2
 def static_policy(step: pd.Timedelta | str = '5min') -> AlertPolicy:
     "Every run of consecutive breaches is one alert: no window, no recovery wait, no cooldown."
     s = pd.Timedelta(step)
@@ -361,7 +361,7 @@ def naive_mae(train: pd.Series, season: str = '1D') -> float:
         d = (train - train.shift(freq=pd.Timedelta(season))).reindex(train.index).abs().to_numpy(float)
     return float(np.nanmean(d)) if np.isfinite(d).any() else np.nan
 
-
+# %% ../nbs/06_detect.ipynb #2d8a3739-2
 def forecast_errors(
     y: pd.Series, expected: pd.Series, train: pd.Series | None = None, season: str = '1D', naive: float | None = None
 ) -> dict:
@@ -376,7 +376,7 @@ def forecast_errors(
         naive = naive_mae(train, season) if train is not None else np.nan
     return {'mae': mae, 'smape': smape, 'mase': mae / naive if naive and np.isfinite(naive) and naive > 0 else np.nan}
 
-
+# %% ../nbs/06_detect.ipynb #2d8a3739-3
 def alert_stats(events: pd.DataFrame, days: float, day_hours: tuple = (8, 18)) -> dict:
     "Alerts, alerts per day, and the share that started after hours or on a weekend."
     n = len(events)

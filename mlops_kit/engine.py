@@ -21,7 +21,7 @@ CONNECT_TIMEOUT = '20s'  # how long to wait for the scheduler before giving up w
 class EngineError(RuntimeError):
     "The Dask cluster cannot be used (bad or unreachable scheduler address); the message says which address and where it came from."
 
-
+# %% ../nbs/15_engine.ipynb #68d94173-2
 def scheduler_address(configured: str | None = None) -> tuple[str | None, str]:
     "(Dask scheduler address or None for local processes, where that came from): $MLOPS_KIT_SCHEDULER > $DASK_SCHEDULER_ADDRESS > `configured`."
     for var in SCHEDULER_ENV:
@@ -34,7 +34,7 @@ def scheduler_address(configured: str | None = None) -> tuple[str | None, str]:
         return _checked(configured, 'engine.scheduler'), 'engine.scheduler'
     return None, 'default'
 
-
+# %% ../nbs/15_engine.ipynb #68d94173-3
 def _checked(v: str, what: str) -> str:
     try:
         return check_scheduler(v, what)
@@ -55,7 +55,7 @@ class MonitorError(RuntimeError):
     def __reduce__(self):
         return type(self), (self.desc, self.key, self.error, self.remote_traceback)
 
-
+# %% ../nbs/15_engine.ipynb #4be7f1ec-2
 def _run(fn, k, v, kw):
     "(key, result, None) or (key, None, (error text, traceback)); runs in the worker."
     try:

@@ -191,7 +191,7 @@ def summarize(t: pd.DataFrame, noisy_per_day: float = 4.0, alert_budget: float =
 def _n(x) -> str:
     return '–' if x is None or (isinstance(x, float) and not np.isfinite(x)) else f'{x:g}'
 
-
+# %% ../nbs/08_evaluate.ipynb #ev_head-2
 def headline(m: dict) -> str:
     "One line for the fleet: monitors judged (and why not), alerts before -> after, noisy monitors, recall; blanks said in words."
     n, j = m['monitors'], m.get('judged', m['monitors'])
@@ -215,7 +215,7 @@ def headline(m: dict) -> str:
 class LabelsError(ValueError):
     "The incident labels file cannot be read as labels; the message names the file, row and value."
 
-
+# %% ../nbs/08_evaluate.ipynb #ev_labtime-2
 def _label_times(s: pd.Series, f: Path, col: str) -> pd.Series:
     "A labels column as UTC timestamps: an offset is converted, a time without one is UTC; anything else is a LabelsError."
     ts = pd.to_datetime(s.str.strip(), utc=True, format='mixed', errors='coerce')
@@ -249,7 +249,7 @@ def read_labels(root, labels: str | None) -> pd.DataFrame:
         raise LabelsError(f"{f}: row {i + 2}: end {df.end.iloc[i]} is before start {df.start.iloc[i]}")
     return df
 
-
+# %% ../nbs/08_evaluate.ipynb #5bdf8c61-2
 def holdout_incidents(incidents: pd.DataFrame, monitor_id: str, index: pd.DatetimeIndex) -> pd.DataFrame:
     "The labelled incidents of one monitor that overlap the span of `index` (the holdout)."
     return incidents[(incidents.monitor_id == monitor_id) & (incidents.end > index[0]) & (incidents.start <= index[-1])]

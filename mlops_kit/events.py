@@ -21,7 +21,7 @@ EVENT_COLUMNS = ['service', 'kind', 'start', 'end']
 class EventsError(ValueError):
     "The events calendar cannot be read; the message names the file (or params entry), the row and the value."
 
-
+# %% ../nbs/23_events.ipynb #38c251e2-2
 def _times(s: pd.Series, where: str, col: str, empty_ok: bool) -> pd.Series:
     "A column as UTC timestamps (no offset = UTC); EventsError on the first value that is not one."
     txt = s.fillna('').astype(str).str.strip()
@@ -97,7 +97,7 @@ def event_mask(index: pd.DatetimeIndex, events: pd.DataFrame | None, kinds=('mai
         m[np.searchsorted(ns, st.value) : np.searchsorted(ns, en.value)] = True
     return m
 
-
+# %% ../nbs/23_events.ipynb #460624fd-2
 def after_deploy(index: pd.DatetimeIndex, events: pd.DataFrame | None, span) -> np.ndarray:
     "True within `span` after each deploy (from the deploy on)."
     m = np.zeros(len(index), bool)

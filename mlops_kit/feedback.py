@@ -19,14 +19,14 @@ __all__ = ['VERDICTS', 'FEEDBACK_COLUMNS', 'FeedbackError', 'alert_id', 'parse_a
 class FeedbackError(ValueError):
     "Feedback that cannot be recorded or read: the message names the id, file, row or value, and what is allowed."
 
-
+# %% ../nbs/24_feedback.ipynb #c48504e0-2
 def alert_id(monitor_id: str, start) -> str:
     "The stable id of the alert of `monitor_id` that started at `start`: '<monitor_id>@<UTC start to the minute>Z'."
     ts = pd.Timestamp(start)
     ts = ts.tz_localize('UTC') if ts.tzinfo is None else ts.tz_convert('UTC')
     return f"{monitor_id}@{ts:%Y-%m-%dT%H:%M}Z"
 
-
+# %% ../nbs/24_feedback.ipynb #c48504e0-3
 def parse_alert_id(aid: str) -> tuple[str, pd.Timestamp]:
     "(monitor_id, start) of an alert id; FeedbackError when it is not one."
     mid, sep, when = str(aid).rpartition('@')
@@ -61,7 +61,7 @@ def _empty() -> pd.DataFrame:
         {c: pd.Series(dtype='datetime64[ns, UTC]' if c in ('start', 'end', 'at') else str) for c in FEEDBACK_COLUMNS}
     )
 
-
+# %% ../nbs/24_feedback.ipynb #c37a82fb-2
 def check_feedback(df: pd.DataFrame, where: str) -> pd.DataFrame:
     "Validated feedback rows (times in UTC); FeedbackError naming `where`, the row and the value."
     if missing := [c for c in FEEDBACK_COLUMNS if c not in df.columns]:
@@ -89,7 +89,7 @@ def read_feedback(root, path: str | None) -> pd.DataFrame:
         return _empty()
     return check_feedback(pd.read_csv(f, dtype=str, keep_default_na=False), str(f))
 
-
+# %% ../nbs/24_feedback.ipynb #cf094025-2
 def record_feedback(
     root,
     path: str,

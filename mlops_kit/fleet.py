@@ -51,7 +51,7 @@ def _tune_or_reason(job, **kw) -> Tuned | str:
     except ValueError as e:
         return str(e)  # tune's documented refusal (too little data); other errors propagate
 
-
+# %% ../nbs/10_fleet.ipynb #76f317a0-2
 def tune_fleet(
     train: pd.DataFrame | dict[str, pd.Series],
     workers: int = 2,
@@ -73,7 +73,7 @@ def _judge(job, **kw) -> tuple[dict, pd.DataFrame | None]:
     row, fr = evaluate_monitor(history, holdout, incidents, tuned=tuned, events=events, **kw)
     return row, (fr if keep else None)
 
-
+# %% ../nbs/10_fleet.ipynb #fleet_replay-2
 def replay_fleet(
     tuned: dict[str, Tuned],
     history: dict[str, pd.Series],
@@ -144,11 +144,11 @@ def _score_rows(t: Tuned, ns: np.ndarray, v: np.ndarray, mid: str = '') -> tuple
     )  # the alert each point belongs to: what on-call answers with `mlops-kit feedback`
     return tuple(sc[c][j] for c in COLUMNS[:5]) + (alert[j], ids[j])  # off-grid timestamps share their slot's result
 
-
+# %% ../nbs/10_fleet.ipynb #7c5327bc-2
 class RequestError(ValueError):
     "Rows sent to be scored that cannot be: the message says which column, row or monitor, and what is allowed."
 
-
+# %% ../nbs/10_fleet.ipynb #7c5327bc-3
 def _request_arrays(rows: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     "(epoch ns, values) of a request; RequestError for a missing or unreadable timestamp or a value that is not a finite number (null = no data)."
     ts = rows.ts
@@ -182,7 +182,7 @@ def _request_arrays(rows: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
 class BundleIntegrityError(ValueError):
     "A bundle's bytes do not match the digest the pipeline recorded (or none was recorded): it is not unpickled."
 
-
+# %% ../nbs/10_fleet.ipynb #3332ee5c-2
 class FleetBundle:
     "Every monitor's tuned detector + alert policy; `predict(rows)` adds expected, lower, upper, score, unusual, alert and the monitor's stage."
 

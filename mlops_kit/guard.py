@@ -32,7 +32,7 @@ def sha256_file(path, chunk: int = 1 << 20) -> str:
             h.update(b)
     return h.hexdigest()
 
-
+# %% ../nbs/22_guard.ipynb #3719ef02-2
 def tree_digest(folder, exclude=()) -> str:
     "SHA-256 over the sorted (relative path, file SHA-256) pairs of every file under `folder` but the top-level names in `exclude`; ValueError on a symbolic link."
     folder, h = Path(folder), hashlib.sha256()

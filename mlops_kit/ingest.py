@@ -82,7 +82,7 @@ def _qrows(source: str, file: str, rows, column: str, values, reason) -> pd.Data
         }
     )
 
-
+# %% ../nbs/02_ingest.ipynb #e5284e9c-2
 def _arrow_csv(data: bytes, cols: list[str], path: Path) -> tuple[pd.DataFrame, list[tuple[int, str]]]:
     "pyarrow's parse of CSV bytes: (the needed columns as text, [(line, why)] for records with the wrong number of fields)."
     bad = []
@@ -104,7 +104,7 @@ def _arrow_csv(data: bytes, cols: list[str], path: Path) -> tuple[pd.DataFrame, 
         raise IngestError(f"{path}: cannot read as CSV: {str(e)[:200]}") from None
     return t.to_pandas(), bad
 
-
+# %% ../nbs/02_ingest.ipynb #e5284e9c-3
 def _read_csv(path: Path, cols: list[str], src: str, raw_dir=None) -> tuple[pd.DataFrame, pd.DataFrame | None, int]:
     "CSV -> (rows with _row line numbers, quarantine, rows_in = the file's data lines, counted from its bytes)."
     with open_source(path, raw_dir, src) as f:
@@ -195,7 +195,7 @@ def _read_jsonl(path: Path, cols: list[str], src: str, raw_dir=None) -> tuple[pd
     q = pd.concat([_qrows(src, path.name, [i], '', [''], why) for i, why in bad]) if bad else None
     return df, q, n
 
-
+# %% ../nbs/02_ingest.ipynb #25ab61e2-2
 def _read_parquet(path: Path, cols: list[str], src: str, raw_dir=None) -> tuple[pd.DataFrame, None, int]:
     "Parquet -> (only the needed columns, with 1-based _row record numbers; no quarantine at read time, rows_in from the file's metadata)."
     with open_source(path, raw_dir, src) as f:
@@ -238,7 +238,7 @@ def _header(path: Path, fmt: str, raw_dir=None, src: str = '') -> list[str]:
                 continue
     return []
 
-
+# %% ../nbs/02_ingest.ipynb #d5222ba4-2
 def _shown(have: set[str], pii: list[str]) -> str:
     "The file's column names for an error message, only if they look like column names (never a line of some other file)."
     names = sorted(have - set(pii))
@@ -246,7 +246,7 @@ def _shown(have: set[str], pii: list[str]) -> str:
         return str(names)
     return f"{len(names)} names that do not look like a header (not shown)"
 
-
+# %% ../nbs/02_ingest.ipynb #d5222ba4-3
 def read_source(spec: SourceSpec, raw_dir, need: dict[str, set[str]], pii: list[str]):
     "One raw file -> (rows with needed columns + _row, quarantine or None, rows_in)."
     path = Path(raw_dir) / spec.path
@@ -279,7 +279,7 @@ def _none(reason: pd.Series) -> pd.Series:
     "Reasons as an object Series with None (not NaN) where the row is fine."
     return reason.astype(object).where(reason.notna(), None)
 
-
+# %% ../nbs/02_ingest.ipynb #da732c03-2
 def parse_ts(raw: pd.Series, tz: str = 'UTC') -> tuple[pd.Series, pd.Series]:
     "Raw timestamps -> (UTC timestamps, reason for each one that could not be placed; None where fine)."
     reason = pd.Series(None, index=raw.index, dtype=object)
@@ -323,7 +323,7 @@ def column_roles(monitors: list[MonitorSpec]) -> dict[str, str]:
             roles[m.value] = 'value'
     return roles
 
-
+# %% ../nbs/02_ingest.ipynb #b8320e2a-2
 def _typed(col: pd.Series, role: str) -> tuple[pd.Series, pd.Series]:
     "(typed column, reason where it failed)."
     reason = pd.Series(None, index=col.index, dtype=object).mask(col.isna(), 'missing')
@@ -358,7 +358,7 @@ def _value(n: ast.AST):
         else (_value(n.operand) if isinstance(n, ast.UnaryOp) else n.value)
     )
 
-
+# %% ../nbs/02_ingest.ipynb #b0da7592-2
 def eval_filter(expr: str, rows: pd.DataFrame, who: str = 'filter') -> pd.Series:
     "Boolean mask of the rows a monitor filter keeps, from its checked syntax tree; IngestError names `who` and the filter."
 
@@ -594,7 +594,7 @@ def _file_spec(spec: MetricFilesSpec, f: Path, raw: Path, mid: str) -> tuple[Sou
     )
     return src, mon
 
-
+# %% ../nbs/02_ingest.ipynb #mf_ingest-2
 def ingest_metric_files(spec: MetricFilesSpec, raw_dir, pii: list[str]) -> dict:
     "Every file of one metric-files entry -> one monitor each; the keys of `ingest_source`, summed over the files, plus 'files'."
     raw, res = Path(raw_dir), []

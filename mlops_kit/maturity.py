@@ -62,7 +62,7 @@ MAX_BYTES = 2_000_000
 class BrokenFileError(ValueError):
     "A file the scorecard needs cannot be parsed; the criteria that need it are reported missing with this message."
 
-
+# %% ../nbs/16_maturity.ipynb #0546354f-2
 def _load_yaml(p: Path):
     "A YAML file as data; None if absent. A broken file is an error naming it."
     if not p.is_file():
@@ -75,7 +75,7 @@ def _load_yaml(p: Path):
             f"{p.name}: not valid YAML ({getattr(e, 'problem', None) or e}" + (f" at line {m.line + 1})" if m else ')')
         ) from None
 
-
+# %% ../nbs/16_maturity.ipynb #0546354f-3
 def _flatten(d, prefix='') -> dict:
     "Nested params as {'section.key': value} (list items as key[i])."
     out = {}
@@ -195,7 +195,7 @@ def make_targets(text: str) -> dict[str, str]:
             cur = None
     return targets
 
-
+# %% ../nbs/16_maturity.ipynb #29eeda2f-2
 def ci_texts(r: Repo) -> dict[str, tuple[str, list[str]]]:
     "{CI file: (its text + the recipes of the make targets it runs, the chain followed)}."
     targets = r.make
@@ -221,26 +221,26 @@ class Check:
     evidence: str
     howto: str = ''
 
-
+# %% ../nbs/16_maturity.ipynb #0327532b-2
 def _checked(met: bool, evidence: list[str], *fixes: tuple[bool, str]) -> Check:
     "A Check from its evidence and (missing, how to fix it) pairs: the fixes for what is missing, unless the check is met."
     return Check(met, '; '.join(evidence), '' if met else '; '.join(h for missing, h in fixes if missing))
 
-
+# %% ../nbs/16_maturity.ipynb #0327532b-3
 def _ci(r: Repo) -> dict:
     return r.ci
 
-
+# %% ../nbs/16_maturity.ipynb #0327532b-4
 def _ci_running(r: Repo, pattern: str) -> list[str]:
     "CI chains (as 'file → make x') whose executed text matches the regex."
     return [' → '.join(chain) for text, chain in _ci(r).values() if re.search(pattern, text, re.M)]
 
-
+# %% ../nbs/16_maturity.ipynb #0327532b-5
 def _some(items, n=4) -> str:
     items = list(items)
     return ', '.join(map(str, items[:n])) + (f", … ({len(items)})" if len(items) > n else '')
 
-
+# %% ../nbs/16_maturity.ipynb #0327532b-6
 def mlflow_store(r: Repo) -> dict | None:
     "Counts from a local MLflow store (root/mlflow.db, read-only sqlite, or root/mlruns/), None when there is none."
     db = r.root / 'mlflow.db'
@@ -318,7 +318,7 @@ def versioned_data(r: Repo) -> Check:
         else "`dvc repro` writes dvc.lock with the hashes of every stage's outs (or `dvc add <data>` for raw data); commit dvc.lock",
     )
 
-
+# %% ../nbs/16_maturity.ipynb #5f49f4ea-2
 def _remote(r: Repo) -> tuple[str | None, str | None]:
     "(default remote name, url) from .dvc/config."
     c = configparser.ConfigParser(interpolation=None)
@@ -332,7 +332,7 @@ def _remote(r: Repo) -> tuple[str | None, str | None]:
     )
     return name, (c.get(sec, 'url', fallback=None) if sec else None)
 
-
+# %% ../nbs/16_maturity.ipynb #5f49f4ea-3
 def shared_remote(r: Repo) -> Check:
     how = "`dvc remote add -d team s3://<bucket>/<project>` (or a team directory outside the repo), then `dvc push` from CI and `dvc pull` on every machine"
     name, url = _remote(r)
@@ -382,7 +382,7 @@ def reproducible_pipeline(r: Repo) -> Check:
         (not with_params or r.params is None, "list the params each stage reads (`params: [section]`) in params.yaml"),
     )
 
-
+# %% ../nbs/16_maturity.ipynb #889d4f40-2
 def pipeline_in_ci(r: Repo) -> Check:
     runs = _ci_running(r, r'\bdvc\s+(repro|exp\s+run)\b')
     if runs:
@@ -409,7 +409,7 @@ def _config_files(r: Repo) -> list[str]:
         & set(r.files)
     )
 
-
+# %% ../nbs/16_maturity.ipynb #bcff48a1-2
 def tracked_experiments(r: Repo) -> Check:
     logs = r.where(r'\bmlflow\.(start_run|log_\w+|autolog)\(|\bMlflowClient\(')
     deps = [
@@ -453,7 +453,7 @@ def tracked_experiments(r: Repo) -> Check:
         ),
     )
 
-
+# %% ../nbs/16_maturity.ipynb #bcff48a1-3
 def team_tracking(r: Repo) -> Check:
     keys = [
         f"{r.params_file}: {k} = {v}"
@@ -536,7 +536,7 @@ def tests_in_ci(r: Repo) -> Check:
         ),
     )
 
-
+# %% ../nbs/16_maturity.ipynb #5fa25457-2
 def continuous_delivery(r: Repo) -> Check:
     deploy = _ci_running(
         r,
@@ -564,7 +564,7 @@ def _section_numbers(r: Repo, stage: dict, name: str) -> dict:
         and not isinstance(v, bool)
     }
 
-
+# %% ../nbs/16_maturity.ipynb #bb545d7a-2
 def monitoring_retrain(r: Repo) -> Check:
     mon = {
         n: s
@@ -608,7 +608,7 @@ def monitoring_retrain(r: Repo) -> Check:
         ),
     )
 
-
+# %% ../nbs/16_maturity.ipynb #bb545d7a-3
 def scheduled_trigger(r: Repo) -> Check:
     what = r'\bretrain\b|\bmonitor\b|\bdvc\s+(repro|exp\s+run)\b'
     sched = [
@@ -702,7 +702,7 @@ def _run(check, r: Repo) -> Check:
     except BrokenFileError as e:
         return Check(False, str(e), f"fix {str(e).split(':')[0]} so that it parses")
 
-
+# %% ../nbs/16_maturity.ipynb #69b3c5fa-2
 def scorecard(path='.', params_file: str = 'params.yaml') -> dict:
     "Rate the repository at `path` against level 1 and 2 criteria; a dict (JSON-ready) with the level and, per criterion, met/evidence/howto."
     root = Path(path).resolve()

@@ -30,7 +30,7 @@ def infer_step(index: pd.DatetimeIndex) -> pd.Timedelta:
     gap = d[0] if (d == d[0]).all() else np.median(d)  # a regular grid needs no median
     return min(_STEPS, key=lambda s: abs(s.value - gap))
 
-
+# %% ../nbs/05_models.ipynb #dc721a84-2
 def to_grid(y: pd.Series, step: pd.Timedelta | None = None) -> pd.Series:
     "Snap a series onto a regular grid of `step` (inferred if None): mean per slot, NaN for empty slots."
     if not isinstance(y.index, pd.DatetimeIndex):
@@ -56,7 +56,7 @@ def _ns(index) -> np.ndarray:
     "Epoch nanoseconds (UTC) of a DatetimeIndex; an int64 array of them passes through."
     return index.asi8 if isinstance(index, pd.DatetimeIndex) else np.asarray(index, np.int64)
 
-
+# %% ../nbs/05_models.ipynb #9110a943-2
 def slots(index: pd.DatetimeIndex | np.ndarray, step: pd.Timedelta, season: str = 'day') -> np.ndarray:
     "Slot of day (0 .. slots/day-1) or of week (0 .. 7*slots/day-1) of each timestamp (or epoch-ns value), in UTC."
     ns = _ns(index)  # integer arithmetic: pandas' .hour/.dayofweek cost 10x more
@@ -65,7 +65,7 @@ def slots(index: pd.DatetimeIndex | np.ndarray, step: pd.Timedelta, season: str 
         sod + (_DAY_NS // step.value) * ((ns // _DAY_NS + 3) % 7) if season == 'week' else sod
     )  # 1970-01-01 was a Thursday
 
-
+# %% ../nbs/05_models.ipynb #9110a943-3
 def hours(index: pd.DatetimeIndex | np.ndarray) -> np.ndarray:
     "UTC hour of day of each timestamp or epoch-ns value (fast)."
     return (_ns(index) % _DAY_NS) // 3_600_000_000_000
@@ -103,7 +103,7 @@ def by_group(a: np.ndarray, first: int, n_groups: int, pad: float = np.nan) -> n
     M[first : first + len(a)] = a
     return M.reshape(R, n_groups).T
 
-
+# %% ../nbs/05_models.ipynb #grid_stat-2
 def grid_stat(
     values: np.ndarray, weights: np.ndarray, first: int, n_groups: int, stat: str = 'median'
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -216,7 +216,7 @@ def _hw_forecast(r, h: int, m: int) -> np.ndarray:
     j = np.where(k <= n + m - 2, k, n - 1 + (k - (n + m - 1)) % m)  # statsmodels refills s[n+m-1:] with s[n-1 + j % m]
     return r.level[-1] + season[j - m]
 
-
+# %% ../nbs/05_models.ipynb #27cd66ae-2
 class HoltWinters(Forecaster):
     "Additive Holt-Winters with a daily season (statsmodels ExponentialSmoothing)."
 
@@ -293,7 +293,7 @@ def _lookup(hist: pd.Series, ns: np.ndarray) -> np.ndarray:
     out[ok] = hist.to_numpy(float)[k[ok]]
     return out
 
-
+# %% ../nbs/05_models.ipynb #a6a0b735-2
 def slot_median(y: pd.Series, step: pd.Timedelta) -> np.ndarray:
     "Per slot of day, the lower median of the observed values of a regular grid (NaN where none): one sort of each slot's row."
     per_day = _DAY_NS // step.value
@@ -301,7 +301,7 @@ def slot_median(y: pd.Series, step: pd.Timedelta) -> np.ndarray:
     k = (~np.isnan(S)).sum(1)  # NaN sorts last
     return np.where(k > 0, S[np.arange(per_day), np.maximum((k - 1) // 2, 0)], np.nan)
 
-
+# %% ../nbs/05_models.ipynb #a6a0b735-3
 class LagRegression(Forecaster):
     "Ridge regression on daily harmonics, weekday and lagged values (1 day, 1 week)."
 

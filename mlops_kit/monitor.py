@@ -27,7 +27,7 @@ def _finite(x) -> np.ndarray:
     a = np.asarray(x, float)
     return a[np.isfinite(a)]
 
-
+# %% ../nbs/18_monitor.ipynb #7d287e4b-2
 def psi(ref, new, bins: int = 10, eps: float = 1e-4) -> float:
     "Population stability index of `new` against `ref`, over `ref`'s quantile bins (NaN when either side has < 2 values)."
     # by hand: PSI is a few lines of numpy, and no library in the lock ships it
@@ -41,7 +41,7 @@ def psi(ref, new, bins: int = 10, eps: float = 1e-4) -> float:
     pr, pn = share(r), share(n)
     return float(np.sum((pn - pr) * np.log(pn / pr)))
 
-
+# %% ../nbs/18_monitor.ipynb #7d287e4b-3
 def dist_shift(ref, new, resolution: float | None = None) -> dict:
     "{'ks': KS statistic, 'ks_p': its p-value, 'psi': PSI} of `new` against `ref` (NaNs when a side has < 2 finite values); both rounded to `resolution` first."
     r, n = _finite(ref), _finite(new)
@@ -62,7 +62,7 @@ def resolution(values) -> float:
     v = np.unique(_finite(values))
     return float(np.diff(v).min()) if len(v) > 1 else 0.0
 
-
+# %% ../nbs/18_monitor.ipynb #mon_noise-2
 def resid_noise(resid, values) -> float:
     "The residuals' noise scale, in the metric's units: their robust scale, but at least their mean absolute size and the data's resolution (NaN if all are 0)."
     r = _finite(resid)
@@ -79,7 +79,7 @@ def served_frame(detector, policy, y: pd.Series) -> tuple[pd.DataFrame, pd.DataF
     f['value'] = y
     return f, events
 
-
+# %% ../nbs/18_monitor.ipynb #23771388-2
 def backtest(tuned, window: pd.Series, days: int) -> tuple[pd.DataFrame, pd.DataFrame]:
     "Refit `tuned`'s detector on `window` minus its last `days` and serve those days: the drift reference (frame, alert events)."
     step = tuned.detector.forecaster_.step_
@@ -118,7 +118,7 @@ def _drop_incidents(y: pd.Series, incidents: pd.DataFrame | None) -> pd.Series:
         inside |= np.asarray((y.index >= st) & (y.index < en))
     return y.mask(inside)
 
-
+# %% ../nbs/18_monitor.ipynb #38090288-2
 def drift_stats(
     tuned,
     window: pd.Series,
@@ -203,7 +203,7 @@ def flag_drift(table: pd.DataFrame, p: MonitorParams, alert_budget: float = 2.0)
     t['reasons'] = [', '.join(words[k](r) for k in DRIFT_KINDS if getattr(r, k)) for r in t.itertuples()]
     return t
 
-
+# %% ../nbs/18_monitor.ipynb #5aea4292-2
 def retrain_verdict(flags: pd.DataFrame, p: MonitorParams) -> dict:
     "The fleet decision: {'monitors', 'judged', 'drifted', 'drifted_share', 'by_kind', 'retrain', 'reason'}."
     judged, notes = flags[flags.note.fillna('') == ''], flags[flags.note.fillna('') != '']
@@ -244,12 +244,12 @@ def new_data(signals: pd.DataFrame, window_end: pd.Timestamp, monitors) -> dict[
     empty = pd.Series(dtype=float, index=pd.DatetimeIndex([], tz='UTC'))
     return {m: got.get(m, empty) for m in sorted(monitors)}
 
-
+# %% ../nbs/18_monitor.ipynb #e27151f9-2
 def _stats_item(item, ref_days, min_new_days):
     tuned, window, new, inc = item
     return drift_stats(tuned, window, new, ref_days, min_new_days, inc)
 
-
+# %% ../nbs/18_monitor.ipynb #e27151f9-3
 def drift_table(
     bundle,
     train: pd.DataFrame | dict[str, pd.Series],
@@ -303,7 +303,7 @@ def plot_drift(flags: pd.DataFrame, p: MonitorParams):
     fig.tight_layout()
     return fig
 
-
+# %% ../nbs/18_monitor.ipynb #8377d561-2
 def plot_monitor_drift(tuned, window: pd.Series, new: pd.Series, ref_days: int, title: str = ''):
     "One monitor: the window's last ref_days (backtest expectation) and the new data (served expectation, orange), alerts in red; y clipped at the 99.5th percentile."
     import matplotlib
@@ -391,7 +391,7 @@ def _bundle_window(bundle, man: dict, sig: pd.DataFrame, root: Path, p) -> tuple
     part = sig[(sig.ts >= start) & (sig.ts < end) & sig.monitor_id.isin(bundle.monitors)]
     return split_monitors(part, f'signals of the window {start:%Y-%m-%d} .. {end:%Y-%m-%d}'), end, as_of
 
-
+# %% ../nbs/18_monitor.ipynb #mon_run-2
 def run_monitor(p, root='.', progress: bool = True, bundle=None, judged: str | None = None) -> dict:
     "The monitor stage: drift after the window of `bundle` (default: the trained bundle; `mlops-kit monitor` passes the champion) -> reports/monitor/, metrics/monitor.json."
     from mlops_kit.evaluate import read_labels
@@ -531,7 +531,7 @@ def retrain_plan(p, root='.', force: bool = False) -> dict:
     why = ('forced; ' if not v['retrain'] else '') + f"{v['reason']}; new window as_of {as_of} (was {v['as_of']})"
     return {'retrain': True, 'verdict': v, 'as_of': str(as_of), 'command': cmd, 'why': why}
 
-# %% ../nbs/18_monitor.ipynb #mon_run
+# %% ../nbs/18_monitor.ipynb #mon_run_retrain
 def run_retrain(plan: dict, p, root='.') -> dict:
     "Audit the trigger, run the plan's `dvc exp run` in `root`; the registry's verdict and the drift after it."
     import subprocess

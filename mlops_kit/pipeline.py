@@ -19,7 +19,7 @@ __all__ = ['StageError', 'publish', 'notebook_path', 'run_notebook', 'log_notebo
 class StageError(RuntimeError):
     "A pipeline notebook failed; the message names the stage, the cell and its error, and where the executed notebook is."
 
-
+# %% ../nbs/12_pipeline.ipynb #017050a3-2
 def publish(staging: Path, root: Path, outputs) -> list[str]:
     "Move each path in `outputs` (relative) from `staging` to `root`, replacing what was there. Missing outputs are an error."
     if missing := [o for o in outputs if not (staging / o).exists()]:
@@ -44,7 +44,7 @@ def notebook_path(stage: str, root='.') -> Path:
         raise FileNotFoundError(f"{nb}: pipeline notebook for stage {stage!r} not found")
     return nb
 
-
+# %% ../nbs/12_pipeline.ipynb #7b000576-2
 def run_notebook(stage: str, root='.', parameters: dict | None = None, outputs=(), stream: bool = True) -> Path:
     "Execute nbs/pipeline/<stage>.ipynb into a staging folder; publish `outputs` on success. Returns the executed notebook's path."
     import papermill as pm
@@ -92,7 +92,7 @@ def _fail_run(staging: Path, notebook: Path):
     c.log_artifact(r['run_id'], str(notebook), 'notebooks')
     c.set_terminated(r['run_id'], 'FAILED')
 
-
+# %% ../nbs/12_pipeline.ipynb #0dd191c6-2
 def log_notebook(run: dict, notebook: Path):
     "Attach an executed pipeline notebook to the run (the human-readable record of what ran)."
     from mlops_kit.tracking import client
@@ -183,7 +183,7 @@ def flat_params(d, pre='') -> dict:
         for k, v in (flat_params(b, f'{pre}{a}.').items() if isinstance(b, dict) else [(f'{pre}{a}', b)])
     }
 
-
+# %% ../nbs/12_pipeline.ipynb #pl_flat-2
 def param_changes(root, params: str = 'params.yaml') -> list[str]:
     "'key: workspace value -> committed value' for each setting of `params` (under `root`) that differs from git HEAD."
     import yaml
@@ -198,7 +198,7 @@ def param_changes(root, params: str = 'params.yaml') -> list[str]:
 class BaselineError(RuntimeError):
     "The way back to the baseline cannot be taken as asked (no git commit; a stage would have to re-run)."
 
-
+# %% ../nbs/12_pipeline.ipynb #pl_restore-2
 def restore_params(root, params: str = 'params.yaml') -> tuple[list[str], list[str]]:
     "`params` back as git HEAD has it: (the files restored, the settings that changed); BaselineError without a commit."
     import subprocess

@@ -21,17 +21,17 @@ __all__ = ['ANCHOR_TAG', 'RegisterError', 'gate', 'gate_verdict', 'registry_writ
 class RegisterError(ValueError):
     "Registration refused (compliance) or impossible (missing inputs); the message says which and why."
 
-
+# %% ../nbs/13_register.ipynb #2f2ba5e8-2
 def _blank(v) -> bool:
     return v is None or (isinstance(v, float) and not np.isfinite(v))
 
-
+# %% ../nbs/13_register.ipynb #2f2ba5e8-3
 def _fmt(v) -> str:
     if _blank(v):
         return '–'
     return f'{v:.4g}' if isinstance(v, float) else str(v)
 
-
+# %% ../nbs/13_register.ipynb #2f2ba5e8-4
 def _unjudged(name: str, v, ch: dict, champ: dict | None) -> str:
     "Why a criterion has no number, in words."
     if not ch.get('judged', ch.get('monitors')):
@@ -136,12 +136,12 @@ def _digest(e: dict) -> str:
         json.dumps({k: v for k, v in e.items() if k != 'hash'}, sort_keys=True, default=str).encode()
     ).hexdigest()
 
-
+# %% ../nbs/13_register.ipynb #db8a31d2-2
 def _denied(e: Exception) -> bool:
     "The tracking server refused the request for lack of permission (HTTP 403)."
     return getattr(e, 'error_code', '') == 'PERMISSION_DENIED' or 'error code 403' in str(e)
 
-
+# %% ../nbs/13_register.ipynb #db8a31d2-3
 @contextlib.contextmanager
 def registry_write(model: str, what: str):
     "Turn the tracking server's refusal into a RegisterError that says who may do `what` on `model`."
@@ -156,7 +156,7 @@ def registry_write(model: str, what: str):
             f"releaser role may register versions, move aliases or record audit anchors (`mlops-kit team user NAME --role releaser`)"
         ) from None
 
-
+# %% ../nbs/13_register.ipynb #db8a31d2-4
 def anchor(c, model: str, e: dict):
     "Record audit entry `e` as the chain head on registered model `model` (created if it does not exist yet)."
     with registry_write(model, 'record the audit anchor'):
@@ -207,7 +207,7 @@ def audit(
         f.write(json.dumps(e, sort_keys=True) + '\n')
     return e
 
-
+# %% ../nbs/13_register.ipynb #b9646c38-2
 def _chain(path) -> tuple[list[dict], str | None]:
     "(entries, the first problem of the hash chain or None)."
     entries, prev = [], '0' * 64
@@ -238,7 +238,7 @@ def _alias_moves(entries: list[dict], model: str) -> dict[str, tuple[int, int]]:
             out[to.split('@v')[0]] = (int(to.split('@v')[1]), e['seq'])
     return out
 
-
+# %% ../nbs/13_register.ipynb #96604919-2
 def reconcile(c, entries: list[dict], models) -> tuple[list[str], int]:
     "(findings: what the registry holds that the log does not explain, the newest anchored seq) for registered `models`."
     out, heads = [], []
@@ -287,7 +287,7 @@ def reconcile(c, entries: list[dict], models) -> tuple[list[str], int]:
         )
     return out, max(heads, default=0)
 
-
+# %% ../nbs/13_register.ipynb #96604919-3
 def verify_audit(path, client=None, models=()) -> tuple[bool, str]:
     "(intact?, message): the hash chain, and with `client` the anchors, aliases and versions in the registry."
     entries, problem = _chain(path)
@@ -338,7 +338,7 @@ def pii_findings(folder, pii_columns, allow=()) -> list[str]:
         ]
     return out
 
-
+# %% ../nbs/13_register.ipynb #4404702a-2
 def residency_violations(source_regions: dict, target_region: str) -> list[str]:
     "Sources whose region restricts the model to a region other than `target_region`."
     return [
@@ -384,12 +384,12 @@ def alias_version(c, name: str, alias: str) -> int | None:
             return None
         raise
 
-
+# %% ../nbs/13_register.ipynb #752d6e0f-2
 def champion_version(c, name: str) -> int | None:
     "The champion's version; None when there is no champion or no registered model yet."
     return alias_version(c, name, 'champion') if c.search_registered_models(f"name='{name}'") else None
 
-
+# %% ../nbs/13_register.ipynb #752d6e0f-3
 def version_metrics(c, name: str, version: int | None) -> dict | None:
     "The metrics a version was judged on (its `metric.*` tags), or None."
     if version is None:
@@ -397,7 +397,7 @@ def version_metrics(c, name: str, version: int | None) -> dict | None:
     tags = c.get_model_version(name, str(version)).tags
     return {k.removeprefix('metric.'): json.loads(v) for k, v in tags.items() if k.startswith('metric.')}
 
-
+# %% ../nbs/13_register.ipynb #752d6e0f-4
 def move_alias(c, name: str, alias: str, version: int, log, action: str, reason: str) -> dict:
     "Point `alias` at `version` (tagging champions approved) and audit the move."
     old = alias_version(c, name, alias)
@@ -409,7 +409,7 @@ def move_alias(c, name: str, alias: str, version: int, log, action: str, reason:
         log, action, name, version, None if old is None else f'{alias}@v{old}', f'{alias}@v{version}', reason, client=c
     )
 
-
+# %% ../nbs/13_register.ipynb #752d6e0f-5
 def rollback(c, name: str, log, reason: str = 'rollback') -> dict:
     "Move `champion` back to the newest approved version older than the current champion; audited."
     cur = alias_version(c, name, 'champion')
@@ -529,7 +529,7 @@ Anomaly alerting for {int(ch.get('monitors', 0))} monitoring signals: one fleet 
 {lim}
 """
 
-
+# %% ../nbs/13_register.ipynb #a487dd9a-2
 def card_html(md: str) -> str:
     import mistune
 
@@ -549,7 +549,7 @@ def challenger_metrics(root: Path) -> dict:
         'fallback_share': m['train'].get('path_fallback', 0) / max(m['train']['tuned'], 1),
     }
 
-
+# %% ../nbs/13_register.ipynb #bcd8dd8b-2
 def rejudge(champ_bundle, root: Path, p, recorded: dict, progress: bool = True) -> dict:
     "The champion's fleet numbers on the challenger's holdout: its tuned detectors replayed exactly as the evaluate stage replays the challenger's."
     from mlops_kit.evaluate import read_labels, summarize
@@ -577,12 +577,12 @@ def rejudge(champ_bundle, root: Path, p, recorded: dict, progress: bool = True) 
     s = summarize(table, p.evaluate.noisy_per_day, meta.get('alert_budget', p.train.alert_budget))
     return s | {k: recorded[k] for k in ('schema_ok', 'fallback_share') if k in recorded}
 
-
+# %% ../nbs/13_register.ipynb #bcd8dd8b-3
 def _window_as_of(c, name: str, version: int) -> str | None:
     run_id = c.get_model_version(name, str(version)).tags.get('run_id')
     return c.get_run(run_id).data.tags.get('window_as_of') if run_id else None
 
-
+# %% ../nbs/13_register.ipynb #bcd8dd8b-4
 def _owners(p, table: pd.DataFrame, root=Path('.')) -> pd.Series:
     cat = (
         root / p.ingest.out_dir / 'monitors.json'
@@ -593,7 +593,7 @@ def _owners(p, table: pd.DataFrame, root=Path('.')) -> pd.Series:
         lambda mid: by_id.get(mid) or by_name.get(mid.split('.', 1)[-1], by_name.get(mid, 'unassigned'))
     )
 
-
+# %% ../nbs/13_register.ipynb #bcd8dd8b-5
 def _check_compliance(c, run: dict, p, log, name: str) -> dict:
     "Block (audited) a run whose artifacts carry PII, whose sources are restricted to another region, or whose logged model is not what train logged; else its digests."
     import mlflow, tempfile

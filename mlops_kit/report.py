@@ -26,7 +26,7 @@ def _plt():
 
     return plt
 
-
+# %% ../nbs/17_report.ipynb #57778596-2
 def fig_img(fig, alt: str) -> str:
     "A matplotlib figure as an <img> with the PNG embedded (base64); closes the figure."
     plt = _plt()
@@ -35,12 +35,12 @@ def fig_img(fig, alt: str) -> str:
     plt.close(fig)
     return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{base64.b64encode(buf.getvalue()).decode()}">'
 
-
+# %% ../nbs/17_report.ipynb #57778596-3
 def table(df: pd.DataFrame, floatfmt='{:,.3g}') -> str:
     "A DataFrame as an HTML table (values escaped)."
     return df.to_html(index=False, escape=True, border=0, classes='t', na_rep='–', float_format=floatfmt.format)
 
-
+# %% ../nbs/17_report.ipynb #57778596-4
 def section(sid: str, title: str, body: str, note: str = '') -> str:
     return (
         f'<section id="{sid}"><h2>{html.escape(title)}</h2>'
@@ -49,7 +49,7 @@ def section(sid: str, title: str, body: str, note: str = '') -> str:
         + '</section>'
     )
 
-
+# %% ../nbs/17_report.ipynb #57778596-5
 def missing(text: str) -> str:
     return f'<p class="missing">{html.escape(text)}</p>'
 
@@ -83,7 +83,7 @@ def telemetry_runs(records: list[dict], n: int = 20) -> pd.DataFrame:
     t['order'] = t.stage.map({s: i for i, s in enumerate(STAGE_ORDER)}).fillna(len(STAGE_ORDER))
     return t.sort_values(['run_start', 'order', 'start']).reset_index(drop=True)
 
-
+# %% ../nbs/17_report.ipynb #dd2d248b-2
 def plot_stage_costs(t: pd.DataFrame):
     "Stacked bars per run: wall seconds and estimated cost by stage; failed stages hatched."
     plt = _plt()
@@ -184,7 +184,7 @@ def _store_missing(uri: str) -> str | None:
         return f"no MLflow store yet at {uri} (run make repro)"
     return None
 
-
+# %% ../nbs/17_report.ipynb #452fa1c2-2
 def mlflow_runs(uri: str, experiment: str, n: int = 20) -> pd.DataFrame | str:
     "The latest `n` pipeline (parent) runs with their eval metrics, oldest first; or a sentence saying why there are none."
     if why := _store_missing(uri):
@@ -200,7 +200,7 @@ def mlflow_runs(uri: str, experiment: str, n: int = 20) -> pd.DataFrame | str:
         df = df[df['tags.mlflow.parentRunId'].isna()]
     return df.head(n).iloc[::-1].reset_index(drop=True)
 
-
+# %% ../nbs/17_report.ipynb #452fa1c2-3
 def plot_alert_reduction(r: pd.DataFrame):
     "Static-baseline vs kit alerts/day over the pipeline runs, with recall."
     plt = _plt()
@@ -233,7 +233,7 @@ def plot_alert_reduction(r: pd.DataFrame):
     fig.tight_layout()
     return fig
 
-
+# %% ../nbs/17_report.ipynb #452fa1c2-4
 def alerts_section(uri: str, experiment: str, n: int = 20) -> tuple[str, int]:
     title = 'Alert reduction over time'
     r = mlflow_runs(uri, experiment, n)
@@ -339,7 +339,7 @@ def plot_slo(t: pd.DataFrame, slo_p99_ms: float):
     fig.tight_layout()
     return fig
 
-
+# %% ../nbs/17_report.ipynb #c89caebf-2
 def slo_section(uri: str, name: str, slo_p99_ms: float, root='.') -> tuple[str, int]:
     title = 'Serving SLO (champion)'
     if why := _store_missing(uri):

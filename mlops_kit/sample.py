@@ -58,7 +58,7 @@ def _role(i: int, n: int) -> str:
         return 'sparse'
     return 'noisy' if i % 4 == 1 else ('seasonal' if i % 2 == 0 else 'steady')
 
-
+# %% ../nbs/01_sample.ipynb #b68d2543-2
 def fleet(n_services: int = 20, seed: int = 7) -> list[Service]:
     "Seeded service profiles: roles by position, sizes and speeds drawn from the seed."
     rng = np.random.default_rng([seed, 1])
@@ -144,7 +144,7 @@ def _mask(cal: pd.DataFrame, ev: pd.DataFrame) -> np.ndarray:
         m |= ((cal.ts >= st) & (cal.ts < en)).to_numpy()
     return m
 
-
+# %% ../nbs/01_sample.ipynb #b5d927fe-2
 def _profile(s: Service, cal: pd.DataFrame, ev: pd.DataFrame, rng) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     "Per-slice (request rate, median latency ms, probability of a 5xx) for one service."
     mine = ev[ev.service == s.name]
@@ -191,7 +191,7 @@ def _users(n: int, rng) -> pd.DataFrame:
 
 STATUS_OK, STATUS_4XX, STATUS_5XX = [200, 200, 200, 201, 204], [400, 401, 404, 429], [500, 502, 503, 504]
 
-
+# %% ../nbs/01_sample.ipynb #d261d6f7-2
 def requests_for(s: Service, cal: pd.DataFrame, ev: pd.DataFrame, users: pd.DataFrame, rng) -> pd.DataFrame:
     "Raw request rows of one service (unsorted within a slice)."
     rate, lat, p5 = _profile(s, cal, ev, rng)
@@ -229,7 +229,7 @@ def _labels(ev: pd.DataFrame) -> pd.DataFrame:
     inc['kind'] = inc.kind.str.removeprefix('incident-')
     return inc[['monitor_id', 'start', 'end', 'kind', 'service']].reset_index(drop=True)
 
-
+# %% ../nbs/01_sample.ipynb #d8525519-2
 def _atomic_write(df: pd.DataFrame, path: Path):
     "Write csv/parquet to a temp name, then rename: a crash never leaves a half file under the real name."
     tmp = path.with_name(path.name + '.tmp')
@@ -252,7 +252,7 @@ def _shifts(svcs: list[Service], cal: pd.DataFrame, shift: dict | None) -> pd.Da
         }
     )
 
-
+# %% ../nbs/01_sample.ipynb #b60f66ef-2
 def generate(
     seed: int = 7, start: str = '2026-08-10', days: int = 80, n_services: int = 20, shift: dict | None = None
 ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:

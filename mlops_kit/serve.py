@@ -48,7 +48,7 @@ def free_port() -> int:
         s.bind(('127.0.0.1', 0))
         return s.getsockname()[1]
 
-
+# %% ../nbs/14_serve.ipynb #9a3d0fc6-2
 def limits_env(serve_params) -> dict:
     "The request bounds of `serve` params as the environment FleetModel reads (tracking.SERVE_LIMITS)."
     return {
@@ -56,7 +56,7 @@ def limits_env(serve_params) -> dict:
         'MLOPS_KIT_SERVE_MAX_SPAN_DAYS': str(serve_params.max_span_days),
     }
 
-
+# %% ../nbs/14_serve.ipynb #9a3d0fc6-3
 def verified_model(model_uri: str, tracking_uri: str, dst) -> str:
     "A models:/name@alias URI -> the local folder of that version, downloaded into `dst` and verified; any other URI as it is."
     from mlops_kit.tracking import fetch_model
@@ -64,7 +64,7 @@ def verified_model(model_uri: str, tracking_uri: str, dst) -> str:
     m = re.fullmatch(r'models:/([^/@]+)@([\w-]+)', model_uri)
     return str(fetch_model(tracking_uri, m[1], m[2], dst)[0]) if m else model_uri
 
-
+# %% ../nbs/14_serve.ipynb #9a3d0fc6-4
 @contextlib.contextmanager
 def scoring_server(
     model_uri: str,
@@ -167,7 +167,7 @@ def _body(r: pd.DataFrame, fmt: str = 'inputs') -> bytes:
         return json.dumps({'dataframe_records': r[cols].to_dict('records')}).encode()
     raise ValueError(f"unknown request format {fmt!r}; one of {FORMATS}")
 
-
+# %% ../nbs/14_serve.ipynb #ba2e2a17-2
 def _requests(rows: pd.DataFrame, points: int, n: int, seed: int = 0, fmt: str = 'inputs') -> list[bytes]:
     "n request bodies of `points` consecutive rows of one monitor each (ts as ISO strings), in request format `fmt`."
     rng, out, parts = np.random.default_rng(seed), [], [g for _, g in rows.groupby('monitor_id')]
@@ -181,12 +181,12 @@ def _requests(rows: pd.DataFrame, points: int, n: int, seed: int = 0, fmt: str =
         )
     return out
 
-
+# %% ../nbs/14_serve.ipynb #ba2e2a17-3
 def _cpu(proc) -> float:
     procs = [proc] + proc.children(recursive=True)
     return sum(p.cpu_times().user + p.cpu_times().system for p in procs if p.is_running())
 
-
+# %% ../nbs/14_serve.ipynb #ba2e2a17-4
 class _Conn:
     "One keep-alive HTTP/1.1 connection to the server, for pre-encoded requests: `sendall`, then the status line, the headers and a Content-Length body."
 
@@ -209,13 +209,13 @@ class _Conn:
         self.f.close()
         self.s.close()
 
-
+# %% ../nbs/14_serve.ipynb #ba2e2a17-5
 def _post(body: bytes, port: int) -> bytes:
     return (
         f'POST /invocations HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n'
     ).encode() + body
 
-
+# %% ../nbs/14_serve.ipynb #ba2e2a17-6
 def load_test(
     port: int,
     proc,
@@ -293,7 +293,7 @@ def _card_with_slo(c, run_id: str, version, md: str, out: Path) -> Path | None:
         c.log_artifact(run_id, str(f), f'register/v{version}')
     return card
 
-
+# %% ../nbs/14_serve.ipynb #09a5a9d7-2
 def bench_serve(root, p, rates=None, duration_s: float | None = None) -> pd.DataFrame:
     "SLO load test of models:/<register.model_name>@champion at each rate; writes reports/serve/ (slo.csv, slo.md, the card with its SLO section), logs to MLflow and the card there."
     import mlflow

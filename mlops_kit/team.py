@@ -42,7 +42,7 @@ def auth_config(database_uri: str, folder=None) -> Path:
         ini.write(f)  # it holds the database password
     return path
 
-
+# %% ../nbs/19_team.ipynb #a327e094-2
 def server_command(
     backend_store_uri: str,
     artifacts_destination: str,
@@ -114,7 +114,7 @@ def _ok(status: int, body, what: str):
     if status >= 300:
         raise TeamError(f"{what}: HTTP {status}: {str((body or {}).get('message', body))[:200]}")
 
-
+# %% ../nbs/19_team.ipynb #91f0a948-2
 def add_user(
     uri: str, name: str, role: str, password: str, experiment: str = 'mlops_kit', model: str = 'mlops_kit_fleet'
 ) -> dict:
@@ -181,7 +181,7 @@ def wait_healthy(url: str, timeout_s: float = 120, proc=None, log=None):
             )
         time.sleep(0.3)
 
-
+# %% ../nbs/19_team.ipynb #e83eec6a-2
 @contextlib.contextmanager
 def tracking_server(
     backend_store_uri: str,
@@ -239,7 +239,7 @@ def _dvc_remote(root: Path) -> tuple[str, bool, str]:
         'dvc push after dvc repro; teammates dvc pull',
     )
 
-
+# %% ../nbs/19_team.ipynb #96a2eae2-2
 def team_status(p, root='.') -> pd.DataFrame:
     "Rows (check, value, ok, advice) on tracking mode, server health, experiment, champion, audit log and DVC remote."
     import mlflow

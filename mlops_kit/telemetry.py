@@ -17,11 +17,11 @@ def _cpu(who) -> float:
     r = resource.getrusage(who)
     return r.ru_utime + r.ru_stime
 
-
+# %% ../nbs/20_telemetry.ipynb #1ce6c6ff-2
 def _maxrss_mb(who) -> float:
     return resource.getrusage(who).ru_maxrss / 1024  # Linux reports KiB
 
-
+# %% ../nbs/20_telemetry.ipynb #1ce6c6ff-3
 class Meter:
     "Context manager: wall, CPU (self + children) and peak RSS (process tree) of the block it wraps."
 
@@ -95,7 +95,7 @@ STAGE_ROWS = {  # stage -> f(result, metrics) -> (rows_in, rows_out, unit)
     'monitor': lambda r, m: (_get(r, 'monitors'), _get(r, 'drifted'), 'monitors (in: checked, out: drifted)'),
 }
 
-
+# %% ../nbs/20_telemetry.ipynb #896e7940-2
 def row_counts(stage: str, result=None, root='.', rows=None) -> dict:
     "rows_in, rows_out, rows_unit for a finished stage (+ rows_note when it has none)."
     mf = Path(root) / 'metrics' / f'{stage}.json'
@@ -142,7 +142,7 @@ def pipeline_run() -> str:
             )
     return f"pid-{me.pid}-{datetime.fromtimestamp(me.create_time(), timezone.utc):%Y%m%dT%H%M%S}"
 
-
+# %% ../nbs/20_telemetry.ipynb #8d0e7414-2
 def run_context(root, p) -> dict:
     "as_of of the current window and the MLflow run id of the current pipeline run, when the files exist."
     out = {'as_of': None, 'mlflow_run_id': None, 'dvc_exp_name': os.environ.get('DVC_EXP_NAME') or None}
@@ -174,7 +174,7 @@ def write_record(rec: dict, log_path, stream=None) -> str:
         ) from e
     return line
 
-
+# %% ../nbs/20_telemetry.ipynb #14d6ad9d-2
 def read_log(log_path) -> list[dict]:
     "Every record of the telemetry log, oldest first ([] when there is no log); a corrupt line is an error naming it."
     log_path = Path(log_path)
@@ -190,7 +190,7 @@ def read_log(log_path) -> list[dict]:
             raise ValueError(f"{log_path}:{i}: not a JSON line ({e}): {line[:80]!r}") from None
     return out
 
-
+# %% ../nbs/20_telemetry.ipynb #14d6ad9d-3
 def attach_to_mlflow(rec: dict, tracking_uri: str):
     "Log the record's numbers as metrics telemetry.<stage>.<name> on rec['mlflow_run_id']."
     from mlops_kit.tracking import client
@@ -219,7 +219,7 @@ def _params(fn, args, kw):
     except ParamsError:
         return root, None
 
-
+# %% ../nbs/20_telemetry.ipynb #c5079fd0-2
 def stage(fn=None, *, name: str | None = None, rows=None, mlflow: bool | None = None):
     "Decorator: measure a stage command and write its telemetry record (also when it fails)."
     if fn is None:

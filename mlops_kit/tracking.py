@@ -48,7 +48,7 @@ def tracking_mode(uri: str) -> str:
         return 'embedded'
     return 'database'
 
-
+# %% ../nbs/11_tracking.ipynb #90c13dd0-2
 def redact(uri: str) -> str:
     "The URI with its password replaced by ***."
     u = urlsplit(uri)
@@ -70,7 +70,7 @@ def auth_call(uri: str, method: str, endpoint: str, **kw) -> tuple[int, dict | N
     except ValueError:
         return r.status_code, None
 
-
+# %% ../nbs/11_tracking.ipynb #trk_who-2
 def authenticated_user(uri: str | None) -> str | None:
     "The user the tracking server at `uri` authenticated this client as; None on the embedded store, a server without auth, or bad credentials."
     if not uri or tracking_mode(uri) != 'server':
@@ -92,7 +92,7 @@ def _process_tags() -> dict:
         'mlops_kit.pid_started': f'{psutil.Process().create_time():.3f}',
     }
 
-
+# %% ../nbs/11_tracking.ipynb #c0cd532d-2
 def end_stale_runs(experiment_id: str, uri: str) -> list[str]:
     "Mark KILLED the runs of the experiment left RUNNING by a process of this host that is gone (and their nested runs); their ids."
     import psutil
@@ -129,7 +129,7 @@ def end_stale_runs(experiment_id: str, uri: str) -> list[str]:
         c.set_terminated(rid, 'KILLED')
     return gone
 
-
+# %% ../nbs/11_tracking.ipynb #c0cd532d-3
 def experiment(name: str, uri: str) -> str:
     "Set the tracking URI and return the id of experiment `name`, creating it (artifacts beside a sqlite db) if needed; end its stale runs (see end_stale_runs)."
     import mlflow
@@ -162,7 +162,7 @@ def git_info(root='.') -> dict:
     dirty = git('status', '--porcelain', '--untracked-files=no', '--', '.', ':(exclude)dvc.lock', ':(exclude)metrics')
     return {'git_sha': sha, 'git_dirty': str(bool(dirty)).lower()}
 
-
+# %% ../nbs/11_tracking.ipynb #29ddf584-2
 def dvc_lock_hashes(root='.', stage: str = 'windows') -> dict:
     "{'<path>': md5} for the outputs of `stage` as dvc.lock records them ({} before the first dvc repro)."
     f = Path(root) / 'dvc.lock'
@@ -171,7 +171,7 @@ def dvc_lock_hashes(root='.', stage: str = 'windows') -> dict:
     st = (yaml.safe_load(f.read_text()) or {}).get('stages', {}).get(stage, {})
     return {o['path']: o.get('md5', '') for o in st.get('outs', [])}
 
-
+# %% ../nbs/11_tracking.ipynb #29ddf584-3
 def lineage(root='.', windows_dir='data/windows') -> dict:
     "Tags for an MLflow run: git SHA + dirty flag, package version, window as_of and bounds, data digests, DVC hashes, the process (end_stale_runs)."
     root = Path(root)
@@ -269,7 +269,7 @@ def _requirements() -> list[str]:
 
     return [f'{p}=={version(p)}' for p in _PINNED]
 
-
+# %% ../nbs/11_tracking.ipynb #fba13b6e-2
 def log_bundle(bundle_path, example: pd.DataFrame, name: str = 'fleet_bundle', extra_code=()):
     "Log the bundle at `bundle_path` as a pyfunc in the active run (signature and input example from `example`); tag the run with the bundle's and the model's digests. `extra_code`: more files or folders (your candidates' modules) to ship with it."
     import mlflow, tempfile
@@ -304,7 +304,7 @@ def log_bundle(bundle_path, example: pd.DataFrame, name: str = 'fleet_bundle', e
 class ModelIntegrityError(ValueError):
     "A registered model's files do not match the digest recorded for it (or none was recorded): it is not loaded."
 
-
+# %% ../nbs/11_tracking.ipynb #8354e782-2
 def recorded_digest(run: dict, key: str = 'bundle_sha256') -> str:
     "The digest tag `key` of the pipeline's MLflow run ({'run_id', 'tracking_uri'}, as in run.json)."
     got = client(run['tracking_uri']).get_run(run['run_id']).data.tags.get(key)
@@ -314,14 +314,14 @@ def recorded_digest(run: dict, key: str = 'bundle_sha256') -> str:
         )
     return got
 
-
+# %% ../nbs/11_tracking.ipynb #8354e782-3
 def load_bundle(models_dir) -> 'FleetBundle':
     "The train stage's bundle from `models_dir`, unpickled only after its SHA-256 matches the one its MLflow run recorded."
     from mlops_kit.fleet import FleetBundle
 
     return FleetBundle.load(Path(models_dir) / 'bundle.pkl', recorded_digest(read_run(Path(models_dir) / 'run.json')))
 
-
+# %% ../nbs/11_tracking.ipynb #8354e782-4
 def fetch_model(uri: str, name: str, alias: str = 'champion', dst=None) -> tuple[Path, int]:
     "(local folder, version) of models:/name@alias, downloaded into `dst` and verified against the version's `model_sha256` tag."
     import mlflow, tempfile
@@ -357,7 +357,7 @@ def fetch_model(uri: str, name: str, alias: str = 'champion', dst=None) -> tuple
 class ScoreInputError(ValueError):
     "A file to score is unreadable or lacks the monitor_id, ts, value columns; the message names the file."
 
-
+# %% ../nbs/11_tracking.ipynb #d8c90dd5-2
 def read_rows(path) -> pd.DataFrame:
     "Rows to score from CSV / JSONL / Parquet: monitor_id, ts (UTC; naive = UTC), value."
     path = Path(path)
@@ -383,7 +383,7 @@ def read_rows(path) -> pd.DataFrame:
         }
     )
 
-
+# %% ../nbs/11_tracking.ipynb #d8c90dd5-3
 def score_rows(rows: pd.DataFrame, uri: str, name: str = 'mlops_kit_fleet', alias: str = 'champion') -> pd.DataFrame:
     "Score rows with the registered model `models:/name@alias` (the model `make serve` serves)."
     import mlflow, shutil
@@ -399,7 +399,7 @@ def score_rows(rows: pd.DataFrame, uri: str, name: str = 'mlops_kit_fleet', alia
 class RunsError(ValueError):
     "`runs compare` asked for runs that are not there, or not two of them."
 
-
+# %% ../nbs/11_tracking.ipynb #70a6da45-2
 def find_experiment(uri: str, experiment_name: str = 'mlops_kit') -> str:
     "The id of the experiment named `experiment_name` at `uri`; FileNotFoundError (say: run the pipeline) when there is none."
     import mlflow
@@ -410,7 +410,7 @@ def find_experiment(uri: str, experiment_name: str = 'mlops_kit') -> str:
         raise FileNotFoundError(f"no MLflow experiment {experiment_name!r} at {uri}; run `make repro` first")
     return e.experiment_id
 
-
+# %% ../nbs/11_tracking.ipynb #70a6da45-3
 def latest_runs(uri: str, experiment_name: str = 'mlops_kit', n: int = 2) -> list[str]:
     "Ids of the `n` most recent runs of the experiment, newest first."
     import mlflow
@@ -419,7 +419,7 @@ def latest_runs(uri: str, experiment_name: str = 'mlops_kit', n: int = 2) -> lis
     runs = mlflow.search_runs([eid], order_by=['attributes.start_time DESC'], max_results=n, output_format='list')
     return [r.info.run_id for r in runs]
 
-
+# %% ../nbs/11_tracking.ipynb #70a6da45-4
 def compare_runs(a: str, b: str, uri: str) -> pd.DataFrame:
     "Rows (kind, key, a, b, change) for params (and evaluate settings) that differ and for every metric of either run."
     from mlflow.exceptions import MlflowException

@@ -22,13 +22,13 @@ __all__ = ['MAX_PLOTS', 'ValidateError', 'signal_schema', 'check_signals', 'qual
 class ValidateError(ValueError):
     "Signals break the schema; the message names the file, each failing check, and example rows."
 
-
+# %% ../nbs/03_validate.ipynb #7ac46180-2
 def _steps_ns(df: pd.DataFrame, catalog: dict) -> pd.Series:
     "Each row's monitor interval in nanoseconds (NaN for unknown monitors)."
     ns = {m: parse_interval(c['interval']).value for m, c in catalog.items()}
     return df.monitor_id.map(ns)
 
-
+# %% ../nbs/03_validate.ipynb #7ac46180-3
 def signal_schema(catalog: dict) -> pa.DataFrameSchema:
     "Pandera schema of signals for the monitors in `catalog`."
 
@@ -89,7 +89,7 @@ def _longest_run_hours(s: pd.Series, step: pd.Timedelta, ignore_zero: bool) -> f
     new = (s.diff() != 0) | (s.index.to_series().diff() != step)
     return float(new.cumsum().value_counts().max() * step / pd.Timedelta('1h'))
 
-
+# %% ../nbs/03_validate.ipynb #f7699582-2
 def _monitor_quality(s: pd.Series, c: dict, p: ValidateParams) -> dict:
     "Quality numbers and flags of one monitor's values (indexed by ts)."
     step = parse_interval(c['interval'])
@@ -127,7 +127,7 @@ def _monitor_quality(s: pd.Series, c: dict, p: ValidateParams) -> dict:
     ]
     return r
 
-
+# %% ../nbs/03_validate.ipynb #f7699582-3
 def quality(df: pd.DataFrame, catalog: dict, p: ValidateParams = ValidateParams()) -> pd.DataFrame:
     "One row of quality numbers and flags per monitor."
     rows = {m: _monitor_quality(g.set_index('ts').value, catalog[m], p) for m, g in df.groupby('monitor_id', sort=True)}
@@ -142,7 +142,7 @@ def _plt():
 
     return plt
 
-
+# %% ../nbs/03_validate.ipynb #e1951ece-2
 def plot_quality(q: pd.DataFrame, p: ValidateParams = ValidateParams()):
     "Gap share and sparsity per monitor with the thresholds (matplotlib Figure)."
     plt = _plt()
@@ -160,7 +160,7 @@ def plot_quality(q: pd.DataFrame, p: ValidateParams = ValidateParams()):
     fig.tight_layout()
     return fig
 
-
+# %% ../nbs/03_validate.ipynb #e1951ece-3
 def plot_monitor(df: pd.DataFrame, monitor_id: str, interval: str = '5min'):
     "Daily median, 1-99% band and coverage (share of slices present) of one monitor (matplotlib Figure)."
     plt = _plt()

@@ -21,7 +21,7 @@ __all__ = ['WindowsError', 'latest_full_day', 'default_as_of', 'usable_as_of', '
 class WindowsError(ValueError):
     "The windows cannot be cut as configured; the message names the dates or monitor and what would work."
 
-
+# %% ../nbs/04_windows.ipynb #9bee235a-2
 def _day(d) -> pd.Timestamp:
     "A date or 'YYYY-MM-DD' -> that day's midnight, UTC."
     return pd.Timestamp(str(d), tz='UTC').normalize()
@@ -33,7 +33,7 @@ def latest_full_day(ts: pd.Series | pd.DatetimeIndex, interval: pd.Timedelta = p
     day = last.normalize()
     return (day if last >= day + pd.Timedelta('1D') - interval else day - pd.Timedelta('1D')).date()
 
-
+# %% ../nbs/04_windows.ipynb #4b2ea0c5-2
 def default_as_of(ts, holdout_days: int, interval: pd.Timedelta = pd.Timedelta('5min')) -> dt.date:
     "The latest full day minus the holdout days."
     return latest_full_day(ts, interval) - dt.timedelta(days=holdout_days)
@@ -57,7 +57,7 @@ def usable_as_of(ts: pd.DatetimeIndex, interval: pd.Timedelta, min_days: int, ho
 def _grid(start: pd.Timestamp, days: int, step: pd.Timedelta) -> pd.DatetimeIndex:
     return pd.date_range(start, start + pd.Timedelta(days=days) - step, freq=step)
 
-
+# %% ../nbs/04_windows.ipynb #cbb96c14-2
 def cut_window(
     s: pd.Series, interval: pd.Timedelta, as_of, days: int = 60, holdout_days: int = 7, min_days: int = 14
 ) -> tuple[pd.Series, pd.Series, dict]:
@@ -115,7 +115,7 @@ def _sha256(path: Path) -> str:
             h.update(chunk)
     return h.hexdigest()
 
-
+# %% ../nbs/04_windows.ipynb #52d69649-2
 def load_signals(signals_dir) -> tuple[pd.DataFrame, dict]:
     "Signals + monitor catalog, schema-checked enough to window them; WindowsError names the file otherwise."
     d = Path(signals_dir)
@@ -164,7 +164,7 @@ def _write_atomic_dir(out: Path, files: dict):
             (staging / name).write_text(json.dumps(obj, indent=2, sort_keys=True) + '\n')
     swap_in(staging, out)
 
-
+# %% ../nbs/04_windows.ipynb #2eba70fb-2
 def _long(parts: dict) -> pd.DataFrame:
     "{monitor_id: series} -> long frame (monitor_id, ts, value)."
     if not parts:
