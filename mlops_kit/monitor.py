@@ -486,13 +486,12 @@ class RetrainError(RuntimeError):
 # %% ../nbs/18_monitor.ipynb #mon_newest
 def newest_window(p, root='.') -> tuple:
     "(the signals' last full day, the newest as_of it allows: that day minus windows.holdout_days)."
-    import datetime as dt
     from mlops_kit.config import parse_interval
-    from mlops_kit.windows import latest_full_day, load_signals
+    from mlops_kit.windows import default_as_of, latest_full_day, load_signals
 
     sig, cat = load_signals(Path(root) / p.ingest.out_dir)
-    last_full = latest_full_day(sig.ts, max(parse_interval(c['interval']) for c in cat.values()))
-    return last_full, last_full - dt.timedelta(days=p.windows.holdout_days)
+    step = max(parse_interval(c['interval']) for c in cat.values())
+    return latest_full_day(sig.ts, step), default_as_of(sig.ts, p.windows.holdout_days, step)
 
 # %% ../nbs/18_monitor.ipynb #mon_refused
 def refused_window(root, as_of) -> str | None:
