@@ -37,7 +37,7 @@ ct: $(STAMP)  ## continuous training, e.g. nightly from cron: dvc repro (the mon
 
 test: $(STAMP) test-deps-chromium test-deps-postgres  ## nbdev_test, pytest, and a check that nbdev_export/nbdev_clean change nothing
 	nbdev_test --n_workers 2
-	pytest -q -n 2 --dist loadfile --durations=25 tests
+	pytest -q -n 2 --dist loadfile --no-loadscope-reorder --durations=25 tests
 	@before=$$(find mlops_kit nbs -name '*.py' -o -name '*.ipynb' | sort | xargs sha1sum | sha1sum); \
 	nbdev_export && nbdev_clean >/dev/null; \
 	after=$$(find mlops_kit nbs -name '*.py' -o -name '*.ipynb' | sort | xargs sha1sum | sha1sum); \

@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from conftest import scratch_project, set_params, sh
+from conftest import SERIAL, scratch_project, set_params, sh
 
 SHIFTED = ['api-gateway.latency_p95', 'checkout.latency_p95', 'auth.latency_p95']   # the first 3 live services of a 5-service sample
 SCENARIO = {'sample': {'days': 80, 'n_services': 5, 'shift': {'day': 62, 'factor': 1.8, 'services': 3}},   # slower from 2026-10-11 on
@@ -15,7 +15,7 @@ SCENARIO = {'sample': {'days': 80, 'n_services': 5, 'shift': {'day': 62, 'factor
 
 @pytest.fixture(scope='module')
 def drifted(tmp_path_factory):
-    root, out = scratch_project(tmp_path_factory.mktemp('drift'), SCENARIO, nbs=('pipeline',), repro=True)   # the model is trained before the shift
+    root, out = scratch_project(tmp_path_factory.mktemp('drift'), SCENARIO | SERIAL, nbs=('pipeline',), repro=True)   # the model is trained before the shift
     return root, out
 
 

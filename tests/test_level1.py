@@ -1,7 +1,9 @@
 """The level-1 pipeline end to end on a scratch git + DVC project (the tests share it; a test that changes it restores the committed
 params, dvc.lock, metrics and outputs when it ends, so none depends on another's order): dvc repro through train and evaluate (papermill),
-MLflow lineage on the real run, no-op re-runs, param changes re-running only their readers, failing stages, the tutorial."""
-import json
+MLflow lineage on the real run, no-op re-runs, param changes re-running only their readers, failing stages, the tutorials (level 0 -> 1,
+bring your own model). A deliberately worse train param that registers but is not promoted: tests/test_own_data.py (same gate, one pipeline
+run fewer)."""
+import json, sys
 from pathlib import Path
 
 import pandas as pd
@@ -11,7 +13,7 @@ import yaml
 import mlops_kit
 from mlops_kit.config import EvaluateParams, TrainParams
 
-from conftest import GATE, ROOT, ran, scratch_project, set_params, sh
+from conftest import ENV, GATE, ROOT, SERIAL, ran, scratch_project, set_params, sh
 
 SMALL = {'sample': {'days': 75, 'n_services': 5}}
 
@@ -20,9 +22,10 @@ SMALL = {'sample': {'days': 75, 'n_services': 5}}
 @pytest.fixture(scope='module')
 def proj(tmp_path_factory):
     "A scratch copy of the project (small sample), committed, after one full `dvc repro`."
-    root, out = scratch_project(tmp_path_factory.mktemp('level1'), SMALL | GATE, repro=True)
+    root, out = scratch_project(tmp_path_factory.mktemp('level1'), SMALL | GATE | SERIAL, repro=True)
     c, r = mlflow_run(root)
     FIRST['run'] = c.get_run(r['run_id'])          # as the first repro left it: later evaluate runs (tests that change params) log onto it
+    FIRST['sha'] = sh('git rev-parse HEAD~1', root).stdout.strip()      # the commit dvc repro ran on (the tutorials commit more later)
     return root, out
 
 
@@ -67,6 +70,7 @@ def test_repro_runs_every_stage_and_prints_fleet_summary(proj):
 
 def test_no_pii_in_models_reports_mlflow_or_audit(proj):
     "Nothing the level-1 stages wrote (bundle, reports, metrics, MLflow store and artifacts, audit log) carries a PII column name or value."
+    import ahocorasick      # one pass over each file for all 15,000 values (a substring test per value took 22 s)
     root, _ = proj
     raw = yaml.safe_load((root / 'params.yaml').read_text())
     pii = raw['ingest']['pii_columns']
@@ -75,11 +79,15 @@ def test_no_pii_in_models_reports_mlflow_or_audit(proj):
     assert len(values) > 100
     files = [f for d in ('models', 'reports', 'metrics', 'mlartifacts', 'audit') for f in (root / d).rglob('*') if f.is_file()] + [root / 'mlflow.db']
     assert len(files) > 50 and any(f.name == 'bundle.pkl' for f in files) and any(f.suffix == '.ipynb' for f in files)
+    found = ahocorasick.Automaton()
+    for v in values: found.add_word(v, v)
+    found.make_automaton()
+    assert [v for _, v in found.iter(f'x{min(values)}y')] == [min(values)]      # the scan finds a value glued inside other text
     for f in files:
         if f.suffix == '.png' or '/code/mlops_kit/' in str(f): continue       # images; the kit's own source inside the logged model
         text = f.read_bytes().decode('utf-8', errors='ignore')
         if f.suffix != '.db': assert not [c for c in pii if c in text], f   # MLflow's own schema has a runs.user_id column
-        assert not [v for v in values if v in text], f
+        assert not [v for _, v in found.iter(text)], f
 
 
 def test_lineage_on_the_real_mlflow_run(proj):
@@ -91,7 +99,7 @@ def test_lineage_on_the_real_mlflow_run(proj):
     lock = yaml.safe_load((root / 'dvc.lock').read_text())['stages']['windows']['outs'][0]
     assert r['tracking_uri'] == f"sqlite:///{root.resolve()}/mlflow.db"
     assert run.info.status == 'FINISHED'
-    assert tags['git_sha'] == sh('git rev-parse HEAD~1', root).stdout.strip()       # the commit dvc repro ran on
+    assert tags['git_sha'] == FIRST['sha']                                          # the commit dvc repro ran on
     assert tags['git_dirty'] == 'false'
     assert tags['mlops_kit_version'] == mlops_kit.__version__
     assert (tags['window_as_of'], tags['window_start'], tags['window_end']) == (man['as_of'], man['window_start'], man['window_end'])
@@ -168,32 +176,47 @@ def test_tutorial_and_comparable_experiments(changes, monkeypatch):
     assert 'eval.alerts_per_day' in set(t.key)
 
 
-def test_param_change_reruns_only_the_stages_that_read_it(changes):
+def test_byo_tutorial_candidate_is_in_the_registered_bundle(changes):
+    """Bring your own model (issue 16): the tutorial nbs/tutorials/byo_model.ipynb adds a gradient-boosting forecaster from a user module
+    through `train.candidates`, runs it as a `dvc exp run -S` experiment, compares with `mlops-kit runs compare`, lets the gate decide and
+    serves the registered version (its own asserts: the candidate's trials, `code/my_models.py` in the registered model, an answer from
+    the real scoring server). Its first step, `dvc repro`, finds this project's baseline up to date, as after the README's quick start.
+    Here: it ran, and the registered bundle holds the candidate."""
+    import mlflow, papermill as pm
+    from mlops_kit.tracking import load_bundle, read_run
     root = changes
-    set_params(root, evaluate={'static_k': 4.0})
-    st = sh('dvc status --json', root).stdout
-    assert set(json.loads(st)) == {'evaluate'}, st
-    p = sh('dvc repro', root)
-    assert ran(p.stdout) == {'evaluate', 'register', 'monitor'}, p.stdout      # register reads evaluate's metrics; monitor runs after register (it judges the champion)
-    # (a train param re-running train and everything downstream: test_a_deliberately_worse_param_registers_but_does_not_promote)
-
-
-def test_a_deliberately_worse_param_registers_but_does_not_promote(changes):
-    "train.budget_s=0.001 starves the AutoML, so monitors fall back to the seasonal profile: the version registers as challenger, champion stays, the card says why."
-    root = changes
-    from mlops_kit.register import champion_version
-    champion = champion_version(mlflow_run(root)[0], 'mlops_kit_fleet')      # the registry's (an earlier test may have promoted one)
-    set_params(root, train={'budget_s': 0.001})
-    assert set(json.loads(sh('dvc status --json', root).stdout)) == {'train'}       # only train reads train.budget_s ...
-    p = sh('dvc repro', root)
-    assert ran(p.stdout) == {'train', 'evaluate', 'register', 'monitor'}, p.stdout   # ... and the stages after it re-run: train's output changed
+    before = json.loads((root / 'metrics/register.json').read_text())['version']
+    with pytest.MonkeyPatch.context() as mp:     # the kernel's commands use the project's own store: an earlier test in this
+        for k, v in ENV.items(): mp.setenv(k, v)  # worker may have set MLFLOW_TRACKING_URI (mlflow.set_tracking_uri does)
+        mp.delenv('MLFLOW_TRACKING_URI', raising=False)
+        pm.execute_notebook(str(root / 'nbs/tutorials/byo_model.ipynb'), str(root / 'byo.out.ipynb'), parameters={'root': str(root)},
+                            kernel_name='python3', progress_bar=False, cwd=str(root / 'nbs/tutorials'))
     reg = json.loads((root / 'metrics/register.json').read_text())
-    assert not reg['promoted'] and reg['champion'] == champion and reg['version'] > champion, reg
-    assert 'fallback share' in reg['gate_failed'] and 'fallback share' in reg['reason'], reg
-    card = (root / 'reports/register/model_card.md').read_text()
-    assert 'Gate verdict: FAILED' in card and '| fallback share |' in card and 'Shadow comparison with the champion' in card
-    assert "Previous champion's numbers: recorded on the same holdout." in card     # same window: no re-evaluation needed
-    assert 'NOT promoted' in p.stdout
+    assert reg['version'] > before, reg                                   # the experiment registered a new version
+    uri = read_run(root / 'models/run.json')['tracking_uri']              # the project's store (not a variable an earlier test set)
+    mlflow.set_tracking_uri(uri)
+    local = Path(mlflow.artifacts.download_artifacts(artifact_uri=f"models:/mlops_kit_fleet/{reg['version']}", dst_path=str(root / 'dl')))
+    assert (local / 'code' / 'my_models.py').exists()                     # the candidate's code travels with the model
+    sys.path.insert(0, str(local / 'code'))
+    try:
+        b = load_bundle(root / 'models')                                   # the experiment's bundle, digest-checked
+        kinds = {type(t.detector.forecaster_).__name__ for t in b.tuned.values()}
+        names = {c['name'] if isinstance(c, dict) else c for c in b.meta['params']['candidates']}
+    finally:
+        sys.path.remove(str(local / 'code'))
+    assert 'hgb' in names, names
+    assert 'LagHGB' in kinds, kinds                                       # it won at least one monitor: in the bundle, served by the tutorial
+
+
+def test_param_change_reruns_only_the_stages_that_read_it(changes):
+    """A gate param re-runs register (it reads the `register` section) and monitor (it reads register's verdict), nothing before them.
+    (A train param re-running train and every stage after it: tests/test_own_data.py and the level 0 -> 1 tutorial's experiment.)"""
+    root = changes
+    set_params(root, register={'gate': GATE['register']['gate'] | {'max_fallback_share': 0.25}})
+    st = sh('dvc status --json', root).stdout
+    assert set(json.loads(st)) == {'register'}, st
+    p = sh('dvc repro', root)
+    assert ran(p.stdout) == {'register', 'monitor'}, p.stdout
 
 
 def test_failing_stage_exits_nonzero_shows_the_cell_error_and_publishes_nothing(changes):

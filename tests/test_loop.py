@@ -1,6 +1,6 @@
 """Issue 16, the experimentation loop: the calendar of known events (maintenance, holidays, deploys), and on-call feedback that trains the
 next version (the acceptance test: answering a monitor's false alerts 'not an anomaly' makes the next version raise fewer of them on the same
-kind of data without losing recall, and the gate judges the feedback precision). Your own forecaster: tests/test_byo.py."""
+kind of data without losing recall, and the gate judges the feedback precision). Your own forecaster: tests/test_level1.py (the byo tutorial)."""
 import json
 
 import numpy as np

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import ROOT, scratch_project, sh
+from conftest import ROOT, SERIAL, ran, scratch_project, set_params, sh
 
 FIXTURE = ROOT / 'tests/fixtures/own_data'
 
@@ -98,7 +98,7 @@ def test_drift_statistics_stay_in_the_metrics_units():
 def own(tmp_path_factory):
     "A scratch clone on which the own-data tutorial ran: params edited, exports copied, dvc repro, the champion served, the baseline committed."
     import papermill as pm
-    root, _ = scratch_project(tmp_path_factory.mktemp('own'))
+    root, _ = scratch_project(tmp_path_factory.mktemp('own'), SERIAL)
     with pytest.MonkeyPatch.context() as mp:          # the project's own store (an earlier test's mlflow.set_tracking_uri sets this variable)
         mp.delenv('MLFLOW_TRACKING_URI', raising=False)
         pm.execute_notebook(str(root / 'nbs/tutorials/own_data.ipynb'), str(root / 'own_data.out.ipynb'), parameters={'root': str(root), 'exports': str(FIXTURE)},
@@ -138,13 +138,22 @@ def test_stage_deps_follow_the_configured_paths(own):
 
 
 def test_refused_experiment_monitor_judges_the_champion_and_the_way_back(own):
-    "A deliberately worse `dvc exp run` registers v2, refused by the gate: the monitor stage judges champion v1, not v2. `mlops-kit baseline` then restores the committed baseline, comments included, without re-running or registering anything."
+    """A deliberately worse `dvc exp run` (train.budget_s=0.001 starves the AutoML, so monitors fall back to the seasonal profile) re-runs
+    train and every stage after it, registers v2, refused by the gate, and the model card says why: the monitor stage judges champion v1,
+    not v2. `mlops-kit baseline` then restores the committed baseline, comments included, without re-running or registering anything."""
     from mlflow.tracking import MlflowClient
     root = own
     params_before = (root / 'params.yaml').read_text()
-    p = sh('dvc exp run -S train.budget_s=0.001', root)
+    set_params(root, train={'budget_s': 0.001})
+    assert set(json.loads(sh('dvc status --json', root).stdout)) == {'train'}       # only train reads train.budget_s ...
+    p = sh('dvc exp run', root)
+    assert ran(p.stdout) == {'train', 'evaluate', 'register', 'monitor'}, p.stdout   # ... and the stages after it re-run: train's output changed
     reg, mon = (json.loads((root / f'metrics/{s}.json').read_text()) for s in ('register', 'monitor'))
     assert (reg['version'], reg['promoted'], reg['champion']) == (2, False, 1) and 'fallback share' in reg['gate_failed'], reg
+    assert 'fallback share' in reg['reason'] and 'NOT promoted' in p.stdout, reg
+    card = (root / 'reports/register/model_card.md').read_text()
+    assert 'Gate verdict: FAILED' in card and '| fallback share |' in card and 'Shadow comparison with the champion' in card
+    assert "Previous champion's numbers: recorded on the same holdout." in card     # same window: no re-evaluation needed
     assert mon['judged_model'] == 'champion v1 of mlops_kit_fleet' and 'champion v1 of mlops_kit_fleet:' in p.stdout, mon
     assert (root / 'params.yaml').read_text() != params_before                       # dvc exp run left the variant in the workspace
     c = MlflowClient(f"sqlite:///{root / 'mlflow.db'}")
