@@ -58,11 +58,17 @@ def limits_env(serve_params) -> dict:
 
 # %% ../nbs/14_serve.ipynb #9a3d0fc6-3
 def verified_model(model_uri: str, tracking_uri: str, dst) -> str:
-    "A models:/name@alias URI -> the local folder of that version, downloaded into `dst` and verified; any other URI as it is."
+    "The registered version `model_uri` names (models:/name@alias or models:/name/<version>), downloaded into `dst` and verified: its folder. Any other URI is refused."
+    m = re.fullmatch(r'models:/([^/@]+)(?:@([\w-]+)|/(\d+))', model_uri)
+    if not m:
+        raise ValueError(
+            f"{model_uri}: not served, nothing vouches for its files; serve a version registered by `mlops-kit register`"
+            " (it records the digest): models:/<name>@<alias> or models:/<name>/<version>"
+        )
     from mlops_kit.tracking import fetch_model
 
-    m = re.fullmatch(r'models:/([^/@]+)@([\w-]+)', model_uri)
-    return str(fetch_model(tracking_uri, m[1], m[2], dst)[0]) if m else model_uri
+    which = {'alias': m[2]} if m[2] else {'version': int(m[3])}
+    return str(fetch_model(tracking_uri, m[1], dst=dst, **which)[0])
 
 # %% ../nbs/14_serve.ipynb #9a3d0fc6-4
 @contextlib.contextmanager

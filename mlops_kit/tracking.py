@@ -322,21 +322,26 @@ def load_bundle(models_dir) -> 'FleetBundle':
     return FleetBundle.load(Path(models_dir) / 'bundle.pkl', recorded_digest(read_run(Path(models_dir) / 'run.json')))
 
 # %% ../nbs/11_tracking.ipynb #8354e782-4
-def fetch_model(uri: str, name: str, alias: str = 'champion', dst=None) -> tuple[Path, int]:
-    "(local folder, version) of models:/name@alias, downloaded into `dst` and verified against the version's `model_sha256` tag."
+def fetch_model(uri: str, name: str, alias: str = 'champion', dst=None, version: int | None = None) -> tuple[Path, int]:
+    "(local folder, version) of models:/name@alias (models:/name/<version> if `version` is given), downloaded into `dst` and verified against the version's `model_sha256` tag."
     import mlflow, tempfile
 
     os.environ.setdefault('MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR', 'false')
     c = client(uri)
+    ref = f'models:/{name}/{version}' if version is not None else f'models:/{name}@{alias}'
     try:
-        mv = c.get_model_version_by_alias(name, alias)
+        mv = (
+            c.get_model_version(name, str(version))
+            if version is not None
+            else c.get_model_version_by_alias(name, alias)
+        )
     except mlflow.exceptions.MlflowException as e:
         raise FileNotFoundError(
-            f"no model version models:/{name}@{alias} in {uri}; run `make repro` (it registers one) or pick another alias ({str(e)[:120]})"
+            f"no model version {ref} in {uri}; run `make repro` (it registers one) or pick another alias or version ({str(e)[:120]})"
         ) from None
     if not (want := mv.tags.get('model_sha256')):
         raise ModelIntegrityError(
-            f"models:/{name}@{alias} (v{mv.version}) has no recorded digest (tag model_sha256): it was not registered by `mlops-kit register`; not loaded"
+            f"{ref} (v{mv.version}) has no recorded digest (tag model_sha256): it was not registered by `mlops-kit register`; not loaded"
         )
     prev = mlflow.get_tracking_uri()
     mlflow.set_tracking_uri(uri)  # a models:/m-… source is resolved through the global URI, whatever tracking_uri= says
@@ -348,7 +353,7 @@ def fetch_model(uri: str, name: str, alias: str = 'champion', dst=None) -> tuple
         mlflow.set_tracking_uri(prev)
     if (got := tree_digest(d, DOWNLOAD_FILES)) != want:
         raise ModelIntegrityError(
-            f"models:/{name}@{alias} (v{mv.version}): the downloaded files' digest {got[:16]}… is not the recorded {want[:16]}…: "
+            f"{ref} (v{mv.version}): the downloaded files' digest {got[:16]}… is not the recorded {want[:16]}…: "
             "the model changed in the artifact store after it was registered; not loaded"
         )
     return Path(d), int(mv.version)
