@@ -175,11 +175,15 @@ def _body(r: pd.DataFrame, fmt: str = 'inputs') -> bytes:
 
 # %% ../nbs/14_serve.ipynb #ba2e2a17-2
 def _requests(rows: pd.DataFrame, points: int, n: int, seed: int = 0, fmt: str = 'inputs') -> list[bytes]:
-    "n request bodies of `points` consecutive rows of one monitor each (ts as ISO strings), in request format `fmt`."
-    rng, out, parts = np.random.default_rng(seed), [], [g for _, g in rows.groupby('monitor_id')]
+    "n request bodies of `points` consecutive rows of one monitor each (ts as ISO strings), in request format `fmt`; monitors with fewer rows are not used."
+    parts = [g for _, g in rows.groupby('monitor_id') if len(g) >= points]
+    if not parts:
+        longest = max((len(g) for _, g in rows.groupby('monitor_id')), default=0)
+        raise ValueError(f"no monitor has the {points} rows a request needs (serve.points); the longest has {longest}")
+    rng, out = np.random.default_rng(seed), []
     for _ in range(n):
         g = parts[rng.integers(len(parts))]
-        i = rng.integers(0, len(g) - points)
+        i = rng.integers(0, len(g) - points + 1)  # every full window, the last one included
         out.append(
             _body(
                 g.iloc[i : i + points].assign(ts=lambda d: pd.to_datetime(d.ts).dt.strftime('%Y-%m-%dT%H:%M:%S')), fmt
