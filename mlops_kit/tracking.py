@@ -18,7 +18,7 @@ from .guard import sha256_file, tree_digest
 
 # %% auto #0
 __all__ = ['SERVE_LIMITS', 'DOWNLOAD_FILES', 'RUN_COLUMNS', 'client', 'read_run', 'tracking_mode', 'redact', 'auth_call',
-           'authenticated_user', 'end_stale_runs', 'experiment', 'git_info', 'dvc_lock_hashes', 'lineage',
+           'authenticated_user', 'end_stale_runs', 'experiment', 'git_output', 'git_info', 'dvc_lock_hashes', 'lineage',
            'serve_limits', 'FleetModel', 'log_bundle', 'ModelIntegrityError', 'recorded_digest', 'load_bundle',
            'fetch_model', 'ScoreInputError', 'read_rows', 'score_rows', 'RunsError', 'find_experiment', 'latest_runs',
            'compare_runs', 'pick_runs', 'list_runs', 'log_drift']
@@ -147,19 +147,22 @@ def experiment(name: str, uri: str) -> str:
     )
     return mlflow.create_experiment(name, artifact_location=loc)
 
+# %% ../nbs/11_tracking.ipynb #trk_git
+def git_output(*args, root='.') -> str:
+    "stdout of a git command in `root` ('' outside a repository or on error)."
+    r = subprocess.run(['git', *args], cwd=root, capture_output=True, text=True)
+    return r.stdout.strip() if r.returncode == 0 else ''
+
 # %% ../nbs/11_tracking.ipynb #29ddf584
 def git_info(root='.') -> dict:
     "{'git_sha', 'git_dirty'} of the repository at `root` ('none' / 'unknown' outside git); dirty = tracked files changed, except what DVC writes itself."
-
-    def git(*a):
-        p = subprocess.run(['git', *a], cwd=root, capture_output=True, text=True)
-        return p.stdout.strip() if p.returncode == 0 else None
-
-    sha = git('rev-parse', 'HEAD')
-    if sha is None:
+    sha = git_output('rev-parse', 'HEAD', root=root)
+    if not sha:
         return {'git_sha': 'none', 'git_dirty': 'unknown'}
     # dvc.lock and metrics/ are pipeline outputs DVC rewrites (and deletes before a stage runs): not a change to the code or params
-    dirty = git('status', '--porcelain', '--untracked-files=no', '--', '.', ':(exclude)dvc.lock', ':(exclude)metrics')
+    dirty = git_output(
+        'status', '--porcelain', '--untracked-files=no', '--', '.', ':(exclude)dvc.lock', ':(exclude)metrics', root=root
+    )
     return {'git_sha': sha, 'git_dirty': str(bool(dirty)).lower()}
 
 # %% ../nbs/11_tracking.ipynb #29ddf584-2
