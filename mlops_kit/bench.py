@@ -16,8 +16,9 @@ from .evaluate import alert_events
 from .models import Forecaster, HoltWinters
 
 # %% auto #0
-__all__ = ['PEERS', 'FLEET_COLUMNS', 'ProphetForecaster', 'AutoETSForecaster', 'available_peers', 'bench_models', 'bench_table',
-           'run_bench_models', 'synthetic_fleet', 'Meter', 'bench_fleet', 'run_bench_fleet']
+__all__ = ['PEERS', 'FLEET_COLUMNS', 'ProphetForecaster', 'AutoETSForecaster', 'available_peers', 'BenchError', 'peer_names',
+           'bench_models', 'bench_table', 'run_bench_models', 'synthetic_fleet', 'Meter', 'bench_fleet',
+           'run_bench_fleet']
 
 # %% ../nbs/09_bench.ipynb #0b0d51fa
 class ProphetForecaster(Forecaster):
@@ -81,6 +82,18 @@ PEERS = {
 def available_peers() -> dict[str, bool]:
     "Which peers can run here (their package is installed)."
     return {k: importlib.util.find_spec(mod) is not None for k, (_, mod, _) in PEERS.items()}
+
+# %% ../nbs/09_bench.ipynb #bench_error
+class BenchError(ValueError):
+    "A benchmark asked for what it cannot run (a peer it does not know); the message says what is allowed."
+
+# %% ../nbs/09_bench.ipynb #bench_peers
+def peer_names(peers=None) -> list[str]:
+    "The peers asked for, in order (None: all of PEERS); BenchError naming the allowed ones for any name not in PEERS."
+    want = list(PEERS) if peers is None else list(peers)
+    if unknown := [p for p in want if p not in PEERS]:
+        raise BenchError(f"unknown peer(s) {unknown}; allowed: {', '.join(PEERS)}")
+    return want
 
 # %% ../nbs/09_bench.ipynb #f2bf5b6e
 def _peer_detector(peer, y: pd.Series, like: Detector) -> tuple[Detector, float]:
@@ -155,11 +168,11 @@ def bench_models(
     n_monitors: int | None = None,
     progress: bool = True,
 ) -> pd.DataFrame:
-    "One row per (monitor, model)."
+    "One row per (monitor, model); peers: names from PEERS (None: all), those not installed here left out."
     from tqdm.auto import tqdm
 
     av = available_peers()
-    peers = [p for p in (peers or list(PEERS)) if av.get(p)]
+    peers = [p for p in peer_names(peers) if av[p]]
     ids = sorted(set(train.monitor_id) & set(holdout.monitor_id))[:n_monitors]
     parts = {}
     for mid in ids:
@@ -212,13 +225,13 @@ def run_bench_models(
     "Bench on the pipeline's windows; print and write the table; return it."
     from pathlib import Path
 
+    want = peer_names(peers)  # an unknown name is refused before anything is read or run
     root = Path(root)
     wd = root / windows_dir
     for f in ('train.parquet', 'holdout.parquet'):
         if not (wd / f).exists():
             raise FileNotFoundError(f"{wd / f}: not found; run `make repro` (or `dvc repro windows`) first")
     av = available_peers()
-    want = peers or list(PEERS)
     if missing := [p for p in want if not av.get(p)]:
         print(
             f"skipping peers not installed here: {', '.join(missing)} (install them with `make bench`, which adds requirements-bench.lock)"

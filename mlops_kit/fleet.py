@@ -160,8 +160,8 @@ def _request_arrays(rows: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
         ns = (
             ts.to_numpy().view('i8')
             if ts.dtype == 'datetime64[ns]'
-            else pd.DatetimeIndex(pd.to_datetime(ts, utc=True)).as_unit('ns').asi8
-        )  # naive ns (what MLflow's schema gives): as is
+            else pd.DatetimeIndex(pd.to_datetime(ts, utc=True, format='mixed')).as_unit('ns').asi8
+        )  # naive ns (what MLflow's schema gives): as is; strings: each parsed on its own, as read_rows does
     except (ValueError, TypeError, OverflowError):
         raise RequestError(
             "request: ts holds values that are not timestamps; send ISO 8601, e.g. 2026-10-01T12:00:00"

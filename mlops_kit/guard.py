@@ -4,7 +4,7 @@
 
 # %% ../nbs/22_guard.ipynb #53a92a37
 from __future__ import annotations
-import hashlib, os, re
+import hashlib, os, re, shutil
 from pathlib import Path
 
 # %% auto #0
@@ -58,13 +58,12 @@ def clip(value, n: int = 120) -> str:
 
 # %% ../nbs/22_guard.ipynb #swap_in
 def swap_in(staging: Path, out: Path):
-    "Replace the folder `out` by the fully written folder `staging` (a sibling): rename, rename, remove the old files."
+    "Replace the folder `out` by the fully written folder `staging` (a sibling): rename, rename, remove the old tree."
     if not out.exists():
         os.replace(staging, out)
         return
     old = out.with_name(out.name + '.old')
+    shutil.rmtree(old, ignore_errors=True)  # left by a swap that was killed before its clean-up
     os.replace(out, old)
     os.replace(staging, out)
-    for f in old.iterdir():
-        f.unlink()
-    old.rmdir()
+    shutil.rmtree(old)

@@ -9,11 +9,13 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from .tracking import read_run  # run.json belongs to tracking; re-exported for the stages
+
+# run.json and git belong to tracking; re-exported for the stages and the CLI
+from .tracking import git_output, read_run
 
 # %% auto #0
 __all__ = ['StageError', 'publish', 'notebook_path', 'run_notebook', 'log_notebook', 'plot_detection', 'plot_alerts_before_after',
-           'git_output', 'flat_params', 'param_changes', 'BaselineError', 'restore_params', 'repro_from_cache']
+           'flat_params', 'param_changes', 'BaselineError', 'restore_params', 'repro_from_cache']
 
 # %% ../nbs/12_pipeline.ipynb #017050a3
 class StageError(RuntimeError):
@@ -165,14 +167,6 @@ def plot_alerts_before_after(t: pd.DataFrame, budget: float = 2.0, noisy: float 
     ax.legend(fontsize=7, loc='lower right')
     fig.tight_layout()
     return fig
-
-# %% ../nbs/12_pipeline.ipynb #pl_git
-def git_output(*args, root='.') -> str:
-    "stdout of a git command in `root` ('' outside a repository or on error)."
-    import subprocess
-
-    r = subprocess.run(['git', *args], cwd=root, capture_output=True, text=True)
-    return r.stdout.strip() if r.returncode == 0 else ''
 
 # %% ../nbs/12_pipeline.ipynb #pl_flat
 def flat_params(d, pre='') -> dict:

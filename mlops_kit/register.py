@@ -23,7 +23,10 @@ class RegisterError(ValueError):
 
 # %% ../nbs/13_register.ipynb #2f2ba5e8-2
 def _blank(v) -> bool:
-    return v is None or (isinstance(v, float) and not np.isfinite(v))
+    "A missing number: None, NaN of any float type, pd.NA, NaT or an infinity; a string, a list, zero or False is not blank."
+    if isinstance(v, (str, bytes)) or not pd.api.types.is_scalar(v):
+        return False
+    return bool(pd.isna(v)) or (isinstance(v, (float, np.floating)) and bool(np.isinf(v)))
 
 # %% ../nbs/13_register.ipynb #2f2ba5e8-3
 def _fmt(v) -> str:

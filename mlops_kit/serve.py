@@ -58,11 +58,17 @@ def limits_env(serve_params) -> dict:
 
 # %% ../nbs/14_serve.ipynb #9a3d0fc6-3
 def verified_model(model_uri: str, tracking_uri: str, dst) -> str:
-    "A models:/name@alias URI -> the local folder of that version, downloaded into `dst` and verified; any other URI as it is."
+    "The registered version `model_uri` names (models:/name@alias or models:/name/<version>), downloaded into `dst` and verified: its folder. Any other URI is refused."
+    m = re.fullmatch(r'models:/([^/@]+)(?:@([\w-]+)|/(\d+))', model_uri)
+    if not m:
+        raise ValueError(
+            f"{model_uri}: not served, nothing vouches for its files; serve a version registered by `mlops-kit register`"
+            " (it records the digest): models:/<name>@<alias> or models:/<name>/<version>"
+        )
     from mlops_kit.tracking import fetch_model
 
-    m = re.fullmatch(r'models:/([^/@]+)@([\w-]+)', model_uri)
-    return str(fetch_model(tracking_uri, m[1], m[2], dst)[0]) if m else model_uri
+    which = {'alias': m[2]} if m[2] else {'version': int(m[3])}
+    return str(fetch_model(tracking_uri, m[1], dst=dst, **which)[0])
 
 # %% ../nbs/14_serve.ipynb #9a3d0fc6-4
 @contextlib.contextmanager
@@ -169,11 +175,15 @@ def _body(r: pd.DataFrame, fmt: str = 'inputs') -> bytes:
 
 # %% ../nbs/14_serve.ipynb #ba2e2a17-2
 def _requests(rows: pd.DataFrame, points: int, n: int, seed: int = 0, fmt: str = 'inputs') -> list[bytes]:
-    "n request bodies of `points` consecutive rows of one monitor each (ts as ISO strings), in request format `fmt`."
-    rng, out, parts = np.random.default_rng(seed), [], [g for _, g in rows.groupby('monitor_id')]
+    "n request bodies of `points` consecutive rows of one monitor each (ts as ISO strings), in request format `fmt`; monitors with fewer rows are not used."
+    parts = [g for _, g in rows.groupby('monitor_id') if len(g) >= points]
+    if not parts:
+        longest = max((len(g) for _, g in rows.groupby('monitor_id')), default=0)
+        raise ValueError(f"no monitor has the {points} rows a request needs (serve.points); the longest has {longest}")
+    rng, out = np.random.default_rng(seed), []
     for _ in range(n):
         g = parts[rng.integers(len(parts))]
-        i = rng.integers(0, len(g) - points)
+        i = rng.integers(0, len(g) - points + 1)  # every full window, the last one included
         out.append(
             _body(
                 g.iloc[i : i + points].assign(ts=lambda d: pd.to_datetime(d.ts).dt.strftime('%Y-%m-%dT%H:%M:%S')), fmt

@@ -240,8 +240,8 @@ def _dvc_remote(root: Path) -> tuple[str, bool, str]:
     )
 
 # %% ../nbs/19_team.ipynb #96a2eae2-2
-def team_status(p, root='.') -> pd.DataFrame:
-    "Rows (check, value, ok, advice) on tracking mode, server health, experiment, champion, audit log and DVC remote."
+def team_status(p, root='.', timeout_s: float = 5) -> pd.DataFrame:
+    "Rows (check, value, ok, advice) on tracking mode, server health (waited for up to `timeout_s`), experiment, champion, audit log and DVC remote."
     import mlflow
     from mlops_kit.tracking import repo_root, tracking_uri
 
@@ -264,7 +264,7 @@ def team_status(p, root='.') -> pd.DataFrame:
     )
     if mode == 'server':
         try:
-            wait_healthy(uri, timeout_s=5)
+            wait_healthy(uri, timeout_s)
             add('server', 'answers /health', True)
         except (TimeoutError, RuntimeError) as e:
             add('server', f'not reachable ({e})', False, 'start it: make team-server (see the team how-to)')

@@ -18,7 +18,7 @@ from .guard import sha256_file, tree_digest
 
 # %% auto #0
 __all__ = ['SERVE_LIMITS', 'DOWNLOAD_FILES', 'RUN_COLUMNS', 'client', 'read_run', 'tracking_mode', 'redact', 'auth_call',
-           'authenticated_user', 'end_stale_runs', 'experiment', 'git_info', 'dvc_lock_hashes', 'lineage',
+           'authenticated_user', 'end_stale_runs', 'experiment', 'git_output', 'git_info', 'dvc_lock_hashes', 'lineage',
            'serve_limits', 'FleetModel', 'log_bundle', 'ModelIntegrityError', 'recorded_digest', 'load_bundle',
            'fetch_model', 'ScoreInputError', 'read_rows', 'score_rows', 'RunsError', 'find_experiment', 'latest_runs',
            'compare_runs', 'pick_runs', 'list_runs', 'log_drift']
@@ -147,19 +147,22 @@ def experiment(name: str, uri: str) -> str:
     )
     return mlflow.create_experiment(name, artifact_location=loc)
 
+# %% ../nbs/11_tracking.ipynb #trk_git
+def git_output(*args, root='.') -> str:
+    "stdout of a git command in `root` ('' outside a repository or on error)."
+    r = subprocess.run(['git', *args], cwd=root, capture_output=True, text=True)
+    return r.stdout.strip() if r.returncode == 0 else ''
+
 # %% ../nbs/11_tracking.ipynb #29ddf584
 def git_info(root='.') -> dict:
     "{'git_sha', 'git_dirty'} of the repository at `root` ('none' / 'unknown' outside git); dirty = tracked files changed, except what DVC writes itself."
-
-    def git(*a):
-        p = subprocess.run(['git', *a], cwd=root, capture_output=True, text=True)
-        return p.stdout.strip() if p.returncode == 0 else None
-
-    sha = git('rev-parse', 'HEAD')
-    if sha is None:
+    sha = git_output('rev-parse', 'HEAD', root=root)
+    if not sha:
         return {'git_sha': 'none', 'git_dirty': 'unknown'}
     # dvc.lock and metrics/ are pipeline outputs DVC rewrites (and deletes before a stage runs): not a change to the code or params
-    dirty = git('status', '--porcelain', '--untracked-files=no', '--', '.', ':(exclude)dvc.lock', ':(exclude)metrics')
+    dirty = git_output(
+        'status', '--porcelain', '--untracked-files=no', '--', '.', ':(exclude)dvc.lock', ':(exclude)metrics', root=root
+    )
     return {'git_sha': sha, 'git_dirty': str(bool(dirty)).lower()}
 
 # %% ../nbs/11_tracking.ipynb #29ddf584-2
@@ -322,21 +325,26 @@ def load_bundle(models_dir) -> 'FleetBundle':
     return FleetBundle.load(Path(models_dir) / 'bundle.pkl', recorded_digest(read_run(Path(models_dir) / 'run.json')))
 
 # %% ../nbs/11_tracking.ipynb #8354e782-4
-def fetch_model(uri: str, name: str, alias: str = 'champion', dst=None) -> tuple[Path, int]:
-    "(local folder, version) of models:/name@alias, downloaded into `dst` and verified against the version's `model_sha256` tag."
+def fetch_model(uri: str, name: str, alias: str = 'champion', dst=None, version: int | None = None) -> tuple[Path, int]:
+    "(local folder, version) of models:/name@alias (models:/name/<version> if `version` is given), downloaded into `dst` and verified against the version's `model_sha256` tag."
     import mlflow, tempfile
 
     os.environ.setdefault('MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR', 'false')
     c = client(uri)
+    ref = f'models:/{name}/{version}' if version is not None else f'models:/{name}@{alias}'
     try:
-        mv = c.get_model_version_by_alias(name, alias)
+        mv = (
+            c.get_model_version(name, str(version))
+            if version is not None
+            else c.get_model_version_by_alias(name, alias)
+        )
     except mlflow.exceptions.MlflowException as e:
         raise FileNotFoundError(
-            f"no model version models:/{name}@{alias} in {uri}; run `make repro` (it registers one) or pick another alias ({str(e)[:120]})"
+            f"no model version {ref} in {uri}; run `make repro` (it registers one) or pick another alias or version ({str(e)[:120]})"
         ) from None
     if not (want := mv.tags.get('model_sha256')):
         raise ModelIntegrityError(
-            f"models:/{name}@{alias} (v{mv.version}) has no recorded digest (tag model_sha256): it was not registered by `mlops-kit register`; not loaded"
+            f"{ref} (v{mv.version}) has no recorded digest (tag model_sha256): it was not registered by `mlops-kit register`; not loaded"
         )
     prev = mlflow.get_tracking_uri()
     mlflow.set_tracking_uri(uri)  # a models:/m-… source is resolved through the global URI, whatever tracking_uri= says
@@ -348,7 +356,7 @@ def fetch_model(uri: str, name: str, alias: str = 'champion', dst=None) -> tuple
         mlflow.set_tracking_uri(prev)
     if (got := tree_digest(d, DOWNLOAD_FILES)) != want:
         raise ModelIntegrityError(
-            f"models:/{name}@{alias} (v{mv.version}): the downloaded files' digest {got[:16]}… is not the recorded {want[:16]}…: "
+            f"{ref} (v{mv.version}): the downloaded files' digest {got[:16]}… is not the recorded {want[:16]}…: "
             "the model changed in the artifact store after it was registered; not loaded"
         )
     return Path(d), int(mv.version)

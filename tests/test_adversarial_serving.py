@@ -1,7 +1,7 @@
 """Adversarial inputs, part 2: what the served model is sent (the real `mlflow models serve`, one server for the module) and odd series
 (issue 15). A request the model cannot score is an HTTP 400 whose JSON body names the problem and carries no traceback and no server
 path; what it can score comes back as strict JSON (no bare NaN); the work one request may ask for is bounded by rows and by time span."""
-import json, math, re, time, urllib.error, urllib.request
+import json, math, re, time, urllib.error, urllib.request, warnings
 from pathlib import Path
 
 import numpy as np
@@ -126,6 +126,24 @@ def test_bundle_refuses_what_the_server_refuses_and_names_it(served):
     with pytest.raises(RequestError, match='not timestamps'): bundle.predict(rows.assign(ts=['yesterday'] * len(rows)))
     with pytest.raises(RequestError, match="missing column\\(s\\) \\['value'\\]"): bundle.predict(r.drop(columns='value'))
 
+
+
+def test_mixed_timestamp_formats_are_read_as_everywhere_else(served, tmp_path):
+    "One ts with an offset, the others as `2026-09-16 00:05`: read_rows accepts the mix, and so do the bundle and the server, alike."
+    from mlops_kit.tracking import read_rows
+    port, bundle, rows = served
+    mixed = rows.assign(ts=[rows.ts[0] + '+00:00'] + [t.replace('T', ' ')[:16] for t in rows.ts[1:]])
+    mixed.to_csv(tmp_path / 'rows.csv', index=False)
+    want = bundle.predict(read_rows(tmp_path / 'rows.csv'))
+    with warnings.catch_warnings():
+        warnings.simplefilter('error')                                                # no "Could not infer format" warning
+        got = bundle.predict(mixed)
+        with pytest.raises(RequestError, match='ts holds values that are not timestamps'):
+            bundle.predict(mixed.assign(ts=mixed.ts.tolist()[:-1] + ['2026-09-16 25:00']))
+    np.testing.assert_allclose(got.expected, want.expected)
+    status, text, _ = post(port, inputs(mixed))
+    assert status == 200, text[:300]
+    np.testing.assert_allclose(pd.DataFrame(strict(text)['predictions']).expected, want.expected)
 
 SERIES = [
     ('constant', lambda y: y.assign(value=42.0)),

@@ -85,3 +85,15 @@ def test_runs_compare_with_one_run_id_is_a_usage_error(capsys):
     "Not two run ids: exit 2 with what compare takes (before: a ValueError traceback and exit 1); nothing is read from MLflow first."
     assert main(['--root', str(ROOT), 'runs', 'compare', 'only-one']) == 2
     assert 'runs compare takes two run ids or none (the two latest), got 1' in capsys.readouterr().err
+
+
+def test_bench_models_refuses_an_unknown_peer_before_anything_runs(tmp_path, capsys):
+    "`--peers etss` (a typo): refused with the names it knows, before any window is read (before: skipped as 'not installed')."
+    from mlops_kit.bench import BenchError
+    (tmp_path / 'params.yaml').write_text((ROOT / 'params.yaml').read_text())     # no windows here: nothing could run anyway
+    try:
+        rc, msg = main(['--root', str(tmp_path), 'bench', 'models', '--peers', 'ets,etss']), capsys.readouterr().err
+    except BenchError as e:                                                        # until the CLI lists BenchError among input errors
+        rc, msg = 2, str(e)
+    assert rc == 2 and "unknown peer(s) ['etss']; allowed: prophet, autoets, ets" in msg, msg
+    assert sorted(p.name for p in tmp_path.iterdir()) == ['params.yaml']           # nothing written

@@ -79,6 +79,25 @@ def test_real_mlflow_scoring_server_serves_the_champion(champion):
             assert ei.value.code == 400 and why in ei.value.read().decode()
 
 
+def test_served_uri_is_a_verified_registered_version(champion, tmp_path):
+    "By alias or by number, the version is downloaded and its digest checked; a URI no digest vouches for is refused."
+    import mlflow
+    from mlops_kit.serve import verified_model
+    from mlops_kit.tracking import DOWNLOAD_FILES
+    from mlops_kit.guard import tree_digest
+    root, uri, _ = champion
+    mv = mlflow.tracking.MlflowClient(uri).get_model_version('mlops_kit_fleet', '1')
+    for i, ref in enumerate(('models:/mlops_kit_fleet@champion', 'models:/mlops_kit_fleet/1')):
+        folder = verified_model(ref, uri, tmp_path / str(i))
+        assert Path(folder).is_relative_to(tmp_path / str(i)) and tree_digest(folder, DOWNLOAD_FILES) == mv.tags['model_sha256']
+    with pytest.raises(FileNotFoundError, match='no model version models:/mlops_kit_fleet/9'):
+        verified_model('models:/mlops_kit_fleet/9', uri, tmp_path / 'nine')
+    for bad in (f'runs:/{mv.run_id}/fleet', mv.source, str(tmp_path / '0')):      # the same files, but nothing checks them
+        with pytest.raises(ValueError, match='not served, nothing vouches for its files'):
+            verified_model(bad, uri, tmp_path / 'bad')
+    assert not (tmp_path / 'bad').exists()
+
+
 def test_batch_score_command(champion, tmp_path, capsys):
     root, uri, hold = champion
     src = tmp_path / 'rows.csv'; hold.groupby('monitor_id').head(25).assign(ts=lambda d: d.ts.astype(str) + '+00:00').to_csv(src, index=False)
