@@ -910,10 +910,12 @@ def _user_errors() -> tuple[type, ...]:
     from mlops_kit.candidates import CandidateError
     from mlops_kit.monitor import RetrainError
     from mlops_kit.pipeline import BaselineError
+    from mlops_kit.bench import BenchError
 
     return (
         ParamsError,
         RunsError,
+        BenchError,
         FileNotFoundError,
         IngestError,
         ValidateError,
