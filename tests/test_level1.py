@@ -194,8 +194,9 @@ def test_byo_tutorial_candidate_is_in_the_registered_bundle(changes):
     reg = json.loads((root / 'metrics/register.json').read_text())
     assert reg['version'] > before, reg                                   # the experiment registered a new version
     uri = read_run(root / 'models/run.json')['tracking_uri']              # the project's store (not a variable an earlier test set)
-    mlflow.set_tracking_uri(uri)
-    local = Path(mlflow.artifacts.download_artifacts(artifact_uri=f"models:/mlops_kit_fleet/{reg['version']}", dst_path=str(root / 'dl')))
+    local = Path(mlflow.artifacts.download_artifacts(artifact_uri=f"models:/mlops_kit_fleet/{reg['version']}", dst_path=str(root / 'dl'),
+                                                     tracking_uri=uri, registry_uri=uri))   # not mlflow.set_tracking_uri: it sets the
+                                                                                             # worker's environment for later tests
     assert (local / 'code' / 'my_models.py').exists()                     # the candidate's code travels with the model
     sys.path.insert(0, str(local / 'code'))
     try:
