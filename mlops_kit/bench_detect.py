@@ -5,7 +5,7 @@
 # %% ../nbs/21_bench_detect.ipynb #bd02
 from __future__ import annotations
 import json, time, warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -13,20 +13,22 @@ import pandas as pd
 
 from .automl import replay
 from .engine import parallel_map
+from .guard import clip
 
 # %% auto #0
 __all__ = ['DETECTORS', 'Labelled', 'CorpusError', 'read_series', 'read_corpus', 'project_corpus', 'static_3sd',
            'robust_seasonal', 'kit', 'judge', 'summarize', 'bench_detect', 'plot_worst', 'load_corpora',
-           'run_bench_detect']
+           'not_number_notes', 'run_bench_detect']
 
 # %% ../nbs/21_bench_detect.ipynb #bd05
 @dataclass
 class Labelled:
-    "One labelled series: its name, values indexed by UTC timestamps, and the anomaly windows (start, end), inclusive."
+    "One labelled series: its name, values indexed by UTC timestamps, the anomaly windows (start, end), inclusive, and {file row: text} of the values read as gaps."
 
     name: str
     y: pd.Series
     windows: list
+    not_numbers: dict = field(default_factory=dict)
 
 # %% ../nbs/21_bench_detect.ipynb #bd05-2
 class CorpusError(ValueError):
@@ -38,22 +40,26 @@ def _utc(t) -> pd.Timestamp:
     return t.tz_localize('UTC') if t.tzinfo is None else t.tz_convert('UTC')
 
 # %% ../nbs/21_bench_detect.ipynb #bd06
-def read_series(path: Path) -> pd.Series:
-    "A `timestamp,value` CSV as a float series on a sorted UTC index (duplicate timestamps: the last one wins)."
+def read_series(path: Path) -> tuple[pd.Series, dict]:
+    "A `timestamp,value` CSV as a float series on a sorted UTC index (duplicate timestamps: the last one wins), and {row: text} of its values that are not numbers."
     try:
-        df = pd.read_csv(path)
+        df = pd.read_csv(path, dtype={'value': str}, keep_default_na=False)
     except (OSError, ValueError) as e:
         raise CorpusError(f"{path}: cannot read as CSV ({type(e).__name__})") from None
     if missing := {'timestamp', 'value'} - set(df.columns):
         raise CorpusError(f"{path}: missing column(s) {sorted(missing)}; expected timestamp,value")
     ts = pd.to_datetime(df['timestamp'], utc=True, errors='coerce')
-    v = pd.to_numeric(df['value'], errors='coerce')
+    v = pd.to_numeric(df['value'].str.strip(), errors='coerce')
     if ts.isna().any():
         raise CorpusError(
             f"{path}: {int(ts.isna().sum())} unparseable timestamp(s), e.g. row {int(np.flatnonzero(ts.isna())[0]) + 2}"
         )
+    if v.isna().all():
+        eg = f"e.g. row 2: {clip(df['value'].iat[0], 40)}" if len(df) else 'no rows'
+        raise CorpusError(f"{path}: no value is a number ({eg}); expected numbers in column value")
+    not_numbers = {int(i) + 2: df['value'].iat[i] for i in np.flatnonzero(v.isna())}  # row 1 is the header
     y = pd.Series(v.to_numpy(float), index=pd.DatetimeIndex(ts), name=path.name)
-    return y[~y.index.duplicated(keep='last')].sort_index()
+    return y[~y.index.duplicated(keep='last')].sort_index(), not_numbers
 
 # %% ../nbs/21_bench_detect.ipynb #bd06-2
 def read_corpus(folder) -> list[Labelled]:
@@ -69,10 +75,10 @@ def read_corpus(folder) -> list[Labelled]:
         raise CorpusError(f"{lf}: not valid JSON ({e.msg}, line {e.lineno})") from None
     if not isinstance(labels, dict):
         raise CorpusError(f"{lf}: expected an object mapping file names to lists of [start, end]")
-    out = [
-        Labelled(f.name, read_series(f), [(_utc(a), _utc(b)) for a, b in labels.get(f.name, [])])
-        for f in sorted(folder.glob('*.csv'))
-    ]
+    out = []
+    for f in sorted(folder.glob('*.csv')):
+        y, not_numbers = read_series(f)
+        out.append(Labelled(f.name, y, [(_utc(a), _utc(b)) for a, b in labels.get(f.name, [])], not_numbers))
     if not out:
         raise CorpusError(f"{folder}: no *.csv files")
     return out
@@ -184,6 +190,7 @@ def _one(job, detectors=None, probation: float = 0.15, grace: str = '1h') -> lis
                 'corpus': corpus,
                 'detector': name,
                 'series': s.name,
+                'not_numbers': len(s.not_numbers),
                 **judge(s.y, al, s.windows, probation, grace),
                 'seconds': time.perf_counter() - t,
             }
@@ -271,6 +278,20 @@ def load_corpora(
         out['project'] = project_corpus(pd.read_parquet(sp), inc)
     return out
 
+# %% ../nbs/21_bench_detect.ipynb #nn-notes
+def not_number_notes(corpora: dict[str, list[Labelled]], n: int = 3) -> list[str]:
+    "One line per series with values that were empty or not numbers: corpus/series, how many, and the first `n` rows with their text."
+    out = []
+    for c, items in corpora.items():
+        for s in items:
+            if k := len(s.not_numbers):
+                rows = ', '.join(f'row {r}: {clip(t, 40)}' for r, t in list(s.not_numbers.items())[:n])
+                more = f' and {k - n:,} more' if k > n else ''
+                out.append(
+                    f"{c}/{s.name}: {k:,} of {len(s.y):,} values empty or not a number, read as gaps ({rows}{more})"
+                )
+    return out
+
 # %% ../nbs/21_bench_detect.ipynb #bd30
 def _log_mlflow(tab: pd.DataFrame, out: Path, uri: str, experiment: str) -> str:
     "One MLflow run with the table's numbers as metrics (corpus.detector.metric) and the report folder as artifacts; returns its id."
@@ -304,7 +325,7 @@ def run_bench_detect(
     experiment: str = 'mlops_kit-bench',
     out_dir='reports/bench/detect',
 ) -> pd.DataFrame:
-    "Load, run, print, write reports/bench/detect/ and (with `uri`) log to MLflow; return the summary table."
+    "Load, run, print (with a line per file whose values were not all numbers), write reports/bench/detect/ and (with `uri`) log to MLflow; return the summary table."
     t0 = time.perf_counter()
     corpora = load_corpora(dirs, root, (not dirs) if project is None else project, signals, labels)
     rows = bench_detect(corpora, workers=workers)
@@ -315,10 +336,10 @@ def run_bench_detect(
     tab.to_csv(out / 'summary.csv')
     for c, items in corpora.items():
         plot_worst(c, items, rows, out / f'{c}.png')
-    md = (
-        f"{sum(map(len, corpora.values()))} series in {len(corpora)} corpora, one run, {time.perf_counter() - t0:.0f} s\n\n"
-        + tab.to_markdown(floatfmt='.3f')
+    head = (
+        f"{sum(map(len, corpora.values()))} series in {len(corpora)} corpora, one run, {time.perf_counter() - t0:.0f} s"
     )
+    md = '\n'.join([head, *(f'- {x}' for x in not_number_notes(corpora)), '', tab.to_markdown(floatfmt='.3f')])
     (out / 'summary.md').write_text(md + '\n')
     print(md)
     if uri:

@@ -28,7 +28,11 @@ def split_monitors(long: pd.DataFrame, what: str = 'rows') -> dict[str, pd.Serie
     if missing:
         raise ValueError(f"{what}: missing column(s) {sorted(missing)}; expected monitor_id, ts, value")
     codes, mids = pd.factorize(long.monitor_id, sort=True)  # a missing id gets -1 and is left out, as groupby does
-    ts, v = pd.DatetimeIndex(pd.to_datetime(long.ts, utc=True), name='ts'), long.value.to_numpy(float)
+    try:
+        ts = pd.DatetimeIndex(pd.to_datetime(long.ts, utc=True, format='mixed'), name='ts')
+    except (ValueError, TypeError, OverflowError) as e:
+        raise ValueError(f"{what}: ts holds a value that is not a timestamp ({e})") from None
+    v = long.value.to_numpy(float)
     ns = ts.asi8
     dc = np.diff(codes)
     if not ((dc > 0) | ((dc == 0) & (np.diff(ns) > 0))).all():  # windows come sorted: then no sort at all

@@ -58,12 +58,17 @@ def clip(value, n: int = 120) -> str:
 
 # %% ../nbs/22_guard.ipynb #swap_in
 def swap_in(staging: Path, out: Path):
-    "Replace the folder `out` by the fully written folder `staging` (a sibling): rename, rename, remove the old tree."
-    if not out.exists():
-        os.replace(staging, out)
-        return
+    "Replace `out`, a folder (subfolders and all) or a file, by the fully written `staging` on the same file system."
+
+    def remove(p: Path):
+        if p.is_dir() and not p.is_symlink():
+            shutil.rmtree(p)
+        else:
+            p.unlink(missing_ok=True)
+
     old = out.with_name(out.name + '.old')
-    shutil.rmtree(old, ignore_errors=True)  # left by a swap that was killed before its clean-up
-    os.replace(out, old)
+    remove(old)  # left by a swap that was killed before its clean-up
+    if os.path.lexists(out):
+        os.replace(out, old)
     os.replace(staging, out)
-    shutil.rmtree(old)
+    remove(old)

@@ -10,6 +10,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .guard import swap_in
+
 # run.json and git belong to tracking; re-exported for the stages and the CLI
 from .tracking import git_output, read_run
 
@@ -27,16 +29,8 @@ def publish(staging: Path, root: Path, outputs) -> list[str]:
     if missing := [o for o in outputs if not (staging / o).exists()]:
         raise StageError(f"the notebook finished but did not write {missing} (under {staging}); nothing was published")
     for o in outputs:
-        src, dst = staging / o, root / o
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        old = dst.with_name(dst.name + '.old')
-        if dst.exists():
-            os.replace(dst, old)
-        os.replace(src, dst)
-        if old.is_dir():
-            shutil.rmtree(old)
-        elif old.exists():
-            old.unlink()
+        (root / o).parent.mkdir(parents=True, exist_ok=True)
+        swap_in(staging / o, root / o)
     return list(outputs)
 
 # %% ../nbs/12_pipeline.ipynb #7b000576

@@ -93,3 +93,26 @@ def test_bench_models_refuses_an_unknown_peer_before_anything_runs(tmp_path, cap
     rc, msg = main(['--root', str(tmp_path), 'bench', 'models', '--peers', 'ets,etss']), capsys.readouterr().err
     assert rc == 2 and "unknown peer(s) ['etss']; allowed: prophet, autoets, ets" in msg, msg
     assert sorted(p.name for p in tmp_path.iterdir()) == ['params.yaml']           # nothing written
+
+
+def test_bench_detect_says_which_values_it_read_as_gaps(tmp_path, capsys):
+    "A corpus CSV with 'n/a' and '' values: the run names the file, the count and the rows (before: NaN without a word); a file with no number at all is a CorpusError naming it."
+    import numpy as np
+    import pandas as pd
+    from mlops_kit.bench_detect import CorpusError
+    (tmp_path / 'params.yaml').write_text((ROOT / 'params.yaml').read_text())
+    c = tmp_path / 'gappy'
+    c.mkdir()
+    ix = pd.date_range('2026-10-01', periods=3 * 288, freq='5min', tz='UTC')
+    v = pd.Series(100 + np.random.default_rng(0).normal(0, 3, len(ix))).round(2).astype(str)
+    v[[10, 20]] = ['n/a', '']
+    pd.DataFrame({'timestamp': ix.strftime('%Y-%m-%dT%H:%M:%SZ'), 'value': v}).to_csv(c / 'a.csv', index=False)
+    (c / 'labels.json').write_text('{}')
+    assert main(['--root', str(tmp_path), 'bench', 'detect', str(c), '--no-mlflow']) == 0
+    note = "gappy/a.csv: 2 of 864 values empty or not a number, read as gaps (row 12: 'n/a', row 22: '')"
+    out = tmp_path / 'reports/bench/detect'
+    assert note in capsys.readouterr().out and note in (out / 'summary.md').read_text()
+    assert set(pd.read_csv(out / 'series.csv').not_numbers) == {2}
+    (c / 'a.csv').write_text('timestamp,value\n2026-10-01T00:00:00Z,n/a\n2026-10-01T00:05:00Z,\n')
+    with pytest.raises(CorpusError, match=r"gappy/a\.csv: no value is a number \(e\.g\. row 2: 'n/a'\)"):
+        cli.bench('detect', root=tmp_path, corpora=[str(c)], no_mlflow=True)

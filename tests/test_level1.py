@@ -262,6 +262,22 @@ def test_run_notebook_publishes_only_after_the_last_cell(tmp_path):
     assert (tmp_path / 'metrics/x.json').read_text() == '{}'
 
 
+def test_run_notebook_publishes_over_a_stale_old_output(tmp_path):
+    "A publish killed between its renames and its clean-up leaves `models.old` behind: the next run still publishes, and removes it."
+    import nbformat
+    from mlops_kit.pipeline import run_notebook
+    nb = nbformat.v4.new_notebook(metadata={'kernelspec': {'name': 'python3', 'display_name': 'python3', 'language': 'python'}})
+    nb.cells = [nbformat.v4.new_code_cell("root = '.'\nout = None", metadata={'tags': ['parameters']}),
+                nbformat.v4.new_code_cell("from pathlib import Path\nm = Path(out) / 'models/sub/deeper'\nm.mkdir(parents=True)\n"
+                                          "(m / 'm.txt').write_text('new')")]
+    (tmp_path / 'nbs/pipeline').mkdir(parents=True); nbformat.write(nb, tmp_path / 'nbs/pipeline/demo.ipynb')
+    for tree in ('models/sub', 'models.old/sub/deeper'):                  # the current output, and the stale one
+        (tmp_path / tree).mkdir(parents=True); (tmp_path / tree / 'm.txt').write_text('old')
+    run_notebook('demo', tmp_path, outputs=['models'], stream=False)
+    assert [p.relative_to(tmp_path / 'models').as_posix() for p in (tmp_path / 'models').rglob('*.txt')] == ['sub/deeper/m.txt']
+    assert (tmp_path / 'models/sub/deeper/m.txt').read_text() == 'new' and not (tmp_path / 'models.old').exists()
+
+
 def test_parallel_map_over_processes_keeps_key_order():
     import numpy as np
     from mlops_kit.fleet import parallel_map
