@@ -911,11 +911,13 @@ def _user_errors() -> tuple[type, ...]:
     from mlops_kit.monitor import RetrainError
     from mlops_kit.pipeline import BaselineError
     from mlops_kit.bench import BenchError
+    from mlops_kit.bench_detect import CorpusError
 
     return (
         ParamsError,
         RunsError,
         BenchError,
+        CorpusError,
         FileNotFoundError,
         IngestError,
         ValidateError,

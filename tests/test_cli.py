@@ -116,3 +116,5 @@ def test_bench_detect_says_which_values_it_read_as_gaps(tmp_path, capsys):
     (c / 'a.csv').write_text('timestamp,value\n2026-10-01T00:00:00Z,n/a\n2026-10-01T00:05:00Z,\n')
     with pytest.raises(CorpusError, match=r"gappy/a\.csv: no value is a number \(e\.g\. row 2: 'n/a'\)"):
         cli.bench('detect', root=tmp_path, corpora=[str(c)], no_mlflow=True)
+    rc = main(['--root', str(tmp_path), 'bench', 'detect', str(c), '--no-mlflow'])             # on the command line: a user error,
+    assert rc == 2 and "no value is a number" in capsys.readouterr().err                          # exit 2 and the message, no traceback
