@@ -12,8 +12,8 @@ import numpy as np
 import pandas as pd
 
 # %% auto #0
-__all__ = ['SERVER_ENV', 'FORMATS', 'serve_argv', 'free_port', 'limits_env', 'verified_model', 'scoring_server', 'serve_champion',
-           'load_test', 'bench_serve']
+__all__ = ['SERVER_ENV', 'FORMATS', 'serve_argv', 'free_port', 'limits_env', 'verified_model', 'poll_ok', 'scoring_server',
+           'serve_champion', 'load_test', 'bench_serve']
 
 # %% ../nbs/14_serve.ipynb #serve_argv
 def serve_argv(model_dir, host: str, port: int, workers: int) -> list[str]:
@@ -104,27 +104,36 @@ def _start_server(
         raise
     return srv, folder
 
-# %% ../nbs/14_serve.ipynb #srv_wait
-def _wait_ping(srv: subprocess.Popen, port: int, timeout_s: float, model_uri: str, log_path: Path):
-    "Return once the server on `port` answers /ping; fail early, with the log's tail, when its process `srv` exits, and after `timeout_s`."
+# %% ../nbs/14_serve.ipynb #srv_poll
+def poll_ok(host: str, port: int, path: str, timeout_s: float, proc=None, conn_timeout: float = 1) -> str:
+    "GET `path` on host:port every 0.3 s until it answers 200 ('ok'), process `proc` exits ('exited') or `timeout_s` has passed ('timeout'). The scoring server and the team's tracking server are both waited for with it."
     t0 = time.time()
     while True:
-        if srv.poll() is not None:
-            raise RuntimeError(
-                f"the scoring server for {model_uri} exited (log: {log_path}):\n{log_path.read_text(errors='replace')[-2000:]}"
-            )
+        if proc is not None and proc.poll() is not None:
+            return 'exited'
         try:
-            c = http.client.HTTPConnection('127.0.0.1', port, timeout=1)
-            c.request('GET', '/ping')
+            c = http.client.HTTPConnection(host, port, timeout=conn_timeout)
+            c.request('GET', path)
             if c.getresponse().status == 200:
-                return
+                return 'ok'
         except OSError:
             pass
         if time.time() - t0 > timeout_s:
-            raise TimeoutError(
-                f"the scoring server for {model_uri} did not answer /ping within {timeout_s:g} s (log: {log_path})"
-            )
+            return 'timeout'
         time.sleep(0.3)
+
+# %% ../nbs/14_serve.ipynb #srv_wait
+def _wait_ping(srv: subprocess.Popen, port: int, timeout_s: float, model_uri: str, log_path: Path):
+    "Return once the server on `port` answers /ping; fail early, with the log's tail, when its process `srv` exits, and after `timeout_s`."
+    state = poll_ok('127.0.0.1', port, '/ping', timeout_s, srv)
+    if state == 'exited':
+        raise RuntimeError(
+            f"the scoring server for {model_uri} exited (log: {log_path}):\n{log_path.read_text(errors='replace')[-2000:]}"
+        )
+    if state == 'timeout':
+        raise TimeoutError(
+            f"the scoring server for {model_uri} did not answer /ping within {timeout_s:g} s (log: {log_path})"
+        )
 
 # %% ../nbs/14_serve.ipynb #9a3d0fc6-4
 @contextlib.contextmanager

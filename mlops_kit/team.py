@@ -161,25 +161,18 @@ def add_user(
 # %% ../nbs/19_team.ipynb #e83eec6a
 def wait_healthy(url: str, timeout_s: float = 120, proc=None, log=None):
     "Poll `url`/health until it answers 200; fail early (with the log's tail) if `proc` exits."
-    u, t0 = urlsplit(url), time.time()
-    while True:
-        if proc is not None and proc.poll() is not None:
-            raise RuntimeError(
-                f"mlflow server exited with status {proc.returncode}:\n"
-                + (Path(log).read_text()[-3000:] if log else '')
-            )
-        try:
-            c = http.client.HTTPConnection(u.hostname, u.port, timeout=2)
-            c.request('GET', '/health')
-            if c.getresponse().status == 200:
-                return
-        except OSError:
-            pass
-        if time.time() - t0 > timeout_s:
-            raise TimeoutError(
-                f"{url}/health did not answer within {timeout_s:g} s" + (f"; server log: {log}" if log else '')
-            )
-        time.sleep(0.3)
+    from mlops_kit.serve import poll_ok
+
+    u = urlsplit(url)
+    state = poll_ok(u.hostname, u.port, '/health', timeout_s, proc, conn_timeout=2)
+    if state == 'exited':
+        raise RuntimeError(
+            f"mlflow server exited with status {proc.returncode}:\n" + (Path(log).read_text()[-3000:] if log else '')
+        )
+    if state == 'timeout':
+        raise TimeoutError(
+            f"{url}/health did not answer within {timeout_s:g} s" + (f"; server log: {log}" if log else '')
+        )
 
 # %% ../nbs/19_team.ipynb #e83eec6a-2
 @contextlib.contextmanager
