@@ -4,7 +4,7 @@
 
 # %% ../nbs/13_register.ipynb #dedd90d6
 from __future__ import annotations
-import contextlib, getpass, hashlib, json, os, re
+import contextlib, getpass, hashlib, json, numbers, os, re
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -30,9 +30,10 @@ def _blank(v) -> bool:
 
 # %% ../nbs/13_register.ipynb #2f2ba5e8-3
 def _fmt(v) -> str:
+    "A number for a table cell: four significant digits for a real number that is not an integer (a Python or NumPy float of any width), a dash for a missing one, anything else as written."
     if _blank(v):
         return '–'
-    return f'{v:.4g}' if isinstance(v, float) else str(v)
+    return f'{v:.4g}' if isinstance(v, numbers.Real) and not isinstance(v, numbers.Integral) else str(v)
 
 # %% ../nbs/13_register.ipynb #2f2ba5e8-4
 def _unjudged(name: str, v, ch: dict, champ: dict | None) -> str:
@@ -47,13 +48,14 @@ def _unjudged(name: str, v, ch: dict, champ: dict | None) -> str:
         'feedback precision': 'no on-call feedback on the holdout alerts (mlops-kit feedback)',
     }.get(name, f"the challenger's {name} is missing")
 
-# %% ../nbs/13_register.ipynb #gate_fn
-def gate(ch: dict, champ: dict | None, g) -> pd.DataFrame:
-    "Gate rows (criterion, value, rule, threshold, status pass/fail/not judged, passed, why, note). `ch`/`champ`: flat metrics; `g`: GateParams. With on-call feedback (`feedback_answers`), a feedback precision row."
+# %% ../nbs/13_register.ipynb #gate_crit
+def _gate_criteria(ch: dict, champ: dict | None, g) -> list[tuple]:
+    "The criteria as (name, challenger's value, threshold, rule, why): the reference is the champion, or for a first version the static baseline and the limits in `g` (GateParams); with on-call feedback, a feedback precision criterion."
     n, ref = ch.get('judged', ch.get('monitors')), champ or {}
+    per, rt, et = g.max_alerts_per_day_per_monitor, g.recall_tolerance, g.error_tolerance
+    noisy = ref.get('noisy_after') if champ else ch.get('noisy_monitors')
     rec = ref.get('recall') if champ else ch.get('static_recall')
     mase = ref.get('mase_median') if champ else g.max_mase
-    per = g.max_alerts_per_day_per_monitor
     rows = [
         (
             'fleet alerts/day',
@@ -65,56 +67,51 @@ def gate(ch: dict, champ: dict | None, g) -> pd.DataFrame:
         (
             'noisy monitors',
             ch.get('noisy_after'),
-            ref.get('noisy_after') if champ else ch.get('noisy_monitors'),
+            noisy,
             '<=',
-            'not more than ' + ('the champion' if champ else 'the static baseline'),
+            f"not more than the {'champion' if champ else 'static baseline'}",
         ),
-        (
-            'recall',
-            ch.get('recall'),
-            None if _blank(rec) else rec - g.recall_tolerance,
-            '>=',
-            f'reference − {g.recall_tolerance:g}',
-        ),
+        ('recall', ch.get('recall'), None if _blank(rec) else rec - rt, '>=', f'reference − {rt:g}'),
         (
             'median MASE',
             ch.get('mase_median'),
-            None if _blank(mase) else mase * (1 + g.error_tolerance),
+            None if _blank(mase) else mase * (1 + et),
             '<=',
-            f'reference × (1 + {g.error_tolerance:g})',
+            f'reference × (1 + {et:g})',
         ),
         ('data validation', ch.get('schema_ok'), True, '==', 'schema passed'),
         ('fallback share', ch.get('fallback_share'), g.max_fallback_share, '<=', 'monitors on the seasonal fallback'),
     ]
-    if ch.get(
-        'feedback_answers'
-    ):  # on-call feedback exists: its precision is judged (not judged when no holdout alert was answered)
-        rows.append(
-            (
-                'feedback precision',
-                ch.get('feedback_precision'),
-                g.min_feedback_precision,
-                '>=',
-                'holdout alerts on-call answered: share that were incidents',
-            )
-        )
-    out = []
-    for name, v, thr, op, why in rows:
-        blank = _blank(v) or _blank(thr) or (name in ('fleet alerts/day', 'noisy monitors') and not n)
-        status = 'not judged' if blank else 'pass' if {'<=': v <= thr, '>=': v >= thr, '==': v == thr}[op] else 'fail'
-        out.append(
-            {
-                'criterion': name,
-                'value': v,
-                'rule': op,
-                'threshold': thr,
-                'status': status,
-                'passed': status == 'pass',
-                'why': why,
-                'note': _unjudged(name, v, ch, champ) if blank else '',
-            }
-        )
-    return pd.DataFrame(out)
+    if ch.get('feedback_answers'):  # its precision is judged (not judged when no holdout alert was answered)
+        why = 'holdout alerts on-call answered: share that were incidents'
+        rows.append(('feedback precision', ch.get('feedback_precision'), g.min_feedback_precision, '>=', why))
+    return rows
+
+# %% ../nbs/13_register.ipynb #gate_row
+def _gate_row(criterion: tuple, ch: dict, champ: dict | None) -> dict:
+    "One criterion judged: pass or fail, or not judged (with why) when its value or threshold is blank, or no monitor was judged for a fleet count."
+    name, v, thr, op, why = criterion
+    blank = (
+        _blank(v)
+        or _blank(thr)
+        or (name in ('fleet alerts/day', 'noisy monitors') and not ch.get('judged', ch.get('monitors')))
+    )
+    status = 'not judged' if blank else 'pass' if {'<=': v <= thr, '>=': v >= thr, '==': v == thr}[op] else 'fail'
+    return {
+        'criterion': name,
+        'value': v,
+        'rule': op,
+        'threshold': thr,
+        'status': status,
+        'passed': status == 'pass',
+        'why': why,
+        'note': _unjudged(name, v, ch, champ) if blank else '',
+    }
+
+# %% ../nbs/13_register.ipynb #gate_fn
+def gate(ch: dict, champ: dict | None, g) -> pd.DataFrame:
+    "Gate rows (criterion, value, rule, threshold, status pass/fail/not judged, passed, why, note). `ch`/`champ`: flat metrics; `g`: GateParams. With on-call feedback (`feedback_answers`), a feedback precision row."
+    return pd.DataFrame([_gate_row(criterion, ch, champ) for criterion in _gate_criteria(ch, champ, g)])
 
 # %% ../nbs/13_register.ipynb #gate_verdict
 def gate_verdict(verdict: pd.DataFrame, ch: dict) -> tuple[bool, str]:
@@ -446,21 +443,9 @@ def champion_bundle(c, name: str, uri: str, trained=None, trained_run: str | Non
     finally:
         shutil.rmtree(folder, ignore_errors=True)
 
-# %% ../nbs/13_register.ipynb #a487dd9a
-def model_card(
-    name: str,
-    version: int,
-    ch: dict,
-    champ: dict | None,
-    champ_version: int | None,
-    verdict: pd.DataFrame,
-    lineage: dict,
-    monitors: pd.DataFrame,
-    promoted: bool,
-    shadow: pd.DataFrame | None = None,
-    windows: dict | None = None,
-) -> str:
-    "Markdown model card for one registered version; `windows` = the manifest's per-monitor entries (short and skipped windows are limitations)."
+# %% ../nbs/13_register.ipynb #card_perf
+def _card_performance(ch: dict, champ: dict | None, champ_version: int | None) -> str:
+    "The card's holdout table: this version, the static baseline and the previous champion side by side, then where the champion's numbers come from."
     keys = [
         ('alerts/day (fleet)', 'alerts_per_day', 'static_alerts_per_day'),
         ('noisy monitors (> 4/day)', 'noisy_after', 'noisy_monitors'),
@@ -468,14 +453,28 @@ def model_card(
         ('after-hours share', 'after_hours_share', 'static_after_hours_share'),
         ('median MASE', 'mase_median', None),
     ]
-    perf = '\n'.join(
+    rows = '\n'.join(
         f"| {lab} | {_fmt(ch.get(k))} | {_fmt(ch.get(s)) if s else '–'} | {_fmt(champ.get(k)) if champ else '–'} |"
         for lab, k, s in keys
     )
-    gate_rows = '\n'.join(
+    prev = f' (v{champ_version})' if champ_version else ''
+    judged_on = f"\nPrevious champion's numbers: {champ['judged_on']}.\n" if champ and champ.get('judged_on') else ''
+    return (
+        f"| metric | this version | static baseline | previous champion{prev} |\n|---|---|---|---|\n{rows}\n{judged_on}"
+    )
+
+# %% ../nbs/13_register.ipynb #card_gate
+def _card_gate(verdict: pd.DataFrame) -> str:
+    "The card's gate table: per criterion its value, threshold, result (a failure in bold; not judged, with why) and rule."
+    rows = '\n'.join(
         f"| {r.criterion} | {_fmt(r.value)} | {r.rule} {_fmt(r.threshold)} | { {'pass': 'pass', 'fail': '**FAIL**'}.get(r.status, 'not judged: ' + r.note) } | {r.why} |"
         for r in verdict.itertuples()
     )
+    return f'| criterion | value | threshold | result | rule |\n|---|---|---|---|---|\n{rows}'
+
+# %% ../nbs/13_register.ipynb #card_lim
+def _card_limitations(monitors: pd.DataFrame, windows: dict | None) -> str:
+    "The card's limitations: monitors on a weak path or cold-start stage (or not ok), windows that were short or skipped; '- none flagged' without any."
     weak = monitors[
         monitors.path.isin(['fallback', 'sparse', 'level', 'daily'])
         | monitors.get('status', pd.Series('ok', index=monitors.index)).ne('ok')
@@ -491,45 +490,64 @@ def model_card(
         for m, w in sorted((windows or {}).items())
         if w.get('status') in ('short', 'skipped')
     ]
-    lim = '\n'.join(lim) or '- none flagged'
-    verdict_word = 'FAILED' if (verdict.status == 'fail').any() else 'PASSED' if promoted else 'NOT JUDGED'
-    owners = ', '.join(f'{o} ({n})' for o, n in monitors.owner.value_counts().items())
-    sh = (
-        ''
-        if shadow is None or not len(shadow)
-        else (
-            '\n## Shadow comparison with the champion\n\nSame holdout rows, both bundles: alerts only this version would raise, and alerts only the champion raises.\n\n'
-            + shadow.to_markdown(index=False)
-            + '\n'
-        )
+    return '\n'.join(lim) or '- none flagged'
+
+# %% ../nbs/13_register.ipynb #card_shadow
+def _card_shadow(shadow: pd.DataFrame | None) -> str:
+    "The card's shadow comparison section; empty without a champion to compare with."
+    if shadow is None or not len(shadow):
+        return ''
+    return (
+        '\n## Shadow comparison with the champion\n\nSame holdout rows, both bundles: alerts only this version would raise, and alerts only the champion raises.\n\n'
+        + shadow.to_markdown(index=False)
+        + '\n'
     )
+
+# %% ../nbs/13_register.ipynb #card_lineage
+def _card_lineage(lineage: dict) -> str:
+    "The card's data and lineage: the window and holdout, the commit, package and MLflow run, the window digests; '?' for what the run did not record."
+    return f"""- window {lineage.get('window_start', '?')[:10]} → {lineage.get('window_end', '?')[:10]} (as_of {lineage.get('window_as_of', '?')}), holdout to {lineage.get('holdout_end', '?')[:10]}
+- git {lineage.get('git_sha', '?')[:12]} (dirty: {lineage.get('git_dirty', '?')}), mlops_kit {lineage.get('mlops_kit_version', '?')}, MLflow run `{lineage.get('run_id', '?')}`
+- window digests (SHA-256): train {lineage.get('digest_train', '?')[:16]}…, holdout {lineage.get('digest_holdout', '?')[:16]}…"""
+
+# %% ../nbs/13_register.ipynb #a487dd9a
+def model_card(
+    name: str,
+    version: int,
+    ch: dict,
+    champ: dict | None,
+    champ_version: int | None,
+    verdict: pd.DataFrame,
+    lineage: dict,
+    monitors: pd.DataFrame,
+    promoted: bool,
+    shadow: pd.DataFrame | None = None,
+    windows: dict | None = None,
+) -> str:
+    "Markdown model card for one registered version; `windows` = the manifest's per-monitor entries (short and skipped windows are limitations)."
+    word = 'FAILED' if (verdict.status == 'fail').any() else 'PASSED' if promoted else 'NOT JUDGED'
+    status = 'champion (gate passed)' if promoted else f'challenger, not promoted (gate {word.lower()})'
+    owners = ', '.join(f'{o} ({n})' for o, n in monitors.owner.value_counts().items())
     return f"""# Model card: {name} v{version}
 
-**Status:** {'champion (gate passed)' if promoted else f'challenger, not promoted (gate {verdict_word.lower()})'} · registered {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC
+**Status:** {status} · registered {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC
 
 ## Intended use
 Anomaly alerting for {int(ch.get('monitors', 0))} monitoring signals: one fleet bundle scores rows `monitor_id, ts, value` (ts in UTC) and adds `expected, lower, upper, score, unusual, alert`. Tuned to aim under the configured alert target per monitor on normal data (`train.alert_target`), never above the alert budget; each monitor's stage (`level`, `daily`: a young monitor's cold-start models; `search`, `sparse`, `fallback`) is in the bundle's monitor table. Not for monitors it was not trained on (they are refused), nor for signals whose behaviour changed after the window below without retraining.
 
 ## Data and lineage
-- window {lineage.get('window_start', '?')[:10]} → {lineage.get('window_end', '?')[:10]} (as_of {lineage.get('window_as_of', '?')}), holdout to {lineage.get('holdout_end', '?')[:10]}
-- git {lineage.get('git_sha', '?')[:12]} (dirty: {lineage.get('git_dirty', '?')}), mlops_kit {lineage.get('mlops_kit_version', '?')}, MLflow run `{lineage.get('run_id', '?')}`
-- window digests (SHA-256): train {lineage.get('digest_train', '?')[:16]}…, holdout {lineage.get('digest_holdout', '?')[:16]}…
+{_card_lineage(lineage)}
 
 ## Monitors and owners
 {len(monitors)} monitors; owners: {owners}.
 
 ## Performance on the holdout
-| metric | this version | static baseline | previous champion{f' (v{champ_version})' if champ_version else ''} |
-|---|---|---|---|
-{perf}
-{f"{chr(10)}Previous champion's numbers: {champ['judged_on']}.{chr(10)}" if champ and champ.get('judged_on') else ''}
-## Gate verdict: {verdict_word}
-| criterion | value | threshold | result | rule |
-|---|---|---|---|---|
-{gate_rows}
-{sh}
+{_card_performance(ch, champ, champ_version)}
+## Gate verdict: {word}
+{_card_gate(verdict)}
+{_card_shadow(shadow)}
 ## Limitations
-{lim}
+{_card_limitations(monitors, windows)}
 """
 
 # %% ../nbs/13_register.ipynb #a487dd9a-2
@@ -628,6 +646,83 @@ def _check_compliance(c, run: dict, p, log, name: str) -> dict:
         raise RegisterError(why)
     return digests
 
+# %% ../nbs/13_register.ipynb #reg_manifest
+def _from_manifest(root: Path, p, key: str):
+    "One entry (`as_of`, `monitors`) of the manifest the windows stage wrote; None without a manifest."
+    man = root / p.windows.out_dir / 'manifest.json'
+    return json.loads(man.read_text())[key] if man.exists() else None
+
+# %% ../nbs/13_register.ipynb #reg_reference
+def _reference_numbers(c, name: str, champ_v: int, recorded: dict, champ_bundle, root: Path, p) -> dict:
+    "The champion's numbers on this holdout: the ones `recorded` on its version when its window is this one, else `rejudge`'s; `judged_on` says which."
+    was, now = _window_as_of(c, name, champ_v), _from_manifest(root, p, 'as_of')
+    if was and now and was != now:
+        return rejudge(champ_bundle, root, p, recorded) | {
+            'judged_on': f"re-evaluated on this version's holdout (its own window ended {was})"
+        }
+    if was == now:
+        return recorded | {'judged_on': 'recorded on the same holdout'}
+    return recorded | {'judged_on': f'recorded on its own holdout (window as_of {was} vs {now}: unknown)'}
+
+# %% ../nbs/13_register.ipynb #reg_tags
+def _version_tags(run_id: str, digests: dict, ch: dict, verdict: pd.DataFrame, passed: bool) -> dict:
+    "The tags a new version carries: the digests every later load of it is checked against, the numbers it was judged on (the next challenger's reference), each criterion's result, the verdict and its run."
+    tags = dict(digests)
+    tags |= {f'metric.{k}': json.dumps(val) for k, val in ch.items() if isinstance(val, (int, float, bool))}
+    for row in verdict.itertuples():
+        tags[f'gate.{row.criterion}'] = f"{row.status.upper()}: {_fmt(row.value)} {row.rule} {_fmt(row.threshold)}" + (
+            f" ({row.note})" if row.note else ''
+        )
+    return tags | {'gate.passed': str(passed).lower(), 'run_id': run_id}
+
+# %% ../nbs/13_register.ipynb #reg_challenger
+def _register_challenger(c, name: str, run: dict, log, tags: dict) -> int:
+    "Register the run's model as a new version of `name`, tag it and point `challenger` at it (audited); its number."
+    import mlflow
+
+    with registry_write(name, 'register a version'):
+        mv = mlflow.register_model(run['model_uri'], name)
+        v = int(mv.version)
+    for k, val in tags.items():
+        c.set_model_version_tag(name, str(v), k, val)
+    move_alias(c, name, 'challenger', v, log, 'register', 'new version from run ' + run['run_id'])
+    return v
+
+# %% ../nbs/13_register.ipynb #reg_shadow
+def _holdout_shadow(bundle, champ_bundle, root: Path, p) -> pd.DataFrame | None:
+    "The shadow comparison on the holdout rows of the monitors both bundles score; None without a champion."
+    hold = pd.read_parquet(root / p.windows.out_dir / 'holdout.parquet').dropna()
+    if champ_bundle is None:
+        return None
+    both = set(bundle.monitors) & set(champ_bundle.monitors)
+    return shadow_compare(bundle, champ_bundle, hold[hold.monitor_id.isin(both)])
+
+# %% ../nbs/13_register.ipynb #reg_reports
+def _write_reports(out: Path, md: str, verdict: pd.DataFrame, shadow: pd.DataFrame | None) -> Path:
+    "Write the stage's reports (model card as Markdown and HTML, gate table, shadow table if any) under `out`/reports/register; that folder."
+    rep = out / 'reports' / 'register'
+    rep.mkdir(parents=True, exist_ok=True)
+    (rep / 'model_card.md').write_text(md)
+    (rep / 'model_card.html').write_text(card_html(md))
+    verdict.to_csv(rep / 'gate.csv', index=False)
+    if shadow is not None:
+        shadow.to_csv(rep / 'shadow.csv', index=False)
+    return rep
+
+# %% ../nbs/13_register.ipynb #reg_result
+def _stage_result(c, name: str, v: int, champ_v: int | None, verdict: pd.DataFrame, passed: bool, why: str) -> dict:
+    "What the stage reports (metrics/register.json, the CLI's summary): the new version, whether it was promoted and why, the champion now and before, the criteria that failed or were not judged."
+    return {
+        'model': name,
+        'version': v,
+        'promoted': passed,
+        'champion': alias_version(c, name, 'champion'),
+        'previous_champion': champ_v,
+        'reason': why,
+        'gate_failed': list(verdict.criterion[verdict.status == 'fail']),
+        'gate_not_judged': list(verdict.criterion[verdict.status == 'not judged']),
+    }
+
 # %% ../nbs/13_register.ipynb #a09a47ea
 def register_run(root, p, out=None) -> dict:
     "The register stage: compliance, gate, new version + challenger alias, shadow comparison, model card, promotion if the gate passes."
@@ -637,98 +732,33 @@ def register_run(root, p, out=None) -> dict:
 
     root = Path(root)
     out = Path(out or root)
-    r = p.register
-    name = r.model_name
+    name = p.register.model_name
     run = read_run(root / p.train.out_dir / 'run.json')
     c = client(run['tracking_uri'])
     mlflow.set_tracking_uri(run['tracking_uri'])
-    log = repo_root(root) / r.audit_log
+    log = repo_root(root) / p.register.audit_log
     digests = _check_compliance(c, run, p, log, name)
     bundle = load_bundle(root / p.train.out_dir)  # models/ as DVC delivered it, verified before anything is registered
     ch = challenger_metrics(root)
     champ_v = champion_version(c, name)
     champ, champ_bundle = version_metrics(c, name, champ_v), None
     if champ_v:  # judged on the same days: re-evaluate the champion if its window was another
-        champ_bundle, _ = champion_bundle(
-            c, name, run['tracking_uri']
-        )  # verified against its recorded digest before it is loaded
-        man = root / p.windows.out_dir / 'manifest.json'
-        was, now = _window_as_of(c, name, champ_v), (json.loads(man.read_text())['as_of'] if man.exists() else None)
-        champ = (
-            rejudge(champ_bundle, root, p, champ)
-            | {'judged_on': f"re-evaluated on this version's holdout (its own window ended {was})"}
-            if was and now and was != now
-            else champ
-            | {
-                'judged_on': 'recorded on the same holdout'
-                if was == now
-                else f'recorded on its own holdout (window as_of {was} vs {now}: unknown)'
-            }
-        )
-    verdict = gate(ch, champ, r.gate)
+        champ_bundle, _ = champion_bundle(c, name, run['tracking_uri'])  # verified against its recorded digest first
+        champ = _reference_numbers(c, name, champ_v, champ, champ_bundle, root, p)
+    verdict = gate(ch, champ, p.register.gate)
     passed, why = gate_verdict(verdict, ch)
-    with registry_write(name, 'register a version'):
-        mv = mlflow.register_model(run['model_uri'], name)
-        v = int(mv.version)
-    for k, val in digests.items():
-        c.set_model_version_tag(name, str(v), k, val)  # what every later load of this version is checked against
-    for k, val in ch.items():  # the numbers this version was judged on: the next challenger's reference
-        if isinstance(val, (int, float, bool)):
-            c.set_model_version_tag(name, str(v), f'metric.{k}', json.dumps(val))
-    for row in verdict.itertuples():
-        c.set_model_version_tag(
-            name,
-            str(v),
-            f'gate.{row.criterion}',
-            f"{row.status.upper()}: {_fmt(row.value)} {row.rule} {_fmt(row.threshold)}"
-            + (f" ({row.note})" if row.note else ''),
-        )
-    c.set_model_version_tag(name, str(v), 'gate.passed', str(passed).lower())
-    c.set_model_version_tag(name, str(v), 'run_id', run['run_id'])
-    move_alias(c, name, 'challenger', v, log, 'register', 'new version from run ' + run['run_id'])
-    hold = pd.read_parquet(root / p.windows.out_dir / 'holdout.parquet').dropna()
-    shadow = None
-    if champ_v:  # both bundles score the monitors they share
-        shadow = shadow_compare(
-            bundle, champ_bundle, hold[hold.monitor_id.isin(set(bundle.monitors) & set(champ_bundle.monitors))]
-        )
-    failed = verdict[verdict.status == 'fail']
+    v = _register_challenger(c, name, run, log, _version_tags(run['run_id'], digests, ch, verdict, passed))
+    shadow = _holdout_shadow(bundle, champ_bundle, root, p)  # both bundles score the monitors they share
     if passed:
         move_alias(c, name, 'champion', v, log, 'promote', why)
     table = bundle.table().assign(owner=lambda t: _owners(p, t, root))
-    man = root / p.windows.out_dir / 'manifest.json'
-    md = model_card(
-        name,
-        v,
-        ch,
-        champ,
-        champ_v,
-        verdict,
-        c.get_run(run['run_id']).data.tags | {'run_id': run['run_id']},
-        table,
-        passed,
-        shadow,
-        json.loads(man.read_text())['monitors'] if man.exists() else None,
-    )
-    rep = out / 'reports' / 'register'
-    rep.mkdir(parents=True, exist_ok=True)
-    (rep / 'model_card.md').write_text(md)
-    (rep / 'model_card.html').write_text(card_html(md))
-    verdict.to_csv(rep / 'gate.csv', index=False)
-    if shadow is not None:
-        shadow.to_csv(rep / 'shadow.csv', index=False)
+    lineage = c.get_run(run['run_id']).data.tags | {'run_id': run['run_id']}
+    windows = _from_manifest(root, p, 'monitors')
+    md = model_card(name, v, ch, champ, champ_v, verdict, lineage, table, passed, shadow, windows)
+    rep = _write_reports(out, md, verdict, shadow)
     for f in ('model_card.md', 'model_card.html', 'gate.csv'):
         c.log_artifact(run['run_id'], str(rep / f), f'register/v{v}')
-    res = {
-        'model': name,
-        'version': v,
-        'promoted': passed,
-        'champion': alias_version(c, name, 'champion'),
-        'previous_champion': champ_v,
-        'reason': why,
-        'gate_failed': list(failed.criterion),
-        'gate_not_judged': list(verdict.criterion[verdict.status == 'not judged']),
-    }
+    res = _stage_result(c, name, v, champ_v, verdict, passed, why)
     (out / 'metrics').mkdir(exist_ok=True)
     (out / 'metrics' / 'register.json').write_text(json.dumps(res, indent=2, sort_keys=True) + '\n')
     return res

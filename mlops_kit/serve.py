@@ -12,8 +12,8 @@ import numpy as np
 import pandas as pd
 
 # %% auto #0
-__all__ = ['SERVER_ENV', 'FORMATS', 'serve_argv', 'free_port', 'limits_env', 'verified_model', 'scoring_server', 'serve_champion',
-           'load_test', 'bench_serve']
+__all__ = ['SERVER_ENV', 'FORMATS', 'serve_argv', 'free_port', 'limits_env', 'verified_model', 'poll_ok', 'scoring_server',
+           'serve_champion', 'load_test', 'bench_serve']
 
 # %% ../nbs/14_serve.ipynb #serve_argv
 def serve_argv(model_dir, host: str, port: int, workers: int) -> list[str]:
@@ -70,6 +70,71 @@ def verified_model(model_uri: str, tracking_uri: str, dst) -> str:
     which = {'alias': m[2]} if m[2] else {'version': int(m[3])}
     return str(fetch_model(tracking_uri, m[1], dst=dst, **which)[0])
 
+# %% ../nbs/14_serve.ipynb #srv_env
+def _server_env(tracking_uri: str, limits: dict | None = None) -> dict:
+    "The scoring server's environment: this one, with `tracking_uri`, no telemetry, this venv's bin first on PATH, one BLAS thread, and the request `limits` (`limits_env`)."
+    bin_dir = Path(sys.executable).parent
+    return {
+        **os.environ,
+        'MLFLOW_TRACKING_URI': tracking_uri,
+        'MLFLOW_DISABLE_TELEMETRY': 'true',
+        'PATH': f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
+        **SERVER_ENV,
+        **(limits or {}),
+    }
+
+# %% ../nbs/14_serve.ipynb #srv_start
+def _start_server(
+    model_uri: str, tracking_uri: str, port: int, workers: int, log_path: Path, limits: dict | None
+) -> tuple[subprocess.Popen, str]:
+    "Verify `model_uri` into a new temp folder and start `mlflow models serve` on it in its own session, output to `log_path`: (process, folder). When either step fails, the folder is removed."
+    folder = tempfile.mkdtemp(prefix='mlops-kit-serve-')
+    try:
+        local = verified_model(model_uri, tracking_uri, folder)
+        with open(log_path, 'ab') as log:  # a file, not a pipe: see above
+            srv = subprocess.Popen(
+                serve_argv(local, '127.0.0.1', port, workers),
+                env=_server_env(tracking_uri, limits),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+    except BaseException:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
+    return srv, folder
+
+# %% ../nbs/14_serve.ipynb #srv_poll
+def poll_ok(host: str, port: int, path: str, timeout_s: float, proc=None, conn_timeout: float = 1) -> str:
+    "GET `path` on host:port every 0.3 s until it answers 200 ('ok'), process `proc` exits ('exited') or `timeout_s` has passed ('timeout'). The scoring server and the team's tracking server are both waited for with it."
+    t0 = time.time()
+    while True:
+        if proc is not None and proc.poll() is not None:
+            return 'exited'
+        try:
+            c = http.client.HTTPConnection(host, port, timeout=conn_timeout)
+            c.request('GET', path)
+            if c.getresponse().status == 200:
+                return 'ok'
+        except OSError:
+            pass
+        if time.time() - t0 > timeout_s:
+            return 'timeout'
+        time.sleep(0.3)
+
+# %% ../nbs/14_serve.ipynb #srv_wait
+def _wait_ping(srv: subprocess.Popen, port: int, timeout_s: float, model_uri: str, log_path: Path):
+    "Return once the server on `port` answers /ping; fail early, with the log's tail, when its process `srv` exits, and after `timeout_s`."
+    state = poll_ok('127.0.0.1', port, '/ping', timeout_s, srv)
+    if state == 'exited':
+        raise RuntimeError(
+            f"the scoring server for {model_uri} exited (log: {log_path}):\n{log_path.read_text(errors='replace')[-2000:]}"
+        )
+    if state == 'timeout':
+        raise TimeoutError(
+            f"the scoring server for {model_uri} did not answer /ping within {timeout_s:g} s (log: {log_path})"
+        )
+
 # %% ../nbs/14_serve.ipynb #9a3d0fc6-4
 @contextlib.contextmanager
 def scoring_server(
@@ -85,50 +150,11 @@ def scoring_server(
     import psutil
 
     port = port or free_port()
-    mlflow_bin = Path(sys.executable).parent / 'mlflow'
     log_path = Path(log_path or Path(tempfile.gettempdir()) / f'mlflow-serve-{port}.log')
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    env = {
-        **os.environ,
-        'MLFLOW_TRACKING_URI': tracking_uri,
-        'MLFLOW_DISABLE_TELEMETRY': 'true',
-        'PATH': f"{mlflow_bin.parent}{os.pathsep}{os.environ.get('PATH', '')}",
-        **SERVER_ENV,
-        **(limits or {}),
-    }
-    folder = tempfile.mkdtemp(prefix='mlops-kit-serve-')
+    srv, folder = _start_server(model_uri, tracking_uri, port, workers, log_path, limits)
     try:
-        local = verified_model(model_uri, tracking_uri, folder)
-        with open(log_path, 'ab') as log:  # a file, not a pipe: see above
-            srv = subprocess.Popen(
-                serve_argv(local, '127.0.0.1', port, workers),
-                env=env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-    except BaseException:
-        shutil.rmtree(folder, ignore_errors=True)
-        raise
-    try:
-        t0 = time.time()
-        while True:
-            if srv.poll() is not None:
-                raise RuntimeError(
-                    f"the scoring server for {model_uri} exited (log: {log_path}):\n{log_path.read_text(errors='replace')[-2000:]}"
-                )
-            try:
-                c = http.client.HTTPConnection('127.0.0.1', port, timeout=1)
-                c.request('GET', '/ping')
-                if c.getresponse().status == 200:
-                    break
-            except OSError:
-                pass
-            if time.time() - t0 > timeout_s:
-                raise TimeoutError(
-                    f"the scoring server for {model_uri} did not answer /ping within {timeout_s:g} s (log: {log_path})"
-                )
-            time.sleep(0.3)
+        _wait_ping(srv, port, timeout_s, model_uri, log_path)
         yield port, psutil.Process(srv.pid)
     finally:
         with contextlib.suppress(ProcessLookupError):

@@ -161,25 +161,18 @@ def add_user(
 # %% ../nbs/19_team.ipynb #e83eec6a
 def wait_healthy(url: str, timeout_s: float = 120, proc=None, log=None):
     "Poll `url`/health until it answers 200; fail early (with the log's tail) if `proc` exits."
-    u, t0 = urlsplit(url), time.time()
-    while True:
-        if proc is not None and proc.poll() is not None:
-            raise RuntimeError(
-                f"mlflow server exited with status {proc.returncode}:\n"
-                + (Path(log).read_text()[-3000:] if log else '')
-            )
-        try:
-            c = http.client.HTTPConnection(u.hostname, u.port, timeout=2)
-            c.request('GET', '/health')
-            if c.getresponse().status == 200:
-                return
-        except OSError:
-            pass
-        if time.time() - t0 > timeout_s:
-            raise TimeoutError(
-                f"{url}/health did not answer within {timeout_s:g} s" + (f"; server log: {log}" if log else '')
-            )
-        time.sleep(0.3)
+    from mlops_kit.serve import poll_ok
+
+    u = urlsplit(url)
+    state = poll_ok(u.hostname, u.port, '/health', timeout_s, proc, conn_timeout=2)
+    if state == 'exited':
+        raise RuntimeError(
+            f"mlflow server exited with status {proc.returncode}:\n" + (Path(log).read_text()[-3000:] if log else '')
+        )
+    if state == 'timeout':
+        raise TimeoutError(
+            f"{url}/health did not answer within {timeout_s:g} s" + (f"; server log: {log}" if log else '')
+        )
 
 # %% ../nbs/19_team.ipynb #e83eec6a-2
 @contextlib.contextmanager
@@ -221,6 +214,11 @@ def tracking_server(
                 os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
 
+# %% ../nbs/19_team.ipynb #st_row
+def _row(check: str, value: str, ok, advice: str = '') -> dict:
+    "One row of `team_status`: what was checked, what was found, whether that is fine, and the fix when it is not."
+    return {'check': check, 'value': value, 'ok': bool(ok), 'advice': advice}
+
 # %% ../nbs/19_team.ipynb #96a2eae2
 def _dvc_remote(root: Path) -> tuple[str, bool, str]:
     "(value, ok, advice) for the DVC default remote of the repository at `root` (read through DVC's own config API: `dvc remote list` wraps long lines)."
@@ -239,84 +237,89 @@ def _dvc_remote(root: Path) -> tuple[str, bool, str]:
         'dvc push after dvc repro; teammates dvc pull',
     )
 
+# %% ../nbs/19_team.ipynb #st_tracking
+def _tracking_row(uri: str, mode: str) -> dict:
+    "Where runs go and in which mode; a bare database is not ok (artifacts would stay on each clone)."
+    advice = {
+        'embedded': 'single-user default; team mode: set tracking.uri or MLFLOW_TRACKING_URI to http://<server>:5000',
+        'server': 'team mode',
+        'database': 'run `mlops-kit team server` on this database and point clients at its http:// URL (artifacts would stay local)',
+    }[mode]
+    return _row('tracking', f'{redact(uri)} ({mode})', mode != 'database', advice)
+
+# %% ../nbs/19_team.ipynb #st_server
+def _server_rows(uri: str, timeout_s: float) -> tuple[list[dict], bool]:
+    "(rows, go on?): whether the server answers (waited for up to `timeout_s`) and whom it authenticated this clone as; the other checks need a server that answers and knows who is asking, or one without authentication."
+    try:
+        wait_healthy(uri, timeout_s)
+    except (TimeoutError, RuntimeError) as e:
+        fix = 'start it: make team-server (see the team how-to)'
+        return [_row('server', f'not reachable ({e})', False, fix)], False
+    rows = [_row('server', 'answers /health', True)]
+    status = auth_call(uri, 'GET', '/api/2.0/mlflow/users/current')[0]
+    if status == 404:
+        what = 'the server does not authenticate: anyone who reaches it can move champion'
+        return rows + [_row('identity', what, False, 'restart it with make team-server (basic-auth)')], True
+    if (who := authenticated_user(uri)) is None:
+        fix = 'export MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD (the admin adds you: mlops-kit team user NAME --role ROLE)'
+        return rows + [_row('identity', f'not authenticated (HTTP {status})', False, fix)], False
+    return rows + [_row('identity', f'authenticated as {who}', True)], True
+
+# %% ../nbs/19_team.ipynb #st_experiment
+def _experiment_row(uri: str, experiment: str) -> dict:
+    "The experiment and where its artifacts live (MLflow's tracking URI is set to `uri`); not created yet is fine before the first train."
+    import mlflow
+
+    mlflow.set_tracking_uri(uri)
+    e = mlflow.get_experiment_by_name(experiment)
+    if not e:
+        return _row('experiment', f"{experiment}: not created yet", True, 'dvc repro (train creates it)')
+    return _row('experiment', f"{experiment} (id {e.experiment_id}, artifacts {e.artifact_location})", True)
+
+# %% ../nbs/19_team.ipynb #st_registry
+def _registry_row(uri: str, name: str) -> dict:
+    "The registered model's champion, if it has one yet."
+    from mlops_kit.register import champion_version
+
+    champ = champion_version(client(uri), name)
+    if champ:
+        return _row('registry', f"{name}: champion v{champ}", True)
+    return _row(
+        'registry',
+        f"{name}: no champion yet",
+        True,
+        'dvc repro (register promotes the first version that passes the gate)',
+    )
+
+# %% ../nbs/19_team.ipynb #st_audit
+def _audit_row(root: Path, p, mode: str) -> dict:
+    "Where the audit log is; against a server it must be on a shared path, so the team keeps one hash chain."
+    from mlops_kit.tracking import repo_root
+
+    log = repo_root(root) / p.register.audit_log
+    shared = Path(p.register.audit_log).is_absolute()
+    fine = shared or mode != 'server'
+    advice = (
+        '' if fine else 'set register.audit_log to an absolute path on a shared disk, so the team keeps one hash chain'
+    )
+    return _row('audit log', f"{log} ({'shared path' if shared else 'inside this clone'})", fine, advice)
+
 # %% ../nbs/19_team.ipynb #96a2eae2-2
 def team_status(p, root='.', timeout_s: float = 5) -> pd.DataFrame:
     "Rows (check, value, ok, advice) on tracking mode, server health (waited for up to `timeout_s`), experiment, champion, audit log and DVC remote."
-    import mlflow
-    from mlops_kit.tracking import repo_root, tracking_uri
+    from mlops_kit.tracking import tracking_uri
 
     root = Path(root)
     uri = tracking_uri(p.tracking.uri, root)
     mode = tracking_mode(uri)
-    rows = []
-    add = lambda check, value, ok, advice='': rows.append(
-        {'check': check, 'value': value, 'ok': bool(ok), 'advice': advice}
-    )
-    add(
-        'tracking',
-        f'{redact(uri)} ({mode})',
-        mode != 'database',
-        {
-            'embedded': 'single-user default; team mode: set tracking.uri or MLFLOW_TRACKING_URI to http://<server>:5000',
-            'server': 'team mode',
-            'database': 'run `mlops-kit team server` on this database and point clients at its http:// URL (artifacts would stay local)',
-        }[mode],
-    )
+    rows = [_tracking_row(uri, mode)]
     if mode == 'server':
-        try:
-            wait_healthy(uri, timeout_s)
-            add('server', 'answers /health', True)
-        except (TimeoutError, RuntimeError) as e:
-            add('server', f'not reachable ({e})', False, 'start it: make team-server (see the team how-to)')
+        server, go_on = _server_rows(uri, timeout_s)
+        rows += server
+        if not go_on:
             return pd.DataFrame(rows)
-        status = auth_call(uri, 'GET', '/api/2.0/mlflow/users/current')[0]
-        if status == 404:
-            add(
-                'identity',
-                'the server does not authenticate: anyone who reaches it can move champion',
-                False,
-                'restart it with make team-server (basic-auth)',
-            )
-        elif (who := authenticated_user(uri)) is None:
-            add(
-                'identity',
-                f'not authenticated (HTTP {status})',
-                False,
-                'export MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD (the admin adds you: mlops-kit team user NAME --role ROLE)',
-            )
-            return pd.DataFrame(rows)
-        else:
-            add('identity', f'authenticated as {who}', True)
-    mlflow.set_tracking_uri(uri)
-    e = mlflow.get_experiment_by_name(p.tracking.experiment)
-    add(
-        'experiment',
-        f"{p.tracking.experiment} (id {e.experiment_id}, artifacts {e.artifact_location})"
-        if e
-        else f"{p.tracking.experiment}: not created yet",
-        True,
-        '' if e else 'dvc repro (train creates it)',
-    )
-    from mlops_kit.register import champion_version
-
-    c = client(uri)
-    name = p.register.model_name
-    champ = champion_version(c, name)
-    add(
-        'registry',
-        f"{name}: champion v{champ}" if champ else f"{name}: no champion yet",
-        True,
-        '' if champ else 'dvc repro (register promotes the first version that passes the gate)',
-    )
-    log = repo_root(root) / p.register.audit_log
-    shared = Path(p.register.audit_log).is_absolute()
-    add(
-        'audit log',
-        f"{log} ({'shared path' if shared else 'inside this clone'})",
-        shared or mode != 'server',
-        ''
-        if shared or mode != 'server'
-        else 'set register.audit_log to an absolute path on a shared disk, so the team keeps one hash chain',
-    )
-    add('dvc remote', *_dvc_remote(root))
+    rows.append(_experiment_row(uri, p.tracking.experiment))
+    rows.append(_registry_row(uri, p.register.model_name))
+    rows.append(_audit_row(root, p, mode))
+    rows.append(_row('dvc remote', *_dvc_remote(root)))
     return pd.DataFrame(rows)

@@ -9,7 +9,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 # %% auto #0
-__all__ = ['STAGE_ROWS', 'MLFLOW_STAGES', 'PRE_WINDOW', 'Meter', 'row_counts', 'pipeline_run', 'run_context', 'write_record',
+__all__ = ['STAGE_ROWS', 'PRE_WINDOW', 'MLFLOW_STAGES', 'Meter', 'row_counts', 'pipeline_run', 'run_context', 'write_record',
            'read_log', 'attach_to_mlflow', 'stage']
 
 # %% ../nbs/20_telemetry.ipynb #1ce6c6ff
@@ -219,6 +219,60 @@ def _params(fn, args, kw):
     except ParamsError:
         return root, None
 
+# %% ../nbs/20_telemetry.ipynb #tel_cost
+def _cost(m: Meter, cpu_hour_price: float) -> dict:
+    "What a finished `Meter` measured, as record fields (rounded), and the CPU it burned priced at `cpu_hour_price` per CPU-hour."
+    cpu = round(m.cpu_self_s + m.cpu_children_s, 3)
+    return {
+        'start': m.start.isoformat(timespec='milliseconds'),
+        'end': m.end.isoformat(timespec='milliseconds'),
+        'wall_s': round(m.wall_s, 3),
+        'cpu_s': cpu,
+        'cpu_self_s': round(m.cpu_self_s, 3),
+        'cpu_children_s': round(m.cpu_children_s, 3),
+        'peak_rss_mb': round(m.peak_rss_mb, 1),
+        'cpu_hour_price': cpu_hour_price,
+        'cost_usd': round(cpu / 3600 * cpu_hour_price, 6),
+    }
+
+# %% ../nbs/20_telemetry.ipynb #tel_context
+PRE_WINDOW = {'sample', 'ingest', 'validate'}  # stages that run before this run's window exists
+
+
+def _context(st: str, root, p, failed: bool) -> dict:
+    "`run_context` as it applies to stage `st`: no window before the window stage, no MLflow run for a train that failed."
+    ctx = run_context(root, p)
+    if st in PRE_WINDOW:
+        ctx['as_of'] = None  # the manifest on disk is the previous run's window
+    if failed and st == 'train':
+        ctx['mlflow_run_id'] = None  # a failed train never published its run.json
+    return ctx
+
+# %% ../nbs/20_telemetry.ipynb #tel_link
+MLFLOW_STAGES = {
+    'train',
+    'evaluate',
+    'register',
+    'monitor',
+    'retrain',
+}  # stages that log into the pipeline's MLflow run
+
+
+def _mlflow_link(rec: dict, root, p, wanted: bool) -> dict:
+    "Attach a successful stage's record to its pipeline's MLflow run when `wanted`; what the record should say about that run (an error to attach is noted, and said on stderr, not raised: the stage's own work is done)."
+    from mlops_kit.config import tracking_uri
+
+    if rec['mlflow_run_id'] and rec['status'] == 'ok' and p is not None and wanted:
+        try:
+            attach_to_mlflow(rec, tracking_uri(p.tracking.uri, root))
+        except Exception as e:
+            err = f"{type(e).__name__}: {e}"[:500]
+            print(f"telemetry: could not attach to MLflow run {rec['mlflow_run_id']}: {err}", file=sys.stderr)
+            return {'mlflow_error': err}
+    elif rec['stage'] not in MLFLOW_STAGES:
+        return {'mlflow_run_id': None}  # stages before train do not belong to that run
+    return {}
+
 # %% ../nbs/20_telemetry.ipynb #c5079fd0-2
 def stage(fn=None, *, name: str | None = None, rows=None, mlflow: bool | None = None):
     "Decorator: measure a stage command and write its telemetry record (also when it fails)."
@@ -228,8 +282,7 @@ def stage(fn=None, *, name: str | None = None, rows=None, mlflow: bool | None = 
 
     @functools.wraps(fn)
     def wrapper(*args, **kw):
-        from mlops_kit.config import ReportParams
-        from mlops_kit.config import repo_root, tracking_uri
+        from mlops_kit.config import ReportParams, repo_root
 
         root, p = _params(fn, args, kw)
         rp = p.report if p is not None else ReportParams()
@@ -241,46 +294,11 @@ def stage(fn=None, *, name: str | None = None, rows=None, mlflow: bool | None = 
             except BaseException as e:
                 err = e
                 rec |= {'status': 'failed', 'error': f"{type(e).__name__}: {e}"[:2000]}
-        cpu = round(m.cpu_self_s + m.cpu_children_s, 3)
-        rec |= {
-            'start': m.start.isoformat(timespec='milliseconds'),
-            'end': m.end.isoformat(timespec='milliseconds'),
-            'wall_s': round(m.wall_s, 3),
-            'cpu_s': cpu,
-            'cpu_self_s': round(m.cpu_self_s, 3),
-            'cpu_children_s': round(m.cpu_children_s, 3),
-            'peak_rss_mb': round(m.peak_rss_mb, 1),
-            'cpu_hour_price': rp.cpu_hour_price,
-            'cost_usd': round(cpu / 3600 * rp.cpu_hour_price, 6),
-        }
-        rec |= (
-            row_counts(st, result, root, rows)
-            if err is None
-            else {'rows_in': None, 'rows_out': None, 'rows_unit': None, 'rows_note': 'stage failed'}
-        )
-        rec |= run_context(root, p)
-        if st in PRE_WINDOW:
-            rec['as_of'] = None  # the manifest on disk is the previous run's window
-        if err is not None and st == 'train':
-            rec['mlflow_run_id'] = None  # a failed train never published its run.json
-        if (
-            rec['mlflow_run_id']
-            and err is None
-            and p is not None
-            and (mlflow if mlflow is not None else st in MLFLOW_STAGES)
-        ):
-            try:
-                attach_to_mlflow(rec, tracking_uri(p.tracking.uri, root))
-            except (
-                Exception
-            ) as e:  # the stage's own work is done; say so on stderr and in the record, do not fail it for this
-                rec['mlflow_error'] = f"{type(e).__name__}: {e}"[:500]
-                print(
-                    f"telemetry: could not attach to MLflow run {rec['mlflow_run_id']}: {rec['mlflow_error']}",
-                    file=sys.stderr,
-                )
-        elif st not in MLFLOW_STAGES:
-            rec['mlflow_run_id'] = None  # stages before train do not belong to that run
+        rec |= _cost(m, rp.cpu_hour_price)
+        failed_rows = {'rows_in': None, 'rows_out': None, 'rows_unit': None, 'rows_note': 'stage failed'}
+        rec |= row_counts(st, result, root, rows) if err is None else failed_rows
+        rec |= _context(st, root, p, err is not None)
+        rec |= _mlflow_link(rec, root, p, mlflow if mlflow is not None else st in MLFLOW_STAGES)
         try:
             write_record(rec, repo_root(root) / rp.telemetry_log)
         except OSError as e:  # the record is already on stderr; a broken log path must not fail (or mask the error of) the stage itself
@@ -291,13 +309,3 @@ def stage(fn=None, *, name: str | None = None, rows=None, mlflow: bool | None = 
 
     wrapper.telemetry_stage = st
     return wrapper
-
-
-MLFLOW_STAGES = {
-    'train',
-    'evaluate',
-    'register',
-    'monitor',
-    'retrain',
-}  # stages that log into the pipeline's MLflow run
-PRE_WINDOW = {'sample', 'ingest', 'validate'}  # stages that run before this run's window exists
