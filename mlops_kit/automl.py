@@ -18,8 +18,8 @@ from .models import HoltWinters, LagRegression, RobustLevel, SeasonalProfile, ho
 
 # %% auto #0
 __all__ = ['SENSITIVITIES', 'WINDOWS', 'ALERT_TARGET', 'SPARSE_POLICY', 'LEVEL_INFLATE', 'COLUMNS', 'candidates', 'count_alerts',
-           'trimmed_mae', 'search_forecasters', 'search_policy', 'pick_policy', 'history_days', 'Tuned',
-           'one_blas_thread', 'on_one_blas_thread', 'tune', 'replay']
+           'trimmed_mae', 'search_forecasters', 'search_policy', 'pick_policy', 'history_days', 'Tuned', 'one_thread',
+           'on_one_thread', 'tune', 'replay']
 
 # %% ../nbs/07_automl.ipynb #54c6f842
 def candidates() -> list[tuple[str, object]]:
@@ -343,23 +343,23 @@ def _blas() -> ThreadpoolController:
     return ThreadpoolController()  # finding the loaded BLAS libraries costs ~3 ms: once per process
 
 # %% ../nbs/07_automl.ipynb #blas_one-2
-def one_blas_thread():
-    "Context manager: BLAS on one thread. The kit's matrices are small (one BLAS thread is 5x faster on them), and monitors run in parallel anyway."
-    return _blas().limit(limits=1, user_api='blas')
+def one_thread():
+    "Context manager: BLAS and OpenMP on one thread. The kit's matrices are small (one BLAS thread is 5x faster on them), monitors run in parallel anyway, and a fit takes as long in the calling process as in a worker."
+    return _blas().limit(limits=1)
 
 # %% ../nbs/07_automl.ipynb #blas_one-3
-def on_one_blas_thread(f):
-    "Decorator: `f` runs inside `one_blas_thread()`."
+def on_one_thread(f):
+    "Decorator: `f` runs inside `one_thread()`."
 
     @functools.wraps(f)
     def wrapper(*args, **kwargs):
-        with one_blas_thread():
+        with one_thread():
             return f(*args, **kwargs)
 
     return wrapper
 
 # %% ../nbs/07_automl.ipynb #ad3cdced
-@on_one_blas_thread
+@on_one_thread
 def tune(
     y: pd.Series,
     alert_budget: float = 2.0,
@@ -466,7 +466,7 @@ def replay(
             map(pd.Timedelta, (refit, retune, min_history, window, adapt, deploy_adapt)),
         )
     )
-    with one_blas_thread():
+    with one_thread():
         out = _walk(g, start, td, adapt_share, pd.Timedelta(days=error_days), tuned, tune_kw, events)
     res = out.reindex(y.index.floor(g.index.freq or (g.index[1] - g.index[0])))
     res.index = y.index
