@@ -237,7 +237,7 @@ class FleetModel(mlflow.pyfunc.PythonModel):
 
         threadpool_limits(
             1
-        )  # one BLAS thread per call: the server calls predict from several threads at once, and the matrices are tiny
+        )  # one thread per call, BLAS and OpenMP alike: the server calls predict from several threads at once, and the matrices are tiny
         self.bundle = FleetBundle.load(context.artifacts['bundle'], (context.model_config or {}).get('bundle_sha256'))
         self.limits = serve_limits()
 
