@@ -89,6 +89,56 @@ def read_feedback(root, path: str | None) -> pd.DataFrame:
         return _empty()
     return check_feedback(pd.read_csv(f, dtype=str, keep_default_na=False), str(f))
 
+# %% ../nbs/24_feedback.ipynb #fb_target
+def _answer_target(verdict: str, alert, monitor_id, start, end, monitors) -> tuple:
+    "(monitor_id, start) of an answer: from its alert id, or as given for a missed one; FeedbackError if incomplete."
+    if verdict not in VERDICTS:
+        raise FeedbackError(f"verdict {verdict!r} is not one of {list(VERDICTS)}")
+    if verdict == 'missed':
+        if alert:
+            raise FeedbackError("a missed incident has no alert id: give --monitor, --start and --end")
+        if not (monitor_id and start is not None and end is not None):
+            raise FeedbackError("a missed incident needs --monitor, --start and --end")
+    elif not alert:
+        raise FeedbackError(f"verdict {verdict} answers an alert: give its alert id")
+    else:
+        monitor_id, start = parse_alert_id(alert)
+    if monitors is not None and monitor_id not in set(monitors):
+        raise FeedbackError(f"monitor {monitor_id!r} is not one this project monitors (e.g. {sorted(monitors)[:3]})")
+    return monitor_id, start
+
+# %% ../nbs/24_feedback.ipynb #fb_row
+def _answer_row(alert, monitor_id: str, verdict: str, start, end, who: str, note: str, default_span: str) -> dict:
+    "The feedback row of one answer: start and end in UTC (end: given, else start + `default_span`), stamped now."
+    st = pd.Timestamp(start)
+    st = st.tz_localize('UTC') if st.tzinfo is None else st.tz_convert('UTC')
+    en = pd.Timestamp(end) if end is not None else st + pd.Timedelta(default_span)
+    en = en.tz_localize('UTC') if en.tzinfo is None else en.tz_convert('UTC')
+    return {
+        'alert_id': alert or '',
+        'monitor_id': monitor_id,
+        'start': st,
+        'end': en,
+        'verdict': verdict,
+        'who': who,
+        'at': pd.Timestamp.now(tz='UTC').floor('s'),
+        'note': note,
+    }
+
+# %% ../nbs/24_feedback.ipynb #fb_append
+def _append_feedback(root, path: str, row: dict):
+    "Check `row`, append it to the feedback at `path` under `root` (replacing an answer to its alert) via a temp file."
+    new = check_feedback(pd.DataFrame([row]), 'feedback')
+    old = read_feedback(root, path)
+    old = old[
+        (old.alert_id == '') | (old.alert_id != row['alert_id'])
+    ]  # a later answer about the same alert replaces the earlier
+    f = Path(root) / path
+    f.parent.mkdir(parents=True, exist_ok=True)
+    tmp = f.with_name(f.name + '.tmp')
+    pd.concat([old, new], ignore_index=True).to_csv(tmp, index=False, date_format='%Y-%m-%dT%H:%M:%SZ')
+    os.replace(tmp, f)
+
 # %% ../nbs/24_feedback.ipynb #cf094025-2
 def record_feedback(
     root,
@@ -104,43 +154,9 @@ def record_feedback(
     default_span: str = '30min',
 ) -> dict:
     "Append one answer: an alert id with verdict incident | not_anomaly (end: given, else start + default_span), or a missed incident (monitor, start, end)."
-    if verdict not in VERDICTS:
-        raise FeedbackError(f"verdict {verdict!r} is not one of {list(VERDICTS)}")
-    if verdict == 'missed':
-        if alert:
-            raise FeedbackError("a missed incident has no alert id: give --monitor, --start and --end")
-        if not (monitor_id and start is not None and end is not None):
-            raise FeedbackError("a missed incident needs --monitor, --start and --end")
-    elif not alert:
-        raise FeedbackError(f"verdict {verdict} answers an alert: give its alert id")
-    else:
-        monitor_id, start = parse_alert_id(alert)
-    if monitors is not None and monitor_id not in set(monitors):
-        raise FeedbackError(f"monitor {monitor_id!r} is not one this project monitors (e.g. {sorted(monitors)[:3]})")
-    st = pd.Timestamp(start)
-    st = st.tz_localize('UTC') if st.tzinfo is None else st.tz_convert('UTC')
-    en = pd.Timestamp(end) if end is not None else st + pd.Timedelta(default_span)
-    en = en.tz_localize('UTC') if en.tzinfo is None else en.tz_convert('UTC')
-    row = {
-        'alert_id': alert or '',
-        'monitor_id': monitor_id,
-        'start': st,
-        'end': en,
-        'verdict': verdict,
-        'who': who,
-        'at': pd.Timestamp.now(tz='UTC').floor('s'),
-        'note': note,
-    }
-    new = check_feedback(pd.DataFrame([row]), 'feedback')
-    old = read_feedback(root, path)
-    old = old[
-        (old.alert_id == '') | (old.alert_id != row['alert_id'])
-    ]  # a later answer about the same alert replaces the earlier
-    f = Path(root) / path
-    f.parent.mkdir(parents=True, exist_ok=True)
-    tmp = f.with_name(f.name + '.tmp')
-    pd.concat([old, new], ignore_index=True).to_csv(tmp, index=False, date_format='%Y-%m-%dT%H:%M:%SZ')
-    os.replace(tmp, f)
+    monitor_id, start = _answer_target(verdict, alert, monitor_id, start, end, monitors)
+    row = _answer_row(alert, monitor_id, verdict, start, end, who, note, default_span)
+    _append_feedback(root, path, row)
     return row
 
 # %% ../nbs/24_feedback.ipynb #f0c6a016
