@@ -217,19 +217,17 @@ def _html(q: pd.DataFrame, quarantine: dict, plots: list[tuple[str, str]], n_row
 <h2>Quarantined raw rows by reason</h2><table>{qrows}</table>
 <h2>Overview</h2><img src="overview.png" width="900"><h2>Monitors</h2>{t}<h2>Flagged monitors</h2>{imgs or '<p>none</p>'}</body></html>"""
 
-# %% ../nbs/03_validate.ipynb #9c65b04d
-def run_validate(p: ValidateParams, root='.', signals_dir='data/signals') -> dict:
-    "The validate stage: schema check (raises), quality table, HTML report with plots, metrics/validate.json."
-    root, d = Path(root), Path(root) / signals_dir
+# %% ../nbs/03_validate.ipynb #val_read
+def _read_signals(d: Path) -> tuple[pd.DataFrame, dict]:
+    "(signals, monitor catalog) from the signals folder `d`; FileNotFoundError naming the file when ingest has not run."
     for f in ('signals.parquet', 'monitors.json'):
         if not (d / f).exists():
             raise FileNotFoundError(f"{d / f}: not found; run `mlops-kit ingest` first")
-    df, cat = pd.read_parquet(d / 'signals.parquet'), json.loads((d / 'monitors.json').read_text())['monitors']
-    check_signals(df, cat, str(d / 'signals.parquet'))
-    q = quality(df, cat, p)
-    qf = d / 'quarantine.csv'
-    quar = pd.read_csv(qf, usecols=['reason']).reason.value_counts().to_dict() if qf.exists() else {}
-    out = root / 'reports' / 'validate'
+    return pd.read_parquet(d / 'signals.parquet'), json.loads((d / 'monitors.json').read_text())['monitors']
+
+# %% ../nbs/03_validate.ipynb #val_report
+def _write_report_dir(out: Path, df: pd.DataFrame, cat: dict, q: pd.DataFrame, p: ValidateParams, quar: dict):
+    "Write the report (overview, MAX_PLOTS flagged monitors, quality.csv, index.html) in staging, then swap it in."
     staging = out.with_name('validate.staging')
     staging.mkdir(parents=True, exist_ok=True)
     plt = _plt()
@@ -250,17 +248,33 @@ def run_validate(p: ValidateParams, root='.', signals_dir='data/signals') -> dic
             f.unlink()
         out.rmdir()
     os.replace(staging, out)
+
+# %% ../nbs/03_validate.ipynb #val_metrics
+def _validate_metrics(q: pd.DataFrame, n_rows: int, quar: dict) -> dict:
+    "metrics/validate.json: monitors, flagged monitors, rows, worst gap share and sparsity, flag counts, quarantine."
     flags = pd.Series([f for fl in q['flags'] for f in fl], dtype=str).value_counts().to_dict()
-    m = {
+    return {
         'n_monitors': len(q),
         'n_flagged': int((q['flags'].str.len() > 0).sum()),
-        'n_rows': len(df),
+        'n_rows': n_rows,
         'schema_ok': True,
         'gap_share_max': float(q.gap_share.max()),
         'sparsity_max': float(q.sparsity.max()),
         'flags': flags,
         'quarantined_by_reason': quar,
     }
+
+# %% ../nbs/03_validate.ipynb #9c65b04d
+def run_validate(p: ValidateParams, root='.', signals_dir='data/signals') -> dict:
+    "The validate stage: schema check (raises), quality table, HTML report with plots, metrics/validate.json."
+    root, d = Path(root), Path(root) / signals_dir
+    df, cat = _read_signals(d)
+    check_signals(df, cat, str(d / 'signals.parquet'))
+    q = quality(df, cat, p)
+    qf = d / 'quarantine.csv'
+    quar = pd.read_csv(qf, usecols=['reason']).reason.value_counts().to_dict() if qf.exists() else {}
+    _write_report_dir(root / 'reports' / 'validate', df, cat, q, p, quar)
+    m = _validate_metrics(q, len(df), quar)
     (root / 'metrics').mkdir(exist_ok=True)
     tmp = root / 'metrics/validate.json.tmp'
     tmp.write_text(json.dumps(m, indent=2, sort_keys=True) + '\n')
