@@ -442,13 +442,11 @@ def aggregate(rows: pd.DataFrame, m: MonitorSpec) -> pd.DataFrame:
         .sort_values(['monitor_id', 'ts'], ignore_index=True)
     )
 
-# %% ../nbs/02_ingest.ipynb #f7ee06d3
-def ingest_source(spec: SourceSpec, monitors: list[MonitorSpec], raw_dir, pii: list[str]) -> dict:
-    "One source -> {'signals', 'quarantine', 'catalog', 'rows_in', 'rows_accepted', 'rows_quarantined', 'rows_out_of_order'}."
-    need = needed_columns(monitors)
-    df, q_read, n_in = read_source(spec, raw_dir, need, pii)
-    good, q_rows, unsorted = clean_rows(df, spec, column_roles(monitors), Path(spec.path).name)
-    del df
+# %% ../nbs/02_ingest.ipynb #ing_recon
+def _reconciled_quarantine(
+    spec: SourceSpec, n_in: int, good: pd.DataFrame, q_read, q_rows: pd.DataFrame
+) -> pd.DataFrame:
+    "The source's quarantine (reader's, then cleaning's); RuntimeError if rows in != rows accepted + rows quarantined."
     q = (
         pd.concat([x for x in (q_read, q_rows) if x is not None and len(x)], ignore_index=True)
         if (q_read is not None or len(q_rows))
@@ -458,26 +456,47 @@ def ingest_source(spec: SourceSpec, monitors: list[MonitorSpec], raw_dir, pii: l
         raise RuntimeError(
             f"source {spec.name!r}: {n_in} rows in != {len(good)} accepted + {len(q)} quarantined (a bug in ingest)"
         )
+    return q
+
+# %% ../nbs/02_ingest.ipynb #ing_entry
+def _catalog_entry(m: MonitorSpec, spec: SourceSpec, mid: str, part: pd.DataFrame) -> dict:
+    "monitors.json's entry for id `mid` of monitor `m` on source `spec`: its definition and its signal's coverage."
+    return {
+        'name': m.name,
+        'group': mid[: -len(m.name) - 1] if m.group_by else None,
+        'source': spec.name,
+        'agg': m.agg,
+        'value': m.value,
+        'filter': m.filter,
+        'interval': m.interval,
+        'owner': m.owner,
+        'description': m.description,
+        'region': spec.region,
+        'n_slices': len(part),
+        'first_ts': part.ts.min().isoformat(),
+        'last_ts': part.ts.max().isoformat(),
+    }
+
+# %% ../nbs/02_ingest.ipynb #ing_sigs
+def _source_signals(good: pd.DataFrame, monitors: list[MonitorSpec], spec: SourceSpec) -> tuple[list, dict]:
+    "([each monitor's signal], {monitor id: catalog entry}) from the clean rows of source `spec`."
     sigs, catalog = [], {}
     for m in monitors:
         s = aggregate(good, m)
         sigs.append(s)
         for mid, part in s.groupby('monitor_id', sort=True):
-            catalog[mid] = {
-                'name': m.name,
-                'group': mid[: -len(m.name) - 1] if m.group_by else None,
-                'source': spec.name,
-                'agg': m.agg,
-                'value': m.value,
-                'filter': m.filter,
-                'interval': m.interval,
-                'owner': m.owner,
-                'description': m.description,
-                'region': spec.region,
-                'n_slices': len(part),
-                'first_ts': part.ts.min().isoformat(),
-                'last_ts': part.ts.max().isoformat(),
-            }
+            catalog[mid] = _catalog_entry(m, spec, mid, part)
+    return sigs, catalog
+
+# %% ../nbs/02_ingest.ipynb #f7ee06d3
+def ingest_source(spec: SourceSpec, monitors: list[MonitorSpec], raw_dir, pii: list[str]) -> dict:
+    "One source -> {'signals', 'quarantine', 'catalog', 'rows_in', 'rows_accepted', 'rows_quarantined', 'rows_out_of_order'}."
+    need = needed_columns(monitors)
+    df, q_read, n_in = read_source(spec, raw_dir, need, pii)
+    good, q_rows, unsorted = clean_rows(df, spec, column_roles(monitors), Path(spec.path).name)
+    del df
+    q = _reconciled_quarantine(spec, n_in, good, q_read, q_rows)
+    sigs, catalog = _source_signals(good, monitors, spec)
     return {
         'signals': pd.concat(sigs, ignore_index=True),
         'quarantine': q[QUARANTINE_COLUMNS],
