@@ -118,6 +118,52 @@ def _drop_incidents(y: pd.Series, incidents: pd.DataFrame | None) -> pd.Series:
         inside |= np.asarray((y.index >= st) & (y.index < en))
     return y.mask(inside)
 
+# %% ../nbs/18_monitor.ipynb #mon_new
+def _new_side(new: pd.Series, step: pd.Timedelta, incidents: pd.DataFrame | None) -> tuple[pd.Series, float]:
+    "(the new data on the model's grid, labelled `incidents` blanked; the days it spans, 0 when no value is left)."
+    new = _drop_incidents(to_grid(new, step) if new.notna().sum() else new, incidents)
+    return new, (float(len(new) * step / pd.Timedelta('1D')) if new.notna().any() else 0.0)
+
+# %% ../nbs/18_monitor.ipynb #mon_resid
+def _resid_stats(fit: pd.DataFrame, live: pd.DataFrame, ref: pd.Series, step: pd.Timedelta) -> dict:
+    "The served model's residuals, reference days (`fit`) vs new data (`live`): KS and PSI, median move, noise."
+    hourly = lambda f: (
+        (f.value - f.expected).resample('1h').mean() if step < pd.Timedelta('1h') else f.value - f.expected
+    ).to_numpy(float)
+    hr, hn, noise = (
+        hourly(fit),
+        hourly(live),
+        resid_noise((fit.value - fit.expected).to_numpy(float), ref.to_numpy(float)),
+    )
+    r = dist_shift(hr, hn, 0.1 * robust_scale(hr))
+    moved = float(np.nanmedian(hn) - np.nanmedian(hr))  # in the metric's units
+    return {
+        'ks_resid': r['ks'],
+        'ks_resid_p': r['ks_p'],
+        'psi_resid': r['psi'],
+        'resid_shift': moved / noise,
+        'resid_median_shift': moved,
+        'resid_noise': noise,
+    }
+
+# %% ../nbs/18_monitor.ipynb #mon_err
+def _error_stats(bt: pd.DataFrame, bev, live: pd.DataFrame, lev, ref: pd.Series, step: pd.Timedelta) -> dict:
+    "Backtest (`bt`, its alert events `bev`) vs new data (`live`, `lev`): MAE and ratio, alerts/day, share in alert."
+    mae_ref, mae_new = (
+        float(np.nanmean(np.abs(bt.value - bt.expected))),
+        float(np.nanmean(np.abs(live.value - live.expected))),
+    )
+    days_ref, days_new = len(bt) * step / pd.Timedelta('1D'), len(live) * step / pd.Timedelta('1D')
+    return {
+        'mae_ref': mae_ref,
+        'mae_new': mae_new,
+        'error_ratio': mae_new / floor if (floor := max(mae_ref, 0.1 * resolution(ref))) > 0 else np.nan,
+        'alerts_per_day_train': len(bev) / days_ref,
+        'alerts_per_day_new': len(lev) / days_new,
+        'alert_share_train': float(bt.alert.mean()),
+        'alert_share_new': float(live.alert.mean()),
+    }
+
 # %% ../nbs/18_monitor.ipynb #38090288-2
 def drift_stats(
     tuned,
@@ -130,10 +176,7 @@ def drift_stats(
     "One monitor's drift statistics: value and residual shift (KS, PSI), error decay (new MAE / backtest MAE), alerts/day and share of time in alert (backtest vs new)."
     row = dict.fromkeys(STAT_COLUMNS, np.nan) | {'note': ''}
     step = tuned.detector.forecaster_.step_
-    new = _drop_incidents(to_grid(new, step) if new.notna().sum() else new, incidents)
-    row['new_days'] = (
-        float(len(new) * step / pd.Timedelta('1D')) if new.notna().any() else 0.0
-    )  # the span the new data covers
+    new, row['new_days'] = _new_side(new, step, incidents)  # the span the new data covers
     if row['new_days'] < min_new_days:
         return row | {'note': f"only {row['new_days']:.2f} days of new data (< monitor.min_new_days = {min_new_days})"}
     y = _drop_incidents(to_grid(window, step), incidents)
@@ -146,36 +189,7 @@ def drift_stats(
         return row | {'note': f'no backtest over the last {ref_days} days of the window: {e}'}
     live, lev = served_frame(tuned.detector, tuned.policy, new)
     fit, _ = served_frame(tuned.detector, tuned.policy, ref)  # the served model on the reference days
-    hourly = lambda f: (
-        (f.value - f.expected).resample('1h').mean() if step < pd.Timedelta('1h') else f.value - f.expected
-    ).to_numpy(float)
-    hr, hn, noise = (
-        hourly(fit),
-        hourly(live),
-        resid_noise((fit.value - fit.expected).to_numpy(float), ref.to_numpy(float)),
-    )
-    r = dist_shift(hr, hn, 0.1 * robust_scale(hr))
-    mae_ref, mae_new = (
-        float(np.nanmean(np.abs(bt.value - bt.expected))),
-        float(np.nanmean(np.abs(live.value - live.expected))),
-    )
-    days_ref, days_new = len(bt) * step / pd.Timedelta('1D'), len(live) * step / pd.Timedelta('1D')
-    moved = float(np.nanmedian(hn) - np.nanmedian(hr))  # in the metric's units
-    return row | {
-        'ks_resid': r['ks'],
-        'ks_resid_p': r['ks_p'],
-        'psi_resid': r['psi'],
-        'resid_shift': moved / noise,
-        'resid_median_shift': moved,
-        'resid_noise': noise,
-        'mae_ref': mae_ref,
-        'mae_new': mae_new,
-        'error_ratio': mae_new / floor if (floor := max(mae_ref, 0.1 * resolution(ref))) > 0 else np.nan,
-        'alerts_per_day_train': len(bev) / days_ref,
-        'alerts_per_day_new': len(lev) / days_new,
-        'alert_share_train': float(bt.alert.mean()),
-        'alert_share_new': float(live.alert.mean()),
-    }
+    return row | _resid_stats(fit, live, ref, step) | _error_stats(bt, bev, live, lev, ref, step)
 
 # %% ../nbs/18_monitor.ipynb #5aea4292
 def flag_drift(table: pd.DataFrame, p: MonitorParams, alert_budget: float = 2.0) -> pd.DataFrame:
@@ -330,17 +344,9 @@ def plot_monitor_drift(tuned, window: pd.Series, new: pd.Series, ref_days: int, 
     fig.tight_layout()
     return fig
 
-# %% ../nbs/18_monitor.ipynb #af108255
-def write_report(flags: pd.DataFrame, verdict: dict, out: Path, figs: dict) -> Path:
-    "drift.csv, drift.png, monitors/<id>.png and index.html under `out`."
-    import matplotlib.pyplot as plt
-
-    out.mkdir(parents=True, exist_ok=True)
-    (out / 'monitors').mkdir(exist_ok=True)
-    flags.to_csv(out / 'drift.csv', index=False)
-    for name, fig in figs.items():
-        fig.savefig(out / name, dpi=90)
-        plt.close(fig)
+# %% ../nbs/18_monitor.ipynb #mon_tbl
+def _drift_html_table(flags: pd.DataFrame) -> str:
+    "The report's table: one row per monitor, drifted monitors first, numbers to 3 significant digits, '–' for none."
     cols = [
         'monitor_id',
         'drifted',
@@ -355,24 +361,40 @@ def write_report(flags: pd.DataFrame, verdict: dict, out: Path, figs: dict) -> P
         'alert_share_new',
         'note',
     ]
-    table = (
+    return (
         flags[cols]
         .sort_values(['drifted', 'monitor_id'], ascending=[False, True])
         .to_html(index=False, float_format=lambda x: f'{x:.3g}', na_rep='–')
     )
+
+# %% ../nbs/18_monitor.ipynb #mon_page
+def _drift_page(verdict: dict, table: str, figs: dict) -> str:
+    "The report's page: the model judged, the decision and why, the window, the fleet plot, `table`, the monitor plots."
     imgs = ''.join(
         f'<h3>{html.escape(n)}</h3><img src="{html.escape(n)}" style="max-width:100%">'
         for n in figs
         if n != 'drift.png'
     )
-    page = (
+    return (
         f"<!doctype html><meta charset='utf-8'><title>drift report</title><h1>Drift after the window</h1>"
         f"<p>Judged: {html.escape(str(verdict.get('judged_model') or 'nothing'))}.</p>"
         f"<p><b>{'RETRAIN' if verdict['retrain'] else 'no retrain'}</b>: {html.escape(verdict['reason'])}. "
         f"Window as_of {html.escape(str(verdict.get('as_of')))}, new data up to {html.escape(str(verdict.get('new_end')))}.</p>"
         f"<img src='drift.png' style='max-width:100%'>{table}{imgs}"
     )
-    (out / 'index.html').write_text(page)
+
+# %% ../nbs/18_monitor.ipynb #af108255
+def write_report(flags: pd.DataFrame, verdict: dict, out: Path, figs: dict) -> Path:
+    "drift.csv, drift.png, monitors/<id>.png and index.html under `out`."
+    import matplotlib.pyplot as plt
+
+    out.mkdir(parents=True, exist_ok=True)
+    (out / 'monitors').mkdir(exist_ok=True)
+    flags.to_csv(out / 'drift.csv', index=False)
+    for name, fig in figs.items():
+        fig.savefig(out / name, dpi=90)
+        plt.close(fig)
+    (out / 'index.html').write_text(_drift_page(verdict, _drift_html_table(flags), figs))
     return out / 'index.html'
 
 # %% ../nbs/18_monitor.ipynb #mon_run
@@ -391,35 +413,21 @@ def _bundle_window(bundle, man: dict, sig: pd.DataFrame, root: Path, p) -> tuple
     part = sig[(sig.ts >= start) & (sig.ts < end) & sig.monitor_id.isin(bundle.monitors)]
     return split_monitors(part, f'signals of the window {start:%Y-%m-%d} .. {end:%Y-%m-%d}'), end, as_of
 
-# %% ../nbs/18_monitor.ipynb #mon_run-2
-def run_monitor(p, root='.', progress: bool = True, bundle=None, judged: str | None = None) -> dict:
-    "The monitor stage: drift after the window of `bundle` (default: the trained bundle; `mlops-kit monitor` passes the champion) -> reports/monitor/, metrics/monitor.json."
+# %% ../nbs/18_monitor.ipynb #mon_left
+def _left_out(root: Path, p, monitors) -> pd.DataFrame:
+    "What drift leaves out: the labelled incidents (evaluate.labels) and the holidays and maintenance of `monitors`."
     from mlops_kit.evaluate import read_labels
     from mlops_kit.events import as_spans, read_events
-    from mlops_kit.guard import safe_name
-    from mlops_kit.tracking import load_bundle
 
-    root = Path(root)
-    mp = p.monitor
-    bundle = (
-        bundle if bundle is not None else load_bundle(root / p.train.out_dir)
-    )  # verified against the train run's recorded SHA-256 before unpickling
-    man = json.loads((root / p.windows.out_dir / 'manifest.json').read_text())
-    sig = pd.read_parquet(root / p.ingest.out_dir / 'signals.parquet', columns=['monitor_id', 'ts', 'value'])
-    win, end, as_of = _bundle_window(bundle, man, sig, root, p)
-    new, inc = new_data(sig, end, bundle.monitors), read_labels(root, p.evaluate.labels)
-    known = as_spans(
-        read_events(root, p.train.events, p.train.calendar), bundle.monitors
-    )  # holidays, maintenance: not drift
-    inc = pd.concat([inc[['monitor_id', 'start', 'end']], known], ignore_index=True) if len(known) else inc
-    flags = flag_drift(drift_table(bundle, win, new, mp, progress, inc, p.engine.scheduler), mp, p.train.alert_budget)
-    v = retrain_verdict(flags, mp) | {
-        'as_of': as_of,
-        'window_end': end.isoformat(),
-        'judged_model': judged or f'the trained bundle ({p.train.out_dir}/bundle.pkl)',
-        'new_end': str(max((s.index.max() for s in new.values() if len(s)), default=None)),
-        'new_days': round(float(flags.new_days.max()), 3) if len(flags) else 0.0,
-    }
+    inc = read_labels(root, p.evaluate.labels)
+    known = as_spans(read_events(root, p.train.events, p.train.calendar), monitors)  # holidays, maintenance: not drift
+    return pd.concat([inc[['monitor_id', 'start', 'end']], known], ignore_index=True) if len(known) else inc
+
+# %% ../nbs/18_monitor.ipynb #mon_figs
+def _monitor_figs(flags: pd.DataFrame, mp: MonitorParams, bundle, win: dict, new: dict) -> dict:
+    "{file: Figure}: drift.png, and monitors/<id>.png for the `mp.plot_monitors` judged monitors that moved most."
+    from mlops_kit.guard import safe_name
+
     figs = {'drift.png': plot_drift(flags, mp)}
     top = (
         flags[flags.note == '']
@@ -431,7 +439,31 @@ def run_monitor(p, root='.', progress: bool = True, bundle=None, judged: str | N
         figs[f'monitors/{safe_name(m)}.png'] = plot_monitor_drift(
             bundle.tuned[m], win[m], new[m], mp.ref_days, f"{m}: " + (r.reasons or 'no drift')
         )
-    write_report(flags, v, root / 'reports' / 'monitor', figs)
+    return figs
+
+# %% ../nbs/18_monitor.ipynb #mon_run-2
+def run_monitor(p, root='.', progress: bool = True, bundle=None, judged: str | None = None) -> dict:
+    "The monitor stage: drift after the window of `bundle` (default: the trained bundle; `mlops-kit monitor` passes the champion) -> reports/monitor/, metrics/monitor.json."
+    from mlops_kit.tracking import load_bundle
+
+    root = Path(root)
+    mp = p.monitor
+    bundle = (
+        bundle if bundle is not None else load_bundle(root / p.train.out_dir)
+    )  # verified against the train run's recorded SHA-256 before unpickling
+    man = json.loads((root / p.windows.out_dir / 'manifest.json').read_text())
+    sig = pd.read_parquet(root / p.ingest.out_dir / 'signals.parquet', columns=['monitor_id', 'ts', 'value'])
+    win, end, as_of = _bundle_window(bundle, man, sig, root, p)
+    new, inc = new_data(sig, end, bundle.monitors), _left_out(root, p, bundle.monitors)
+    flags = flag_drift(drift_table(bundle, win, new, mp, progress, inc, p.engine.scheduler), mp, p.train.alert_budget)
+    v = retrain_verdict(flags, mp) | {
+        'as_of': as_of,
+        'window_end': end.isoformat(),
+        'judged_model': judged or f'the trained bundle ({p.train.out_dir}/bundle.pkl)',
+        'new_end': str(max((s.index.max() for s in new.values() if len(s)), default=None)),
+        'new_days': round(float(flags.new_days.max()), 3) if len(flags) else 0.0,
+    }
+    write_report(flags, v, root / 'reports' / 'monitor', _monitor_figs(flags, mp, bundle, win, new))
     (root / 'metrics').mkdir(exist_ok=True)
     (root / 'metrics' / 'monitor.json').write_text(json.dumps(v, indent=2, sort_keys=True) + '\n')
     return v
