@@ -118,6 +118,57 @@ def plot_stage_costs(t: pd.DataFrame):
     fig.tight_layout(rect=(0, 0.12 if len(runs) < 4 else 0.06, 1, 1))
     return fig
 
+# %% ../nbs/17_report.ipynb #rep_tot
+def _run_totals(t: pd.DataFrame) -> pd.DataFrame:
+    "One row per run of `telemetry_runs`: its stages, failed stages, wall and CPU seconds, peak memory and cost."
+    return (
+        t.groupby('run_label', sort=False)
+        .agg(
+            stages=('stage', 'size'),
+            failed=('status', lambda s: int((s != 'ok').sum())),
+            wall_s=('wall_s', 'sum'),
+            cpu_s=('cpu_s', 'sum'),
+            peak_rss_mb=('peak_rss_mb', 'max'),
+            cost_usd=('cost_usd', 'sum'),
+        )
+        .reset_index()
+    )
+
+# %% ../nbs/17_report.ipynb #rep_last
+def _latest_run(t: pd.DataFrame) -> pd.DataFrame:
+    "The latest run of `telemetry_runs`, one row per stage (STAGE_TABLE's columns), formatted for the page."
+    last = t[t.run == t.run.iloc[-1]][list(STAGE_TABLE)]  # the latest run, one row per stage
+    return last.assign(
+        start=last.start.dt.strftime('%H:%M:%S'),
+        cost_usd=last.cost_usd.map(lambda v: f'{v:.5f}' if pd.notna(v) else None),
+        rows_unit=last.rows_unit.fillna(''),
+        error=last.error.fillna(''),
+    )
+
+# %% ../nbs/17_report.ipynb #rep_fail
+def _failed_stages(t: pd.DataFrame) -> str:
+    "HTML of the failed stages of `telemetry_runs` (run, stage, start, wall seconds, error), or a sentence if none."
+    failed = t[t.status != 'ok']
+    return '<h3>Failed stages</h3>' + (
+        table(
+            failed[['run_label', 'stage', 'start', 'wall_s', 'error']]
+            .assign(start=failed.start.dt.strftime('%Y-%m-%d %H:%M:%S'))
+            .rename(columns={'run_label': 'run'})
+        )
+        if len(failed)
+        else '<p>none in these runs</p>'
+    )
+
+# %% ../nbs/17_report.ipynb #rep_note
+def _stages_note(t: pd.DataFrame, log_path) -> str:
+    "The section's sentence: how many records from which log, and how cost is estimated when the records carry a price."
+    price = t.cpu_hour_price.dropna().iloc[-1] if 'cpu_hour_price' in t and t.cpu_hour_price.notna().any() else None
+    return f"{len(t)} stage records from {log_path}." + (
+        f" Cost = CPU-seconds (process + children) / 3600 × {price:g} USD per CPU-hour (report.cpu_hour_price)."
+        if price is not None
+        else ''
+    )
+
 # %% ../nbs/17_report.ipynb #3b19fe02
 def stages_section(log_path, n: int = 20) -> tuple[str, int]:
     "HTML of the pipeline-runs section and how many images it has."
@@ -134,25 +185,8 @@ def stages_section(log_path, n: int = 20) -> tuple[str, int]:
         return section(
             'stages', 'Pipeline runs: duration and cost per stage', missing(f"{log_path} has no records yet")
         ), 0
-    runs = (
-        t.groupby('run_label', sort=False)
-        .agg(
-            stages=('stage', 'size'),
-            failed=('status', lambda s: int((s != 'ok').sum())),
-            wall_s=('wall_s', 'sum'),
-            cpu_s=('cpu_s', 'sum'),
-            peak_rss_mb=('peak_rss_mb', 'max'),
-            cost_usd=('cost_usd', 'sum'),
-        )
-        .reset_index()
-    )
-    last = t[t.run == t.run.iloc[-1]][list(STAGE_TABLE)]  # the latest run, one row per stage
-    last = last.assign(
-        start=last.start.dt.strftime('%H:%M:%S'),
-        cost_usd=last.cost_usd.map(lambda v: f'{v:.5f}' if pd.notna(v) else None),
-        rows_unit=last.rows_unit.fillna(''),
-        error=last.error.fillna(''),
-    )
+    runs = _run_totals(t)
+    last = _latest_run(t)
     body = (
         fig_img(plot_stage_costs(t), 'stage durations and costs per run')
         + f'<h3>Runs (latest {len(runs)})</h3>'
@@ -160,23 +194,8 @@ def stages_section(log_path, n: int = 20) -> tuple[str, int]:
         + f'<h3>Latest run, stage by stage: {html.escape(t.run_label.iloc[-1])}</h3>'
         + table(last)
     )
-    failed = t[t.status != 'ok']
-    body += '<h3>Failed stages</h3>' + (
-        table(
-            failed[['run_label', 'stage', 'start', 'wall_s', 'error']]
-            .assign(start=failed.start.dt.strftime('%Y-%m-%d %H:%M:%S'))
-            .rename(columns={'run_label': 'run'})
-        )
-        if len(failed)
-        else '<p>none in these runs</p>'
-    )
-    price = t.cpu_hour_price.dropna().iloc[-1] if 'cpu_hour_price' in t and t.cpu_hour_price.notna().any() else None
-    note = f"{len(t)} stage records from {log_path}." + (
-        f" Cost = CPU-seconds (process + children) / 3600 × {price:g} USD per CPU-hour (report.cpu_hour_price)."
-        if price is not None
-        else ''
-    )
-    return section('stages', 'Pipeline runs: duration and cost per stage', body, note), 1
+    body += _failed_stages(t)
+    return section('stages', 'Pipeline runs: duration and cost per stage', body, _stages_note(t, log_path)), 1
 
 # %% ../nbs/17_report.ipynb #452fa1c2
 def _store_missing(uri: str) -> str | None:
@@ -275,6 +294,37 @@ def alerts_section(uri: str, experiment: str, n: int = 20) -> tuple[str, int]:
         'alerts', title, fig_img(plot_alert_reduction(r), 'alert reduction over runs') + table(tab.iloc[::-1]), note
     ), 1
 
+# %% ../nbs/17_report.ipynb #rep_rtab
+def _registry_table(c, name: str, versions) -> pd.DataFrame:
+    "One row per version of registered model `name`, newest first: aliases, created, gate, run, failed criteria."
+    rows, aliases = [], {}
+    for a, v in c.get_registered_model(name).aliases.items():
+        aliases.setdefault(int(v), []).append(a)  # search results leave aliases empty
+    for v in sorted(versions, key=lambda v: int(v.version), reverse=True):
+        rows.append(
+            {
+                'version': int(v.version),
+                'aliases': ', '.join(sorted(aliases.get(int(v.version), []))),
+                'created': pd.Timestamp(v.creation_timestamp, unit='ms', tz='UTC').strftime('%Y-%m-%d %H:%M'),
+                'gate': {'true': 'passed', 'false': 'FAILED'}.get(v.tags.get('gate.passed', ''), '–'),
+                'run': (v.run_id or '')[:12],
+                'failed criteria': '; '.join(
+                    k.removeprefix('gate.')
+                    for k, x in v.tags.items()
+                    if k.startswith('gate.') and str(x).startswith('FAIL')
+                ),
+            }
+        )
+    return pd.DataFrame(rows)
+
+# %% ../nbs/17_report.ipynb #rep_rnote
+def _registry_note(t: pd.DataFrame, name: str) -> str:
+    "The section's sentence: the champion version of `name` (or that it has none) and how many versions there are."
+    champ = t[t.aliases.str.contains(r'\bchampion\b')]
+    return (
+        f"champion: {name} v{champ.version.iloc[0]}" if len(champ) else f"{name} has no champion alias"
+    ) + f"; {len(t)} version(s)."
+
 # %% ../nbs/17_report.ipynb #b82cbd77
 def registry_section(uri: str, name: str) -> tuple[str, int]:
     title = 'Model registry'
@@ -296,30 +346,8 @@ def registry_section(uri: str, name: str) -> tuple[str, int]:
             title,
             missing(f"no version of registered model {name!r} yet (run make repro: the register stage adds one)"),
         ), 0
-    rows, aliases = [], {}
-    for a, v in c.get_registered_model(name).aliases.items():
-        aliases.setdefault(int(v), []).append(a)  # search results leave aliases empty
-    for v in sorted(versions, key=lambda v: int(v.version), reverse=True):
-        rows.append(
-            {
-                'version': int(v.version),
-                'aliases': ', '.join(sorted(aliases.get(int(v.version), []))),
-                'created': pd.Timestamp(v.creation_timestamp, unit='ms', tz='UTC').strftime('%Y-%m-%d %H:%M'),
-                'gate': {'true': 'passed', 'false': 'FAILED'}.get(v.tags.get('gate.passed', ''), '–'),
-                'run': (v.run_id or '')[:12],
-                'failed criteria': '; '.join(
-                    k.removeprefix('gate.')
-                    for k, x in v.tags.items()
-                    if k.startswith('gate.') and str(x).startswith('FAIL')
-                ),
-            }
-        )
-    t = pd.DataFrame(rows)
-    champ = t[t.aliases.str.contains(r'\bchampion\b')]
-    note = (
-        f"champion: {name} v{champ.version.iloc[0]}" if len(champ) else f"{name} has no champion alias"
-    ) + f"; {len(t)} version(s)."
-    return section('registry', title, table(t), note), 0
+    t = _registry_table(c, name, versions)
+    return section('registry', title, table(t), _registry_note(t, name)), 0
 
 # %% ../nbs/17_report.ipynb #c89caebf
 def plot_slo(t: pd.DataFrame, slo_p99_ms: float):
@@ -378,7 +406,7 @@ def slo_section(uri: str, name: str, slo_p99_ms: float, root='.') -> tuple[str, 
     )
     return section('slo', title, fig_img(plot_slo(t, slo_p99_ms), 'serving latency per rate') + table(t), note), 1
 
-# %% ../nbs/17_report.ipynb #5fb9c0b4
+# %% ../nbs/17_report.ipynb #rep_dcsv
 DRIFT_COLUMNS = [
     'monitor_id',
     'ks_value_p',
@@ -393,46 +421,74 @@ DRIFT_COLUMNS = [
 ]
 
 
-def drift_section(root='.', monitor=None) -> tuple[str, int]:
-    "The drift section from the monitor stage's outputs; the fleet picture is the stage's own `monitor.plot_drift` (thresholds from `monitor`, a MonitorParams)."
+def _read_drift_csv(dc: Path) -> pd.DataFrame:
+    "The monitor stage's drift table at `dc`; ValueError naming the file when a column of DRIFT_COLUMNS is missing."
+    t = pd.read_csv(dc)
+    if miss := [c for c in DRIFT_COLUMNS if c not in t]:
+        raise ValueError(f"{dc}: missing column(s) {miss}; expected {DRIFT_COLUMNS}")
+    return t
+
+# %% ../nbs/17_report.ipynb #rep_dnote
+def _drift_note(m: dict) -> str:
+    "The sentence from metrics/monitor.json `m`: the model judged, as_of, new days, drifted share, the verdict."
+    share = m.get('drifted_share')
+    return (
+        f"judged: {m.get('judged_model', 'the trained bundle') or 'nothing (no champion yet)'} · as_of {m.get('as_of', '?')} · {m.get('new_days', '?')} new day(s) · "
+        f"{m.get('drifted', '?')} of {m.get('judged', m.get('monitors', '?'))} monitors drifted ({'–' if share is None else f'{share:.0%}'})"
+        + (f", {m['not_judged']} not judged" if m.get('not_judged') else '')
+        + f" · retrain {'TRIGGERED' if m.get('retrain') else 'not needed'}."
+    )
+
+# %% ../nbs/17_report.ipynb #rep_dmon
+def _drift_monitors(dc: Path, monitor) -> tuple[str, int]:
+    "HTML of the per-monitor part from drift table `dc` (the fleet picture, the drifted monitors) and its image count."
     from mlops_kit.config import MonitorParams
     from mlops_kit.monitor import plot_drift
 
+    if not dc.exists():
+        return missing(f"{dc} is missing: no per-monitor drift table (run mlops-kit monitor)"), 0
+    t = _read_drift_csv(dc)
+    if t.empty:
+        return missing(f"{dc} has no monitors"), 0
+    t['drifted'] = t.drifted.astype(str).str.lower().isin(['true', '1'])
+    body = fig_img(plot_drift(t, monitor or MonitorParams()), 'drift per monitor')
+    dr = t[t.drifted]
+    return body + '<h3>Drifted monitors</h3>' + (
+        table(dr[DRIFT_COLUMNS]) if len(dr) else missing('no monitor drifted')
+    ), 1
+
+# %% ../nbs/17_report.ipynb #5fb9c0b4
+def drift_section(root='.', monitor=None) -> tuple[str, int]:
+    "The drift section from the monitor stage's outputs; the fleet picture is the stage's own `monitor.plot_drift` (thresholds from `monitor`, a MonitorParams)."
     title = 'Drift (monitoring stage)'
     mj, dc = Path(root) / 'metrics' / 'monitor.json', Path(root) / 'reports' / 'monitor' / 'drift.csv'
     if not mj.exists() and not dc.exists():
         return section('drift', title, missing('no drift report yet (run mlops-kit monitor)')), 0
-    body, k, note = '', 0, ''
+    body, note = '', ''
     if mj.exists():
-        m = json.loads(mj.read_text())
-        share = m.get('drifted_share')
-        note = (
-            f"judged: {m.get('judged_model', 'the trained bundle') or 'nothing (no champion yet)'} · as_of {m.get('as_of', '?')} · {m.get('new_days', '?')} new day(s) · "
-            f"{m.get('drifted', '?')} of {m.get('judged', m.get('monitors', '?'))} monitors drifted ({'–' if share is None else f'{share:.0%}'})"
-            + (f", {m['not_judged']} not judged" if m.get('not_judged') else '')
-            + f" · retrain {'TRIGGERED' if m.get('retrain') else 'not needed'}."
-        )
+        note = _drift_note(json.loads(mj.read_text()))
     else:
         body += missing(f"{mj} is missing: the drift verdict is unknown (run mlops-kit monitor)")
-    if dc.exists():
-        t = pd.read_csv(dc)
-        if miss := [c for c in DRIFT_COLUMNS if c not in t]:
-            raise ValueError(f"{dc}: missing column(s) {miss}; expected {DRIFT_COLUMNS}")
-        if t.empty:
-            body += missing(f"{dc} has no monitors")
-        else:
-            t['drifted'] = t.drifted.astype(str).str.lower().isin(['true', '1'])
-            body += fig_img(plot_drift(t, monitor or MonitorParams()), 'drift per monitor')
-            k = 1
-            dr = t[t.drifted]
-            body += '<h3>Drifted monitors</h3>' + (
-                table(dr[DRIFT_COLUMNS]) if len(dr) else missing('no monitor drifted')
-            )
-    else:
-        body += missing(f"{dc} is missing: no per-monitor drift table (run mlops-kit monitor)")
-    return section('drift', title, body, note), k
+    monitors, k = _drift_monitors(dc, monitor)
+    return section('drift', title, body + monitors, note), k
 
-# %% ../nbs/17_report.ipynb #8263f8ac
+# %% ../nbs/17_report.ipynb #rep_run
+def _run_sections(parts: dict) -> tuple[list[str], int, dict]:
+    "Build the sections `parts` ({id: maker}): (HTML, images, {id: 'ok' | 'missing' | 'error'}); errors shown in place."
+    html_parts, images, status = [], 0, {}
+    for sid, make in parts.items():
+        try:
+            h, k = make()
+            status[sid] = 'missing' if 'class="missing"' in h and k == 0 else 'ok'
+        except Exception as e:
+            h, k = section(sid, sid, f'<p class="error">{html.escape(f"{type(e).__name__}: {e}")}</p>'), 0
+            status[sid] = 'error'
+            print(f"report: section {sid!r} failed: {type(e).__name__}: {e}", file=sys.stderr)
+        html_parts.append(h)
+        images += k
+    return html_parts, images, status
+
+# %% ../nbs/17_report.ipynb #rep_page
 CSS = """body{font:14px/1.45 system-ui,sans-serif;margin:0 auto;max-width:1250px;padding:0 18px 40px;color:#222}
 h1{font-size:22px;margin:18px 0 4px}h2{font-size:17px;border-bottom:1px solid #ddd;padding-bottom:3px;margin-top:30px}h3{font-size:14px;margin:14px 0 4px}
 .note{color:#444}.missing{color:#8a6d00;background:#fff8e1;padding:6px 10px;border-radius:4px}.error{color:#a00;background:#fdecea;padding:6px 10px}
@@ -441,6 +497,18 @@ table.t th,table.t td{padding:2px 8px;border-bottom:1px solid #eee;text-align:ri
 nav a{margin-right:14px}.meta{color:#666;font-size:12px}"""
 
 
+def _dashboard_page(sids, html_parts: list[str], rr: Path, uri: str, model_name: str) -> str:
+    "The page: CSS inline, when and for which project, store and model it was made, a link per section, the sections."
+    now = datetime.now(timezone.utc)
+    nav = ''.join(f'<a href="#{s}">{s}</a>' for s in sids)
+    return (
+        f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>mlops_kit dashboard</title><link rel="icon" href="data:,">'
+        f'<meta name="viewport" content="width=device-width,initial-scale=1"><style>{CSS}</style></head><body>'
+        f'<h1>mlops_kit dashboard</h1><p class="meta">generated {now:%Y-%m-%d %H:%M} UTC · project {html.escape(str(rr))} · MLflow {html.escape(uri)} · '
+        f'model {html.escape(model_name)}</p><nav>{nav}</nav>' + ''.join(html_parts) + '</body></html>\n'
+    )
+
+# %% ../nbs/17_report.ipynb #8263f8ac
 def build_dashboard(root='.', p=None, out: str | Path | None = None) -> dict:
     "Write the dashboard HTML; returns {'path', 'images', 'sections': {id: 'ok' | 'missing' | 'error'}}."
     from mlops_kit.tracking import repo_root, tracking_uri
@@ -456,25 +524,8 @@ def build_dashboard(root='.', p=None, out: str | Path | None = None) -> dict:
         'slo': lambda: slo_section(uri, p.register.model_name, p.serve.slo_p99_ms, root),
         'drift': lambda: drift_section(root, p.monitor),
     }
-    html_parts, images, status = [], 0, {}
-    for sid, make in parts.items():
-        try:
-            h, k = make()
-            status[sid] = 'missing' if 'class="missing"' in h and k == 0 else 'ok'
-        except Exception as e:
-            h, k = section(sid, sid, f'<p class="error">{html.escape(f"{type(e).__name__}: {e}")}</p>'), 0
-            status[sid] = 'error'
-            print(f"report: section {sid!r} failed: {type(e).__name__}: {e}", file=sys.stderr)
-        html_parts.append(h)
-        images += k
-    now = datetime.now(timezone.utc)
-    nav = ''.join(f'<a href="#{s}">{s}</a>' for s in parts)
-    page = (
-        f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>mlops_kit dashboard</title><link rel="icon" href="data:,">'
-        f'<meta name="viewport" content="width=device-width,initial-scale=1"><style>{CSS}</style></head><body>'
-        f'<h1>mlops_kit dashboard</h1><p class="meta">generated {now:%Y-%m-%d %H:%M} UTC · project {html.escape(str(rr))} · MLflow {html.escape(uri)} · '
-        f'model {html.escape(p.register.model_name)}</p><nav>{nav}</nav>' + ''.join(html_parts) + '</body></html>\n'
-    )
+    html_parts, images, status = _run_sections(parts)
+    page = _dashboard_page(parts, html_parts, rr, uri, p.register.model_name)
     path = rr / (out or Path(r.out_dir) / 'index.html')
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(page, encoding='utf-8')
