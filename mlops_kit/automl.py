@@ -256,7 +256,8 @@ def _stage(y, direction, folds, search_days, labels, sparse_missing, cands, budg
     if sparse:
         return (
             'sparse',
-            f'{y.isna().mean():.0%} of slots empty' + (', counter' if counter else ''),
+            f'{y.isna().mean():.0%} of slots empty, {(y.dropna() == 0).mean():.0%} of values zero'
+            + (', counter' if counter else ''),
             _sparse_detector(y, direction, counter),
             pd.DataFrame(),
             None,
@@ -330,12 +331,12 @@ def _scores(trials: pd.DataFrame, folds: int) -> dict[str, float]:
 
 # %% ../nbs/07_automl.ipynb #1895fa7f-3
 def _is_sparse(y: pd.Series, sparse_missing: float) -> tuple[bool, bool]:
-    "(sparse?, counter-like?)"
+    "(sparse?, counter-like?): more than `sparse_missing` of the slots empty, or more than half the values zero (counts or not)."
     a = y.to_numpy(float)
     nan = np.isnan(a)
     v = a[~nan]
     counter = bool(len(v)) and bool(np.all(v >= 0) and np.all(np.mod(v, 1) == 0))
-    return bool(nan.mean() > sparse_missing) or bool(counter and len(v) and (v == 0).mean() > 0.5), counter
+    return bool(nan.mean() > sparse_missing) or bool(len(v) and (v == 0).mean() > 0.5), counter
 
 # %% ../nbs/07_automl.ipynb #blas_one
 @functools.cache
