@@ -324,6 +324,43 @@ def synthetic_fleet(
         pd.DataFrame(incs, columns=['monitor_id', 'start', 'end']),
     )
 
+# %% ../nbs/09_bench.ipynb #bench_meter_tree
+def _tree_rss(me, cpu: dict, cpu0: dict) -> int:
+    "Summed RSS (bytes) of process `me` and its descendants; their CPU seconds go into `cpu` (first seen: also `cpu0`)."
+    import psutil
+
+    rss = 0
+    for p in [me] + me.children(recursive=True):
+        try:
+            with p.oneshot():
+                c, r = p.cpu_times(), p.memory_info().rss
+        except psutil.Error:
+            continue
+        cpu[p.pid] = c.user + c.system
+        cpu0.setdefault(p.pid, 0.0 if p.pid != me.pid else cpu[p.pid])
+        rss += r
+    return rss
+
+# %% ../nbs/09_bench.ipynb #bench_meter_alive
+def _alive_cpu(me) -> dict[int, float]:
+    "{pid: CPU seconds so far} of the descendants of process `me` alive now."
+    import psutil
+
+    cpu0 = {}
+    for p in me.children(recursive=True):
+        try:
+            c = p.cpu_times()
+            cpu0[p.pid] = c.user + c.system
+        except psutil.Error:
+            pass
+    return cpu0
+
+# %% ../nbs/09_bench.ipynb #bench_meter_until
+def _until_set(stop, interval: float, fn):
+    "Call `fn` every `interval` seconds until the event `stop` is set: the body of a sampler thread."
+    while not stop.wait(interval):
+        fn()
+
 # %% ../nbs/09_bench.ipynb #bench_meter
 class Meter:
     "Context manager: .wall_s, .cpu_s and .peak_rss (bytes) of this process plus its children, sampled every `interval` s; .max_load (1-min load average: a busy machine shows)."
@@ -332,42 +369,21 @@ class Meter:
         self.interval = interval
 
     def _sample(self):
-        import os, psutil
+        import os
 
-        rss = 0
-        for p in [self._me] + self._me.children(recursive=True):
-            try:
-                with p.oneshot():
-                    c, r = p.cpu_times(), p.memory_info().rss
-            except psutil.Error:
-                continue
-            self._cpu[p.pid] = c.user + c.system
-            self._cpu0.setdefault(p.pid, 0.0 if p.pid != self._me.pid else self._cpu[p.pid])
-            rss += r
+        rss = _tree_rss(self._me, self._cpu, self._cpu0)
         self.peak_rss, self.max_load = max(self.peak_rss, rss), max(getattr(self, 'max_load', 0.0), os.getloadavg()[0])
 
     def __enter__(self):
         import psutil, threading
 
-        self._me, self._cpu, self._cpu0, self.peak_rss = psutil.Process(), {}, {}, 0
-        for p in self._me.children(
-            recursive=True
-        ):  # workers alive before (a reused pool): count only what they do from now on
-            try:
-                c = p.cpu_times()
-                self._cpu0[p.pid] = c.user + c.system
-            except psutil.Error:
-                pass
+        self._me, self._cpu, self.peak_rss = psutil.Process(), {}, 0
+        self._cpu0 = _alive_cpu(self._me)  # workers alive before (a reused pool): count only what they do from now on
         self._sample()
-        self._stop = threading.Event()
-        self._t0 = time.perf_counter()
-        self._th = threading.Thread(target=self._loop, daemon=True)
+        self._stop, self._t0 = threading.Event(), time.perf_counter()
+        self._th = threading.Thread(target=_until_set, args=(self._stop, self.interval, self._sample), daemon=True)
         self._th.start()
         return self
-
-    def _loop(self):
-        while not self._stop.wait(self.interval):
-            self._sample()
 
     def __exit__(self, *exc):
         self.wall_s = time.perf_counter() - self._t0
@@ -376,11 +392,36 @@ class Meter:
         self._sample()
         self.cpu_s = sum(c - self._cpu0.get(pid, 0.0) for pid, c in self._cpu.items())
 
+# %% ../nbs/09_bench.ipynb #bench_fleet_row
+def _bench_row(n, tuned, failed, table, m: Meter, gen, t_train, t_eval) -> dict:
+    "One fleet size's numbers: its size, stage times, what `m` measured, per-monitor medians and the detection summary."
+    from mlops_kit.evaluate import summarize
+
+    s = summarize(table)
+    return {
+        'monitors': n,
+        'tuned': len(tuned),
+        'not_tuned': len(failed),
+        'generate_s': gen,
+        'train_s': t_train,
+        'evaluate_s': t_eval,
+        'wall_s': m.wall_s,
+        'cpu_s': m.cpu_s,
+        'peak_rss_gib': m.peak_rss / 2**30,
+        'max_load_1m': m.max_load,
+        'automl_ms_median': 1e3 * float(np.median([x.seconds for x in tuned.values()])),
+        'replay_ms_median': 1e3 * float(table.replay_seconds.median()),
+        'wall_ms_per_monitor': 1e3 * m.wall_s / n,
+        'alerts_per_day_per_monitor': s['alerts_per_day'] / max(len(table), 1),
+        'static_alerts_per_day_per_monitor': s['static_alerts_per_day'] / max(len(table), 1),
+        'recall': s['recall'],
+        'static_recall': s['static_recall'],
+    }
+
 # %% ../nbs/09_bench.ipynb #bench_fleet
 def _fleet_row(n, workers, scheduler, seed, days, holdout_days, progress) -> dict:
     import tempfile
     from mlops_kit.fleet import FleetBundle, replay_fleet, split_monitors, tune_fleet
-    from mlops_kit.evaluate import summarize
 
     t = time.perf_counter()
     train, hold, inc = synthetic_fleet(n, days, holdout_days, seed)
@@ -404,26 +445,7 @@ def _fleet_row(n, workers, scheduler, seed, days, holdout_days, progress) -> dic
             frames=False,
         )
         t_eval = time.perf_counter() - t - t_train
-    s = summarize(table)
-    return {
-        'monitors': n,
-        'tuned': len(tuned),
-        'not_tuned': len(failed),
-        'generate_s': gen,
-        'train_s': t_train,
-        'evaluate_s': t_eval,
-        'wall_s': m.wall_s,
-        'cpu_s': m.cpu_s,
-        'peak_rss_gib': m.peak_rss / 2**30,
-        'max_load_1m': m.max_load,
-        'automl_ms_median': 1e3 * float(np.median([x.seconds for x in tuned.values()])),
-        'replay_ms_median': 1e3 * float(table.replay_seconds.median()),
-        'wall_ms_per_monitor': 1e3 * m.wall_s / n,
-        'alerts_per_day_per_monitor': s['alerts_per_day'] / max(len(table), 1),
-        'static_alerts_per_day_per_monitor': s['static_alerts_per_day'] / max(len(table), 1),
-        'recall': s['recall'],
-        'static_recall': s['static_recall'],
-    }
+    return _bench_row(n, tuned, failed, table, m, gen, t_train, t_eval)
 
 # %% ../nbs/09_bench.ipynb #bench_fleet-2
 def bench_fleet(
@@ -445,7 +467,7 @@ def bench_fleet(
     )
     return t
 
-# %% ../nbs/09_bench.ipynb #bench_fleet_run
+# %% ../nbs/09_bench.ipynb #bench_fleet_columns
 FLEET_COLUMNS = [
     'train_s',
     'evaluate_s',
@@ -463,7 +485,7 @@ FLEET_COLUMNS = [
     'static_recall',
 ]
 
-
+# %% ../nbs/09_bench.ipynb #bench_fleet_run
 def run_bench_fleet(root='.', sizes=(100, 1000), workers: int = 2, scheduler=None, seed: int = 0) -> pd.DataFrame:
     "Bench the engine on synthetic fleets of `sizes` monitors; print and write the table; return it."
     import os

@@ -77,6 +77,23 @@ def _judge(job, **kw) -> tuple[dict, pd.DataFrame | None]:
     row, fr = evaluate_monitor(history, holdout, incidents, tuned=tuned, events=events, **kw)
     return row, (fr if keep else None)
 
+# %% ../nbs/10_fleet.ipynb #fleet_replay_jobs
+def _replay_jobs(tuned, history, holdout, incidents, events, frames) -> dict[str, tuple]:
+    "{monitor_id: `_judge`'s job} for every tuned monitor with a holdout, in monitor order."
+    ids = [m for m in sorted(tuned) if m in holdout and len(holdout[m])]
+    inc = incidents if incidents is not None else pd.DataFrame(columns=['monitor_id', 'start', 'end'])
+    return {
+        m: (
+            history[m],
+            holdout[m],
+            tuned[m],
+            holdout_incidents(inc, m, holdout[m].index),
+            for_monitor(events, m),
+            frames,
+        )
+        for m in ids
+    }
+
 # %% ../nbs/10_fleet.ipynb #fleet_replay-2
 def replay_fleet(
     tuned: dict[str, Tuned],
@@ -94,31 +111,9 @@ def replay_fleet(
     deploy_adapt: str = '1h',
 ) -> tuple[pd.DataFrame, dict[str, pd.DataFrame]]:
     "(per-monitor metrics table, {monitor_id: holdout replay frame}) for every tuned monitor with a holdout; `events`: the calendar (`events.read_events`)."
-    ids = [m for m in sorted(tuned) if m in holdout and len(holdout[m])]
-    inc = incidents if incidents is not None else pd.DataFrame(columns=['monitor_id', 'start', 'end'])
-    jobs = {
-        m: (
-            history[m],
-            holdout[m],
-            tuned[m],
-            holdout_incidents(inc, m, holdout[m].index),
-            for_monitor(events, m),
-            frames,
-        )
-        for m in ids
-    }
-    res = parallel_map(
-        _judge,
-        jobs,
-        workers,
-        'evaluate',
-        progress,
-        scheduler,
-        direction=direction,
-        static_k=static_k,
-        refit=refit,
-        deploy_adapt=deploy_adapt,
-    )
+    jobs = _replay_jobs(tuned, history, holdout, incidents, events, frames)
+    judge_kw = {'direction': direction, 'static_k': static_k, 'refit': refit, 'deploy_adapt': deploy_adapt}
+    res = parallel_map(_judge, jobs, workers, 'evaluate', progress, scheduler, **judge_kw)
     table = pd.DataFrame.from_dict({m: r[0] for m, r in res.items()}, orient='index').rename_axis('monitor_id')
     return table, ({m: r[1] for m, r in res.items()} if frames else {})
 
@@ -186,6 +181,99 @@ def _request_arrays(rows: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
 class BundleIntegrityError(ValueError):
     "A bundle's bytes do not match the digest the pipeline recorded (or none was recorded): it is not unpickled."
 
+# %% ../nbs/10_fleet.ipynb #bundle-request
+def _request_monitors(
+    rows: pd.DataFrame, tuned: dict[str, Tuned], max_rows: int | None
+) -> tuple[np.ndarray, np.ndarray]:
+    "(row codes, monitor ids) of a request; RequestError: a missing column, too many rows or a monitor not in `tuned`."
+    if missing := {'monitor_id', 'ts', 'value'} - set(rows.columns):
+        raise RequestError(f"request: missing column(s) {sorted(missing)}; expected monitor_id, ts, value")
+    if max_rows is not None and len(rows) > max_rows:
+        raise RequestError(f"request: {len(rows):,} rows; at most {max_rows:,} per request (send several)")
+    codes, mids = pd.factorize(rows.monitor_id.astype(str).to_numpy())
+    if unknown := sorted(set(mids) - set(tuned)):
+        raise RequestError(
+            f"unknown monitor(s) {[u[:80] + ('…' if len(u) > 80 else '') for u in unknown[:5]]}{' …' if len(unknown) > 5 else ''}: this bundle serves {len(tuned)} monitors, e.g. {sorted(tuned)[:3]}"
+        )
+    return codes, mids
+
+# %% ../nbs/10_fleet.ipynb #bundle-span
+def _check_span(mid: str, ns: np.ndarray, max_span: pd.Timedelta | None):
+    "RequestError if one monitor's rows (epoch ns) span more than `max_span` (None: no bound)."
+    if max_span is not None and (span := pd.Timedelta(int(ns.max() - ns.min()))) > max_span:
+        raise RequestError(
+            f"request: monitor {mid!r} spans {span.days:,} days ({pd.Timestamp(ns.min())} to {pd.Timestamp(ns.max())}); "
+            f"at most {max_span.days:g} days of one monitor per request (the grid it is scored on covers the whole span)"
+        )
+
+# %% ../nbs/10_fleet.ipynb #bundle-columns
+def _bundle_columns(
+    tuned: dict[str, Tuned], rows: pd.DataFrame, max_rows: int | None, max_span: pd.Timedelta | None
+) -> dict[str, np.ndarray]:
+    "`FleetBundle.columns` for the monitors in `tuned`: check the request, then score each monitor's rows in place."
+    codes, mids = _request_monitors(rows, tuned, max_rows)
+    ns, v = _request_arrays(rows)
+    out = {c: np.full(len(rows), np.nan) for c in COLUMNS[:4]} | {c: np.zeros(len(rows), bool) for c in COLUMNS[4:]}
+    out |= {'alert_id': np.full(len(rows), '', object), 'stage': np.empty(len(rows), object)}
+    for i, mid in enumerate(mids):
+        p = np.flatnonzero(codes == i)
+        _check_span(mid, ns[p], max_span)
+        for c, col in zip(COLUMNS + ['alert_id'], _score_rows(tuned[mid], ns[p], v[p], mid)):
+            out[c][p] = col
+        out['stage'][p] = tuned[mid].path  # level | daily | search | sparse | fallback: what its history allowed
+    return out
+
+# %% ../nbs/10_fleet.ipynb #bundle-table
+def _bundle_table(tuned: dict[str, Tuned]) -> pd.DataFrame:
+    "One row per monitor: AutoML path, forecaster, sensitivity, policy window, expected alerts/day, tuning seconds, note."
+    return pd.DataFrame(
+        [
+            {
+                'monitor_id': k,
+                'path': t.path,
+                'forecaster': type(t.detector.forecaster_).__name__,
+                'sensitivity': t.detector.sensitivity,
+                'window': t.policy.window,
+                'alerts_per_day_train': round(t.alerts_per_day, 3),
+                'tune_seconds': round(t.seconds, 3),
+                'note': t.note,
+            }
+            for k, t in sorted(tuned.items())
+        ]
+    )
+
+# %% ../nbs/10_fleet.ipynb #bundle-save
+def _save_bundle(b, path) -> Path:
+    "Pickle to `path` (written to a temp file first, then renamed: never half-written). Record `guard.sha256_file(path)`: `load` needs it."
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix('.tmp')
+    with open(tmp, 'wb') as f:
+        pickle.dump(b, f, protocol=5)
+    os.replace(tmp, path)
+    return path
+
+# %% ../nbs/10_fleet.ipynb #bundle-load
+def _load_bundle(path, sha256: str | None) -> FleetBundle:
+    "Unpickle the bundle at `path` only if its bytes have the SHA-256 the pipeline recorded; BundleIntegrityError (nothing deserialised) if not."
+    if not sha256:
+        raise BundleIntegrityError(
+            f"{path}: no recorded SHA-256 to check it against; a bundle is unpickled only after its digest is verified"
+        )
+    data = Path(path).read_bytes()  # the bytes that are checked are the bytes that are unpickled
+    if (got := hashlib.sha256(data).hexdigest()) != sha256:
+        raise BundleIntegrityError(
+            f"{path}: SHA-256 {got[:16]}… is not the recorded {sha256[:16]}…: the file changed after the pipeline wrote it; nothing was loaded"
+        )
+    b = pickle.loads(data)
+    if not isinstance(b, FleetBundle):
+        raise BundleIntegrityError(f"{path}: not a FleetBundle (got {type(b).__name__})")
+    return b
+
+# %% ../nbs/10_fleet.ipynb #bundle-repr
+def _bundle_repr(b: FleetBundle) -> str:
+    return f"FleetBundle({len(b.tuned)} monitors, paths {b.table().path.value_counts().to_dict() if b.tuned else {}})"
+
 # %% ../nbs/10_fleet.ipynb #3332ee5c-2
 class FleetBundle:
     "Every monitor's tuned detector + alert policy; `predict(rows)` adds expected, lower, upper, score, unusual, alert and the monitor's stage."
@@ -202,31 +290,7 @@ class FleetBundle:
         self, rows: pd.DataFrame, max_rows: int | None = None, max_span: pd.Timedelta | None = None
     ) -> dict[str, np.ndarray]:
         "The six detection columns, the alert id (the alert a point belongs to, '' when none) and the monitor's stage for rows (monitor_id, ts, value), as arrays in row order: what `predict` adds. Naive `ts` means UTC. `max_rows` / `max_span` (per monitor) bound one request's work."
-        if missing := {'monitor_id', 'ts', 'value'} - set(rows.columns):
-            raise RequestError(f"request: missing column(s) {sorted(missing)}; expected monitor_id, ts, value")
-        if max_rows is not None and len(rows) > max_rows:
-            raise RequestError(f"request: {len(rows):,} rows; at most {max_rows:,} per request (send several)")
-        codes, mids = pd.factorize(rows.monitor_id.astype(str).to_numpy())
-        if unknown := sorted(set(mids) - set(self.tuned)):
-            raise RequestError(
-                f"unknown monitor(s) {[u[:80] + ('…' if len(u) > 80 else '') for u in unknown[:5]]}{' …' if len(unknown) > 5 else ''}: this bundle serves {len(self.tuned)} monitors, e.g. {self.monitors[:3]}"
-            )
-        ns, v = _request_arrays(rows)
-        out = {c: np.full(len(rows), np.nan) for c in COLUMNS[:4]} | {c: np.zeros(len(rows), bool) for c in COLUMNS[4:]}
-        out |= {'alert_id': np.full(len(rows), '', object), 'stage': np.empty(len(rows), object)}
-        for i, mid in enumerate(mids):
-            p = np.flatnonzero(codes == i)
-            if max_span is not None and (span := pd.Timedelta(int(ns[p].max() - ns[p].min()))) > max_span:
-                raise RequestError(
-                    f"request: monitor {mid!r} spans {span.days:,} days ({pd.Timestamp(ns[p].min())} to {pd.Timestamp(ns[p].max())}); "
-                    f"at most {max_span.days:g} days of one monitor per request (the grid it is scored on covers the whole span)"
-                )
-            for c, col in zip(COLUMNS + ['alert_id'], _score_rows(self.tuned[mid], ns[p], v[p], mid)):
-                out[c][p] = col
-            out['stage'][p] = self.tuned[
-                mid
-            ].path  # level | daily | search | sparse | fallback: what its history allowed
-        return out
+        return _bundle_columns(self.tuned, rows, max_rows, max_span)
 
     def predict(self, rows: pd.DataFrame) -> pd.DataFrame:
         "Rows (monitor_id, ts, value) -> the same rows, in the same order, with the six detection columns and `stage` added. Naive `ts` means UTC."
@@ -234,48 +298,8 @@ class FleetBundle:
 
     def table(self) -> pd.DataFrame:
         "One row per monitor: AutoML path, forecaster, sensitivity, policy window, expected alerts/day, tuning seconds, note."
-        return pd.DataFrame(
-            [
-                {
-                    'monitor_id': k,
-                    'path': t.path,
-                    'forecaster': type(t.detector.forecaster_).__name__,
-                    'sensitivity': t.detector.sensitivity,
-                    'window': t.policy.window,
-                    'alerts_per_day_train': round(t.alerts_per_day, 3),
-                    'tune_seconds': round(t.seconds, 3),
-                    'note': t.note,
-                }
-                for k, t in sorted(self.tuned.items())
-            ]
-        )
+        return _bundle_table(self.tuned)
 
-    def save(self, path) -> Path:
-        "Pickle to `path` (written to a temp file first, then renamed: never half-written). Record `guard.sha256_file(path)`: `load` needs it."
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix('.tmp')
-        with open(tmp, 'wb') as f:
-            pickle.dump(self, f, protocol=5)
-        os.replace(tmp, path)
-        return path
-
-    @staticmethod
-    def load(path, sha256: str | None) -> 'FleetBundle':
-        "Unpickle the bundle at `path` only if its bytes have the SHA-256 the pipeline recorded; BundleIntegrityError (nothing deserialised) if not."
-        if not sha256:
-            raise BundleIntegrityError(
-                f"{path}: no recorded SHA-256 to check it against; a bundle is unpickled only after its digest is verified"
-            )
-        data = Path(path).read_bytes()  # the bytes that are checked are the bytes that are unpickled
-        if (got := hashlib.sha256(data).hexdigest()) != sha256:
-            raise BundleIntegrityError(
-                f"{path}: SHA-256 {got[:16]}… is not the recorded {sha256[:16]}…: the file changed after the pipeline wrote it; nothing was loaded"
-            )
-        b = pickle.loads(data)
-        if not isinstance(b, FleetBundle):
-            raise BundleIntegrityError(f"{path}: not a FleetBundle (got {type(b).__name__})")
-        return b
-
-    def __repr__(self):
-        return f"FleetBundle({len(self.tuned)} monitors, paths {self.table().path.value_counts().to_dict() if self.tuned else {}})"
+    save = _save_bundle  # (self, path) -> path: pickled, never half-written
+    load = staticmethod(_load_bundle)  # (path, sha256) -> FleetBundle: unpickled only if the digest matches
+    __repr__ = _bundle_repr

@@ -85,6 +85,63 @@ def _flatten(d, prefix='') -> dict:
         out.update(_flatten(v, key) if isinstance(v, (dict, list)) and v else {key: v})
     return out
 
+# %% ../nbs/16_maturity.ipynb #repo-files
+def _files(r: Repo) -> list[str]:
+    "Every file under root as a posix path, skipping caches, virtualenvs and DVC outputs."
+    try:
+        lock = r.dvc_lock or {}
+    except BrokenFileError:
+        lock = {}  # pruning only: the checks that read dvc.lock report it
+    outs = {
+        str(o.get('path', '')).rstrip('/')
+        for s in (lock.get('stages') or {}).values()
+        for o in s.get('outs') or []
+        if isinstance(o, dict)
+    }
+    found = []
+    for d, dirs, names in os.walk(r.root):
+        rel = Path(d).relative_to(r.root).as_posix()
+        dirs[:] = sorted(x for x in dirs if x not in SKIP_DIRS and (f"{rel}/{x}" if rel != '.' else x) not in outs)
+        found += [f"{rel}/{n}" if rel != '.' else n for n in sorted(names)]
+    return [f for f in found if f not in SELF_FILES]
+
+# %% ../nbs/16_maturity.ipynb #repo-glob
+def _glob(r: Repo, *patterns) -> list[str]:
+    return sorted({f for p in patterns for f in r.files if Path(f).match(p) and f.count('/') == p.count('/')})
+
+# %% ../nbs/16_maturity.ipynb #repo-text
+def _file_text(r: Repo, rel: str) -> str:
+    "A file's text (for a notebook: its cells' sources), '' if absent or huge."
+    if rel not in r._text:
+        p, t = r.root / rel, ''
+        if p.is_file() and p.stat().st_size <= MAX_BYTES:
+            t = p.read_text(errors='replace')
+            if rel.endswith('.ipynb'):
+                try:
+                    t = '\n'.join(''.join(c.get('source', '')) for c in json.loads(t).get('cells', []))
+                except (json.JSONDecodeError, AttributeError):
+                    pass  # not a notebook after all: keep the raw text
+        r._text[rel] = t
+    return r._text[rel]
+
+# %% ../nbs/16_maturity.ipynb #repo-code
+def _code(r: Repo) -> list[str]:
+    "The project's code (.py, .ipynb), tests excluded: a test that calls an API is not the project using it."
+    return [f for f in r.files if f.endswith(('.py', '.ipynb')) and not re.match(r'tests?/', f)]
+
+# %% ../nbs/16_maturity.ipynb #repo-grep
+def _grep(r: Repo, pattern: str, files=None) -> list[str]:
+    "Files (default: the code) whose text matches the regex."
+    rx = re.compile(pattern, re.M)
+    return [f for f in (r.code if files is None else files) if rx.search(r.text(f))]
+
+# %% ../nbs/16_maturity.ipynb #repo-where
+def _where(r: Repo, pattern: str) -> list[str]:
+    "Code matching the regex: the .py files if any match, else the notebooks (an nbdev module repeats its notebook)."
+    return r.grep(pattern, [f for f in r.code if f.endswith('.py')]) or r.grep(
+        pattern, [f for f in r.code if f.endswith('.ipynb')]
+    )
+
 # %% ../nbs/16_maturity.ipynb #af9a593e
 @dataclass
 class Repo:
@@ -97,86 +154,22 @@ class Repo:
     def __post_init__(self):
         self.root = Path(self.root).resolve()
 
-    @cached_property
-    def dvc_yaml(self) -> dict | None:
-        return _load_yaml(self.root / 'dvc.yaml')
-
-    @cached_property
-    def dvc_lock(self) -> dict | None:
-        return _load_yaml(self.root / 'dvc.lock')
-
-    @cached_property
-    def params(self) -> dict | None:
-        return _load_yaml(self.root / self.params_file)
-
-    @cached_property
-    def flat_params(self) -> dict:
-        return _flatten(self.params or {})
-
-    @cached_property
-    def stages(self) -> dict:
-        return dict((self.dvc_yaml or {}).get('stages') or {})
-
-    @cached_property
-    def files(self) -> list[str]:
-        "Every file under root as a posix path, skipping caches, virtualenvs and DVC outputs."
-        try:
-            lock = self.dvc_lock or {}
-        except BrokenFileError:
-            lock = {}  # pruning only: the checks that read dvc.lock report it
-        outs = {
-            str(o.get('path', '')).rstrip('/')
-            for s in (lock.get('stages') or {}).values()
-            for o in s.get('outs') or []
-            if isinstance(o, dict)
-        }
-        found = []
-        for d, dirs, names in os.walk(self.root):
-            rel = Path(d).relative_to(self.root).as_posix()
-            dirs[:] = sorted(x for x in dirs if x not in SKIP_DIRS and (f"{rel}/{x}" if rel != '.' else x) not in outs)
-            found += [f"{rel}/{n}" if rel != '.' else n for n in sorted(names)]
-        return [f for f in found if f not in SELF_FILES]
-
-    def glob(self, *patterns) -> list[str]:
-        return sorted({f for p in patterns for f in self.files if Path(f).match(p) and f.count('/') == p.count('/')})
-
-    def text(self, rel: str) -> str:
-        "A file's text (for a notebook: its cells' sources), '' if absent or huge."
-        if rel not in self._text:
-            p, t = self.root / rel, ''
-            if p.is_file() and p.stat().st_size <= MAX_BYTES:
-                t = p.read_text(errors='replace')
-                if rel.endswith('.ipynb'):
-                    try:
-                        t = '\n'.join(''.join(c.get('source', '')) for c in json.loads(t).get('cells', []))
-                    except (json.JSONDecodeError, AttributeError):
-                        pass  # not a notebook after all: keep the raw text
-            self._text[rel] = t
-        return self._text[rel]
-
-    @cached_property
-    def code(self) -> list[str]:
-        "The project's code (.py, .ipynb), tests excluded: a test that calls an API is not the project using it."
-        return [f for f in self.files if f.endswith(('.py', '.ipynb')) and not re.match(r'tests?/', f)]
-
-    def grep(self, pattern: str, files=None) -> list[str]:
-        "Files (default: the code) whose text matches the regex."
-        rx = re.compile(pattern, re.M)
-        return [f for f in (self.code if files is None else files) if rx.search(self.text(f))]
-
-    def where(self, pattern: str) -> list[str]:
-        "Code matching the regex: the .py files if any match, else the notebooks (an nbdev module repeats its notebook)."
-        return self.grep(pattern, [f for f in self.code if f.endswith('.py')]) or self.grep(
-            pattern, [f for f in self.code if f.endswith('.ipynb')]
-        )
-
-    @cached_property
-    def make(self) -> dict:
-        return make_targets(self.text('Makefile')) if 'Makefile' in self.files else {}
-
-    @cached_property
-    def ci(self) -> dict:
-        return ci_texts(self)
+    # what the checks read, each at most once: the parsed YAML files (None if absent) ...
+    dvc_yaml = cached_property(lambda self: _load_yaml(self.root / 'dvc.yaml'))
+    dvc_lock = cached_property(lambda self: _load_yaml(self.root / 'dvc.lock'))
+    params = cached_property(lambda self: _load_yaml(self.root / self.params_file))
+    flat_params = cached_property(lambda self: _flatten(self.params or {}))
+    stages = cached_property(lambda self: dict((self.dvc_yaml or {}).get('stages') or {}))
+    # ... the files and their text (the functions above) ...
+    files = cached_property(_files)
+    glob = _glob
+    text = _file_text
+    code = cached_property(_code)
+    grep = _grep
+    where = _where
+    # ... and the Makefile's targets and the CI entry points (`make_targets`, `ci_texts` below)
+    make = cached_property(lambda self: make_targets(self.text('Makefile')) if 'Makefile' in self.files else {})
+    ci = cached_property(lambda self: ci_texts(self))
 
 # %% ../nbs/16_maturity.ipynb #29eeda2f
 def make_targets(text: str) -> dict[str, str]:
@@ -221,10 +214,33 @@ class Check:
     evidence: str
     howto: str = ''
 
+# %% ../nbs/16_maturity.ipynb #0327532b-5
+def _some(items, n=4) -> str:
+    items = list(items)
+    return ', '.join(map(str, items[:n])) + (f", … ({len(items)})" if len(items) > n else '')
+
 # %% ../nbs/16_maturity.ipynb #0327532b-2
-def _checked(met: bool, evidence: list[str], *fixes: tuple[bool, str]) -> Check:
-    "A Check from its evidence and (missing, how to fix it) pairs: the fixes for what is missing, unless the check is met."
-    return Check(met, '; '.join(evidence), '' if met else '; '.join(h for missing, h in fixes if missing))
+_HOWTO = {  # how to get each part of a level-1 criterion that a check finds missing ({}: the parts of it missing)
+    'stage_deps': "declare deps for {} (`deps:`)",
+    'stage_params': "list the params each stage reads (`params: [section]`) in params.yaml",
+    'log_runs': "log each training run: `with mlflow.start_run(): mlflow.log_params(p); mlflow.log_metrics(m)`",
+    'pin_store': "pin the store: a `tracking.uri` (or `tracking_uri`) key in params.yaml (or MLFLOW_TRACKING_URI in the Makefile/CI) read by `mlflow.set_tracking_uri`",
+    'register_step': "add a `register` stage that calls `mlflow.register_model` and sets an alias (challenger → champion)",
+    'gate': "put the promotion criteria in params.yaml under `register: gate:` (e.g. max_error: 1.0, min_recall: 0.9) and promote only when all pass",
+    'tests': "add tests/test_<module>.py with pytest test functions",
+    'ci_runs_tests': "add a CI entry point that runs them: .ci/run (`pytest -q tests`) or .github/workflows/ci.yml (`run: pytest -q`)",
+    'monitor_stage': "add a `monitor` stage (e.g. `mlops-kit monitor`) that measures drift and error decay against thresholds in params.yaml `monitor:` "
+    "and writes metrics/monitor.json",
+    'retrain_trigger': "add a retrain trigger that re-runs the pipeline when the monitor says so (e.g. `mlops-kit retrain`: `dvc repro` if drift is over threshold)",
+    'slo': "state the SLO in params.yaml: `serve: {slo_p99_ms: 20, slo_max_error_rate: 0.001}`",
+    'load_test': "add a load test that serves the model and judges p99/error rate against the SLO (e.g. `mlops-kit bench serve`, or a locustfile.py)",
+}
+
+
+def _checked(evidence: list[str], **missing) -> Check:
+    "A Check from its evidence and {part: what of it is missing (falsy: none)}: met if none is, else their `_HOWTO`."
+    todo = [_HOWTO[p].format(_some(m)) if isinstance(m, list) else _HOWTO[p] for p, m in missing.items() if m]
+    return Check(not todo, '; '.join(evidence), '; '.join(todo))
 
 # %% ../nbs/16_maturity.ipynb #0327532b-3
 def _ci(r: Repo) -> dict:
@@ -234,11 +250,6 @@ def _ci(r: Repo) -> dict:
 def _ci_running(r: Repo, pattern: str) -> list[str]:
     "CI chains (as 'file → make x') whose executed text matches the regex."
     return [' → '.join(chain) for text, chain in _ci(r).values() if re.search(pattern, text, re.M)]
-
-# %% ../nbs/16_maturity.ipynb #0327532b-5
-def _some(items, n=4) -> str:
-    items = list(items)
-    return ', '.join(map(str, items[:n])) + (f", … ({len(items)})" if len(items) > n else '')
 
 # %% ../nbs/16_maturity.ipynb #0327532b-6
 def mlflow_store(r: Repo) -> dict | None:
@@ -371,15 +382,8 @@ def reproducible_pipeline(r: Repo) -> Check:
     ]
     if in_pipe:
         ev.append(f"notebooks run as stages: {_some(in_pipe)}")
-    met = len(with_deps) == len(r.stages) and bool(with_params) and r.params is not None
     return _checked(
-        met,
-        ev,
-        (
-            len(with_deps) < len(r.stages),
-            f"declare deps for {_some([n for n in r.stages if n not in with_deps])} (`deps:`)",
-        ),
-        (not with_params or r.params is None, "list the params each stage reads (`params: [section]`) in params.yaml"),
+        ev, stage_deps=[n for n in r.stages if n not in with_deps], stage_params=not with_params or r.params is None
     )
 
 # %% ../nbs/16_maturity.ipynb #889d4f40-2
@@ -442,16 +446,7 @@ def tracked_experiments(r: Repo) -> Check:
         ev.append(
             f"{s['store']}: " + (s['error'] if 'error' in s else f"{s['experiments']} experiments, {s['runs']} runs")
         )
-    met = bool(logs) and bool(uri)
-    return _checked(
-        met,
-        ev,
-        (not logs, "log each training run: `with mlflow.start_run(): mlflow.log_params(p); mlflow.log_metrics(m)`"),
-        (
-            not uri,
-            "pin the store: a `tracking.uri` (or `tracking_uri`) key in params.yaml (or MLFLOW_TRACKING_URI in the Makefile/CI) read by `mlflow.set_tracking_uri`",
-        ),
-    )
+    return _checked(ev, log_runs=not logs, pin_store=not uri)
 
 # %% ../nbs/16_maturity.ipynb #bcff48a1-3
 def team_tracking(r: Repo) -> Check:
@@ -496,19 +491,7 @@ def registry_gate(r: Repo) -> Check:
             f"{s['store']}: {_some(s['models'], 2)}, {s['versions']} versions"
             + (f", {_some(s['aliases'], 2)}" if s['aliases'] else '')
         )
-    met = bool(stages or calls) and bool(gate)
-    return _checked(
-        met,
-        ev,
-        (
-            not (stages or calls),
-            "add a `register` stage that calls `mlflow.register_model` and sets an alias (challenger → champion)",
-        ),
-        (
-            not gate,
-            "put the promotion criteria in params.yaml under `register: gate:` (e.g. max_error: 1.0, min_recall: 0.9) and promote only when all pass",
-        ),
-    )
+    return _checked(ev, register_step=not (stages or calls), gate=not gate)
 
 # %% ../nbs/16_maturity.ipynb #5fa25457
 _RUNNERS = r'\b(pytest|py\.test|nbdev_test|tox|nox|unittest)\b'
@@ -525,16 +508,7 @@ def tests_in_ci(r: Repo) -> Check:
         if runs
         else (f"CI ({_some(ci, 2)}) runs no test runner" if ci else 'no CI entry point'),
     ]
-    met = n > 0 and bool(runs)
-    return _checked(
-        met,
-        ev,
-        (not n, "add tests/test_<module>.py with pytest test functions"),
-        (
-            not runs,
-            "add a CI entry point that runs them: .ci/run (`pytest -q tests`) or .github/workflows/ci.yml (`run: pytest -q`)",
-        ),
-    )
+    return _checked(ev, tests=not n, ci_runs_tests=not runs)
 
 # %% ../nbs/16_maturity.ipynb #5fa25457-2
 def continuous_delivery(r: Repo) -> Check:
@@ -593,20 +567,7 @@ def monitoring_retrain(r: Repo) -> Check:
             else 'no numeric thresholds in its params section'
         )
     ev.append(f"retrain trigger: {_some(trig, 3)}" if trig else 'no retrain trigger')
-    met = bool(mon) and bool(nums) and bool(trig)
-    return _checked(
-        met,
-        ev,
-        (
-            not (mon and nums),
-            "add a `monitor` stage (e.g. `mlops-kit monitor`) that measures drift and error decay against thresholds in params.yaml `monitor:` "
-            "and writes metrics/monitor.json",
-        ),
-        (
-            not trig,
-            "add a retrain trigger that re-runs the pipeline when the monitor says so (e.g. `mlops-kit retrain`: `dvc repro` if drift is over threshold)",
-        ),
-    )
+    return _checked(ev, monitor_stage=not (mon and nums), retrain_trigger=not trig)
 
 # %% ../nbs/16_maturity.ipynb #bb545d7a-3
 def scheduled_trigger(r: Repo) -> Check:
@@ -662,16 +623,7 @@ def serving_slo(r: Repo) -> Check:
     ]
     if serve:
         ev.append(f"serving: {_some(serve, 2)}")
-    met = bool(slo) and bool(load)
-    return _checked(
-        met,
-        ev,
-        (not slo, "state the SLO in params.yaml: `serve: {slo_p99_ms: 20, slo_max_error_rate: 0.001}`"),
-        (
-            not load,
-            "add a load test that serves the model and judges p99/error rate against the SLO (e.g. `mlops-kit bench serve`, or a locustfile.py)",
-        ),
-    )
+    return _checked(ev, slo=not slo, load_test=not load)
 
 # %% ../nbs/16_maturity.ipynb #69b3c5fa
 CRITERIA = [  # (id, level, area, check)

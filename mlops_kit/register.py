@@ -238,6 +238,40 @@ def _alias_moves(entries: list[dict], model: str) -> dict[str, tuple[int, int]]:
             out[to.split('@v')[0]] = (int(to.split('@v')[1]), e['seq'])
     return out
 
+# %% ../nbs/13_register.ipynb #reconcile-anchor
+def _anchor_check(m: str, tag: str | None, entries: list[dict]) -> tuple[list[str], int]:
+    "(findings, anchored seq if it checks out else 0) for the anchor `tag` ('seq:hash') the registry has for `m`."
+    seq, _, h = (tag or '0:').partition(':')
+    seq = int(seq)
+    if seq > len(entries):
+        return [
+            f"the registry anchors entry #{seq} for {m!r} but the log ends at #{len(entries)}: its tail was cut off"
+        ], 0
+    if seq and entries[seq - 1]['hash'] != h:
+        return [f"entry #{seq} is not the entry anchored for {m!r} in the registry: the log was rewritten"], 0
+    if seq:
+        return [], seq
+    if any(e.get('model') == m for e in entries):
+        return [f"the registry holds no audit anchor for {m!r}: its entries cannot be checked"], 0
+    return [], 0
+
+# %% ../nbs/13_register.ipynb #reconcile-aliases
+def _alias_findings(m: str, have: dict[str, int], want: dict[str, tuple[int, int]]) -> list[str]:
+    "Where the registry's aliases of `m` (`have`: {alias: version}) differ from the log's last moves (`want`)."
+    out = []
+    for a in sorted(set(have) | set(want)):
+        if a not in have:
+            out.append(
+                f"{m}@{a} is gone from the registry; the log's last move (#{want[a][1]}) set it to v{want[a][0]}"
+            )
+        elif a not in want:
+            out.append(f"{m}@{a} points at v{have[a]} but no log entry moved it: a change the log does not explain")
+        elif have[a] != want[a][0]:
+            out.append(
+                f"{m}@{a} is v{have[a]} in the registry but the log's last move (#{want[a][1]}) set it to v{want[a][0]}: a change the log does not explain"
+            )
+    return out
+
 # %% ../nbs/13_register.ipynb #96604919-2
 def reconcile(c, entries: list[dict], models) -> tuple[list[str], int]:
     "(findings: what the registry holds that the log does not explain, the newest anchored seq) for registered `models`."
@@ -252,30 +286,11 @@ def reconcile(c, entries: list[dict], models) -> tuple[list[str], int]:
             rm[0],
             {str(e['version']) for e in entries if e.get('model') == m and e.get('action') == 'register'},
         )
-        seq, _, h = (rm.tags.get(ANCHOR_TAG) or '0:').partition(':')
-        seq = int(seq)
-        if seq > len(entries):
-            out.append(
-                f"the registry anchors entry #{seq} for {m!r} but the log ends at #{len(entries)}: its tail was cut off"
-            )
-        elif seq and entries[seq - 1]['hash'] != h:
-            out.append(f"entry #{seq} is not the entry anchored for {m!r} in the registry: the log was rewritten")
-        elif seq:
-            heads.append(seq)
-        elif any(e.get('model') == m for e in entries):
-            out.append(f"the registry holds no audit anchor for {m!r}: its entries cannot be checked")
-        have, want = {a: int(v) for a, v in rm.aliases.items()}, _alias_moves(entries, m)
-        for a in sorted(set(have) | set(want)):
-            if a not in have:
-                out.append(
-                    f"{m}@{a} is gone from the registry; the log's last move (#{want[a][1]}) set it to v{want[a][0]}"
-                )
-            elif a not in want:
-                out.append(f"{m}@{a} points at v{have[a]} but no log entry moved it: a change the log does not explain")
-            elif have[a] != want[a][0]:
-                out.append(
-                    f"{m}@{a} is v{have[a]} in the registry but the log's last move (#{want[a][1]}) set it to v{want[a][0]}: a change the log does not explain"
-                )
+        found, head = _anchor_check(m, rm.tags.get(ANCHOR_TAG), entries)
+        out += found
+        if head:
+            heads.append(head)
+        out += _alias_findings(m, {a: int(v) for a, v in rm.aliases.items()}, _alias_moves(entries, m))
         versions = {str(v.version) for v in c.search_model_versions(f"name='{m}'")}
         if extra := sorted(versions - logged, key=int):
             out.append(

@@ -21,6 +21,57 @@ def _cpu(who) -> float:
 def _maxrss_mb(who) -> float:
     return resource.getrusage(who).ru_maxrss / 1024  # Linux reports KiB
 
+# %% ../nbs/20_telemetry.ipynb #meter-tree
+def _sample_tree() -> tuple[int, dict]:
+    "(RSS in bytes of this process and its descendants, {(pid, create time): CPU seconds so far} of each descendant)."
+    import psutil
+
+    me = psutil.Process()
+    tree, cpu = me.memory_info().rss, {}
+    for c in me.children(recursive=True):
+        try:
+            with c.oneshot():
+                t = c.cpu_times()
+                tree += c.memory_info().rss
+                cpu[(c.pid, c.create_time())] = t.user + t.system
+        except psutil.Error:
+            pass  # exited between listing and reading: its CPU shows up in getrusage once reaped
+    return tree, cpu
+
+# %% ../nbs/20_telemetry.ipynb #meter-every
+def _every(fn, interval: float, name: str):
+    "Call `fn` every `interval` s in a daemon thread named `name`; returns `halt()`, which stops it and waits for it."
+    stop = threading.Event()
+
+    def loop():
+        while not stop.wait(interval):
+            fn()
+
+    t = threading.Thread(target=loop, daemon=True, name=name)
+    t.start()
+
+    def halt():
+        stop.set()
+        t.join()
+
+    return halt
+
+# %% ../nbs/20_telemetry.ipynb #meter-children
+def _children_cpu(cpu0: float, seen: dict, base: dict) -> float:
+    "Children's CPU seconds: the kernel's (reaped ones) since `cpu0`, or if larger the sampled `seen` less `base`."
+    sampled = sum(v - base.get(k, 0.0) for k, v in seen.items())
+    return max(_cpu(resource.RUSAGE_CHILDREN) - cpu0, sampled)
+
+# %% ../nbs/20_telemetry.ipynb #meter-peak
+def _peak_mb(tree: int, rss0: tuple[float, float]) -> float:
+    "Peak RSS in MiB: the sampled tree's (`tree`, bytes), or a kernel high-water mark that rose above `rss0`."
+    peaks = [tree / 2**20] + [
+        now
+        for now, before in zip((_maxrss_mb(resource.RUSAGE_SELF), _maxrss_mb(resource.RUSAGE_CHILDREN)), rss0)
+        if now > before
+    ]
+    return max(peaks)
+
 # %% ../nbs/20_telemetry.ipynb #1ce6c6ff-3
 class Meter:
     "Context manager: wall, CPU (self + children) and peak RSS (process tree) of the block it wraps."
@@ -28,27 +79,8 @@ class Meter:
     def __init__(self, interval: float = 0.2):
         self.interval = interval
 
-    def _sample(self):
-        import psutil
-
-        me = psutil.Process()
-        tree, cpu = me.memory_info().rss, {}
-        for c in me.children(recursive=True):
-            try:
-                with c.oneshot():
-                    t = c.cpu_times()
-                    tree += c.memory_info().rss
-                    cpu[(c.pid, c.create_time())] = t.user + t.system
-            except psutil.Error:
-                pass  # exited between listing and reading: its CPU shows up in getrusage once reaped
-        return tree, cpu
-
-    def _loop(self):
-        while not self._stop.wait(self.interval):
-            self._observe()
-
     def _observe(self):
-        tree, cpu = self._sample()
+        tree, cpu = _sample_tree()
         self.peak_tree = max(self.peak_tree, tree)
         self.seen.update(cpu)
 
@@ -59,25 +91,16 @@ class Meter:
         self.peak_tree, self.seen = 0, {}
         self._observe()
         self.base = dict(self.seen)  # children alive before the block (a reused pool): only their CPU from now counts
-        self._stop = threading.Event()
-        self._t = threading.Thread(target=self._loop, daemon=True, name='telemetry-sampler')
-        self._t.start()
+        self._halt = _every(self._observe, self.interval, 'telemetry-sampler')
         return self
 
     def __exit__(self, *exc):
-        self._stop.set()
-        self._t.join()
+        self._halt()
         self._observe()
         self.end, self.wall_s = datetime.now(timezone.utc), time.perf_counter() - self.t0
         self.cpu_self_s = _cpu(resource.RUSAGE_SELF) - self.cpu0[0]
-        sampled = sum(v - self.base.get(k, 0.0) for k, v in self.seen.items())
-        self.cpu_children_s = max(_cpu(resource.RUSAGE_CHILDREN) - self.cpu0[1], sampled)
-        peaks = [self.peak_tree / 2**20] + [
-            now
-            for now, before in zip((_maxrss_mb(resource.RUSAGE_SELF), _maxrss_mb(resource.RUSAGE_CHILDREN)), self.rss0)
-            if now > before
-        ]
-        self.peak_rss_mb = max(peaks)
+        self.cpu_children_s = _children_cpu(self.cpu0[1], self.seen, self.base)
+        self.peak_rss_mb = _peak_mb(self.peak_tree, self.rss0)
         return False
 
 # %% ../nbs/20_telemetry.ipynb #896e7940
