@@ -95,6 +95,17 @@ FILTER_GRAMMAR = (
     "allowed: column == != < <= > >= value, column in [values], column not in [values], joined by and / or / not "
     "and parentheses; values are numbers or quoted strings"
 )
+
+
+class FilterError(ValueError):
+    "A monitor filter outside the grammar; `.detail` is the message without the filter itself."
+
+    def __init__(self, text, pos: int | None, what: str):
+        at = f" at position {pos} ({text[pos - 1 : pos + 19]!r})" if pos else ''
+        self.detail = f"not allowed{at}: {what}; {FILTER_GRAMMAR}"
+        super().__init__(f"filter {clip(text)}: {self.detail}")
+
+# %% ../nbs/00_config.ipynb #6e4a7fab
 _OPS = {
     ast.Eq: '==',
     ast.NotEq: '!=',
@@ -118,15 +129,6 @@ _KINDS = {
     ast.Dict: 'a dict',
     ast.Set: 'a set',
 }
-
-
-class FilterError(ValueError):
-    "A monitor filter outside the grammar; `.detail` is the message without the filter itself."
-
-    def __init__(self, text, pos: int | None, what: str):
-        at = f" at position {pos} ({text[pos - 1 : pos + 19]!r})" if pos else ''
-        self.detail = f"not allowed{at}: {what}; {FILTER_GRAMMAR}"
-        super().__init__(f"filter {clip(text)}: {self.detail}")
 
 # %% ../nbs/00_config.ipynb #b60645a4
 def _pos(text: str, n: ast.AST, shift: int) -> int:
@@ -198,6 +200,16 @@ def filter_columns(text: str | None) -> set[str]:
     "Column names a monitor filter reads, e.g. {'status', 'region'} for `status >= 500 and region == 'eu'`."
     return {n.id for n in ast.walk(parse_filter(text)) if isinstance(n, ast.Name)} if text else set()
 
+# %% ../nbs/00_config.ipynb #5250b53a
+def _checked_filter(v: str | None) -> str | None:
+    "A monitor's `filter` as written, once `parse_filter` accepts it; else ValueError with FilterError's `.detail`."
+    if v is not None:
+        try:
+            parse_filter(v)
+        except FilterError as e:
+            raise ValueError(e.detail) from None
+    return v
+
 # %% ../nbs/00_config.ipynb #9c2bf7d8
 Agg = Literal['count', 'sum', 'mean', 'min', 'max', 'p50', 'p90', 'p95', 'p99']
 
@@ -219,12 +231,7 @@ class MonitorSpec(_Section):
     @field_validator('filter')
     @classmethod
     def _filter(cls, v):
-        if v is not None:
-            try:
-                parse_filter(v)
-            except FilterError as e:
-                raise ValueError(e.detail) from None
-        return v
+        return _checked_filter(v)
 
     @model_validator(mode='after')
     def _value_needed(self):
@@ -254,6 +261,18 @@ class MetricFilesSpec(SourceSpec):
             raise ValueError(f"{v!r} must be a folder or glob inside ingest.raw_dir, e.g. 'metrics' or 'metrics/*.csv'")
         return v
 
+# %% ../nbs/00_config.ipynb #30fa0afd
+def _check_names(sources: list, monitors: list, metric_files: list):
+    "Refuse a name used by two sources (metric-files entries included) or two monitors, and an ingest with no monitor."
+    for kind, items in (('source', sources + metric_files), ('monitor', monitors)):
+        names = [i.name for i in items]
+        if dups := sorted({n for n in names if names.count(n) > 1}):
+            raise ValueError(f"duplicate {kind} names: {dups}")
+    if not monitors and not metric_files:
+        raise ValueError(
+            "no monitors: declare ingest.monitors (with ingest.sources), or ingest.metric_files (one monitor per exported file)"
+        )
+
 # %% ../nbs/00_config.ipynb #1a219b14
 class IngestParams(_Section):
     "Raw files -> 5-minute signals (stage `ingest`)."
@@ -267,14 +286,7 @@ class IngestParams(_Section):
 
     @model_validator(mode='after')
     def _cross(self):
-        for kind, items in (('source', self.sources + self.metric_files), ('monitor', self.monitors)):
-            names = [i.name for i in items]
-            if dups := sorted({n for n in names if names.count(n) > 1}):
-                raise ValueError(f"duplicate {kind} names: {dups}")
-        if not self.monitors and not self.metric_files:
-            raise ValueError(
-                "no monitors: declare ingest.monitors (with ingest.sources), or ingest.metric_files (one monitor per exported file)"
-            )
+        _check_names(self.sources, self.monitors, self.metric_files)
         srcs = {s.name for s in self.sources}
         for m in self.monitors:
             if m.source not in srcs:
@@ -352,6 +364,25 @@ class CandidateSpec(_Section):
             raise ValueError(f"{v!r} is not 'package.module:Class' (dotted identifiers, then ':' and the class name)")
         return v
 
+# %% ../nbs/00_config.ipynb #b956a65b
+def _checked_candidates(v: list | None) -> list | None:
+    "`train.candidates` as written, once checked: not empty, built-in names known, every name used once."
+    if v is None:
+        return v
+    if not v:
+        raise ValueError('an empty list searches nothing: list at least one candidate, or null for the built-in ones')
+    names = [c if isinstance(c, str) else c.name for c in v]
+    if bad := [n for n in v if isinstance(n, str) and n not in BUILTIN_CANDIDATES]:
+        raise ValueError(
+            f"unknown built-in candidate(s) {bad}; built-in: {list(BUILTIN_CANDIDATES)}, or {{name, class: 'package.module:Class', params}}"
+        )
+    if dup := sorted(
+        {n for n in names if names.count(n) > 1}
+        | {c.name for c in v if not isinstance(c, str) and c.name in BUILTIN_CANDIDATES}
+    ):
+        raise ValueError(f"candidate name(s) {dup} used twice (or a built-in name): each candidate needs its own name")
+    return v
+
 # %% ../nbs/00_config.ipynb #cfg_train
 class TrainParams(_Section):
     "AutoML for every monitor -> fleet bundle, tracked in MLflow (stage `train`)."
@@ -375,25 +406,7 @@ class TrainParams(_Section):
     @field_validator('candidates')
     @classmethod
     def _cands(cls, v):
-        if v is None:
-            return v
-        if not v:
-            raise ValueError(
-                'an empty list searches nothing: list at least one candidate, or null for the built-in ones'
-            )
-        names = [c if isinstance(c, str) else c.name for c in v]
-        if bad := [n for n in v if isinstance(n, str) and n not in BUILTIN_CANDIDATES]:
-            raise ValueError(
-                f"unknown built-in candidate(s) {bad}; built-in: {list(BUILTIN_CANDIDATES)}, or {{name, class: 'package.module:Class', params}}"
-            )
-        if dup := sorted(
-            {n for n in names if names.count(n) > 1}
-            | {c.name for c in v if not isinstance(c, str) and c.name in BUILTIN_CANDIDATES}
-        ):
-            raise ValueError(
-                f"candidate name(s) {dup} used twice (or a built-in name): each candidate needs its own name"
-            )
-        return v
+        return _checked_candidates(v)
 
 # %% ../nbs/00_config.ipynb #cfg_train-2
 class EvaluateParams(_Section):
@@ -542,6 +555,33 @@ class EngineParams(_Section):
     def _scheduler(cls, v):
         return None if v is None else check_scheduler(v, None)
 
+# %% ../nbs/00_config.ipynb #834cd038-2
+def _inside(path: str, folder: str) -> bool:
+    "Whether `path` is `folder` or lies under it (both relative to the project root)."
+    return PurePath(os.path.normpath(path)).is_relative_to(os.path.normpath(folder))
+
+# %% ../nbs/00_config.ipynb #8c3647e0
+def _check_own_data(s: SampleParams, raw: str, lab: str | None, ev: str | None, fb: str | None):
+    "Refuse a raw folder, calendar or feedback file left on a sample that is off or rewritten; labels outside `raw`."
+    if not s.enabled and _inside(raw, s.out_dir):
+        raise ValueError(
+            f"ingest.raw_dir = {raw!r} is the sample's folder, but sample.enabled is false: point it at your own files"
+        )
+    if lab and not _inside(lab, raw):
+        raise ValueError(
+            f"evaluate.labels = {lab!r} is not inside ingest.raw_dir = {raw!r}: keep the labels file with your raw files "
+            "(evaluate, register and monitor depend on that folder, so editing the labels re-runs them), or set it to null"
+        )
+    if ev and not s.enabled and _inside(ev, s.out_dir):
+        raise ValueError(
+            f"train.events = {ev!r} is the sample's calendar, but sample.enabled is false: point it at your own calendar file "
+            "(inside ingest.raw_dir, so editing it re-runs train), or set it to null"
+        )
+    if fb and _inside(fb, s.out_dir):
+        raise ValueError(
+            f"evaluate.feedback = {fb!r} is inside sample.out_dir = {s.out_dir!r}, which the sample stage rewrites: keep it elsewhere"
+        )
+
 # %% ../nbs/00_config.ipynb #834cd038
 # Sections are named like their stages (stage = section = module); `validate` and `register` shadow pydantic's deprecated `BaseModel` methods, harmlessly.
 warnings.filterwarnings('ignore', message='Field name "(validate|register)" in "Params" shadows', category=UserWarning)
@@ -566,31 +606,10 @@ class Params(_Section):
     @model_validator(mode='after')
     def _own_data(self):
         "Own data does not inherit the sample: ingest reads no sample that is not generated; labels live with the raw files."
-        s, raw, lab = self.sample, self.ingest.raw_dir, self.evaluate.labels
-        if not s.enabled and _inside(raw, s.out_dir):
-            raise ValueError(
-                f"ingest.raw_dir = {raw!r} is the sample's folder, but sample.enabled is false: point it at your own files"
-            )
-        if lab and not _inside(lab, raw):
-            raise ValueError(
-                f"evaluate.labels = {lab!r} is not inside ingest.raw_dir = {raw!r}: keep the labels file with your raw files "
-                "(evaluate, register and monitor depend on that folder, so editing the labels re-runs them), or set it to null"
-            )
-        if (ev := self.train.events) and not s.enabled and _inside(ev, s.out_dir):
-            raise ValueError(
-                f"train.events = {ev!r} is the sample's calendar, but sample.enabled is false: point it at your own calendar file "
-                "(inside ingest.raw_dir, so editing it re-runs train), or set it to null"
-            )
-        if (fb := self.evaluate.feedback) and _inside(fb, s.out_dir):
-            raise ValueError(
-                f"evaluate.feedback = {fb!r} is inside sample.out_dir = {s.out_dir!r}, which the sample stage rewrites: keep it elsewhere"
-            )
+        _check_own_data(
+            self.sample, self.ingest.raw_dir, self.evaluate.labels, self.train.events, self.evaluate.feedback
+        )
         return self
-
-# %% ../nbs/00_config.ipynb #834cd038-2
-def _inside(path: str, folder: str) -> bool:
-    "Whether `path` is `folder` or lies under it (both relative to the project root)."
-    return PurePath(os.path.normpath(path)).is_relative_to(os.path.normpath(folder))
 
 # %% ../nbs/00_config.ipynb #834cd038-3
 class ParamsError(ValueError):

@@ -91,6 +91,38 @@ def coverage(holdout: pd.Series, frame: pd.DataFrame) -> dict:
     )
     return {'holdout_points': n, 'scored_points': k, 'judged': not why, 'not_judged': why}
 
+# %% ../nbs/08_evaluate.ipynb #ev_errors
+def _holdout_errors(train: pd.Series, holdout: pd.Series, expected: pd.Series, static_expected: pd.Series):
+    "(the kit's errors on the holdout, on its first day, the static baseline's MAE); MASE against `train`'s naive MAE."
+    d1 = holdout.index < holdout.index[0] + pd.Timedelta('1D')
+    nv = naive_mae(train)
+    fe, fday = forecast_errors(holdout, expected, naive=nv), forecast_errors(holdout[d1], expected[d1], naive=nv)
+    return fe, fday, forecast_errors(holdout, static_expected, naive=nv)['mae']
+
+# %% ../nbs/08_evaluate.ipynb #ev_row
+def _monitor_row(k: dict, s: dict, mk: dict, ms: dict, fe: dict, fday: dict, static_mae: float, sec: float) -> dict:
+    "One monitor's metrics row: alerts (kit `k`, static `s`), incident matches (`mk`, `ms`), errors, replay seconds."
+    row = {
+        'alerts_per_day': k['alerts_per_day'],
+        'static_alerts_per_day': s['alerts_per_day'],
+        'after_hours_share': k['after_hours_share'],
+        'static_after_hours_share': s['after_hours_share'],
+        'incidents': mk['incidents'],
+        'recall': mk['recall'],
+        'static_recall': ms['recall'],
+        'precision': mk['precision'],
+        'static_precision': ms['precision'],
+        'ttd_median_min': mk['ttd_median_min'],
+        'static_ttd_median_min': ms['ttd_median_min'],
+        'mae': fe['mae'],
+        'smape': fe['smape'],
+        'mase': fe['mase'],
+        'next_day_mae': fday['mae'],
+        'static_mae': static_mae,
+        'replay_seconds': sec,
+    }
+    return row
+
 # %% ../nbs/08_evaluate.ipynb #7ea0dc68
 def evaluate_monitor(
     train: pd.Series,
@@ -114,28 +146,8 @@ def evaluate_monitor(
     inc = incidents if incidents is not None else pd.DataFrame(columns=['start', 'end'])
     k, s = alert_stats(kev, days), alert_stats(sev, days)
     mk, ms = match_incidents(kev, inc), match_incidents(sev, inc)
-    d1 = holdout.index < holdout.index[0] + pd.Timedelta('1D')
-    nv = naive_mae(train)
-    fe, fday = forecast_errors(holdout, r.expected, naive=nv), forecast_errors(holdout[d1], r.expected[d1], naive=nv)
-    row = {
-        'alerts_per_day': k['alerts_per_day'],
-        'static_alerts_per_day': s['alerts_per_day'],
-        'after_hours_share': k['after_hours_share'],
-        'static_after_hours_share': s['after_hours_share'],
-        'incidents': mk['incidents'],
-        'recall': mk['recall'],
-        'static_recall': ms['recall'],
-        'precision': mk['precision'],
-        'static_precision': ms['precision'],
-        'ttd_median_min': mk['ttd_median_min'],
-        'static_ttd_median_min': ms['ttd_median_min'],
-        'mae': fe['mae'],
-        'smape': fe['smape'],
-        'mase': fe['mase'],
-        'next_day_mae': fday['mae'],
-        'static_mae': forecast_errors(holdout, sf.expected, naive=nv)['mae'],
-        'replay_seconds': sec,
-    }
+    fe, fday, static_mae = _holdout_errors(train, holdout, r.expected, sf.expected)
+    row = _monitor_row(k, s, mk, ms, fe, fday, static_mae, sec)
     row |= coverage(holdout, r)  # no result for what was not scored: the kit's columns stay blank
     return (row | dict.fromkeys(KIT_COLUMNS, np.nan) if row['not_judged'] else row), r
 
@@ -155,22 +167,13 @@ FLEET_KEYS = [
     'static_after_hours_share',
 ]
 
-
-def summarize(t: pd.DataFrame, noisy_per_day: float = 4.0, alert_budget: float = 2.0) -> dict:
-    "Fleet numbers from the per-monitor table, over the judged monitors only (blank when none was); the others counted with their reasons."
-    j = t[t.judged.astype(bool)] if 'judged' in t else t
-    out = {
-        'monitors': len(t),
-        'judged': len(j),
-        'not_judged': len(t) - len(j),
-        'not_judged_reasons': t.not_judged[t.not_judged != ''].value_counts().to_dict() if 'not_judged' in t else {},
-    }
-    if not len(j):
-        return out | dict.fromkeys(FLEET_KEYS, float('nan'))
+# %% ../nbs/08_evaluate.ipynb #ev_fleet
+def _fleet_numbers(j: pd.DataFrame, noisy_per_day: float, alert_budget: float) -> dict:
+    "FLEET_KEYS over the judged monitors `j`: alert totals, noisy monitors, incident-weighted recall, shares."
     noisy, lab = j.static_alerts_per_day > noisy_per_day, j[j.incidents > 0]
     w = lambda col: float((lab[col] * lab.incidents).sum() / lab.incidents.sum()) if len(lab) else float('nan')
     static, kit = float(j.static_alerts_per_day.sum()), float(j.alerts_per_day.sum())
-    return out | {
+    return {
         'static_alerts_per_day': static,
         'alerts_per_day': kit,
         'alert_reduction': 1 - kit / static if static else float('nan'),
@@ -186,6 +189,20 @@ def summarize(t: pd.DataFrame, noisy_per_day: float = 4.0, alert_budget: float =
         if static
         else 0.0,
     }
+
+# %% ../nbs/08_evaluate.ipynb #af71d7b6-2
+def summarize(t: pd.DataFrame, noisy_per_day: float = 4.0, alert_budget: float = 2.0) -> dict:
+    "Fleet numbers from the per-monitor table, over the judged monitors only (blank when none was); the others counted with their reasons."
+    j = t[t.judged.astype(bool)] if 'judged' in t else t
+    out = {
+        'monitors': len(t),
+        'judged': len(j),
+        'not_judged': len(t) - len(j),
+        'not_judged_reasons': t.not_judged[t.not_judged != ''].value_counts().to_dict() if 'not_judged' in t else {},
+    }
+    if not len(j):
+        return out | dict.fromkeys(FLEET_KEYS, float('nan'))
+    return out | _fleet_numbers(j, noisy_per_day, alert_budget)
 
 # %% ../nbs/08_evaluate.ipynb #ev_head
 def _n(x) -> str:

@@ -125,12 +125,9 @@ def _read_csv(path: Path, cols: list[str], src: str, raw_dir=None) -> tuple[pd.D
             )
     return _csv_by_lines(data, cols, src, path)
 
-# %% ../nbs/02_ingest.ipynb #eb3d1f52
-def _csv_by_lines(data: bytes, cols: list[str], src: str, path: Path) -> tuple[pd.DataFrame, pd.DataFrame | None, int]:
-    "The line-exact CSV read: quarantine every line of a record that spans lines (or holds a lone CR); parse the one-line records."
-    lines = data.split(b'\n')
-    if lines[-1] == b'':
-        lines.pop()
+# %% ../nbs/02_ingest.ipynb #ing_spans
+def _record_spans(lines: list[bytes]) -> list[tuple[int, int, bool]]:
+    "(first line, last line, parsed) of each CSV record, 1-based, the header's first; found by Python's `csv`."
     rd, spans, end = csv.reader((l.decode('utf-8', 'replace') + '\n' for l in lines), strict=False), [], 0
     while True:
         try:
@@ -142,8 +139,11 @@ def _csv_by_lines(data: bytes, cols: list[str], src: str, path: Path) -> tuple[p
             ok = False
         spans.append((end + 1, rd.line_num, ok))
         end = rd.line_num
-    hl = spans[0][1] if spans else 1  # lines of the header record
-    one = [s for s, e, ok in spans[1:] if ok and e == s and b'\r' not in lines[s - 1].rstrip(b'\r')]
+    return spans
+
+# %% ../nbs/02_ingest.ipynb #ing_spanq
+def _span_quarantine(spans: list[tuple[int, int, bool]], one: list[int]) -> list[tuple[int, str]]:
+    "(line, reason) for every line of a data record that spans lines, and for each one-line record not in `one`."
     q = [
         (l, f'record spans lines {s}-{e}: an unclosed quote or a line break inside a quoted field')
         for s, e, ok in spans[1:]
@@ -155,6 +155,18 @@ def _csv_by_lines(data: bytes, cols: list[str], src: str, path: Path) -> tuple[p
         for s, e, ok in spans[1:]
         if e == s and s not in one
     ]
+    return q
+
+# %% ../nbs/02_ingest.ipynb #eb3d1f52
+def _csv_by_lines(data: bytes, cols: list[str], src: str, path: Path) -> tuple[pd.DataFrame, pd.DataFrame | None, int]:
+    "The line-exact CSV read: quarantine every line of a record that spans lines (or holds a lone CR); parse the one-line records."
+    lines = data.split(b'\n')
+    if lines[-1] == b'':
+        lines.pop()
+    spans = _record_spans(lines)
+    hl = spans[0][1] if spans else 1  # lines of the header record
+    one = [s for s, e, ok in spans[1:] if ok and e == s and b'\r' not in lines[s - 1].rstrip(b'\r')]
+    q = _span_quarantine(spans, one)
     df, bad = _arrow_csv(b'\n'.join(lines[:hl] + [lines[i - 1] for i in one]) + b'\n', cols, path)
     bad = [(one[b - hl - 1], why) for b, why in bad]  # back to the file's line numbers
     if len(df) + len(bad) != len(one):
@@ -358,6 +370,18 @@ def _value(n: ast.AST):
         else (_value(n.operand) if isinstance(n, ast.UnaryOp) else n.value)
     )
 
+# %% ../nbs/02_ingest.ipynb #ing_compare
+def _compare(n: ast.Compare, col, index: pd.Index) -> pd.Series:
+    "Row mask of one checked comparison, chained or `in` a list; `col(node)` is a column of the rows or a value."
+    out, sides = pd.Series(True, index=index), [n.left, *n.comparators]
+    for op, a, b in zip(n.ops, sides, sides[1:]):
+        if isinstance(op, (ast.In, ast.NotIn)):
+            m = col(a).isin([_value(e) for e in b.elts])
+            out &= ~m if isinstance(op, ast.NotIn) else m
+        else:
+            out &= pd.Series(_CMP[type(op)](col(a), col(b)), index=index)
+    return out
+
 # %% ../nbs/02_ingest.ipynb #b0da7592-2
 def eval_filter(expr: str, rows: pd.DataFrame, who: str = 'filter') -> pd.Series:
     "Boolean mask of the rows a monitor filter keeps, from its checked syntax tree; IngestError names `who` and the filter."
@@ -375,14 +399,7 @@ def eval_filter(expr: str, rows: pd.DataFrame, who: str = 'filter') -> pd.Series
             return functools.reduce(operator.and_ if isinstance(n.op, ast.And) else operator.or_, masks)
         if isinstance(n, ast.UnaryOp):
             return ~ev(n.operand)
-        out, sides = pd.Series(True, index=rows.index), [n.left, *n.comparators]
-        for op, a, b in zip(n.ops, sides, sides[1:]):
-            if isinstance(op, (ast.In, ast.NotIn)):
-                m = col(a).isin([_value(e) for e in b.elts])
-                out &= ~m if isinstance(op, ast.NotIn) else m
-            else:
-                out &= pd.Series(_CMP[type(op)](col(a), col(b)), index=rows.index)
-        return out
+        return _compare(n, col, rows.index)
 
     try:
         return ev(parse_filter(expr).body).astype(bool)
@@ -515,15 +532,9 @@ def _write_json(obj, path: Path):
     tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, default=str) + '\n')
     os.replace(tmp, path)
 
-# %% ../nbs/02_ingest.ipynb #8c300988
-def run_ingest(p: IngestParams, root='.') -> dict:
-    "The ingest stage: every source -> signals.parquet, quarantine.csv, monitors.json and metrics/ingest.json."
-    root = Path(root)
-    out, raw_dir = root / p.out_dir, root / p.raw_dir
-    if not raw_dir.is_dir():
-        raise IngestError(
-            f"{raw_dir}: raw data folder not found (ingest.raw_dir); run `mlops-kit sample` or point it at your files"
-        )
+# %% ../nbs/02_ingest.ipynb #ing_each
+def _ingest_each(p: IngestParams, raw_dir: Path) -> list[dict]:
+    "`ingest_source` for every source that a monitor reads, then `ingest_metric_files` for every entry; a line each."
     res = []
     for spec in p.sources:
         mons = [m for m in p.monitors if m.source == spec.name]
@@ -540,6 +551,18 @@ def run_ingest(p: IngestParams, root='.') -> dict:
             f"  {spec.name}: {res[-1]['files']} files, {res[-1]['rows_in']:,} rows, {res[-1]['rows_quarantined']:,} quarantined",
             flush=True,
         )
+    return res
+
+# %% ../nbs/02_ingest.ipynb #8c300988
+def run_ingest(p: IngestParams, root='.') -> dict:
+    "The ingest stage: every source -> signals.parquet, quarantine.csv, monitors.json and metrics/ingest.json."
+    root = Path(root)
+    out, raw_dir = root / p.out_dir, root / p.raw_dir
+    if not raw_dir.is_dir():
+        raise IngestError(
+            f"{raw_dir}: raw data folder not found (ingest.raw_dir); run `mlops-kit sample` or point it at your files"
+        )
+    res = _ingest_each(p, raw_dir)
     sig = pd.concat([r['signals'] for r in res], ignore_index=True).sort_values(['monitor_id', 'ts'], ignore_index=True)
     q = pd.concat([r['quarantine'] for r in res], ignore_index=True)
     catalog = {k: v for r in res for k, v in sorted(r['catalog'].items())}
@@ -569,7 +592,7 @@ def metric_id(stem: str, prefix: str = '') -> str:
         raise IngestError(f"cannot make a monitor id from file name {stem!r}: rename the file")
     return mid[:200]
 
-
+# %% ../nbs/02_ingest.ipynb #mf_files-2
 def metric_files(spec: MetricFilesSpec, raw_dir) -> dict[str, Path]:
     "{monitor id: file} for one `ingest.metric_files` entry: the data files of a folder, or a glob's matches, under `raw_dir`."
     raw = Path(raw_dir)
@@ -613,6 +636,26 @@ def _file_spec(spec: MetricFilesSpec, f: Path, raw: Path, mid: str) -> tuple[Sou
     )
     return src, mon
 
+# %% ../nbs/02_ingest.ipynb #mf_empty
+def _quarantined_file(spec: MetricFilesSpec, mid: str, src: SourceSpec, mon: MonitorSpec) -> dict:
+    "{id: catalog entry} for an exported file whose every row was quarantined: its definition, no slices, a note."
+    empty = {'n_slices': 0, 'first_ts': None, 'last_ts': None, 'note': f'every row of {src.path} was quarantined'}
+    return {
+        mid: {
+            'name': mid,
+            'group': None,
+            'source': spec.name,
+            'agg': spec.agg,
+            'value': spec.value_column,
+            'filter': None,
+            'interval': spec.interval,
+            'owner': spec.owner,
+            'description': mon.description,
+            'region': spec.region,
+        }
+        | empty
+    }
+
 # %% ../nbs/02_ingest.ipynb #mf_ingest-2
 def ingest_metric_files(spec: MetricFilesSpec, raw_dir, pii: list[str]) -> dict:
     "Every file of one metric-files entry -> one monitor each; the keys of `ingest_source`, summed over the files, plus 'files'."
@@ -620,22 +663,7 @@ def ingest_metric_files(spec: MetricFilesSpec, raw_dir, pii: list[str]) -> dict:
     for mid, f in metric_files(spec, raw).items():
         src, mon = _file_spec(spec, f, raw, mid)
         r = ingest_source(src, [mon], raw, pii)
-        empty = {'n_slices': 0, 'first_ts': None, 'last_ts': None, 'note': f'every row of {src.path} was quarantined'}
-        r['catalog'] = r['catalog'] or {
-            mid: {
-                'name': mid,
-                'group': None,
-                'source': spec.name,
-                'agg': spec.agg,
-                'value': spec.value_column,
-                'filter': None,
-                'interval': spec.interval,
-                'owner': spec.owner,
-                'description': mon.description,
-                'region': spec.region,
-            }
-            | empty
-        }
+        r['catalog'] = r['catalog'] or _quarantined_file(spec, mid, src, mon)
         r['catalog'][mid]['file'] = src.path
         res.append(r)
     out = {k: pd.concat([r[k] for r in res], ignore_index=True) for k in ('signals', 'quarantine')}

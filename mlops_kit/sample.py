@@ -39,7 +39,7 @@ NAMES = [
     'ledger-export',
 ]
 
-
+# %% ../nbs/01_sample.ipynb #f3035354
 @dataclass
 class Service:
     "One service's generating profile."
@@ -102,20 +102,10 @@ def calendar(start: str, days: int) -> pd.DataFrame:
         }
     )
 
-# %% ../nbs/01_sample.ipynb #07b9ed26
-def _events(svcs: list[Service], cal: pd.DataFrame, rng) -> pd.DataFrame:
-    "Seeded deploys, maintenance windows and incidents: service, kind, start, end, effect."
-    t0, days, rows = cal.ts.iloc[0], int(cal.day.iloc[-1]) + 1, []
-    at = lambda d, h: t0 + pd.Timedelta(days=int(d)) + pd.Timedelta(minutes=5 * int(h * 12))
-    for s in svcs:
-        if s.role == 'sparse':
-            continue
-        for d in rng.choice(days, size=max(1, days // 12), replace=False):
-            if (t0 + pd.Timedelta(days=int(d))).dayofweek < 5:
-                rows.append((s.name, 'deploy', at(d, rng.uniform(9, 17)), None, float(rng.uniform(-0.25, 0.25))))
-        for d in rng.choice(days, size=max(1, days // 30), replace=False):
-            st = at(d, rng.uniform(0, 4))
-            rows.append((s.name, 'maintenance', st, st + pd.Timedelta(hours=int(rng.integers(1, 5))), 0.0))
+# %% ../nbs/01_sample.ipynb #0a1ca653
+def _incidents(svcs: list[Service], at, days: int, rng) -> list[tuple]:
+    "Seeded incident rows (service, kind, start, end, effect): every third an error storm, four in the last week."
+    rows = []
     n_inc = max(4, int(days * 0.35))
     days_inc = np.r_[rng.integers(3, days, n_inc - 4), days - 1 - rng.choice(7, 4, replace=False)]
     live = [s for s in svcs if s.role != 'sparse']
@@ -132,6 +122,23 @@ def _events(svcs: list[Service], cal: pd.DataFrame, rng) -> pd.DataFrame:
                 float(rng.uniform(2.5, 5) if kind == 'latency' else rng.uniform(0.2, 0.5)),
             )
         )
+    return rows
+
+# %% ../nbs/01_sample.ipynb #07b9ed26
+def _events(svcs: list[Service], cal: pd.DataFrame, rng) -> pd.DataFrame:
+    "Seeded deploys, maintenance windows and incidents: service, kind, start, end, effect."
+    t0, days, rows = cal.ts.iloc[0], int(cal.day.iloc[-1]) + 1, []
+    at = lambda d, h: t0 + pd.Timedelta(days=int(d)) + pd.Timedelta(minutes=5 * int(h * 12))
+    for s in svcs:
+        if s.role == 'sparse':
+            continue
+        for d in rng.choice(days, size=max(1, days // 12), replace=False):
+            if (t0 + pd.Timedelta(days=int(d))).dayofweek < 5:
+                rows.append((s.name, 'deploy', at(d, rng.uniform(9, 17)), None, float(rng.uniform(-0.25, 0.25))))
+        for d in rng.choice(days, size=max(1, days // 30), replace=False):
+            st = at(d, rng.uniform(0, 4))
+            rows.append((s.name, 'maintenance', st, st + pd.Timedelta(hours=int(rng.integers(1, 5))), 0.0))
+    rows += _incidents(svcs, at, days, rng)
     ev = pd.DataFrame(rows, columns=['service', 'kind', 'start', 'end', 'effect'])
     ev['end'] = pd.to_datetime(ev['end'], utc=True)
     return ev.sort_values(['start', 'service'], ignore_index=True)

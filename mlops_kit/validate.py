@@ -89,6 +89,20 @@ def _longest_run_hours(s: pd.Series, step: pd.Timedelta, ignore_zero: bool) -> f
     new = (s.diff() != 0) | (s.index.to_series().diff() != step)
     return float(new.cumsum().value_counts().max() * step / pd.Timedelta('1h'))
 
+# %% ../nbs/03_validate.ipynb #val_flags
+def _quality_flags(r: dict, p: ValidateParams) -> list[str]:
+    "The flags (gaps, sparse, flatline, negative, in that order) a monitor's quality numbers `r` raise under `p`."
+    return [
+        f
+        for f, bad in (
+            ('gaps', r['gap_share'] > p.max_gap_share),
+            ('sparse', r['sparsity'] > p.max_sparsity),
+            ('flatline', r['flatline_hours'] > p.flatline_hours),
+            ('negative', r['negatives'] > 0),
+        )
+        if bad
+    ]
+
 # %% ../nbs/03_validate.ipynb #f7699582-2
 def _monitor_quality(s: pd.Series, c: dict, p: ValidateParams) -> dict:
     "Quality numbers and flags of one monitor's values (indexed by ts)."
@@ -115,16 +129,7 @@ def _monitor_quality(s: pd.Series, c: dict, p: ValidateParams) -> dict:
         'negatives': int((s < 0).sum()),
         'flatline_hours': _longest_run_hours(s[~s.index.duplicated()], step, c.get('agg') in ('count', 'sum')),
     }
-    r['flags'] = [
-        f
-        for f, bad in (
-            ('gaps', r['gap_share'] > p.max_gap_share),
-            ('sparse', r['sparsity'] > p.max_sparsity),
-            ('flatline', r['flatline_hours'] > p.flatline_hours),
-            ('negative', r['negatives'] > 0),
-        )
-        if bad
-    ]
+    r['flags'] = _quality_flags(r, p)
     return r
 
 # %% ../nbs/03_validate.ipynb #f7699582-3
@@ -180,13 +185,9 @@ def plot_monitor(df: pd.DataFrame, monitor_id: str, interval: str = '5min'):
     fig.tight_layout()
     return fig
 
-# %% ../nbs/03_validate.ipynb #56da589b
-MAX_PLOTS = 12
-
-
-def _html(q: pd.DataFrame, quarantine: dict, plots: list[tuple[str, str]], n_rows: int) -> str:
-    "The readable report."
-    flagged = q[q['flags'].str.len() > 0]
+# %% ../nbs/03_validate.ipynb #val_table
+def _quality_table(q: pd.DataFrame) -> str:
+    "The report's table of monitors: the main quality numbers (4 significant digits) and the flags, comma-joined."
     cols = [
         'agg',
         'interval',
@@ -201,11 +202,20 @@ def _html(q: pd.DataFrame, quarantine: dict, plots: list[tuple[str, str]], n_row
         'flatline_hours',
         'flags',
     ]
-    t = (
+    return (
         q[cols]
         .assign(flags=q['flags'].str.join(', '))
         .to_html(float_format=lambda x: f'{x:.4g}', classes='q', border=0)
     )
+
+# %% ../nbs/03_validate.ipynb #56da589b
+MAX_PLOTS = 12
+
+
+def _html(q: pd.DataFrame, quarantine: dict, plots: list[tuple[str, str]], n_rows: int) -> str:
+    "The readable report."
+    flagged = q[q['flags'].str.len() > 0]
+    t = _quality_table(q)
     qrows = (
         ''.join(f'<tr><td>{html.escape(k)}</td><td>{v}</td></tr>' for k, v in quarantine.items())
         or '<tr><td colspan=2>none</td></tr>'

@@ -57,6 +57,39 @@ def usable_as_of(ts: pd.DatetimeIndex, interval: pd.Timedelta, min_days: int, ho
 def _grid(start: pd.Timestamp, days: int, step: pd.Timedelta) -> pd.DatetimeIndex:
     return pd.date_range(start, start + pd.Timedelta(days=days) - step, freq=step)
 
+# %% ../nbs/04_windows.ipynb #win_skip
+def _skip_reason(first, end: pd.Timestamp, start: pd.Timestamp, as_of, have: float, seen: int, min_days: int) -> str:
+    "Why a monitor gets no window: no data, data only after as_of, too short a history, or too few days with data."
+    return (
+        'no data'
+        if first is None
+        else f'history starts {first.date()}, after as_of {_day(as_of).date()}'
+        if first >= end
+        else f'{have:.1f} days of history < windows.min_days={min_days}'
+        if have < min_days
+        else f'no data in the window {start.date()} .. {_day(as_of).date()}'
+        if not seen
+        else f'data on only {seen} of the window\'s days < windows.min_days={min_days}'
+    )
+
+# %% ../nbs/04_windows.ipynb #win_info
+def _window_info(train: pd.Series, hold: pd.Series, have: float, days: int) -> dict:
+    "A cut window's status (ok, or short of `days`), its bounds and missing slices, and its holdout's."
+    status = 'ok' if have >= days else 'short'
+    return {
+        'status': status,
+        'reason': None if status == 'ok' else f'{have:.0f} of {days} days of history',
+        'start': train.index[0].isoformat(),
+        'end': train.index[-1].isoformat(),
+        'n_slices': len(train),
+        'n_missing': int(train.isna().sum()),
+        'missing_share': round(float(train.isna().mean()), 4),
+        'holdout_start': hold.index[0].isoformat() if len(hold) else None,
+        'holdout_end': hold.index[-1].isoformat() if len(hold) else None,
+        'n_holdout': len(hold),
+        'holdout_missing': int(hold.isna().sum()),
+    }
+
 # %% ../nbs/04_windows.ipynb #cbb96c14-2
 def cut_window(
     s: pd.Series, interval: pd.Timedelta, as_of, days: int = 60, holdout_days: int = 7, min_days: int = 14
@@ -72,40 +105,12 @@ def cut_window(
     seen = int(obs[(obs >= start) & (obs < end)].normalize().nunique())  # days of the window that have data
     info = {'interval_min': interval / pd.Timedelta('1min'), 'history_days': round(have, 2), 'observed_days': seen}
     if first is None or first >= end or have < min_days or seen < min_days:
-        why = (
-            'no data'
-            if first is None
-            else f'history starts {first.date()}, after as_of {_day(as_of).date()}'
-            if first >= end
-            else f'{have:.1f} days of history < windows.min_days={min_days}'
-            if have < min_days
-            else f'no data in the window {start.date()} .. {_day(as_of).date()}'
-            if not seen
-            else f'data on only {seen} of the window\'s days < windows.min_days={min_days}'
-        )
+        why = _skip_reason(first, end, start, as_of, have, seen, min_days)
         where = '' if first is None else '; ' + usable_as_of(obs, interval, min_days, holdout_days)
         return s.iloc[:0], s.iloc[:0], info | {'status': 'skipped', 'reason': why + where}
     train = s.reindex(_grid(start, int(round(have)), interval))
     hold = s.reindex(_grid(end, holdout_days, interval)) if holdout_days else s.iloc[:0]
-    status = 'ok' if have >= days else 'short'
-    return (
-        train,
-        hold,
-        info
-        | {
-            'status': status,
-            'reason': None if status == 'ok' else f'{have:.0f} of {days} days of history',
-            'start': train.index[0].isoformat(),
-            'end': train.index[-1].isoformat(),
-            'n_slices': len(train),
-            'n_missing': int(train.isna().sum()),
-            'missing_share': round(float(train.isna().mean()), 4),
-            'holdout_start': hold.index[0].isoformat() if len(hold) else None,
-            'holdout_end': hold.index[-1].isoformat() if len(hold) else None,
-            'n_holdout': len(hold),
-            'holdout_missing': int(hold.isna().sum()),
-        },
-    )
+    return train, hold, info | _window_info(train, hold, have, days)
 
 # %% ../nbs/04_windows.ipynb #52d69649
 def _sha256(path: Path) -> str:
@@ -180,17 +185,9 @@ def _long(parts: dict) -> pd.DataFrame:
         ignore_index=True,
     )
 
-# %% ../nbs/04_windows.ipynb #e664af16
-def run_windows(p: WindowsParams, root='.', signals_dir='data/signals') -> dict:
-    "The windows stage: train.parquet, holdout.parquet, manifest.json under p.out_dir and metrics/windows.json."
-    root = Path(root)
-    sig, cat = load_signals(root / signals_dir)
-    if sig.empty:
-        raise WindowsError(f"{root / signals_dir / 'signals.parquet'}: no signal rows to window")
-    steps = {m: parse_interval(c['interval']) for m, c in cat.items()}
-    last_full = latest_full_day(sig.ts, max(steps.values()))
-    as_of = p.as_of or default_as_of(sig.ts, p.holdout_days, max(steps.values()))
-    check_as_of(as_of, p, sig.ts.min(), last_full)
+# %% ../nbs/04_windows.ipynb #win_cut_all
+def _cut_all(sig: pd.DataFrame, cat: dict, steps: dict, as_of, p: WindowsParams) -> tuple[dict, dict, dict]:
+    "({id: train}, {id: holdout}, {id: info}) over the fleet; a catalog monitor without signal rows is skipped."
     train, hold, mons = {}, {}, {}
     for mid, g in sig.groupby('monitor_id', sort=True):
         t, h, info = cut_window(g.set_index('ts').value, steps[mid], as_of, p.days, p.holdout_days, p.min_days)
@@ -204,8 +201,11 @@ def run_windows(p: WindowsParams, root='.', signals_dir='data/signals') -> dict:
             f"every monitor was skipped for as_of {as_of}: "
             + '; '.join(f"{k}: {v['reason']}" for k, v in list(mons.items())[:3])
         )
-    out = root / p.out_dir
-    tr, ho = _long(train), _long(hold)
+    return train, hold, mons
+
+# %% ../nbs/04_windows.ipynb #win_manifest
+def _manifest(as_of, p: WindowsParams, mons: dict) -> dict:
+    "manifest.json without its digests: the settings, the window's and the holdout's bounds, each monitor's info."
     end = pd.Timestamp(as_of, tz='UTC') + pd.Timedelta('1D')
     man = {
         'as_of': str(as_of),
@@ -217,15 +217,23 @@ def run_windows(p: WindowsParams, root='.', signals_dir='data/signals') -> dict:
         'holdout_end': (end + pd.Timedelta(days=p.holdout_days)).isoformat(),
         'monitors': mons,
     }
-    _write_atomic_dir(out, {'train.parquet': tr, 'holdout.parquet': ho})
+    return man
+
+# %% ../nbs/04_windows.ipynb #win_write_manifest
+def _write_manifest(man: dict, out: Path, signals: Path):
+    "Add the SHA-256 of the signals and of both windows to `man`, and write it as out/manifest.json, atomically."
     man['digests'] = {
-        'signals.parquet': _sha256(root / signals_dir / 'signals.parquet'),
+        'signals.parquet': _sha256(signals),
         'train.parquet': _sha256(out / 'train.parquet'),
         'holdout.parquet': _sha256(out / 'holdout.parquet'),
     }
     tmp = out / 'manifest.json.tmp'
     tmp.write_text(json.dumps(man, indent=2, sort_keys=True) + '\n')
     os.replace(tmp, out / 'manifest.json')
+
+# %% ../nbs/04_windows.ipynb #win_metrics
+def _windows_metrics(as_of, mons: dict, tr: pd.DataFrame, ho: pd.DataFrame) -> dict:
+    "metrics/windows.json: monitors by status, the windows' missing share, row counts, who was skipped and why."
     n = {s: sum(v['status'] == s for v in mons.values()) for s in ('ok', 'short', 'skipped')}
     met = {
         'as_of': str(as_of),
@@ -238,6 +246,26 @@ def run_windows(p: WindowsParams, root='.', signals_dir='data/signals') -> dict:
         'holdout_rows': len(ho),
         'skipped': {m: v['reason'] for m, v in mons.items() if v['status'] == 'skipped'},
     }  # who, and why
+    return met
+
+# %% ../nbs/04_windows.ipynb #e664af16
+def run_windows(p: WindowsParams, root='.', signals_dir='data/signals') -> dict:
+    "The windows stage: train.parquet, holdout.parquet, manifest.json under p.out_dir and metrics/windows.json."
+    root = Path(root)
+    sig, cat = load_signals(root / signals_dir)
+    if sig.empty:
+        raise WindowsError(f"{root / signals_dir / 'signals.parquet'}: no signal rows to window")
+    steps = {m: parse_interval(c['interval']) for m, c in cat.items()}
+    last_full = latest_full_day(sig.ts, max(steps.values()))
+    as_of = p.as_of or default_as_of(sig.ts, p.holdout_days, max(steps.values()))
+    check_as_of(as_of, p, sig.ts.min(), last_full)
+    train, hold, mons = _cut_all(sig, cat, steps, as_of, p)
+    out = root / p.out_dir
+    tr, ho = _long(train), _long(hold)
+    man = _manifest(as_of, p, mons)
+    _write_atomic_dir(out, {'train.parquet': tr, 'holdout.parquet': ho})
+    _write_manifest(man, out, root / signals_dir / 'signals.parquet')
+    met = _windows_metrics(as_of, mons, tr, ho)
     (root / 'metrics').mkdir(exist_ok=True)
     (root / 'metrics/windows.json').write_text(json.dumps(met, indent=2, sort_keys=True) + '\n')
     return met
