@@ -111,6 +111,14 @@ def _say(stage: str, started: float, text: str):
     "One summary line per stage, on stdout (DVC shows it)."
     print(f"{stage}: {text} ({time.perf_counter() - started:.1f}s)", flush=True)
 
+# %% ../nbs/90_cli.ipynb #cli_run_stage
+def _run_stage(stage: str, root, params, run, line):
+    "Load the params, `r = run(p)`, print the summary line `line(p, r)` with the seconds since the start; return `r`."
+    t, p = time.perf_counter(), project_params(root, params)
+    r = run(p)
+    _say(stage, t, line(p, r))
+    return r
+
 # %% ../nbs/90_cli.ipynb #cli_sample
 @telemetry.stage
 def sample(params='params.yaml', root='.') -> dict:
@@ -138,21 +146,26 @@ def sample(params='params.yaml', root='.') -> dict:
     )
     return out
 
+# %% ../nbs/90_cli.ipynb #cli_ingest_line
+def _ingest_line(p, r: dict) -> str:
+    "ingest's summary line: rows in = accepted + quarantined, monitors, signal rows, and where they went."
+    return (
+        f"{r['rows_in']:,} rows in = {r['rows_accepted']:,} accepted + {r['rows_quarantined']:,} quarantined"
+        f" · {r['n_monitors']} monitors · {r['signal_rows']:,} signal rows → {p.ingest.out_dir}/"
+    )
+
 # %% ../nbs/90_cli.ipynb #d6bfae96
 @telemetry.stage
 def ingest(params='params.yaml', root='.') -> dict:
     "Raw logs -> signals (monitor_id, ts, value); bad rows to quarantine; PII dropped."
     from mlops_kit.ingest import run_ingest
 
-    t, p = time.perf_counter(), project_params(root, params).ingest
-    r = run_ingest(p, root=root)
-    _say(
-        'ingest',
-        t,
-        f"{r['rows_in']:,} rows in = {r['rows_accepted']:,} accepted + {r['rows_quarantined']:,} quarantined"
-        f" · {r['n_monitors']} monitors · {r['signal_rows']:,} signal rows → {p.out_dir}/",
-    )
-    return r
+    return _run_stage('ingest', root, params, lambda p: run_ingest(p.ingest, root=root), _ingest_line)
+
+# %% ../nbs/90_cli.ipynb #cli_validate_line
+def _validate_line(p, r: dict) -> str:
+    "validate's summary line: the schema held, how many monitors the quality report flags, and where it is."
+    return f"schema ok · {r['n_flagged']} of {r['n_monitors']} monitors flagged → reports/validate/index.html"
 
 # %% ../nbs/90_cli.ipynb #cli_validate
 @telemetry.stage
@@ -160,14 +173,14 @@ def validate(params='params.yaml', root='.') -> dict:
     "Check the signal schema (fails on violations) and write the per-monitor quality report."
     from mlops_kit.validate import run_validate
 
-    t, p = time.perf_counter(), project_params(root, params)
-    r = run_validate(p.validate, root=root, signals_dir=p.ingest.out_dir)
-    _say(
-        'validate',
-        t,
-        f"schema ok · {r['n_flagged']} of {r['n_monitors']} monitors flagged → reports/validate/index.html",
+    return _run_stage(
+        'validate', root, params, lambda p: run_validate(p.validate, root, p.ingest.out_dir), _validate_line
     )
-    return r
+
+# %% ../nbs/90_cli.ipynb #cli_windows_line
+def _windows_line(p, r: dict) -> str:
+    "windows' summary line: the window's end, how many monitors are ok, short or skipped, and where the windows are."
+    return f"as_of {r['as_of']} · {r['n_ok']} ok, {r['n_short']} short, {r['n_skipped']} skipped → {p.windows.out_dir}/"
 
 # %% ../nbs/90_cli.ipynb #cli_windows
 @telemetry.stage
@@ -175,13 +188,7 @@ def windows(params='params.yaml', root='.') -> dict:
     "Cut each monitor's training window (and holdout) on a regular grid; write the manifest."
     from mlops_kit.windows import run_windows
 
-    t, p = time.perf_counter(), project_params(root, params)
-    r = run_windows(p.windows, root=root, signals_dir=p.ingest.out_dir)
-    _say(
-        'windows',
-        t,
-        f"as_of {r['as_of']} · {r['n_ok']} ok, {r['n_short']} short, {r['n_skipped']} skipped → {p.windows.out_dir}/",
-    )
+    r = _run_stage('windows', root, params, lambda p: run_windows(p.windows, root, p.ingest.out_dir), _windows_line)
     for mid, why in r['skipped'].items():
         print(f"  skipped {mid}: {why}", flush=True)
     return r
@@ -325,25 +332,23 @@ def runs(
     print(t.to_string(index=False) if len(t) else 'no runs yet')
     return t
 
+# %% ../nbs/90_cli.ipynb #cli_register_line
+def _register_line(p, r: dict) -> str:
+    "register's summary line: the new version, the gate's verdict and why, and where the model card is."
+    verdict = (
+        f"promoted to champion ({r['reason']})"
+        if r['promoted']
+        else f"NOT promoted, champion stays v{r['champion']} ({r['reason']})"
+    )
+    return f"{r['model']} v{r['version']} → challenger; {verdict} · model card: reports/register/model_card.html"
+
 # %% ../nbs/90_cli.ipynb #58b19760
 @telemetry.stage
 def register(params='params.yaml', root='.') -> dict:
     "Register the run's bundle as a new version (alias challenger); promote to champion if the gate passes; model card, audit."
     from mlops_kit.register import register_run
 
-    t, p = time.perf_counter(), project_params(root, params)
-    r = register_run(root, p)
-    verdict = (
-        f"promoted to champion ({r['reason']})"
-        if r['promoted']
-        else f"NOT promoted, champion stays v{r['champion']} ({r['reason']})"
-    )
-    _say(
-        'register',
-        t,
-        f"{r['model']} v{r['version']} → challenger; {verdict} · model card: reports/register/model_card.html",
-    )
-    return r
+    return _run_stage('register', root, params, lambda p: register_run(root, p), _register_line)
 
 # %% ../nbs/90_cli.ipynb #cli_promote
 def promote(
