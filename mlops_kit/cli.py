@@ -466,69 +466,100 @@ def score(
     )
     return str(dst)
 
-# %% ../nbs/90_cli.ipynb #cli_feedback
-def feedback(
-    params='params.yaml',
-    root='.',
-    alert: Annotated[
-        str | None,
-        Arg(
-            nargs='?',
-            help='the alert id, e.g. checkout.latency_p95@2026-10-25T14:05Z (reports/evaluate/alerts.csv, score or server output)',
-        ),
-    ] = None,
-    verdict: Annotated[
-        str,
-        Arg(
-            '--verdict',
-            required=True,
-            choices=['incident', 'not_anomaly', 'missed'],
-            help='incident: a real one; not_anomaly: a false alert; missed: an incident no alert caught (with --monitor, --start, --end)',
-        ),
-    ] = 'incident',
-    monitor_id: Annotated[str | None, Arg('--monitor', help='missed: the monitor id')] = None,
-    start: Annotated[
-        str | None, Arg('--start', help='missed: when the incident started (UTC unless an offset is given)')
-    ] = None,
-    end: Annotated[
-        str | None,
-        Arg(
-            '--end',
-            help='when it ended (default for an alert: its end in reports/evaluate/alerts.csv, else 30 min after its start)',
-        ),
-    ] = None,
-    note: Annotated[str, Arg('--note', help='free text kept with the answer')] = '',
-    who: Annotated[
-        str | None,
-        Arg(
-            '--who',
-            help='who answers (default: $MLOPS_KIT_USER or the login name; the team server user when authenticated)',
-        ),
-    ] = None,
-) -> dict:
-    "On-call feedback: `feedback ALERT_ID --verdict incident|not_anomaly`, or `feedback --verdict missed --monitor M --start T --end T`. Recorded in evaluate.feedback (versioned in git, a DVC dependency of train, evaluate and register) and in the audit log (who, when)."
-    import getpass
-    from mlops_kit.feedback import FeedbackError, known_alert_end, record_feedback
-    from mlops_kit.register import audit as audit_entry
-    from mlops_kit.tracking import client, repo_root, tracking_uri
+# %% ../nbs/90_cli.ipynb #cli_feedback_args
+# the alert `feedback` answers about, and the answer
+_AlertId = Annotated[
+    str | None,
+    Arg(
+        nargs='?',
+        help='the alert id, e.g. checkout.latency_p95@2026-10-25T14:05Z (reports/evaluate/alerts.csv, score or server output)',
+    ),
+]
+_Verdict = Annotated[
+    str,
+    Arg(
+        '--verdict',
+        required=True,
+        choices=['incident', 'not_anomaly', 'missed'],
+        help='incident: a real one; not_anomaly: a false alert; missed: an incident no alert caught (with --monitor, --start, --end)',
+    ),
+]
 
-    t, p = time.perf_counter(), project_params(root, params)
+# %% ../nbs/90_cli.ipynb #cli_feedback_args2
+# a missed incident's monitor and times, a note, who answers
+_MissedMonitor = Annotated[str | None, Arg('--monitor', help='missed: the monitor id')]
+_MissedStart = Annotated[
+    str | None, Arg('--start', help='missed: when the incident started (UTC unless an offset is given)')
+]
+_IncidentEnd = Annotated[
+    str | None,
+    Arg(
+        '--end',
+        help='when it ended (default for an alert: its end in reports/evaluate/alerts.csv, else 30 min after its start)',
+    ),
+]
+_AnswerNote = Annotated[str, Arg('--note', help='free text kept with the answer')]
+_AnswerWho = Annotated[
+    str | None,
+    Arg(
+        '--who',
+        help='who answers (default: $MLOPS_KIT_USER or the login name; the team server user when authenticated)',
+    ),
+]
+
+# %% ../nbs/90_cli.ipynb #cli_feedback_mons
+def _feedback_monitors(root, p) -> list[str] | None:
+    "Monitors an answer may name (monitors.json; None before ingest); FeedbackError if evaluate.feedback is null."
+    from mlops_kit.feedback import FeedbackError
+
     if not p.evaluate.feedback:
         raise FeedbackError(
             'evaluate.feedback is null: set it to a file, e.g. feedback/feedback.csv, to record feedback'
         )
     mf = Path(root) / p.ingest.out_dir / 'monitors.json'
-    mons = list(json.loads(mf.read_text())['monitors']) if mf.exists() else None
+    return list(json.loads(mf.read_text())['monitors']) if mf.exists() else None
+
+# %% ../nbs/90_cli.ipynb #cli_feedback_text
+def _answer_text(verdict: str, alert: str | None, row: dict, note: str) -> str:
+    "An answer in one line (audit log, summary): the verdict, the alert or monitor, its times in UTC, the note."
+    return f"{verdict}: {alert or row['monitor_id']} {row['start']:%Y-%m-%d %H:%M}–{row['end']:%H:%M} UTC" + (
+        f" ({note})" if note else ''
+    )
+
+# %% ../nbs/90_cli.ipynb #cli_feedback_audit
+def _audit_feedback(root, p, what: str, who: str) -> dict:
+    "Append answer `what` by `who` to the audit log, anchored in the registry first; returns the entry."
+    from mlops_kit.register import audit as audit_entry
+    from mlops_kit.tracking import client, repo_root, tracking_uri
+
+    c = client(tracking_uri(p.tracking.uri, root))
+    return audit_entry(
+        repo_root(root) / p.register.audit_log, 'feedback', p.register.model_name, None, reason=what, who=who, client=c
+    )
+
+# %% ../nbs/90_cli.ipynb #cli_feedback
+def feedback(
+    params='params.yaml',
+    root='.',
+    alert: _AlertId = None,
+    verdict: _Verdict = 'incident',
+    monitor_id: _MissedMonitor = None,
+    start: _MissedStart = None,
+    end: _IncidentEnd = None,
+    note: _AnswerNote = '',
+    who: _AnswerWho = None,
+) -> dict:
+    "On-call feedback: `feedback ALERT_ID --verdict incident|not_anomaly`, or `feedback --verdict missed --monitor M --start T --end T`. Recorded in evaluate.feedback (versioned in git, a DVC dependency of train, evaluate and register) and in the audit log (who, when)."
+    import getpass
+    from mlops_kit.feedback import known_alert_end, record_feedback
+
+    t, p = time.perf_counter(), project_params(root, params)
+    mons = _feedback_monitors(root, p)
     who = who or os.environ.get('MLOPS_KIT_USER') or getpass.getuser()
     end = end or known_alert_end(root, alert)
     row = record_feedback(root, p.evaluate.feedback, verdict, alert, monitor_id, start, end, who, note, mons)
-    what = f"{verdict}: {alert or row['monitor_id']} {row['start']:%Y-%m-%d %H:%M}–{row['end']:%H:%M} UTC" + (
-        f" ({note})" if note else ''
-    )
-    c = client(tracking_uri(p.tracking.uri, root))
-    audit_entry(
-        repo_root(root) / p.register.audit_log, 'feedback', p.register.model_name, None, reason=what, who=who, client=c
-    )
+    what = _answer_text(verdict, alert, row, note)
+    _audit_feedback(root, p, what, who)
     where = (
         f"recorded in {p.evaluate.feedback} and {p.register.audit_log}; the next `dvc repro` trains and judges with it"
     )
@@ -678,59 +709,78 @@ def _team_user(p, root, name: str | None, role: str) -> dict:
     )
     return r
 
+# %% ../nbs/90_cli.ipynb #cli_team_args
+# what `team` does, and `team user`'s arguments
+_TeamAction = Annotated[
+    str,
+    Arg(
+        choices=['status', 'server', 'user'],
+        help='status: check this clone against the team set-up; server: run the MLflow tracking server; user: add a member (admin)',
+    ),
+]
+_UserName = Annotated[
+    str | None,
+    Arg(nargs='?', help="user: the member's user name (password from $MLOPS_KIT_USER_PASSWORD or a prompt)"),
+]
+_UserRole = Annotated[
+    str,
+    Arg(
+        '--role',
+        choices=['viewer', 'engineer', 'releaser', 'admin'],
+        help='user: viewer reads; engineer runs the pipeline; releaser also registers versions and moves champion; admin manages users (default: %(default)s)',
+    ),
+]
+
+# %% ../nbs/90_cli.ipynb #cli_team_args2
+# `team server`'s stores: the user database, the backend store, the artifacts
+_AuthDb = Annotated[
+    str | None,
+    Arg(
+        '--auth-db',
+        help='server: the user database, e.g. postgresql://USER:PASSWORD@HOST:PORT/mlflow_auth (default: $MLFLOW_AUTH_DATABASE_URI)',
+    ),
+]
+_BackendStoreUri = Annotated[
+    str | None,
+    Arg(
+        '--backend-store-uri',
+        help='server: postgresql://USER:PASSWORD@HOST:PORT/DB (default: $MLFLOW_BACKEND_STORE_URI)',
+    ),
+]
+_ArtifactsDestination = Annotated[
+    str | None,
+    Arg(
+        '--artifacts-destination',
+        help='server: shared artifact folder or s3://... (default: $MLFLOW_ARTIFACTS_DESTINATION)',
+    ),
+]
+
+# %% ../nbs/90_cli.ipynb #cli_team_args3
+# `team server`'s network and workers
+_ServerHost = Annotated[
+    str, Arg('--host', help='server: interface to bind (0.0.0.0 for the team; default: %(default)s)')
+]
+_ServerPort = Annotated[int, Arg('--port', help='server: port (default: %(default)s)')]
+_ServerWorkers = Annotated[int, Arg('--server-workers', help='server: uvicorn workers (default: %(default)s)')]
+_AllowedHosts = Annotated[
+    str | None,
+    Arg('--allowed-hosts', help='server: Host headers to accept beyond localhost, e.g. mlflow.internal:5000'),
+]
+
 # %% ../nbs/90_cli.ipynb #b655a88e
 def team(
-    action: Annotated[
-        str,
-        Arg(
-            choices=['status', 'server', 'user'],
-            help='status: check this clone against the team set-up; server: run the MLflow tracking server; user: add a member (admin)',
-        ),
-    ] = 'status',
+    action: _TeamAction = 'status',
     params='params.yaml',
     root='.',
-    name: Annotated[
-        str | None,
-        Arg(nargs='?', help="user: the member's user name (password from $MLOPS_KIT_USER_PASSWORD or a prompt)"),
-    ] = None,
-    role: Annotated[
-        str,
-        Arg(
-            '--role',
-            choices=['viewer', 'engineer', 'releaser', 'admin'],
-            help='user: viewer reads; engineer runs the pipeline; releaser also registers versions and moves champion; admin manages users (default: %(default)s)',
-        ),
-    ] = 'engineer',
-    auth_db: Annotated[
-        str | None,
-        Arg(
-            '--auth-db',
-            help='server: the user database, e.g. postgresql://USER:PASSWORD@HOST:PORT/mlflow_auth (default: $MLFLOW_AUTH_DATABASE_URI)',
-        ),
-    ] = None,
-    backend_store_uri: Annotated[
-        str | None,
-        Arg(
-            '--backend-store-uri',
-            help='server: postgresql://USER:PASSWORD@HOST:PORT/DB (default: $MLFLOW_BACKEND_STORE_URI)',
-        ),
-    ] = None,
-    artifacts_destination: Annotated[
-        str | None,
-        Arg(
-            '--artifacts-destination',
-            help='server: shared artifact folder or s3://... (default: $MLFLOW_ARTIFACTS_DESTINATION)',
-        ),
-    ] = None,
-    host: Annotated[
-        str, Arg('--host', help='server: interface to bind (0.0.0.0 for the team; default: %(default)s)')
-    ] = '127.0.0.1',
-    port: Annotated[int, Arg('--port', help='server: port (default: %(default)s)')] = 5000,
-    server_workers: Annotated[int, Arg('--server-workers', help='server: uvicorn workers (default: %(default)s)')] = 1,
-    allowed_hosts: Annotated[
-        str | None,
-        Arg('--allowed-hosts', help='server: Host headers to accept beyond localhost, e.g. mlflow.internal:5000'),
-    ] = None,
+    name: _UserName = None,
+    role: _UserRole = 'engineer',
+    auth_db: _AuthDb = None,
+    backend_store_uri: _BackendStoreUri = None,
+    artifacts_destination: _ArtifactsDestination = None,
+    host: _ServerHost = '127.0.0.1',
+    port: _ServerPort = 5000,
+    server_workers: _ServerWorkers = 1,
+    allowed_hosts: _AllowedHosts = None,
 ):
     "Team mode: `team status` checks this clone's shared set-up; `team server` runs the authenticated MLflow tracking server on PostgreSQL with proxied shared artifacts; `team user NAME --role ROLE` adds a member (admin only)."
     from mlops_kit.team import team_status
@@ -745,77 +795,69 @@ def team(
         print(f"{'ok ' if r.ok else '-- '} {r.check:<11} {r.value}" + (f"\n{'':16}→ {r.advice}" if r.advice else ''))
     return st
 
-# %% ../nbs/90_cli.ipynb #10f03094
-def bench(
-    what: Annotated[
-        str,
-        Arg(
-            choices=['detect', 'models', 'fleet', 'serve'],
-            help='detect: detection on labelled data vs two simple rules; models: AutoML vs peers; fleet: engine scaling (train + evaluate) on synthetic fleets; serve: load test of the served champion',
-        ),
-    ] = 'models',
-    params='params.yaml',
-    root='.',
-    corpora: Annotated[
-        list[str] | None,
-        Arg(
-            nargs='*',
-            metavar='DIR',
-            help="detect: labelled corpus folders (timestamp,value CSVs + labels.json); none: the project's own signals and evaluate.labels",
-        ),
-    ] = None,
-    project: Annotated[
-        bool,
-        Arg(
-            '--project',
-            help="detect: also the project's own signals with evaluate.labels (the default when no DIR is given)",
-        ),
-    ] = False,
-    no_mlflow: Annotated[bool, Arg('--no-mlflow', help='detect: do not log the run to MLflow')] = False,
-    rates: Annotated[
-        str | None, Arg('--rates', help='serve: comma-separated requests/s (default: serve.rates)')
-    ] = None,
-    duration: Annotated[
-        float | None, Arg('--duration', help='serve: seconds per rate (default: serve.duration_s)')
-    ] = None,
-    monitors: Annotated[
-        int | list[int] | None,
-        Arg(
-            '--monitors',
-            nargs='+',
-            metavar='N',
-            help='models: only the first N monitors (default: all); fleet: fleet sizes, e.g. --monitors 100 1000 10000 (default: 100 1000)',
-        ),
-    ] = None,
-    peers: Annotated[
-        str | None, Arg('--peers', help='comma-separated subset of: prophet, autoets, ets (default: all installed)')
-    ] = None,
-):
-    "Benchmarks. `bench detect`: the kit's detection vs the static and seasonal rules on labelled corpora and the project's incidents. `bench models`: the kit's AutoML vs Prophet, AutoETS, ExponentialSmoothing, side by side. `bench fleet`: train + evaluate through the engine on 100 and 1,000 synthetic monitors. `bench serve`: SLO load test of the served champion."
-    p = project_params(root, params)
-    sizes = [monitors] if isinstance(monitors, int) else list(monitors or [])
-    if what == 'detect':
-        from mlops_kit.bench_detect import run_bench_detect
-        from mlops_kit.tracking import tracking_uri
+# %% ../nbs/90_cli.ipynb #cli_bench_args
+# what to bench, and `bench detect`'s arguments
+_BenchWhat = Annotated[
+    str,
+    Arg(
+        choices=['detect', 'models', 'fleet', 'serve'],
+        help='detect: detection on labelled data vs two simple rules; models: AutoML vs peers; fleet: engine scaling (train + evaluate) on synthetic fleets; serve: load test of the served champion',
+    ),
+]
+_Corpora = Annotated[
+    list[str] | None,
+    Arg(
+        nargs='*',
+        metavar='DIR',
+        help="detect: labelled corpus folders (timestamp,value CSVs + labels.json); none: the project's own signals and evaluate.labels",
+    ),
+]
+_Project = Annotated[
+    bool,
+    Arg(
+        '--project',
+        help="detect: also the project's own signals with evaluate.labels (the default when no DIR is given)",
+    ),
+]
+_NoMlflow = Annotated[bool, Arg('--no-mlflow', help='detect: do not log the run to MLflow')]
 
-        return run_bench_detect(
-            corpora or [],
-            root,
-            project or not corpora,
-            f'{p.ingest.out_dir}/signals.parquet',
-            p.evaluate.labels,
-            p.train.workers,
-            None if no_mlflow else tracking_uri(p.tracking.uri, root),
-            f'{p.tracking.experiment}-bench',
-        )
-    if what == 'serve':
-        from mlops_kit.serve import bench_serve
+# %% ../nbs/90_cli.ipynb #cli_bench_args2
+# `bench serve`'s, `bench models`' and `bench fleet`'s arguments
+_Rates = Annotated[str | None, Arg('--rates', help='serve: comma-separated requests/s (default: serve.rates)')]
+_Duration = Annotated[float | None, Arg('--duration', help='serve: seconds per rate (default: serve.duration_s)')]
+_Monitors = Annotated[
+    int | list[int] | None,
+    Arg(
+        '--monitors',
+        nargs='+',
+        metavar='N',
+        help='models: only the first N monitors (default: all); fleet: fleet sizes, e.g. --monitors 100 1000 10000 (default: 100 1000)',
+    ),
+]
+_Peers = Annotated[
+    str | None, Arg('--peers', help='comma-separated subset of: prophet, autoets, ets (default: all installed)')
+]
 
-        return bench_serve(root, p, [float(r) for r in rates.split(',')] if rates else None, duration)
-    if what == 'fleet':
-        from mlops_kit.bench import run_bench_fleet
+# %% ../nbs/90_cli.ipynb #cli_bench_detect
+def _bench_detect(p, root, corpora: list[str] | None, project: bool, no_mlflow: bool):
+    "`bench detect`: the corpora, plus the project's own signals and labels if asked or if no corpus is given."
+    from mlops_kit.bench_detect import run_bench_detect
+    from mlops_kit.tracking import tracking_uri
 
-        return run_bench_fleet(root, sizes or [100, 1000], p.train.workers, p.engine.scheduler)
+    return run_bench_detect(
+        corpora or [],
+        root,
+        project or not corpora,
+        f'{p.ingest.out_dir}/signals.parquet',
+        p.evaluate.labels,
+        p.train.workers,
+        None if no_mlflow else tracking_uri(p.tracking.uri, root),
+        f'{p.tracking.experiment}-bench',
+    )
+
+# %% ../nbs/90_cli.ipynb #cli_bench_models
+def _bench_models(p, root, peers: str | None, sizes: list[int]):
+    "`bench models`: the kit's AutoML vs the peers on the pipeline's windows (the first N monitors if a size is given)."
     from mlops_kit.bench import run_bench_models
 
     return run_bench_models(
@@ -825,6 +867,34 @@ def bench(
         peers.split(',') if peers else None,
         sizes[0] if sizes else None,
     )
+
+# %% ../nbs/90_cli.ipynb #10f03094
+def bench(
+    what: _BenchWhat = 'models',
+    params='params.yaml',
+    root='.',
+    corpora: _Corpora = None,
+    project: _Project = False,
+    no_mlflow: _NoMlflow = False,
+    rates: _Rates = None,
+    duration: _Duration = None,
+    monitors: _Monitors = None,
+    peers: _Peers = None,
+):
+    "Benchmarks. `bench detect`: the kit's detection vs the static and seasonal rules on labelled corpora and the project's incidents. `bench models`: the kit's AutoML vs Prophet, AutoETS, ExponentialSmoothing, side by side. `bench fleet`: train + evaluate through the engine on 100 and 1,000 synthetic monitors. `bench serve`: SLO load test of the served champion."
+    p = project_params(root, params)
+    sizes = [monitors] if isinstance(monitors, int) else list(monitors or [])
+    if what == 'detect':
+        return _bench_detect(p, root, corpora, project, no_mlflow)
+    if what == 'serve':
+        from mlops_kit.serve import bench_serve
+
+        return bench_serve(root, p, [float(r) for r in rates.split(',')] if rates else None, duration)
+    if what == 'fleet':
+        from mlops_kit.bench import run_bench_fleet
+
+        return run_bench_fleet(root, sizes or [100, 1000], p.train.workers, p.engine.scheduler)
+    return _bench_models(p, root, peers, sizes)
 
 # %% ../nbs/90_cli.ipynb #cli_report
 class ReportError(RuntimeError):
@@ -896,54 +966,70 @@ def build_parser() -> argparse.ArgumentParser:
         add_command(sub, f)
     return ap
 
-# %% ../nbs/90_cli.ipynb #66f80383
-def _user_errors() -> tuple[type, ...]:
-    "Exception types that mean 'your input is wrong', not 'the kit is broken'."
+# %% ../nbs/90_cli.ipynb #cli_data_errors
+def _data_errors() -> tuple[type, ...]:
+    "The data is not what the command can use: raw data, signals, windows, labels, events, feedback, corpora, rows."
     from mlops_kit.ingest import IngestError
     from mlops_kit.validate import ValidateError
     from mlops_kit.windows import WindowsError
-    from mlops_kit.pipeline import StageError
-    from mlops_kit.register import RegisterError
-    from mlops_kit.tracking import RunsError, ScoreInputError
-    from mlops_kit.engine import EngineError
-    from mlops_kit.fleet import BundleIntegrityError, RequestError
-    from mlops_kit.tracking import ModelIntegrityError
-    from mlops_kit.team import TeamError
     from mlops_kit.evaluate import LabelsError
     from mlops_kit.events import EventsError
     from mlops_kit.feedback import FeedbackError
-    from mlops_kit.candidates import CandidateError
-    from mlops_kit.monitor import RetrainError
-    from mlops_kit.pipeline import BaselineError
-    from mlops_kit.bench import BenchError
     from mlops_kit.bench_detect import CorpusError
+    from mlops_kit.tracking import ScoreInputError
+    from mlops_kit.fleet import RequestError
 
     return (
-        ParamsError,
-        RunsError,
-        BenchError,
-        CorpusError,
-        FileNotFoundError,
         IngestError,
         ValidateError,
         WindowsError,
+        LabelsError,
+        EventsError,
+        FeedbackError,
+        CorpusError,
+        ScoreInputError,
+        RequestError,
+    )
+
+# %% ../nbs/90_cli.ipynb #cli_project_errors
+def _project_errors() -> tuple[type, ...]:
+    "State that stops the command: failed notebook, registry, audit, digest, team, cluster, retrain, baseline, report."
+    from mlops_kit.pipeline import BaselineError, StageError
+    from mlops_kit.register import RegisterError
+    from mlops_kit.monitor import RetrainError
+    from mlops_kit.team import TeamError
+    from mlops_kit.engine import EngineError
+    from mlops_kit.fleet import BundleIntegrityError
+    from mlops_kit.tracking import ModelIntegrityError
+
+    return (
         StageError,
         RegisterError,
         AuditError,
-        ScoreInputError,
         RetrainError,
         ReportError,
         TeamError,
         EngineError,
         BundleIntegrityError,
         ModelIntegrityError,
-        RequestError,
-        LabelsError,
         BaselineError,
-        EventsError,
-        FeedbackError,
-        CandidateError,
     )
+
+# %% ../nbs/90_cli.ipynb #66f80383
+def _user_errors() -> tuple[type, ...]:
+    "Exception types that mean 'your input is wrong', not 'the kit is broken'."
+    from mlops_kit.bench import BenchError
+    from mlops_kit.candidates import CandidateError
+    from mlops_kit.tracking import RunsError
+
+    asked = (
+        ParamsError,
+        FileNotFoundError,
+        RunsError,
+        BenchError,
+        CandidateError,
+    )  # params, files, command-line values
+    return asked + _data_errors() + _project_errors()
 
 # %% ../nbs/90_cli.ipynb #cli_importable
 def _project_importable(root):
