@@ -42,17 +42,9 @@ def auth_config(database_uri: str, folder=None) -> Path:
         ini.write(f)  # it holds the database password
     return path
 
-# %% ../nbs/19_team.ipynb #a327e094-2
-def server_command(
-    backend_store_uri: str,
-    artifacts_destination: str,
-    host: str = '127.0.0.1',
-    port: int = 5000,
-    workers: int = 1,
-    allowed_hosts: str | None = None,
-    auth_db: str | None = None,
-) -> tuple[list[str], dict]:
-    "(argv, env) for `mlflow server --app-name basic-auth`: PostgreSQL (or any SQLAlchemy) backend and user database, artifacts proxied from `artifacts_destination`."
+# %% ../nbs/19_team.ipynb #team_stores
+def _need_stores(backend_store_uri: str, artifacts_destination: str):
+    "TeamError naming the flag and the variable when the server's backend store or artifact destination is missing."
     if not backend_store_uri:
         raise TeamError(
             "no backend store: pass --backend-store-uri or set MLFLOW_BACKEND_STORE_URI (e.g. postgresql://mlflow:PASSWORD@127.0.0.1:5432/mlflow)"
@@ -61,12 +53,10 @@ def server_command(
         raise TeamError(
             "no artifact destination: pass --artifacts-destination or set MLFLOW_ARTIFACTS_DESTINATION (a shared folder, or s3://bucket/path)"
         )
-    ini = auth_config(auth_db or os.environ.get('MLFLOW_AUTH_DATABASE_URI', ''))
-    dest = (
-        artifacts_destination
-        if '://' in artifacts_destination
-        else str(Path(artifacts_destination).expanduser().resolve())
-    )
+
+# %% ../nbs/19_team.ipynb #team_argv
+def _server_argv(host: str, port: int, workers: int, allowed_hosts: str | None) -> list[str]:
+    "`mlflow server` (next to this Python): basic-auth, proxied artifacts, address, workers, allowed hosts."
     argv = [
         str(Path(sys.executable).parent / 'mlflow'),
         'server',
@@ -82,16 +72,41 @@ def server_command(
     ]
     if allowed_hosts:
         argv += ['--allowed-hosts', allowed_hosts]
+    return argv
+
+# %% ../nbs/19_team.ipynb #team_env
+def _mlflow_env(backend_store_uri: str, artifacts_destination: str, ini: Path) -> dict:
+    "The server's environment: backend store, artifact destination (a local one made absolute), auth config."
+    dest = (
+        artifacts_destination
+        if '://' in artifacts_destination
+        else str(Path(artifacts_destination).expanduser().resolve())
+    )
     jobs = os.environ.get(
         'MLFLOW_SERVER_ENABLE_JOB_EXECUTION', 'false'
     )  # MLflow's GenAI job runner: the kit has no jobs for it
-    return argv, {
+    return {
         'MLFLOW_BACKEND_STORE_URI': backend_store_uri,
         'MLFLOW_ARTIFACTS_DESTINATION': dest,
         'MLFLOW_SERVER_ENABLE_JOB_EXECUTION': jobs,
         'MLFLOW_AUTH_CONFIG_PATH': str(ini),
         'MLFLOW_FLASK_SERVER_SECRET_KEY': os.environ.get('MLFLOW_FLASK_SERVER_SECRET_KEY') or secrets.token_hex(32),
     }
+
+# %% ../nbs/19_team.ipynb #a327e094-2
+def server_command(
+    backend_store_uri: str,
+    artifacts_destination: str,
+    host: str = '127.0.0.1',
+    port: int = 5000,
+    workers: int = 1,
+    allowed_hosts: str | None = None,
+    auth_db: str | None = None,
+) -> tuple[list[str], dict]:
+    "(argv, env) for `mlflow server --app-name basic-auth`: PostgreSQL (or any SQLAlchemy) backend and user database, artifacts proxied from `artifacts_destination`."
+    _need_stores(backend_store_uri, artifacts_destination)
+    ini = auth_config(auth_db or os.environ.get('MLFLOW_AUTH_DATABASE_URI', ''))
+    return _server_argv(host, port, workers, allowed_hosts), _mlflow_env(backend_store_uri, artifacts_destination, ini)
 
 # %% ../nbs/19_team.ipynb #91f0a948
 ROLES = {
