@@ -1022,13 +1022,7 @@ def _user_errors() -> tuple[type, ...]:
     from mlops_kit.candidates import CandidateError
     from mlops_kit.tracking import RunsError
 
-    asked = (
-        ParamsError,
-        FileNotFoundError,
-        RunsError,
-        BenchError,
-        CandidateError,
-    )  # params, files, command-line values
+    asked = (ParamsError, FileNotFoundError, RunsError, BenchError, CandidateError)  # params, files, arguments
     return asked + _data_errors() + _project_errors()
 
 # %% ../nbs/90_cli.ipynb #cli_importable
