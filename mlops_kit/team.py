@@ -129,6 +129,41 @@ def _ok(status: int, body, what: str):
     if status >= 300:
         raise TeamError(f"{what}: HTTP {status}: {str((body or {}).get('message', body))[:200]}")
 
+# %% ../nbs/19_team.ipynb #team_password
+def _set_password(uri: str, name: str, password: str):
+    "Create user `name` with `password` on the server at `uri`, or set it as the new password of an existing one."
+    status, body = auth_call(uri, 'GET', '/api/2.0/mlflow/users/get', params={'username': name})
+    if status == 200:
+        status, body = auth_call(
+            uri, 'PATCH', '/api/2.0/mlflow/users/update-password', json={'username': name, 'password': password}
+        )
+    else:
+        status, body = auth_call(
+            uri, 'POST', '/api/2.0/mlflow/users/create', json={'username': name, 'password': password}
+        )
+    _ok(status, body, f'user {name!r}')
+
+# %% ../nbs/19_team.ipynb #team_grant
+def _grant(uri: str, name: str, rtype: str, rid: str, perm: str):
+    "Grant user `name` permission `perm` on resource `rid` of type `rtype` (experiment, registered_model)."
+    _ok(
+        *auth_call(
+            uri,
+            'POST',
+            '/api/3.0/mlflow/users/permissions/grant',
+            json={'username': name, 'resource_type': rtype, 'resource_id': rid, 'permission': perm},
+        ),
+        f'{perm} on {rtype} {rid!r} for {name!r}',
+    )
+
+# %% ../nbs/19_team.ipynb #team_grants
+def _grants(role: str, eid: str, model: str) -> list[tuple[str, str, str]]:
+    "(resource type, id, permission) for `role`: the experiment, the registered model, MLflow's Default experiment."
+    grants = [('experiment', eid, ROLES[role][0]), ('registered_model', model, ROLES[role][1])]
+    if ROLES[role][0] != 'READ':
+        grants.append(('experiment', '0', 'EDIT'))  # MLflow files evaluate's nested runs in its Default experiment
+    return grants
+
 # %% ../nbs/19_team.ipynb #91f0a948-2
 def add_user(
     uri: str, name: str, role: str, password: str, experiment: str = 'mlops_kit', model: str = 'mlops_kit_fleet'
@@ -140,32 +175,12 @@ def add_user(
         raise TeamError(f"unknown role {role!r}; one of {list(ROLES)}")
     if not password:
         raise TeamError(f"no password for {name!r}: set MLOPS_KIT_USER_PASSWORD or type it at the prompt")
-    status, body = auth_call(uri, 'GET', '/api/2.0/mlflow/users/get', params={'username': name})
-    if status == 200:
-        status, body = auth_call(
-            uri, 'PATCH', '/api/2.0/mlflow/users/update-password', json={'username': name, 'password': password}
-        )
-    else:
-        status, body = auth_call(
-            uri, 'POST', '/api/2.0/mlflow/users/create', json={'username': name, 'password': password}
-        )
-    _ok(status, body, f'user {name!r}')
+    _set_password(uri, name, password)
     eid, c = get_experiment(experiment, uri), client(uri)
     if not c.search_registered_models(f"name='{model}'"):
         c.create_registered_model(model)
-    grants = [('experiment', eid, ROLES[role][0]), ('registered_model', model, ROLES[role][1])]
-    if ROLES[role][0] != 'READ':
-        grants.append(('experiment', '0', 'EDIT'))  # MLflow files evaluate's nested runs in its Default experiment
-    for rtype, rid, perm in grants:
-        _ok(
-            *auth_call(
-                uri,
-                'POST',
-                '/api/3.0/mlflow/users/permissions/grant',
-                json={'username': name, 'resource_type': rtype, 'resource_id': rid, 'permission': perm},
-            ),
-            f'{perm} on {rtype} {rid!r} for {name!r}',
-        )
+    for rtype, rid, perm in _grants(role, eid, model):
+        _grant(uri, name, rtype, rid, perm)
     if role == 'admin':
         _ok(
             *auth_call(uri, 'PATCH', '/api/2.0/mlflow/users/update-admin', json={'username': name, 'is_admin': True}),
@@ -189,6 +204,32 @@ def wait_healthy(url: str, timeout_s: float = 120, proc=None, log=None):
             f"{url}/health did not answer within {timeout_s:g} s" + (f"; server log: {log}" if log else '')
         )
 
+# %% ../nbs/19_team.ipynb #team_start_group
+def _start_group(argv: list[str], env: dict, log: Path) -> subprocess.Popen:
+    "Start `argv` with `env` over this environment (no MLflow telemetry) in a session of its own, its output to `log`."
+    with open(log, 'w') as out:
+        return subprocess.Popen(
+            argv,
+            env={**os.environ, 'MLFLOW_DISABLE_TELEMETRY': 'true', **env},
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+# %% ../nbs/19_team.ipynb #team_stop_group
+def _stop_group(proc: subprocess.Popen):
+    "TERM the process group `proc` leads (its workers too); KILL it when `proc` has not exited 30 s later."
+    import signal
+
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
 # %% ../nbs/19_team.ipynb #e83eec6a-2
 @contextlib.contextmanager
 def tracking_server(
@@ -201,33 +242,18 @@ def tracking_server(
     auth_db: str | None = None,
 ):
     "Run `mlflow server` (see server_command) on 127.0.0.1; yields its URL; stops the process group on exit."
-    import signal
     from mlops_kit.serve import free_port
 
     port = port or free_port()
     argv, env = server_command(backend_store_uri, artifacts_destination, '127.0.0.1', port, workers, auth_db=auth_db)
     log = Path(log or tempfile.mkstemp(prefix='mlflow-server-', suffix='.log')[1])
-    with open(log, 'w') as out:
-        proc = subprocess.Popen(
-            argv,
-            env={**os.environ, 'MLFLOW_DISABLE_TELEMETRY': 'true', **env},
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+    proc = _start_group(argv, env, log)
     try:
         url = f'http://127.0.0.1:{port}'
         wait_healthy(url, timeout_s, proc, log)
         yield url
     finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+        _stop_group(proc)
 
 # %% ../nbs/19_team.ipynb #st_row
 def _row(check: str, value: str, ok, advice: str = '') -> dict:
