@@ -229,6 +229,16 @@ def _output_rows(p) -> list[tuple[str, str]]:
         ('dashboard (mlops-kit report)', p.report.out_dir),
     ]
 
+# %% ../nbs/90_cli.ipynb #cli_registry_line
+def _registry_line(g: dict) -> str:
+    "The registry line of `outputs` (metrics/register.json): the version registered, whether it is champion, and why."
+    champ = f"champion is v{g['champion']}" if g['champion'] else 'no champion yet'
+    return (
+        f"registry: {g['model']} v{g['version']} "
+        + ('is champion' if g['promoted'] else f"not promoted, {champ}")
+        + f" ({g['reason']})"
+    )
+
 # %% ../nbs/90_cli.ipynb #cli_outputs
 def outputs(params='params.yaml', root='.') -> list[tuple[str, str, int]]:
     "List the pipeline's outputs: what each stage wrote, where, and how big it is."
@@ -245,13 +255,7 @@ def outputs(params='params.yaml', root='.') -> list[tuple[str, str, int]]:
         r = json.loads(f.read_text())
         print(f"MLflow: run {r['run_id']} in {r['tracking_uri']} (make ui; mlops-kit runs compare)")
     if (f := root / 'metrics/register.json').exists():
-        g = json.loads(f.read_text())
-        champ = f"champion is v{g['champion']}" if g['champion'] else 'no champion yet'
-        print(
-            f"registry: {g['model']} v{g['version']} "
-            + ('is champion' if g['promoted'] else f"not promoted, {champ}")
-            + f" ({g['reason']})"
-        )
+        print(_registry_line(json.loads(f.read_text())))
     if (f := root / 'metrics/monitor.json').exists():
         v = json.loads(f.read_text())
         verdict = 'retrain (mlops-kit retrain)' if v['retrain'] else 'no retrain needed'
@@ -397,6 +401,27 @@ def rollback(
 class AuditError(RuntimeError):
     "The audit log is tampered with, or the registry holds a change it does not explain (exit code 1)."
 
+# %% ../nbs/90_cli.ipynb #cli_show_audit
+def _show_audit(path: Path):
+    "Print the audit log at `path`, one entry a line: number, time, who, action, model and version, alias move, reason."
+    for line in path.read_text().splitlines() if path.exists() else []:
+        e = json.loads(line)
+        move = f"{e['alias_from'] or ''} → {e['alias_to'] or ''}"
+        print(f"#{e['seq']} {e['ts']} {e['who']}: {e['action']} {e['model']} v{e['version']} {move} · {e['reason']}")
+
+# %% ../nbs/90_cli.ipynb #cli_verify_audit
+def _verify_audit(path: Path, p, root) -> tuple[bool, str]:
+    "(intact, message): log at `path` vs registry (`register.verify_audit`); RegisterError if it cannot check."
+    import mlflow
+    from mlops_kit.register import RegisterError, verify_audit
+    from mlops_kit.tracking import client, tracking_uri
+
+    uri = tracking_uri(p.tracking.uri, root)
+    try:
+        return verify_audit(path, client(uri), [p.register.model_name])
+    except (mlflow.exceptions.MlflowException, OSError) as e:
+        raise RegisterError(f"cannot reconcile {path} with the registry at {uri}: {str(e)[:300]}") from None
+
 # %% ../nbs/90_cli.ipynb #cli_audit-2
 def audit(
     action: Annotated[
@@ -410,29 +435,27 @@ def audit(
     root='.',
 ) -> bool:
     "Audit log: `audit verify` checks the hash chain and reconciles it with the registry's anchor, aliases and versions (exit 0: intact; 1: tampered, or a registry change the log does not explain; 2: cannot check); `audit show` prints the entries."
-    import mlflow
-    from mlops_kit.register import RegisterError, verify_audit
-    from mlops_kit.tracking import client, repo_root, tracking_uri
+    from mlops_kit.tracking import repo_root
 
     p = project_params(root, params)
     path = repo_root(root) / p.register.audit_log
     if action == 'show':
-        for line in path.read_text().splitlines() if path.exists() else []:
-            e = json.loads(line)
-            move = f"{e['alias_from'] or ''} → {e['alias_to'] or ''}"
-            print(
-                f"#{e['seq']} {e['ts']} {e['who']}: {e['action']} {e['model']} v{e['version']} {move} · {e['reason']}"
-            )
+        _show_audit(path)
         return True
-    uri = tracking_uri(p.tracking.uri, root)
-    try:
-        ok, msg = verify_audit(path, client(uri), [p.register.model_name])
-    except (mlflow.exceptions.MlflowException, OSError) as e:
-        raise RegisterError(f"cannot reconcile {path} with the registry at {uri}: {str(e)[:300]}") from None
+    ok, msg = _verify_audit(path, p, root)
     print(msg, file=sys.stdout if ok else sys.stderr)
     if not ok:
         raise AuditError(msg)
     return ok
+
+# %% ../nbs/90_cli.ipynb #cli_write_rows
+def _write_rows(out, dst: Path):
+    "Write the scored rows `out` (a DataFrame) to `dst`, as Parquet or CSV by its suffix; its folder made first."
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    if dst.suffix == '.parquet':
+        out.to_parquet(dst, index=False)
+    else:
+        out.to_csv(dst, index=False)
 
 # %% ../nbs/90_cli.ipynb #cli_score
 def score(
@@ -452,11 +475,7 @@ def score(
     if dst.suffix not in ('.csv', '.parquet'):
         raise ScoreInputError(f"{dst}: output must end in .csv or .parquet")
     out = score_rows(read_rows(input), tracking_uri(p.tracking.uri, root), p.register.model_name, alias)
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    if dst.suffix == '.parquet':
-        out.to_parquet(dst, index=False)
-    else:
-        out.to_csv(dst, index=False)
+    _write_rows(out, dst)
     n_mon, n_unusual, n_alert = out.monitor_id.nunique(), int(out.unusual.sum()), int(out.alert.sum())
     by = f"{p.register.model_name}@{alias}"
     _say(
@@ -612,6 +631,28 @@ def retrain(
     )
     return r
 
+# %% ../nbs/90_cli.ipynb #cli_base_params
+def _baseline_params(root, params) -> tuple[list[str], list[str]]:
+    "params.yaml back as git HEAD has it (`pipeline.restore_params`), saying what changed: (files restored, changes)."
+    from mlops_kit.pipeline import restore_params
+
+    files, changes = restore_params(root, params)
+    restored = ', '.join(files) or 'nothing (already at HEAD)'
+    print(f"baseline: restored {restored} from git HEAD" + ''.join(f"\n  {c}" for c in changes), flush=True)
+    return files, changes
+
+# %% ../nbs/90_cli.ipynb #cli_base_outputs
+def _baseline_outputs(root, rerun: bool) -> tuple[list[str], list[str]]:
+    "Stage outputs from DVC's run cache (`pipeline.repro_from_cache`), stages re-run only with `rerun`: (cached, ran)."
+    from mlops_kit.pipeline import repro_from_cache
+
+    cached, ran = repro_from_cache(root, rerun)
+    rerun_note = f"; re-run: {', '.join(ran)}" if ran and rerun else ''
+    print(
+        f"baseline: outputs restored from DVC's run cache: {', '.join(cached) or 'none needed'}{rerun_note}", flush=True
+    )
+    return cached, ran
+
 # %% ../nbs/90_cli.ipynb #cli_base
 def baseline(
     params='params.yaml',
@@ -622,17 +663,10 @@ def baseline(
     ] = False,
 ) -> dict:
     "Back to the committed baseline after `dvc exp run`: params.yaml from git HEAD, every output (dvc.lock, metrics/ too) from DVC's run cache; nothing re-runs unless --rerun."
-    from mlops_kit.pipeline import repro_from_cache, restore_params
     from mlops_kit.register import baseline_champion
 
-    files, changes = restore_params(root, params)
-    restored = ', '.join(files) or 'nothing (already at HEAD)'
-    print(f"baseline: restored {restored} from git HEAD" + ''.join(f"\n  {c}" for c in changes), flush=True)
-    cached, ran = repro_from_cache(root, rerun)
-    rerun_note = f"; re-run: {', '.join(ran)}" if ran and rerun else ''
-    print(
-        f"baseline: outputs restored from DVC's run cache: {', '.join(cached) or 'none needed'}{rerun_note}", flush=True
-    )
+    files, changes = _baseline_params(root, params)
+    cached, ran = _baseline_outputs(root, rerun)
     champ = baseline_champion(project_params(root, params), root)
     if champ:
         print(_champion_note(champ['now'], champ['baseline']), flush=True)
