@@ -111,6 +111,14 @@ def _say(stage: str, started: float, text: str):
     "One summary line per stage, on stdout (DVC shows it)."
     print(f"{stage}: {text} ({time.perf_counter() - started:.1f}s)", flush=True)
 
+# %% ../nbs/90_cli.ipynb #cli_run_stage
+def _run_stage(stage: str, root, params, run, line):
+    "Load the params, `r = run(p)`, print the summary line `line(p, r)` with the seconds since the start; return `r`."
+    t, p = time.perf_counter(), project_params(root, params)
+    r = run(p)
+    _say(stage, t, line(p, r))
+    return r
+
 # %% ../nbs/90_cli.ipynb #cli_sample
 @telemetry.stage
 def sample(params='params.yaml', root='.') -> dict:
@@ -138,21 +146,26 @@ def sample(params='params.yaml', root='.') -> dict:
     )
     return out
 
+# %% ../nbs/90_cli.ipynb #cli_ingest_line
+def _ingest_line(p, r: dict) -> str:
+    "ingest's summary line: rows in = accepted + quarantined, monitors, signal rows, and where they went."
+    return (
+        f"{r['rows_in']:,} rows in = {r['rows_accepted']:,} accepted + {r['rows_quarantined']:,} quarantined"
+        f" · {r['n_monitors']} monitors · {r['signal_rows']:,} signal rows → {p.ingest.out_dir}/"
+    )
+
 # %% ../nbs/90_cli.ipynb #d6bfae96
 @telemetry.stage
 def ingest(params='params.yaml', root='.') -> dict:
     "Raw logs -> signals (monitor_id, ts, value); bad rows to quarantine; PII dropped."
     from mlops_kit.ingest import run_ingest
 
-    t, p = time.perf_counter(), project_params(root, params).ingest
-    r = run_ingest(p, root=root)
-    _say(
-        'ingest',
-        t,
-        f"{r['rows_in']:,} rows in = {r['rows_accepted']:,} accepted + {r['rows_quarantined']:,} quarantined"
-        f" · {r['n_monitors']} monitors · {r['signal_rows']:,} signal rows → {p.out_dir}/",
-    )
-    return r
+    return _run_stage('ingest', root, params, lambda p: run_ingest(p.ingest, root=root), _ingest_line)
+
+# %% ../nbs/90_cli.ipynb #cli_validate_line
+def _validate_line(p, r: dict) -> str:
+    "validate's summary line: the schema held, how many monitors the quality report flags, and where it is."
+    return f"schema ok · {r['n_flagged']} of {r['n_monitors']} monitors flagged → reports/validate/index.html"
 
 # %% ../nbs/90_cli.ipynb #cli_validate
 @telemetry.stage
@@ -160,14 +173,14 @@ def validate(params='params.yaml', root='.') -> dict:
     "Check the signal schema (fails on violations) and write the per-monitor quality report."
     from mlops_kit.validate import run_validate
 
-    t, p = time.perf_counter(), project_params(root, params)
-    r = run_validate(p.validate, root=root, signals_dir=p.ingest.out_dir)
-    _say(
-        'validate',
-        t,
-        f"schema ok · {r['n_flagged']} of {r['n_monitors']} monitors flagged → reports/validate/index.html",
+    return _run_stage(
+        'validate', root, params, lambda p: run_validate(p.validate, root, p.ingest.out_dir), _validate_line
     )
-    return r
+
+# %% ../nbs/90_cli.ipynb #cli_windows_line
+def _windows_line(p, r: dict) -> str:
+    "windows' summary line: the window's end, how many monitors are ok, short or skipped, and where the windows are."
+    return f"as_of {r['as_of']} · {r['n_ok']} ok, {r['n_short']} short, {r['n_skipped']} skipped → {p.windows.out_dir}/"
 
 # %% ../nbs/90_cli.ipynb #cli_windows
 @telemetry.stage
@@ -175,13 +188,7 @@ def windows(params='params.yaml', root='.') -> dict:
     "Cut each monitor's training window (and holdout) on a regular grid; write the manifest."
     from mlops_kit.windows import run_windows
 
-    t, p = time.perf_counter(), project_params(root, params)
-    r = run_windows(p.windows, root=root, signals_dir=p.ingest.out_dir)
-    _say(
-        'windows',
-        t,
-        f"as_of {r['as_of']} · {r['n_ok']} ok, {r['n_short']} short, {r['n_skipped']} skipped → {p.windows.out_dir}/",
-    )
+    r = _run_stage('windows', root, params, lambda p: run_windows(p.windows, root, p.ingest.out_dir), _windows_line)
     for mid, why in r['skipped'].items():
         print(f"  skipped {mid}: {why}", flush=True)
     return r
@@ -222,6 +229,16 @@ def _output_rows(p) -> list[tuple[str, str]]:
         ('dashboard (mlops-kit report)', p.report.out_dir),
     ]
 
+# %% ../nbs/90_cli.ipynb #cli_registry_line
+def _registry_line(g: dict) -> str:
+    "The registry line of `outputs` (metrics/register.json): the version registered, whether it is champion, and why."
+    champ = f"champion is v{g['champion']}" if g['champion'] else 'no champion yet'
+    return (
+        f"registry: {g['model']} v{g['version']} "
+        + ('is champion' if g['promoted'] else f"not promoted, {champ}")
+        + f" ({g['reason']})"
+    )
+
 # %% ../nbs/90_cli.ipynb #cli_outputs
 def outputs(params='params.yaml', root='.') -> list[tuple[str, str, int]]:
     "List the pipeline's outputs: what each stage wrote, where, and how big it is."
@@ -238,13 +255,7 @@ def outputs(params='params.yaml', root='.') -> list[tuple[str, str, int]]:
         r = json.loads(f.read_text())
         print(f"MLflow: run {r['run_id']} in {r['tracking_uri']} (make ui; mlops-kit runs compare)")
     if (f := root / 'metrics/register.json').exists():
-        g = json.loads(f.read_text())
-        champ = f"champion is v{g['champion']}" if g['champion'] else 'no champion yet'
-        print(
-            f"registry: {g['model']} v{g['version']} "
-            + ('is champion' if g['promoted'] else f"not promoted, {champ}")
-            + f" ({g['reason']})"
-        )
+        print(_registry_line(json.loads(f.read_text())))
     if (f := root / 'metrics/monitor.json').exists():
         v = json.loads(f.read_text())
         verdict = 'retrain (mlops-kit retrain)' if v['retrain'] else 'no retrain needed'
@@ -325,25 +336,23 @@ def runs(
     print(t.to_string(index=False) if len(t) else 'no runs yet')
     return t
 
+# %% ../nbs/90_cli.ipynb #cli_register_line
+def _register_line(p, r: dict) -> str:
+    "register's summary line: the new version, the gate's verdict and why, and where the model card is."
+    verdict = (
+        f"promoted to champion ({r['reason']})"
+        if r['promoted']
+        else f"NOT promoted, champion stays v{r['champion']} ({r['reason']})"
+    )
+    return f"{r['model']} v{r['version']} → challenger; {verdict} · model card: reports/register/model_card.html"
+
 # %% ../nbs/90_cli.ipynb #58b19760
 @telemetry.stage
 def register(params='params.yaml', root='.') -> dict:
     "Register the run's bundle as a new version (alias challenger); promote to champion if the gate passes; model card, audit."
     from mlops_kit.register import register_run
 
-    t, p = time.perf_counter(), project_params(root, params)
-    r = register_run(root, p)
-    verdict = (
-        f"promoted to champion ({r['reason']})"
-        if r['promoted']
-        else f"NOT promoted, champion stays v{r['champion']} ({r['reason']})"
-    )
-    _say(
-        'register',
-        t,
-        f"{r['model']} v{r['version']} → challenger; {verdict} · model card: reports/register/model_card.html",
-    )
-    return r
+    return _run_stage('register', root, params, lambda p: register_run(root, p), _register_line)
 
 # %% ../nbs/90_cli.ipynb #cli_promote
 def promote(
@@ -392,6 +401,27 @@ def rollback(
 class AuditError(RuntimeError):
     "The audit log is tampered with, or the registry holds a change it does not explain (exit code 1)."
 
+# %% ../nbs/90_cli.ipynb #cli_show_audit
+def _show_audit(path: Path):
+    "Print the audit log at `path`, one entry a line: number, time, who, action, model and version, alias move, reason."
+    for line in path.read_text().splitlines() if path.exists() else []:
+        e = json.loads(line)
+        move = f"{e['alias_from'] or ''} → {e['alias_to'] or ''}"
+        print(f"#{e['seq']} {e['ts']} {e['who']}: {e['action']} {e['model']} v{e['version']} {move} · {e['reason']}")
+
+# %% ../nbs/90_cli.ipynb #cli_verify_audit
+def _verify_audit(path: Path, p, root) -> tuple[bool, str]:
+    "(intact, message): log at `path` vs registry (`register.verify_audit`); RegisterError if it cannot check."
+    import mlflow
+    from mlops_kit.register import RegisterError, verify_audit
+    from mlops_kit.tracking import client, tracking_uri
+
+    uri = tracking_uri(p.tracking.uri, root)
+    try:
+        return verify_audit(path, client(uri), [p.register.model_name])
+    except (mlflow.exceptions.MlflowException, OSError) as e:
+        raise RegisterError(f"cannot reconcile {path} with the registry at {uri}: {str(e)[:300]}") from None
+
 # %% ../nbs/90_cli.ipynb #cli_audit-2
 def audit(
     action: Annotated[
@@ -405,29 +435,27 @@ def audit(
     root='.',
 ) -> bool:
     "Audit log: `audit verify` checks the hash chain and reconciles it with the registry's anchor, aliases and versions (exit 0: intact; 1: tampered, or a registry change the log does not explain; 2: cannot check); `audit show` prints the entries."
-    import mlflow
-    from mlops_kit.register import RegisterError, verify_audit
-    from mlops_kit.tracking import client, repo_root, tracking_uri
+    from mlops_kit.tracking import repo_root
 
     p = project_params(root, params)
     path = repo_root(root) / p.register.audit_log
     if action == 'show':
-        for line in path.read_text().splitlines() if path.exists() else []:
-            e = json.loads(line)
-            move = f"{e['alias_from'] or ''} → {e['alias_to'] or ''}"
-            print(
-                f"#{e['seq']} {e['ts']} {e['who']}: {e['action']} {e['model']} v{e['version']} {move} · {e['reason']}"
-            )
+        _show_audit(path)
         return True
-    uri = tracking_uri(p.tracking.uri, root)
-    try:
-        ok, msg = verify_audit(path, client(uri), [p.register.model_name])
-    except (mlflow.exceptions.MlflowException, OSError) as e:
-        raise RegisterError(f"cannot reconcile {path} with the registry at {uri}: {str(e)[:300]}") from None
+    ok, msg = _verify_audit(path, p, root)
     print(msg, file=sys.stdout if ok else sys.stderr)
     if not ok:
         raise AuditError(msg)
     return ok
+
+# %% ../nbs/90_cli.ipynb #cli_write_rows
+def _write_rows(out, dst: Path):
+    "Write the scored rows `out` (a DataFrame) to `dst`, as Parquet or CSV by its suffix; its folder made first."
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    if dst.suffix == '.parquet':
+        out.to_parquet(dst, index=False)
+    else:
+        out.to_csv(dst, index=False)
 
 # %% ../nbs/90_cli.ipynb #cli_score
 def score(
@@ -447,11 +475,7 @@ def score(
     if dst.suffix not in ('.csv', '.parquet'):
         raise ScoreInputError(f"{dst}: output must end in .csv or .parquet")
     out = score_rows(read_rows(input), tracking_uri(p.tracking.uri, root), p.register.model_name, alias)
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    if dst.suffix == '.parquet':
-        out.to_parquet(dst, index=False)
-    else:
-        out.to_csv(dst, index=False)
+    _write_rows(out, dst)
     n_mon, n_unusual, n_alert = out.monitor_id.nunique(), int(out.unusual.sum()), int(out.alert.sum())
     by = f"{p.register.model_name}@{alias}"
     _say(
@@ -461,69 +485,100 @@ def score(
     )
     return str(dst)
 
-# %% ../nbs/90_cli.ipynb #cli_feedback
-def feedback(
-    params='params.yaml',
-    root='.',
-    alert: Annotated[
-        str | None,
-        Arg(
-            nargs='?',
-            help='the alert id, e.g. checkout.latency_p95@2026-10-25T14:05Z (reports/evaluate/alerts.csv, score or server output)',
-        ),
-    ] = None,
-    verdict: Annotated[
-        str,
-        Arg(
-            '--verdict',
-            required=True,
-            choices=['incident', 'not_anomaly', 'missed'],
-            help='incident: a real one; not_anomaly: a false alert; missed: an incident no alert caught (with --monitor, --start, --end)',
-        ),
-    ] = 'incident',
-    monitor_id: Annotated[str | None, Arg('--monitor', help='missed: the monitor id')] = None,
-    start: Annotated[
-        str | None, Arg('--start', help='missed: when the incident started (UTC unless an offset is given)')
-    ] = None,
-    end: Annotated[
-        str | None,
-        Arg(
-            '--end',
-            help='when it ended (default for an alert: its end in reports/evaluate/alerts.csv, else 30 min after its start)',
-        ),
-    ] = None,
-    note: Annotated[str, Arg('--note', help='free text kept with the answer')] = '',
-    who: Annotated[
-        str | None,
-        Arg(
-            '--who',
-            help='who answers (default: $MLOPS_KIT_USER or the login name; the team server user when authenticated)',
-        ),
-    ] = None,
-) -> dict:
-    "On-call feedback: `feedback ALERT_ID --verdict incident|not_anomaly`, or `feedback --verdict missed --monitor M --start T --end T`. Recorded in evaluate.feedback (versioned in git, a DVC dependency of train, evaluate and register) and in the audit log (who, when)."
-    import getpass
-    from mlops_kit.feedback import FeedbackError, known_alert_end, record_feedback
-    from mlops_kit.register import audit as audit_entry
-    from mlops_kit.tracking import client, repo_root, tracking_uri
+# %% ../nbs/90_cli.ipynb #cli_feedback_args
+# the alert `feedback` answers about, and the answer
+_AlertId = Annotated[
+    str | None,
+    Arg(
+        nargs='?',
+        help='the alert id, e.g. checkout.latency_p95@2026-10-25T14:05Z (reports/evaluate/alerts.csv, score or server output)',
+    ),
+]
+_Verdict = Annotated[
+    str,
+    Arg(
+        '--verdict',
+        required=True,
+        choices=['incident', 'not_anomaly', 'missed'],
+        help='incident: a real one; not_anomaly: a false alert; missed: an incident no alert caught (with --monitor, --start, --end)',
+    ),
+]
 
-    t, p = time.perf_counter(), project_params(root, params)
+# %% ../nbs/90_cli.ipynb #cli_feedback_args2
+# a missed incident's monitor and times, a note, who answers
+_MissedMonitor = Annotated[str | None, Arg('--monitor', help='missed: the monitor id')]
+_MissedStart = Annotated[
+    str | None, Arg('--start', help='missed: when the incident started (UTC unless an offset is given)')
+]
+_IncidentEnd = Annotated[
+    str | None,
+    Arg(
+        '--end',
+        help='when it ended (default for an alert: its end in reports/evaluate/alerts.csv, else 30 min after its start)',
+    ),
+]
+_AnswerNote = Annotated[str, Arg('--note', help='free text kept with the answer')]
+_AnswerWho = Annotated[
+    str | None,
+    Arg(
+        '--who',
+        help='who answers (default: $MLOPS_KIT_USER or the login name; the team server user when authenticated)',
+    ),
+]
+
+# %% ../nbs/90_cli.ipynb #cli_feedback_mons
+def _feedback_monitors(root, p) -> list[str] | None:
+    "Monitors an answer may name (monitors.json; None before ingest); FeedbackError if evaluate.feedback is null."
+    from mlops_kit.feedback import FeedbackError
+
     if not p.evaluate.feedback:
         raise FeedbackError(
             'evaluate.feedback is null: set it to a file, e.g. feedback/feedback.csv, to record feedback'
         )
     mf = Path(root) / p.ingest.out_dir / 'monitors.json'
-    mons = list(json.loads(mf.read_text())['monitors']) if mf.exists() else None
+    return list(json.loads(mf.read_text())['monitors']) if mf.exists() else None
+
+# %% ../nbs/90_cli.ipynb #cli_feedback_text
+def _answer_text(verdict: str, alert: str | None, row: dict, note: str) -> str:
+    "An answer in one line (audit log, summary): the verdict, the alert or monitor, its times in UTC, the note."
+    return f"{verdict}: {alert or row['monitor_id']} {row['start']:%Y-%m-%d %H:%M}–{row['end']:%H:%M} UTC" + (
+        f" ({note})" if note else ''
+    )
+
+# %% ../nbs/90_cli.ipynb #cli_feedback_audit
+def _audit_feedback(root, p, what: str, who: str) -> dict:
+    "Append answer `what` by `who` to the audit log, anchored in the registry first; returns the entry."
+    from mlops_kit.register import audit as audit_entry
+    from mlops_kit.tracking import client, repo_root, tracking_uri
+
+    c = client(tracking_uri(p.tracking.uri, root))
+    return audit_entry(
+        repo_root(root) / p.register.audit_log, 'feedback', p.register.model_name, None, reason=what, who=who, client=c
+    )
+
+# %% ../nbs/90_cli.ipynb #cli_feedback
+def feedback(
+    params='params.yaml',
+    root='.',
+    alert: _AlertId = None,
+    verdict: _Verdict = 'incident',
+    monitor_id: _MissedMonitor = None,
+    start: _MissedStart = None,
+    end: _IncidentEnd = None,
+    note: _AnswerNote = '',
+    who: _AnswerWho = None,
+) -> dict:
+    "On-call feedback: `feedback ALERT_ID --verdict incident|not_anomaly`, or `feedback --verdict missed --monitor M --start T --end T`. Recorded in evaluate.feedback (versioned in git, a DVC dependency of train, evaluate and register) and in the audit log (who, when)."
+    import getpass
+    from mlops_kit.feedback import known_alert_end, record_feedback
+
+    t, p = time.perf_counter(), project_params(root, params)
+    mons = _feedback_monitors(root, p)
     who = who or os.environ.get('MLOPS_KIT_USER') or getpass.getuser()
     end = end or known_alert_end(root, alert)
     row = record_feedback(root, p.evaluate.feedback, verdict, alert, monitor_id, start, end, who, note, mons)
-    what = f"{verdict}: {alert or row['monitor_id']} {row['start']:%Y-%m-%d %H:%M}–{row['end']:%H:%M} UTC" + (
-        f" ({note})" if note else ''
-    )
-    c = client(tracking_uri(p.tracking.uri, root))
-    audit_entry(
-        repo_root(root) / p.register.audit_log, 'feedback', p.register.model_name, None, reason=what, who=who, client=c
-    )
+    what = _answer_text(verdict, alert, row, note)
+    _audit_feedback(root, p, what, who)
     where = (
         f"recorded in {p.evaluate.feedback} and {p.register.audit_log}; the next `dvc repro` trains and judges with it"
     )
@@ -576,6 +631,28 @@ def retrain(
     )
     return r
 
+# %% ../nbs/90_cli.ipynb #cli_base_params
+def _baseline_params(root, params) -> tuple[list[str], list[str]]:
+    "params.yaml back as git HEAD has it (`pipeline.restore_params`), saying what changed: (files restored, changes)."
+    from mlops_kit.pipeline import restore_params
+
+    files, changes = restore_params(root, params)
+    restored = ', '.join(files) or 'nothing (already at HEAD)'
+    print(f"baseline: restored {restored} from git HEAD" + ''.join(f"\n  {c}" for c in changes), flush=True)
+    return files, changes
+
+# %% ../nbs/90_cli.ipynb #cli_base_outputs
+def _baseline_outputs(root, rerun: bool) -> tuple[list[str], list[str]]:
+    "Stage outputs from DVC's run cache (`pipeline.repro_from_cache`), stages re-run only with `rerun`: (cached, ran)."
+    from mlops_kit.pipeline import repro_from_cache
+
+    cached, ran = repro_from_cache(root, rerun)
+    rerun_note = f"; re-run: {', '.join(ran)}" if ran and rerun else ''
+    print(
+        f"baseline: outputs restored from DVC's run cache: {', '.join(cached) or 'none needed'}{rerun_note}", flush=True
+    )
+    return cached, ran
+
 # %% ../nbs/90_cli.ipynb #cli_base
 def baseline(
     params='params.yaml',
@@ -586,17 +663,10 @@ def baseline(
     ] = False,
 ) -> dict:
     "Back to the committed baseline after `dvc exp run`: params.yaml from git HEAD, every output (dvc.lock, metrics/ too) from DVC's run cache; nothing re-runs unless --rerun."
-    from mlops_kit.pipeline import repro_from_cache, restore_params
     from mlops_kit.register import baseline_champion
 
-    files, changes = restore_params(root, params)
-    restored = ', '.join(files) or 'nothing (already at HEAD)'
-    print(f"baseline: restored {restored} from git HEAD" + ''.join(f"\n  {c}" for c in changes), flush=True)
-    cached, ran = repro_from_cache(root, rerun)
-    rerun_note = f"; re-run: {', '.join(ran)}" if ran and rerun else ''
-    print(
-        f"baseline: outputs restored from DVC's run cache: {', '.join(cached) or 'none needed'}{rerun_note}", flush=True
-    )
+    files, changes = _baseline_params(root, params)
+    cached, ran = _baseline_outputs(root, rerun)
     champ = baseline_champion(project_params(root, params), root)
     if champ:
         print(_champion_note(champ['now'], champ['baseline']), flush=True)
@@ -673,59 +743,78 @@ def _team_user(p, root, name: str | None, role: str) -> dict:
     )
     return r
 
+# %% ../nbs/90_cli.ipynb #cli_team_args
+# what `team` does, and `team user`'s arguments
+_TeamAction = Annotated[
+    str,
+    Arg(
+        choices=['status', 'server', 'user'],
+        help='status: check this clone against the team set-up; server: run the MLflow tracking server; user: add a member (admin)',
+    ),
+]
+_UserName = Annotated[
+    str | None,
+    Arg(nargs='?', help="user: the member's user name (password from $MLOPS_KIT_USER_PASSWORD or a prompt)"),
+]
+_UserRole = Annotated[
+    str,
+    Arg(
+        '--role',
+        choices=['viewer', 'engineer', 'releaser', 'admin'],
+        help='user: viewer reads; engineer runs the pipeline; releaser also registers versions and moves champion; admin manages users (default: %(default)s)',
+    ),
+]
+
+# %% ../nbs/90_cli.ipynb #cli_team_args2
+# `team server`'s stores: the user database, the backend store, the artifacts
+_AuthDb = Annotated[
+    str | None,
+    Arg(
+        '--auth-db',
+        help='server: the user database, e.g. postgresql://USER:PASSWORD@HOST:PORT/mlflow_auth (default: $MLFLOW_AUTH_DATABASE_URI)',
+    ),
+]
+_BackendStoreUri = Annotated[
+    str | None,
+    Arg(
+        '--backend-store-uri',
+        help='server: postgresql://USER:PASSWORD@HOST:PORT/DB (default: $MLFLOW_BACKEND_STORE_URI)',
+    ),
+]
+_ArtifactsDestination = Annotated[
+    str | None,
+    Arg(
+        '--artifacts-destination',
+        help='server: shared artifact folder or s3://... (default: $MLFLOW_ARTIFACTS_DESTINATION)',
+    ),
+]
+
+# %% ../nbs/90_cli.ipynb #cli_team_args3
+# `team server`'s network and workers
+_ServerHost = Annotated[
+    str, Arg('--host', help='server: interface to bind (0.0.0.0 for the team; default: %(default)s)')
+]
+_ServerPort = Annotated[int, Arg('--port', help='server: port (default: %(default)s)')]
+_ServerWorkers = Annotated[int, Arg('--server-workers', help='server: uvicorn workers (default: %(default)s)')]
+_AllowedHosts = Annotated[
+    str | None,
+    Arg('--allowed-hosts', help='server: Host headers to accept beyond localhost, e.g. mlflow.internal:5000'),
+]
+
 # %% ../nbs/90_cli.ipynb #b655a88e
 def team(
-    action: Annotated[
-        str,
-        Arg(
-            choices=['status', 'server', 'user'],
-            help='status: check this clone against the team set-up; server: run the MLflow tracking server; user: add a member (admin)',
-        ),
-    ] = 'status',
+    action: _TeamAction = 'status',
     params='params.yaml',
     root='.',
-    name: Annotated[
-        str | None,
-        Arg(nargs='?', help="user: the member's user name (password from $MLOPS_KIT_USER_PASSWORD or a prompt)"),
-    ] = None,
-    role: Annotated[
-        str,
-        Arg(
-            '--role',
-            choices=['viewer', 'engineer', 'releaser', 'admin'],
-            help='user: viewer reads; engineer runs the pipeline; releaser also registers versions and moves champion; admin manages users (default: %(default)s)',
-        ),
-    ] = 'engineer',
-    auth_db: Annotated[
-        str | None,
-        Arg(
-            '--auth-db',
-            help='server: the user database, e.g. postgresql://USER:PASSWORD@HOST:PORT/mlflow_auth (default: $MLFLOW_AUTH_DATABASE_URI)',
-        ),
-    ] = None,
-    backend_store_uri: Annotated[
-        str | None,
-        Arg(
-            '--backend-store-uri',
-            help='server: postgresql://USER:PASSWORD@HOST:PORT/DB (default: $MLFLOW_BACKEND_STORE_URI)',
-        ),
-    ] = None,
-    artifacts_destination: Annotated[
-        str | None,
-        Arg(
-            '--artifacts-destination',
-            help='server: shared artifact folder or s3://... (default: $MLFLOW_ARTIFACTS_DESTINATION)',
-        ),
-    ] = None,
-    host: Annotated[
-        str, Arg('--host', help='server: interface to bind (0.0.0.0 for the team; default: %(default)s)')
-    ] = '127.0.0.1',
-    port: Annotated[int, Arg('--port', help='server: port (default: %(default)s)')] = 5000,
-    server_workers: Annotated[int, Arg('--server-workers', help='server: uvicorn workers (default: %(default)s)')] = 1,
-    allowed_hosts: Annotated[
-        str | None,
-        Arg('--allowed-hosts', help='server: Host headers to accept beyond localhost, e.g. mlflow.internal:5000'),
-    ] = None,
+    name: _UserName = None,
+    role: _UserRole = 'engineer',
+    auth_db: _AuthDb = None,
+    backend_store_uri: _BackendStoreUri = None,
+    artifacts_destination: _ArtifactsDestination = None,
+    host: _ServerHost = '127.0.0.1',
+    port: _ServerPort = 5000,
+    server_workers: _ServerWorkers = 1,
+    allowed_hosts: _AllowedHosts = None,
 ):
     "Team mode: `team status` checks this clone's shared set-up; `team server` runs the authenticated MLflow tracking server on PostgreSQL with proxied shared artifacts; `team user NAME --role ROLE` adds a member (admin only)."
     from mlops_kit.team import team_status
@@ -740,77 +829,69 @@ def team(
         print(f"{'ok ' if r.ok else '-- '} {r.check:<11} {r.value}" + (f"\n{'':16}→ {r.advice}" if r.advice else ''))
     return st
 
-# %% ../nbs/90_cli.ipynb #10f03094
-def bench(
-    what: Annotated[
-        str,
-        Arg(
-            choices=['detect', 'models', 'fleet', 'serve'],
-            help='detect: detection on labelled data vs two simple rules; models: AutoML vs peers; fleet: engine scaling (train + evaluate) on synthetic fleets; serve: load test of the served champion',
-        ),
-    ] = 'models',
-    params='params.yaml',
-    root='.',
-    corpora: Annotated[
-        list[str] | None,
-        Arg(
-            nargs='*',
-            metavar='DIR',
-            help="detect: labelled corpus folders (timestamp,value CSVs + labels.json); none: the project's own signals and evaluate.labels",
-        ),
-    ] = None,
-    project: Annotated[
-        bool,
-        Arg(
-            '--project',
-            help="detect: also the project's own signals with evaluate.labels (the default when no DIR is given)",
-        ),
-    ] = False,
-    no_mlflow: Annotated[bool, Arg('--no-mlflow', help='detect: do not log the run to MLflow')] = False,
-    rates: Annotated[
-        str | None, Arg('--rates', help='serve: comma-separated requests/s (default: serve.rates)')
-    ] = None,
-    duration: Annotated[
-        float | None, Arg('--duration', help='serve: seconds per rate (default: serve.duration_s)')
-    ] = None,
-    monitors: Annotated[
-        int | list[int] | None,
-        Arg(
-            '--monitors',
-            nargs='+',
-            metavar='N',
-            help='models: only the first N monitors (default: all); fleet: fleet sizes, e.g. --monitors 100 1000 10000 (default: 100 1000)',
-        ),
-    ] = None,
-    peers: Annotated[
-        str | None, Arg('--peers', help='comma-separated subset of: prophet, autoets, ets (default: all installed)')
-    ] = None,
-):
-    "Benchmarks. `bench detect`: the kit's detection vs the static and seasonal rules on labelled corpora and the project's incidents. `bench models`: the kit's AutoML vs Prophet, AutoETS, ExponentialSmoothing, side by side. `bench fleet`: train + evaluate through the engine on 100 and 1,000 synthetic monitors. `bench serve`: SLO load test of the served champion."
-    p = project_params(root, params)
-    sizes = [monitors] if isinstance(monitors, int) else list(monitors or [])
-    if what == 'detect':
-        from mlops_kit.bench_detect import run_bench_detect
-        from mlops_kit.tracking import tracking_uri
+# %% ../nbs/90_cli.ipynb #cli_bench_args
+# what to bench, and `bench detect`'s arguments
+_BenchWhat = Annotated[
+    str,
+    Arg(
+        choices=['detect', 'models', 'fleet', 'serve'],
+        help='detect: detection on labelled data vs two simple rules; models: AutoML vs peers; fleet: engine scaling (train + evaluate) on synthetic fleets; serve: load test of the served champion',
+    ),
+]
+_Corpora = Annotated[
+    list[str] | None,
+    Arg(
+        nargs='*',
+        metavar='DIR',
+        help="detect: labelled corpus folders (timestamp,value CSVs + labels.json); none: the project's own signals and evaluate.labels",
+    ),
+]
+_Project = Annotated[
+    bool,
+    Arg(
+        '--project',
+        help="detect: also the project's own signals with evaluate.labels (the default when no DIR is given)",
+    ),
+]
+_NoMlflow = Annotated[bool, Arg('--no-mlflow', help='detect: do not log the run to MLflow')]
 
-        return run_bench_detect(
-            corpora or [],
-            root,
-            project or not corpora,
-            f'{p.ingest.out_dir}/signals.parquet',
-            p.evaluate.labels,
-            p.train.workers,
-            None if no_mlflow else tracking_uri(p.tracking.uri, root),
-            f'{p.tracking.experiment}-bench',
-        )
-    if what == 'serve':
-        from mlops_kit.serve import bench_serve
+# %% ../nbs/90_cli.ipynb #cli_bench_args2
+# `bench serve`'s, `bench models`' and `bench fleet`'s arguments
+_Rates = Annotated[str | None, Arg('--rates', help='serve: comma-separated requests/s (default: serve.rates)')]
+_Duration = Annotated[float | None, Arg('--duration', help='serve: seconds per rate (default: serve.duration_s)')]
+_Monitors = Annotated[
+    int | list[int] | None,
+    Arg(
+        '--monitors',
+        nargs='+',
+        metavar='N',
+        help='models: only the first N monitors (default: all); fleet: fleet sizes, e.g. --monitors 100 1000 10000 (default: 100 1000)',
+    ),
+]
+_Peers = Annotated[
+    str | None, Arg('--peers', help='comma-separated subset of: prophet, autoets, ets (default: all installed)')
+]
 
-        return bench_serve(root, p, [float(r) for r in rates.split(',')] if rates else None, duration)
-    if what == 'fleet':
-        from mlops_kit.bench import run_bench_fleet
+# %% ../nbs/90_cli.ipynb #cli_bench_detect
+def _bench_detect(p, root, corpora: list[str] | None, project: bool, no_mlflow: bool):
+    "`bench detect`: the corpora, plus the project's own signals and labels if asked or if no corpus is given."
+    from mlops_kit.bench_detect import run_bench_detect
+    from mlops_kit.tracking import tracking_uri
 
-        return run_bench_fleet(root, sizes or [100, 1000], p.train.workers, p.engine.scheduler)
+    return run_bench_detect(
+        corpora or [],
+        root,
+        project or not corpora,
+        f'{p.ingest.out_dir}/signals.parquet',
+        p.evaluate.labels,
+        p.train.workers,
+        None if no_mlflow else tracking_uri(p.tracking.uri, root),
+        f'{p.tracking.experiment}-bench',
+    )
+
+# %% ../nbs/90_cli.ipynb #cli_bench_models
+def _bench_models(p, root, peers: str | None, sizes: list[int]):
+    "`bench models`: the kit's AutoML vs the peers on the pipeline's windows (the first N monitors if a size is given)."
     from mlops_kit.bench import run_bench_models
 
     return run_bench_models(
@@ -820,6 +901,34 @@ def bench(
         peers.split(',') if peers else None,
         sizes[0] if sizes else None,
     )
+
+# %% ../nbs/90_cli.ipynb #10f03094
+def bench(
+    what: _BenchWhat = 'models',
+    params='params.yaml',
+    root='.',
+    corpora: _Corpora = None,
+    project: _Project = False,
+    no_mlflow: _NoMlflow = False,
+    rates: _Rates = None,
+    duration: _Duration = None,
+    monitors: _Monitors = None,
+    peers: _Peers = None,
+):
+    "Benchmarks. `bench detect`: the kit's detection vs the static and seasonal rules on labelled corpora and the project's incidents. `bench models`: the kit's AutoML vs Prophet, AutoETS, ExponentialSmoothing, side by side. `bench fleet`: train + evaluate through the engine on 100 and 1,000 synthetic monitors. `bench serve`: SLO load test of the served champion."
+    p = project_params(root, params)
+    sizes = [monitors] if isinstance(monitors, int) else list(monitors or [])
+    if what == 'detect':
+        return _bench_detect(p, root, corpora, project, no_mlflow)
+    if what == 'serve':
+        from mlops_kit.serve import bench_serve
+
+        return bench_serve(root, p, [float(r) for r in rates.split(',')] if rates else None, duration)
+    if what == 'fleet':
+        from mlops_kit.bench import run_bench_fleet
+
+        return run_bench_fleet(root, sizes or [100, 1000], p.train.workers, p.engine.scheduler)
+    return _bench_models(p, root, peers, sizes)
 
 # %% ../nbs/90_cli.ipynb #cli_report
 class ReportError(RuntimeError):
@@ -891,54 +1000,64 @@ def build_parser() -> argparse.ArgumentParser:
         add_command(sub, f)
     return ap
 
-# %% ../nbs/90_cli.ipynb #66f80383
-def _user_errors() -> tuple[type, ...]:
-    "Exception types that mean 'your input is wrong', not 'the kit is broken'."
+# %% ../nbs/90_cli.ipynb #cli_data_errors
+def _data_errors() -> tuple[type, ...]:
+    "The data is not what the command can use: raw data, signals, windows, labels, events, feedback, corpora, rows."
     from mlops_kit.ingest import IngestError
     from mlops_kit.validate import ValidateError
     from mlops_kit.windows import WindowsError
-    from mlops_kit.pipeline import StageError
-    from mlops_kit.register import RegisterError
-    from mlops_kit.tracking import RunsError, ScoreInputError
-    from mlops_kit.engine import EngineError
-    from mlops_kit.fleet import BundleIntegrityError, RequestError
-    from mlops_kit.tracking import ModelIntegrityError
-    from mlops_kit.team import TeamError
     from mlops_kit.evaluate import LabelsError
     from mlops_kit.events import EventsError
     from mlops_kit.feedback import FeedbackError
-    from mlops_kit.candidates import CandidateError
-    from mlops_kit.monitor import RetrainError
-    from mlops_kit.pipeline import BaselineError
-    from mlops_kit.bench import BenchError
     from mlops_kit.bench_detect import CorpusError
+    from mlops_kit.tracking import ScoreInputError
+    from mlops_kit.fleet import RequestError
 
     return (
-        ParamsError,
-        RunsError,
-        BenchError,
-        CorpusError,
-        FileNotFoundError,
         IngestError,
         ValidateError,
         WindowsError,
+        LabelsError,
+        EventsError,
+        FeedbackError,
+        CorpusError,
+        ScoreInputError,
+        RequestError,
+    )
+
+# %% ../nbs/90_cli.ipynb #cli_project_errors
+def _project_errors() -> tuple[type, ...]:
+    "State that stops the command: failed notebook, registry, audit, digest, team, cluster, retrain, baseline, report."
+    from mlops_kit.pipeline import BaselineError, StageError
+    from mlops_kit.register import RegisterError
+    from mlops_kit.monitor import RetrainError
+    from mlops_kit.team import TeamError
+    from mlops_kit.engine import EngineError
+    from mlops_kit.fleet import BundleIntegrityError
+    from mlops_kit.tracking import ModelIntegrityError
+
+    return (
         StageError,
         RegisterError,
         AuditError,
-        ScoreInputError,
         RetrainError,
         ReportError,
         TeamError,
         EngineError,
         BundleIntegrityError,
         ModelIntegrityError,
-        RequestError,
-        LabelsError,
         BaselineError,
-        EventsError,
-        FeedbackError,
-        CandidateError,
     )
+
+# %% ../nbs/90_cli.ipynb #66f80383
+def _user_errors() -> tuple[type, ...]:
+    "Exception types that mean 'your input is wrong', not 'the kit is broken'."
+    from mlops_kit.bench import BenchError
+    from mlops_kit.candidates import CandidateError
+    from mlops_kit.tracking import RunsError
+
+    asked = (ParamsError, FileNotFoundError, RunsError, BenchError, CandidateError)  # params, files, arguments
+    return asked + _data_errors() + _project_errors()
 
 # %% ../nbs/90_cli.ipynb #cli_importable
 def _project_importable(root):

@@ -251,6 +251,47 @@ def _post(body: bytes, port: int) -> bytes:
         f'POST /invocations HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n'
     ).encode() + body
 
+# %% ../nbs/14_serve.ipynb #load_sender
+def _sender(reqs: list[bytes], port: int, timeout_s: float, lat, late, ok):
+    "Task `one(i, due, deadline)`: send request i at `due` unless past `deadline`; record lateness, latency, success."
+    local = threading.local()
+
+    def one(i, due, deadline):
+        time.sleep(max(0.0, due - time.perf_counter()))
+        # > 0: every client thread was busy, or the client was starved of CPU
+        late[i] = (time.perf_counter() - due) * 1000
+        if time.perf_counter() > deadline:
+            return  # bounded: a saturated server does not stretch the run; counted as errors
+        try:
+            if not hasattr(local, 'c'):
+                local.c = _Conn(port, timeout_s)
+            ok[i] = local.c.post(reqs[i]) == 200
+        except (OSError, ValueError, IndexError):
+            if hasattr(local, 'c'):
+                local.c.close()
+                del local.c
+        lat[i] = (time.perf_counter() - due) * 1000
+
+    return one
+
+# %% ../nbs/14_serve.ipynb #load_stats
+def _load_stats(rate: float, points: int, lat, late, ok, wall: float, cpu: float, me: float) -> dict:
+    "Load test numbers from per-request latency, lateness (ms) and success, the wall time, server and client CPU-s."
+    n, good = len(ok), lat[ok]
+    return {
+        'rate_rps': rate,
+        'requests': n,
+        'points': points,
+        'p50_ms': float(np.percentile(good, 50)) if len(good) else np.nan,
+        'p95_ms': float(np.percentile(good, 95)) if len(good) else np.nan,
+        'p99_ms': float(np.percentile(good, 99)) if len(good) else np.nan,
+        'error_rate': float(1 - ok.mean()),
+        'throughput_rps': float(ok.sum() / wall),
+        'cpu_s_per_1k_predictions': float(cpu / (ok.sum() * points) * 1000) if ok.any() else np.nan,
+        'send_late_p99_ms': float(np.nanpercentile(late, 99)) if np.isfinite(late).any() else np.nan,
+        'client_cpu_ms_per_request': float(me / n * 1000),
+    }
+
 # %% ../nbs/14_serve.ipynb #ba2e2a17-6
 def load_test(
     port: int,
@@ -267,45 +308,14 @@ def load_test(
     "Drive the server at `rate` requests/s for `duration_s`; latency percentiles (ms), error rate, throughput, CPU-s per 1,000 predictions (server) and the client's own CPU."
     n = max(1, int(rate * duration_s))
     reqs = [_post(b, port) for b in _requests(rows, points, n, fmt=fmt)]
-    local = threading.local()
     lat, late = np.full(n, np.nan), np.full(n, np.nan)
     ok = np.zeros(n, bool)
-
-    def one(i, due):
-        time.sleep(max(0.0, due - time.perf_counter()))
-        late[i] = (
-            time.perf_counter() - due
-        ) * 1000  # > 0: every client thread was busy, or the client was starved of CPU
-        if time.perf_counter() > t0 + duration_s + grace_s:
-            return  # bounded: a saturated server does not stretch the run; counted as errors
-        try:
-            if not hasattr(local, 'c'):
-                local.c = _Conn(port, request_timeout_s)
-            ok[i] = local.c.post(reqs[i]) == 200
-        except (OSError, ValueError, IndexError):
-            if hasattr(local, 'c'):
-                local.c.close()
-                del local.c
-        lat[i] = (time.perf_counter() - due) * 1000
-
+    one = _sender(reqs, port, request_timeout_s, lat, late, ok)
     cpu0, me0, t0 = _cpu(proc), time.process_time(), time.perf_counter() + 0.2
     with ThreadPoolExecutor(concurrency) as ex:
-        list(ex.map(lambda i: one(i, t0 + i / rate), range(n)))
+        list(ex.map(lambda i: one(i, t0 + i / rate, t0 + duration_s + grace_s), range(n)))
     wall, cpu, me = time.perf_counter() - t0, _cpu(proc) - cpu0, time.process_time() - me0
-    good = lat[ok]
-    return {
-        'rate_rps': rate,
-        'requests': n,
-        'points': points,
-        'p50_ms': float(np.percentile(good, 50)) if len(good) else np.nan,
-        'p95_ms': float(np.percentile(good, 95)) if len(good) else np.nan,
-        'p99_ms': float(np.percentile(good, 99)) if len(good) else np.nan,
-        'error_rate': float(1 - ok.mean()),
-        'throughput_rps': float(ok.sum() / wall),
-        'cpu_s_per_1k_predictions': float(cpu / (ok.sum() * points) * 1000) if ok.any() else np.nan,
-        'send_late_p99_ms': float(np.nanpercentile(late, 99)) if np.isfinite(late).any() else np.nan,
-        'client_cpu_ms_per_request': float(me / n * 1000),
-    }
+    return _load_stats(rate, points, lat, late, ok, wall, cpu, me)
 
 # %% ../nbs/14_serve.ipynb #09a5a9d7
 def _card_with_slo(c, run_id: str, version, md: str, out: Path) -> Path | None:
@@ -329,49 +339,45 @@ def _card_with_slo(c, run_id: str, version, md: str, out: Path) -> Path | None:
         c.log_artifact(run_id, str(f), f'register/v{version}')
     return card
 
-# %% ../nbs/14_serve.ipynb #09a5a9d7-2
-def bench_serve(root, p, rates=None, duration_s: float | None = None) -> pd.DataFrame:
-    "SLO load test of models:/<register.model_name>@champion at each rate; writes reports/serve/ (slo.csv, slo.md, the card with its SLO section), logs to MLflow and the card there."
+# %% ../nbs/14_serve.ipynb #bench_champion
+def _champion_version(c, name: str, uri: str):
+    "The registered version `name`@champion, or a FileNotFoundError saying to run the pipeline first."
     import mlflow
-    from mlops_kit.tracking import client, tracking_uri
 
-    root, s = Path(root), p.serve
-    uri = tracking_uri(p.tracking.uri, root)
-    c = client(uri)
     try:
-        mv = c.get_model_version_by_alias(p.register.model_name, 'champion')
+        return c.get_model_version_by_alias(name, 'champion')
     except mlflow.exceptions.MlflowException:
-        raise FileNotFoundError(f"no champion for {p.register.model_name!r} in {uri}; run `make repro` first") from None
-    hold = pd.read_parquet(root / p.windows.out_dir / 'holdout.parquet').dropna()
+        raise FileNotFoundError(f"no champion for {name!r} in {uri}; run `make repro` first") from None
+
+# %% ../nbs/14_serve.ipynb #bench_rates
+def _run_rates(port: int, proc, hold: pd.DataFrame, s, rates: list[float], duration_s: float) -> list[dict]:
+    "Load-test each rate after a 2 s warm-up at the lowest (unreported); each result judged against the SLO, printed."
+    load_test(port, proc, hold, min(rates), 2.0, s.points, fmt=s.request_format)  # warm-up, not reported
     rows = []
-    out = root / 'reports' / 'serve'
-    with scoring_server(
-        f'models:/{p.register.model_name}@champion',
-        uri,
-        workers=s.workers,
-        log_path=out / 'server.log',
-        limits=limits_env(s),
-    ) as (port, proc):
-        load_test(port, proc, hold, min(rates or s.rates), 2.0, s.points, fmt=s.request_format)  # warm-up, not reported
-        for rate in rates or s.rates:
-            r = load_test(port, proc, hold, rate, duration_s or s.duration_s, s.points, fmt=s.request_format)
-            rows.append(r | {'slo_met': bool(r['p99_ms'] <= s.slo_p99_ms and r['error_rate'] <= s.slo_max_error_rate)})
-            print(
-                f"{rate:g} req/s: p50 {r['p50_ms']:.1f} ms · p95 {r['p95_ms']:.1f} · p99 {r['p99_ms']:.1f} · errors {r['error_rate']:.2%} · "
-                f"{r['throughput_rps']:.0f} req/s · {r['cpu_s_per_1k_predictions']:.3f} CPU-s/1k predictions · client sent p99 {r['send_late_p99_ms']:.1f} ms late ({r['client_cpu_ms_per_request']:.2f} CPU-ms/request) · SLO {'met' if rows[-1]['slo_met'] else 'MISSED'}",
-                flush=True,
-            )
-    t = pd.DataFrame(rows)
-    t.to_csv(out / 'slo.csv', index=False)
-    md = (
-        f"## Serving SLO (measured {pd.Timestamp.now('UTC'):%Y-%m-%d %H:%M} UTC, v{mv.version}, {s.points}-point requests as `{s.request_format}`, loopback, {s.workers} worker(s))\n\n"
+    for rate in rates:
+        r = load_test(port, proc, hold, rate, duration_s, s.points, fmt=s.request_format)
+        rows.append(r | {'slo_met': bool(r['p99_ms'] <= s.slo_p99_ms and r['error_rate'] <= s.slo_max_error_rate)})
+        print(
+            f"{rate:g} req/s: p50 {r['p50_ms']:.1f} ms · p95 {r['p95_ms']:.1f} · p99 {r['p99_ms']:.1f} · errors {r['error_rate']:.2%} · "
+            f"{r['throughput_rps']:.0f} req/s · {r['cpu_s_per_1k_predictions']:.3f} CPU-s/1k predictions · client sent p99 {r['send_late_p99_ms']:.1f} ms late ({r['client_cpu_ms_per_request']:.2f} CPU-ms/request) · SLO {'met' if rows[-1]['slo_met'] else 'MISSED'}",
+            flush=True,
+        )
+    return rows
+
+# %% ../nbs/14_serve.ipynb #bench_slo_md
+def _slo_md(t: pd.DataFrame, version, s) -> str:
+    "The SLO table as a model card section: when, which version, the requests, the target, the table."
+    return (
+        f"## Serving SLO (measured {pd.Timestamp.now('UTC'):%Y-%m-%d %H:%M} UTC, v{version}, {s.points}-point requests as `{s.request_format}`, loopback, {s.workers} worker(s))\n\n"
         f"Target: p99 ≤ {s.slo_p99_ms:g} ms, errors ≤ {s.slo_max_error_rate:.1%}.\n\n"
         + t.to_markdown(index=False, floatfmt='.3g')
         + '\n'
     )
-    (out / 'slo.md').write_text(md)
-    run_id = mv.tags.get('run_id') or mv.run_id
-    _card_with_slo(c, run_id, mv.version, md, out)
+
+# %% ../nbs/14_serve.ipynb #bench_log_slo
+def _log_slo(uri: str, run_id: str, t: pd.DataFrame):
+    "Log the SLO table and headline numbers (at the highest rate; median CPU cost) to the champion's MLflow run."
+    import mlflow
 
     mlflow.set_tracking_uri(uri)
     with mlflow.start_run(run_id=run_id):
@@ -384,4 +390,31 @@ def bench_serve(root, p, rates=None, duration_s: float | None = None) -> pd.Data
                 'serve.cpu_s_per_1k_predictions': float(t.cpu_s_per_1k_predictions.median()),
             }
         )
+
+# %% ../nbs/14_serve.ipynb #09a5a9d7-2
+def bench_serve(root, p, rates=None, duration_s: float | None = None) -> pd.DataFrame:
+    "SLO load test of models:/<register.model_name>@champion at each rate; writes reports/serve/ (slo.csv, slo.md, the card with its SLO section), logs to MLflow and the card there."
+    from mlops_kit.tracking import client, tracking_uri
+
+    root, s = Path(root), p.serve
+    uri = tracking_uri(p.tracking.uri, root)
+    c = client(uri)
+    mv = _champion_version(c, p.register.model_name, uri)
+    hold = pd.read_parquet(root / p.windows.out_dir / 'holdout.parquet').dropna()
+    out = root / 'reports' / 'serve'
+    with scoring_server(
+        f'models:/{p.register.model_name}@champion',
+        uri,
+        workers=s.workers,
+        log_path=out / 'server.log',
+        limits=limits_env(s),
+    ) as (port, proc):
+        rows = _run_rates(port, proc, hold, s, rates or s.rates, duration_s or s.duration_s)
+    t = pd.DataFrame(rows)
+    t.to_csv(out / 'slo.csv', index=False)
+    md = _slo_md(t, mv.version, s)
+    (out / 'slo.md').write_text(md)
+    run_id = mv.tags.get('run_id') or mv.run_id
+    _card_with_slo(c, run_id, mv.version, md, out)
+    _log_slo(uri, run_id, t)
     return t

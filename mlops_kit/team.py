@@ -42,17 +42,9 @@ def auth_config(database_uri: str, folder=None) -> Path:
         ini.write(f)  # it holds the database password
     return path
 
-# %% ../nbs/19_team.ipynb #a327e094-2
-def server_command(
-    backend_store_uri: str,
-    artifacts_destination: str,
-    host: str = '127.0.0.1',
-    port: int = 5000,
-    workers: int = 1,
-    allowed_hosts: str | None = None,
-    auth_db: str | None = None,
-) -> tuple[list[str], dict]:
-    "(argv, env) for `mlflow server --app-name basic-auth`: PostgreSQL (or any SQLAlchemy) backend and user database, artifacts proxied from `artifacts_destination`."
+# %% ../nbs/19_team.ipynb #team_stores
+def _need_stores(backend_store_uri: str, artifacts_destination: str):
+    "TeamError naming the flag and the variable when the server's backend store or artifact destination is missing."
     if not backend_store_uri:
         raise TeamError(
             "no backend store: pass --backend-store-uri or set MLFLOW_BACKEND_STORE_URI (e.g. postgresql://mlflow:PASSWORD@127.0.0.1:5432/mlflow)"
@@ -61,12 +53,10 @@ def server_command(
         raise TeamError(
             "no artifact destination: pass --artifacts-destination or set MLFLOW_ARTIFACTS_DESTINATION (a shared folder, or s3://bucket/path)"
         )
-    ini = auth_config(auth_db or os.environ.get('MLFLOW_AUTH_DATABASE_URI', ''))
-    dest = (
-        artifacts_destination
-        if '://' in artifacts_destination
-        else str(Path(artifacts_destination).expanduser().resolve())
-    )
+
+# %% ../nbs/19_team.ipynb #team_argv
+def _server_argv(host: str, port: int, workers: int, allowed_hosts: str | None) -> list[str]:
+    "`mlflow server` (next to this Python): basic-auth, proxied artifacts, address, workers, allowed hosts."
     argv = [
         str(Path(sys.executable).parent / 'mlflow'),
         'server',
@@ -82,16 +72,41 @@ def server_command(
     ]
     if allowed_hosts:
         argv += ['--allowed-hosts', allowed_hosts]
+    return argv
+
+# %% ../nbs/19_team.ipynb #team_env
+def _mlflow_env(backend_store_uri: str, artifacts_destination: str, ini: Path) -> dict:
+    "The server's environment: backend store, artifact destination (a local one made absolute), auth config."
+    dest = (
+        artifacts_destination
+        if '://' in artifacts_destination
+        else str(Path(artifacts_destination).expanduser().resolve())
+    )
     jobs = os.environ.get(
         'MLFLOW_SERVER_ENABLE_JOB_EXECUTION', 'false'
     )  # MLflow's GenAI job runner: the kit has no jobs for it
-    return argv, {
+    return {
         'MLFLOW_BACKEND_STORE_URI': backend_store_uri,
         'MLFLOW_ARTIFACTS_DESTINATION': dest,
         'MLFLOW_SERVER_ENABLE_JOB_EXECUTION': jobs,
         'MLFLOW_AUTH_CONFIG_PATH': str(ini),
         'MLFLOW_FLASK_SERVER_SECRET_KEY': os.environ.get('MLFLOW_FLASK_SERVER_SECRET_KEY') or secrets.token_hex(32),
     }
+
+# %% ../nbs/19_team.ipynb #a327e094-2
+def server_command(
+    backend_store_uri: str,
+    artifacts_destination: str,
+    host: str = '127.0.0.1',
+    port: int = 5000,
+    workers: int = 1,
+    allowed_hosts: str | None = None,
+    auth_db: str | None = None,
+) -> tuple[list[str], dict]:
+    "(argv, env) for `mlflow server --app-name basic-auth`: PostgreSQL (or any SQLAlchemy) backend and user database, artifacts proxied from `artifacts_destination`."
+    _need_stores(backend_store_uri, artifacts_destination)
+    ini = auth_config(auth_db or os.environ.get('MLFLOW_AUTH_DATABASE_URI', ''))
+    return _server_argv(host, port, workers, allowed_hosts), _mlflow_env(backend_store_uri, artifacts_destination, ini)
 
 # %% ../nbs/19_team.ipynb #91f0a948
 ROLES = {
@@ -114,6 +129,41 @@ def _ok(status: int, body, what: str):
     if status >= 300:
         raise TeamError(f"{what}: HTTP {status}: {str((body or {}).get('message', body))[:200]}")
 
+# %% ../nbs/19_team.ipynb #team_password
+def _set_password(uri: str, name: str, password: str):
+    "Create user `name` with `password` on the server at `uri`, or set it as the new password of an existing one."
+    status, body = auth_call(uri, 'GET', '/api/2.0/mlflow/users/get', params={'username': name})
+    if status == 200:
+        status, body = auth_call(
+            uri, 'PATCH', '/api/2.0/mlflow/users/update-password', json={'username': name, 'password': password}
+        )
+    else:
+        status, body = auth_call(
+            uri, 'POST', '/api/2.0/mlflow/users/create', json={'username': name, 'password': password}
+        )
+    _ok(status, body, f'user {name!r}')
+
+# %% ../nbs/19_team.ipynb #team_grant
+def _grant(uri: str, name: str, rtype: str, rid: str, perm: str):
+    "Grant user `name` permission `perm` on resource `rid` of type `rtype` (experiment, registered_model)."
+    _ok(
+        *auth_call(
+            uri,
+            'POST',
+            '/api/3.0/mlflow/users/permissions/grant',
+            json={'username': name, 'resource_type': rtype, 'resource_id': rid, 'permission': perm},
+        ),
+        f'{perm} on {rtype} {rid!r} for {name!r}',
+    )
+
+# %% ../nbs/19_team.ipynb #team_grants
+def _grants(role: str, eid: str, model: str) -> list[tuple[str, str, str]]:
+    "(resource type, id, permission) for `role`: the experiment, the registered model, MLflow's Default experiment."
+    grants = [('experiment', eid, ROLES[role][0]), ('registered_model', model, ROLES[role][1])]
+    if ROLES[role][0] != 'READ':
+        grants.append(('experiment', '0', 'EDIT'))  # MLflow files evaluate's nested runs in its Default experiment
+    return grants
+
 # %% ../nbs/19_team.ipynb #91f0a948-2
 def add_user(
     uri: str, name: str, role: str, password: str, experiment: str = 'mlops_kit', model: str = 'mlops_kit_fleet'
@@ -125,32 +175,12 @@ def add_user(
         raise TeamError(f"unknown role {role!r}; one of {list(ROLES)}")
     if not password:
         raise TeamError(f"no password for {name!r}: set MLOPS_KIT_USER_PASSWORD or type it at the prompt")
-    status, body = auth_call(uri, 'GET', '/api/2.0/mlflow/users/get', params={'username': name})
-    if status == 200:
-        status, body = auth_call(
-            uri, 'PATCH', '/api/2.0/mlflow/users/update-password', json={'username': name, 'password': password}
-        )
-    else:
-        status, body = auth_call(
-            uri, 'POST', '/api/2.0/mlflow/users/create', json={'username': name, 'password': password}
-        )
-    _ok(status, body, f'user {name!r}')
+    _set_password(uri, name, password)
     eid, c = get_experiment(experiment, uri), client(uri)
     if not c.search_registered_models(f"name='{model}'"):
         c.create_registered_model(model)
-    grants = [('experiment', eid, ROLES[role][0]), ('registered_model', model, ROLES[role][1])]
-    if ROLES[role][0] != 'READ':
-        grants.append(('experiment', '0', 'EDIT'))  # MLflow files evaluate's nested runs in its Default experiment
-    for rtype, rid, perm in grants:
-        _ok(
-            *auth_call(
-                uri,
-                'POST',
-                '/api/3.0/mlflow/users/permissions/grant',
-                json={'username': name, 'resource_type': rtype, 'resource_id': rid, 'permission': perm},
-            ),
-            f'{perm} on {rtype} {rid!r} for {name!r}',
-        )
+    for rtype, rid, perm in _grants(role, eid, model):
+        _grant(uri, name, rtype, rid, perm)
     if role == 'admin':
         _ok(
             *auth_call(uri, 'PATCH', '/api/2.0/mlflow/users/update-admin', json={'username': name, 'is_admin': True}),
@@ -174,6 +204,32 @@ def wait_healthy(url: str, timeout_s: float = 120, proc=None, log=None):
             f"{url}/health did not answer within {timeout_s:g} s" + (f"; server log: {log}" if log else '')
         )
 
+# %% ../nbs/19_team.ipynb #team_start_group
+def _start_group(argv: list[str], env: dict, log: Path) -> subprocess.Popen:
+    "Start `argv` with `env` over this environment (no MLflow telemetry) in a session of its own, its output to `log`."
+    with open(log, 'w') as out:
+        return subprocess.Popen(
+            argv,
+            env={**os.environ, 'MLFLOW_DISABLE_TELEMETRY': 'true', **env},
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+# %% ../nbs/19_team.ipynb #team_stop_group
+def _stop_group(proc: subprocess.Popen):
+    "TERM the process group `proc` leads (its workers too); KILL it when `proc` has not exited 30 s later."
+    import signal
+
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
 # %% ../nbs/19_team.ipynb #e83eec6a-2
 @contextlib.contextmanager
 def tracking_server(
@@ -186,33 +242,18 @@ def tracking_server(
     auth_db: str | None = None,
 ):
     "Run `mlflow server` (see server_command) on 127.0.0.1; yields its URL; stops the process group on exit."
-    import signal
     from mlops_kit.serve import free_port
 
     port = port or free_port()
     argv, env = server_command(backend_store_uri, artifacts_destination, '127.0.0.1', port, workers, auth_db=auth_db)
     log = Path(log or tempfile.mkstemp(prefix='mlflow-server-', suffix='.log')[1])
-    with open(log, 'w') as out:
-        proc = subprocess.Popen(
-            argv,
-            env={**os.environ, 'MLFLOW_DISABLE_TELEMETRY': 'true', **env},
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+    proc = _start_group(argv, env, log)
     try:
         url = f'http://127.0.0.1:{port}'
         wait_healthy(url, timeout_s, proc, log)
         yield url
     finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+        _stop_group(proc)
 
 # %% ../nbs/19_team.ipynb #st_row
 def _row(check: str, value: str, ok, advice: str = '') -> dict:
