@@ -266,19 +266,24 @@ def outputs(params='params.yaml', root='.') -> list[tuple[str, str, int]]:
         )
     return found
 
+# %% ../nbs/90_cli.ipynb #cli_nb_stage
+def _notebook_stage(stage: str, root, p, parameters: dict, outputs: list) -> tuple[dict, dict]:
+    "Run nbs/pipeline/<stage>.ipynb with `parameters`, publish `outputs`, attach the executed notebook to the MLflow run the train stage opened; (metrics/<stage>.json, that run)."
+    from mlops_kit.pipeline import log_notebook, read_run, run_notebook
+
+    nb = run_notebook(stage, root, parameters, outputs=outputs)
+    log_notebook(run := read_run(Path(root) / p.train.out_dir / 'run.json'), nb)
+    return json.loads((Path(root) / f'metrics/{stage}.json').read_text()), run
+
 # %% ../nbs/90_cli.ipynb #6d9f0c8e
 @telemetry.stage
 def train(params='params.yaml', root='.') -> dict:
     "Run nbs/pipeline/train.ipynb: AutoML for every monitor, the fleet bundle, metrics, plots, the MLflow run."
-    from mlops_kit.pipeline import log_notebook, read_run, run_notebook
-
     t, p = time.perf_counter(), project_params(root, params)
     extra = {'windows_dir': p.windows.out_dir, 'scheduler': p.engine.scheduler, 'feedback': p.evaluate.feedback}
     outs = [p.train.out_dir, 'reports/train', 'metrics/train.json']
     tracking = {f'tracking_{k}': v for k, v in p.tracking.model_dump().items()}  # the second section, its keys prefixed
-    nb = run_notebook('train', root, {**p.train.model_dump(by_alias=True), **tracking, **extra}, outputs=outs)
-    log_notebook(run := read_run(Path(root) / p.train.out_dir / 'run.json'), nb)
-    m = json.loads((Path(root) / 'metrics/train.json').read_text())
+    m, run = _notebook_stage('train', root, p, {**p.train.model_dump(by_alias=True), **tracking, **extra}, outs)
     why = '; '.join(f"{k}: {v[:80]}" for k, v in list(m.get('not_tuned_why', {}).items())[:3])
     _say(
         'train',
@@ -293,15 +298,10 @@ def train(params='params.yaml', root='.') -> dict:
 @telemetry.stage
 def evaluate(params='params.yaml', root='.') -> dict:
     "Run nbs/pipeline/evaluate.ipynb: replay the holdout with the bundle vs the static baseline; fleet metrics and plots."
-    from mlops_kit.pipeline import log_notebook, read_run, run_notebook
-
     t, p = time.perf_counter(), project_params(root, params)
     extra = {'windows_dir': p.windows.out_dir, 'models_dir': p.train.out_dir, 'scheduler': p.engine.scheduler}
-    nb = run_notebook(
-        'evaluate', root, {**p.evaluate.model_dump(), **extra}, outputs=['reports/evaluate', 'metrics/evaluate.json']
-    )
-    log_notebook(read_run(Path(root) / p.train.out_dir / 'run.json'), nb)
-    m = json.loads((Path(root) / 'metrics/evaluate.json').read_text())
+    outs = ['reports/evaluate', 'metrics/evaluate.json']
+    m, _ = _notebook_stage('evaluate', root, p, {**p.evaluate.model_dump(), **extra}, outs)
     _say('evaluate', t, fleet_summary(m))
     return m
 
@@ -1013,17 +1013,9 @@ def _data_errors() -> tuple[type, ...]:
     from mlops_kit.tracking import ScoreInputError
     from mlops_kit.fleet import RequestError
 
-    return (
-        IngestError,
-        ValidateError,
-        WindowsError,
-        LabelsError,
-        EventsError,
-        FeedbackError,
-        CorpusError,
-        ScoreInputError,
-        RequestError,
-    )
+    read = (IngestError, ValidateError, WindowsError)  # raw data, signals, windows
+    given = (LabelsError, EventsError, FeedbackError, CorpusError)  # files the user points the command at
+    return read + given + (ScoreInputError, RequestError)  # rows sent for scoring
 
 # %% ../nbs/90_cli.ipynb #cli_project_errors
 def _project_errors() -> tuple[type, ...]:
@@ -1036,18 +1028,8 @@ def _project_errors() -> tuple[type, ...]:
     from mlops_kit.fleet import BundleIntegrityError
     from mlops_kit.tracking import ModelIntegrityError
 
-    return (
-        StageError,
-        RegisterError,
-        AuditError,
-        RetrainError,
-        ReportError,
-        TeamError,
-        EngineError,
-        BundleIntegrityError,
-        ModelIntegrityError,
-        BaselineError,
-    )
+    stages = (StageError, RegisterError, AuditError, RetrainError, ReportError, BaselineError)
+    return stages + (TeamError, EngineError) + (BundleIntegrityError, ModelIntegrityError)  # set-up, then digests
 
 # %% ../nbs/90_cli.ipynb #66f80383
 def _user_errors() -> tuple[type, ...]:

@@ -347,20 +347,10 @@ def plot_monitor_drift(tuned, window: pd.Series, new: pd.Series, ref_days: int, 
 # %% ../nbs/18_monitor.ipynb #mon_tbl
 def _drift_html_table(flags: pd.DataFrame) -> str:
     "The report's table: one row per monitor, drifted monitors first, numbers to 3 significant digits, '–' for none."
-    cols = [
-        'monitor_id',
-        'drifted',
-        'reasons',
-        'new_days',
-        'psi_value',
-        'psi_resid',
-        'resid_shift',
-        'error_ratio',
-        'alerts_per_day_train',
-        'alerts_per_day_new',
-        'alert_share_new',
-        'note',
-    ]
+    cols = (
+        'monitor_id drifted reasons new_days psi_value psi_resid resid_shift error_ratio'
+        ' alerts_per_day_train alerts_per_day_new alert_share_new note'
+    ).split()
     return (
         flags[cols]
         .sort_values(['drifted', 'monitor_id'], ascending=[False, True])
