@@ -215,14 +215,14 @@ def bench_detect(
 
 # %% ../nbs/21_bench_detect.ipynb #bd_worst
 def _worst(rows: pd.DataFrame, corpus: str, detector: str, n: int) -> list[str]:
-    "Names of the `n` series of `corpus` with the most missed windows, then the `n` with the most false alerts (by `detector`), each once."
+    "The `n` series of `corpus` missing most windows, then the `n` with most false alerts (by `detector`), once each."
     r = rows[(rows.corpus == corpus) & (rows.detector == detector)].assign(missed=lambda d: d.windows - d.hit)
     worst = pd.concat([r[r.missed > 0].nlargest(n, 'missed'), r[r.false > 0].nlargest(n, 'false')])
     return list(dict.fromkeys(worst.series))
 
 # %% ../nbs/21_bench_detect.ipynb #bd_series
 def _plot_series(ax, s: Labelled, mine: pd.DataFrame, dets: list, detector: str):
-    "One series on `ax`: values, labelled windows shaded, each detector's alert starts as ticks above, `detector`'s counts as title."
+    "One series on `ax`: values, windows shaded, each detector's alert starts as ticks above, `detector`'s counts."
     ax.plot(s.y.index, s.y.to_numpy(), lw=0.6, color='0.3')
     for a, b in s.windows:
         ax.axvspan(a, b, color='tab:red', alpha=0.2, lw=0)
@@ -325,7 +325,7 @@ def _log_mlflow(tab: pd.DataFrame, out: Path, uri: str, experiment: str) -> str:
 
 # %% ../nbs/21_bench_detect.ipynb #bd_tables
 def _write_tables(out: Path, corpora: dict, rows: pd.DataFrame, tab: pd.DataFrame):
-    "Into `out`: the per-series rows (alert starts as text) and the summary table as CSV, the worst series' plot per corpus."
+    "Into `out`: per-series rows (alert starts as text) and the summary as CSV, the worst series' plot per corpus."
     out.mkdir(parents=True, exist_ok=True)
     rows.assign(starts=rows.starts.map(lambda s: [str(t) for t in s])).to_csv(out / 'series.csv', index=False)
     tab.to_csv(out / 'summary.csv')
@@ -334,7 +334,7 @@ def _write_tables(out: Path, corpora: dict, rows: pd.DataFrame, tab: pd.DataFram
 
 # %% ../nbs/21_bench_detect.ipynb #bd_md
 def _summary_md(corpora: dict, tab: pd.DataFrame, t0: float) -> str:
-    "The summary as printed: series and corpora counted, seconds since `t0`, a line per file with non-numbers, the table."
+    "The printed summary: series and corpora counted, seconds since `t0`, a line per file with non-numbers, table."
     head = (
         f"{sum(map(len, corpora.values()))} series in {len(corpora)} corpora, one run, {time.perf_counter() - t0:.0f} s"
     )

@@ -108,7 +108,7 @@ def _dask_results(fn, items: dict, kw: dict, scheduler, source: str, desc: str):
 
 # %% ../nbs/15_engine.ipynb #eng_results
 def _results(fn, items: dict, kw: dict, workers: int, desc: str, scheduler) -> tuple:
-    "(generator of _run's (key, result, error) triples, progress label): on a Dask cluster, in this process or on local processes."
+    "(generator of _run's (key, result, error), progress label): on a Dask cluster, in this process or in processes."
     keys = list(items)
     client = scheduler if type(scheduler).__name__ == 'Client' else None
     addr, source = (client, 'a Client') if client is not None else scheduler_address(scheduler)

@@ -54,7 +54,7 @@ def _fail_run(staging: Path, notebook: Path):
 
 # %% ../nbs/12_pipeline.ipynb #pl_failed
 def _stage_failed(stage: str, nb: Path, root: Path, staging: Path, executed: Path, e) -> StageError:
-    "After a failing cell: keep the executed notebook in reports/failed/, fail the stage's run, drop staging; the error."
+    "On a failed cell: keep the executed notebook in reports/failed/, fail the stage's run, drop staging; the error."
     failed = root / 'reports' / 'failed' / f'{stage}.ipynb'
     failed.parent.mkdir(parents=True, exist_ok=True)
     shutil.copy(executed, failed)
@@ -62,7 +62,8 @@ def _stage_failed(stage: str, nb: Path, root: Path, staging: Path, executed: Pat
     shutil.rmtree(staging, ignore_errors=True)
     return StageError(
         f"stage {stage}: {nb.relative_to(root)} failed in cell [{e.exec_count}] with {e.ename}: {e.evalue}\n"
-        f"  the executed notebook, traceback included: {failed.relative_to(root)}; no output of this stage was published"
+        f"  the executed notebook, traceback included: {failed.relative_to(root)}; "
+        "no output of this stage was published"
     )
 
 # %% ../nbs/12_pipeline.ipynb #7b000576-2

@@ -226,7 +226,7 @@ def mlflow_runs(uri: str, experiment: str, n: int = 20) -> pd.DataFrame | str:
 
 # %% ../nbs/17_report.ipynb #rep_reduct
 def _annotate_reduction(ax, r: pd.DataFrame):
-    "Under each point of the kit's line: its alert reduction against the static baseline (none where that had no alert)."
+    "Under each point of the kit's line: its alert reduction against the static baseline (none if it had no alert)."
     for i, (s, k) in enumerate(zip(r['metrics.eval.static_alerts_per_day'], r['metrics.eval.alerts_per_day'])):
         if s > 0:
             ax.annotate(
@@ -384,7 +384,7 @@ def plot_slo(t: pd.DataFrame, slo_p99_ms: float):
 
 # %% ../nbs/17_report.ipynb #rep_slonote
 def _slo_note(t: pd.DataFrame, version, slo_p99_ms: float) -> str:
-    "The SLO section's sentence: per rate (in the order of `t`) its p99, or that every request failed, ✓ or ✗; the SLO."
+    "The SLO section's sentence: per rate (in the order of `t`) its p99 or that all requests failed, ✓ or ✗; the SLO."
     met = t.get('slo_met', pd.Series(dtype=bool))
     return (
         f"champion v{version}: "
