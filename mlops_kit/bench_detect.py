@@ -213,6 +213,33 @@ def bench_detect(
     )
     return pd.DataFrame([r for k in jobs for r in res[k]])
 
+# %% ../nbs/21_bench_detect.ipynb #bd_worst
+def _worst(rows: pd.DataFrame, corpus: str, detector: str, n: int) -> list[str]:
+    "The `n` series of `corpus` missing most windows, then the `n` with most false alerts (by `detector`), once each."
+    r = rows[(rows.corpus == corpus) & (rows.detector == detector)].assign(missed=lambda d: d.windows - d.hit)
+    worst = pd.concat([r[r.missed > 0].nlargest(n, 'missed'), r[r.false > 0].nlargest(n, 'false')])
+    return list(dict.fromkeys(worst.series))
+
+# %% ../nbs/21_bench_detect.ipynb #bd_series
+def _plot_series(ax, s: Labelled, mine: pd.DataFrame, dets: list, detector: str):
+    "One series on `ax`: values, windows shaded, each detector's alert starts as ticks above, `detector`'s counts."
+    ax.plot(s.y.index, s.y.to_numpy(), lw=0.6, color='0.3')
+    for a, b in s.windows:
+        ax.axvspan(a, b, color='tab:red', alpha=0.2, lw=0)
+    lo, hi = np.nanmin(s.y.to_numpy()), np.nanmax(s.y.to_numpy())
+    for k, d in enumerate(dets):
+        ax.plot(
+            mine.loc[d, 'starts'],
+            [hi + (k + 1) * 0.06 * (hi - lo + 1e-9)] * len(mine.loc[d, 'starts']),
+            '|',
+            ms=9,
+            label=d,
+        )
+    m = mine.loc[detector]
+    ax.set_title(
+        f"{s.name}: {detector} hit {m.hit} of {m.windows} windows, {m.false} false alerts", fontsize=9, loc='left'
+    )
+
 # %% ../nbs/21_bench_detect.ipynb #bd26
 def plot_worst(corpus: str, items: list[Labelled], rows: pd.DataFrame, path, n: int = 3, detector: str = 'kit'):
     "A figure of the `n` series with the most missed windows and the `n` with the most false alerts (by `detector`) of one corpus; saved to `path`."
@@ -221,30 +248,13 @@ def plot_worst(corpus: str, items: list[Labelled], rows: pd.DataFrame, path, n: 
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
 
-    r = rows[(rows.corpus == corpus) & (rows.detector == detector)].assign(missed=lambda d: d.windows - d.hit)
-    worst = pd.concat([r[r.missed > 0].nlargest(n, 'missed'), r[r.false > 0].nlargest(n, 'false')])
-    pick = list(dict.fromkeys(worst.series))
+    pick = _worst(rows, corpus, detector, n)
     by = {s.name: s for s in items}
     dets = list(dict.fromkeys(rows.detector))
     fig, axes = plt.subplots(max(1, len(pick)), 1, figsize=(13, 2.6 * max(1, len(pick))), squeeze=False)
     for ax, name in zip(axes[:, 0], pick):
-        s, mine = by[name], rows[(rows.corpus == corpus) & (rows.series == name)].set_index('detector')
-        ax.plot(s.y.index, s.y.to_numpy(), lw=0.6, color='0.3')
-        for a, b in s.windows:
-            ax.axvspan(a, b, color='tab:red', alpha=0.2, lw=0)
-        lo, hi = np.nanmin(s.y.to_numpy()), np.nanmax(s.y.to_numpy())
-        for k, d in enumerate(dets):
-            ax.plot(
-                mine.loc[d, 'starts'],
-                [hi + (k + 1) * 0.06 * (hi - lo + 1e-9)] * len(mine.loc[d, 'starts']),
-                '|',
-                ms=9,
-                label=d,
-            )
-        m = mine.loc[detector]
-        ax.set_title(
-            f"{name}: {detector} hit {m.hit} of {m.windows} windows, {m.false} false alerts", fontsize=9, loc='left'
-        )
+        mine = rows[(rows.corpus == corpus) & (rows.series == name)].set_index('detector')
+        _plot_series(ax, by[name], mine, dets, detector)
     if not pick:
         axes[0, 0].text(
             0.5, 0.5, f'{detector}: no missed window and no false alert', ha='center', transform=axes[0, 0].transAxes
@@ -313,6 +323,23 @@ def _log_mlflow(tab: pd.DataFrame, out: Path, uri: str, experiment: str) -> str:
         mlflow.log_artifacts(str(out), artifact_path='bench_detect')
         return run.info.run_id
 
+# %% ../nbs/21_bench_detect.ipynb #bd_tables
+def _write_tables(out: Path, corpora: dict, rows: pd.DataFrame, tab: pd.DataFrame):
+    "Into `out`: per-series rows (alert starts as text) and the summary as CSV, the worst series' plot per corpus."
+    out.mkdir(parents=True, exist_ok=True)
+    rows.assign(starts=rows.starts.map(lambda s: [str(t) for t in s])).to_csv(out / 'series.csv', index=False)
+    tab.to_csv(out / 'summary.csv')
+    for c, items in corpora.items():
+        plot_worst(c, items, rows, out / f'{c}.png')
+
+# %% ../nbs/21_bench_detect.ipynb #bd_md
+def _summary_md(corpora: dict, tab: pd.DataFrame, t0: float) -> str:
+    "The printed summary: series and corpora counted, seconds since `t0`, a line per file with non-numbers, table."
+    head = (
+        f"{sum(map(len, corpora.values()))} series in {len(corpora)} corpora, one run, {time.perf_counter() - t0:.0f} s"
+    )
+    return '\n'.join([head, *(f'- {x}' for x in not_number_notes(corpora)), '', tab.to_markdown(floatfmt='.3f')])
+
 # %% ../nbs/21_bench_detect.ipynb #bd30-2
 def run_bench_detect(
     dirs=(),
@@ -331,15 +358,8 @@ def run_bench_detect(
     rows = bench_detect(corpora, workers=workers)
     tab = summarize(rows)
     out = Path(root) / out_dir
-    out.mkdir(parents=True, exist_ok=True)
-    rows.assign(starts=rows.starts.map(lambda s: [str(t) for t in s])).to_csv(out / 'series.csv', index=False)
-    tab.to_csv(out / 'summary.csv')
-    for c, items in corpora.items():
-        plot_worst(c, items, rows, out / f'{c}.png')
-    head = (
-        f"{sum(map(len, corpora.values()))} series in {len(corpora)} corpora, one run, {time.perf_counter() - t0:.0f} s"
-    )
-    md = '\n'.join([head, *(f'- {x}' for x in not_number_notes(corpora)), '', tab.to_markdown(floatfmt='.3f')])
+    _write_tables(out, corpora, rows, tab)
+    md = _summary_md(corpora, tab, t0)
     (out / 'summary.md').write_text(md + '\n')
     print(md)
     if uri:

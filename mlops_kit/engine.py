@@ -106,23 +106,19 @@ def _dask_results(fn, items: dict, kw: dict, scheduler, source: str, desc: str):
         if own:
             client.close()
 
-# %% ../nbs/15_engine.ipynb #97d8aef7
-def parallel_map(
-    fn, items: dict, workers: int = 2, desc: str = 'monitors', progress: bool = True, scheduler=None, **kw
-) -> dict:
-    "{key: fn(value, **kw)} on local processes (`workers`, 0 = all cores) or a Dask cluster (`scheduler`, env overrides); progress bar; MonitorError names a failed key."
-    from tqdm import tqdm
-
+# %% ../nbs/15_engine.ipynb #eng_results
+def _results(fn, items: dict, kw: dict, workers: int, desc: str, scheduler) -> tuple:
+    "(generator of _run's (key, result, error), progress label): on a Dask cluster, in this process or in processes."
     keys = list(items)
     client = scheduler if type(scheduler).__name__ == 'Client' else None
     addr, source = (client, 'a Client') if client is not None else scheduler_address(scheduler)
     n = (os.cpu_count() or 1) if workers == 0 else workers
     if addr is not None and keys:
-        gen, label = _dask_results(fn, items, kw, addr, source, desc), f'{desc} [dask]'
+        return _dask_results(fn, items, kw, addr, source, desc), f'{desc} [dask]'
     elif n <= 1 or len(keys) <= 1:
-        gen, label = (_run(fn, k, items[k], kw) for k in keys), desc
+        return (_run(fn, k, items[k], kw) for k in keys), desc
     else:
-        gen, label = (
+        return (
             Parallel(
                 n_jobs=min(n, len(keys)),
                 return_as='generator_unordered',
@@ -131,6 +127,16 @@ def parallel_map(
             )(delayed(_run)(fn, k, items[k], kw) for k in keys),
             desc,
         )
+
+# %% ../nbs/15_engine.ipynb #97d8aef7
+def parallel_map(
+    fn, items: dict, workers: int = 2, desc: str = 'monitors', progress: bool = True, scheduler=None, **kw
+) -> dict:
+    "{key: fn(value, **kw)} on local processes (`workers`, 0 = all cores) or a Dask cluster (`scheduler`, env overrides); progress bar; MonitorError names a failed key."
+    from tqdm import tqdm
+
+    keys = list(items)
+    gen, label = _results(fn, items, kw, workers, desc, scheduler)
     got = {}
     try:
         for k, r, err in tqdm(gen, total=len(keys), desc=label, disable=not progress, mininterval=2):

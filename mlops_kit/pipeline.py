@@ -40,6 +40,32 @@ def notebook_path(stage: str, root='.') -> Path:
         raise FileNotFoundError(f"{nb}: pipeline notebook for stage {stage!r} not found")
     return nb
 
+# %% ../nbs/12_pipeline.ipynb #0dd191c6
+def _fail_run(staging: Path, notebook: Path):
+    found = sorted(staging.rglob('run.json'))
+    if not found:
+        return
+    from mlops_kit.tracking import client
+
+    r = read_run(found[0])
+    c = client(r['tracking_uri'])
+    c.log_artifact(r['run_id'], str(notebook), 'notebooks')
+    c.set_terminated(r['run_id'], 'FAILED')
+
+# %% ../nbs/12_pipeline.ipynb #pl_failed
+def _stage_failed(stage: str, nb: Path, root: Path, staging: Path, executed: Path, e) -> StageError:
+    "On a failed cell: keep the executed notebook in reports/failed/, fail the stage's run, drop staging; the error."
+    failed = root / 'reports' / 'failed' / f'{stage}.ipynb'
+    failed.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy(executed, failed)
+    _fail_run(staging, failed)
+    shutil.rmtree(staging, ignore_errors=True)
+    return StageError(
+        f"stage {stage}: {nb.relative_to(root)} failed in cell [{e.exec_count}] with {e.ename}: {e.evalue}\n"
+        f"  the executed notebook, traceback included: {failed.relative_to(root)}; "
+        "no output of this stage was published"
+    )
+
 # %% ../nbs/12_pipeline.ipynb #7b000576-2
 def run_notebook(stage: str, root='.', parameters: dict | None = None, outputs=(), stream: bool = True) -> Path:
     "Execute nbs/pipeline/<stage>.ipynb into a staging folder; publish `outputs` on success. Returns the executed notebook's path."
@@ -65,30 +91,10 @@ def run_notebook(stage: str, root='.', parameters: dict | None = None, outputs=(
             **io,
         )
     except pm.PapermillExecutionError as e:
-        failed = root / 'reports' / 'failed' / f'{stage}.ipynb'
-        failed.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy(executed, failed)
-        _fail_run(staging, failed)
-        shutil.rmtree(staging, ignore_errors=True)
-        raise StageError(
-            f"stage {stage}: {nb.relative_to(root)} failed in cell [{e.exec_count}] with {e.ename}: {e.evalue}\n"
-            f"  the executed notebook, traceback included: {failed.relative_to(root)}; no output of this stage was published"
-        ) from None
+        raise _stage_failed(stage, nb, root, staging, executed, e) from None
     publish(staging, root, outputs)
     shutil.rmtree(staging, ignore_errors=True)
     return root / 'reports' / stage / f'{stage}.ipynb'
-
-# %% ../nbs/12_pipeline.ipynb #0dd191c6
-def _fail_run(staging: Path, notebook: Path):
-    found = sorted(staging.rglob('run.json'))
-    if not found:
-        return
-    from mlops_kit.tracking import client
-
-    r = read_run(found[0])
-    c = client(r['tracking_uri'])
-    c.log_artifact(r['run_id'], str(notebook), 'notebooks')
-    c.set_terminated(r['run_id'], 'FAILED')
 
 # %% ../nbs/12_pipeline.ipynb #0dd191c6-2
 def log_notebook(run: dict, notebook: Path):
@@ -96,6 +102,34 @@ def log_notebook(run: dict, notebook: Path):
     from mlops_kit.tracking import client
 
     client(run['tracking_uri']).log_artifact(run['run_id'], str(notebook), 'notebooks')
+
+# %% ../nbs/12_pipeline.ipynb #pl_signal
+def _plot_signal(ax, y: pd.Series, frame: pd.DataFrame):
+    "The band, the value, the expected value and the unusual points of one monitor on `ax`."
+    ax.fill_between(frame.index, frame.lower, frame.upper, color='tab:blue', alpha=0.15, lw=0, label='band')
+    ax.plot(y.index, y.to_numpy(float), color='0.35', lw=0.6, label='value')
+    ax.plot(frame.index, frame.expected, color='tab:blue', lw=0.9, label='expected')
+    u = frame.unusual.to_numpy(bool)
+    ax.scatter(
+        frame.index[u], y.reindex(frame.index).to_numpy(float)[u], s=6, color='tab:orange', zorder=3, label='unusual'
+    )
+
+# %% ../nbs/12_pipeline.ipynb #pl_alerts
+def _shade_alerts(ax, frame: pd.DataFrame):
+    "The frame's alerts as red spans over the whole height of `ax`; nothing when there is none."
+    a = frame.alert.to_numpy(bool)
+    if a.any():
+        ax.fill_between(
+            frame.index,
+            0,
+            1,
+            where=a,
+            transform=ax.get_xaxis_transform(),
+            color='tab:red',
+            alpha=0.2,
+            lw=0,
+            label='alert',
+        )
 
 # %% ../nbs/12_pipeline.ipynb #b868606f
 def plot_detection(
@@ -114,26 +148,8 @@ def plot_detection(
 
     if ax is None:
         _, ax = plt.subplots(figsize=(11, 3.2))
-    ax.fill_between(frame.index, frame.lower, frame.upper, color='tab:blue', alpha=0.15, lw=0, label='band')
-    ax.plot(y.index, y.to_numpy(float), color='0.35', lw=0.6, label='value')
-    ax.plot(frame.index, frame.expected, color='tab:blue', lw=0.9, label='expected')
-    u = frame.unusual.to_numpy(bool)
-    ax.scatter(
-        frame.index[u], y.reindex(frame.index).to_numpy(float)[u], s=6, color='tab:orange', zorder=3, label='unusual'
-    )
-    a = frame.alert.to_numpy(bool)
-    if a.any():
-        ax.fill_between(
-            frame.index,
-            0,
-            1,
-            where=a,
-            transform=ax.get_xaxis_transform(),
-            color='tab:red',
-            alpha=0.2,
-            lw=0,
-            label='alert',
-        )
+    _plot_signal(ax, y, frame)
+    _shade_alerts(ax, frame)
     if static is not None:
         ax.axhline(static, color='tab:purple', ls='--', lw=0.8, label='static threshold')
     for _, r in (incidents if incidents is not None else pd.DataFrame()).iterrows():

@@ -83,6 +83,25 @@ def telemetry_runs(records: list[dict], n: int = 20) -> pd.DataFrame:
     t['order'] = t.stage.map({s: i for i, s in enumerate(STAGE_ORDER)}).fillna(len(STAGE_ORDER))
     return t.sort_values(['run_start', 'order', 'start']).reset_index(drop=True)
 
+# %% ../nbs/17_report.ipynb #rep_bars
+def _stage_bars(ax, t: pd.DataFrame, runs: list, stages: list, colors: dict, col: str):
+    "One bar per run on `ax`: column `col` stacked by stage, the segments of failed stages hatched and edged in red."
+    left = np.zeros(len(runs))
+    for s in stages:
+        g = (
+            t[t.stage == s]
+            .groupby('run_label', sort=False)
+            .agg(v=(col, 'sum'), failed=('status', lambda x: (x != 'ok').any()))
+        )
+        v = np.array([float(g.v.get(r, 0) or 0) for r in runs])
+        fail = [bool(g.failed.get(r, False)) for r in runs]
+        bars = ax.barh(range(len(runs)), v, left=left, color=colors[s], label=s, edgecolor='white', lw=0.5)
+        for b, f in zip(bars, fail):
+            if f:
+                b.set_hatch('///')
+                b.set_edgecolor('tab:red')
+        left += v
+
 # %% ../nbs/17_report.ipynb #dd2d248b-2
 def plot_stage_costs(t: pd.DataFrame):
     "Stacked bars per run: wall seconds and estimated cost by stage; failed stages hatched."
@@ -94,21 +113,7 @@ def plot_stage_costs(t: pd.DataFrame):
     for ax, col, xlabel in zip(
         axes, ('wall_s', 'cost_usd'), ('wall seconds', 'estimated cost (USD, CPU-seconds x price)')
     ):
-        left = np.zeros(len(runs))
-        for s in stages:
-            g = (
-                t[t.stage == s]
-                .groupby('run_label', sort=False)
-                .agg(v=(col, 'sum'), failed=('status', lambda x: (x != 'ok').any()))
-            )
-            v = np.array([float(g.v.get(r, 0) or 0) for r in runs])
-            fail = [bool(g.failed.get(r, False)) for r in runs]
-            bars = ax.barh(range(len(runs)), v, left=left, color=colors[s], label=s, edgecolor='white', lw=0.5)
-            for b, f in zip(bars, fail):
-                if f:
-                    b.set_hatch('///')
-                    b.set_edgecolor('tab:red')
-            left += v
+        _stage_bars(ax, t, runs, stages, colors, col)
         ax.set_xlabel(xlabel)
         ax.invert_yaxis() if ax is axes[0] else None
     axes[0].set_yticks(range(len(runs)), runs, fontsize=8)
@@ -219,14 +224,9 @@ def mlflow_runs(uri: str, experiment: str, n: int = 20) -> pd.DataFrame | str:
         df = df[df['tags.mlflow.parentRunId'].isna()]
     return df.head(n).iloc[::-1].reset_index(drop=True)
 
-# %% ../nbs/17_report.ipynb #452fa1c2-3
-def plot_alert_reduction(r: pd.DataFrame):
-    "Static-baseline vs kit alerts/day over the pipeline runs, with recall."
-    plt = _plt()
-    fig, ax = plt.subplots(figsize=(10, 3.4))
-    x = np.arange(len(r))
-    ax.plot(x, r['metrics.eval.static_alerts_per_day'], 'o-', color='tab:purple', label='static mean+3σ baseline')
-    ax.plot(x, r['metrics.eval.alerts_per_day'], 'o-', color='tab:blue', label='mlops_kit')
+# %% ../nbs/17_report.ipynb #rep_reduct
+def _annotate_reduction(ax, r: pd.DataFrame):
+    "Under each point of the kit's line: its alert reduction against the static baseline (none if it had no alert)."
     for i, (s, k) in enumerate(zip(r['metrics.eval.static_alerts_per_day'], r['metrics.eval.alerts_per_day'])):
         if s > 0:
             ax.annotate(
@@ -238,6 +238,16 @@ def plot_alert_reduction(r: pd.DataFrame):
                 fontsize=7,
                 color='tab:blue',
             )
+
+# %% ../nbs/17_report.ipynb #452fa1c2-3
+def plot_alert_reduction(r: pd.DataFrame):
+    "Static-baseline vs kit alerts/day over the pipeline runs, with recall."
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(10, 3.4))
+    x = np.arange(len(r))
+    ax.plot(x, r['metrics.eval.static_alerts_per_day'], 'o-', color='tab:purple', label='static mean+3σ baseline')
+    ax.plot(x, r['metrics.eval.alerts_per_day'], 'o-', color='tab:blue', label='mlops_kit')
+    _annotate_reduction(ax, r)
     ax.set_ylabel('fleet alerts per day (holdout)')
     ax.set_ylim(bottom=0)
     if 'metrics.eval.recall' in r:
@@ -251,6 +261,27 @@ def plot_alert_reduction(r: pd.DataFrame):
     ax.set_title('alert reduction over pipeline runs', fontsize=10, loc='left')
     fig.tight_layout()
     return fig
+
+# %% ../nbs/17_report.ipynb #rep_atab
+def _alerts_table(r: pd.DataFrame) -> pd.DataFrame:
+    "The alerts section's table: a row per evaluated run, its eval metrics renamed, the run id cut to 12 characters."
+    cols = {
+        'start_time': 'started',
+        'run_id': 'run',
+        'tags.dvc_exp_name': 'dvc exp',
+        'metrics.eval.static_alerts_per_day': 'static alerts/day',
+        'metrics.eval.alerts_per_day': 'kit alerts/day',
+        'metrics.eval.alert_reduction': 'reduction',
+        'metrics.eval.recall': 'recall',
+        'metrics.eval.static_recall': 'static recall',
+        'metrics.eval.noisy_after': 'noisy after',
+        'metrics.eval.mase_median': 'median MASE',
+    }
+    return (
+        r.reindex(columns=list(cols))
+        .rename(columns=cols)
+        .assign(run=lambda d: d.run.str[:12], started=lambda d: d.started.dt.strftime('%Y-%m-%d %H:%M'))
+    )
 
 # %% ../nbs/17_report.ipynb #452fa1c2-4
 def alerts_section(uri: str, experiment: str, n: int = 20) -> tuple[str, int]:
@@ -268,23 +299,7 @@ def alerts_section(uri: str, experiment: str, n: int = 20) -> tuple[str, int]:
                 f"no evaluated pipeline run in experiment {experiment!r} yet (the evaluate stage logs eval.* metrics; run make repro)"
             ),
         ), 0
-    cols = {
-        'start_time': 'started',
-        'run_id': 'run',
-        'tags.dvc_exp_name': 'dvc exp',
-        'metrics.eval.static_alerts_per_day': 'static alerts/day',
-        'metrics.eval.alerts_per_day': 'kit alerts/day',
-        'metrics.eval.alert_reduction': 'reduction',
-        'metrics.eval.recall': 'recall',
-        'metrics.eval.static_recall': 'static recall',
-        'metrics.eval.noisy_after': 'noisy after',
-        'metrics.eval.mase_median': 'median MASE',
-    }
-    tab = (
-        r.reindex(columns=list(cols))
-        .rename(columns=cols)
-        .assign(run=lambda d: d.run.str[:12], started=lambda d: d.started.dt.strftime('%Y-%m-%d %H:%M'))
-    )
+    tab = _alerts_table(r)
     last = r.iloc[-1]
     note = (
         f"{len(r)} evaluated pipeline runs in experiment {experiment!r}. Latest: {last['metrics.eval.static_alerts_per_day']:.1f} → "
@@ -367,6 +382,19 @@ def plot_slo(t: pd.DataFrame, slo_p99_ms: float):
     fig.tight_layout()
     return fig
 
+# %% ../nbs/17_report.ipynb #rep_slonote
+def _slo_note(t: pd.DataFrame, version, slo_p99_ms: float) -> str:
+    "The SLO section's sentence: per rate (in the order of `t`) its p99 or that all requests failed, ✓ or ✗; the SLO."
+    met = t.get('slo_met', pd.Series(dtype=bool))
+    return (
+        f"champion v{version}: "
+        + ', '.join(
+            f"{r:g} req/s " + (f"p99 {p:.1f} ms" if pd.notna(p) else 'every request failed') + (' ✓' if m else ' ✗')
+            for r, p, m in zip(t.rate_rps, t.p99_ms, met.reindex(t.index, fill_value=False))
+        )
+        + f" (SLO p99 ≤ {slo_p99_ms:g} ms)."
+    )
+
 # %% ../nbs/17_report.ipynb #c89caebf-2
 def slo_section(uri: str, name: str, slo_p99_ms: float, root='.') -> tuple[str, int]:
     title = 'Serving SLO (champion)'
@@ -395,15 +423,7 @@ def slo_section(uri: str, name: str, slo_p99_ms: float, root='.') -> tuple[str, 
             ),
         ), 0
     t = t.sort_values('rate_rps')
-    met = t.get('slo_met', pd.Series(dtype=bool))
-    note = (
-        f"champion v{mv.version}: "
-        + ', '.join(
-            f"{r:g} req/s " + (f"p99 {p:.1f} ms" if pd.notna(p) else 'every request failed') + (' ✓' if m else ' ✗')
-            for r, p, m in zip(t.rate_rps, t.p99_ms, met.reindex(t.index, fill_value=False))
-        )
-        + f" (SLO p99 ≤ {slo_p99_ms:g} ms)."
-    )
+    note = _slo_note(t, mv.version, slo_p99_ms)
     return section('slo', title, fig_img(plot_slo(t, slo_p99_ms), 'serving latency per rate') + table(t), note), 1
 
 # %% ../nbs/17_report.ipynb #rep_dcsv

@@ -92,34 +92,43 @@ def _process_tags() -> dict:
         'mlops_kit.pid_started': f'{psutil.Process().create_time():.3f}',
     }
 
+# %% ../nbs/11_tracking.ipynb #trk_gone
+def _process_gone(t: dict) -> bool:
+    "Whether the process a run's tags `t` name (pid, its start time) is no longer running: dead, or its pid recycled."
+    import psutil
+
+    try:
+        alive = (
+            abs(psutil.Process(int(t['mlops_kit.pid'])).create_time() - float(t.get('mlops_kit.pid_started', 0))) < 1
+        )
+    except (psutil.NoSuchProcess, ValueError):
+        alive = False
+    return not alive
+
+# %% ../nbs/11_tracking.ipynb #trk_kids
+def _running_children(c, run_ids: list[str]) -> list[str]:
+    "Ids of the RUNNING runs whose parent is one of `run_ids`, in any experiment of the store."
+    return [
+        r.info.run_id
+        for rid in run_ids
+        for r in c.search_runs(
+            [e.experiment_id for e in c.search_experiments()],
+            f"tags.`mlflow.parentRunId` = '{rid}' and attributes.status = 'RUNNING'",
+        )
+    ]
+
 # %% ../nbs/11_tracking.ipynb #c0cd532d-2
 def end_stale_runs(experiment_id: str, uri: str) -> list[str]:
     "Mark KILLED the runs of the experiment left RUNNING by a process of this host that is gone (and their nested runs); their ids."
-    import psutil
-
     c, host, gone = client(uri), socket.gethostname(), []
     running = c.search_runs([experiment_id], "attributes.status = 'RUNNING'", max_results=1000)
     for r in running:
         t = r.data.tags
         if t.get('mlops_kit.host') != host or not t.get('mlops_kit.pid'):
             continue
-        try:
-            alive = (
-                abs(psutil.Process(int(t['mlops_kit.pid'])).create_time() - float(t.get('mlops_kit.pid_started', 0)))
-                < 1
-            )
-        except (psutil.NoSuchProcess, ValueError):
-            alive = False
-        if not alive:
+        if _process_gone(t):
             gone.append(r.info.run_id)
-    for rid in list(gone):  # nested runs (MLflow files them in the active experiment, maybe another one)
-        gone += [
-            r.info.run_id
-            for r in c.search_runs(
-                [e.experiment_id for e in c.search_experiments()],
-                f"tags.`mlflow.parentRunId` = '{rid}' and attributes.status = 'RUNNING'",
-            )
-        ]
+    gone += _running_children(c, gone)  # nested runs (MLflow files them in the active experiment, maybe another one)
     for rid in gone:
         c.set_tag(
             rid,
@@ -209,7 +218,7 @@ def _jsonable(a: np.ndarray) -> list:
     "A column as plain Python, non-finite floats as None (JSON null, never a bare NaN)."
     return np.where(np.isfinite(a), a, None).tolist() if a.dtype.kind == 'f' else a.tolist()
 
-
+# %% ../nbs/11_tracking.ipynb #trk_records
 def _records(df: pd.DataFrame, more: dict | None = None) -> list[dict]:
     "The rows of `df` plus the columns `more` (arrays) as plain-Python dicts, as MLflow's server would make them (`to_dict('records')`), but valid JSON."
     cols = {
@@ -221,11 +230,27 @@ def _records(df: pd.DataFrame, more: dict | None = None) -> list[dict]:
     cols |= {c: _jsonable(a) for c, a in (more or {}).items()}
     return [dict(zip(cols, v)) for v in zip(*cols.values())]
 
-
+# %% ../nbs/11_tracking.ipynb #trk_limits
 def serve_limits() -> tuple[int, pd.Timedelta]:
     "(max rows per request, max time span of one monitor's rows) from the environment, else the defaults."
     rows, days = (float(os.environ.get(k) or v) for k, v in SERVE_LIMITS.items())
     return int(rows), pd.Timedelta(days=days)
+
+# %% ../nbs/11_tracking.ipynb #trk_served
+def _served(bundle, model_input: pd.DataFrame, limits: tuple) -> list[dict]:
+    "Scored rows as plain-Python records for MLflow's scoring server; a bad request an MlflowException 400, else 500."
+    from mlflow.exceptions import MlflowException
+    from mlflow.protos.databricks_pb2 import INTERNAL_ERROR
+
+    try:
+        return _records(model_input, bundle.columns(model_input, *limits))  # inside MLflow's scoring server: see below
+    except ValueError as e:
+        raise MlflowException.invalid_parameter_value(str(e)[:2000]) from None  # the request's fault: 400, no traceback
+    except Exception:
+        traceback.print_exc(file=sys.stderr)  # the server log keeps the details
+        raise MlflowException(
+            'internal error while scoring; the server log has the details', error_code=INTERNAL_ERROR
+        ) from None
 
 # %% ../nbs/11_tracking.ipynb #2ed00214
 class FleetModel(mlflow.pyfunc.PythonModel):
@@ -244,22 +269,7 @@ class FleetModel(mlflow.pyfunc.PythonModel):
     def predict(self, context, model_input: pd.DataFrame, params=None):
         if os.environ.get(_SERVING) != 'true':
             return self.bundle.predict(model_input)
-        from mlflow.exceptions import MlflowException
-        from mlflow.protos.databricks_pb2 import INTERNAL_ERROR
-
-        try:
-            return _records(
-                model_input, self.bundle.columns(model_input, *self.limits)
-            )  # inside MLflow's scoring server: see below
-        except ValueError as e:
-            raise MlflowException.invalid_parameter_value(
-                str(e)[:2000]
-            ) from None  # the request's fault: 400, no traceback
-        except Exception:
-            traceback.print_exc(file=sys.stderr)  # the server log keeps the details
-            raise MlflowException(
-                'internal error while scoring; the server log has the details', error_code=INTERNAL_ERROR
-            ) from None
+        return _served(self.bundle, model_input, self.limits)
 
 # %% ../nbs/11_tracking.ipynb #fba13b6e
 _PINNED = ('numpy', 'pandas', 'scikit-learn', 'scipy', 'statsmodels', 'threadpoolctl', 'mlflow')
@@ -324,13 +334,11 @@ def load_bundle(models_dir) -> 'FleetBundle':
 
     return FleetBundle.load(Path(models_dir) / 'bundle.pkl', recorded_digest(read_run(Path(models_dir) / 'run.json')))
 
-# %% ../nbs/11_tracking.ipynb #8354e782-4
-def fetch_model(uri: str, name: str, alias: str = 'champion', dst=None, version: int | None = None) -> tuple[Path, int]:
-    "(local folder, version) of models:/name@alias (models:/name/<version> if `version` is given), downloaded into `dst` and verified against the version's `model_sha256` tag."
-    import mlflow, tempfile
+# %% ../nbs/11_tracking.ipynb #trk_mv
+def _model_version(c, uri: str, name: str, alias: str, version: int | None) -> tuple:
+    "(models:/ reference, model version) of `name`@`alias`, or version `version` if given; FileNotFoundError if none."
+    import mlflow
 
-    os.environ.setdefault('MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR', 'false')
-    c = client(uri)
     ref = f'models:/{name}/{version}' if version is not None else f'models:/{name}@{alias}'
     try:
         mv = (
@@ -342,18 +350,33 @@ def fetch_model(uri: str, name: str, alias: str = 'champion', dst=None, version:
         raise FileNotFoundError(
             f"no model version {ref} in {uri}; run `make repro` (it registers one) or pick another alias or version ({str(e)[:120]})"
         ) from None
+    return ref, mv
+
+# %% ../nbs/11_tracking.ipynb #trk_dl
+def _download_model(uri: str, source: str, dst=None) -> str:
+    "The model files at `source`, resolved through the store at `uri`, downloaded into `dst` (else a temp folder)."
+    import mlflow, tempfile
+
+    prev = mlflow.get_tracking_uri()
+    mlflow.set_tracking_uri(uri)  # a models:/m-… source is resolved through the global URI, whatever tracking_uri= says
+    try:
+        return mlflow.artifacts.download_artifacts(
+            artifact_uri=source, dst_path=str(dst or tempfile.mkdtemp(prefix='mlops-kit-model-')), tracking_uri=uri
+        )
+    finally:
+        mlflow.set_tracking_uri(prev)
+
+# %% ../nbs/11_tracking.ipynb #8354e782-4
+def fetch_model(uri: str, name: str, alias: str = 'champion', dst=None, version: int | None = None) -> tuple[Path, int]:
+    "(local folder, version) of models:/name@alias (models:/name/<version> if `version` is given), downloaded into `dst` and verified against the version's `model_sha256` tag."
+    os.environ.setdefault('MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR', 'false')
+    c = client(uri)
+    ref, mv = _model_version(c, uri, name, alias, version)
     if not (want := mv.tags.get('model_sha256')):
         raise ModelIntegrityError(
             f"{ref} (v{mv.version}) has no recorded digest (tag model_sha256): it was not registered by `mlops-kit register`; not loaded"
         )
-    prev = mlflow.get_tracking_uri()
-    mlflow.set_tracking_uri(uri)  # a models:/m-… source is resolved through the global URI, whatever tracking_uri= says
-    try:
-        d = mlflow.artifacts.download_artifacts(
-            artifact_uri=mv.source, dst_path=str(dst or tempfile.mkdtemp(prefix='mlops-kit-model-')), tracking_uri=uri
-        )
-    finally:
-        mlflow.set_tracking_uri(prev)
+    d = _download_model(uri, mv.source, dst)
     if (got := tree_digest(d, DOWNLOAD_FILES)) != want:
         raise ModelIntegrityError(
             f"{ref} (v{mv.version}): the downloaded files' digest {got[:16]}… is not the recorded {want[:16]}…: "
