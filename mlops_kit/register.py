@@ -48,15 +48,22 @@ def _unjudged(name: str, v, ch: dict, champ: dict | None) -> str:
         'feedback precision': 'no on-call feedback on the holdout alerts (mlops-kit feedback)',
     }.get(name, f"the challenger's {name} is missing")
 
-# %% ../nbs/13_register.ipynb #gate_crit
-def _gate_criteria(ch: dict, champ: dict | None, g) -> list[tuple]:
-    "The criteria as (name, challenger's value, threshold, rule, why): the reference is the champion, or for a first version the static baseline and the limits in `g` (GateParams); with on-call feedback, a feedback precision criterion."
-    n, ref = ch.get('judged', ch.get('monitors')), champ or {}
-    per, rt, et = g.max_alerts_per_day_per_monitor, g.recall_tolerance, g.error_tolerance
+# %% ../nbs/13_register.ipynb #gate_ref
+def _gate_reference(ch: dict, champ: dict | None, g) -> tuple:
+    "(noisy monitors, recall, median MASE) for thresholds: the champion's, else static baseline's and `g.max_mase`."
+    ref = champ or {}
     noisy = ref.get('noisy_after') if champ else ch.get('noisy_monitors')
     rec = ref.get('recall') if champ else ch.get('static_recall')
     mase = ref.get('mase_median') if champ else g.max_mase
-    rows = [
+    return noisy, rec, mase
+
+# %% ../nbs/13_register.ipynb #gate_refcrit
+def _reference_criteria(ch: dict, champ: dict | None, g) -> list[tuple]:
+    "Fleet alerts/day (budget × judged monitors), noisy monitors, recall, median MASE: thresholds from the reference."
+    n = ch.get('judged', ch.get('monitors'))
+    per, rt, et = g.max_alerts_per_day_per_monitor, g.recall_tolerance, g.error_tolerance
+    noisy, rec, mase = _gate_reference(ch, champ, g)
+    return [
         (
             'fleet alerts/day',
             ch.get('alerts_per_day'),
@@ -79,6 +86,12 @@ def _gate_criteria(ch: dict, champ: dict | None, g) -> list[tuple]:
             '<=',
             f'reference × (1 + {et:g})',
         ),
+    ]
+
+# %% ../nbs/13_register.ipynb #gate_crit
+def _gate_criteria(ch: dict, champ: dict | None, g) -> list[tuple]:
+    "The criteria as (name, challenger's value, threshold, rule, why): the reference is the champion, or for a first version the static baseline and the limits in `g` (GateParams); with on-call feedback, a feedback precision criterion."
+    rows = _reference_criteria(ch, champ, g) + [
         ('data validation', ch.get('schema_ok'), True, '==', 'schema passed'),
         ('fallback share', ch.get('fallback_share'), g.max_fallback_share, '<=', 'monitors on the seasonal fallback'),
     ]
@@ -164,6 +177,36 @@ def anchor(c, model: str, e: dict):
             c.create_registered_model(model)
         c.set_registered_model_tag(model, ANCHOR_TAG, f"{e['seq']}:{e['hash']}")
 
+# %% ../nbs/13_register.ipynb #audit-entry
+def _audit_entry(lines: list[str], fields: dict, user: str | None, who: str | None) -> dict:
+    "The entry after the log's `lines`: seq, time, author (authenticated user first), `fields`, previous and own hash."
+    prev = json.loads(lines[-1])['hash'] if lines else '0' * 64
+    e = {
+        'seq': len(lines) + 1,
+        'ts': datetime.now(timezone.utc).isoformat(timespec='seconds'),
+        'authenticated': user is not None,
+        'who': user or who or os.environ.get('MLOPS_KIT_USER') or getpass.getuser(),
+        **fields,
+        'prev_hash': prev,
+    }
+    e['hash'] = _digest(e)
+    return e
+
+# %% ../nbs/13_register.ipynb #audit-append
+def _append_audit(path: Path, fields: dict, user: str | None, who: str | None, client) -> dict:
+    "Append the next entry to the log at `path` under an exclusive lock; anchored in the registry first if `client`."
+    import fcntl
+
+    with open(path, 'a+') as f:  # locked: in team mode several people append to one shared log
+        fcntl.flock(f, fcntl.LOCK_EX)
+        f.seek(0)
+        e = _audit_entry(f.read().splitlines(), fields, user, who)
+        if client is not None:
+            # outside the file, before the line: a refused anchor leaves the log unchanged
+            anchor(client, e['model'], e)
+        f.write(json.dumps(e, sort_keys=True) + '\n')
+    return e
+
 # %% ../nbs/13_register.ipynb #b9646c38
 def audit(
     path,
@@ -177,35 +220,20 @@ def audit(
     client=None,
 ) -> dict:
     "Append one hash-chained entry to the audit log at `path`, anchoring it in the registry first when `client` is given; returns it."
-    import fcntl
     from mlops_kit.tracking import authenticated_user
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     user = authenticated_user(client.tracking_uri) if client is not None else None
-    with open(path, 'a+') as f:  # locked: in team mode several people append to one shared log
-        fcntl.flock(f, fcntl.LOCK_EX)
-        f.seek(0)
-        lines = f.read().splitlines()
-        prev = json.loads(lines[-1])['hash'] if lines else '0' * 64
-        e = {
-            'seq': len(lines) + 1,
-            'ts': datetime.now(timezone.utc).isoformat(timespec='seconds'),
-            'authenticated': user is not None,
-            'who': user or who or os.environ.get('MLOPS_KIT_USER') or getpass.getuser(),
-            'action': action,
-            'model': model,
-            'version': None if version is None else str(version),
-            'alias_from': alias_from,
-            'alias_to': alias_to,
-            'reason': reason,
-            'prev_hash': prev,
-        }
-        e['hash'] = _digest(e)
-        if client is not None:
-            anchor(client, model, e)  # outside the file, before the line: a refused anchor leaves the log unchanged
-        f.write(json.dumps(e, sort_keys=True) + '\n')
-    return e
+    fields = {
+        'action': action,
+        'model': model,
+        'version': None if version is None else str(version),
+        'alias_from': alias_from,
+        'alias_to': alias_to,
+        'reason': reason,
+    }
+    return _append_audit(path, fields, user, who, client)
 
 # %% ../nbs/13_register.ipynb #b9646c38-2
 def _chain(path) -> tuple[list[dict], str | None]:
@@ -332,7 +360,7 @@ _TEXT = {
     '',
 }  # data-bearing text; not .py (the kit's own source ships in the model)
 
-
+# %% ../nbs/13_register.ipynb #pii-fn
 def pii_findings(folder, pii_columns, allow=()) -> list[str]:
     "'file: what' for every PII column name or PII-like value found in the text files under `folder`; values in `allow` (the kit's own infrastructure, e.g. the tracking server's address) are not PII."
     out, allow = [], set(allow)
@@ -525,6 +553,24 @@ def _card_lineage(lineage: dict) -> str:
 - git {lineage.get('git_sha', '?')[:12]} (dirty: {lineage.get('git_dirty', '?')}), mlops_kit {lineage.get('mlops_kit_version', '?')}, MLflow run `{lineage.get('run_id', '?')}`
 - window digests (SHA-256): train {lineage.get('digest_train', '?')[:16]}…, holdout {lineage.get('digest_holdout', '?')[:16]}…"""
 
+# %% ../nbs/13_register.ipynb #card_head
+def _card_head(name: str, version: int, ch: dict, word: str, promoted: bool) -> str:
+    "The card's title, status (promoted, or not with the gate's `word`) and intended use."
+    status = 'champion (gate passed)' if promoted else f'challenger, not promoted (gate {word.lower()})'
+    return f"""# Model card: {name} v{version}
+
+**Status:** {status} · registered {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC
+
+## Intended use
+Anomaly alerting for {int(ch.get('monitors', 0))} monitoring signals: one fleet bundle scores rows `monitor_id, ts, value` (ts in UTC) and adds `expected, lower, upper, score, unusual, alert`. Tuned to aim under the configured alert target per monitor on normal data (`train.alert_target`), never above the alert budget; each monitor's stage (`level`, `daily`: a young monitor's cold-start models; `search`, `sparse`, `fallback`) is in the bundle's monitor table. Not for monitors it was not trained on (they are refused), nor for signals whose behaviour changed after the window below without retraining.
+"""
+
+# %% ../nbs/13_register.ipynb #card_owners
+def _card_owners(monitors: pd.DataFrame) -> str:
+    "The card's monitors and owners: how many monitors, and how many each owner has."
+    owners = ', '.join(f'{o} ({n})' for o, n in monitors.owner.value_counts().items())
+    return f'## Monitors and owners\n{len(monitors)} monitors; owners: {owners}.\n'
+
 # %% ../nbs/13_register.ipynb #a487dd9a
 def model_card(
     name: str,
@@ -541,21 +587,11 @@ def model_card(
 ) -> str:
     "Markdown model card for one registered version; `windows` = the manifest's per-monitor entries (short and skipped windows are limitations)."
     word = 'FAILED' if (verdict.status == 'fail').any() else 'PASSED' if promoted else 'NOT JUDGED'
-    status = 'champion (gate passed)' if promoted else f'challenger, not promoted (gate {word.lower()})'
-    owners = ', '.join(f'{o} ({n})' for o, n in monitors.owner.value_counts().items())
-    return f"""# Model card: {name} v{version}
-
-**Status:** {status} · registered {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC
-
-## Intended use
-Anomaly alerting for {int(ch.get('monitors', 0))} monitoring signals: one fleet bundle scores rows `monitor_id, ts, value` (ts in UTC) and adds `expected, lower, upper, score, unusual, alert`. Tuned to aim under the configured alert target per monitor on normal data (`train.alert_target`), never above the alert budget; each monitor's stage (`level`, `daily`: a young monitor's cold-start models; `search`, `sparse`, `fallback`) is in the bundle's monitor table. Not for monitors it was not trained on (they are refused), nor for signals whose behaviour changed after the window below without retraining.
-
+    return f"""{_card_head(name, version, ch, word, promoted)}
 ## Data and lineage
 {_card_lineage(lineage)}
 
-## Monitors and owners
-{len(monitors)} monitors; owners: {owners}.
-
+{_card_owners(monitors)}
 ## Performance on the holdout
 {_card_performance(ch, champ, champ_version)}
 ## Gate verdict: {word}
@@ -629,6 +665,16 @@ def _owners(p, table: pd.DataFrame, root=Path('.')) -> pd.Series:
         lambda mid: by_id.get(mid) or by_name.get(mid.split('.', 1)[-1], by_name.get(mid, 'unassigned'))
     )
 
+# %% ../nbs/13_register.ipynb #reg_block
+def _block(c, run: dict, log, name: str, found: list[str]):
+    "Refuse `run` for `found`: RegisterError listing the first ten, after a 'register-blocked' audit entry if it can."
+    why = f"registration of run {run['run_id']} blocked by compliance checks:\n  " + '\n  '.join(found[:10])
+    try:
+        audit(log, 'register-blocked', name, None, reason='; '.join(found)[:500], client=c)
+    except RegisterError as e:
+        why += f"\n  (not audited: {e})"
+    raise RegisterError(why)
+
 # %% ../nbs/13_register.ipynb #bcd8dd8b-5
 def _check_compliance(c, run: dict, p, log, name: str) -> dict:
     "Block (audited) a run whose artifacts carry PII, whose sources are restricted to another region, or whose logged model is not what train logged; else its digests."
@@ -653,12 +699,7 @@ def _check_compliance(c, run: dict, p, log, name: str) -> dict:
         {s.name: s.region for s in p.ingest.sources + p.ingest.metric_files}, p.register.region
     )
     if found:
-        why = f"registration of run {run['run_id']} blocked by compliance checks:\n  " + '\n  '.join(found[:10])
-        try:
-            audit(log, 'register-blocked', name, None, reason='; '.join(found)[:500], client=c)
-        except RegisterError as e:
-            why += f"\n  (not audited: {e})"
-        raise RegisterError(why)
+        _block(c, run, log, name, found)
     return digests
 
 # %% ../nbs/13_register.ipynb #reg_manifest
@@ -738,28 +779,49 @@ def _stage_result(c, name: str, v: int, champ_v: int | None, verdict: pd.DataFra
         'gate_not_judged': list(verdict.criterion[verdict.status == 'not judged']),
     }
 
-# %% ../nbs/13_register.ipynb #a09a47ea
-def register_run(root, p, out=None) -> dict:
-    "The register stage: compliance, gate, new version + challenger alias, shadow comparison, model card, promotion if the gate passes."
+# %% ../nbs/13_register.ipynb #reg_open
+def _open_run(root: Path, p) -> tuple[dict, object]:
+    "(the train stage's run.json, a client for its tracking server); MLflow's own calls go to that server too."
     import mlflow
     from mlops_kit.pipeline import read_run
-    from mlops_kit.tracking import client, load_bundle, repo_root
+    from mlops_kit.tracking import client
 
-    root = Path(root)
-    out = Path(out or root)
-    name = p.register.model_name
     run = read_run(root / p.train.out_dir / 'run.json')
     c = client(run['tracking_uri'])
     mlflow.set_tracking_uri(run['tracking_uri'])
-    log = repo_root(root) / p.register.audit_log
-    digests = _check_compliance(c, run, p, log, name)
-    bundle = load_bundle(root / p.train.out_dir)  # models/ as DVC delivered it, verified before anything is registered
-    ch = challenger_metrics(root)
+    return run, c
+
+# %% ../nbs/13_register.ipynb #reg_champref
+def _champion_reference(c, name: str, run: dict, root: Path, p) -> tuple:
+    "(the champion's version, its numbers for the gate, its bundle); (None, None, None) when there is no champion."
     champ_v = champion_version(c, name)
     champ, champ_bundle = version_metrics(c, name, champ_v), None
     if champ_v:  # judged on the same days: re-evaluate the champion if its window was another
         champ_bundle, _ = champion_bundle(c, name, run['tracking_uri'])  # verified against its recorded digest first
         champ = _reference_numbers(c, name, champ_v, champ, champ_bundle, root, p)
+    return champ_v, champ, champ_bundle
+
+# %% ../nbs/13_register.ipynb #reg_publish
+def _publish_reports(c, run_id: str, v: int, out: Path, md: str, verdict: pd.DataFrame, shadow) -> None:
+    "Write the card, its HTML page and the gate table under `out`, and log them to run `run_id` under `register/v<v>`."
+    rep = _write_reports(out, md, verdict, shadow)
+    for f in ('model_card.md', 'model_card.html', 'gate.csv'):
+        c.log_artifact(run_id, str(rep / f), f'register/v{v}')
+
+# %% ../nbs/13_register.ipynb #a09a47ea
+def register_run(root, p, out=None) -> dict:
+    "The register stage: compliance, gate, new version + challenger alias, shadow comparison, model card, promotion if the gate passes."
+    from mlops_kit.tracking import load_bundle, repo_root
+
+    root = Path(root)
+    out = Path(out or root)
+    name = p.register.model_name
+    run, c = _open_run(root, p)
+    log = repo_root(root) / p.register.audit_log
+    digests = _check_compliance(c, run, p, log, name)
+    bundle = load_bundle(root / p.train.out_dir)  # models/ as DVC delivered it, verified before anything is registered
+    ch = challenger_metrics(root)
+    champ_v, champ, champ_bundle = _champion_reference(c, name, run, root, p)
     verdict = gate(ch, champ, p.register.gate)
     passed, why = gate_verdict(verdict, ch)
     v = _register_challenger(c, name, run, log, _version_tags(run['run_id'], digests, ch, verdict, passed))
@@ -770,9 +832,7 @@ def register_run(root, p, out=None) -> dict:
     lineage = c.get_run(run['run_id']).data.tags | {'run_id': run['run_id']}
     windows = _from_manifest(root, p, 'monitors')
     md = model_card(name, v, ch, champ, champ_v, verdict, lineage, table, passed, shadow, windows)
-    rep = _write_reports(out, md, verdict, shadow)
-    for f in ('model_card.md', 'model_card.html', 'gate.csv'):
-        c.log_artifact(run['run_id'], str(rep / f), f'register/v{v}')
+    _publish_reports(c, run['run_id'], v, out, md, verdict, shadow)
     res = _stage_result(c, name, v, champ_v, verdict, passed, why)
     (out / 'metrics').mkdir(exist_ok=True)
     (out / 'metrics' / 'register.json').write_text(json.dumps(res, indent=2, sort_keys=True) + '\n')
