@@ -296,6 +296,28 @@ def _mlflow_link(rec: dict, root, p, wanted: bool) -> dict:
         return {'mlflow_run_id': None}  # stages before train do not belong to that run
     return {}
 
+# %% ../nbs/20_telemetry.ipynb #tel_measured
+def _measured(fn, args: tuple, kw: dict, rec: dict) -> tuple:
+    "(result or None, exception or None, Meter) of `fn(*args, **kw)` under a Meter; a failure is noted in `rec`."
+    result, err = None, None
+    with Meter() as m:
+        try:
+            result = fn(*args, **kw)
+        except BaseException as e:
+            err = e
+            rec |= {'status': 'failed', 'error': f"{type(e).__name__}: {e}"[:2000]}
+    return result, err, m
+
+# %% ../nbs/20_telemetry.ipynb #tel_writewarn
+def _write_or_warn(rec: dict, path: Path) -> None:
+    "Write `rec` (stderr, then the log at `path`); a log that cannot be written is a warning on stderr, not an error."
+    try:
+        write_record(rec, path)
+    except (
+        OSError
+    ) as e:  # the record is already on stderr; a broken log path must not fail (or mask the error of) the stage itself
+        print(f"telemetry: WARNING: {e}", file=sys.stderr)
+
 # %% ../nbs/20_telemetry.ipynb #c5079fd0-2
 def stage(fn=None, *, name: str | None = None, rows=None, mlflow: bool | None = None):
     "Decorator: measure a stage command and write its telemetry record (also when it fails)."
@@ -310,22 +332,13 @@ def stage(fn=None, *, name: str | None = None, rows=None, mlflow: bool | None = 
         root, p = _params(fn, args, kw)
         rp = p.report if p is not None else ReportParams()
         rec = {'v': 1, 'stage': st, 'run': pipeline_run(), 'status': 'ok', 'error': None}
-        result, err = None, None
-        with Meter() as m:
-            try:
-                result = fn(*args, **kw)
-            except BaseException as e:
-                err = e
-                rec |= {'status': 'failed', 'error': f"{type(e).__name__}: {e}"[:2000]}
+        result, err, m = _measured(fn, args, kw, rec)
         rec |= _cost(m, rp.cpu_hour_price)
         failed_rows = {'rows_in': None, 'rows_out': None, 'rows_unit': None, 'rows_note': 'stage failed'}
         rec |= row_counts(st, result, root, rows) if err is None else failed_rows
         rec |= _context(st, root, p, err is not None)
         rec |= _mlflow_link(rec, root, p, mlflow if mlflow is not None else st in MLFLOW_STAGES)
-        try:
-            write_record(rec, repo_root(root) / rp.telemetry_log)
-        except OSError as e:  # the record is already on stderr; a broken log path must not fail (or mask the error of) the stage itself
-            print(f"telemetry: WARNING: {e}", file=sys.stderr)
+        _write_or_warn(rec, repo_root(root) / rp.telemetry_log)
         if err is not None:
             raise err
         return result
