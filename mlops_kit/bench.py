@@ -159,6 +159,23 @@ def _peer_row(p: str, train, holdout, incidents, tuned) -> dict:
         det, psec = _peer_detector(make(), train, tuned.detector)
         return _row(name, psec, det, tuned.policy, train, holdout, incidents)
 
+# %% ../nbs/09_bench.ipynb #bench_parts
+def _bench_parts(train: pd.DataFrame, holdout: pd.DataFrame, incidents: pd.DataFrame | None, ids: list) -> dict:
+    "{monitor: (training values, holdout values, incidents that start inside the holdout)} for the monitors `ids`."
+    parts = {}
+    for mid in ids:
+        a, b = (d[d.monitor_id == mid].set_index('ts').value for d in (train, holdout))
+        parts[mid] = (
+            a,
+            b,
+            incidents[
+                (incidents.monitor_id == mid) & (incidents.start >= b.index[0]) & (incidents.start <= b.index[-1])
+            ]
+            if incidents is not None
+            else pd.DataFrame(columns=['start', 'end']),
+        )
+    return parts
+
 # %% ../nbs/09_bench.ipynb #2905e993
 def bench_models(
     train: pd.DataFrame,
@@ -174,18 +191,7 @@ def bench_models(
     av = available_peers()
     peers = [p for p in peer_names(peers) if av[p]]
     ids = sorted(set(train.monitor_id) & set(holdout.monitor_id))[:n_monitors]
-    parts = {}
-    for mid in ids:
-        a, b = (d[d.monitor_id == mid].set_index('ts').value for d in (train, holdout))
-        parts[mid] = (
-            a,
-            b,
-            incidents[
-                (incidents.monitor_id == mid) & (incidents.start >= b.index[0]) & (incidents.start <= b.index[-1])
-            ]
-            if incidents is not None
-            else pd.DataFrame(columns=['start', 'end']),
-        )
+    parts = _bench_parts(train, holdout, incidents, ids)
     timed = {
         mid: _timed_tune(a, 'up') for mid, (a, _, _) in tqdm(parts.items(), desc='kit AutoML', disable=not progress)
     }  # each model in its own pass
@@ -218,6 +224,15 @@ def bench_table(res: pd.DataFrame) -> pd.DataFrame:
         }
     return pd.DataFrame.from_dict(out, orient='index').rename_axis('model')
 
+# %% ../nbs/09_bench.ipynb #bench_skip
+def _skip_note(want: list[str]) -> None:
+    "Say which of the peers in `want` are not installed here (the bench skips them) and how to install them."
+    av = available_peers()
+    if missing := [p for p in want if not av.get(p)]:
+        print(
+            f"skipping peers not installed here: {', '.join(missing)} (install them with `make bench`, which adds requirements-bench.lock)"
+        )
+
 # %% ../nbs/09_bench.ipynb #3c9fb976
 def run_bench_models(
     root='.', windows_dir='data/windows', incidents='data/sample/incidents.csv', peers=None, n_monitors=None
@@ -231,11 +246,7 @@ def run_bench_models(
     for f in ('train.parquet', 'holdout.parquet'):
         if not (wd / f).exists():
             raise FileNotFoundError(f"{wd / f}: not found; run `make repro` (or `dvc repro windows`) first")
-    av = available_peers()
-    if missing := [p for p in want if not av.get(p)]:
-        print(
-            f"skipping peers not installed here: {', '.join(missing)} (install them with `make bench`, which adds requirements-bench.lock)"
-        )
+    _skip_note(want)
     inc = pd.read_csv(root / incidents, parse_dates=['start', 'end']) if (root / incidents).exists() else None
     t0 = time.perf_counter()
     res = bench_models(
@@ -255,6 +266,34 @@ def run_bench_models(
 # %% ../nbs/09_bench.ipynb #bench_synth
 def _role(i: int) -> str:
     return 'counter' if i % 20 == 19 else ('noisy' if i % 4 == 1 else ('seasonal' if i % 2 == 0 else 'steady'))
+
+# %% ../nbs/09_bench.ipynb #bench_noisy
+def _noisy_latency(rng: np.random.Generator, lat: np.ndarray, hour: np.ndarray, dow: np.ndarray) -> np.ndarray:
+    "A noisy monitor's `lat`: ×2.5 nightly batch (02:00-02:30), ×3 Sunday backup (03:00-04:00), ×2-4 spikes (~12/day)."
+    T = len(hour)
+    return (
+        lat
+        * np.where((hour >= 2) & (hour < 2.5), 2.5, 1)
+        * np.where((dow == 6) & (hour >= 3) & (hour < 4), 3, 1)
+        * np.where(rng.random(T) < 12 / 288, rng.uniform(2, 4, T), 1)
+    )
+
+# %% ../nbs/09_bench.ipynb #bench_incidents
+def _inject_incidents(rng: np.random.Generator, lat: np.ndarray, ts: pd.DatetimeIndex, holdout: int) -> list:
+    "[(start, end)] of incidents multiplied into `lat` in place: ×2.5-5, 20 min-2 h; ~1 after day 3, 30%: 1 in holdout."
+    T, inc = len(lat), []
+    for st in np.r_[rng.integers(3 * 288, T, rng.poisson(1.0)), rng.integers(T - holdout, T, int(rng.random() < 0.3))]:
+        en = min(T, st + int(rng.integers(4, 25)))
+        lat[st:en] *= rng.uniform(2.5, 5)
+        inc.append((ts[st], ts[en - 1] + pd.Timedelta('5min')))
+    return inc
+
+# %% ../nbs/09_bench.ipynb #bench_maint
+def _maintenance_gaps(rng: np.random.Generator, v: np.ndarray, day: np.ndarray) -> None:
+    "Blank `v` in place: on one day in 30 (at least one), 1-4 h without data, starting in the day's first 4 h."
+    for d in rng.choice(int(day[-1]) + 1, max(1, (int(day[-1]) + 1) // 30), replace=False):
+        s0 = d * 288 + int(rng.integers(0, 48))
+        v[s0 : s0 + int(rng.integers(12, 49))] = np.nan  # maintenance: 1-4 h without data
 
 # %% ../nbs/09_bench.ipynb #bench_synth-2
 def _synthetic_monitor(
@@ -279,23 +318,12 @@ def _synthetic_monitor(
     )
     sigma = rng.uniform(0.35, 0.55) if role == 'noisy' else rng.uniform(0.2, 0.35)
     if role == 'noisy':
-        lat = (
-            lat
-            * np.where((hour >= 2) & (hour < 2.5), 2.5, 1)
-            * np.where((dow == 6) & (hour >= 3) & (hour < 4), 3, 1)
-            * np.where(rng.random(T) < 12 / 288, rng.uniform(2, 4, T), 1)
-        )
-    inc = []
-    for st in np.r_[rng.integers(3 * 288, T, rng.poisson(1.0)), rng.integers(T - holdout, T, int(rng.random() < 0.3))]:
-        en = min(T, st + int(rng.integers(4, 25)))
-        lat[st:en] *= rng.uniform(2.5, 5)
-        inc.append((ts[st], ts[en - 1] + pd.Timedelta('5min')))
+        lat = _noisy_latency(rng, lat, hour, dow)
+    inc = _inject_incidents(rng, lat, ts, holdout)
     n = rng.poisson(rate)
     v = lat * np.exp(sigma * (1.645 + rng.standard_normal(T) / np.sqrt(np.maximum(n, 1))))
     v[n == 0] = np.nan
-    for d in rng.choice(int(day[-1]) + 1, max(1, (int(day[-1]) + 1) // 30), replace=False):
-        s0 = d * 288 + int(rng.integers(0, 48))
-        v[s0 : s0 + int(rng.integers(12, 49))] = np.nan  # maintenance: 1-4 h without data
+    _maintenance_gaps(rng, v, day)
     return np.round(v, 2), inc
 
 # %% ../nbs/09_bench.ipynb #bench_synth-3
