@@ -43,6 +43,8 @@ SELF_FILES = {
     'nbs/16_maturity.ipynb',
     'tests/test_maturity.py',
 }  # the rubric's own text is no evidence
+
+# %% ../nbs/16_maturity.ipynb #consts-files
 DATA_EXT = {'.csv', '.tsv', '.parquet', '.jsonl', '.feather', '.xlsx', '.pkl', '.pickle', '.npy', '.npz', '.h5', '.zip'}
 CI_GLOBS = [
     '.ci/*',
@@ -58,7 +60,7 @@ CI_GLOBS = [
 ]
 MAX_BYTES = 2_000_000
 
-
+# %% ../nbs/16_maturity.ipynb #consts-broken
 class BrokenFileError(ValueError):
     "A file the scorecard needs cannot be parsed; the criteria that need it are reported missing with this message."
 
@@ -251,65 +253,81 @@ def _ci_running(r: Repo, pattern: str) -> list[str]:
     "CI chains (as 'file → make x') whose executed text matches the regex."
     return [' → '.join(chain) for text, chain in _ci(r).values() if re.search(pattern, text, re.M)]
 
+# %% ../nbs/16_maturity.ipynb #store-sqlite
+def _sqlite_store(db: Path) -> dict:
+    "Counts from MLflow's sqlite store `db`, opened read-only; an unreadable one is said, not raised."
+    try:
+        with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as c:
+            q = lambda sql: c.execute(sql).fetchall()
+            return {
+                'store': 'mlflow.db',
+                'experiments': q("select count(*) from experiments")[0][0],
+                'runs': q("select count(*) from runs")[0][0],
+                'models': [m for (m,) in q("select name from registered_models")],
+                'versions': q("select count(*) from model_versions")[0][0],
+                'aliases': [
+                    f"{n}@{a} = v{v}" for n, a, v in q("select name, alias, version from registered_model_aliases")
+                ],
+            }
+    except sqlite3.Error as e:
+        return {'store': 'mlflow.db', 'error': f"unreadable ({e})"}  # reported as evidence, never fatal
+
+# %% ../nbs/16_maturity.ipynb #store-mlruns
+def _mlruns_store(root: Path) -> dict:
+    "Counts from MLflow's file store `root/mlruns/`: experiments and runs with a meta.yaml, models by folder."
+    exps = [d for d in (root / 'mlruns').iterdir() if d.is_dir() and (d / 'meta.yaml').exists()]
+    return {
+        'store': 'mlruns/',
+        'experiments': len(exps),
+        'runs': sum(1 for e in exps for d in e.iterdir() if (d / 'meta.yaml').exists()),
+        'models': [d.name for d in (root / 'mlruns/models').iterdir()] if (root / 'mlruns/models').is_dir() else [],
+        'versions': None,
+        'aliases': [],
+    }
+
 # %% ../nbs/16_maturity.ipynb #0327532b-6
 def mlflow_store(r: Repo) -> dict | None:
     "Counts from a local MLflow store (root/mlflow.db, read-only sqlite, or root/mlruns/), None when there is none."
     db = r.root / 'mlflow.db'
     if db.is_file():
-        try:
-            with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as c:
-                q = lambda sql: c.execute(sql).fetchall()
-                return {
-                    'store': 'mlflow.db',
-                    'experiments': q("select count(*) from experiments")[0][0],
-                    'runs': q("select count(*) from runs")[0][0],
-                    'models': [m for (m,) in q("select name from registered_models")],
-                    'versions': q("select count(*) from model_versions")[0][0],
-                    'aliases': [
-                        f"{n}@{a} = v{v}" for n, a, v in q("select name, alias, version from registered_model_aliases")
-                    ],
-                }
-        except sqlite3.Error as e:
-            return {'store': 'mlflow.db', 'error': f"unreadable ({e})"}  # reported as evidence, never fatal
+        return _sqlite_store(db)
     if (r.root / 'mlruns').is_dir():
-        exps = [d for d in (r.root / 'mlruns').iterdir() if d.is_dir() and (d / 'meta.yaml').exists()]
-        return {
-            'store': 'mlruns/',
-            'experiments': len(exps),
-            'runs': sum(1 for e in exps for d in e.iterdir() if (d / 'meta.yaml').exists()),
-            'models': [d.name for d in (r.root / 'mlruns/models').iterdir()]
-            if (r.root / 'mlruns/models').is_dir()
-            else [],
-            'versions': None,
-            'aliases': [],
-        }
+        return _mlruns_store(r.root)
     return None
 
 # %% ../nbs/16_maturity.ipynb #5f49f4ea
 _HASH_KEYS = ('md5', 'etag', 'checksum')
 
 
+def _n_hashed(outs) -> int:
+    "How many of DVC's `outs` entries record a hash (md5, etag or checksum)."
+    return sum(any(k in o for k in _HASH_KEYS) for o in outs)
+
+# %% ../nbs/16_maturity.ipynb #nodvc
+def _no_dvc(data: list[str]) -> Check:
+    "The data check where DVC is not initialised: not met, the data files found listed as unversioned."
+    found = (
+        f"no .dvc/ (DVC not initialised); {len(data)} data file(s) unversioned: {_some(data)}"
+        if data
+        else "no .dvc/ (DVC not initialised)"
+    )
+    return Check(
+        False,
+        found,
+        "git init && dvc init; then `dvc add <data>` (writes <data>.dvc) or declare the data as stage outs in dvc.yaml; commit the .dvc/dvc.lock files",
+    )
+
+# %% ../nbs/16_maturity.ipynb #versioned-fn
 def versioned_data(r: Repo) -> Check:
     data = [f for f in r.files if Path(f).suffix in DATA_EXT]
     if not (r.root / '.dvc').is_dir():
-        found = (
-            f"no .dvc/ (DVC not initialised); {len(data)} data file(s) unversioned: {_some(data)}"
-            if data
-            else "no .dvc/ (DVC not initialised)"
-        )
-        return Check(
-            False,
-            found,
-            "git init && dvc init; then `dvc add <data>` (writes <data>.dvc) or declare the data as stage outs in dvc.yaml; commit the .dvc/dvc.lock files",
-        )
+        return _no_dvc(data)
     outs = [o for s in r.stages.values() for k in ('outs', 'metrics', 'plots') for o in s.get(k) or []]
     dvc_files = [f for f in r.files if f.endswith('.dvc')]
     locked = {n: s for n, s in ((r.dvc_lock or {}).get('stages') or {}).items()}
     lock_outs = [o for s in locked.values() for o in s.get('outs') or []]
-    hashed = sum(any(k in o for k in _HASH_KEYS) for o in lock_outs)
-    hashed_dvc = sum(
-        any(k in o for k in _HASH_KEYS) for f in dvc_files for o in (yaml.safe_load(r.text(f)) or {}).get('outs') or []
-    )
+    hashed = _n_hashed(lock_outs)
+    hashed_dvc = _n_hashed(o for f in dvc_files for o in (yaml.safe_load(r.text(f)) or {}).get('outs') or [])
     ev = [
         f"dvc.yaml: {len(outs)} outputs (outs, metrics) in {len(r.stages)} stages" if r.stages else 'no dvc.yaml',
         f"dvc.lock: {hashed}/{len(lock_outs)} outputs hashed ({_some(sorted({k for o in lock_outs for k in _HASH_KEYS if k in o}))})"
@@ -413,10 +431,10 @@ def _config_files(r: Repo) -> list[str]:
         & set(r.files)
     )
 
-# %% ../nbs/16_maturity.ipynb #bcff48a1-2
-def tracked_experiments(r: Repo) -> Check:
-    logs = r.where(r'\bmlflow\.(start_run|log_\w+|autolog)\(|\bMlflowClient\(')
-    deps = [
+# %% ../nbs/16_maturity.ipynb #mlflowdeps
+def _mlflow_deps(r: Repo) -> list[str]:
+    "The requirement and packaging files that name mlflow on a line that is not a comment."
+    return [
         f
         for f in r.glob(
             'requirements*.txt',
@@ -429,6 +447,11 @@ def tracked_experiments(r: Repo) -> Check:
         )
         if re.search(r'^\s*[^#\n]*\bmlflow\b', r.text(f), re.M)
     ]
+
+# %% ../nbs/16_maturity.ipynb #bcff48a1-2
+def tracked_experiments(r: Repo) -> Check:
+    logs = r.where(r'\bmlflow\.(start_run|log_\w+|autolog)\(|\bMlflowClient\(')
+    deps = _mlflow_deps(r)
     keys = {
         k: v for k, v in r.flat_params.items() if re.search(r'tracking(_|\.)uri$', k)
     }  # train.tracking_uri, tracking.uri
@@ -593,10 +616,9 @@ def scheduled_trigger(r: Repo) -> Check:
         "`mlops-kit monitor && mlops-kit retrain` (or a crontab line / Airflow DAG doing the same)",
     )
 
-# %% ../nbs/16_maturity.ipynb #8e6901b3
-def serving_slo(r: Repo) -> Check:
-    slo = {k: v for k, v in r.flat_params.items() if k.split('.')[-1].startswith('slo')}
-    targets = r.make
+# %% ../nbs/16_maturity.ipynb #loadtests
+def _load_tests(r: Repo, targets: dict[str, str]) -> list[str]:
+    "Load tests: `bench_serve`/`load_test` functions (else `bench serve` calls), locustfiles, k6 scripts, Make targets."
     defs = r'^\s*def\s+((?:bench_serve|load_?test)\w*)\s*\('
     load = [f"{f}: {_some(sorted(set(re.findall(defs, r.text(f), re.M))))}" for f in r.where(defs)] or [
         f"{f}: `bench serve`" for f in r.where(r'\bbench\s+serve\b')
@@ -610,6 +632,13 @@ def serving_slo(r: Repo) -> Check:
             if re.search(r'load|bench|slo', t) and re.search(r'\bserve\b|locust|k6|vegeta|\bwrk\b|\bhey\b', targets[t])
         ]
     )
+    return load
+
+# %% ../nbs/16_maturity.ipynb #8e6901b3
+def serving_slo(r: Repo) -> Check:
+    slo = {k: v for k, v in r.flat_params.items() if k.split('.')[-1].startswith('slo')}
+    targets = r.make
+    load = _load_tests(r, targets)
     serve = [
         f"Makefile: {t}"
         for t, rec in targets.items()
