@@ -128,7 +128,7 @@ def grid_stat(
 def _seasonal_profile(
     y: pd.Series, step: pd.Timedelta, season: str, stat: str, halflife_days: float, min_per_slot: int
 ) -> np.ndarray:
-    "Recency-weighted `stat` per slot of `season` of y (on its grid of `step`); thin week slots from the day profile, empty slots y's median."
+    "Recency-weighted `stat` of y (on its grid of `step`) per slot of `season`; thin week slots: the day's."
     i, v = y.index.asi8, y.to_numpy(float)
     w = 0.5 ** (((i[-1] - i) / _DAY_NS) / halflife_days)  # age in days, as (index[-1] - index) / 1 day gives
     per_day = int(_DAY_NS // step.value)
@@ -225,7 +225,7 @@ def _hw_forecast(r, h: int, m: int) -> np.ndarray:
 def _hw_input(
     y: pd.Series, step: pd.Timedelta, resolution: str | None, fit_days: float
 ) -> tuple[pd.Series, pd.Timedelta, int]:
-    "(the last `fit_days` of y at `resolution` (never finer than `step`), gaps interpolated; that resolution; steps per day)."
+    "(the last `fit_days` of y at `resolution` (never finer than `step`), gaps filled; that resolution; steps per day)."
     res = max(pd.Timedelta(resolution), step) if resolution else step
     i = y.index.asi8
     z = y.iloc[np.searchsorted(i, i[-1] - pd.Timedelta(days=fit_days).value, 'right') :].resample(res).mean()
