@@ -254,6 +254,7 @@ def _hw_path(z: pd.Series, period: int, trend: str | None, damped: bool, horizon
 
 # %% ../nbs/05_models.ipynb #hw_expected
 def _hw_expected(hw, ns: np.ndarray) -> np.ndarray:
+    "predict(index).to_numpy() for epoch-ns times, without building an index or a Series (the serving fast path)."
     r = hw.res_.value
     k = (np.asarray(ns, np.int64) // r * r - hw.t0_.value) // r  # whole `res` steps since t0_
     period = int(pd.Timedelta('1D') / hw.res_)
