@@ -96,6 +96,69 @@ def _incident_mask(index: pd.DatetimeIndex, labels: pd.DataFrame | None) -> np.n
             m |= (index >= s) & (index < e)
     return m
 
+# %% ../nbs/07_automl.ipynb #sf_folds
+def _folds(y: pd.Series, folds: int) -> tuple[pd.Series, list[tuple]]:
+    "(y in time order, [(origin, first, end position) of each of the last `folds` whole days])."
+    day = pd.Timedelta('1D')
+    end = y.index[-1].normalize() + (
+        day if y.index[-1] + (y.index[1] - y.index[0]) >= y.index[-1].normalize() + day else pd.Timedelta(0)
+    )
+    if not y.index.is_monotonic_increasing:
+        y = y.sort_index()
+    ns = y.index.asi8
+    return y, [
+        (end - k * day, *np.searchsorted(ns, [(end - k * day).value, (end - (k - 1) * day).value]))
+        for k in range(folds, 0, -1)
+    ]  # (origin, first, end) positions
+
+# %% ../nbs/07_automl.ipynb #sf_trial
+def _trial(est, tr: pd.Series, va: pd.Series, inc: np.ndarray, trial_budget_s: float) -> tuple:
+    "(status, trimmed MAE, seconds, errors or None) of one day-ahead trial: `est` fitted on tr, its errors on va."
+    t, errors = time.perf_counter(), None
+    try:
+        pred = clone(est).fit(tr).predict(va.index)
+        err = va.to_numpy(float) - np.asarray(pred, float)
+        err[inc] = np.nan
+        mae, status = trimmed_mae(err), 'ok'
+        errors = pd.Series(err, index=va.index)
+        if not np.isfinite(mae):
+            status, mae = 'failed: no finite error', np.nan
+    except Exception as e:  # logged per trial by design: one bad candidate must not sink the search
+        mae, status = np.nan, f'failed: {type(e).__name__}: {e}'[:200]
+    sec = time.perf_counter() - t
+    if sec > trial_budget_s and status == 'ok':
+        status, mae = f'timeout: {sec:.2f}s > {trial_budget_s}s', np.nan
+    return status, mae, sec, errors
+
+# %% ../nbs/07_automl.ipynb #sf_fold_rows
+def _fold_rows(f, origin, tr, va, inc, cands, params, out, errs, t0, budget_s, trial_budget_s) -> list[dict]:
+    "Fold f's rows, a candidate each: skipped if the budget is spent or it stopped (`out`: why), else tried."
+    rows = []
+    for name, est in cands:
+        row = {'stage': 'forecaster', 'name': name, 'fold': f, 'origin': origin, 'params': params[name]}
+        if time.perf_counter() - t0 > budget_s:
+            rows.append(row | {'status': 'skipped: total budget spent', 'mae': np.nan, 'seconds': 0.0})
+            continue
+        if name in out:
+            rows.append(row | {'status': out[name], 'mae': np.nan, 'seconds': 0.0})
+            continue
+        status, mae, sec, err = _trial(est, tr, va, inc, trial_budget_s)
+        if err is not None:
+            errs.setdefault(name, []).append(err)
+        rows.append(row | {'status': status, 'mae': mae, 'seconds': sec})
+        if status != 'ok':
+            out[name] = f'skipped: not ok in fold {f}'
+    return rows
+
+# %% ../nbs/07_automl.ipynb #sf_pruned
+def _pruned(rows: list[dict], keep: int) -> dict[str, str]:
+    "{name: why} of the candidates successive halving stops after fold 1: all but the `keep` best ok ones."
+    ranked = sorted((r['mae'], k) for k, r in enumerate(rows) if r['status'] == 'ok')
+    return {
+        rows[k]['name']: f'pruned: rank {n_} of {len(ranked)} in fold 1 (keep {keep})'
+        for n_, (_, k) in enumerate(ranked[keep:], keep + 1)
+    }
+
 # %% ../nbs/07_automl.ipynb #51522b19
 def search_forecasters(
     y: pd.Series,
@@ -108,49 +171,15 @@ def search_forecasters(
     keep: int | None = None,
 ) -> tuple[pd.DataFrame, dict]:
     "Rolling-origin day-ahead trials, fold by fold: (one row per (candidate, fold) with status, trimmed MAE and seconds; {name: out-of-sample errors}). `keep`: successive halving, only the `keep` best of the first fold go on (None: all)."
-    t0, rows, day, errs = t0 or time.perf_counter(), [], pd.Timedelta('1D'), {}
-    end = y.index[-1].normalize() + (
-        day if y.index[-1] + (y.index[1] - y.index[0]) >= y.index[-1].normalize() + day else pd.Timedelta(0)
-    )
-    if not y.index.is_monotonic_increasing:
-        y = y.sort_index()
-    inc, ns = _incident_mask(y.index, labels), y.index.asi8
-    spans = [
-        (end - k * day, *np.searchsorted(ns, [(end - k * day).value, (end - (k - 1) * day).value]))
-        for k in range(folds, 0, -1)
-    ]  # (origin, first, end) positions
+    t0, rows, errs = t0 or time.perf_counter(), [], {}
+    y, spans = _folds(y, folds)
+    inc = _incident_mask(y.index, labels)
     params, out = {name: str(est.get_params()) for name, est in cands}, {}  # out: candidates that stop, and why
     for f, (origin, i, j) in enumerate(spans, 1):
         tr, va = y.iloc[:i], y.iloc[i:j]
-        for name, est in cands:
-            row = {'stage': 'forecaster', 'name': name, 'fold': f, 'origin': origin, 'params': params[name]}
-            if time.perf_counter() - t0 > budget_s:
-                rows.append(row | {'status': 'skipped: total budget spent', 'mae': np.nan, 'seconds': 0.0})
-                continue
-            if name in out:
-                rows.append(row | {'status': out[name], 'mae': np.nan, 'seconds': 0.0})
-                continue
-            t = time.perf_counter()
-            try:
-                pred = clone(est).fit(tr).predict(va.index)
-                err = va.to_numpy(float) - np.asarray(pred, float)
-                err[inc[i:j]] = np.nan
-                mae, status = trimmed_mae(err), 'ok'
-                errs.setdefault(name, []).append(pd.Series(err, index=va.index))
-                if not np.isfinite(mae):
-                    status, mae = 'failed: no finite error', np.nan
-            except Exception as e:  # logged per trial by design: one bad candidate must not sink the search
-                mae, status = np.nan, f'failed: {type(e).__name__}: {e}'[:200]
-            sec = time.perf_counter() - t
-            if sec > trial_budget_s and status == 'ok':
-                status, mae = f'timeout: {sec:.2f}s > {trial_budget_s}s', np.nan
-            rows.append(row | {'status': status, 'mae': mae, 'seconds': sec})
-            if status != 'ok':
-                out[name] = f'skipped: not ok in fold {f}'
+        rows += _fold_rows(f, origin, tr, va, inc[i:j], cands, params, out, errs, t0, budget_s, trial_budget_s)
         if f == 1 and keep is not None:  # successive halving: the rest are pruned
-            ranked = sorted((r['mae'], k) for k, r in enumerate(rows) if r['status'] == 'ok')
-            for n_, (_, k) in enumerate(ranked[keep:], keep + 1):
-                out[rows[k]['name']] = f'pruned: rank {n_} of {len(ranked)} in fold 1 (keep {keep})'
+            out |= _pruned(rows, keep)
     return pd.DataFrame(rows), {k: pd.concat(v) for k, v in errs.items()}
 
 # %% ../nbs/07_automl.ipynb #264fe920
@@ -159,6 +188,33 @@ def _caught(starts: pd.DatetimeIndex, labels: pd.DataFrame) -> float:
     late = pd.Timedelta('30min')
     ends = zip(pd.DatetimeIndex(labels.start), pd.DatetimeIndex(labels.end))
     return float(np.mean([((starts >= a) & (starts <= b + late)).any() for a, b in ends]))
+
+# %% ../nbs/07_automl.ipynb #sp_false_alarms
+def _false_alarm_mask(index: pd.DatetimeIndex, false_alarms: pd.DataFrame | None) -> np.ndarray:
+    "True where on-call said 'not an anomaly', from 30 min before each span: alerts there are known false ones."
+    if false_alarms is not None:
+        false_alarms = false_alarms.assign(start=pd.DatetimeIndex(false_alarms.start) - pd.Timedelta('30min'))
+    return _incident_mask(index, false_alarms)
+
+# %% ../nbs/07_automl.ipynb #sp_rows
+def _policy_rows(s, th, u, policies, inc, fa, index, labels, step, days) -> list[dict]:
+    "A row per window at sensitivity s (threshold th, unusual u): alerts/day, recall, false alerts."
+    rows = []
+    for w, pol in policies:
+        normal = count_alerts(u & ~inc, pol, step)  # alerts on normal data: incidents masked
+        rec = _caught(index[count_alerts(u, pol, step)], labels) if labels is not None else np.nan
+        rows.append(
+            {
+                'stage': 'policy',
+                'sensitivity': s,
+                'threshold': th,
+                'window': w,
+                'alerts_per_day': len(normal) / days,
+                'recall': rec,
+                'false_alerts': int(fa[normal].sum()),
+            }
+        )
+    return rows
 
 # %% ../nbs/07_automl.ipynb #264fe920-2
 def search_policy(
@@ -179,31 +235,13 @@ def search_policy(
     "One row per (sensitivity, window): the z threshold it means for `detector`, alerts/day on normal data, recall on labels, alerts raised again on `false_alarms` (on-call said: not an anomaly; from 30 min before each), within the target and the budget."
     step, days = index[1] - index[0], len(index) * (index[1] - index[0]) / pd.Timedelta('1D')
     inc, zz, rows = _incident_mask(index, labels), np.nan_to_num(zd), []
-    if false_alarms is not None:
-        false_alarms = false_alarms.assign(start=pd.DatetimeIndex(false_alarms.start) - pd.Timedelta('30min'))
-    fa = _incident_mask(index, false_alarms)
-    labelled = labels is not None and len(labels)
-    policies = [
-        (w, AlertPolicy(window=w, min_share=min_share, min_count=min_count, recovery=recovery, cooldown=cooldown))
-        for w in windows
-    ]
+    fa = _false_alarm_mask(index, false_alarms)
+    lab = labels if labels is not None and len(labels) else None  # recall only on labels
+    kw = dict(min_share=min_share, min_count=min_count, recovery=recovery, cooldown=cooldown)
+    policies = [(w, AlertPolicy(window=w, **kw)) for w in windows]
     for s in sensitivities:
         th = detector.threshold(s)
-        u = zz > th  # unusual at this sensitivity: shared by every window
-        for w, pol in policies:
-            normal = count_alerts(u & ~inc, pol, step)  # alerts on normal data: incidents masked
-            rec = _caught(index[count_alerts(u, pol, step)], labels) if labelled else np.nan
-            rows.append(
-                {
-                    'stage': 'policy',
-                    'sensitivity': s,
-                    'threshold': th,
-                    'window': w,
-                    'alerts_per_day': len(normal) / days,
-                    'recall': rec,
-                    'false_alerts': int(fa[normal].sum()),
-                }
-            )
+        rows += _policy_rows(s, th, zz > th, policies, inc, fa, index, lab, step, days)  # unusual: shared by windows
     t = pd.DataFrame(rows)
     t['within_target'], t['within_budget'] = t.alerts_per_day <= alert_target, t.alerts_per_day <= alert_budget
     return t
@@ -248,77 +286,6 @@ def _last_day_errors(forecaster, y: pd.Series) -> pd.Series:
     va = y[y.index >= cut]
     return va - clone(forecaster).fit(y[y.index < cut]).predict(va.index)
 
-# %% ../nbs/07_automl.ipynb #stage
-def _stage(y, direction, folds, search_days, labels, sparse_missing, cands, budget_s, trial_budget_s, search_keep, t0):
-    "(path, note, unfitted detector, trial log, out-of-sample errors or None, policy keywords): the model y's history can carry."
-    sparse, counter = _is_sparse(y, sparse_missing)
-    days = history_days(y)
-    if sparse:
-        return (
-            'sparse',
-            f'{y.isna().mean():.0%} of slots empty, {(y.dropna() == 0).mean():.0%} of values zero'
-            + (', counter' if counter else ''),
-            _sparse_detector(y, direction, counter),
-            pd.DataFrame(),
-            None,
-            SPARSE_POLICY,
-        )
-    if days < 2:
-        return (
-            'level',
-            f'{days:.1f} days of history: robust level',
-            Detector(RobustLevel(), direction=direction, inflate=LEVEL_INFLATE),
-            pd.DataFrame(),
-            None,
-            {},
-        )
-    if days < folds + 2:
-        det = Detector(SeasonalProfile(season='day', halflife_days=7.0), direction=direction)
-        return (
-            'daily',
-            f'{days:.1f} days of history: daily profile',
-            det,
-            pd.DataFrame(),
-            _last_day_errors(det.forecaster, y),
-            {},
-        )
-    ys = y.iloc[
-        np.searchsorted(y.index.asi8, (y.index[-1] - pd.Timedelta(days=search_days)).value, 'right') :
-    ]  # the recent past only: 3x cheaper
-    trials, oos = search_forecasters(ys, cands, folds, budget_s, trial_budget_s, labels, t0, search_keep)
-    if score := _scores(trials, folds):
-        best = min(score, key=score.get)
-        return (
-            'search',
-            f'{best} (day-ahead trimmed MAE {score[best]:.4g})',
-            Detector(dict(cands)[best], direction=direction),
-            trials,
-            oos[best],
-            {},
-        )
-    why = '; '.join(sorted(set(trials.status)))[:200]
-    return (
-        'fallback',
-        f'no forecaster converged ({why}): robust seasonal profile',
-        Detector(SeasonalProfile(), direction=direction),
-        trials,
-        None,
-        {},
-    )
-
-# %% ../nbs/07_automl.ipynb #1895fa7f
-@dataclass
-class Tuned:
-    "The result of `tune` for one monitor."
-
-    detector: Detector
-    policy: AlertPolicy
-    trials: pd.DataFrame
-    path: str  # level | daily | search | sparse | fallback: the stage its history allowed
-    note: str = ''
-    alerts_per_day: float = float('nan')
-    seconds: float = 0.0
-
 # %% ../nbs/07_automl.ipynb #1895fa7f-2
 def _scores(trials: pd.DataFrame, folds: int) -> dict[str, float]:
     "{candidate: mean trimmed MAE} over the candidates with all `folds` trials ok, in search order (a tie goes to the first)."
@@ -337,6 +304,60 @@ def _is_sparse(y: pd.Series, sparse_missing: float) -> tuple[bool, bool]:
     v = a[~nan]
     counter = bool(len(v)) and bool(np.all(v >= 0) and np.all(np.mod(v, 1) == 0))
     return bool(nan.mean() > sparse_missing) or bool(len(v) and (v == 0).mean() > 0.5), counter
+
+# %% ../nbs/07_automl.ipynb #stage_early
+def _early_stage(y: pd.Series, direction: str, folds: int, sparse_missing: float) -> tuple | None:
+    "`_stage`'s answer when y is too sparse or too short to search: the sparse, level or daily stage; else None."
+    sparse, counter = _is_sparse(y, sparse_missing)
+    days = history_days(y)
+    if sparse:
+        why = f'{y.isna().mean():.0%} of slots empty, {(y.dropna() == 0).mean():.0%} of values zero' + (
+            ', counter' if counter else ''
+        )
+        return 'sparse', why, _sparse_detector(y, direction, counter), pd.DataFrame(), None, SPARSE_POLICY
+    if days < 2:
+        det = Detector(RobustLevel(), direction=direction, inflate=LEVEL_INFLATE)
+        return 'level', f'{days:.1f} days of history: robust level', det, pd.DataFrame(), None, {}
+    if days < folds + 2:
+        det = Detector(SeasonalProfile(season='day', halflife_days=7.0), direction=direction)
+        oos = _last_day_errors(det.forecaster, y)
+        return 'daily', f'{days:.1f} days of history: daily profile', det, pd.DataFrame(), oos, {}
+    return None
+
+# %% ../nbs/07_automl.ipynb #stage_search
+def _search_stage(trials: pd.DataFrame, oos: dict, cands, folds: int, direction: str) -> tuple:
+    "`_stage`'s answer after the search: the best mean trimmed MAE over every fold, else the fallback."
+    if score := _scores(trials, folds):
+        best = min(score, key=score.get)
+        det = Detector(dict(cands)[best], direction=direction)
+        return 'search', f'{best} (day-ahead trimmed MAE {score[best]:.4g})', det, trials, oos[best], {}
+    why = '; '.join(sorted(set(trials.status)))[:200]
+    det = Detector(SeasonalProfile(), direction=direction)
+    return 'fallback', f'no forecaster converged ({why}): robust seasonal profile', det, trials, None, {}
+
+# %% ../nbs/07_automl.ipynb #stage
+def _stage(y, direction, folds, search_days, labels, sparse_missing, cands, budget_s, trial_budget_s, search_keep, t0):
+    "(path, note, unfitted detector, trial log, out-of-sample errors or None, policy keywords): the model y's history can carry."
+    if (early := _early_stage(y, direction, folds, sparse_missing)) is not None:
+        return early
+    ys = y.iloc[
+        np.searchsorted(y.index.asi8, (y.index[-1] - pd.Timedelta(days=search_days)).value, 'right') :
+    ]  # the recent past only: 3x cheaper
+    trials, oos = search_forecasters(ys, cands, folds, budget_s, trial_budget_s, labels, t0, search_keep)
+    return _search_stage(trials, oos, cands, folds, direction)
+
+# %% ../nbs/07_automl.ipynb #1895fa7f
+@dataclass
+class Tuned:
+    "The result of `tune` for one monitor."
+
+    detector: Detector
+    policy: AlertPolicy
+    trials: pd.DataFrame
+    path: str  # level | daily | search | sparse | fallback: the stage its history allowed
+    note: str = ''
+    alerts_per_day: float = float('nan')
+    seconds: float = 0.0
 
 # %% ../nbs/07_automl.ipynb #blas_one
 @functools.cache
@@ -359,6 +380,48 @@ def on_one_thread(f):
 
     return wrapper
 
+# %% ../nbs/07_automl.ipynb #tune_check
+def _check_tunable(y: pd.Series):
+    "ValueError unless y has at least 2 observed values: nothing to learn from."
+    if len(y) < 2 or y.notna().sum() < 2:
+        raise ValueError(
+            f"tune: the series has {int(y.notna().sum())} observed value(s) in {len(y)} timestamp(s); need at least 2 observed values"
+        )
+
+# %% ../nbs/07_automl.ipynb #ad3cdced-2
+def _policy_z(
+    det: Detector, y: pd.Series, e: np.ndarray, recent: pd.Series | None
+) -> tuple[np.ndarray, pd.DatetimeIndex]:
+    "(directed z, its index) the policy is counted on: the out-of-sample errors in `recent` when given (on their regular grid), else y's in-sample ones."
+    if recent is None:
+        z, _, _ = det.z(y.index.asi8, y.to_numpy(float), e)
+        return directed(z, det.direction), y.index
+    r = to_grid(recent, det.forecaster_.step_)
+    return directed(r.to_numpy(float) / det.scale_by_hour_[hours(r.index)], det.direction), r.index
+
+# %% ../nbs/07_automl.ipynb #tune_policy
+def _tune_policy(det, y, e, recent, trials, pol_kw, alert_budget, alert_target, labels, false_alarms) -> tuple:
+    "(trial log + the policy grid, chosen row, within budget?) for the fitted `det`, on `recent` errors or y."
+    zd, ix = _policy_z(det, y, e, recent if enough_errors(recent) and det.scale != 'poisson' else None)
+    pt = search_policy(zd, ix, det, alert_budget, alert_target, labels, false_alarms=false_alarms, **pol_kw)
+    row, within = pick_policy(pt)
+    return pd.concat([trials, pt], ignore_index=True), row, within
+
+# %% ../nbs/07_automl.ipynb #tune_chosen
+def _chosen_policy(det, row: pd.Series, within: bool, note: str, pol_kw: dict) -> tuple[AlertPolicy, str]:
+    "The chosen row applied: the detector's sensitivity, the alert policy, the note when over budget."
+    det.set_params(sensitivity=float(row.sensitivity))
+    policy = AlertPolicy(
+        window=row.window,
+        min_share=0.5,
+        min_count=pol_kw.get('min_count'),
+        recovery=pol_kw.get('recovery', '30min'),
+        cooldown=pol_kw.get('cooldown', '1h'),
+    )
+    if not within:
+        note += f'; over the alert budget: quietest policy gives {row.alerts_per_day:.2f}/day'
+    return policy, note
+
 # %% ../nbs/07_automl.ipynb #ad3cdced
 @on_one_thread
 def tune(
@@ -379,58 +442,15 @@ def tune(
     false_alarms: pd.DataFrame | None = None,
 ) -> Tuned:
     "AutoML for one monitor: the model its history can carry, then the most sensitive alert policy within `alert_target` alerts/day on normal data, never above `alert_budget`. `errors`: out-of-sample errors already known, flagged ones NaN (they size the band); `recent`: all of them (the policy is counted on them); `false_alarms`: spans on-call answered 'not an anomaly' (the policy avoids them, recall first)."
-    if len(y) < 2 or y.notna().sum() < 2:
-        raise ValueError(
-            f"tune: the series has {int(y.notna().sum())} observed value(s) in {len(y)} timestamp(s); need at least 2 observed values"
-        )
-    t0, y = time.perf_counter(), to_grid(y)
+    _check_tunable(y)
+    t0, y, cands = time.perf_counter(), to_grid(y), cands or candidates()
     path, note, det, trials, oos, pol_kw = _stage(
-        y,
-        direction,
-        folds,
-        search_days,
-        labels,
-        sparse_missing,
-        cands or candidates(),
-        budget_s,
-        trial_budget_s,
-        search_keep,
-        t0,
+        y, direction, folds, search_days, labels, sparse_missing, cands, budget_s, trial_budget_s, search_keep, t0
     )
     e = det.fit_expected(y, errors if enough_errors(errors) else oos)
-    zd, ix = _policy_z(det, y, e, recent if enough_errors(recent) and det.scale != 'poisson' else None)
-    pt = search_policy(zd, ix, det, alert_budget, alert_target, labels, false_alarms=false_alarms, **pol_kw)
-    row, within = pick_policy(pt)
-    det.set_params(sensitivity=float(row.sensitivity))
-    policy = AlertPolicy(
-        window=row.window,
-        min_share=0.5,
-        min_count=pol_kw.get('min_count'),
-        recovery=pol_kw.get('recovery', '30min'),
-        cooldown=pol_kw.get('cooldown', '1h'),
-    )
-    if not within:
-        note += f'; over the alert budget: quietest policy gives {row.alerts_per_day:.2f}/day'
-    return Tuned(
-        det,
-        policy,
-        pd.concat([trials, pt], ignore_index=True),
-        path,
-        note,
-        float(row.alerts_per_day),
-        time.perf_counter() - t0,
-    )
-
-# %% ../nbs/07_automl.ipynb #ad3cdced-2
-def _policy_z(
-    det: Detector, y: pd.Series, e: np.ndarray, recent: pd.Series | None
-) -> tuple[np.ndarray, pd.DatetimeIndex]:
-    "(directed z, its index) the policy is counted on: the out-of-sample errors in `recent` when given (on their regular grid), else y's in-sample ones."
-    if recent is None:
-        z, _, _ = det.z(y.index.asi8, y.to_numpy(float), e)
-        return directed(z, det.direction), y.index
-    r = to_grid(recent, det.forecaster_.step_)
-    return directed(r.to_numpy(float) / det.scale_by_hour_[hours(r.index)], det.direction), r.index
+    log, row, within = _tune_policy(det, y, e, recent, trials, pol_kw, alert_budget, alert_target, labels, false_alarms)
+    policy, note = _chosen_policy(det, row, within, note, pol_kw)
+    return Tuned(det, policy, log, path, note, float(row.alerts_per_day), time.perf_counter() - t0)
 
 # %% ../nbs/07_automl.ipynb #94eb4e50
 COLUMNS = ['expected', 'lower', 'upper', 'score', 'unusual', 'alert']
@@ -440,6 +460,15 @@ def _blank(index) -> pd.DataFrame:
     out = pd.DataFrame(np.nan, index=index, columns=COLUMNS[:4])
     out['unusual'], out['alert'] = False, False
     return out
+
+# %% ../nbs/07_automl.ipynb #replay_frame
+def _replay_frame(out: pd.DataFrame, y: pd.Series, g: pd.Series) -> pd.DataFrame:
+    "The walk's output on the grid `g` read at y's own timestamps (each in its slot); no output: no alert."
+    res = out.reindex(y.index.floor(g.index.freq or (g.index[1] - g.index[0])))
+    res.index = y.index
+    res = res.fillna({'unusual': False, 'alert': False}).astype({'unusual': bool, 'alert': bool})
+    res.attrs['changes'] = out.attrs['changes']  # when the walk accepted a lasting change as the new normal
+    return res
 
 # %% ../nbs/07_automl.ipynb #94eb4e50-2
 def replay(
@@ -469,11 +498,7 @@ def replay(
     )
     with one_thread():
         out = _walk(g, start, td, adapt_share, pd.Timedelta(days=error_days), tuned, tune_kw, events)
-    res = out.reindex(y.index.floor(g.index.freq or (g.index[1] - g.index[0])))
-    res.index = y.index
-    res = res.fillna({'unusual': False, 'alert': False}).astype({'unusual': bool, 'alert': bool})
-    res.attrs['changes'] = out.attrs['changes']  # when the walk accepted a lasting change as the new normal
-    return res
+    return _replay_frame(out, y, g)
 
 # %% ../nbs/07_automl.ipynb #walk_state
 class _Walk:
@@ -594,6 +619,43 @@ def _score_period(
     for s, t, sh in _segments(short, b, e):
         _score_day(w, det, ef[s - b : t - b], s, t, A_dep if sh else A, share)
 
+# %% ../nbs/07_automl.ipynb #walk_first
+def _first_step(g: pd.Series, start, min_history: pd.Timedelta) -> pd.Timestamp:
+    "Where the walk starts: `min_history` after g's first observed value, or at `start` if later."
+    t = g.first_valid_index() + min_history
+    if start is not None:
+        t = max(t, pd.Timestamp(start).tz_convert(g.index.tz) if g.index.tz else pd.Timestamp(start))
+    return t
+
+# %% ../nbs/07_automl.ipynb #walk_detector
+def _period_detector(w, tuned, last, fixed, first, t, clean, a, b, lo, td, tune_kw) -> tuple:
+    "(tuned, when last tuned, the period's detector): re-tuned when due (not if `fixed`), else served or refitted."
+    if not fixed and (tuned is None or t - last >= td['retune'] or tuned.path in ('level', 'daily')):
+        tuned, last = _retune(w, tuned, clean, lo, b, tune_kw), t
+        det = _fit_day(w, tuned, clean, a, b, max(lo, w.pool_from), 'served')
+    elif first and getattr(tuned.detector, 'fit_key_', None) == data_key(clean):
+        det = _fit_day(w, tuned, clean, a, b, lo, 'served')
+    else:
+        det = _fit_day(
+            w, tuned, clean, a, b, lo, 'full' if first else 'one-pass'
+        )  # every past point is judged already: one pass
+    return tuned, last, det
+
+# %% ../nbs/07_automl.ipynb #walk_alerts
+def _period_alerts(w, policy, d: int, b: int, e: int):
+    "The alerts of [b, e): the policy run from a day before b (its state carries over), never in maintenance."
+    alert, _ = policy.flags(
+        w.col['unusual'][d:e], np.nan_to_num(w.col['score'][d:e]), pd.Timedelta(w.step)
+    )  # state carries over from the day before
+    w.col['alert'][b:e] = alert[b - d :] & ~w.quiet[b:e]
+
+# %% ../nbs/07_automl.ipynb #walk_frame
+def _walk_frame(w) -> pd.DataFrame:
+    "The walk's output columns as a frame on its grid, the re-baselines in `.attrs['changes']`."
+    out = pd.DataFrame(w.col, index=w.ix)
+    out.attrs['changes'] = list(w.changes)
+    return out
+
 # %% ../nbs/07_automl.ipynb #walk_loop-3
 def _walk(
     g: pd.Series, start, td: dict, share: float, error_span: pd.Timedelta, tuned, tune_kw, events=None
@@ -602,36 +664,18 @@ def _walk(
     w = _Walk(g, events)
     ix, A, A_dep = w.ix, max(2, int(td['adapt'] / w.step)), max(2, int(td['deploy_adapt'] / w.step))
     short = after_deploy(ix, events, td['adapt'])
-    t = g.first_valid_index() + td['min_history']
-    if start is not None:
-        t = max(t, pd.Timestamp(start).tz_convert(ix.tz) if ix.tz else pd.Timestamp(start))
+    t = _first_step(g, start, td['min_history'])
     fixed, last, first = tuned is not None, None, True
     aligned = pd.Timedelta('1D') % td['refit'] == pd.Timedelta(0)
     while t <= ix[-1]:
         nxt = (t + td['refit']).floor(td['refit']) if aligned else t + td['refit']
         a, b, e, d = w.at(t - td['window']), w.at(t), w.at(nxt), w.at(t - pd.Timedelta('1D'))
-        lo, clean = (
-            max(w.change, w.pool_from, w.at(t - error_span)),
-            w.history(a, b),
-        )  # the past as it stands before this step
+        lo, clean = max(w.change, w.pool_from, w.at(t - error_span)), w.history(a, b)  # the past before this step
         if clean.notna().sum() < 2:  # nothing to learn from yet: no output, no alert
             t = nxt
             continue
-        if not fixed and (tuned is None or t - last >= td['retune'] or tuned.path in ('level', 'daily')):
-            tuned, last = _retune(w, tuned, clean, lo, b, tune_kw), t
-            det = _fit_day(w, tuned, clean, a, b, max(lo, w.pool_from), 'served')
-        elif first and getattr(tuned.detector, 'fit_key_', None) == data_key(clean):
-            det = _fit_day(w, tuned, clean, a, b, lo, 'served')
-        else:
-            det = _fit_day(
-                w, tuned, clean, a, b, lo, 'full' if first else 'one-pass'
-            )  # every past point is judged already: one pass
+        tuned, last, det = _period_detector(w, tuned, last, fixed, first, t, clean, a, b, lo, td, tune_kw)
         _score_period(w, det, g, clean, b, e, A, A_dep, share, short)
-        alert, _ = tuned.policy.flags(
-            w.col['unusual'][d:e], np.nan_to_num(w.col['score'][d:e]), pd.Timedelta(w.step)
-        )  # state carries over from the day before
-        w.col['alert'][b:e] = alert[b - d :] & ~w.quiet[b:e]
+        _period_alerts(w, tuned.policy, d, b, e)
         t, first = nxt, False
-    out = pd.DataFrame(w.col, index=ix)
-    out.attrs['changes'] = list(w.changes)
-    return out
+    return _walk_frame(w)

@@ -122,6 +122,35 @@ def enough_errors(errors: pd.Series | None) -> bool:
         ok.sum() >= MIN_ERRORS and span >= pd.Timedelta(days=MIN_ERROR_DAYS) * 0.99
     )  # (a day of 5-min errors spans a day - 5 min)
 
+# %% ../nbs/06_detect.ipynb #band_scale
+def _band_scale(pool: pd.Series, v: np.ndarray, seasonal_scale: bool, max_z: float) -> tuple[np.ndarray, float]:
+    "(robust scale per hour of day, spread of the scaled errors within max_z) of `pool`; floor: SCALE_FLOOR x |v|."
+    pv = pool.to_numpy(float)
+    ok = np.isfinite(pv)
+    pv, hrs = pv[ok], hours(pool.index)[ok]
+    c, g = spread(pv)
+    low = max(SCALE_FLOOR * (float(np.nanmedian(np.abs(v))) if np.isfinite(v).any() else 1.0), 1e-9)
+    g = max(g if np.isfinite(g) else 0.0, low)
+    by = hourly_scale(pv - c, hrs) if seasonal_scale and len(pv) >= 24 * 24 else np.full(24, g)
+    scale = np.maximum(np.nan_to_num(by, nan=g), low)
+    z = (pv - c) / scale[hrs]
+    return scale, float(np.std(kept)) if len(kept := z[np.abs(z) <= max_z]) > 2 else 1.0
+
+# %% ../nbs/06_detect.ipynb #band_scores
+def _band_scores(band, ns: np.ndarray, v: np.ndarray, e: np.ndarray, prev=None) -> dict[str, np.ndarray]:
+    "The five score columns as arrays, from epoch ns, values (NaN = no data) and the forecaster's expected values; expected value and lower band no lower than the floor (the upper band stays exact: a value above it is unusual)."
+    z, s, shift = band.z(ns, v, e, prev)
+    k, lo = band.threshold(), band.floor_value_
+    mid = e + (0.0 if band.scale == 'poisson' else band.bias_ + band.offset_)
+    zd = directed(z, band.direction)
+    return {
+        'expected': np.maximum(mid, lo),
+        'lower': np.maximum(mid - shift - k * s, lo),
+        'upper': mid - shift + k * s,
+        'score': np.where(np.isnan(v), np.nan, to_score(zd, k)),
+        'unusual': np.nan_to_num(zd) > k,
+    }
+
 # %% ../nbs/06_detect.ipynb #error_band
 class ErrorBand:
     "The error half of a `Detector`: scale (per hour of day, or one), the threshold that adapts to the errors' tails, the natural floor."
@@ -139,19 +168,8 @@ class ErrorBand:
         oos = enough_errors(errors)
         self.errors_from_ = 'out-of-sample' if oos else 'in-sample'
         pool = errors if oos else pd.Series(self.inflate * (r - self.bias_), index=y.index)
-        pv = pool.to_numpy(float)
-        ok = np.isfinite(pv)
-        pv, hrs = pv[ok], hours(pool.index)[ok]
-        c, g = spread(pv)
-        low = max(SCALE_FLOOR * (float(np.nanmedian(np.abs(v))) if np.isfinite(v).any() else 1.0), 1e-9)
-        g = max(g if np.isfinite(g) else 0.0, low)
-        by = hourly_scale(pv - c, hrs) if self.seasonal_scale and len(pv) >= 24 * 24 else np.full(24, g)
-        self.scale_by_hour_ = np.maximum(np.nan_to_num(by, nan=g), low)
-        z = (pv - c) / self.scale_by_hour_[hrs]
-        self.spread_ = float(np.std(kept)) if len(kept := z[np.abs(z) <= self.max_z]) > 2 else 1.0
-        self.floor_value_ = (
-            0.0 if np.isfinite(v).any() and np.nanmin(v) >= 0 else -np.inf
-        )  # a metric that never went below 0
+        self.scale_by_hour_, self.spread_ = _band_scale(pool, v, self.seasonal_scale, self.max_z)
+        self.floor_value_ = 0.0 if np.isfinite(v).any() and np.nanmin(v) >= 0 else -np.inf  # never below 0: a floor
         self.offset_ = 0.0  # a level shift accepted since the fit (replay's re-baselining)
 
     def z(self, ns: np.ndarray, v: np.ndarray, e: np.ndarray, prev=None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -161,19 +179,46 @@ class ErrorBand:
         s = self.scale_by_hour_[hours(ns)]
         return (v - e - self.bias_ - self.offset_) / s, s, np.zeros(len(v))
 
-    def scores(self, ns: np.ndarray, v: np.ndarray, e: np.ndarray, prev=None) -> dict[str, np.ndarray]:
-        "The five score columns as arrays, from epoch ns, values (NaN = no data) and the forecaster's expected values; expected value and lower band no lower than the floor (the upper band stays exact: a value above it is unusual)."
-        z, s, shift = self.z(ns, v, e, prev)
-        k, lo = self.threshold(), self.floor_value_
-        mid = e + (0.0 if self.scale == 'poisson' else self.bias_ + self.offset_)
-        zd = directed(z, self.direction)
-        return {
-            'expected': np.maximum(mid, lo),
-            'lower': np.maximum(mid - shift - k * s, lo),
-            'upper': mid - shift + k * s,
-            'score': np.where(np.isnan(v), np.nan, to_score(zd, k)),
-            'unusual': np.nan_to_num(zd) > k,
-        }
+    scores = _band_scores  # (ns, v, e, prev=None) -> the five score columns
+
+# %% ../nbs/06_detect.ipynb #det_outliers
+def _outliers(det, y: pd.Series, e=None) -> np.ndarray:
+    "The points of y (on its grid) flagged in the detector's direction against expected values e (its forecaster's if None); none when more than MAX_MASKED of the observed ones would be."
+    z, _, _ = det.z(
+        y.index.asi8, y.to_numpy(float), np.asarray(det.forecaster_.predict(y.index) if e is None else e, float)
+    )
+    f = np.nan_to_num(directed(z, det.direction)) > det.threshold()
+    return f if f.sum() <= MAX_MASKED * y.notna().sum() else np.zeros(len(y), bool)
+
+# %% ../nbs/06_detect.ipynb #det_fit_expected
+def _fit_expected(det, y: pd.Series, errors: pd.Series | None = None) -> np.ndarray:
+    "fit, returning the final forecaster's in-sample expected values on y's grid (tune reuses them instead of predicting again)."
+    det.forecaster_ = clone(det.forecaster if det.forecaster is not None else SeasonalProfile()).fit(y)
+    y = to_grid(y, det.forecaster_.step_)
+    det.fit_key_, det.n_masked_ = data_key(y), 0
+    e = det.forecaster_.predict(y.index)
+    det.fit_band(y, e, errors)
+    if det.mask_flagged and (flagged := det.outliers(y, e)).any():  # refit once without them
+        det.n_masked_, ym = int(flagged.sum()), y.mask(flagged)
+        det.forecaster_ = clone(det.forecaster_).fit(ym)
+        e = det.forecaster_.predict(y.index)
+        det.fit_band(ym, e, errors)
+    return np.asarray(e, float)
+
+# %% ../nbs/06_detect.ipynb #det_score_frame
+def _score_frame(det, y: pd.Series, context: pd.Series | None = None) -> pd.DataFrame:
+    "Per point: expected, lower, upper, score (0..1), unusual (bool). Indexed like y; `context` (observed since the fit) goes to the forecaster."
+    e = det.forecaster_.predict(y.index, context=context)
+    prev = None
+    if det.scale == 'poisson' and context is not None and len(context):
+        c = to_grid(context, det.forecaster_.step_).iloc[-int(pd.Timedelta(det.count_window) / det.forecaster_.step_) :]
+        prev = (c.to_numpy(float), det.forecaster_.predict(c.index).to_numpy(float))
+    return pd.DataFrame(det.scores(y.index.asi8, y.to_numpy(float), e.to_numpy(float), prev), index=y.index)
+
+# %% ../nbs/06_detect.ipynb #det_score_grid
+def _score_grid(det, ns: np.ndarray, v: np.ndarray) -> dict[str, np.ndarray]:
+    "score_frame(y) without context, on bare arrays of a regular grid (epoch ns, values): no pandas objects, for serving."
+    return det.scores(ns, v, det.forecaster_.expected(ns))
 
 # %% ../nbs/06_detect.ipynb #detector
 class Detector(ErrorBand, BaseEstimator):
@@ -192,61 +237,18 @@ class Detector(ErrorBand, BaseEstimator):
         count_window: str = '30min',
         inflate: float = 1.5,
     ):
-        self.forecaster, self.sensitivity, self.direction, self.min_z, self.max_z = (
-            forecaster,
-            sensitivity,
-            direction,
-            min_z,
-            max_z,
-        )
-        self.seasonal_scale, self.scale, self.mask_flagged, self.count_window = (
-            seasonal_scale,
-            scale,
-            mask_flagged,
-            count_window,
-        )
-        self.inflate = inflate
-
-    def outliers(self, y: pd.Series, e=None) -> np.ndarray:
-        "The points of y (on its grid) flagged in the detector's direction against expected values e (its forecaster's if None); none when more than MAX_MASKED of the observed ones would be."
-        z, _, _ = self.z(
-            y.index.asi8, y.to_numpy(float), np.asarray(self.forecaster_.predict(y.index) if e is None else e, float)
-        )
-        f = np.nan_to_num(directed(z, self.direction)) > self.threshold()
-        return f if f.sum() <= MAX_MASKED * y.notna().sum() else np.zeros(len(y), bool)
+        self.forecaster, self.sensitivity, self.direction = forecaster, sensitivity, direction
+        self.min_z, self.max_z, self.seasonal_scale, self.scale = min_z, max_z, seasonal_scale, scale
+        self.mask_flagged, self.count_window, self.inflate = mask_flagged, count_window, inflate
 
     def fit(self, y: pd.Series, errors: pd.Series | None = None):
         self.fit_expected(y, errors)
         return self
 
-    def fit_expected(self, y: pd.Series, errors: pd.Series | None = None) -> np.ndarray:
-        "fit, returning the final forecaster's in-sample expected values on y's grid (tune reuses them instead of predicting again)."
-        self.forecaster_ = clone(self.forecaster if self.forecaster is not None else SeasonalProfile()).fit(y)
-        y = to_grid(y, self.forecaster_.step_)
-        self.fit_key_, self.n_masked_ = data_key(y), 0
-        e = self.forecaster_.predict(y.index)
-        self.fit_band(y, e, errors)
-        if self.mask_flagged and (flagged := self.outliers(y, e)).any():  # refit once without them
-            self.n_masked_, ym = int(flagged.sum()), y.mask(flagged)
-            self.forecaster_ = clone(self.forecaster_).fit(ym)
-            e = self.forecaster_.predict(y.index)
-            self.fit_band(ym, e, errors)
-        return np.asarray(e, float)
-
-    def score_frame(self, y: pd.Series, context: pd.Series | None = None) -> pd.DataFrame:
-        "Per point: expected, lower, upper, score (0..1), unusual (bool). Indexed like y; `context` (observed since the fit) goes to the forecaster."
-        e = self.forecaster_.predict(y.index, context=context)
-        prev = None
-        if self.scale == 'poisson' and context is not None and len(context):
-            c = to_grid(context, self.forecaster_.step_).iloc[
-                -int(pd.Timedelta(self.count_window) / self.forecaster_.step_) :
-            ]
-            prev = (c.to_numpy(float), self.forecaster_.predict(c.index).to_numpy(float))
-        return pd.DataFrame(self.scores(y.index.asi8, y.to_numpy(float), e.to_numpy(float), prev), index=y.index)
-
-    def score_grid(self, ns: np.ndarray, v: np.ndarray) -> dict[str, np.ndarray]:
-        "score_frame(y) without context, on bare arrays of a regular grid (epoch ns, values): no pandas objects, for serving."
-        return self.scores(ns, v, self.forecaster_.expected(ns))
+    outliers = _outliers  # (y, e=None) -> the points a refit leaves out
+    fit_expected = _fit_expected  # (y, errors=None) -> the two-pass fit; the final in-sample expected values
+    score_frame = _score_frame  # (y, context=None) -> expected, lower, upper, score, unusual
+    score_grid = _score_grid  # (ns, v) -> the same columns as arrays, for serving
 
 # %% ../nbs/06_detect.ipynb #5760708a
 def alert_flags(u: np.ndarray, sc: np.ndarray, w: int, need: int, rec: int, cool: int) -> tuple[np.ndarray, list[dict]]:
@@ -273,6 +275,33 @@ def alert_flags(u: np.ndarray, sc: np.ndarray, w: int, need: int, rec: int, cool
         events.append(cur)
     return alert, events
 
+# %% ../nbs/06_detect.ipynb #policy_steps
+def _policy_steps(p, step: pd.Timedelta) -> tuple[int, int, int, int]:
+    "(window, needed, recovery, cooldown) in grid steps."
+    w = max(1, int(pd.Timedelta(p.window) / step))
+    need = p.min_count if p.min_count is not None else max(1, math.ceil(p.min_share * w - 1e-9))
+    return w, min(need, w), max(1, int(pd.Timedelta(p.recovery) / step)), int(pd.Timedelta(p.cooldown) / step)
+
+# %% ../nbs/06_detect.ipynb #policy_events
+def _event_table(events: list[dict], ix: pd.DatetimeIndex, u: np.ndarray, step: pd.Timedelta) -> pd.DataFrame:
+    "`alert_flags`' events (positions on `ix`) as a table: start, end (+ a step), onset, peak, peak_score, n_unusual."
+    cols = ['start', 'end', 'onset', 'peak', 'peak_score', 'n_unusual']
+    if not events:
+        return pd.DataFrame(columns=cols)
+    st, en, on, pk = (np.array([e[k] for e in events]) for k in ('start_i', 'end_i', 'onset_i', 'peak_i'))
+    cu = np.r_[0, np.cumsum(u)]  # unusual points in [onset, end] by prefix sums
+    return pd.DataFrame(
+        {
+            'start': ix[st],
+            'end': ix[en] + step,
+            'onset': ix[on],
+            'peak': ix[pk],
+            'peak_score': np.array([e['peak_score'] for e in events], float),
+            'n_unusual': cu[en + 1] - cu[on],
+        },
+        columns=cols,
+    )
+
 # %% ../nbs/06_detect.ipynb #8e168bcf
 class AlertPolicy(BaseEstimator):
     "Decide alerts from unusual points: detection window with a min share/count, recovery, cooldown."
@@ -285,19 +314,10 @@ class AlertPolicy(BaseEstimator):
         recovery: str = '30min',
         cooldown: str = '1h',
     ):
-        self.window, self.min_share, self.min_count, self.recovery, self.cooldown = (
-            window,
-            min_share,
-            min_count,
-            recovery,
-            cooldown,
-        )
+        self.window, self.min_share, self.min_count = window, min_share, min_count
+        self.recovery, self.cooldown = recovery, cooldown
 
-    def steps(self, step: pd.Timedelta) -> tuple[int, int, int, int]:
-        "(window, needed, recovery, cooldown) in grid steps."
-        w = max(1, int(pd.Timedelta(self.window) / step))
-        need = self.min_count if self.min_count is not None else max(1, math.ceil(self.min_share * w - 1e-9))
-        return w, min(need, w), max(1, int(pd.Timedelta(self.recovery) / step)), int(pd.Timedelta(self.cooldown) / step)
+    steps = _policy_steps  # (step) -> (window, needed, recovery, cooldown) in grid steps
 
     def flags(self, u: np.ndarray, sc: np.ndarray, step: pd.Timedelta) -> tuple[np.ndarray, list[dict]]:
         "`decide` on bare arrays (unusual, score with NaN as 0) of a regular grid of `step`: (alert flags, events as dicts of positions)."
@@ -307,26 +327,9 @@ class AlertPolicy(BaseEstimator):
         "(alert flag per point, events with start, end, onset, peak, peak_score, n_unusual)."
         step = infer_step(unusual.index) if len(unusual) > 1 else pd.Timedelta('5min')
         u = unusual.fillna(False).to_numpy(bool)
-        alert, events = self.flags(
-            u, (score if score is not None else unusual.astype(float)).fillna(0).to_numpy(float), step
-        )
-        ix, cols = unusual.index, ['start', 'end', 'onset', 'peak', 'peak_score', 'n_unusual']
-        if not events:
-            return pd.Series(alert, index=ix, name='alert'), pd.DataFrame(columns=cols)
-        st, en, on, pk = (np.array([e[k] for e in events]) for k in ('start_i', 'end_i', 'onset_i', 'peak_i'))
-        cu = np.r_[0, np.cumsum(u)]  # unusual points in [onset, end] by prefix sums
-        ev = pd.DataFrame(
-            {
-                'start': ix[st],
-                'end': ix[en] + step,
-                'onset': ix[on],
-                'peak': ix[pk],
-                'peak_score': np.array([e['peak_score'] for e in events], float),
-                'n_unusual': cu[en + 1] - cu[on],
-            },
-            columns=cols,
-        )
-        return pd.Series(alert, index=ix, name='alert'), ev
+        sc = (score if score is not None else unusual.astype(float)).fillna(0).to_numpy(float)
+        alert, events = self.flags(u, sc, step)
+        return pd.Series(alert, index=unusual.index, name='alert'), _event_table(events, unusual.index, u, step)
 
 # %% ../nbs/06_detect.ipynb #3eb7b369
 def static_frame(y: pd.Series, train: pd.Series, k: float = 3.0, direction: str = 'up') -> pd.DataFrame:

@@ -124,6 +124,39 @@ def grid_stat(
     num, den = np.where(keep, W * M, 0.0).sum(1), (W * keep).sum(1)
     return np.where(den > 0, num / np.where(den > 0, den, 1), np.nan), cnt
 
+# %% ../nbs/05_models.ipynb #profile_stat
+def _seasonal_profile(
+    y: pd.Series, step: pd.Timedelta, season: str, stat: str, halflife_days: float, min_per_slot: int
+) -> np.ndarray:
+    "Recency-weighted `stat` of y (on its grid of `step`) per slot of `season`; thin week slots: the day's."
+    i, v = y.index.asi8, y.to_numpy(float)
+    w = 0.5 ** (((i[-1] - i) / _DAY_NS) / halflife_days)  # age in days, as (index[-1] - index) / 1 day gives
+    per_day = int(_DAY_NS // step.value)
+    by = lambda s, n: grid_stat(v, w, int(slots(i[:1], step, s)[0]), n, stat)  # y is on its grid (_prep)
+    if season == 'week':
+        wk, cnt = by('week', 7 * per_day)
+        full = cnt >= min_per_slot
+        prof = (
+            wk if full.all() else np.where(full, wk, np.tile(by('day', per_day)[0], 7))
+        )  # the day profile only where a week slot is thin
+    else:
+        prof = by('day', per_day)[0]
+    return np.where(np.isnan(prof), np.nanmedian(v), prof) if np.isnan(prof).any() else prof
+
+# %% ../nbs/05_models.ipynb #profile_level
+def _profile_level(sp, hist: pd.Series) -> float:
+    "Median residual over the last level_days of `hist` (0 if nothing observed there)."
+    i = hist.index.asi8
+    cut = i[-1] - pd.Timedelta(days=sp.level_days).value
+    recent = hist.iloc[np.searchsorted(i, cut, 'right') :] if hist.index.is_monotonic_increasing else hist[i > cut]
+    r = recent.to_numpy(float) - sp._base(recent.index) if sp.level_days > 0 else np.array([])
+    return float(np.nanmedian(r)) if np.isfinite(r).any() else 0.0
+
+# %% ../nbs/05_models.ipynb #profile_predict
+def _profile_predict(sp, index: pd.DatetimeIndex, context: pd.Series | None = None) -> pd.Series:
+    level = sp.level_ if context is None or not len(context) else sp._level(sp._history(context))
+    return pd.Series(sp._base(index) + level, index=index, name='expected')
+
 # %% ../nbs/05_models.ipynb #61e3aa82
 class SeasonalProfile(Forecaster):
     "Weighted median (or trimmed mean) per slot-of-week/day, recency-weighted, plus a robust recent level."
@@ -136,52 +169,24 @@ class SeasonalProfile(Forecaster):
         level_days: float = 1.0,
         min_per_slot: int = 3,
     ):
-        self.season, self.stat, self.halflife_days, self.level_days, self.min_per_slot = (
-            season,
-            stat,
-            halflife_days,
-            level_days,
-            min_per_slot,
-        )
+        self.season, self.stat, self.halflife_days = season, stat, halflife_days
+        self.level_days, self.min_per_slot = level_days, min_per_slot
 
     def fit(self, y: pd.Series, sample_weight=None):
         y = self._prep(y)
         self.y_ = y
-        i, v = y.index.asi8, y.to_numpy(float)
-        w = 0.5 ** (((i[-1] - i) / _DAY_NS) / self.halflife_days)  # age in days, as (index[-1] - index) / 1 day gives
-        per_day = int(_DAY_NS // self.step_.value)
-        stat = lambda season, n: grid_stat(
-            v, w, int(slots(i[:1], self.step_, season)[0]), n, self.stat
-        )  # y is on its grid (_prep)
-        if self.season == 'week':
-            wk, cnt = stat('week', 7 * per_day)
-            full = cnt >= self.min_per_slot
-            prof = (
-                wk if full.all() else np.where(full, wk, np.tile(stat('day', per_day)[0], 7))
-            )  # the day profile only where a week slot is thin
-        else:
-            prof = stat('day', per_day)[0]
-        self.profile_ = np.where(np.isnan(prof), np.nanmedian(v), prof) if np.isnan(prof).any() else prof
+        self.profile_ = _seasonal_profile(y, self.step_, self.season, self.stat, self.halflife_days, self.min_per_slot)
         self.level_ = self._level(y)
         return self
 
     def _base(self, index) -> np.ndarray:
         return self.profile_[slots(index, self.step_, self.season)]
 
-    def _level(self, hist: pd.Series) -> float:
-        "Median residual over the last level_days of `hist` (0 if nothing observed there)."
-        i = hist.index.asi8
-        cut = i[-1] - pd.Timedelta(days=self.level_days).value
-        recent = hist.iloc[np.searchsorted(i, cut, 'right') :] if hist.index.is_monotonic_increasing else hist[i > cut]
-        r = recent.to_numpy(float) - self._base(recent.index) if self.level_days > 0 else np.array([])
-        return float(np.nanmedian(r)) if np.isfinite(r).any() else 0.0
-
     def expected(self, ns: np.ndarray) -> np.ndarray:
         return self._base(ns) + self.level_
 
-    def predict(self, index: pd.DatetimeIndex, context: pd.Series | None = None) -> pd.Series:
-        level = self.level_ if context is None or not len(context) else self._level(self._history(context))
-        return pd.Series(self._base(index) + level, index=index, name='expected')
+    _level = _profile_level  # (hist) -> the recent level
+    predict = _profile_predict  # (index, context=None) -> expected values, the level moved by the context
 
 # %% ../nbs/05_models.ipynb #robust_level
 class RobustLevel(Forecaster):
@@ -216,6 +221,48 @@ def _hw_forecast(r, h: int, m: int) -> np.ndarray:
     j = np.where(k <= n + m - 2, k, n - 1 + (k - (n + m - 1)) % m)  # statsmodels refills s[n+m-1:] with s[n-1 + j % m]
     return r.level[-1] + season[j - m]
 
+# %% ../nbs/05_models.ipynb #hw_input
+def _hw_input(
+    y: pd.Series, step: pd.Timedelta, resolution: str | None, fit_days: float
+) -> tuple[pd.Series, pd.Timedelta, int]:
+    "(the last `fit_days` of y at `resolution` (never finer than `step`), gaps filled; that resolution; steps per day)."
+    res = max(pd.Timedelta(resolution), step) if resolution else step
+    i = y.index.asi8
+    z = y.iloc[np.searchsorted(i, i[-1] - pd.Timedelta(days=fit_days).value, 'right') :].resample(res).mean()
+    if z.isna().any():
+        z = z.interpolate(limit_direction='both')  # (interpolate costs as much as resample, even with nothing to fill)
+    period = int(pd.Timedelta('1D') / res)
+    if len(z) < 2 * period or z.isna().any():
+        raise ValueError(f'HoltWinters needs 2 full days of data, got {len(z) * res}')
+    return z, res, period
+
+# %% ../nbs/05_models.ipynb #hw_path
+def _hw_path(z: pd.Series, period: int, trend: str | None, damped: bool, horizon_days: int) -> np.ndarray:
+    "Additive Holt-Winters on z with a season of `period` steps: its fitted values, then `horizon_days` of forecast."
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore')
+        r = ExponentialSmoothing(
+            z.to_numpy(),
+            trend=trend,
+            damped_trend=damped if trend else False,
+            seasonal='add',
+            seasonal_periods=period,
+            initialization_method='heuristic',
+        ).fit(use_brute=False)
+    h = horizon_days * period
+    return np.r_[r.fittedvalues, r.forecast(h) if trend else _hw_forecast(r, h, period)]  # one value per step of z
+
+# %% ../nbs/05_models.ipynb #hw_expected
+def _hw_expected(hw, ns: np.ndarray) -> np.ndarray:
+    "predict(index).to_numpy() for epoch-ns times, without building an index or a Series (the serving fast path)."
+    r = hw.res_.value
+    k = (np.asarray(ns, np.int64) // r * r - hw.t0_.value) // r  # whole `res` steps since t0_
+    period = int(pd.Timedelta('1D') / hw.res_)
+    over = np.maximum(k - (len(hw.path_) - 1), 0)
+    k = k - period * np.ceil(over / period).astype(int)  # beyond the horizon: repeat the last forecast day
+    out = hw.path_[np.clip(k, 0, len(hw.path_) - 1)]
+    return np.where(k < 0, np.nan, out)  # before the fitted span: unknown
+
 # %% ../nbs/05_models.ipynb #27cd66ae-2
 class HoltWinters(Forecaster):
     "Additive Holt-Winters with a daily season (statsmodels ExponentialSmoothing)."
@@ -228,54 +275,20 @@ class HoltWinters(Forecaster):
         fit_days: float = 14.0,
         horizon_days: int = 8,
     ):
-        self.resolution, self.trend, self.damped, self.fit_days, self.horizon_days = (
-            resolution,
-            trend,
-            damped,
-            fit_days,
-            horizon_days,
-        )
+        self.resolution, self.trend, self.damped = resolution, trend, damped
+        self.fit_days, self.horizon_days = fit_days, horizon_days
 
     def fit(self, y: pd.Series, sample_weight=None):
         y = self._prep(y)
         self.y_ = y
-        res = max(pd.Timedelta(self.resolution), self.step_) if self.resolution else self.step_
-        i = y.index.asi8
-        z = y.iloc[np.searchsorted(i, i[-1] - pd.Timedelta(days=self.fit_days).value, 'right') :].resample(res).mean()
-        if z.isna().any():
-            z = z.interpolate(
-                limit_direction='both'
-            )  # (interpolate costs as much as resample, even with nothing to fill)
-        period = int(pd.Timedelta('1D') / res)
-        if len(z) < 2 * period or z.isna().any():
-            raise ValueError(f'HoltWinters needs 2 full days of data, got {len(z) * res}')
-        with warnings.catch_warnings():
-            warnings.simplefilter('ignore')
-            r = ExponentialSmoothing(
-                z.to_numpy(),
-                trend=self.trend,
-                damped_trend=self.damped if self.trend else False,
-                seasonal='add',
-                seasonal_periods=period,
-                initialization_method='heuristic',
-            ).fit(use_brute=False)
-        h = self.horizon_days * period
-        self.res_, self.t0_ = res, z.index[0]
-        self.path_ = np.r_[
-            r.fittedvalues, r.forecast(h) if self.trend else _hw_forecast(r, h, period)
-        ]  # fitted, then forecast, one value per `res`
+        z, res, period = _hw_input(y, self.step_, self.resolution, self.fit_days)
+        path = _hw_path(z, period, self.trend, self.damped, self.horizon_days)
+        self.res_, self.t0_, self.path_ = res, z.index[0], path
         if not np.isfinite(self.path_).all():
             raise ValueError('HoltWinters did not converge (non-finite forecast)')
         return self
 
-    def expected(self, ns: np.ndarray) -> np.ndarray:
-        r = self.res_.value
-        k = (np.asarray(ns, np.int64) // r * r - self.t0_.value) // r  # whole `res` steps since t0_
-        period = int(pd.Timedelta('1D') / self.res_)
-        over = np.maximum(k - (len(self.path_) - 1), 0)
-        k = k - period * np.ceil(over / period).astype(int)  # beyond the horizon: repeat the last forecast day
-        out = self.path_[np.clip(k, 0, len(self.path_) - 1)]
-        return np.where(k < 0, np.nan, out)  # before the fitted span: unknown
+    expected = _hw_expected  # (ns) -> the path at each time
 
     def predict(self, index: pd.DatetimeIndex, context: pd.Series | None = None) -> pd.Series:
         return pd.Series(self.expected(index.asi8), index=index, name='expected')
@@ -301,34 +314,52 @@ def slot_median(y: pd.Series, step: pd.Timedelta) -> np.ndarray:
     k = (~np.isnan(S)).sum(1)  # NaN sorts last
     return np.where(k > 0, S[np.arange(per_day), np.maximum((k - 1) // 2, 0)], np.nan)
 
+# %% ../nbs/05_models.ipynb #lag_features
+def _lag_features(lr, index: pd.DatetimeIndex | np.ndarray, hist: pd.Series) -> np.ndarray:
+    ns = _ns(index)
+    X = np.empty((len(ns), 2 * lr.harmonics + 6 * bool(lr.weekly) + len(lr.lags)), order='F')
+    k = 0
+    phase = 2 * np.pi * (ns % _DAY_NS) / _DAY_NS
+    s1, c1 = np.sin(phase), np.cos(phase)
+    s, c = s1, c1
+    for _ in range(lr.harmonics):  # sin/cos(k·phase) by angle addition: 2 trig calls, not 2k
+        X[:, k], X[:, k + 1] = s, c
+        k += 2
+        s, c = s * c1 + c * s1, c * c1 - s * s1
+    if lr.weekly:
+        dow = ((ns // _DAY_NS) + 3) % 7
+        for d in range(6):
+            X[:, k] = dow == d
+            k += 1
+    fill = lr.slot_median_[slots(ns, lr.step_)]
+    for lag in lr.lags:
+        X[:, k] = np.where(np.isnan(v := _lookup(hist, ns - pd.Timedelta(lag).value)), fill, v)
+        k += 1
+    return X
+
+# %% ../nbs/05_models.ipynb #lag_ridge
+def _ridge(X: np.ndarray, t: np.ndarray, alpha: float) -> tuple[np.ndarray, float]:
+    "(coef_, intercept_) of Ridge(alpha, fit_intercept=True) on X, t, without its input checks (2x faster, same bits)."
+    xm, tm = X.mean(axis=0), t.mean()  # centred, as Ridge does it
+    coef = ridge_regression(X - xm, t - tm, alpha=alpha, solver='cholesky', check_input=False)
+    return coef, float(tm - xm @ coef)
+
+# %% ../nbs/05_models.ipynb #lag_predict
+def _lag_predict(lr, index: pd.DatetimeIndex, context: pd.Series | None = None) -> pd.Series:
+    if (
+        context is None
+        and getattr(lr, '_in_sample', None) is not None
+        and (index is lr.y_.index or index.equals(lr.y_.index))
+    ):
+        return pd.Series(lr._in_sample, index=index, name='expected')
+    return pd.Series(lr.expected(index.asi8, lr._history(context)), index=index, name='expected')
+
 # %% ../nbs/05_models.ipynb #a6a0b735-3
 class LagRegression(Forecaster):
     "Ridge regression on daily harmonics, weekday and lagged values (1 day, 1 week)."
 
     def __init__(self, harmonics: int = 6, lags: tuple = ('1D', '7D'), weekly: bool = True, alpha: float = 1.0):
         self.harmonics, self.lags, self.weekly, self.alpha = harmonics, lags, weekly, alpha
-
-    def _X(self, index: pd.DatetimeIndex | np.ndarray, hist: pd.Series) -> np.ndarray:
-        ns = _ns(index)
-        X = np.empty((len(ns), 2 * self.harmonics + 6 * bool(self.weekly) + len(self.lags)), order='F')
-        k = 0
-        phase = 2 * np.pi * (ns % _DAY_NS) / _DAY_NS
-        s1, c1 = np.sin(phase), np.cos(phase)
-        s, c = s1, c1
-        for _ in range(self.harmonics):  # sin/cos(k·phase) by angle addition: 2 trig calls, not 2k
-            X[:, k], X[:, k + 1] = s, c
-            k += 2
-            s, c = s * c1 + c * s1, c * c1 - s * s1
-        if self.weekly:
-            dow = ((ns // _DAY_NS) + 3) % 7
-            for d in range(6):
-                X[:, k] = dow == d
-                k += 1
-        fill = self.slot_median_[slots(ns, self.step_)]
-        for lag in self.lags:
-            X[:, k] = np.where(np.isnan(v := _lookup(hist, ns - pd.Timedelta(lag).value)), fill, v)
-            k += 1
-        return X
 
     def fit(self, y: pd.Series, sample_weight=None):
         y = self._prep(y)
@@ -337,13 +368,7 @@ class LagRegression(Forecaster):
         self.slot_median_ = np.where(np.isnan(sm), np.nanmedian(y), sm)
         Xa, t = self._X(y.index, y), y.to_numpy(float)
         ok = ~np.isnan(t)
-        X, t = Xa[ok], t[ok]
-        xm, tm = (
-            X.mean(axis=0),
-            t.mean(),
-        )  # what Ridge(fit_intercept=True) does, without its input checks (2x faster, same bits)
-        self.coef_ = ridge_regression(X - xm, t - tm, alpha=self.alpha, solver='cholesky', check_input=False)
-        self.intercept_ = float(tm - xm @ self.coef_)
+        self.coef_, self.intercept_ = _ridge(Xa[ok], t[ok], self.alpha)
         self._in_sample = Xa @ self.coef_ + self.intercept_  # predict(y.index) without building X again; not pickled
         return self
 
@@ -356,14 +381,8 @@ class LagRegression(Forecaster):
         "Ridge's own formula (X @ coef_ + intercept_)."
         return self._X(ns, self.y_ if hist is None else hist) @ self.coef_ + self.intercept_
 
-    def predict(self, index: pd.DatetimeIndex, context: pd.Series | None = None) -> pd.Series:
-        if (
-            context is None
-            and getattr(self, '_in_sample', None) is not None
-            and (index is self.y_.index or index.equals(self.y_.index))
-        ):
-            return pd.Series(self._in_sample, index=index, name='expected')
-        return pd.Series(self.expected(index.asi8, self._history(context)), index=index, name='expected')
+    _X = _lag_features  # (index, hist) -> the design matrix
+    predict = _lag_predict  # (index, context=None) -> expected values
 
 # %% ../nbs/05_models.ipynb #a93c220e
 FORECASTERS = {
