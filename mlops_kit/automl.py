@@ -311,10 +311,17 @@ def _early_stage(y: pd.Series, direction: str, folds: int, sparse_missing: float
     sparse, counter = _is_sparse(y, sparse_missing)
     days = history_days(y)
     if sparse:
-        why = f'{y.isna().mean():.0%} of slots empty, {(y.dropna() == 0).mean():.0%} of values zero' + (
-            ', counter' if counter else ''
+        empty, zero = y.isna().mean(), (y.dropna() == 0).mean()
+        why = f'{empty:.0%} of slots empty, {zero:.0%} of values zero' + (', counter' if counter else '')
+        few = counter or empty > sparse_missing  # a handful of points carry the signal: one unusual point may alert
+        return (
+            'sparse',
+            why,
+            _sparse_detector(y, direction, counter),
+            pd.DataFrame(),
+            None,
+            SPARSE_POLICY if few else {},
         )
-        return 'sparse', why, _sparse_detector(y, direction, counter), pd.DataFrame(), None, SPARSE_POLICY
     if days < 2:
         det = Detector(RobustLevel(), direction=direction, inflate=LEVEL_INFLATE)
         return 'level', f'{days:.1f} days of history: robust level', det, pd.DataFrame(), None, {}
