@@ -242,7 +242,7 @@ def _registry_line(g: dict) -> str:
 # %% ../nbs/90_cli.ipynb #cli_outputs
 def outputs(params='params.yaml', root='.') -> list[tuple[str, str, int]]:
     "List the pipeline's outputs: what each stage wrote, where, and how big it is."
-    from mlops_kit.pipeline import git_output
+    from mlops_kit.tracking import git_output
 
     root, p = Path(root), project_params(root, params)
     found = [(what, where, _size(root / where)) for what, where in _output_rows(p) if (root / where).exists()]
@@ -267,11 +267,11 @@ def outputs(params='params.yaml', root='.') -> list[tuple[str, str, int]]:
     return found
 
 # %% ../nbs/90_cli.ipynb #cli_nb_stage
-def _notebook_stage(stage: str, root, p, parameters: dict, outputs: list) -> tuple[dict, dict]:
-    "Run nbs/pipeline/<stage>.ipynb with `parameters`, publish `outputs`, attach the executed notebook to the MLflow run the train stage opened; (metrics/<stage>.json, that run)."
+def _notebook_stage(stage: str, root, p, parameters: dict, outs: list) -> tuple[dict, dict]:
+    "Run nbs/pipeline/<stage>.ipynb with `parameters`, publish `outs`, attach the executed notebook to the MLflow run the train stage opened; (metrics/<stage>.json, that run)."
     from mlops_kit.pipeline import log_notebook, read_run, run_notebook
 
-    nb = run_notebook(stage, root, parameters, outputs=outputs)
+    nb = run_notebook(stage, root, parameters, outputs=outs)
     log_notebook(run := read_run(Path(root) / p.train.out_dir / 'run.json'), nb)
     return json.loads((Path(root) / f'metrics/{stage}.json').read_text()), run
 

@@ -747,9 +747,9 @@ def _register_challenger(c, name: str, run: dict, log, tags: dict) -> int:
 # %% ../nbs/13_register.ipynb #reg_shadow
 def _holdout_shadow(bundle, champ_bundle, root: Path, p) -> pd.DataFrame | None:
     "The shadow comparison on the holdout rows of the monitors both bundles score; None without a champion."
-    hold = pd.read_parquet(root / p.windows.out_dir / 'holdout.parquet').dropna()
     if champ_bundle is None:
         return None
+    hold = pd.read_parquet(root / p.windows.out_dir / 'holdout.parquet').dropna()
     both = set(bundle.monitors) & set(champ_bundle.monitors)
     return shadow_compare(bundle, champ_bundle, hold[hold.monitor_id.isin(both)])
 
@@ -783,7 +783,7 @@ def _stage_result(c, name: str, v: int, champ_v: int | None, verdict: pd.DataFra
 def _open_run(root: Path, p) -> tuple[dict, object]:
     "(the train stage's run.json, a client for its tracking server); MLflow's own calls go to that server too."
     import mlflow
-    from mlops_kit.pipeline import read_run
+    from mlops_kit.tracking import read_run
     from mlops_kit.tracking import client
 
     run = read_run(root / p.train.out_dir / 'run.json')
