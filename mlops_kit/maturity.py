@@ -13,9 +13,9 @@ import yaml
 
 # %% auto #0
 __all__ = ['SKIP_DIRS', 'SELF_FILES', 'DATA_EXT', 'CI_GLOBS', 'MAX_BYTES', 'CRITERIA', 'LEVELS', 'BrokenFileError', 'Repo',
-           'make_targets', 'ci_texts', 'Check', 'mlflow_store', 'versioned_data', 'shared_remote',
+           'make_targets', 'ci_texts', 'Check', 'criterion', 'mlflow_store', 'versioned_data', 'shared_remote',
            'reproducible_pipeline', 'pipeline_in_ci', 'tracked_experiments', 'team_tracking', 'registry_gate',
-           'tests_in_ci', 'continuous_delivery', 'monitoring_retrain', 'scheduled_trigger', 'serving_slo', 'scorecard',
+           'tests_in_ci', 'monitoring_retrain', 'scheduled_trigger', 'serving_slo', 'continuous_delivery', 'scorecard',
            'find_repo', 'format_scorecard']
 
 # %% ../nbs/16_maturity.ipynb #0546354f
@@ -216,6 +216,20 @@ class Check:
     evidence: str
     howto: str = ''
 
+# %% ../nbs/16_maturity.ipynb #criterion-fn
+CRITERIA: list[tuple] = []  # (id, level, area, check), filled by @criterion: level 1 first, then level 2
+
+
+def criterion(level: int, area: str):
+    "Decorator: the check becomes a criterion of `level`, shown as `area`; its function name is the criterion's id."
+
+    def add(check):
+        rows = [c for c in CRITERIA if c[0] != check.__name__] + [(check.__name__, level, area, check)]
+        CRITERIA[:] = sorted(rows, key=lambda c: c[1])  # a stable sort: within a level, the order of definition
+        return check
+
+    return add
+
 # %% ../nbs/16_maturity.ipynb #0327532b-5
 def _some(items, n=4) -> str:
     items = list(items)
@@ -318,6 +332,7 @@ def _no_dvc(data: list[str]) -> Check:
     )
 
 # %% ../nbs/16_maturity.ipynb #versioned-fn
+@criterion(1, 'versioned data')
 def versioned_data(r: Repo) -> Check:
     data = [f for f in r.files if Path(f).suffix in DATA_EXT]
     if not (r.root / '.dvc').is_dir():
@@ -362,6 +377,7 @@ def _remote(r: Repo) -> tuple[str | None, str | None]:
     return name, (c.get(sec, 'url', fallback=None) if sec else None)
 
 # %% ../nbs/16_maturity.ipynb #5f49f4ea-3
+@criterion(2, 'versioned data: shared DVC remote')
 def shared_remote(r: Repo) -> Check:
     how = "`dvc remote add -d team s3://<bucket>/<project>` (or a team directory outside the repo), then `dvc push` from CI and `dvc pull` on every machine"
     name, url = _remote(r)
@@ -379,6 +395,7 @@ def shared_remote(r: Repo) -> Check:
     return Check(True, f".dvc/config: default remote {name!r} = {url} (a directory outside the repo: {path})")
 
 # %% ../nbs/16_maturity.ipynb #889d4f40
+@criterion(1, 'reproducible pipeline')
 def reproducible_pipeline(r: Repo) -> Check:
     nbs = [f for f in r.files if f.endswith('.ipynb')]
     if not r.stages:
@@ -405,6 +422,7 @@ def reproducible_pipeline(r: Repo) -> Check:
     )
 
 # %% ../nbs/16_maturity.ipynb #889d4f40-2
+@criterion(2, 'reproducible pipeline: CI runs it')
 def pipeline_in_ci(r: Repo) -> Check:
     runs = _ci_running(r, r'\bdvc\s+(repro|exp\s+run)\b')
     if runs:
@@ -449,6 +467,7 @@ def _mlflow_deps(r: Repo) -> list[str]:
     ]
 
 # %% ../nbs/16_maturity.ipynb #bcff48a1-2
+@criterion(1, 'tracked experiments')
 def tracked_experiments(r: Repo) -> Check:
     logs = r.where(r'\bmlflow\.(start_run|log_\w+|autolog)\(|\bMlflowClient\(')
     deps = _mlflow_deps(r)
@@ -472,6 +491,7 @@ def tracked_experiments(r: Repo) -> Check:
     return _checked(ev, log_runs=not logs, pin_store=not uri)
 
 # %% ../nbs/16_maturity.ipynb #bcff48a1-3
+@criterion(2, 'tracked experiments: team server')
 def team_tracking(r: Repo) -> Check:
     keys = [
         f"{r.params_file}: {k} = {v}"
@@ -492,6 +512,7 @@ def team_tracking(r: Repo) -> Check:
     )
 
 # %% ../nbs/16_maturity.ipynb #8c6f57e4
+@criterion(1, 'registry with a gate')
 def registry_gate(r: Repo) -> Check:
     stages = [
         f"{n} ({s.get('cmd')})" for n, s in r.stages.items() if 'register' in n or 'register' in str(s.get('cmd', ''))
@@ -520,6 +541,7 @@ def registry_gate(r: Repo) -> Check:
 _RUNNERS = r'\b(pytest|py\.test|nbdev_test|tox|nox|unittest)\b'
 
 
+@criterion(1, 'tests in CI')
 def tests_in_ci(r: Repo) -> Check:
     tests = [f for f in r.files if re.match(r'tests?/(.*/)?(test_[^/]*|[^/]*_test)\.py$', f)]
     n = sum(len(re.findall(r'^\s*(?:async\s+)?def test_', r.text(f), re.M)) for f in tests)
@@ -532,22 +554,6 @@ def tests_in_ci(r: Repo) -> Check:
         else (f"CI ({_some(ci, 2)}) runs no test runner" if ci else 'no CI entry point'),
     ]
     return _checked(ev, tests=not n, ci_runs_tests=not runs)
-
-# %% ../nbs/16_maturity.ipynb #5fa25457-2
-def continuous_delivery(r: Repo) -> Check:
-    deploy = _ci_running(
-        r,
-        r'\bdeploy\b|mlflow\s+models\s+build-docker|\bdocker\s+push\b|\bkubectl\s+apply\b|\bhelm\s+upgrade\b|\bbench\s+serve\b|\bload_?test\b',
-    )
-    if deploy:
-        return Check(True, f"{_some(deploy, 2)}: deploys / load-tests the model")
-    ci = [' → '.join(c) for _, c in _ci(r).values()]
-    return Check(
-        False,
-        f"{_some(ci, 2)}: no deployment step" if ci else 'no CI entry point',
-        "a CD job after the pipeline: build and roll out models:/<name>@champion (`mlflow models build-docker`, push, deploy) "
-        "and run the SLO load test against it (`mlops-kit bench serve`) before switching traffic",
-    )
 
 # %% ../nbs/16_maturity.ipynb #bb545d7a
 def _section_numbers(r: Repo, stage: dict, name: str) -> dict:
@@ -562,6 +568,7 @@ def _section_numbers(r: Repo, stage: dict, name: str) -> dict:
     }
 
 # %% ../nbs/16_maturity.ipynb #bb545d7a-2
+@criterion(1, 'monitoring with a retrain trigger')
 def monitoring_retrain(r: Repo) -> Check:
     mon = {
         n: s
@@ -593,6 +600,7 @@ def monitoring_retrain(r: Repo) -> Check:
     return _checked(ev, monitor_stage=not (mon and nums), retrain_trigger=not trig)
 
 # %% ../nbs/16_maturity.ipynb #bb545d7a-3
+@criterion(2, 'monitoring: scheduled trigger')
 def scheduled_trigger(r: Repo) -> Check:
     what = r'\bretrain\b|\bmonitor\b|\bdvc\s+(repro|exp\s+run)\b'
     sched = [
@@ -635,6 +643,7 @@ def _load_tests(r: Repo, targets: dict[str, str]) -> list[str]:
     return load
 
 # %% ../nbs/16_maturity.ipynb #8e6901b3
+@criterion(1, 'serving with an SLO')
 def serving_slo(r: Repo) -> Check:
     slo = {k: v for k, v in r.flat_params.items() if k.split('.')[-1].startswith('slo')}
     targets = r.make
@@ -654,21 +663,24 @@ def serving_slo(r: Repo) -> Check:
         ev.append(f"serving: {_some(serve, 2)}")
     return _checked(ev, slo=not slo, load_test=not load)
 
+# %% ../nbs/16_maturity.ipynb #5fa25457-2
+@criterion(2, 'serving: continuous delivery')
+def continuous_delivery(r: Repo) -> Check:
+    deploy = _ci_running(
+        r,
+        r'\bdeploy\b|mlflow\s+models\s+build-docker|\bdocker\s+push\b|\bkubectl\s+apply\b|\bhelm\s+upgrade\b|\bbench\s+serve\b|\bload_?test\b',
+    )
+    if deploy:
+        return Check(True, f"{_some(deploy, 2)}: deploys / load-tests the model")
+    ci = [' → '.join(c) for _, c in _ci(r).values()]
+    return Check(
+        False,
+        f"{_some(ci, 2)}: no deployment step" if ci else 'no CI entry point',
+        "a CD job after the pipeline: build and roll out models:/<name>@champion (`mlflow models build-docker`, push, deploy) "
+        "and run the SLO load test against it (`mlops-kit bench serve`) before switching traffic",
+    )
+
 # %% ../nbs/16_maturity.ipynb #69b3c5fa
-CRITERIA = [  # (id, level, area, check)
-    ('versioned_data', 1, 'versioned data', versioned_data),
-    ('reproducible_pipeline', 1, 'reproducible pipeline', reproducible_pipeline),
-    ('tracked_experiments', 1, 'tracked experiments', tracked_experiments),
-    ('registry_gate', 1, 'registry with a gate', registry_gate),
-    ('tests_in_ci', 1, 'tests in CI', tests_in_ci),
-    ('monitoring_retrain', 1, 'monitoring with a retrain trigger', monitoring_retrain),
-    ('serving_slo', 1, 'serving with an SLO', serving_slo),
-    ('shared_remote', 2, 'versioned data: shared DVC remote', shared_remote),
-    ('pipeline_in_ci', 2, 'reproducible pipeline: CI runs it', pipeline_in_ci),
-    ('team_tracking', 2, 'tracked experiments: team server', team_tracking),
-    ('scheduled_trigger', 2, 'monitoring: scheduled trigger', scheduled_trigger),
-    ('continuous_delivery', 2, 'serving: continuous delivery', continuous_delivery),
-]
 LEVELS = {
     0: 'manual process (notebooks run by hand)',
     1: 'ML pipeline automation (continuous training)',
