@@ -4,13 +4,13 @@
 
 # %% ../nbs/20_telemetry.ipynb #ee6a8e83
 from __future__ import annotations
-import functools, inspect, json, os, resource, sys, threading, time, traceback
+import atexit, functools, gc, inspect, json, os, resource, sys, threading, time, traceback
 from datetime import datetime, timezone
 from pathlib import Path
 
 # %% auto #0
-__all__ = ['STAGE_ROWS', 'PRE_WINDOW', 'MLFLOW_STAGES', 'Meter', 'row_counts', 'pipeline_run', 'run_context', 'write_record',
-           'read_log', 'attach_to_mlflow', 'stage']
+__all__ = ['STAGE_ROWS', 'PRE_WINDOW', 'MLFLOW_STAGES', 'EXIT_FREEZE', 'Meter', 'row_counts', 'pipeline_run', 'run_context',
+           'write_record', 'read_log', 'attach_to_mlflow', 'stage', 'freeze_at_exit']
 
 # %% ../nbs/20_telemetry.ipynb #1ce6c6ff
 def _cpu(who) -> float:
@@ -345,3 +345,13 @@ def stage(fn=None, *, name: str | None = None, rows=None, mlflow: bool | None = 
 
     wrapper.telemetry_stage = st
     return wrapper
+
+# %% ../nbs/20_telemetry.ipynb #tel_exit
+# the same, as one line of code for a kernel to run at start (its `exec_lines`)
+EXIT_FREEZE = '__import__("atexit").register(__import__("gc").freeze)'
+
+
+def freeze_at_exit():
+    "Shorten this process's exit: `gc.freeze` as an exit handler, registered once however often this is called."
+    atexit.unregister(gc.freeze)
+    atexit.register(gc.freeze)
