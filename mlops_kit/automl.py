@@ -37,7 +37,9 @@ SENSITIVITIES = (
     6.0,
     8.0,
     10.0,
-)  # band half-widths in spreads of the errors (Detector.threshold), most sensitive first
+    12.0,
+    15.0,
+)  # band half-widths in spreads of the errors (Detector.threshold), most sensitive first; 15: the band's cap (max_z)
 WINDOWS = ('0min', '15min', '30min', '60min')  # detection windows; '0min': one unusual point
 ALERT_TARGET = 0.1  # alerts/day on normal data the policy search aims under (train.alert_budget is the ceiling)
 SPARSE_POLICY = {'windows': ('1h', '2h'), 'min_count': 1, 'recovery': '2h', 'cooldown': '2h'}
@@ -493,7 +495,7 @@ def replay(
     deploy_adapt: str = '1h',
     **tune_kw,
 ) -> pd.DataFrame:
-    "Walk-forward scores and alerts, each computed only from data before it (plus the point itself). Indexed like y; `.attrs['changes']` lists the re-baselines. Pass `tuned` to keep one tuned configuration (refit only); `events`: this monitor's calendar (`events.for_monitor`)."
+    "Walk-forward scores and alerts, each computed only from data before it (plus the point itself). Indexed like y; `.attrs['changes']` lists the re-baselines. Pass `tuned` to keep one tuned configuration (refit only); `events`: this monitor's calendar (`events.for_monitor`); `error_days`: the out-of-sample errors kept, for the band (those since the last re-baseline) and for counting a re-tuned policy's alerts (all of them)."
     if len(y) < 2 or y.notna().sum() < 2:
         return _blank(y.index)  # nothing to learn from: no output, no alert
     g = to_grid(y)
@@ -502,9 +504,9 @@ def replay(
             ('refit', 'retune', 'min_history', 'window', 'adapt', 'deploy_adapt'),
             map(pd.Timedelta, (refit, retune, min_history, window, adapt, deploy_adapt)),
         )
-    )
+    ) | {'error_days': pd.Timedelta(days=error_days)}
     with one_thread():
-        out = _walk(g, start, td, adapt_share, pd.Timedelta(days=error_days), tuned, tune_kw, events)
+        out = _walk(g, start, td, adapt_share, tuned, tune_kw, events)
     return _replay_frame(out, y, g)
 
 # %% ../nbs/07_automl.ipynb #walk_state
@@ -549,9 +551,12 @@ def _fit_day(w: _Walk, tuned: Tuned, clean: pd.Series, a: int, b: int, lo: int, 
     return det
 
 # %% ../nbs/07_automl.ipynb #retune
-def _retune(w: _Walk, old: Tuned | None, clean: pd.Series, lo: int, b: int, tune_kw: dict) -> Tuned:
-    "Tune on the masked past with the walk's errors; if the monitor just left the `level` stage, those errors were a flat line's: tune again without them and start a new error pool."
-    recent = pd.Series(w.err[lo:b], index=w.ix[lo:b])  # every error, flagged or not: what a policy would have paged on
+def _retune(
+    w: _Walk, old: Tuned | None, clean: pd.Series, lo: int, b: int, tune_kw: dict, since: int | None = None
+) -> Tuned:
+    "Tune on the masked past with the walk's errors: the band on those since `lo`, the policy counted on all those since `since` (default `lo`); if the monitor just left the `level` stage, those errors were a flat line's: tune again without them and start a new error pool."
+    s = lo if since is None else since
+    recent = pd.Series(w.err[s:b], index=w.ix[s:b])  # every error, flagged or not: what a policy would have paged on
     new = tune(clean, errors=w.errors(lo, b), recent=recent, **tune_kw)
     if old is None or old.path != 'level' or new.path == 'level':
         return new
@@ -636,9 +641,10 @@ def _first_step(g: pd.Series, start, min_history: pd.Timedelta) -> pd.Timestamp:
 
 # %% ../nbs/07_automl.ipynb #walk_detector
 def _period_detector(w, tuned, last, fixed, first, t, clean, a, b, lo, td, tune_kw) -> tuple:
-    "(tuned, when last tuned, the period's detector): re-tuned when due (not if `fixed`), else served or refitted."
+    "(tuned, when last tuned, the period's detector): re-tuned when due (not if `fixed`: the band on the errors since `lo`, the policy counted on the last `td['error_days']` of them, across changes), else served or refitted."
     if not fixed and (tuned is None or t - last >= td['retune'] or tuned.path in ('level', 'daily')):
-        tuned, last = _retune(w, tuned, clean, lo, b, tune_kw), t
+        since = max(w.pool_from, w.at(t - td['error_days']))
+        tuned, last = _retune(w, tuned, clean, lo, b, tune_kw, since), t
         det = _fit_day(w, tuned, clean, a, b, max(lo, w.pool_from), 'served')
     elif first and getattr(tuned.detector, 'fit_key_', None) == data_key(clean):
         det = _fit_day(w, tuned, clean, a, b, lo, 'served')
@@ -664,10 +670,8 @@ def _walk_frame(w) -> pd.DataFrame:
     return out
 
 # %% ../nbs/07_automl.ipynb #walk_loop-3
-def _walk(
-    g: pd.Series, start, td: dict, share: float, error_span: pd.Timedelta, tuned, tune_kw, events=None
-) -> pd.DataFrame:
-    "The walk itself, one refit period per step (daily at midnight), on plain arrays over the grid `g`."
+def _walk(g: pd.Series, start, td: dict, share: float, tuned, tune_kw, events=None) -> pd.DataFrame:
+    "The walk itself, one refit period per step (daily at midnight), on plain arrays over the grid `g`; `td`: `replay`'s durations."
     w = _Walk(g, events)
     ix, A, A_dep = w.ix, max(2, int(td['adapt'] / w.step)), max(2, int(td['deploy_adapt'] / w.step))
     short = after_deploy(ix, events, td['adapt'])
@@ -677,7 +681,7 @@ def _walk(
     while t <= ix[-1]:
         nxt = (t + td['refit']).floor(td['refit']) if aligned else t + td['refit']
         a, b, e, d = w.at(t - td['window']), w.at(t), w.at(nxt), w.at(t - pd.Timedelta('1D'))
-        lo, clean = max(w.change, w.pool_from, w.at(t - error_span)), w.history(a, b)  # the past before this step
+        lo, clean = max(w.change, w.pool_from, w.at(t - td['error_days'])), w.history(a, b)  # the past before this step
         if clean.notna().sum() < 2:  # nothing to learn from yet: no output, no alert
             t = nxt
             continue
