@@ -544,8 +544,9 @@ def _fit_day(w: _Walk, tuned: Tuned, clean: pd.Series, a: int, b: int, lo: int, 
         det = clone(tuned.detector).set_params(mask_flagged=how == 'full').fit(clean, errors=errors)
     if how != 'one-pass':
         w.masked[a:b] |= det.outliers(clean)
-    if a < w.change < b and det.scale != 'poisson':  # a recent change: the level of the points since it
-        r = w.v[w.change : b] - det.forecaster_.predict(w.ix[w.change : b], context=clean).to_numpy(float) - det.bias_
+    if a < w.change < b:  # a recent change: the level of the points since it (a counter's has no bias)
+        bias = 0.0 if det.scale == 'poisson' else det.bias_
+        r = w.v[w.change : b] - det.forecaster_.predict(w.ix[w.change : b], context=clean).to_numpy(float) - bias
         if np.isfinite(r).sum() >= 3:
             det.offset_ = float(np.nanmedian(r))
     return det
@@ -564,6 +565,11 @@ def _retune(
     return tune(clean, **tune_kw)
 
 # %% ../nbs/07_automl.ipynb #rebaseline
+def _count_n(det: Detector) -> int:
+    "A counter's trailing-sum window (`count_window`) in grid steps; 0 for other detectors."
+    return max(1, int(pd.Timedelta(det.count_window) / det.forecaster_.step_)) if det.scale == 'poisson' else 0
+
+
 def _rebaseline(w: _Walk, det: Detector, on: int, stop: int):
     "Accept the run [on, stop) as the new normal: the level moves to it, its points train later fits, its errors start the new error pool."
     shift = float(np.nanmedian(w.err[on:stop]))
@@ -571,18 +577,27 @@ def _rebaseline(w: _Walk, det: Detector, on: int, stop: int):
     w.err[on:stop] -= shift
     w.masked[on:stop], w.sflag[on:stop], w.change = w.kept_out[on:stop], 0, on  # (the calendar's stay out)
     w.changes.append(w.ix[on])
+    if n := _count_n(det):  # a counter: at least the run's over-dispersion (trailing-sum variance / expected count)
+        _, s = spread(pd.Series(w.err[on:stop]).rolling(n).sum().to_numpy())
+        lam = n * float(np.nanmean(np.maximum(w.v[on:stop] - w.err[on:stop], 0.0)))
+        if np.isfinite(s) and np.isfinite(lam):
+            det.dispersion_ = max(getattr(det, 'dispersion_', 1.0), s * s / max(lam, 1.0))
+        return
     _, s = spread(w.err[on:stop])
     if np.isfinite(s) and s > det.scale_by_hour_.max():
         det.scale_by_hour_ = np.maximum(det.scale_by_hour_, s)  # a noisier regime: at least its spread
 
 # %% ../nbs/07_automl.ipynb #score_day
-def _score_day(w: _Walk, det: Detector, ef: np.ndarray, b: int, e: int, A: int, share: float):
-    "Score [b, e) against the forecaster's expected values ef; where `share` of the last A points are unusual on one side, re-baseline there and go on. Maintenance points are never unusual."
-    i = b
+def _score_day(w: _Walk, det: Detector, ef: np.ndarray, b: int, e: int, A: int, share: float, pre: int = 0):
+    "Score [b, e) against the forecaster's expected values ef (from `pre` points before b: a counter's trailing sums start there); where `share` of the last A points are unusual on one side, re-baseline there and go on. Maintenance points are never unusual."
+    i, n = b, _count_n(det)
+    bias = 0.0 if det.scale == 'poisson' else det.bias_
     while i < e:
-        sc = det.scores(w.ns[i:e], w.v[i:e], ef[i - b :])
+        h, ei = max(i - n, b - pre), ef[i - b + pre :]
+        prev = (np.where(w.masked[h:i], np.nan, w.v[h:i]), ef[h - b + pre : i - b + pre]) if i > h else None
+        sc = det.scores(w.ns[i:e], w.v[i:e], ei, prev)
         sc['unusual'] &= ~w.quiet[i:e]
-        z, _, _ = det.z(w.ns[i:e], w.v[i:e], ef[i - b :])
+        z, _, _ = det.z(w.ns[i:e], w.v[i:e], ei, prev)
         flag = (np.nan_to_num(np.abs(z)) > det.threshold()) & ~w.quiet[i:e]
         sg = (np.sign(np.nan_to_num(z)) * flag).astype(np.int8)
         h0 = max(i - A + 1, 0)
@@ -592,7 +607,7 @@ def _score_day(w: _Walk, det: Detector, ef: np.ndarray, b: int, e: int, A: int, 
         stop = i + int(hit[0]) + 1 if len(hit) else e
         for c in COLUMNS[:5]:
             w.col[c][i:stop] = sc[c][: stop - i]
-        w.err[i:stop] = w.v[i:stop] - ef[i - b : stop - b] - det.bias_ - det.offset_
+        w.err[i:stop] = w.v[i:stop] - ei[: stop - i] - bias - det.offset_
         w.sflag[i:stop], w.masked[i:stop] = sg[: stop - i], sc['unusual'][: stop - i] | w.kept_out[i:stop]
         if len(hit):
             s0 = max(stop - A, 0)
@@ -608,28 +623,15 @@ def _segments(short: np.ndarray, b: int, e: int) -> list[tuple[int, int, bool]]:
 
 # %% ../nbs/07_automl.ipynb #walk_loop-2
 def _score_period(
-    w: _Walk,
-    det: Detector,
-    g: pd.Series,
-    clean: pd.Series,
-    b: int,
-    e: int,
-    A: int,
-    A_dep: int,
-    share: float,
-    short: np.ndarray,
+    w: _Walk, det: Detector, clean: pd.Series, b: int, e: int, A: int, A_dep: int, share: float, short: np.ndarray
 ):
-    "Score one refit period: counters in one pass, others by `_score_day`, re-baselining after A_dep points instead of A right after a deploy."
-    if det.scale == 'poisson':
-        sf = det.score_frame(g.iloc[b:e], context=clean)
-        for c in COLUMNS[:5]:
-            w.col[c][b:e] = sf[c].to_numpy()
-        w.col['unusual'][b:e] &= ~w.quiet[b:e]
-        w.masked[b:e] = w.col['unusual'][b:e] | w.kept_out[b:e]
-        return
-    ef = det.forecaster_.predict(w.ix[b:e], context=clean).to_numpy(float)
+    "Score one refit period by `_score_day`, re-baselining after A_dep points instead of A right after a deploy; a counter's expected values start `count_window` before b, where its trailing sums begin."
+    n = _count_n(det)
+    pre = min(b, n)
+    ef = det.forecaster_.predict(w.ix[b - pre : e], context=clean).to_numpy(float)
     for s, t, sh in _segments(short, b, e):
-        _score_day(w, det, ef[s - b : t - b], s, t, A_dep if sh else A, share)
+        p = min(s - b + pre, n)  # expected values before s the segment's trailing sums need
+        _score_day(w, det, ef[s - b + pre - p : t - b + pre], s, t, A_dep if sh else A, share, p)
 
 # %% ../nbs/07_automl.ipynb #walk_first
 def _first_step(g: pd.Series, start, min_history: pd.Timedelta) -> pd.Timestamp:
@@ -686,7 +688,7 @@ def _walk(g: pd.Series, start, td: dict, share: float, tuned, tune_kw, events=No
             t = nxt
             continue
         tuned, last, det = _period_detector(w, tuned, last, fixed, first, t, clean, a, b, lo, td, tune_kw)
-        _score_period(w, det, g, clean, b, e, A, A_dep, share, short)
+        _score_period(w, det, clean, b, e, A, A_dep, share, short)
         _period_alerts(w, tuned.policy, d, b, e)
         t, first = nxt, False
     return _walk_frame(w)
