@@ -37,7 +37,9 @@ SENSITIVITIES = (
     6.0,
     8.0,
     10.0,
-)  # band half-widths in spreads of the errors (Detector.threshold), most sensitive first
+    12.0,
+    15.0,
+)  # band half-widths in spreads of the errors (Detector.threshold), most sensitive first; 15: the band's cap (max_z)
 WINDOWS = ('0min', '15min', '30min', '60min')  # detection windows; '0min': one unusual point
 ALERT_TARGET = 0.1  # alerts/day on normal data the policy search aims under (train.alert_budget is the ceiling)
 SPARSE_POLICY = {'windows': ('1h', '2h'), 'min_count': 1, 'recovery': '2h', 'cooldown': '2h'}
@@ -493,7 +495,7 @@ def replay(
     deploy_adapt: str = '1h',
     **tune_kw,
 ) -> pd.DataFrame:
-    "Walk-forward scores and alerts, each computed only from data before it (plus the point itself). Indexed like y; `.attrs['changes']` lists the re-baselines. Pass `tuned` to keep one tuned configuration (refit only); `events`: this monitor's calendar (`events.for_monitor`)."
+    "Walk-forward scores and alerts, each computed only from data before it (plus the point itself). Indexed like y; `.attrs['changes']` lists the re-baselines. Pass `tuned` to keep one tuned configuration (refit only); `events`: this monitor's calendar (`events.for_monitor`); `error_days`: the out-of-sample errors kept, for the band (those since the last re-baseline) and for counting a re-tuned policy's alerts (all of them)."
     if len(y) < 2 or y.notna().sum() < 2:
         return _blank(y.index)  # nothing to learn from: no output, no alert
     g = to_grid(y)
@@ -502,9 +504,9 @@ def replay(
             ('refit', 'retune', 'min_history', 'window', 'adapt', 'deploy_adapt'),
             map(pd.Timedelta, (refit, retune, min_history, window, adapt, deploy_adapt)),
         )
-    )
+    ) | {'error_days': pd.Timedelta(days=error_days)}
     with one_thread():
-        out = _walk(g, start, td, adapt_share, pd.Timedelta(days=error_days), tuned, tune_kw, events)
+        out = _walk(g, start, td, adapt_share, tuned, tune_kw, events)
     return _replay_frame(out, y, g)
 
 # %% ../nbs/07_automl.ipynb #walk_state
@@ -542,16 +544,20 @@ def _fit_day(w: _Walk, tuned: Tuned, clean: pd.Series, a: int, b: int, lo: int, 
         det = clone(tuned.detector).set_params(mask_flagged=how == 'full').fit(clean, errors=errors)
     if how != 'one-pass':
         w.masked[a:b] |= det.outliers(clean)
-    if a < w.change < b and det.scale != 'poisson':  # a recent change: the level of the points since it
-        r = w.v[w.change : b] - det.forecaster_.predict(w.ix[w.change : b], context=clean).to_numpy(float) - det.bias_
+    if a < w.change < b:  # a recent change: the level of the points since it (a counter's has no bias)
+        bias = 0.0 if det.scale == 'poisson' else det.bias_
+        r = w.v[w.change : b] - det.forecaster_.predict(w.ix[w.change : b], context=clean).to_numpy(float) - bias
         if np.isfinite(r).sum() >= 3:
             det.offset_ = float(np.nanmedian(r))
     return det
 
 # %% ../nbs/07_automl.ipynb #retune
-def _retune(w: _Walk, old: Tuned | None, clean: pd.Series, lo: int, b: int, tune_kw: dict) -> Tuned:
-    "Tune on the masked past with the walk's errors; if the monitor just left the `level` stage, those errors were a flat line's: tune again without them and start a new error pool."
-    recent = pd.Series(w.err[lo:b], index=w.ix[lo:b])  # every error, flagged or not: what a policy would have paged on
+def _retune(
+    w: _Walk, old: Tuned | None, clean: pd.Series, lo: int, b: int, tune_kw: dict, since: int | None = None
+) -> Tuned:
+    "Tune on the masked past with the walk's errors: the band on those since `lo`, the policy counted on all those since `since` (default `lo`); if the monitor just left the `level` stage, those errors were a flat line's: tune again without them and start a new error pool."
+    s = lo if since is None else since
+    recent = pd.Series(w.err[s:b], index=w.ix[s:b])  # every error, flagged or not: what a policy would have paged on
     new = tune(clean, errors=w.errors(lo, b), recent=recent, **tune_kw)
     if old is None or old.path != 'level' or new.path == 'level':
         return new
@@ -559,6 +565,11 @@ def _retune(w: _Walk, old: Tuned | None, clean: pd.Series, lo: int, b: int, tune
     return tune(clean, **tune_kw)
 
 # %% ../nbs/07_automl.ipynb #rebaseline
+def _count_n(det: Detector) -> int:
+    "A counter's trailing-sum window (`count_window`) in grid steps; 0 for other detectors."
+    return max(1, int(pd.Timedelta(det.count_window) / det.forecaster_.step_)) if det.scale == 'poisson' else 0
+
+
 def _rebaseline(w: _Walk, det: Detector, on: int, stop: int):
     "Accept the run [on, stop) as the new normal: the level moves to it, its points train later fits, its errors start the new error pool."
     shift = float(np.nanmedian(w.err[on:stop]))
@@ -566,18 +577,27 @@ def _rebaseline(w: _Walk, det: Detector, on: int, stop: int):
     w.err[on:stop] -= shift
     w.masked[on:stop], w.sflag[on:stop], w.change = w.kept_out[on:stop], 0, on  # (the calendar's stay out)
     w.changes.append(w.ix[on])
+    if n := _count_n(det):  # a counter: at least the run's over-dispersion (trailing-sum variance / expected count)
+        _, s = spread(pd.Series(w.err[on:stop]).rolling(n).sum().to_numpy())
+        lam = n * float(np.nanmean(np.maximum(w.v[on:stop] - w.err[on:stop], 0.0)))
+        if np.isfinite(s) and np.isfinite(lam):
+            det.dispersion_ = max(getattr(det, 'dispersion_', 1.0), s * s / max(lam, 1.0))
+        return
     _, s = spread(w.err[on:stop])
     if np.isfinite(s) and s > det.scale_by_hour_.max():
         det.scale_by_hour_ = np.maximum(det.scale_by_hour_, s)  # a noisier regime: at least its spread
 
 # %% ../nbs/07_automl.ipynb #score_day
-def _score_day(w: _Walk, det: Detector, ef: np.ndarray, b: int, e: int, A: int, share: float):
-    "Score [b, e) against the forecaster's expected values ef; where `share` of the last A points are unusual on one side, re-baseline there and go on. Maintenance points are never unusual."
-    i = b
+def _score_day(w: _Walk, det: Detector, ef: np.ndarray, b: int, e: int, A: int, share: float, pre: int = 0):
+    "Score [b, e) against the forecaster's expected values ef (from `pre` points before b: a counter's trailing sums start there); where `share` of the last A points are unusual on one side, re-baseline there and go on. Maintenance points are never unusual."
+    i, n = b, _count_n(det)
+    bias = 0.0 if det.scale == 'poisson' else det.bias_
     while i < e:
-        sc = det.scores(w.ns[i:e], w.v[i:e], ef[i - b :])
+        h, ei = max(i - n, b - pre), ef[i - b + pre :]
+        prev = (np.where(w.masked[h:i], np.nan, w.v[h:i]), ef[h - b + pre : i - b + pre]) if i > h else None
+        sc = det.scores(w.ns[i:e], w.v[i:e], ei, prev)
         sc['unusual'] &= ~w.quiet[i:e]
-        z, _, _ = det.z(w.ns[i:e], w.v[i:e], ef[i - b :])
+        z, _, _ = det.z(w.ns[i:e], w.v[i:e], ei, prev)
         flag = (np.nan_to_num(np.abs(z)) > det.threshold()) & ~w.quiet[i:e]
         sg = (np.sign(np.nan_to_num(z)) * flag).astype(np.int8)
         h0 = max(i - A + 1, 0)
@@ -587,7 +607,7 @@ def _score_day(w: _Walk, det: Detector, ef: np.ndarray, b: int, e: int, A: int, 
         stop = i + int(hit[0]) + 1 if len(hit) else e
         for c in COLUMNS[:5]:
             w.col[c][i:stop] = sc[c][: stop - i]
-        w.err[i:stop] = w.v[i:stop] - ef[i - b : stop - b] - det.bias_ - det.offset_
+        w.err[i:stop] = w.v[i:stop] - ei[: stop - i] - bias - det.offset_
         w.sflag[i:stop], w.masked[i:stop] = sg[: stop - i], sc['unusual'][: stop - i] | w.kept_out[i:stop]
         if len(hit):
             s0 = max(stop - A, 0)
@@ -603,28 +623,15 @@ def _segments(short: np.ndarray, b: int, e: int) -> list[tuple[int, int, bool]]:
 
 # %% ../nbs/07_automl.ipynb #walk_loop-2
 def _score_period(
-    w: _Walk,
-    det: Detector,
-    g: pd.Series,
-    clean: pd.Series,
-    b: int,
-    e: int,
-    A: int,
-    A_dep: int,
-    share: float,
-    short: np.ndarray,
+    w: _Walk, det: Detector, clean: pd.Series, b: int, e: int, A: int, A_dep: int, share: float, short: np.ndarray
 ):
-    "Score one refit period: counters in one pass, others by `_score_day`, re-baselining after A_dep points instead of A right after a deploy."
-    if det.scale == 'poisson':
-        sf = det.score_frame(g.iloc[b:e], context=clean)
-        for c in COLUMNS[:5]:
-            w.col[c][b:e] = sf[c].to_numpy()
-        w.col['unusual'][b:e] &= ~w.quiet[b:e]
-        w.masked[b:e] = w.col['unusual'][b:e] | w.kept_out[b:e]
-        return
-    ef = det.forecaster_.predict(w.ix[b:e], context=clean).to_numpy(float)
+    "Score one refit period by `_score_day`, re-baselining after A_dep points instead of A right after a deploy; a counter's expected values start `count_window` before b, where its trailing sums begin."
+    n = _count_n(det)
+    pre = min(b, n)
+    ef = det.forecaster_.predict(w.ix[b - pre : e], context=clean).to_numpy(float)
     for s, t, sh in _segments(short, b, e):
-        _score_day(w, det, ef[s - b : t - b], s, t, A_dep if sh else A, share)
+        p = min(s - b + pre, n)  # expected values before s the segment's trailing sums need
+        _score_day(w, det, ef[s - b + pre - p : t - b + pre], s, t, A_dep if sh else A, share, p)
 
 # %% ../nbs/07_automl.ipynb #walk_first
 def _first_step(g: pd.Series, start, min_history: pd.Timedelta) -> pd.Timestamp:
@@ -636,9 +643,10 @@ def _first_step(g: pd.Series, start, min_history: pd.Timedelta) -> pd.Timestamp:
 
 # %% ../nbs/07_automl.ipynb #walk_detector
 def _period_detector(w, tuned, last, fixed, first, t, clean, a, b, lo, td, tune_kw) -> tuple:
-    "(tuned, when last tuned, the period's detector): re-tuned when due (not if `fixed`), else served or refitted."
+    "(tuned, when last tuned, the period's detector): re-tuned when due (not if `fixed`: the band on the errors since `lo`, the policy counted on the last `td['error_days']` of them, across changes), else served or refitted."
     if not fixed and (tuned is None or t - last >= td['retune'] or tuned.path in ('level', 'daily')):
-        tuned, last = _retune(w, tuned, clean, lo, b, tune_kw), t
+        since = max(w.pool_from, w.at(t - td['error_days']))
+        tuned, last = _retune(w, tuned, clean, lo, b, tune_kw, since), t
         det = _fit_day(w, tuned, clean, a, b, max(lo, w.pool_from), 'served')
     elif first and getattr(tuned.detector, 'fit_key_', None) == data_key(clean):
         det = _fit_day(w, tuned, clean, a, b, lo, 'served')
@@ -664,10 +672,8 @@ def _walk_frame(w) -> pd.DataFrame:
     return out
 
 # %% ../nbs/07_automl.ipynb #walk_loop-3
-def _walk(
-    g: pd.Series, start, td: dict, share: float, error_span: pd.Timedelta, tuned, tune_kw, events=None
-) -> pd.DataFrame:
-    "The walk itself, one refit period per step (daily at midnight), on plain arrays over the grid `g`."
+def _walk(g: pd.Series, start, td: dict, share: float, tuned, tune_kw, events=None) -> pd.DataFrame:
+    "The walk itself, one refit period per step (daily at midnight), on plain arrays over the grid `g`; `td`: `replay`'s durations."
     w = _Walk(g, events)
     ix, A, A_dep = w.ix, max(2, int(td['adapt'] / w.step)), max(2, int(td['deploy_adapt'] / w.step))
     short = after_deploy(ix, events, td['adapt'])
@@ -677,12 +683,12 @@ def _walk(
     while t <= ix[-1]:
         nxt = (t + td['refit']).floor(td['refit']) if aligned else t + td['refit']
         a, b, e, d = w.at(t - td['window']), w.at(t), w.at(nxt), w.at(t - pd.Timedelta('1D'))
-        lo, clean = max(w.change, w.pool_from, w.at(t - error_span)), w.history(a, b)  # the past before this step
+        lo, clean = max(w.change, w.pool_from, w.at(t - td['error_days'])), w.history(a, b)  # the past before this step
         if clean.notna().sum() < 2:  # nothing to learn from yet: no output, no alert
             t = nxt
             continue
         tuned, last, det = _period_detector(w, tuned, last, fixed, first, t, clean, a, b, lo, td, tune_kw)
-        _score_period(w, det, g, clean, b, e, A, A_dep, share, short)
+        _score_period(w, det, clean, b, e, A, A_dep, share, short)
         _period_alerts(w, tuned.policy, d, b, e)
         t, first = nxt, False
     return _walk_frame(w)

@@ -141,7 +141,7 @@ def _band_scores(band, ns: np.ndarray, v: np.ndarray, e: np.ndarray, prev=None) 
     "The five score columns as arrays, from epoch ns, values (NaN = no data) and the forecaster's expected values; expected value and lower band no lower than the floor (the upper band stays exact: a value above it is unusual)."
     z, s, shift = band.z(ns, v, e, prev)
     k, lo = band.threshold(), band.floor_value_
-    mid = e + (0.0 if band.scale == 'poisson' else band.bias_ + band.offset_)
+    mid = e + (band.offset_ if band.scale == 'poisson' else band.bias_ + band.offset_)
     zd = directed(z, band.direction)
     return {
         'expected': np.maximum(mid, lo),
@@ -171,11 +171,16 @@ class ErrorBand:
         self.scale_by_hour_, self.spread_ = _band_scale(pool, v, self.seasonal_scale, self.max_z)
         self.floor_value_ = 0.0 if np.isfinite(v).any() and np.nanmin(v) >= 0 else -np.inf  # never below 0: a floor
         self.offset_ = 0.0  # a level shift accepted since the fit (replay's re-baselining)
+        self.dispersion_ = 1.0  # a counter's variance over its Poisson variance, accepted since the fit (the same)
 
     def z(self, ns: np.ndarray, v: np.ndarray, e: np.ndarray, prev=None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        "(z, scale, shift) on bare arrays (epoch ns, values, the forecaster's expected values; `prev` = (values, expected) just before): the band is expected - shift ± threshold·scale."
+        "(z, scale, shift) on bare arrays (epoch ns, values, the forecaster's expected values; `prev` = (values, expected) just before): the band is expected - shift ± threshold·scale. A counter's expected counts move by `offset_`, its scale by the square root of `dispersion_`."
         if self.scale == 'poisson':
-            return _count_z(v, e, max(1, int(pd.Timedelta(self.count_window) / self.forecaster_.step_)), prev)
+            off, d = self.offset_, math.sqrt(getattr(self, 'dispersion_', 1.0))  # (bundles pickled before it: 1)
+            p = None if prev is None else (prev[0], np.asarray(prev[1], float) + off)
+            n = max(1, int(pd.Timedelta(self.count_window) / self.forecaster_.step_))
+            z, s, shift = _count_z(v, np.asarray(e, float) + off, n, p)
+            return z / d, s * d, shift
         s = self.scale_by_hour_[hours(ns)]
         return (v - e - self.bias_ - self.offset_) / s, s, np.zeros(len(v))
 
