@@ -212,6 +212,8 @@ def ci_texts(r: Repo) -> dict[str, tuple[str, list[str]]]:
 # %% ../nbs/16_maturity.ipynb #0327532b
 @dataclass
 class Check:
+    "A criterion's result: met or not, the evidence found (files, keys, counts) and, when not met, how to meet it."
+
     met: bool
     evidence: str
     howto: str = ''
@@ -334,6 +336,7 @@ def _no_dvc(data: list[str]) -> Check:
 # %% ../nbs/16_maturity.ipynb #versioned-fn
 @criterion(1, 'versioned data')
 def versioned_data(r: Repo) -> Check:
+    "Level 1: DVC tracks the data (stage outputs or .dvc files) and dvc.lock holds their hashes."
     data = [f for f in r.files if Path(f).suffix in DATA_EXT]
     if not (r.root / '.dvc').is_dir():
         return _no_dvc(data)
@@ -379,6 +382,7 @@ def _remote(r: Repo) -> tuple[str | None, str | None]:
 # %% ../nbs/16_maturity.ipynb #5f49f4ea-3
 @criterion(2, 'versioned data: shared DVC remote')
 def shared_remote(r: Repo) -> Check:
+    "Level 2: the default DVC remote is shared (a URL, or a folder outside the repository)."
     how = "`dvc remote add -d team s3://<bucket>/<project>` (or a team directory outside the repo), then `dvc push` from CI and `dvc pull` on every machine"
     name, url = _remote(r)
     if not url:
@@ -397,6 +401,7 @@ def shared_remote(r: Repo) -> Check:
 # %% ../nbs/16_maturity.ipynb #889d4f40
 @criterion(1, 'reproducible pipeline')
 def reproducible_pipeline(r: Repo) -> Check:
+    "Level 1: dvc.yaml stages that all declare their deps, at least one reading params, and the params file exists."
     nbs = [f for f in r.files if f.endswith('.ipynb')]
     if not r.stages:
         return Check(
@@ -424,6 +429,7 @@ def reproducible_pipeline(r: Repo) -> Check:
 # %% ../nbs/16_maturity.ipynb #889d4f40-2
 @criterion(2, 'reproducible pipeline: CI runs it')
 def pipeline_in_ci(r: Repo) -> Check:
+    "Level 2: a CI entry point runs the pipeline (dvc repro or dvc exp run), following make targets."
     runs = _ci_running(r, r'\bdvc\s+(repro|exp\s+run)\b')
     if runs:
         push = _ci_running(r, r'\bdvc\s+push\b')
@@ -469,6 +475,7 @@ def _mlflow_deps(r: Repo) -> list[str]:
 # %% ../nbs/16_maturity.ipynb #bcff48a1-2
 @criterion(1, 'tracked experiments')
 def tracked_experiments(r: Repo) -> Check:
+    "Level 1: code logs runs to MLflow and the tracking URI is configured, not left to MLflow's default."
     logs = r.where(r'\bmlflow\.(start_run|log_\w+|autolog)\(|\bMlflowClient\(')
     deps = _mlflow_deps(r)
     keys = {
@@ -493,6 +500,7 @@ def tracked_experiments(r: Repo) -> Check:
 # %% ../nbs/16_maturity.ipynb #bcff48a1-3
 @criterion(2, 'tracked experiments: team server')
 def team_tracking(r: Repo) -> Check:
+    "Level 2: the configured tracking URI points at a team server (http(s), databricks, or a PostgreSQL/MySQL store)."
     keys = [
         f"{r.params_file}: {k} = {v}"
         for k, v in r.flat_params.items()
@@ -514,6 +522,7 @@ def team_tracking(r: Repo) -> Check:
 # %% ../nbs/16_maturity.ipynb #8c6f57e4
 @criterion(1, 'registry with a gate')
 def registry_gate(r: Repo) -> Check:
+    "Level 1: a register stage or register_model call, and gate thresholds in params."
     stages = [
         f"{n} ({s.get('cmd')})" for n, s in r.stages.items() if 'register' in n or 'register' in str(s.get('cmd', ''))
     ]
@@ -543,6 +552,7 @@ _RUNNERS = r'\b(pytest|py\.test|nbdev_test|tox|nox|unittest)\b'
 
 @criterion(1, 'tests in CI')
 def tests_in_ci(r: Repo) -> Check:
+    "Level 1: test functions under tests/ and a CI entry point that runs a test runner."
     tests = [f for f in r.files if re.match(r'tests?/(.*/)?(test_[^/]*|[^/]*_test)\.py$', f)]
     n = sum(len(re.findall(r'^\s*(?:async\s+)?def test_', r.text(f), re.M)) for f in tests)
     runs, ci = _ci_running(r, _RUNNERS), _ci(r)
@@ -570,6 +580,7 @@ def _section_numbers(r: Repo, stage: dict, name: str) -> dict:
 # %% ../nbs/16_maturity.ipynb #bb545d7a-2
 @criterion(1, 'monitoring with a retrain trigger')
 def monitoring_retrain(r: Repo) -> Check:
+    "Level 1: a monitor (or drift) stage with numeric thresholds in its params, and a retrain trigger."
     mon = {
         n: s
         for n, s in r.stages.items()
@@ -602,6 +613,7 @@ def monitoring_retrain(r: Repo) -> Check:
 # %% ../nbs/16_maturity.ipynb #bb545d7a-3
 @criterion(2, 'monitoring: scheduled trigger')
 def scheduled_trigger(r: Repo) -> Check:
+    "Level 2: a scheduler (cron workflow, crontab, systemd timer, CronJob, Airflow DAG) runs monitor, retrain or repro."
     what = r'\bretrain\b|\bmonitor\b|\bdvc\s+(repro|exp\s+run)\b'
     sched = [
         f
@@ -645,6 +657,7 @@ def _load_tests(r: Repo, targets: dict[str, str]) -> list[str]:
 # %% ../nbs/16_maturity.ipynb #8e6901b3
 @criterion(1, 'serving with an SLO')
 def serving_slo(r: Repo) -> Check:
+    "Level 1: params keys slo_* (the objective) and a load-test command."
     slo = {k: v for k, v in r.flat_params.items() if k.split('.')[-1].startswith('slo')}
     targets = r.make
     load = _load_tests(r, targets)
@@ -666,6 +679,7 @@ def serving_slo(r: Repo) -> Check:
 # %% ../nbs/16_maturity.ipynb #5fa25457-2
 @criterion(2, 'serving: continuous delivery')
 def continuous_delivery(r: Repo) -> Check:
+    "Level 2: CI/CD deploys the model, or at least load-tests it (a deploy, build-docker, bench serve or load-test step)."
     deploy = _ci_running(
         r,
         r'\bdeploy\b|mlflow\s+models\s+build-docker|\bdocker\s+push\b|\bkubectl\s+apply\b|\bhelm\s+upgrade\b|\bbench\s+serve\b|\bload_?test\b',

@@ -36,6 +36,7 @@ def publish(staging: Path, root: Path, outputs) -> list[str]:
 
 # %% ../nbs/12_pipeline.ipynb #7b000576
 def notebook_path(stage: str, root='.') -> Path:
+    "The pipeline notebook of `stage` (nbs/pipeline/<stage>.ipynb under `root`); FileNotFoundError naming it if missing."
     nb = Path(root) / 'nbs' / 'pipeline' / f'{stage}.ipynb'
     if not nb.exists():
         raise FileNotFoundError(f"{nb}: pipeline notebook for stage {stage!r} not found")

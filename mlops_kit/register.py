@@ -35,10 +35,15 @@ def _fmt(v) -> str:
         return '–'
     return f'{v:.4g}' if isinstance(v, numbers.Real) and not isinstance(v, numbers.Integral) else str(v)
 
+# %% ../nbs/13_register.ipynb #judged-fn
+def _judged(ch: dict):
+    "How many monitors the holdout judged: `judged`, or `monitors` in metrics written before it was recorded (None if neither)."
+    return ch.get('judged', ch.get('monitors'))
+
 # %% ../nbs/13_register.ipynb #2f2ba5e8-4
 def _unjudged(name: str, v, ch: dict, champ: dict | None) -> str:
     "Why a criterion has no number, in words."
-    if not ch.get('judged', ch.get('monitors')):
+    if not _judged(ch):
         return 'no monitor was judged on the holdout'
     if not _blank(v):
         return f"the {'champion' if champ else 'static baseline'} has no {name} to compare with"
@@ -60,7 +65,7 @@ def _gate_reference(ch: dict, champ: dict | None, g) -> tuple:
 # %% ../nbs/13_register.ipynb #gate_refcrit
 def _reference_criteria(ch: dict, champ: dict | None, g) -> list[tuple]:
     "Fleet alerts/day (budget × judged monitors), noisy monitors, recall, median MASE: thresholds from the reference."
-    n = ch.get('judged', ch.get('monitors'))
+    n = _judged(ch)
     per, rt, et = g.max_alerts_per_day_per_monitor, g.recall_tolerance, g.error_tolerance
     noisy, rec, mase = _gate_reference(ch, champ, g)
     return [
@@ -104,11 +109,7 @@ def _gate_criteria(ch: dict, champ: dict | None, g) -> list[tuple]:
 def _gate_row(criterion: tuple, ch: dict, champ: dict | None) -> dict:
     "One criterion judged: pass or fail, or not judged (with why) when its value or threshold is blank, or no monitor was judged for a fleet count."
     name, v, thr, op, why = criterion
-    blank = (
-        _blank(v)
-        or _blank(thr)
-        or (name in ('fleet alerts/day', 'noisy monitors') and not ch.get('judged', ch.get('monitors')))
-    )
+    blank = _blank(v) or _blank(thr) or (name in ('fleet alerts/day', 'noisy monitors') and not _judged(ch))
     status = 'not judged' if blank else 'pass' if {'<=': v <= thr, '>=': v >= thr, '==': v == thr}[op] else 'fail'
     return {
         'criterion': name,
@@ -135,7 +136,7 @@ def gate_verdict(verdict: pd.DataFrame, ch: dict) -> tuple[bool, str]:
         return False, 'gate failed: ' + '; '.join(
             f"{x.criterion} {_fmt(x.value)} not {x.rule} {_fmt(x.threshold)}" for x in failed.itertuples()
         ) + nj
-    if not ch.get('judged', ch.get('monitors')):
+    if not _judged(ch):
         why = ', '.join(f'{v} {k}' for k, v in (ch.get('not_judged_reasons') or {}).items())
         return False, 'gate not judged: no monitor was judged on the holdout' + (f' ({why})' if why else '')
     return True, 'gate passed' + nj
@@ -480,7 +481,9 @@ def champion_bundle(c, name: str, uri: str, trained=None, trained_run: str | Non
     import mlflow, shutil
     from mlops_kit.tracking import fetch_model
 
-    folder, _ = fetch_model(uri, name, 'champion')
+    folder, _ = fetch_model(
+        uri, name, 'champion', version=v
+    )  # the version read above, even if champion moves meanwhile
     try:
         return mlflow.pyfunc.load_model(str(folder)).unwrap_python_model().bundle, v
     finally:
@@ -603,6 +606,7 @@ def model_card(
 
 # %% ../nbs/13_register.ipynb #a487dd9a-2
 def card_html(md: str) -> str:
+    "The model card's markdown `md` as a standalone HTML page (rendered by mistune, tables styled)."
     import mistune
 
     return f"<!doctype html><meta charset='utf-8'><title>model card</title><style>body{{font-family:sans-serif;max-width:60em;margin:2em auto}}table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:.2em .5em}}</style>\n{mistune.html(md)}"

@@ -42,6 +42,7 @@ def table(df: pd.DataFrame, floatfmt='{:,.3g}') -> str:
 
 # %% ../nbs/17_report.ipynb #57778596-4
 def section(sid: str, title: str, body: str, note: str = '') -> str:
+    "One dashboard section: an anchor `sid`, the escaped title and note, then the HTML `body` as given."
     return (
         f'<section id="{sid}"><h2>{html.escape(title)}</h2>'
         + (f'<p class="note">{html.escape(note)}</p>' if note else '')
@@ -51,6 +52,7 @@ def section(sid: str, title: str, body: str, note: str = '') -> str:
 
 # %% ../nbs/17_report.ipynb #57778596-5
 def missing(text: str) -> str:
+    "The dashboard's line for a section with nothing to show yet, `text` escaped (what is missing and how to get it)."
     return f'<p class="missing">{html.escape(text)}</p>'
 
 # %% ../nbs/17_report.ipynb #dd2d248b
@@ -285,6 +287,7 @@ def _alerts_table(r: pd.DataFrame) -> pd.DataFrame:
 
 # %% ../nbs/17_report.ipynb #452fa1c2-4
 def alerts_section(uri: str, experiment: str, n: int = 20) -> tuple[str, int]:
+    "HTML of the alert-reduction section (static rule vs the kit per evaluated run, the last `n` runs) and how many images it has."
     title = 'Alert reduction over time'
     r = mlflow_runs(uri, experiment, n)
     if isinstance(r, str):
@@ -342,6 +345,7 @@ def _registry_note(t: pd.DataFrame, name: str) -> str:
 
 # %% ../nbs/17_report.ipynb #b82cbd77
 def registry_section(uri: str, name: str) -> tuple[str, int]:
+    "HTML of the model-registry section (versions, aliases, the gate's verdicts of model `name`) and how many images it has."
     title = 'Model registry'
     if why := _store_missing(uri):
         return section('registry', title, missing(why)), 0
@@ -397,6 +401,7 @@ def _slo_note(t: pd.DataFrame, version, slo_p99_ms: float) -> str:
 
 # %% ../nbs/17_report.ipynb #c89caebf-2
 def slo_section(uri: str, name: str, slo_p99_ms: float, root='.') -> tuple[str, int]:
+    "HTML of the serving-SLO section (the champion's latest load test against p99 <= `slo_p99_ms`) and how many images it has."
     title = 'Serving SLO (champion)'
     if why := _store_missing(uri):
         return section('slo', title, missing(why)), 0

@@ -44,6 +44,7 @@ SERVER_ENV = {
 
 
 def free_port() -> int:
+    "A TCP port on 127.0.0.1 that is free right now (the OS picks it)."
     with socket.socket() as s:
         s.bind(('127.0.0.1', 0))
         return s.getsockname()[1]
@@ -403,7 +404,7 @@ def bench_serve(root, p, rates=None, duration_s: float | None = None) -> pd.Data
     hold = pd.read_parquet(root / p.windows.out_dir / 'holdout.parquet').dropna()
     out = root / 'reports' / 'serve'
     with scoring_server(
-        f'models:/{p.register.model_name}@champion',
+        f'models:/{p.register.model_name}/{mv.version}',  # the version resolved above, even if champion moves meanwhile
         uri,
         workers=s.workers,
         log_path=out / 'server.log',
