@@ -17,8 +17,7 @@ from .models import Forecaster, HoltWinters
 
 # %% auto #0
 __all__ = ['PEERS', 'FLEET_COLUMNS', 'ProphetForecaster', 'AutoETSForecaster', 'available_peers', 'BenchError', 'peer_names',
-           'bench_models', 'bench_table', 'run_bench_models', 'synthetic_fleet', 'Meter', 'bench_fleet',
-           'run_bench_fleet']
+           'bench_models', 'bench_table', 'run_bench_models', 'synthetic_fleet', 'bench_fleet', 'run_bench_fleet']
 
 # %% ../nbs/09_bench.ipynb #0b0d51fa
 class ProphetForecaster(Forecaster):
@@ -352,77 +351,9 @@ def synthetic_fleet(
         pd.DataFrame(incs, columns=['monitor_id', 'start', 'end']),
     )
 
-# %% ../nbs/09_bench.ipynb #bench_meter_tree
-def _tree_rss(me, cpu: dict, cpu0: dict) -> int:
-    "Summed RSS (bytes) of process `me` and its descendants; their CPU seconds go into `cpu` (first seen: also `cpu0`)."
-    import psutil
-
-    rss = 0
-    for p in [me] + me.children(recursive=True):
-        try:
-            with p.oneshot():
-                c, r = p.cpu_times(), p.memory_info().rss
-        except psutil.Error:
-            continue
-        cpu[p.pid] = c.user + c.system
-        cpu0.setdefault(p.pid, 0.0 if p.pid != me.pid else cpu[p.pid])
-        rss += r
-    return rss
-
-# %% ../nbs/09_bench.ipynb #bench_meter_alive
-def _alive_cpu(me) -> dict[int, float]:
-    "{pid: CPU seconds so far} of the descendants of process `me` alive now."
-    import psutil
-
-    cpu0 = {}
-    for p in me.children(recursive=True):
-        try:
-            c = p.cpu_times()
-            cpu0[p.pid] = c.user + c.system
-        except psutil.Error:
-            pass
-    return cpu0
-
-# %% ../nbs/09_bench.ipynb #bench_meter_until
-def _until_set(stop, interval: float, fn):
-    "Call `fn` every `interval` seconds until the event `stop` is set: the body of a sampler thread."
-    while not stop.wait(interval):
-        fn()
-
-# %% ../nbs/09_bench.ipynb #bench_meter
-class Meter:
-    "Context manager: .wall_s, .cpu_s and .peak_rss (bytes) of this process plus its children, sampled every `interval` s; .max_load (1-min load average: a busy machine shows)."
-
-    def __init__(self, interval: float = 0.1):
-        self.interval = interval
-
-    def _sample(self):
-        import os
-
-        rss = _tree_rss(self._me, self._cpu, self._cpu0)
-        self.peak_rss, self.max_load = max(self.peak_rss, rss), max(getattr(self, 'max_load', 0.0), os.getloadavg()[0])
-
-    def __enter__(self):
-        import psutil, threading
-
-        self._me, self._cpu, self.peak_rss = psutil.Process(), {}, 0
-        self._cpu0 = _alive_cpu(self._me)  # workers alive before (a reused pool): count only what they do from now on
-        self._sample()
-        self._stop, self._t0 = threading.Event(), time.perf_counter()
-        self._th = threading.Thread(target=_until_set, args=(self._stop, self.interval, self._sample), daemon=True)
-        self._th.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.wall_s = time.perf_counter() - self._t0
-        self._stop.set()
-        self._th.join()
-        self._sample()
-        self.cpu_s = sum(c - self._cpu0.get(pid, 0.0) for pid, c in self._cpu.items())
-
 # %% ../nbs/09_bench.ipynb #bench_fleet_row
-def _bench_row(n, tuned, failed, table, m: Meter, gen, t_train, t_eval) -> dict:
-    "One fleet size's numbers: its size, stage times, what `m` measured, per-monitor medians and the detection summary."
+def _bench_row(n, tuned, failed, table, m, gen, t_train, t_eval) -> dict:
+    "One fleet size's numbers: its size, stage times, what `m` (a `telemetry.Meter`) measured, per-monitor medians and the detection summary."
     from mlops_kit.evaluate import summarize
 
     s = summarize(table)
@@ -434,8 +365,8 @@ def _bench_row(n, tuned, failed, table, m: Meter, gen, t_train, t_eval) -> dict:
         'train_s': t_train,
         'evaluate_s': t_eval,
         'wall_s': m.wall_s,
-        'cpu_s': m.cpu_s,
-        'peak_rss_gib': m.peak_rss / 2**30,
+        'cpu_s': m.cpu_self_s + m.cpu_children_s,
+        'peak_rss_gib': m.peak_rss_mb / 1024,
         'max_load_1m': m.max_load,
         'automl_ms_median': 1e3 * float(np.median([x.seconds for x in tuned.values()])),
         'replay_ms_median': 1e3 * float(table.replay_seconds.median()),
@@ -450,6 +381,7 @@ def _bench_row(n, tuned, failed, table, m: Meter, gen, t_train, t_eval) -> dict:
 def _fleet_row(n, workers, scheduler, seed, days, holdout_days, progress) -> dict:
     import tempfile
     from mlops_kit.fleet import FleetBundle, replay_fleet, split_monitors, tune_fleet
+    from mlops_kit.telemetry import Meter
 
     t = time.perf_counter()
     train, hold, inc = synthetic_fleet(n, days, holdout_days, seed)

@@ -74,7 +74,7 @@ def _peak_mb(tree: int, rss0: tuple[float, float]) -> float:
 
 # %% ../nbs/20_telemetry.ipynb #1ce6c6ff-3
 class Meter:
-    "Context manager: wall, CPU (self + children) and peak RSS (process tree) of the block it wraps."
+    "Context manager: wall, CPU (self + children) and peak RSS (process tree) of the block it wraps, and the highest 1-minute load average seen (`max_load`: on a shared machine wall time stretches with it, CPU-seconds do not)."
 
     def __init__(self, interval: float = 0.2):
         self.interval = interval
@@ -83,6 +83,7 @@ class Meter:
         tree, cpu = _sample_tree()
         self.peak_tree = max(self.peak_tree, tree)
         self.seen.update(cpu)
+        self.max_load = max(getattr(self, 'max_load', 0.0), os.getloadavg()[0])
 
     def __enter__(self):
         self.t0, self.start = time.perf_counter(), datetime.now(timezone.utc)
