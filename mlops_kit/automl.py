@@ -12,7 +12,7 @@ import pandas as pd
 from sklearn.base import clone
 from threadpoolctl import ThreadpoolController
 
-from .detect import AlertPolicy, Detector, data_key, directed, enough_errors, spread
+from .detect import AlertPolicy, Detector, count_steps, data_key, directed, enough_errors, spread
 from .events import after_deploy, event_mask
 from .models import HoltWinters, LagRegression, RobustLevel, SeasonalProfile, hours, to_grid
 
@@ -565,11 +565,6 @@ def _retune(
     return tune(clean, **tune_kw)
 
 # %% ../nbs/07_automl.ipynb #rebaseline
-def _count_n(det: Detector) -> int:
-    "A counter's trailing-sum window (`count_window`) in grid steps; 0 for other detectors."
-    return max(1, int(pd.Timedelta(det.count_window) / det.forecaster_.step_)) if det.scale == 'poisson' else 0
-
-
 def _rebaseline(w: _Walk, det: Detector, on: int, stop: int):
     "Accept the run [on, stop) as the new normal: the level moves to it, its points train later fits, its errors start the new error pool."
     shift = float(np.nanmedian(w.err[on:stop]))
@@ -577,7 +572,7 @@ def _rebaseline(w: _Walk, det: Detector, on: int, stop: int):
     w.err[on:stop] -= shift
     w.masked[on:stop], w.sflag[on:stop], w.change = w.kept_out[on:stop], 0, on  # (the calendar's stay out)
     w.changes.append(w.ix[on])
-    if n := _count_n(det):  # a counter: at least the run's over-dispersion (trailing-sum variance / expected count)
+    if n := count_steps(det):  # a counter: at least the run's over-dispersion (trailing-sum variance / expected count)
         _, s = spread(pd.Series(w.err[on:stop]).rolling(n).sum().to_numpy())
         lam = n * float(np.nanmean(np.maximum(w.v[on:stop] - w.err[on:stop], 0.0)))
         if np.isfinite(s) and np.isfinite(lam):
@@ -590,7 +585,7 @@ def _rebaseline(w: _Walk, det: Detector, on: int, stop: int):
 # %% ../nbs/07_automl.ipynb #score_day
 def _score_day(w: _Walk, det: Detector, ef: np.ndarray, b: int, e: int, A: int, share: float, pre: int = 0):
     "Score [b, e) against the forecaster's expected values ef (from `pre` points before b: a counter's trailing sums start there); where `share` of the last A points are unusual on one side, re-baseline there and go on. Maintenance points are never unusual."
-    i, n = b, _count_n(det)
+    i, n = b, count_steps(det)
     bias = 0.0 if det.scale == 'poisson' else det.bias_
     while i < e:
         h, ei = max(i - n, b - pre), ef[i - b + pre :]
@@ -626,7 +621,7 @@ def _score_period(
     w: _Walk, det: Detector, clean: pd.Series, b: int, e: int, A: int, A_dep: int, share: float, short: np.ndarray
 ):
     "Score one refit period by `_score_day`, re-baselining after A_dep points instead of A right after a deploy; a counter's expected values start `count_window` before b, where its trailing sums begin."
-    n = _count_n(det)
+    n = count_steps(det)
     pre = min(b, n)
     ef = det.forecaster_.predict(w.ix[b - pre : e], context=clean).to_numpy(float)
     for s, t, sh in _segments(short, b, e):

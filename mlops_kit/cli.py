@@ -326,15 +326,20 @@ def runs(
     print(t.to_string(index=False) if len(t) else 'no runs yet')
     return t
 
+# %% ../nbs/90_cli.ipynb #cli_verdict
+def _verdict(r: dict) -> str:
+    "The gate's verdict on a registered version (`r`: register's result) in words: promoted, or which champion stays (if any)."
+    if r['promoted']:
+        return 'promoted to champion'
+    return f"NOT promoted, champion stays v{r['champion']}" if r['champion'] else 'NOT promoted, no champion yet'
+
 # %% ../nbs/90_cli.ipynb #cli_register_line
 def _register_line(p, r: dict) -> str:
     "register's summary line: the new version, the gate's verdict and why, and where the model card is."
-    verdict = (
-        f"promoted to champion ({r['reason']})"
-        if r['promoted']
-        else f"NOT promoted, champion stays v{r['champion']} ({r['reason']})"
+    return (
+        f"{r['model']} v{r['version']} → challenger; {_verdict(r)} ({r['reason']})"
+        " · model card: reports/register/model_card.html"
     )
-    return f"{r['model']} v{r['version']} → challenger; {verdict} · model card: reports/register/model_card.html"
 
 # %% ../nbs/90_cli.ipynb #58b19760
 @telemetry.stage
@@ -612,12 +617,11 @@ def retrain(
         return {'retrained': False, 'dry_run': True, 'command': plan['command'], 'as_of': plan['as_of'], 'verdict': v}
     r = run_retrain(plan, p, root)
     reg = r['register']
-    verdict = 'promoted to champion' if reg['promoted'] else f"NOT promoted, champion stays v{reg['champion']}"
     after = f"drift after the new window: {r['after']['reason']}"
     _say(
         'retrain',
         t,
-        f"window as_of {plan['as_of']}: {reg['model']} v{reg['version']} {verdict} ({reg['reason']}); {after}",
+        f"window as_of {plan['as_of']}: {reg['model']} v{reg['version']} {_verdict(reg)} ({reg['reason']}); {after}",
     )
     return r
 

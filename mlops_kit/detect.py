@@ -14,8 +14,9 @@ from .models import SeasonalProfile, hours, infer_step, to_grid
 
 # %% auto #0
 __all__ = ['DIRECTIONS', 'MAX_MASKED', 'SCALE_FLOOR', 'MIN_ERRORS', 'MIN_ERROR_DAYS', 'directed', 'to_score', 'robust_scale',
-           'hourly_scale', 'spread', 'data_key', 'enough_errors', 'ErrorBand', 'Detector', 'alert_flags', 'AlertPolicy',
-           'static_frame', 'static_policy', 'naive_mae', 'forecast_errors', 'alert_stats', 'match_incidents']
+           'hourly_scale', 'spread', 'data_key', 'enough_errors', 'count_steps', 'ErrorBand', 'Detector', 'alert_flags',
+           'AlertPolicy', 'static_frame', 'static_policy', 'naive_mae', 'forecast_errors', 'alert_stats',
+           'match_incidents']
 
 # %% ../nbs/06_detect.ipynb #bb7dc424
 DIRECTIONS = ('up', 'down', 'both')
@@ -151,6 +152,19 @@ def _band_scores(band, ns: np.ndarray, v: np.ndarray, e: np.ndarray, prev=None) 
         'unusual': np.nan_to_num(zd) > k,
     }
 
+# %% ../nbs/06_detect.ipynb #count_steps
+def count_steps(det) -> int:
+    "A counter's trailing-sum window (`count_window`) in grid steps, at least one; 0 for a detector that is not a counter."
+    return max(1, int(pd.Timedelta(det.count_window) / det.forecaster_.step_)) if det.scale == 'poisson' else 0
+
+# %% ../nbs/06_detect.ipynb #counter_z
+def _counter_z(band, v: np.ndarray, e: np.ndarray, prev=None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    "A counter's (z, scale, shift): the Poisson test on trailing sums, its expected counts moved by `offset_` and its scale by the square root of `dispersion_`."
+    off, d = band.offset_, math.sqrt(getattr(band, 'dispersion_', 1.0))  # (bundles pickled before it: 1)
+    p = None if prev is None else (prev[0], np.asarray(prev[1], float) + off)
+    z, s, shift = _count_z(v, np.asarray(e, float) + off, count_steps(band), p)
+    return z / d, s * d, shift
+
 # %% ../nbs/06_detect.ipynb #error_band
 class ErrorBand:
     "The error half of a `Detector`: scale (per hour of day, or one), the threshold that adapts to the errors' tails, the natural floor."
@@ -176,11 +190,7 @@ class ErrorBand:
     def z(self, ns: np.ndarray, v: np.ndarray, e: np.ndarray, prev=None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         "(z, scale, shift) on bare arrays (epoch ns, values, the forecaster's expected values; `prev` = (values, expected) just before): the band is expected - shift ± threshold·scale. A counter's expected counts move by `offset_`, its scale by the square root of `dispersion_`."
         if self.scale == 'poisson':
-            off, d = self.offset_, math.sqrt(getattr(self, 'dispersion_', 1.0))  # (bundles pickled before it: 1)
-            p = None if prev is None else (prev[0], np.asarray(prev[1], float) + off)
-            n = max(1, int(pd.Timedelta(self.count_window) / self.forecaster_.step_))
-            z, s, shift = _count_z(v, np.asarray(e, float) + off, n, p)
-            return z / d, s * d, shift
+            return _counter_z(self, v, e, prev)
         s = self.scale_by_hour_[hours(ns)]
         return (v - e - self.bias_ - self.offset_) / s, s, np.zeros(len(v))
 
@@ -216,7 +226,7 @@ def _score_frame(det, y: pd.Series, context: pd.Series | None = None) -> pd.Data
     e = det.forecaster_.predict(y.index, context=context)
     prev = None
     if det.scale == 'poisson' and context is not None and len(context):
-        c = to_grid(context, det.forecaster_.step_).iloc[-int(pd.Timedelta(det.count_window) / det.forecaster_.step_) :]
+        c = to_grid(context, det.forecaster_.step_).iloc[-count_steps(det) :]
         prev = (c.to_numpy(float), det.forecaster_.predict(c.index).to_numpy(float))
     return pd.DataFrame(det.scores(y.index.asi8, y.to_numpy(float), e.to_numpy(float), prev), index=y.index)
 

@@ -333,6 +333,12 @@ def _no_dvc(data: list[str]) -> Check:
         "git init && dvc init; then `dvc add <data>` (writes <data>.dvc) or declare the data as stage outs in dvc.yaml; commit the .dvc/dvc.lock files",
     )
 
+# %% ../nbs/16_maturity.ipynb #dvcfiles
+def _hashed_dvc_files(r: Repo, dvc_files: list[str]) -> int:
+    "How many outs of the `.dvc` files (`dvc add`) have their hash recorded; a file that does not parse: BrokenFileError naming it."
+    docs = [_load_yaml(r.root / f) for f in dvc_files]
+    return _n_hashed(o for d in docs if isinstance(d, dict) for o in d.get('outs') or [] if isinstance(o, dict))
+
 # %% ../nbs/16_maturity.ipynb #versioned-fn
 @criterion(1, 'versioned data')
 def versioned_data(r: Repo) -> Check:
@@ -345,7 +351,7 @@ def versioned_data(r: Repo) -> Check:
     locked = {n: s for n, s in ((r.dvc_lock or {}).get('stages') or {}).items()}
     lock_outs = [o for s in locked.values() for o in s.get('outs') or []]
     hashed = _n_hashed(lock_outs)
-    hashed_dvc = _n_hashed(o for f in dvc_files for o in (yaml.safe_load(r.text(f)) or {}).get('outs') or [])
+    hashed_dvc = _hashed_dvc_files(r, dvc_files)
     ev = [
         f"dvc.yaml: {len(outs)} outputs (outs, metrics) in {len(r.stages)} stages" if r.stages else 'no dvc.yaml',
         f"dvc.lock: {hashed}/{len(lock_outs)} outputs hashed ({_some(sorted({k for o in lock_outs for k in _HASH_KEYS if k in o}))})"
@@ -357,13 +363,8 @@ def versioned_data(r: Repo) -> Check:
     if (unlocked := [s for s in r.stages if s not in locked]) and r.dvc_lock:
         ev.append(f"not locked yet: {_some(unlocked)} (dvc repro)")
     met = bool(outs or dvc_files) and (hashed + hashed_dvc) > 0
-    return Check(
-        met,
-        '; '.join(ev),
-        ''
-        if met
-        else "`dvc repro` writes dvc.lock with the hashes of every stage's outs (or `dvc add <data>` for raw data); commit dvc.lock",
-    )
+    how = "`dvc repro` writes dvc.lock with the hashes of every stage's outs (or `dvc add <data>` for raw data); commit dvc.lock"
+    return Check(met, '; '.join(ev), '' if met else how)
 
 # %% ../nbs/16_maturity.ipynb #5f49f4ea-2
 def _remote(r: Repo) -> tuple[str | None, str | None]:
@@ -577,6 +578,19 @@ def _section_numbers(r: Repo, stage: dict, name: str) -> dict:
         and not isinstance(v, bool)
     }
 
+# %% ../nbs/16_maturity.ipynb #retrain-trig
+def _retrain_triggers(r: Repo) -> list[str]:
+    "Where a retrain is triggered: a dvc.yaml stage, a params key, a Make target, or a retrain command in the code."
+    return (
+        [f"dvc.yaml: stage {n}" for n, s in r.stages.items() if 'retrain' in n or 'retrain' in str(s.get('cmd', ''))]
+        + [f"{r.params_file}: {k}" for k in r.flat_params if 'retrain' in k]
+        + [f"Makefile: target {t}" for t in r.make if 'retrain' in t]
+        + [
+            f"{f}: retrain command"
+            for f in r.where(r'^\s*def\s+\w*retrain\w*\s*\(|["\']retrain["\']\s*:|add_parser\(\s*["\']retrain')
+        ]
+    )
+
 # %% ../nbs/16_maturity.ipynb #bb545d7a-2
 @criterion(1, 'monitoring with a retrain trigger')
 def monitoring_retrain(r: Repo) -> Check:
@@ -587,15 +601,7 @@ def monitoring_retrain(r: Repo) -> Check:
         if re.search(r'monitor|drift', n) or re.search(r'\bdrift\b|\bmonitor\b', str(s.get('cmd', '')))
     }
     nums = {k: v for n, s in mon.items() for k, v in _section_numbers(r, s, n).items()}
-    trig = (
-        [f"dvc.yaml: stage {n}" for n, s in r.stages.items() if 'retrain' in n or 'retrain' in str(s.get('cmd', ''))]
-        + [f"{r.params_file}: {k}" for k in r.flat_params if 'retrain' in k]
-        + [f"Makefile: target {t}" for t in r.make if 'retrain' in t]
-        + [
-            f"{f}: retrain command"
-            for f in r.where(r'^\s*def\s+\w*retrain\w*\s*\(|["\']retrain["\']\s*:|add_parser\(\s*["\']retrain')
-        ]
-    )
+    trig = _retrain_triggers(r)
     ev = [
         f"dvc.yaml: stage {_some(n + ' (' + str(s.get('cmd')) + ')' for n, s in mon.items())}"
         if mon

@@ -17,8 +17,9 @@ from .telemetry import EXIT_FREEZE
 from .tracking import git_output, read_run
 
 # %% auto #0
-__all__ = ['StageError', 'publish', 'notebook_path', 'run_notebook', 'log_notebook', 'plot_detection', 'plot_alerts_before_after',
-           'flat_params', 'param_changes', 'BaselineError', 'restore_params', 'repro_from_cache']
+__all__ = ['PAPERMILL_KW', 'StageError', 'publish', 'notebook_path', 'run_notebook', 'log_notebook', 'plot_detection',
+           'plot_alerts_before_after', 'flat_params', 'param_changes', 'BaselineError', 'restore_params',
+           'repro_from_cache']
 
 # %% ../nbs/12_pipeline.ipynb #017050a3
 class StageError(RuntimeError):
@@ -43,7 +44,8 @@ def notebook_path(stage: str, root='.') -> Path:
     return nb
 
 # %% ../nbs/12_pipeline.ipynb #0dd191c6
-def _fail_run(staging: Path, notebook: Path):
+def _fail_run(staging: Path, notebook: Path | None):
+    "Mark FAILED the MLflow run the notebook opened (its run.json under `staging`), with the executed `notebook` attached when there is one."
     found = sorted(staging.rglob('run.json'))
     if not found:
         return
@@ -51,7 +53,8 @@ def _fail_run(staging: Path, notebook: Path):
 
     r = read_run(found[0])
     c = client(r['tracking_uri'])
-    c.log_artifact(r['run_id'], str(notebook), 'notebooks')
+    if notebook is not None:
+        c.log_artifact(r['run_id'], str(notebook), 'notebooks')
     c.set_terminated(r['run_id'], 'FAILED')
 
 # %% ../nbs/12_pipeline.ipynb #pl_failed
@@ -68,11 +71,30 @@ def _stage_failed(stage: str, nb: Path, root: Path, staging: Path, executed: Pat
         "no output of this stage was published"
     )
 
+# %% ../nbs/12_pipeline.ipynb #pl_dead
+def _kernel_died(stage: str, nb: Path, root: Path, staging: Path, e) -> StageError:
+    "On a kernel that died mid-run (most often out of memory): fail the stage's run, drop staging; the error."
+    _fail_run(staging, None)  # the executed notebook died with the kernel: nothing to attach
+    shutil.rmtree(staging, ignore_errors=True)
+    return StageError(
+        f"stage {stage}: the kernel running {nb.relative_to(root)} died ({e}); most often it ran out of memory. "
+        "No executed notebook was kept and no output of this stage was published"
+    )
+
+# %% ../nbs/12_pipeline.ipynb #pl_kw
+PAPERMILL_KW = dict(  # how every stage's notebook runs
+    kernel_name='python3',
+    progress_bar=False,
+    request_save_on_cell_execute=False,  # written once, at the end or at a failing cell: ~0.5 s less per stage
+    extra_arguments=[f'--IPKernelApp.exec_lines={EXIT_FREEZE}'],  # a short kernel exit: ~1.3 s less per stage
+)
+
 # %% ../nbs/12_pipeline.ipynb #7b000576-2
 def run_notebook(stage: str, root='.', parameters: dict | None = None, outputs=(), stream: bool = True) -> Path:
     "Execute nbs/pipeline/<stage>.ipynb into a staging folder; publish `outputs` on success. Returns the executed notebook's path."
     sys.modules.setdefault('rfc3987_syntax', None)  # nbformat's jsonschema: no IRI-format grammars (38, ~1 s per stage)
     import papermill as pm
+    from nbclient.exceptions import DeadKernelError
 
     root = Path(root).resolve()
     nb = notebook_path(stage, root)
@@ -86,15 +108,14 @@ def run_notebook(stage: str, root='.', parameters: dict | None = None, outputs=(
             str(nb),
             str(executed),
             parameters={**(parameters or {}), 'root': str(root), 'out': str(staging)},
-            kernel_name='python3',
-            progress_bar=False,
-            request_save_on_cell_execute=False,  # written once at the end (or at the failing cell): ~0.5 s less per stage
             cwd=str(nb.parent),
-            extra_arguments=[f'--IPKernelApp.exec_lines={EXIT_FREEZE}'],  # a short kernel exit: ~1.3 s less per stage
+            **PAPERMILL_KW,
             **io,
         )
     except pm.PapermillExecutionError as e:
         raise _stage_failed(stage, nb, root, staging, executed, e) from None
+    except DeadKernelError as e:  # not a cell error: papermill writes no notebook for it
+        raise _kernel_died(stage, nb, root, staging, e) from None
     publish(staging, root, outputs)
     shutil.rmtree(staging, ignore_errors=True)
     return root / 'reports' / stage / f'{stage}.ipynb'

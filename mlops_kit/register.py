@@ -798,12 +798,11 @@ def _open_run(root: Path, p) -> tuple[dict, object]:
 # %% ../nbs/13_register.ipynb #reg_champref
 def _champion_reference(c, name: str, run: dict, root: Path, p) -> tuple:
     "(the champion's version, its numbers for the gate, its bundle); (None, None, None) when there is no champion."
-    champ_v = champion_version(c, name)
-    champ, champ_bundle = version_metrics(c, name, champ_v), None
-    if champ_v:  # judged on the same days: re-evaluate the champion if its window was another
-        champ_bundle, _ = champion_bundle(c, name, run['tracking_uri'])  # verified against its recorded digest first
-        champ = _reference_numbers(c, name, champ_v, champ, champ_bundle, root, p)
-    return champ_v, champ, champ_bundle
+    champ_bundle, champ_v = champion_bundle(c, name, run['tracking_uri'])  # the alias read once; digest-verified bytes
+    if not champ_v:
+        return None, None, None
+    champ = version_metrics(c, name, champ_v)  # judged on the same days: re-evaluated if its window was another
+    return champ_v, _reference_numbers(c, name, champ_v, champ, champ_bundle, root, p), champ_bundle
 
 # %% ../nbs/13_register.ipynb #reg_publish
 def _publish_reports(c, run_id: str, v: int, out: Path, md: str, verdict: pd.DataFrame, shadow) -> None:

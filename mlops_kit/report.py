@@ -210,6 +210,15 @@ def _store_missing(uri: str) -> str | None:
         return f"no MLflow store yet at {uri} (run make repro)"
     return None
 
+# %% ../nbs/17_report.ipynb #rep_storeclient
+def _store_client(uri: str):
+    "An MLflow client of the store at `uri`, or the sentence `_store_missing` gives when there is no store yet."
+    if why := _store_missing(uri):
+        return why
+    from mlops_kit.tracking import client
+
+    return client(uri)
+
 # %% ../nbs/17_report.ipynb #452fa1c2-2
 def mlflow_runs(uri: str, experiment: str, n: int = 20) -> pd.DataFrame | str:
     "The latest `n` pipeline (parent) runs with their eval metrics, oldest first; or a sentence saying why there are none."
@@ -347,12 +356,10 @@ def _registry_note(t: pd.DataFrame, name: str) -> str:
 def registry_section(uri: str, name: str) -> tuple[str, int]:
     "HTML of the model-registry section (versions, aliases, the gate's verdicts of model `name`) and how many images it has."
     title = 'Model registry'
-    if why := _store_missing(uri):
-        return section('registry', title, missing(why)), 0
-    from mlops_kit.tracking import client
+    if isinstance(c := _store_client(uri), str):
+        return section('registry', title, missing(c)), 0
     from mlflow.exceptions import MlflowException
 
-    c = client(uri)
     try:
         versions = c.search_model_versions(f"name='{name}'")
     except MlflowException as e:
@@ -403,12 +410,10 @@ def _slo_note(t: pd.DataFrame, version, slo_p99_ms: float) -> str:
 def slo_section(uri: str, name: str, slo_p99_ms: float, root='.') -> tuple[str, int]:
     "HTML of the serving-SLO section (the champion's latest load test against p99 <= `slo_p99_ms`) and how many images it has."
     title = 'Serving SLO (champion)'
-    if why := _store_missing(uri):
-        return section('slo', title, missing(why)), 0
-    from mlops_kit.tracking import client
+    if isinstance(c := _store_client(uri), str):
+        return section('slo', title, missing(c)), 0
     from mlflow.exceptions import MlflowException
 
-    c = client(uri)
     try:
         mv = c.get_model_version_by_alias(name, 'champion')
     except MlflowException:

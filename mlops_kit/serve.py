@@ -340,16 +340,6 @@ def _card_with_slo(c, run_id: str, version, md: str, out: Path) -> Path | None:
         c.log_artifact(run_id, str(f), f'register/v{version}')
     return card
 
-# %% ../nbs/14_serve.ipynb #bench_champion
-def _champion_version(c, name: str, uri: str):
-    "The registered version `name`@champion, or a FileNotFoundError saying to run the pipeline first."
-    import mlflow
-
-    try:
-        return c.get_model_version_by_alias(name, 'champion')
-    except mlflow.exceptions.MlflowException:
-        raise FileNotFoundError(f"no champion for {name!r} in {uri}; run `make repro` first") from None
-
 # %% ../nbs/14_serve.ipynb #bench_rates
 def _run_rates(port: int, proc, hold: pd.DataFrame, s, rates: list[float], duration_s: float) -> list[dict]:
     "Load-test each rate after a 2 s warm-up at the lowest (unreported); each result judged against the SLO, printed."
@@ -395,12 +385,12 @@ def _log_slo(uri: str, run_id: str, t: pd.DataFrame):
 # %% ../nbs/14_serve.ipynb #09a5a9d7-2
 def bench_serve(root, p, rates=None, duration_s: float | None = None) -> pd.DataFrame:
     "SLO load test of models:/<register.model_name>@champion at each rate; writes reports/serve/ (slo.csv, slo.md, the card with its SLO section), logs to MLflow and the card there."
-    from mlops_kit.tracking import client, tracking_uri
+    from mlops_kit.tracking import client, model_version, tracking_uri
 
     root, s = Path(root), p.serve
     uri = tracking_uri(p.tracking.uri, root)
     c = client(uri)
-    mv = _champion_version(c, p.register.model_name, uri)
+    _, mv = model_version(c, uri, p.register.model_name, 'champion', None)  # FileNotFoundError without a champion
     hold = pd.read_parquet(root / p.windows.out_dir / 'holdout.parquet').dropna()
     out = root / 'reports' / 'serve'
     with scoring_server(

@@ -83,13 +83,13 @@ class Meter:
         tree, cpu = _sample_tree()
         self.peak_tree = max(self.peak_tree, tree)
         self.seen.update(cpu)
-        self.max_load = max(getattr(self, 'max_load', 0.0), os.getloadavg()[0])
+        self.max_load = max(self.max_load, os.getloadavg()[0])
 
     def __enter__(self):
         self.t0, self.start = time.perf_counter(), datetime.now(timezone.utc)
         self.cpu0 = (_cpu(resource.RUSAGE_SELF), _cpu(resource.RUSAGE_CHILDREN))
         self.rss0 = (_maxrss_mb(resource.RUSAGE_SELF), _maxrss_mb(resource.RUSAGE_CHILDREN))
-        self.peak_tree, self.seen = 0, {}
+        self.peak_tree, self.seen, self.max_load = 0, {}, 0.0
         self._observe()
         self.base = dict(self.seen)  # children alive before the block (a reused pool): only their CPU from now counts
         self._halt = _every(self._observe, self.interval, 'telemetry-sampler')

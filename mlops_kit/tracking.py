@@ -20,8 +20,8 @@ from .guard import sha256_file, tree_digest
 __all__ = ['SERVE_LIMITS', 'DOWNLOAD_FILES', 'RUN_COLUMNS', 'client', 'read_run', 'tracking_mode', 'redact', 'auth_call',
            'authenticated_user', 'end_stale_runs', 'experiment', 'git_output', 'git_info', 'dvc_lock_hashes', 'lineage',
            'serve_limits', 'FleetModel', 'log_bundle', 'ModelIntegrityError', 'recorded_digest', 'load_bundle',
-           'fetch_model', 'ScoreInputError', 'read_rows', 'score_rows', 'RunsError', 'find_experiment', 'latest_runs',
-           'compare_runs', 'pick_runs', 'list_runs', 'log_drift']
+           'model_version', 'fetch_model', 'ScoreInputError', 'read_rows', 'score_rows', 'RunsError', 'find_experiment',
+           'latest_runs', 'compare_runs', 'pick_runs', 'list_runs', 'log_drift']
 
 # %% ../nbs/11_tracking.ipynb #trk_client
 def client(uri: str):
@@ -108,13 +108,13 @@ def _process_gone(t: dict) -> bool:
 # %% ../nbs/11_tracking.ipynb #trk_kids
 def _running_children(c, run_ids: list[str]) -> list[str]:
     "Ids of the RUNNING runs whose parent is one of `run_ids`, in any experiment of the store."
+    if not run_ids:
+        return []
+    eids = [e.experiment_id for e in c.search_experiments()]  # once, not once per parent
     return [
         r.info.run_id
         for rid in run_ids
-        for r in c.search_runs(
-            [e.experiment_id for e in c.search_experiments()],
-            f"tags.`mlflow.parentRunId` = '{rid}' and attributes.status = 'RUNNING'",
-        )
+        for r in c.search_runs(eids, f"tags.`mlflow.parentRunId` = '{rid}' and attributes.status = 'RUNNING'")
     ]
 
 # %% ../nbs/11_tracking.ipynb #c0cd532d-2
@@ -335,7 +335,7 @@ def load_bundle(models_dir) -> 'FleetBundle':
     return FleetBundle.load(Path(models_dir) / 'bundle.pkl', recorded_digest(read_run(Path(models_dir) / 'run.json')))
 
 # %% ../nbs/11_tracking.ipynb #trk_mv
-def _model_version(c, uri: str, name: str, alias: str, version: int | None) -> tuple:
+def model_version(c, uri: str, name: str, alias: str, version: int | None) -> tuple:
     "(models:/ reference, model version) of `name`@`alias`, or version `version` if given; FileNotFoundError if none."
     import mlflow
 
@@ -371,7 +371,7 @@ def fetch_model(uri: str, name: str, alias: str = 'champion', dst=None, version:
     "(local folder, version) of models:/name@alias (models:/name/<version> if `version` is given), downloaded into `dst` and verified against the version's `model_sha256` tag."
     os.environ.setdefault('MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR', 'false')
     c = client(uri)
-    ref, mv = _model_version(c, uri, name, alias, version)
+    ref, mv = model_version(c, uri, name, alias, version)
     if not (want := mv.tags.get('model_sha256')):
         raise ModelIntegrityError(
             f"{ref} (v{mv.version}) has no recorded digest (tag model_sha256): it was not registered by `mlops-kit register`; not loaded"

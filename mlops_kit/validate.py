@@ -4,7 +4,7 @@
 
 # %% ../nbs/03_validate.ipynb #f5990498
 from __future__ import annotations
-import html, json, os
+import html, json, os, shutil
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +12,7 @@ import pandas as pd
 import pandera.pandas as pa
 
 from .config import ValidateParams, parse_interval
-from .guard import safe_name
+from .guard import safe_name, swap_in
 
 # %% auto #0
 __all__ = ['MAX_PLOTS', 'ValidateError', 'signal_schema', 'check_signals', 'quality', 'plot_quality', 'plot_monitor',
@@ -239,7 +239,8 @@ def _read_signals(d: Path) -> tuple[pd.DataFrame, dict]:
 def _write_report_dir(out: Path, df: pd.DataFrame, cat: dict, q: pd.DataFrame, p: ValidateParams, quar: dict):
     "Write the report (overview, MAX_PLOTS flagged monitors, quality.csv, index.html) in staging, then swap it in."
     staging = out.with_name('validate.staging')
-    staging.mkdir(parents=True, exist_ok=True)
+    shutil.rmtree(staging, ignore_errors=True)  # a killed run's plots are not this run's
+    staging.mkdir(parents=True)
     plt = _plt()
     fig = plot_quality(q, p)
     fig.savefig(staging / 'overview.png', dpi=80)
@@ -253,11 +254,7 @@ def _write_report_dir(out: Path, df: pd.DataFrame, cat: dict, q: pd.DataFrame, p
         plots.append((mid, f))
     q.assign(flags=q['flags'].str.join(' ')).to_csv(staging / 'quality.csv')
     (staging / 'index.html').write_text(_html(q, quar, plots, len(df)))
-    if out.exists():
-        for f in out.iterdir():
-            f.unlink()
-        out.rmdir()
-    os.replace(staging, out)
+    swap_in(staging, out)
 
 # %% ../nbs/03_validate.ipynb #val_metrics
 def _validate_metrics(q: pd.DataFrame, n_rows: int, quar: dict) -> dict:

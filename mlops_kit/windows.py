@@ -4,14 +4,14 @@
 
 # %% ../nbs/04_windows.ipynb #4f1d612b
 from __future__ import annotations
-import datetime as dt, hashlib, json, os
+import datetime as dt, json, shutil
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from .config import WindowsParams, parse_interval
-from .guard import swap_in
+from .guard import sha256_file, swap_in
 
 # %% auto #0
 __all__ = ['WindowsError', 'latest_full_day', 'default_as_of', 'usable_as_of', 'cut_window', 'load_signals', 'check_as_of',
@@ -112,14 +112,6 @@ def cut_window(
     hold = s.reindex(_grid(end, holdout_days, interval)) if holdout_days else s.iloc[:0]
     return train, hold, info | _window_info(train, hold, have, days)
 
-# %% ../nbs/04_windows.ipynb #52d69649
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, 'rb') as f:
-        for chunk in iter(lambda: f.read(1 << 20), b''):
-            h.update(chunk)
-    return h.hexdigest()
-
 # %% ../nbs/04_windows.ipynb #52d69649-2
 def load_signals(signals_dir) -> tuple[pd.DataFrame, dict]:
     "Signals + monitor catalog, schema-checked enough to window them; WindowsError names the file otherwise."
@@ -158,15 +150,18 @@ def check_as_of(as_of: dt.date, p: WindowsParams, first: pd.Timestamp, last_full
         )
 
 # %% ../nbs/04_windows.ipynb #2eba70fb
-def _write_atomic_dir(out: Path, files: dict):
-    "Write {name: DataFrame|dict} into a staging folder, then swap it in for `out`."
+def _write_atomic_dir(out: Path, files: dict, then=None):
+    "Write {name: DataFrame|dict} into a fresh staging folder, then `then(staging)` if given (what is derived from those files), then swap it in for `out`."
     staging = out.with_name(out.name + '.staging')
-    staging.mkdir(parents=True, exist_ok=True)
+    shutil.rmtree(staging, ignore_errors=True)  # what a killed run left there is not this run's
+    staging.mkdir(parents=True)
     for name, obj in files.items():
         if isinstance(obj, pd.DataFrame):
             obj.to_parquet(staging / name, index=False)
         else:
             (staging / name).write_text(json.dumps(obj, indent=2, sort_keys=True) + '\n')
+    if then is not None:
+        then(staging)
     swap_in(staging, out)
 
 # %% ../nbs/04_windows.ipynb #2eba70fb-2
@@ -221,15 +216,13 @@ def _manifest(as_of, p: WindowsParams, mons: dict) -> dict:
 
 # %% ../nbs/04_windows.ipynb #win_write_manifest
 def _write_manifest(man: dict, out: Path, signals: Path):
-    "Add the SHA-256 of the signals and of both windows to `man`, and write it as out/manifest.json, atomically."
+    "Add the SHA-256 of the signals and of both windows (in `out`, the staging folder) to `man`, and write it as out/manifest.json."
     man['digests'] = {
-        'signals.parquet': _sha256(signals),
-        'train.parquet': _sha256(out / 'train.parquet'),
-        'holdout.parquet': _sha256(out / 'holdout.parquet'),
+        'signals.parquet': sha256_file(signals),
+        'train.parquet': sha256_file(out / 'train.parquet'),
+        'holdout.parquet': sha256_file(out / 'holdout.parquet'),
     }
-    tmp = out / 'manifest.json.tmp'
-    tmp.write_text(json.dumps(man, indent=2, sort_keys=True) + '\n')
-    os.replace(tmp, out / 'manifest.json')
+    (out / 'manifest.json').write_text(json.dumps(man, indent=2, sort_keys=True) + '\n')
 
 # %% ../nbs/04_windows.ipynb #win_metrics
 def _windows_metrics(as_of, mons: dict, tr: pd.DataFrame, ho: pd.DataFrame) -> dict:
@@ -263,8 +256,8 @@ def run_windows(p: WindowsParams, root='.', signals_dir='data/signals') -> dict:
     out = root / p.out_dir
     tr, ho = _long(train), _long(hold)
     man = _manifest(as_of, p, mons)
-    _write_atomic_dir(out, {'train.parquet': tr, 'holdout.parquet': ho})
-    _write_manifest(man, out, root / signals_dir / 'signals.parquet')
+    sig_file = root / signals_dir / 'signals.parquet'
+    _write_atomic_dir(out, {'train.parquet': tr, 'holdout.parquet': ho}, lambda st: _write_manifest(man, st, sig_file))
     met = _windows_metrics(as_of, mons, tr, ho)
     (root / 'metrics').mkdir(exist_ok=True)
     (root / 'metrics/windows.json').write_text(json.dumps(met, indent=2, sort_keys=True) + '\n')
