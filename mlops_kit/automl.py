@@ -12,7 +12,7 @@ import pandas as pd
 from sklearn.base import clone
 from threadpoolctl import ThreadpoolController
 
-from .detect import AlertPolicy, Detector, count_steps, data_key, directed, enough_errors, spread
+from .detect import AlertPolicy, Detector, count_steps, data_key, directed, enough_errors, present, spread
 from .events import after_deploy, event_mask
 from .models import HoltWinters, LagRegression, RobustLevel, SeasonalProfile, hours, to_grid
 
@@ -418,7 +418,7 @@ def _tune_policy(det, y, e, recent, trials, pol_kw, alert_budget, alert_target, 
 
 # %% ../nbs/07_automl.ipynb #tune_chosen
 def _chosen_policy(det, row: pd.Series, within: bool, note: str, pol_kw: dict) -> tuple[AlertPolicy, str]:
-    "The chosen row applied: the detector's sensitivity, the alert policy, the note when over budget."
+    "The chosen row applied: the detector's sensitivity, the alert policy, the note (zeros read as nothing measured; over budget)."
     det.set_params(sensitivity=float(row.sensitivity))
     policy = AlertPolicy(
         window=row.window,
@@ -427,9 +427,21 @@ def _chosen_policy(det, row: pd.Series, within: bool, note: str, pol_kw: dict) -
         recovery=pol_kw.get('recovery', '30min'),
         cooldown=pol_kw.get('cooldown', '1h'),
     )
+    if getattr(det, 'zeros', 'value') == 'absent':
+        note += '; zeros read as nothing measured'
     if not within:
         note += f'; over the alert budget: quietest policy gives {row.alerts_per_day:.2f}/day'
     return policy, note
+
+# %% ../nbs/07_automl.ipynb #read_zeros
+def _read_zeros(y: pd.Series, direction: str, errors: pd.Series | None, recent: pd.Series | None) -> tuple:
+    "(y, errors, recent, zeros) for `tune`: an upward monitor of a measured value (not a count) that is exactly 0 in more than half its observed slots, with at least two that are not, reads a zero as nothing measured: zeros='absent', y's zeros and the errors at them NaN. Else zeros='value' and all three as they are."
+    v = y.to_numpy(float)
+    v = v[np.isfinite(v)]
+    if direction != 'up' or (v != 0).sum() < 2 or (v == 0).mean() <= 0.5 or np.all(np.mod(v, 1) == 0):
+        return y, errors, recent, 'value'
+    gone = [None if s is None else s.where(y.reindex(s.index) != 0) for s in (errors, recent)]
+    return y.where(y != 0), *gone, 'absent'
 
 # %% ../nbs/07_automl.ipynb #ad3cdced
 @on_one_thread
@@ -450,13 +462,14 @@ def tune(
     recent: pd.Series | None = None,
     false_alarms: pd.DataFrame | None = None,
 ) -> Tuned:
-    "AutoML for one monitor: the model its history can carry, then the most sensitive alert policy within `alert_target` alerts/day on normal data, never above `alert_budget`. `errors`: out-of-sample errors already known, flagged ones NaN (they size the band); `recent`: all of them (the policy is counted on them); `false_alarms`: spans on-call answered 'not an anomaly' (the policy avoids them, recall first)."
+    "AutoML for one monitor: the model its history can carry, then the most sensitive alert policy within `alert_target` alerts/day on normal data, never above `alert_budget`. `errors`: out-of-sample errors already known, flagged ones NaN (they size the band); `recent`: all of them (the policy is counted on them); `false_alarms`: spans on-call answered 'not an anomaly' (the policy avoids them, recall first). Zeros: `_read_zeros`."
     _check_tunable(y)
     t0, y, cands = time.perf_counter(), to_grid(y), cands or candidates()
+    y, errors, recent, zeros = _read_zeros(y, direction, errors, recent)
     path, note, det, trials, oos, pol_kw = _stage(
         y, direction, folds, search_days, labels, sparse_missing, cands, budget_s, trial_budget_s, search_keep, t0
     )
-    e = det.fit_expected(y, errors if enough_errors(errors) else oos)
+    e = det.set_params(zeros=zeros).fit_expected(y, errors if enough_errors(errors) else oos)
     log, row, within = _tune_policy(det, y, e, recent, trials, pol_kw, alert_budget, alert_target, labels, false_alarms)
     policy, note = _chosen_policy(det, row, within, note, pol_kw)
     return Tuned(det, policy, log, path, note, float(row.alerts_per_day), time.perf_counter() - t0)
@@ -537,7 +550,8 @@ class _Walk:
 # %% ../nbs/07_automl.ipynb #fit_day
 def _fit_day(w: _Walk, tuned: Tuned, clean: pd.Series, a: int, b: int, lo: int, how: str) -> Detector:
     "The detector for the next refit period, `how` = 'served' (as tuned), 'full' (two-pass refit) or 'one-pass', on the masked past `clean` = [a, b); its band from the errors since `lo`."
-    errors = w.errors(lo, b)
+    clean = present(tuned.detector, clean)  # (zeros read as nothing measured: not in the fit, no error)
+    errors = w.errors(lo, b).where(clean.notna())
     if how == 'served':
         det = copy.copy(tuned.detector)  # a copy: re-baselining moves its offset, not the bundle's
     else:
@@ -546,7 +560,11 @@ def _fit_day(w: _Walk, tuned: Tuned, clean: pd.Series, a: int, b: int, lo: int, 
         w.masked[a:b] |= det.outliers(clean)
     if a < w.change < b:  # a recent change: the level of the points since it (a counter's has no bias)
         bias = 0.0 if det.scale == 'poisson' else det.bias_
-        r = w.v[w.change : b] - det.forecaster_.predict(w.ix[w.change : b], context=clean).to_numpy(float) - bias
+        r = (
+            present(det, w.v[w.change : b])
+            - det.forecaster_.predict(w.ix[w.change : b], context=clean).to_numpy(float)
+            - bias
+        )
         if np.isfinite(r).sum() >= 3:
             det.offset_ = float(np.nanmedian(r))
     return det
@@ -555,11 +573,12 @@ def _fit_day(w: _Walk, tuned: Tuned, clean: pd.Series, a: int, b: int, lo: int, 
 def _retune(
     w: _Walk, old: Tuned | None, clean: pd.Series, lo: int, b: int, tune_kw: dict, since: int | None = None
 ) -> Tuned:
-    "Tune on the masked past with the walk's errors: the band on those since `lo`, the policy counted on all those since `since` (default `lo`); if the monitor just left the `level` stage, those errors were a flat line's: tune again without them and start a new error pool."
+    "Tune on the masked past with the walk's errors: the band on those since `lo`, the policy counted on all those since `since` (default `lo`); if the monitor just left the `level` stage (those errors were a flat line's) or now reads its zeros otherwise (`_read_zeros`: errors from another reading), tune again without them and start a new error pool."
     s = lo if since is None else since
     recent = pd.Series(w.err[s:b], index=w.ix[s:b])  # every error, flagged or not: what a policy would have paged on
     new = tune(clean, errors=w.errors(lo, b), recent=recent, **tune_kw)
-    if old is None or old.path != 'level' or new.path == 'level':
+    left_level = old is not None and old.path == 'level' and new.path != 'level'
+    if not left_level and (old is None or getattr(old.detector, 'zeros', 'value') == new.detector.zeros):
         return new
     w.pool_from = b
     return tune(clean, **tune_kw)
@@ -602,7 +621,7 @@ def _score_day(w: _Walk, det: Detector, ef: np.ndarray, b: int, e: int, A: int, 
         stop = i + int(hit[0]) + 1 if len(hit) else e
         for c in COLUMNS[:5]:
             w.col[c][i:stop] = sc[c][: stop - i]
-        w.err[i:stop] = w.v[i:stop] - ei[: stop - i] - bias - det.offset_
+        w.err[i:stop] = present(det, w.v[i:stop]) - ei[: stop - i] - bias - det.offset_  # (a zero read as absent: none)
         w.sflag[i:stop], w.masked[i:stop] = sg[: stop - i], sc['unusual'][: stop - i] | w.kept_out[i:stop]
         if len(hit):
             s0 = max(stop - A, 0)
@@ -623,7 +642,7 @@ def _score_period(
     "Score one refit period by `_score_day`, re-baselining after A_dep points instead of A right after a deploy; a counter's expected values start `count_window` before b, where its trailing sums begin."
     n = count_steps(det)
     pre = min(b, n)
-    ef = det.forecaster_.predict(w.ix[b - pre : e], context=clean).to_numpy(float)
+    ef = det.forecaster_.predict(w.ix[b - pre : e], context=present(det, clean)).to_numpy(float)
     for s, t, sh in _segments(short, b, e):
         p = min(s - b + pre, n)  # expected values before s the segment's trailing sums need
         _score_day(w, det, ef[s - b + pre - p : t - b + pre], s, t, A_dep if sh else A, share, p)
@@ -643,7 +662,7 @@ def _period_detector(w, tuned, last, fixed, first, t, clean, a, b, lo, td, tune_
         since = max(w.pool_from, w.at(t - td['error_days']))
         tuned, last = _retune(w, tuned, clean, lo, b, tune_kw, since), t
         det = _fit_day(w, tuned, clean, a, b, max(lo, w.pool_from), 'served')
-    elif first and getattr(tuned.detector, 'fit_key_', None) == data_key(clean):
+    elif first and getattr(tuned.detector, 'fit_key_', None) == data_key(present(tuned.detector, clean)):
         det = _fit_day(w, tuned, clean, a, b, lo, 'served')
     else:
         det = _fit_day(

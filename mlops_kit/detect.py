@@ -13,10 +13,10 @@ from sklearn.base import BaseEstimator, clone
 from .models import SeasonalProfile, hours, infer_step, to_grid
 
 # %% auto #0
-__all__ = ['DIRECTIONS', 'MAX_MASKED', 'SCALE_FLOOR', 'MIN_ERRORS', 'MIN_ERROR_DAYS', 'directed', 'to_score', 'robust_scale',
-           'hourly_scale', 'spread', 'data_key', 'enough_errors', 'count_steps', 'ErrorBand', 'Detector', 'alert_flags',
-           'AlertPolicy', 'static_frame', 'static_policy', 'naive_mae', 'forecast_errors', 'alert_stats',
-           'match_incidents']
+__all__ = ['DIRECTIONS', 'MAX_MASKED', 'SCALE_FLOOR', 'MIN_ERRORS', 'MIN_ERROR_DAYS', 'ZEROS', 'directed', 'to_score',
+           'robust_scale', 'hourly_scale', 'spread', 'data_key', 'enough_errors', 'count_steps', 'present', 'ErrorBand',
+           'Detector', 'alert_flags', 'AlertPolicy', 'static_frame', 'static_policy', 'naive_mae', 'forecast_errors',
+           'alert_stats', 'match_incidents']
 
 # %% ../nbs/06_detect.ipynb #bb7dc424
 DIRECTIONS = ('up', 'down', 'both')
@@ -165,6 +165,19 @@ def _counter_z(band, v: np.ndarray, e: np.ndarray, prev=None) -> tuple[np.ndarra
     z, s, shift = _count_z(v, np.asarray(e, float) + off, count_steps(band), p)
     return z / d, s * d, shift
 
+# %% ../nbs/06_detect.ipynb #present
+ZEROS = ('value', 'absent')  # what an exact 0 is: a measured value, or 'nothing measured' (no calls, no traffic)
+
+
+def present(det, v):
+    "v (array or Series; None passes through) with its exact zeros as NaN when `det` reads a zero as nothing measured (`zeros='absent'`), else v as is."
+    how = getattr(det, 'zeros', 'value')  # (detectors pickled before it: 'value')
+    if how not in ZEROS:
+        raise ValueError(f'zeros must be one of {ZEROS}, got {how!r}')
+    if how == 'value' or v is None:
+        return v
+    return v.where(v != 0) if isinstance(v, pd.Series) else np.where(np.asarray(v, float) == 0, np.nan, v)
+
 # %% ../nbs/06_detect.ipynb #error_band
 class ErrorBand:
     "The error half of a `Detector`: scale (per hour of day, or one), the threshold that adapts to the errors' tails, the natural floor."
@@ -188,11 +201,11 @@ class ErrorBand:
         self.dispersion_ = 1.0  # a counter's variance over its Poisson variance, accepted since the fit (the same)
 
     def z(self, ns: np.ndarray, v: np.ndarray, e: np.ndarray, prev=None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        "(z, scale, shift) on bare arrays (epoch ns, values, the forecaster's expected values; `prev` = (values, expected) just before): the band is expected - shift ± threshold·scale. A counter's expected counts move by `offset_`, its scale by the square root of `dispersion_`."
+        "(z, scale, shift) on bare arrays (epoch ns, values, the forecaster's expected values; `prev` = (values, expected) just before): the band is expected - shift ± threshold·scale. A counter's expected counts move by `offset_`, its scale by the square root of `dispersion_`; a zero read as nothing measured has no z (`present`)."
         if self.scale == 'poisson':
             return _counter_z(self, v, e, prev)
         s = self.scale_by_hour_[hours(ns)]
-        return (v - e - self.bias_ - self.offset_) / s, s, np.zeros(len(v))
+        return (present(self, v) - e - self.bias_ - self.offset_) / s, s, np.zeros(len(v))
 
     scores = _band_scores  # (ns, v, e, prev=None) -> the five score columns
 
@@ -207,7 +220,10 @@ def _outliers(det, y: pd.Series, e=None) -> np.ndarray:
 
 # %% ../nbs/06_detect.ipynb #det_fit_expected
 def _fit_expected(det, y: pd.Series, errors: pd.Series | None = None) -> np.ndarray:
-    "fit, returning the final forecaster's in-sample expected values on y's grid (tune reuses them instead of predicting again)."
+    "fit, returning the final forecaster's in-sample expected values on y's grid (tune reuses them instead of predicting again); with `zeros='absent'` y's zeros are left out."
+    if det.scale == 'poisson' and getattr(det, 'zeros', 'value') == 'absent':
+        raise ValueError("zeros='absent' needs scale='robust': a counter's zeros are counts")
+    y = present(det, y)
     det.forecaster_ = clone(det.forecaster if det.forecaster is not None else SeasonalProfile()).fit(y)
     y = to_grid(y, det.forecaster_.step_)
     det.fit_key_, det.n_masked_ = data_key(y), 0
@@ -223,7 +239,7 @@ def _fit_expected(det, y: pd.Series, errors: pd.Series | None = None) -> np.ndar
 # %% ../nbs/06_detect.ipynb #det_score_frame
 def _score_frame(det, y: pd.Series, context: pd.Series | None = None) -> pd.DataFrame:
     "Per point: expected, lower, upper, score (0..1), unusual (bool). Indexed like y; `context` (observed since the fit) goes to the forecaster."
-    e = det.forecaster_.predict(y.index, context=context)
+    e = det.forecaster_.predict(y.index, context=(context := present(det, context)))
     prev = None
     if det.scale == 'poisson' and context is not None and len(context):
         c = to_grid(context, det.forecaster_.step_).iloc[-count_steps(det) :]
@@ -251,10 +267,11 @@ class Detector(ErrorBand, BaseEstimator):
         mask_flagged: bool = True,
         count_window: str = '30min',
         inflate: float = 1.5,
+        zeros: str = 'value',
     ):
         self.forecaster, self.sensitivity, self.direction = forecaster, sensitivity, direction
         self.min_z, self.max_z, self.seasonal_scale, self.scale = min_z, max_z, seasonal_scale, scale
-        self.mask_flagged, self.count_window, self.inflate = mask_flagged, count_window, inflate
+        self.mask_flagged, self.count_window, self.inflate, self.zeros = mask_flagged, count_window, inflate, zeros
 
     def fit(self, y: pd.Series, errors: pd.Series | None = None):
         self.fit_expected(y, errors)
