@@ -236,6 +236,12 @@ def _fit_expected(det, y: pd.Series, errors: pd.Series | None = None) -> np.ndar
         det.fit_band(ym, e, errors)
     return np.asarray(e, float)
 
+
+def _fit(det, y: pd.Series, errors: pd.Series | None = None):
+    "`Detector.fit`: `fit_expected`, returning the detector (the scikit-learn contract)."
+    det.fit_expected(y, errors)
+    return det
+
 # %% ../nbs/06_detect.ipynb #det_score_frame
 def _score_frame(det, y: pd.Series, context: pd.Series | None = None) -> pd.DataFrame:
     "Per point: expected, lower, upper, score (0..1), unusual (bool). Indexed like y; `context` (observed since the fit) goes to the forecaster."
@@ -255,6 +261,8 @@ def _score_grid(det, ns: np.ndarray, v: np.ndarray) -> dict[str, np.ndarray]:
 class Detector(ErrorBand, BaseEstimator):
     "Forecast-based scoring: expected value, a band from the spread of the monitor's prediction errors, score in [0, 1]."
 
+    zeros = 'value'  # what a detector pickled before the parameter existed reads (clone and get_params too)
+
     def __init__(
         self,
         forecaster=None,
@@ -273,10 +281,7 @@ class Detector(ErrorBand, BaseEstimator):
         self.min_z, self.max_z, self.seasonal_scale, self.scale = min_z, max_z, seasonal_scale, scale
         self.mask_flagged, self.count_window, self.inflate, self.zeros = mask_flagged, count_window, inflate, zeros
 
-    def fit(self, y: pd.Series, errors: pd.Series | None = None):
-        self.fit_expected(y, errors)
-        return self
-
+    fit = _fit  # (y, errors=None) -> self, by fit_expected
     outliers = _outliers  # (y, e=None) -> the points a refit leaves out
     fit_expected = _fit_expected  # (y, errors=None) -> the two-pass fit; the final in-sample expected values
     score_frame = _score_frame  # (y, context=None) -> expected, lower, upper, score, unusual
