@@ -5,6 +5,7 @@
 # %% ../nbs/16_maturity.ipynb #85328497
 from __future__ import annotations
 import configparser, json, os, re, shutil, sqlite3, textwrap
+from contextlib import closing
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -172,6 +173,7 @@ class Repo:
     # ... and the Makefile's targets and the CI entry points (`make_targets`, `ci_texts` below)
     make = cached_property(lambda self: make_targets(self.text('Makefile')) if 'Makefile' in self.files else {})
     ci = cached_property(lambda self: ci_texts(self))
+    store = cached_property(lambda self: mlflow_store(self))  # read once per scorecard (two criteria use it)
 
 # %% ../nbs/16_maturity.ipynb #29eeda2f
 def make_targets(text: str) -> dict[str, str]:
@@ -273,7 +275,7 @@ def _ci_running(r: Repo, pattern: str) -> list[str]:
 def _sqlite_store(db: Path) -> dict:
     "Counts from MLflow's sqlite store `db`, opened read-only; an unreadable one is said, not raised."
     try:
-        with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as c:
+        with closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True)) as c:  # (sqlite3's own with does not close)
             q = lambda sql: c.execute(sql).fetchall()
             return {
                 'store': 'mlflow.db',
@@ -492,7 +494,7 @@ def tracked_experiments(r: Repo) -> Check:
     ev = [f"runs logged in {_some(logs, 3)}" if logs else 'no MLflow logging in the code', *uri[:3]]
     if deps:
         ev.append(f"mlflow in {_some(deps, 2)}")
-    if s := mlflow_store(r):
+    if s := r.store:
         ev.append(
             f"{s['store']}: " + (s['error'] if 'error' in s else f"{s['experiments']} experiments, {s['runs']} runs")
         )
@@ -540,7 +542,7 @@ def registry_gate(r: Repo) -> Check:
         if gate
         else f"no gate thresholds in {r.params_file}",
     ]
-    if (s := mlflow_store(r)) and 'error' not in s and s['models']:
+    if (s := r.store) and 'error' not in s and s['models']:
         ev.append(
             f"{s['store']}: {_some(s['models'], 2)}, {s['versions']} versions"
             + (f", {_some(s['aliases'], 2)}" if s['aliases'] else '')

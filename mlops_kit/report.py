@@ -407,7 +407,7 @@ def _slo_note(t: pd.DataFrame, version, slo_p99_ms: float) -> str:
     )
 
 # %% ../nbs/17_report.ipynb #c89caebf-2
-def slo_section(uri: str, name: str, slo_p99_ms: float, root='.') -> tuple[str, int]:
+def slo_section(uri: str, name: str, slo_p99_ms: float) -> tuple[str, int]:
     "HTML of the serving-SLO section (the champion's latest load test against p99 <= `slo_p99_ms`) and how many images it has."
     title = 'Serving SLO (champion)'
     if isinstance(c := _store_client(uri), str):
@@ -551,7 +551,7 @@ def build_dashboard(root='.', p=None, out: str | Path | None = None) -> dict:
         'stages': lambda: stages_section(rr / r.telemetry_log, r.runs),
         'alerts': lambda: alerts_section(uri, p.tracking.experiment, r.runs),
         'registry': lambda: registry_section(uri, p.register.model_name),
-        'slo': lambda: slo_section(uri, p.register.model_name, p.serve.slo_p99_ms, root),
+        'slo': lambda: slo_section(uri, p.register.model_name, p.serve.slo_p99_ms),
         'drift': lambda: drift_section(root, p.monitor),
     }
     html_parts, images, status = _run_sections(parts)
