@@ -51,3 +51,21 @@ def test_tune_returns_detector_policy_and_trial_log():
     f = log[log.stage == 'forecaster']
     assert {'forecaster', 'policy'} == set(log.stage) and (f[f.fold == 1].status == 'ok').all()
     assert (f[f.fold == 2].status == 'ok').sum() == 2 and f[f.fold == 2].status.str.startswith(('ok', 'pruned: rank')).all()   # successive halving keeps 2
+
+
+def test_a_latency_idle_most_hours_is_judged_on_the_hours_it_was_measured():
+    "Exactly 0 in 60 % of the hours (no calls): the zeros are read as 'nothing measured', not as a level the busy hours are far above."
+    idx = pd.date_range('2026-09-01', periods=20 * 24, freq='1h', tz='UTC')
+    rng = np.random.default_rng(7)
+    busy = rng.random(len(idx)) >= 0.6
+    y = pd.Series(np.where(busy, rng.normal(600, 40, len(idx)) + 100 * np.sin(2 * np.pi * idx.hour / 24), 0.0), index=idx)
+    slow = int(np.flatnonzero(busy[-48:])[5]) + len(idx) - 48
+    y.iloc[slow] = 2000.0                                              # one slow hour, two days from the end
+    r = replay(y)
+    starts = np.flatnonzero(r.alert & ~r.alert.shift(fill_value=False))
+    assert list(starts) == [slow]                                      # the slow hour, and no ordinary busy hour
+    assert r.score[y == 0].isna().all() and not r.unusual[y == 0].any()  # a zero has no score
+    assert abs(r.expected[busy].median() - 600) < 50                   # the measured level, not the zeros' pull
+    assert 'zeros read as nothing measured' in tune(y).note
+    both = replay(y, direction='both')                                 # a drop to 0 may be the outage: zeros stay values
+    assert both.score[y == 0].notna().mean() > 0.9
