@@ -17,9 +17,9 @@ from .events import after_deploy, event_mask
 from .models import HoltWinters, LagRegression, RobustLevel, SeasonalProfile, hours, to_grid
 
 # %% auto #0
-__all__ = ['SENSITIVITIES', 'WINDOWS', 'ALERT_TARGET', 'SPARSE_POLICY', 'LEVEL_INFLATE', 'COLUMNS', 'candidates', 'count_alerts',
-           'trimmed_mae', 'search_forecasters', 'search_policy', 'pick_policy', 'history_days', 'Tuned', 'one_thread',
-           'on_one_thread', 'tune', 'replay']
+__all__ = ['SENSITIVITIES', 'WINDOWS', 'ALERT_TARGET', 'SPARSE_POLICY', 'LEVEL_INFLATE', 'ZERO_READINGS', 'COLUMNS', 'candidates',
+           'count_alerts', 'trimmed_mae', 'search_forecasters', 'search_policy', 'pick_policy', 'history_days', 'Tuned',
+           'one_thread', 'on_one_thread', 'tune', 'replay']
 
 # %% ../nbs/07_automl.ipynb #54c6f842
 def candidates() -> list[tuple[str, object]]:
@@ -390,12 +390,13 @@ def on_one_thread(f):
     return wrapper
 
 # %% ../nbs/07_automl.ipynb #tune_check
-def _check_tunable(y: pd.Series):
-    "ValueError unless y has at least 2 observed values: nothing to learn from."
+def _check_tunable(y: pd.Series) -> pd.Series:
+    "y itself, once checked: ValueError unless it has at least 2 observed values (nothing to learn from)."
     if len(y) < 2 or y.notna().sum() < 2:
         raise ValueError(
             f"tune: the series has {int(y.notna().sum())} observed value(s) in {len(y)} timestamp(s); need at least 2 observed values"
         )
+    return y
 
 # %% ../nbs/07_automl.ipynb #ad3cdced-2
 def _policy_z(
@@ -434,11 +435,22 @@ def _chosen_policy(det, row: pd.Series, within: bool, note: str, pol_kw: dict) -
     return policy, note
 
 # %% ../nbs/07_automl.ipynb #read_zeros
-def _read_zeros(y: pd.Series, direction: str, errors: pd.Series | None, recent: pd.Series | None) -> tuple:
-    "(y, errors, recent, zeros) for `tune`: an upward monitor of a measured value (not a count) that is exactly 0 in more than half its observed slots, with at least two that are not, reads a zero as nothing measured: zeros='absent', y's zeros and the errors at them NaN. Else zeros='value' and all three as they are."
+ZERO_READINGS = ('auto', 'value')  # tune's `zeros`: let the history decide, or a zero is always a value
+
+
+def _read_zeros(y: pd.Series, direction: str, errors, recent, zeros: str = 'auto') -> tuple:
+    "(y, errors, recent, zeros) for `tune`: with zeros='auto', an upward monitor of a measured value (not a count) that is exactly 0 in more than half its observed slots, with at least two that are not, reads a zero as nothing measured: zeros='absent', y's zeros and the errors at them NaN. Else (or with zeros='value') zeros='value' and all three as they are."
+    if zeros not in ZERO_READINGS:
+        raise ValueError(f'zeros must be one of {ZERO_READINGS}, got {zeros!r}')
     v = y.to_numpy(float)
     v = v[np.isfinite(v)]
-    if direction != 'up' or (v != 0).sum() < 2 or (v == 0).mean() <= 0.5 or np.all(np.mod(v, 1) == 0):
+    if (
+        zeros == 'value'
+        or direction != 'up'
+        or (v != 0).sum() < 2
+        or (v == 0).mean() <= 0.5
+        or np.all(np.mod(v, 1) == 0)
+    ):
         return y, errors, recent, 'value'
     gone = [None if s is None else s.where(y.reindex(s.index) != 0) for s in (errors, recent)]
     return y.where(y != 0), *gone, 'absent'
@@ -461,11 +473,11 @@ def tune(
     errors: pd.Series | None = None,
     recent: pd.Series | None = None,
     false_alarms: pd.DataFrame | None = None,
+    zeros: str = 'auto',
 ) -> Tuned:
-    "AutoML for one monitor: the model its history can carry, then the most sensitive alert policy within `alert_target` alerts/day on normal data, never above `alert_budget`. `errors`: out-of-sample errors already known, flagged ones NaN (they size the band); `recent`: all of them (the policy is counted on them); `false_alarms`: spans on-call answered 'not an anomaly' (the policy avoids them, recall first). Zeros: `_read_zeros`."
-    _check_tunable(y)
-    t0, y, cands = time.perf_counter(), to_grid(y), cands or candidates()
-    y, errors, recent, zeros = _read_zeros(y, direction, errors, recent)
+    "AutoML for one monitor: the model its history can carry, then the most sensitive alert policy within `alert_target` alerts/day on normal data, never above `alert_budget`. `errors`: out-of-sample errors already known, flagged ones NaN (they size the band); `recent`: all of them (the policy is counted on them); `false_alarms`: spans on-call answered 'not an anomaly' (the policy avoids them, recall first). `zeros`: 'auto' (`_read_zeros` decides) or 'value'."
+    t0, y, cands = time.perf_counter(), to_grid(_check_tunable(y)), cands or candidates()
+    y, errors, recent, zeros = _read_zeros(y, direction, errors, recent, zeros)
     path, note, det, trials, oos, pol_kw = _stage(
         y, direction, folds, search_days, labels, sparse_missing, cands, budget_s, trial_budget_s, search_keep, t0
     )

@@ -390,6 +390,7 @@ class TrainParams(_Section):
     alert_budget: float = Field(2.0, gt=0)  # alerts/day a monitor may never exceed on normal data (the ceiling)
     alert_target: float = Field(0.1, gt=0)  # alerts/day the policy search aims under on normal data
     direction: Literal['up', 'down', 'both'] = 'up'
+    zeros: Literal['auto', 'value'] = 'auto'  # auto: an upward monitor mostly 0 (not counts) reads 0 as no data
     budget_s: float = Field(2.0, gt=0)  # total AutoML seconds per monitor
     trial_budget_s: float = Field(0.5, gt=0)  # seconds per candidate fit
     folds: int = Field(2, ge=1, le=10)

@@ -55,6 +55,8 @@ BAD = [  # (what is wrong, edit, the substrings the message must contain)
      ["monitor 'errors' uses PII column(s) ['client_ip']"]),
     ('unknown time zone', lambda r: r['ingest']['sources'][0].update(timezone='Mars/Olympus'),
      ["ingest.sources[0] (requests).timezone = 'Mars/Olympus'", 'unknown IANA time zone']),
+    ('unknown reading of zeros', lambda r: r['train'].update(zeros='nan'),
+     ["train.zeros = 'nan'", "'auto' or 'value'"]),
     ('share out of range', lambda r: r['validate'].update(max_gap_share=1.5),
      ['validate.max_gap_share = 1.5', 'less than or equal to 1']),
     ('tracking URI under its old key', lambda r: r['train'].update(tracking_uri='http://mlflow.internal:5000'),

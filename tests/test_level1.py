@@ -113,6 +113,7 @@ def test_lineage_on_the_real_mlflow_run(proj):
     p = run.data.params
     assert p['train.alert_budget'] == str(TrainParams().alert_budget) and p['windows.as_of'] == man['as_of'] and tags['evaluate.static_k'] == '3.0'
     assert p['tracking.experiment'] == r['experiment'] == 'mlops_kit' and 'train.experiment' not in p and 'train.tracking_uri' not in p
+    assert p['train.zeros'] == 'auto'                                               # params.yaml's reading of zeros reached the run
     ev = json.loads((root / 'metrics/evaluate.json').read_text())
     assert run.data.metrics['eval.alerts_per_day'] == pytest.approx(ev['alerts_per_day'])
     arts = {a.path for a in c.list_artifacts(r['run_id'])} | {a.path for a in c.list_artifacts(r['run_id'], 'notebooks')}
