@@ -101,8 +101,7 @@ class Meter:
         self.end, self.wall_s = datetime.now(timezone.utc), time.perf_counter() - self.t0
         self.cpu_self_s = _cpu(resource.RUSAGE_SELF) - self.cpu0[0]
         self.cpu_children_s = _children_cpu(self.cpu0[1], self.seen, self.base)
-        self.peak_rss_mb = _peak_mb(self.peak_tree, self.rss0)
-        return False
+        self.peak_rss_mb = _peak_mb(self.peak_tree, self.rss0)  # (returns None: an exception in the block goes on)
 
 # %% ../nbs/20_telemetry.ipynb #896e7940
 def _get(d, *keys):
