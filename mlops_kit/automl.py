@@ -12,7 +12,8 @@ import pandas as pd
 from sklearn.base import clone
 from threadpoolctl import ThreadpoolController
 
-from .detect import AlertPolicy, Detector, count_steps, data_key, directed, enough_errors, present, spread
+from .detect import AlertPolicy, Detector, band_bias, count_steps, data_key, directed, enough_errors
+from .detect import expected_at, present, spread
 from .events import after_deploy, event_mask
 from .models import HoltWinters, LagRegression, RobustLevel, SeasonalProfile, hours, to_grid
 
@@ -428,7 +429,7 @@ def _chosen_policy(det, row: pd.Series, within: bool, note: str, pol_kw: dict) -
         recovery=pol_kw.get('recovery', '30min'),
         cooldown=pol_kw.get('cooldown', '1h'),
     )
-    if getattr(det, 'zeros', 'value') == 'absent':
+    if det.zeros == 'absent':
         note += '; zeros read as nothing measured'
     if not within:
         note += f'; over the alert budget: quietest policy gives {row.alerts_per_day:.2f}/day'
@@ -562,8 +563,7 @@ class _Walk:
 # %% ../nbs/07_automl.ipynb #fit_day
 def _fit_day(w: _Walk, tuned: Tuned, clean: pd.Series, a: int, b: int, lo: int, how: str) -> Detector:
     "The detector for the next refit period, `how` = 'served' (as tuned), 'full' (two-pass refit) or 'one-pass', on the masked past `clean` = [a, b); its band from the errors since `lo`."
-    clean = present(tuned.detector, clean)  # (zeros read as nothing measured: not in the fit, no error)
-    errors = w.errors(lo, b).where(clean.notna())
+    errors = w.errors(lo, b)  # (a detector that reads zeros as nothing measured leaves them out itself)
     if how == 'served':
         det = copy.copy(tuned.detector)  # a copy: re-baselining moves its offset, not the bundle's
     else:
@@ -571,12 +571,8 @@ def _fit_day(w: _Walk, tuned: Tuned, clean: pd.Series, a: int, b: int, lo: int, 
     if how != 'one-pass':
         w.masked[a:b] |= det.outliers(clean)
     if a < w.change < b:  # a recent change: the level of the points since it (a counter's has no bias)
-        bias = 0.0 if det.scale == 'poisson' else det.bias_
-        r = (
-            present(det, w.v[w.change : b])
-            - det.forecaster_.predict(w.ix[w.change : b], context=clean).to_numpy(float)
-            - bias
-        )
+        r = present(det, w.v[w.change : b]) - expected_at(det, w.ix[w.change : b], clean).to_numpy(float)
+        r -= band_bias(det)
         if np.isfinite(r).sum() >= 3:
             det.offset_ = float(np.nanmedian(r))
     return det
@@ -590,7 +586,7 @@ def _retune(
     recent = pd.Series(w.err[s:b], index=w.ix[s:b])  # every error, flagged or not: what a policy would have paged on
     new = tune(clean, errors=w.errors(lo, b), recent=recent, **tune_kw)
     left_level = old is not None and old.path == 'level' and new.path != 'level'
-    if not left_level and (old is None or getattr(old.detector, 'zeros', 'value') == new.detector.zeros):
+    if not left_level and (old is None or old.detector.zeros == new.detector.zeros):
         return new
     w.pool_from = b
     return tune(clean, **tune_kw)
@@ -617,7 +613,7 @@ def _rebaseline(w: _Walk, det: Detector, on: int, stop: int):
 def _score_day(w: _Walk, det: Detector, ef: np.ndarray, b: int, e: int, A: int, share: float, pre: int = 0):
     "Score [b, e) against the forecaster's expected values ef (from `pre` points before b: a counter's trailing sums start there); where `share` of the last A points are unusual on one side, re-baseline there and go on. Maintenance points are never unusual."
     i, n = b, count_steps(det)
-    bias = 0.0 if det.scale == 'poisson' else det.bias_
+    bias = band_bias(det)
     while i < e:
         h, ei = max(i - n, b - pre), ef[i - b + pre :]
         prev = (np.where(w.masked[h:i], np.nan, w.v[h:i]), ef[h - b + pre : i - b + pre]) if i > h else None
@@ -654,7 +650,7 @@ def _score_period(
     "Score one refit period by `_score_day`, re-baselining after A_dep points instead of A right after a deploy; a counter's expected values start `count_window` before b, where its trailing sums begin."
     n = count_steps(det)
     pre = min(b, n)
-    ef = det.forecaster_.predict(w.ix[b - pre : e], context=present(det, clean)).to_numpy(float)
+    ef = expected_at(det, w.ix[b - pre : e], clean).to_numpy(float)
     for s, t, sh in _segments(short, b, e):
         p = min(s - b + pre, n)  # expected values before s the segment's trailing sums need
         _score_day(w, det, ef[s - b + pre - p : t - b + pre], s, t, A_dep if sh else A, share, p)

@@ -14,9 +14,9 @@ from .models import SeasonalProfile, hours, infer_step, to_grid
 
 # %% auto #0
 __all__ = ['DIRECTIONS', 'MAX_MASKED', 'SCALE_FLOOR', 'MIN_ERRORS', 'MIN_ERROR_DAYS', 'ZEROS', 'directed', 'to_score',
-           'robust_scale', 'hourly_scale', 'spread', 'data_key', 'enough_errors', 'count_steps', 'present', 'ErrorBand',
-           'Detector', 'alert_flags', 'AlertPolicy', 'static_frame', 'static_policy', 'naive_mae', 'forecast_errors',
-           'alert_stats', 'match_incidents']
+           'robust_scale', 'hourly_scale', 'spread', 'data_key', 'enough_errors', 'band_bias', 'count_steps', 'present',
+           'ErrorBand', 'expected_at', 'Detector', 'alert_flags', 'AlertPolicy', 'static_frame', 'static_policy',
+           'naive_mae', 'forecast_errors', 'alert_stats', 'match_incidents']
 
 # %% ../nbs/06_detect.ipynb #bb7dc424
 DIRECTIONS = ('up', 'down', 'both')
@@ -137,12 +137,17 @@ def _band_scale(pool: pd.Series, v: np.ndarray, seasonal_scale: bool, max_z: flo
     z = (pv - c) / scale[hrs]
     return scale, float(np.std(kept)) if len(kept := z[np.abs(z) <= max_z]) > 2 else 1.0
 
+# %% ../nbs/06_detect.ipynb #band_bias
+def band_bias(band) -> float:
+    "What a band adds to its forecaster's expected values before any accepted offset: the median in-sample residual (`bias_`), nothing for a counter (its expected counts are a mean already)."
+    return 0.0 if band.scale == 'poisson' else band.bias_
+
 # %% ../nbs/06_detect.ipynb #band_scores
 def _band_scores(band, ns: np.ndarray, v: np.ndarray, e: np.ndarray, prev=None) -> dict[str, np.ndarray]:
     "The five score columns as arrays, from epoch ns, values (NaN = no data) and the forecaster's expected values; expected value and lower band no lower than the floor (the upper band stays exact: a value above it is unusual)."
     z, s, shift = band.z(ns, v, e, prev)
     k, lo = band.threshold(), band.floor_value_
-    mid = e + (band.offset_ if band.scale == 'poisson' else band.bias_ + band.offset_)
+    mid = e + band_bias(band) + band.offset_
     zd = directed(z, band.direction)
     return {
         'expected': np.maximum(mid, lo),
@@ -220,9 +225,11 @@ def _outliers(det, y: pd.Series, e=None) -> np.ndarray:
 
 # %% ../nbs/06_detect.ipynb #det_fit_expected
 def _fit_expected(det, y: pd.Series, errors: pd.Series | None = None) -> np.ndarray:
-    "fit, returning the final forecaster's in-sample expected values on y's grid (tune reuses them instead of predicting again); with `zeros='absent'` y's zeros are left out."
-    if det.scale == 'poisson' and getattr(det, 'zeros', 'value') == 'absent':
+    "fit, returning the final forecaster's in-sample expected values on y's grid (tune reuses them instead of predicting again); with `zeros='absent'` y's zeros, and the errors at them, are left out."
+    if (absent := getattr(det, 'zeros', 'value') == 'absent') and det.scale == 'poisson':
         raise ValueError("zeros='absent' needs scale='robust': a counter's zeros are counts")
+    if absent and errors is not None:
+        errors = errors.mask(y.reindex(errors.index).eq(0))  # nothing measured: no error either
     y = present(det, y)
     det.forecaster_ = clone(det.forecaster if det.forecaster is not None else SeasonalProfile()).fit(y)
     y = to_grid(y, det.forecaster_.step_)
@@ -237,6 +244,11 @@ def _fit_expected(det, y: pd.Series, errors: pd.Series | None = None) -> np.ndar
     return np.asarray(e, float)
 
 
+def expected_at(det, index: pd.DatetimeIndex, context: pd.Series | None = None) -> pd.Series:
+    "The fitted detector's expected values at `index`, its forecaster's level moved by the observed `context` (a zero read as nothing measured is no context)."
+    return det.forecaster_.predict(index, context=present(det, context))
+
+
 def _fit(det, y: pd.Series, errors: pd.Series | None = None):
     "`Detector.fit`: `fit_expected`, returning the detector (the scikit-learn contract)."
     det.fit_expected(y, errors)
@@ -245,7 +257,7 @@ def _fit(det, y: pd.Series, errors: pd.Series | None = None):
 # %% ../nbs/06_detect.ipynb #det_score_frame
 def _score_frame(det, y: pd.Series, context: pd.Series | None = None) -> pd.DataFrame:
     "Per point: expected, lower, upper, score (0..1), unusual (bool). Indexed like y; `context` (observed since the fit) goes to the forecaster."
-    e = det.forecaster_.predict(y.index, context=(context := present(det, context)))
+    e = expected_at(det, y.index, context)
     prev = None
     if det.scale == 'poisson' and context is not None and len(context):
         c = to_grid(context, det.forecaster_.step_).iloc[-count_steps(det) :]

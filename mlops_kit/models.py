@@ -154,6 +154,7 @@ def _profile_level(sp, hist: pd.Series) -> float:
 
 # %% ../nbs/05_models.ipynb #profile_predict
 def _profile_predict(sp, index: pd.DatetimeIndex, context: pd.Series | None = None) -> pd.Series:
+    "`SeasonalProfile.predict`: the profile at each time plus the level, re-measured on `context` (observed since the fit) when given."
     level = sp.level_ if context is None or not len(context) else sp._level(sp._history(context))
     return pd.Series(sp._base(index) + level, index=index, name='expected')
 
@@ -316,6 +317,7 @@ def slot_median(y: pd.Series, step: pd.Timedelta) -> np.ndarray:
 
 # %% ../nbs/05_models.ipynb #lag_features
 def _lag_features(lr, index: pd.DatetimeIndex | np.ndarray, hist: pd.Series) -> np.ndarray:
+    "`LagRegression`'s design matrix at `index`: daily harmonics, weekday dummies, lagged values from `hist` (the slot median where a lag is missing)."
     ns = _ns(index)
     X = np.empty((len(ns), 2 * lr.harmonics + 6 * bool(lr.weekly) + len(lr.lags)), order='F')
     k = 0
@@ -346,6 +348,7 @@ def _ridge(X: np.ndarray, t: np.ndarray, alpha: float) -> tuple[np.ndarray, floa
 
 # %% ../nbs/05_models.ipynb #lag_predict
 def _lag_predict(lr, index: pd.DatetimeIndex, context: pd.Series | None = None) -> pd.Series:
+    "`LagRegression.predict`: the fitted in-sample values when asked for the training index without context, else `expected` on the history extended by `context`."
     if (
         context is None
         and getattr(lr, '_in_sample', None) is not None
