@@ -8,7 +8,7 @@ import hashlib, os, re, shutil
 from pathlib import Path
 
 # %% auto #0
-__all__ = ['MAX_NAME', 'safe_name', 'sha256_file', 'tree_digest', 'clip', 'swap_in']
+__all__ = ['MAX_NAME', 'safe_name', 'sha256_file', 'tree_digest', 'clip', 'fresh_staging', 'swap_in']
 
 # %% ../nbs/22_guard.ipynb #1530236d
 MAX_NAME = 100
@@ -55,6 +55,14 @@ def clip(value, n: int = 120) -> str:
     "repr(value), cut to about `n` characters with the full length noted."
     r = repr(value)
     return r if len(r) <= n else f"{r[:n]}… ({len(r):,} characters)"
+
+# %% ../nbs/22_guard.ipynb #fresh_staging
+def fresh_staging(out: Path) -> Path:
+    "An empty `<out>.staging` folder next to `out` for a stage to write into before `swap_in`; what a killed run left there is removed first, so it is never published with this run's outputs."
+    staging = out.with_name(out.name + '.staging')
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    return staging
 
 # %% ../nbs/22_guard.ipynb #swap_in
 def swap_in(staging: Path, out: Path):

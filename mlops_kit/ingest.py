@@ -14,7 +14,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from .config import IngestParams, MonitorSpec, SourceSpec, filter_columns, parse_filter, parse_interval
-from .guard import clip, swap_in
+from .guard import clip, fresh_staging, swap_in
 
 # %% auto #0
 __all__ = ['QUARANTINE_COLUMNS', 'READERS', 'IngestError', 'needed_columns', 'open_source', 'read_source', 'parse_ts',
@@ -566,8 +566,7 @@ def run_ingest(p: IngestParams, root='.') -> dict:
     sig = pd.concat([r['signals'] for r in res], ignore_index=True).sort_values(['monitor_id', 'ts'], ignore_index=True)
     q = pd.concat([r['quarantine'] for r in res], ignore_index=True)
     catalog = {k: v for r in res for k, v in sorted(r['catalog'].items())}
-    staging = out.with_name(out.name + '.staging')
-    staging.mkdir(parents=True, exist_ok=True)
+    staging = fresh_staging(out)
     sig.to_parquet(staging / 'signals.parquet', index=False)
     q.to_csv(staging / 'quarantine.csv', index=False)
     _write_json({'monitors': catalog}, staging / 'monitors.json')

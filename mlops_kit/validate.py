@@ -4,7 +4,7 @@
 
 # %% ../nbs/03_validate.ipynb #f5990498
 from __future__ import annotations
-import html, json, os, shutil
+import html, json, os
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +12,7 @@ import pandas as pd
 import pandera.pandas as pa
 
 from .config import ValidateParams, parse_interval
-from .guard import safe_name, swap_in
+from .guard import fresh_staging, safe_name, swap_in
 
 # %% auto #0
 __all__ = ['MAX_PLOTS', 'ValidateError', 'signal_schema', 'check_signals', 'quality', 'plot_quality', 'plot_monitor',
@@ -238,9 +238,7 @@ def _read_signals(d: Path) -> tuple[pd.DataFrame, dict]:
 # %% ../nbs/03_validate.ipynb #val_report
 def _write_report_dir(out: Path, df: pd.DataFrame, cat: dict, q: pd.DataFrame, p: ValidateParams, quar: dict):
     "Write the report (overview, MAX_PLOTS flagged monitors, quality.csv, index.html) in staging, then swap it in."
-    staging = out.with_name('validate.staging')
-    shutil.rmtree(staging, ignore_errors=True)  # a killed run's plots are not this run's
-    staging.mkdir(parents=True)
+    staging = fresh_staging(out)  # a killed run's plots are not this run's
     plt = _plt()
     fig = plot_quality(q, p)
     fig.savefig(staging / 'overview.png', dpi=80)

@@ -4,14 +4,14 @@
 
 # %% ../nbs/04_windows.ipynb #4f1d612b
 from __future__ import annotations
-import datetime as dt, json, shutil
+import datetime as dt, json
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from .config import WindowsParams, parse_interval
-from .guard import sha256_file, swap_in
+from .guard import fresh_staging, sha256_file, swap_in
 
 # %% auto #0
 __all__ = ['WindowsError', 'latest_full_day', 'default_as_of', 'usable_as_of', 'cut_window', 'load_signals', 'check_as_of',
@@ -152,9 +152,7 @@ def check_as_of(as_of: dt.date, p: WindowsParams, first: pd.Timestamp, last_full
 # %% ../nbs/04_windows.ipynb #2eba70fb
 def _write_atomic_dir(out: Path, files: dict, then=None):
     "Write {name: DataFrame|dict} into a fresh staging folder, then `then(staging)` if given (what is derived from those files), then swap it in for `out`."
-    staging = out.with_name(out.name + '.staging')
-    shutil.rmtree(staging, ignore_errors=True)  # what a killed run left there is not this run's
-    staging.mkdir(parents=True)
+    staging = fresh_staging(out)
     for name, obj in files.items():
         if isinstance(obj, pd.DataFrame):
             obj.to_parquet(staging / name, index=False)
