@@ -259,7 +259,8 @@ def outputs(params='params.yaml', root='.') -> list[tuple[str, str, int]]:
 # %% ../nbs/90_cli.ipynb #cli_nb_stage
 def _notebook_stage(stage: str, root, p, parameters: dict, outs: list) -> tuple[dict, dict]:
     "Run nbs/pipeline/<stage>.ipynb with `parameters`, publish `outs`, attach the executed notebook to the MLflow run the train stage opened; (metrics/<stage>.json, that run)."
-    from mlops_kit.pipeline import log_notebook, read_run, run_notebook
+    from mlops_kit.pipeline import log_notebook, run_notebook
+    from mlops_kit.tracking import read_run
 
     nb = run_notebook(stage, root, parameters, outputs=outs)
     log_notebook(run := read_run(Path(root) / p.train.out_dir / 'run.json'), nb)

@@ -13,7 +13,7 @@ import pandas as pd
 from .guard import swap_in
 from .telemetry import EXIT_FREEZE
 
-# run.json and git belong to tracking; re-exported for the stages and the CLI
+# run.json and git belong to tracking; used here (the evaluate notebook imports read_run from here too)
 from .tracking import git_output, read_run
 
 # %% auto #0

@@ -787,8 +787,7 @@ def _stage_result(c, name: str, v: int, champ_v: int | None, verdict: pd.DataFra
 def _open_run(root: Path, p) -> tuple[dict, object]:
     "(the train stage's run.json, a client for its tracking server); MLflow's own calls go to that server too."
     import mlflow
-    from mlops_kit.tracking import read_run
-    from mlops_kit.tracking import client
+    from mlops_kit.tracking import client, read_run
 
     run = read_run(root / p.train.out_dir / 'run.json')
     c = client(run['tracking_uri'])
